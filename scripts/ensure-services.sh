@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Make sure PostgreSQL and Redis are reachable on 127.0.0.1: install them with
+# apt-get when absent, start them when stopped. Used by `make test` locally and in CI.
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+
+pg_ready() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
+redis_ready() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
+
+apt_updated=""
+apt_install() {
+  if [ -z "$apt_updated" ]; then $SUDO apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+
+if ! command -v pg_ctlcluster >/dev/null 2>&1 || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
+  echo "ensure-services: installing PostgreSQL"
+  apt_install postgresql postgresql-contrib
+fi
+if ! pg_ready; then
+  echo "ensure-services: starting PostgreSQL"
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  hba=/etc/postgresql/$version/main/pg_hba.conf
+  # Local development and CI use trust auth on loopback, as the machine images do.
+  if ! grep -qE '^host\s+all\s+all\s+127.0.0.1/32\s+trust' "$hba"; then
+    $SUDO sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\nlocal all all trust' "$hba"
+  fi
+  $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+fi
+for _ in $(seq 1 30); do pg_ready && break; sleep 1; done
+pg_ready || { echo "ensure-services: PostgreSQL did not come up on 127.0.0.1:5432" >&2; exit 1; }
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "ensure-services: installing Redis"
+  apt_install redis-server
+fi
+if ! redis_ready; then
+  echo "ensure-services: starting Redis"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+fi
+for _ in $(seq 1 30); do redis_ready && break; sleep 1; done
+redis_ready || { echo "ensure-services: Redis did not come up on 127.0.0.1:6379" >&2; exit 1; }
+echo "ensure-services: PostgreSQL and Redis are up"

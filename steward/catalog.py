@@ -1,0 +1,45 @@
+"""The flows Steward ships, by name: where each lives and how ``steward demo`` runs it.
+
+Entry points are strings resolved at call time, so the core never imports Prefect (or the
+flows) until a flow is actually run. ``deployments/prefect.yaml`` must list the same flows
+(a test checks both agree).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from steward.errors import ConfigError
+
+__all__ = ["FLOWS", "FlowEntry", "load_flow"]
+
+
+@dataclass(frozen=True)
+class FlowEntry:
+    """A shipped flow: ``entrypoint`` is ``module:function``; ``demo`` its demo parameters."""
+
+    name: str
+    entrypoint: str
+    summary: str
+    demo: dict[str, Any] | None = field(default=None)  # None = not part of `steward demo`
+
+
+# Order matters: `steward demo` runs them top to bottom.
+FLOWS: dict[str, FlowEntry] = {
+    entry.name: entry
+    for entry in [
+        FlowEntry("migrate", "flows.migrate:migrate", "Apply schema and data migrations", {}),
+    ]
+}
+
+
+def load_flow(name: str) -> Any:
+    """Import and return the flow object registered as ``name``."""
+    entry = FLOWS.get(name)
+    if entry is None:
+        known = ", ".join(sorted(FLOWS))
+        raise ConfigError(f"unknown flow {name!r}; known flows: {known}")
+    module_name, attr = entry.entrypoint.split(":")
+    return getattr(importlib.import_module(module_name), attr)

@@ -1,0 +1,1 @@
+"""The ``steward`` command line. One module per concern; ``main`` assembles them."""

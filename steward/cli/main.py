@@ -1,0 +1,151 @@
+"""``steward``: config, run any flow locally, and the end-to-end demo.
+
+Concern-specific commands live in sibling modules (``migrate``, ``archive``, ``outbox``...)
+and are added to the app here. Steward errors print as one clear line and exit with code 2;
+nothing secret is printed (settings are masked).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from steward.catalog import FLOWS, load_flow
+from steward.errors import StewardError
+from steward.settings import get_settings, masked_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+config_app = typer.Typer(no_args_is_help=True, help="Inspect the effective configuration.")
+app.add_typer(config_app, name="config")
+console = Console(stderr=True)
+out = Console()
+
+
+def _register_subcommands() -> None:
+    # Imported here so each concern's module stays independent of the others.
+    from steward.cli import sections
+
+    for sub in sections.SUBCOMMANDS:
+        sub(app)
+
+
+@config_app.command("show")
+def config_show(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Print the effective settings, secrets masked."""
+    shown = masked_settings(get_settings())
+    if as_json:
+        out.print_json(json.dumps(shown, default=str))
+        return
+    table = Table("setting", "value", title="Steward settings (secrets masked)")
+    for key, value in _flatten(shown):
+        table.add_row(key, "" if value is None else str(value))
+    out.print(table)
+
+
+def _flatten(node: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
+    for key, value in node.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            rows.extend(_flatten(value, path + "."))
+        else:
+            rows.append((path, json.dumps(value) if isinstance(value, list | dict) else value))
+    return rows
+
+
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    """``k=v`` pairs into a dict; values are JSON when they parse, strings otherwise."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--param {pair!r}: expected key=value")
+        try:
+            params[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key] = raw
+    return params
+
+
+def run_flow(name: str, params: dict[str, Any]) -> Any:
+    """Run a catalogued flow in this process and return its summary."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    flow = load_flow(name)
+    return flow(**_bind_params(flow, params))
+
+
+def _bind_params(flow: Any, params: dict[str, Any]) -> dict[str, Any]:
+    # Flows take one pydantic parameters model named `params`; accept its fields flat too.
+    import inspect
+
+    signature = inspect.signature(flow.fn)
+    if list(signature.parameters) == ["params"] and "params" not in params:
+        model = signature.parameters["params"].annotation
+        if isinstance(model, str):
+            model = flow.fn.__globals__[model]
+        return {"params": model(**params)}
+    return params
+
+
+@app.command("run")
+def run(
+    flow: str = typer.Argument(..., help="Flow name, e.g. archive-to-s3"),
+    param: list[str] = typer.Option([], "--param", "-p", help="Flow parameter key=value"),
+) -> None:
+    """Run any flow locally (parameters as key=value, values parsed as JSON when possible)."""
+    summary = run_flow(flow, parse_params(param))
+    out.print_json(json.dumps(summary, default=str))
+
+
+@app.command("flows")
+def list_flows() -> None:
+    """List the flows Steward ships."""
+    table = Table("flow", "entrypoint", "what it does")
+    for entry in FLOWS.values():
+        table.add_row(entry.name, entry.entrypoint, entry.summary)
+    out.print(table)
+
+
+@app.command("demo")
+def demo(
+    rows: int = typer.Option(20_000, help="Approximate number of synthetic rows to generate."),
+    seed: int = typer.Option(7, help="Seed for the synthetic data."),
+) -> None:
+    """Migrate, fill the example schema with synthetic data and run every flow."""
+    from steward.cli.demo import run_demo
+
+    run_demo(rows=rows, seed=seed, console=out)
+
+
+def main() -> None:
+    """Console-script entry point: Steward errors become one clear line and exit code 2."""
+    _register_subcommands()
+    try:
+        app(standalone_mode=False)
+    except StewardError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except typer.Abort:
+        sys.exit(130)
+    except (typer.BadParameter, typer.Exit) as exc:
+        code = getattr(exc, "exit_code", 2)
+        if isinstance(exc, typer.BadParameter):
+            console.print(f"[bold red]error:[/] {exc.format_message()}", highlight=False)
+        sys.exit(code)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,13 @@
+"""Concern-specific command groups. Each entry is ``register(app)`` from its own module."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from steward.cli import data, migrate
+
+SUBCOMMANDS: list[Callable[[Any], None]] = [
+    migrate.register,
+    data.register,
+]

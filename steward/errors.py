@@ -1,0 +1,108 @@
+"""Steward's exceptions: one root, transient vs terminal, translated once at the storage boundary.
+
+Hierarchy::
+
+    StewardError
+    ├── ConfigError                     (terminal) a setting or parameter is invalid
+    ├── SourceUnavailable               (transient) a database / cache / store cannot be reached
+    ├── ObjectStoreError
+    │   ├── ObjectNotFound              (terminal) no object at that key
+    │   ├── ObjectCorrupted             (terminal) bytes read do not match the stored SHA-256
+    │   └── ObjectArchived              (terminal) object is in GLACIER/DEEP_ARCHIVE, needs a restore
+    ├── IntegrityViolation              (terminal) data would be lost, duplicated or is inconsistent
+    │   └── ArchiveVerificationFailed   (terminal) an archive object failed verification
+    ├── MigrationError                  (terminal)
+    │   ├── MigrationLocked             (transient) another runner holds the migration lock
+    │   └── MigrationChecksumMismatch   (terminal) an applied migration file was edited
+    └── PayloadRejected                 (terminal) a payload a sink refuses (poison event)
+
+``Transient`` and ``Terminal`` are mixins: retries (``retry_condition_fn`` on tasks) apply to
+:class:`Transient` errors only. Every message names the table, key, object or setting involved
+and says what to do next.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArchiveVerificationFailed",
+    "ConfigError",
+    "IntegrityViolation",
+    "MigrationChecksumMismatch",
+    "MigrationError",
+    "MigrationLocked",
+    "ObjectArchived",
+    "ObjectCorrupted",
+    "ObjectNotFound",
+    "ObjectStoreError",
+    "PayloadRejected",
+    "SourceUnavailable",
+    "StewardError",
+    "Terminal",
+    "Transient",
+    "is_transient",
+]
+
+
+class Transient:
+    """Mixin: the operation may succeed if retried later."""
+
+
+class Terminal:
+    """Mixin: retrying will not help; a person has to act."""
+
+
+class StewardError(Exception):
+    """Root of every error Steward raises on purpose."""
+
+
+class ConfigError(StewardError, Terminal):
+    """A setting or parameter is invalid. The message names the key path, value and what is accepted."""
+
+
+class SourceUnavailable(StewardError, Transient):
+    """A database, cache or object store could not be reached or timed out."""
+
+
+class ObjectStoreError(StewardError):
+    """An object-store operation failed."""
+
+
+class ObjectNotFound(ObjectStoreError, Terminal):
+    """No object exists at the key."""
+
+
+class ObjectCorrupted(ObjectStoreError, Terminal):
+    """The bytes read back do not match the SHA-256 recorded when the object was written."""
+
+
+class ObjectArchived(ObjectStoreError, Terminal):
+    """The object sits in a cold storage class and must be restored before it can be read."""
+
+
+class IntegrityViolation(StewardError, Terminal):
+    """Continuing would lose, duplicate or corrupt data."""
+
+
+class ArchiveVerificationFailed(IntegrityViolation):
+    """An archive object does not match what was written (size, checksum or row count)."""
+
+
+class MigrationError(StewardError, Terminal):
+    """A migration could not be planned or applied."""
+
+
+class MigrationLocked(MigrationError, Transient):
+    """Another migration runner holds the lock."""
+
+
+class MigrationChecksumMismatch(MigrationError):
+    """A migration that was already applied has been edited since."""
+
+
+class PayloadRejected(StewardError, Terminal):
+    """A sink refused a payload (too large, not serialisable): retrying the same payload won't help."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when ``exc`` is worth retrying (a :class:`Transient` Steward error)."""
+    return isinstance(exc, Transient)

@@ -1,0 +1,1 @@
+"""Storage clients, one module per backend: ``sql``, ``documents``, ``cache``, ``objects``."""

@@ -1,0 +1,61 @@
+"""Documents client: pymongo against the configured MongoDB.
+
+Only what a real server does and mongomock also supports is used (no sessions/transactions,
+no ``bulk_write``): single-document atomic updates, ``find_one_and_update``, ``insert_many``,
+``delete_many`` with ``_id`` lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pymongo
+import pymongo.errors
+
+from steward.errors import ConfigError, SourceUnavailable
+from steward.settings import Settings, mask_url
+
+__all__ = ["DocumentsClient", "translate_errors"]
+
+
+@contextmanager
+def translate_errors(what: str) -> Iterator[None]:
+    """Turn pymongo connectivity errors into SourceUnavailable naming ``what``."""
+    try:
+        yield
+    except (
+        pymongo.errors.ServerSelectionTimeoutError,
+        pymongo.errors.AutoReconnect,
+        pymongo.errors.NetworkTimeout,
+    ) as exc:
+        raise SourceUnavailable(f"{what}: MongoDB unreachable ({exc}); check documents.url") from None
+
+
+class DocumentsClient:
+    """A pymongo database handle built from settings (or an injected client, e.g. mongomock)."""
+
+    def __init__(self, settings: Settings, *, client: Any | None = None) -> None:
+        self.settings = settings
+        raw = settings.documents.url.get_secret_value()
+        if client is None:
+            if not raw:
+                raise ConfigError(
+                    "documents.url is empty: set STEWARD_DOCUMENTS__URL (mongodb://...) "
+                    "to use MongoDB steps"
+                )
+            client = pymongo.MongoClient(
+                raw,
+                serverSelectionTimeoutMS=settings.documents.server_selection_timeout_ms,
+                tz_aware=True,
+            )
+        self.display_url = mask_url(raw) if raw else "mongodb (injected client)"
+        self.client = client
+        self.db = client[settings.documents.database]
+
+    def collection(self, name: str) -> Any:
+        return self.db[name]
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,155 @@
+"""SQL client: SQLAlchemy 2 engines for PostgreSQL (psycopg 3) and SQLite, built from settings.
+
+Driver errors are translated here, once: connection failures become
+:class:`~steward.errors.SourceUnavailable` (transient, retried with backoff), everything else
+propagates as SQLAlchemy raised it.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from steward.errors import ConfigError, SourceUnavailable
+from steward.settings import Settings, mask_url
+
+__all__ = [
+    "SqlClient",
+    "create_sql_engine",
+    "dialect_name",
+    "is_postgres",
+    "translate_errors",
+]
+
+
+def _postgres_url(url: str) -> str:
+    # Users often paste postgres:// or postgresql:// URLs; always talk through psycopg 3.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def create_sql_engine(settings: Settings, *, url: str | None = None) -> Engine:
+    """Build an engine for ``url`` (default: the configured database), with pool settings."""
+    raw = _postgres_url(url or settings.database_url)
+    try:
+        parsed = make_url(raw)
+    except sa.exc.ArgumentError as exc:
+        raise ConfigError(f"database.url = {mask_url(raw)!r} is not a valid URL: {exc}") from None
+    db = settings.database
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(parsed, connect_args={"timeout": db.pool_timeout})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
+        return engine
+    connect_args: dict[str, Any] = {"connect_timeout": db.connect_timeout}
+    if db.statement_timeout_ms:
+        connect_args["options"] = f"-c statement_timeout={db.statement_timeout_ms}"
+    return sa.create_engine(
+        parsed,
+        pool_size=db.pool_size,
+        max_overflow=db.max_overflow,
+        pool_timeout=db.pool_timeout,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+    )
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # Autocommit at the driver level so SQLAlchemy's "begin" event controls transactions.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _sqlite_begin_immediate(conn: Connection) -> None:
+    # BEGIN IMMEDIATE takes the write lock up front: SQLite's stand-in for row locks.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def dialect_name(bind: Engine | Connection) -> str:
+    return bind.dialect.name
+
+
+def is_postgres(bind: Engine | Connection) -> bool:
+    return bind.dialect.name == "postgresql"
+
+
+@contextmanager
+def translate_errors(what: str) -> Iterator[None]:
+    """Turn driver connection failures into SourceUnavailable naming ``what``."""
+    try:
+        yield
+    except sa.exc.OperationalError as exc:
+        if exc.connection_invalidated or _looks_like_connect_error(exc):
+            raise SourceUnavailable(
+                f"{what}: database unreachable ({_first_line(exc.orig)}); "
+                "check database.url and that the server is up"
+            ) from None
+        raise
+    except sa.exc.DisconnectionError as exc:
+        raise SourceUnavailable(f"{what}: database connection lost ({exc})") from None
+
+
+def _looks_like_connect_error(exc: sa.exc.OperationalError) -> bool:
+    text = str(exc.orig).lower()
+    return any(
+        marker in text
+        for marker in ("connection", "could not connect", "timeout", "server closed", "refused")
+    )
+
+
+def _first_line(exc: BaseException | None) -> str:
+    return str(exc).strip().splitlines()[0] if exc and str(exc).strip() else type(exc).__name__
+
+
+class SqlClient:
+    """One engine per configured database, plus connection helpers with connect retries."""
+
+    def __init__(self, settings: Settings, *, url: str | None = None) -> None:
+        self.settings = settings
+        self.engine = create_sql_engine(settings, url=url)
+
+    @property
+    def is_postgres(self) -> bool:
+        return is_postgres(self.engine)
+
+    @property
+    def display_url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def connect(self) -> Connection:
+        """A connection, retrying transient connect errors with jittered exponential backoff."""
+        attempts = self.settings.database.connect_retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                with translate_errors(f"connecting to {self.display_url}"):
+                    return self.engine.connect()
+            except SourceUnavailable:
+                if attempt == attempts:
+                    raise
+                time.sleep(min(8.0, 0.25 * 2**attempt) * random.uniform(0.5, 1.0))
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A connection inside a transaction that commits on success, rolls back on error."""
+        with self.connect() as conn, conn.begin():
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()

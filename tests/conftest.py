@@ -1,0 +1,206 @@
+"""Shared test infrastructure: real PostgreSQL and Redis, S3 through moto's HTTP server.
+
+- PostgreSQL: a fresh database per test session (``pg_url``), and ``make_pg_database`` for
+  tests that need their own empty one. Both are dropped afterwards.
+- Redis: the session claims a free db index on the local server (a lock key with expiry) and
+  flushes it, so several test sessions on one machine never see each other's keys.
+- S3: one ``ThreadedMotoServer`` per session over real HTTP; ``s3_url`` is a fresh bucket.
+- Prefect: one ``prefect_test_harness`` per session, opt-in through the ``prefect_harness``
+  fixture (flow tests only; it costs ~15 s to start).
+
+With ``CI`` set, a missing service fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+from steward.settings import Settings, get_settings, load_settings
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+PG_ADMIN_URL = os.environ.get("STEWARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_HOST = os.environ.get("STEWARD_TEST_REDIS_HOST", "127.0.0.1")
+REDIS_PORT = int(os.environ.get("STEWARD_TEST_REDIS_PORT", "6379"))
+IN_CI = bool(os.environ.get("CI"))
+
+
+def service_missing(what: str) -> None:
+    """Fail under CI, skip on a developer machine without the service."""
+    message = f"{what} is not reachable; run `bash scripts/ensure-services.sh` (make test does)"
+    if IN_CI:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------
+
+
+def _pg_admin() -> psycopg.Connection:
+    try:
+        return psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError:
+        service_missing(f"PostgreSQL at {PG_ADMIN_URL}")
+        raise
+
+
+def _sa_url(dbname: str) -> str:
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    return base.replace("postgresql://", "postgresql+psycopg://", 1) + f"/{dbname}"
+
+
+def _create_database() -> str:
+    name = f"steward_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with _pg_admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')  # name generated above, never from input
+    return name
+
+
+def _drop_database(name: str) -> None:
+    with _pg_admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """SQLAlchemy URL of an empty PostgreSQL database shared by the session."""
+    name = _create_database()
+    yield _sa_url(name)
+    _drop_database(name)
+
+
+@pytest.fixture
+def make_pg_database() -> Iterator[Callable[[], str]]:
+    """Factory of fresh, empty PostgreSQL databases, dropped after the test."""
+    created: list[str] = []
+
+    def make() -> str:
+        name = _create_database()
+        created.append(name)
+        return _sa_url(name)
+
+    yield make
+    for name in created:
+        _drop_database(name)
+
+
+# --- Redis --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """URL of a Redis db index claimed by this session alone (flushed before and after)."""
+    token = f"{os.getpid()}-{uuid.uuid4().hex}"
+    for db in range(1, 16):
+        client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db, socket_timeout=5)
+        try:
+            claimed = client.set("steward:test:claim", token, nx=True, ex=3600)
+        except redis.ConnectionError:
+            service_missing(f"Redis at {REDIS_HOST}:{REDIS_PORT}")
+            raise
+        if claimed:
+            client.flushdb()
+            client.set("steward:test:claim", token, ex=3600)
+            yield f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}"
+            client.flushdb()
+            client.close()
+            return
+        client.close()
+    pytest.fail("no free Redis db index (1-15) to claim for this test session")
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A client on the session's db; every key but the claim is removed after the test."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    for key in client.scan_iter(count=1000):
+        if key != b"steward:test:claim":
+            client.unlink(key)
+    client.close()
+
+
+# --- S3 (moto server over HTTP) -----------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """Endpoint URL of a moto S3 server running in this process over real HTTP."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_url(moto_endpoint: str) -> str:
+    """``s3://bucket/prefix`` of a fresh bucket on the moto server."""
+    import boto3
+
+    bucket = f"steward-test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").create_bucket(
+        Bucket=bucket
+    )
+    return f"s3://{bucket}/steward"
+
+
+# --- Settings and Prefect -----------------------------------------------------------------
+
+
+@pytest.fixture
+def steward_home(tmp_path: Path) -> Path:
+    return tmp_path / "steward-home"
+
+
+@pytest.fixture
+def make_settings(
+    steward_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., Settings]]:
+    """Build Settings from keyword overrides and make them the process-wide settings.
+
+    Overrides use env-var paths: ``make_settings(database__url=pg_url, objects__url=...)``.
+    They are exported as ``STEWARD_*`` variables so flows run by Prefect see them too.
+    """
+    for key in list(os.environ):
+        if key.startswith("STEWARD_") and key != "STEWARD_TEST_PG":
+            monkeypatch.delenv(key)
+    monkeypatch.delenv("STEWARD_CONFIG", raising=False)
+
+    def make(**overrides: str) -> Settings:
+        monkeypatch.setenv("STEWARD_HOME", str(steward_home))
+        for key, value in overrides.items():
+            monkeypatch.setenv(f"STEWARD_{key.upper()}", str(value))
+        get_settings.cache_clear()
+        return load_settings()
+
+    yield make
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One Prefect test harness (ephemeral API + SQLite) for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
