@@ -31,6 +31,25 @@ FLOWS: dict[str, FlowEntry] = {
     entry.name: entry
     for entry in [
         FlowEntry("migrate", "flows.migrate:migrate", "Apply schema and data migrations", {}),
+        FlowEntry(
+            "tier-archives",
+            "flows.tier_archives:tier_archives",
+            "Move archive objects to colder storage classes by age; report costs per class",
+            {"dry_run": False},
+        ),
+        FlowEntry(
+            "relay-outbox",
+            "flows.relay_outbox:relay_outbox",
+            "Deliver outbox events to Redis Streams and the S3 event history, ordered per "
+            "aggregate, at least once; retries, dead letters, requeue",
+            {"max_seconds": 120},
+        ),
+        FlowEntry(
+            "cleanup-outbox",
+            "flows.cleanup_outbox:cleanup_outbox",
+            "Delete published outbox events older than N days in batches (never pending/dead)",
+            {"dry_run": False},
+        ),
     ]
 }
 

@@ -11,10 +11,13 @@ Hierarchy::
     │   └── ObjectArchived              (terminal) object is in GLACIER/DEEP_ARCHIVE, needs a restore
     ├── IntegrityViolation              (terminal) data would be lost, duplicated or is inconsistent
     │   └── ArchiveVerificationFailed   (terminal) an archive object failed verification
+    ├── ArchiveBusy                     (transient) another run is archiving / restoring a table
+    ├── ArchiveDeleteBlocked            (transient) a guarded delete was refused, rolled back
     ├── MigrationError                  (terminal)
     │   ├── MigrationLocked             (transient) another runner holds the migration lock
     │   └── MigrationChecksumMismatch   (terminal) an applied migration file was edited
-    └── PayloadRejected                 (terminal) a payload a sink refuses (poison event)
+    ├── PayloadRejected                 (terminal) a payload a sink refuses (poison event)
+    └── RelayConflict                   (transient) an outbox batch hit a deadlock; it rolled back
 
 ``Transient`` and ``Terminal`` are mixins: retries (``retry_condition_fn`` on tasks) apply to
 :class:`Transient` errors only. Every message names the table, key, object or setting involved
@@ -24,6 +27,8 @@ and says what to do next.
 from __future__ import annotations
 
 __all__ = [
+    "ArchiveBusy",
+    "ArchiveDeleteBlocked",
     "ArchiveVerificationFailed",
     "ConfigError",
     "IntegrityViolation",
@@ -35,6 +40,7 @@ __all__ = [
     "ObjectNotFound",
     "ObjectStoreError",
     "PayloadRejected",
+    "RelayConflict",
     "SourceUnavailable",
     "StewardError",
     "Terminal",
@@ -101,6 +107,24 @@ class MigrationChecksumMismatch(MigrationError):
 
 class PayloadRejected(StewardError, Terminal):
     """A sink refused a payload (too large, not serialisable): retrying the same payload won't help."""
+
+
+class ArchiveBusy(StewardError, Transient):
+    """Another archive or restore run holds the table (runs of one table never overlap)."""
+
+
+class ArchiveDeleteBlocked(StewardError, Transient):
+    """The guarded delete of an archived batch was refused (e.g. a row got a new reference).
+
+    The transaction rolled back, the batch stays verified and the next attempt finishes it.
+    """
+
+
+class RelayConflict(StewardError, Transient):
+    """An outbox batch hit a deadlock or serialization failure with another relay or writer.
+
+    Its transaction rolled back (nothing was marked) and retrying the batch is safe.
+    """
 
 
 def is_transient(exc: BaseException) -> bool:

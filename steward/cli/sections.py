@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from steward.cli import data, migrate
+from steward.cli import data, migrate, outbox, tiering
 
 SUBCOMMANDS: list[Callable[[Any], None]] = [
     migrate.register,
     data.register,
+    tiering.register,
+    outbox.register,
 ]

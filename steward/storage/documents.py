@@ -30,7 +30,9 @@ def translate_errors(what: str) -> Iterator[None]:
         pymongo.errors.AutoReconnect,
         pymongo.errors.NetworkTimeout,
     ) as exc:
-        raise SourceUnavailable(f"{what}: MongoDB unreachable ({exc}); check documents.url") from None
+        raise SourceUnavailable(
+            f"{what}: MongoDB unreachable ({exc}); check documents.url"
+        ) from None
 
 
 class DocumentsClient:

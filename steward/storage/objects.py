@@ -11,14 +11,16 @@ cold classes (reads need a restore first) so tiering and restore logic behave th
 
 from __future__ import annotations
 
+import builtins
 import hashlib
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
-from steward.errors import ConfigError, ObjectCorrupted
+from steward.errors import ConfigError, ObjectArchived, ObjectCorrupted, ObjectNotFound
 from steward.settings import Settings
 
 __all__ = [
@@ -27,13 +29,24 @@ __all__ = [
     "LifecycleRule",
     "ObjectInfo",
     "ObjectStore",
+    "RESTORE_TIERS",
     "VerifyingReader",
+    "archived_error",
+    "check_metadata",
+    "check_restore_request",
+    "check_storage_class",
+    "iter_chunks",
     "open_object_store",
     "utcnow",
+    "validate_key",
+    "validate_prefix",
 ]
 
-STORAGE_CLASSES = ("STANDARD", "STANDARD_IA", "GLACIER", "DEEP_ARCHIVE")
+STORAGE_CLASSES = ("STANDARD", "STANDARD_IA", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE")
 COLD_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
+RESTORE_TIERS = ("Expedited", "Standard", "Bulk")
+MAX_KEY_BYTES = 1024  # S3's limit on the full key, prefix included
+_METADATA_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,127}")
 RestoreState = Literal["none", "pending", "available"]
 Clock = Callable[[], datetime]
 
@@ -68,6 +81,130 @@ class LifecycleRule:
     prefix: str
     days: int
     storage_class: str
+
+
+def validate_prefix(prefix: str) -> str:
+    """Return ``prefix`` if it is a usable listing prefix (may be empty or end with '/')."""
+    if not isinstance(prefix, str) or prefix.startswith("/") or "\\" in prefix:
+        raise ConfigError(
+            f"object prefix {prefix!r} is not valid: use a relative prefix like 'archive/orders/'"
+        )
+    if any(part in (".", "..") for part in prefix.split("/")):
+        raise ConfigError(f"object prefix {prefix!r} must not contain '.' or '..' segments")
+    return prefix
+
+
+def validate_key(key: str) -> str:
+    """Return ``key`` if it is a valid object key relative to the store prefix.
+
+    Accepted: a non-empty relative path of non-empty segments separated by '/', no '.' or
+    '..' segments, no backslashes or control characters, at most 1024 bytes.
+    """
+    problem = _key_problem(key)
+    if problem:
+        raise ConfigError(
+            f"object key {key!r} is not valid: {problem}; "
+            "use a relative path like 'archive/orders/2024/batch-0001.parquet'"
+        )
+    return key
+
+
+def _key_problem(key: object) -> str | None:
+    if not isinstance(key, str) or not key:
+        return "it is empty"
+    if key.startswith("/"):
+        return "it starts with '/'"
+    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        return f"it is longer than {MAX_KEY_BYTES} bytes"
+    if "\\" in key or any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
+        return "it contains a backslash or a control character"
+    segments = key.split("/")
+    if any(part in (".", "..") for part in segments):
+        return "it contains a '.' or '..' segment"
+    if any(not part for part in segments):
+        return "it has an empty segment ('//' or a trailing '/')"
+    return None
+
+
+def check_storage_class(storage_class: str) -> str:
+    """Return ``storage_class`` if it is one Steward knows, else raise ConfigError."""
+    if storage_class not in STORAGE_CLASSES:
+        raise ConfigError(
+            f"storage class {storage_class!r} is not supported; accepted: "
+            f"{', '.join(STORAGE_CLASSES)}"
+        )
+    return storage_class
+
+
+def check_metadata(key: str, metadata: dict[str, Any] | None) -> dict[str, str]:
+    """User metadata as S3 stores it (lower-case names), or ConfigError naming the entry.
+
+    Names are letters, digits, '-' and '_'; values printable ASCII (they travel as HTTP
+    headers); ``sha256`` is reserved for the checksum the store records itself.
+    """
+    checked: dict[str, str] = {}
+    for name, value in (metadata or {}).items():
+        lowered = str(name).lower()
+        if not _METADATA_NAME.fullmatch(lowered) or lowered == "sha256":
+            raise ConfigError(
+                f"metadata name {name!r} on {key!r} is not valid: use letters, digits, '-', '_' "
+                "(and not the reserved 'sha256')"
+            )
+        if isinstance(value, int | float):  # counts and sizes are written as text, like S3
+            value = str(value)
+        if not isinstance(value, str) or not all(32 <= ord(ch) < 127 for ch in value):
+            raise ConfigError(
+                f"metadata {name!r} on {key!r} = {value!r}: accepted a printable ASCII string"
+            )
+        checked[lowered] = value
+    return checked
+
+
+def check_restore_request(key: str, storage_class: str, *, tier: str, days: int) -> None:
+    """Refuse restore requests S3 would refuse: unknown tier, days < 1, Expedited DEEP_ARCHIVE."""
+    if tier not in RESTORE_TIERS:
+        raise ConfigError(
+            f"restore tier {tier!r} for {key!r} is not valid; accepted: {', '.join(RESTORE_TIERS)}"
+        )
+    if not isinstance(days, int) or days < 1:
+        raise ConfigError(f"restore days = {days!r} for {key!r}: accepted an integer >= 1")
+    if storage_class == "DEEP_ARCHIVE" and tier == "Expedited":
+        raise ConfigError(
+            f"object {key!r} is in DEEP_ARCHIVE, which has no Expedited restores; "
+            "use tier 'Standard' (~12 h) or 'Bulk' (~48 h)"
+        )
+
+
+def archived_error(key: str, storage_class: str, restore: RestoreState) -> ObjectArchived:
+    """The error for reading a cold object, saying what to do about it."""
+    if restore == "pending":
+        return ObjectArchived(
+            f"object {key!r} is in {storage_class} and its restore is still in progress: "
+            "read it once the restore completes (head() then shows restore='available')"
+        )
+    return ObjectArchived(
+        f"object {key!r} is in {storage_class} and not restored: request a restore first "
+        "(request_restore with tier Expedited/Standard/Bulk) and read it once it is available"
+    )
+
+
+CHUNK_SIZE = 1 << 20
+
+
+def iter_chunks(data: bytes | bytearray | memoryview | IO[bytes]) -> Iterator[bytes]:
+    """``data`` in chunks of at most 1 MiB, reading a stream as it goes (bounded memory)."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        view = memoryview(data)
+        for start in range(0, len(view), CHUNK_SIZE):
+            yield bytes(view[start : start + CHUNK_SIZE])
+        return
+    while True:
+        chunk = data.read(CHUNK_SIZE)
+        if not chunk:
+            return
+        if not isinstance(chunk, bytes | bytearray):
+            raise ConfigError(f"object data must be bytes or a binary stream, got {type(chunk)}")
+        yield bytes(chunk)
 
 
 class VerifyingReader:
@@ -130,7 +267,7 @@ class ObjectStore(ABC):
         storage_class: str = "STANDARD",
         metadata: dict[str, str] | None = None,
     ) -> ObjectInfo:
-        """Write an object from bytes or a stream (multipart above the threshold) with its SHA-256."""
+        """Write an object from bytes or a stream with its SHA-256 (S3: multipart when large)."""
 
     @abstractmethod
     def open(self, key: str) -> VerifyingReader:
@@ -149,8 +286,6 @@ class ObjectStore(ABC):
         """Metadata of one object; raises ObjectNotFound."""
 
     def exists(self, key: str) -> bool:
-        from steward.errors import ObjectNotFound
-
         try:
             self.head(key)
         except ObjectNotFound:
@@ -158,8 +293,13 @@ class ObjectStore(ABC):
         return True
 
     @abstractmethod
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Every object whose key starts with ``prefix``, in key order."""
+    def list(self, prefix: str = "", *, details: bool = True) -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix``, in key order.
+
+        With ``details=False`` a store may skip the per-object request it needs for sha256,
+        user metadata and restore state (S3 listings carry only key, size, class and time):
+        those fields are then empty / "none". Use it for large listings that only need sizes.
+        """
 
     @abstractmethod
     def delete(self, key: str) -> None:
@@ -174,8 +314,12 @@ class ObjectStore(ABC):
         """Ask for a temporary readable copy of a cold object; returns its restore state."""
 
     @abstractmethod
-    def put_lifecycle(self, rules: list[LifecycleRule]) -> bool:
+    def put_lifecycle(self, rules: builtins.list[LifecycleRule]) -> bool:
         """Install lifecycle transitions; False when the store does not apply lifecycle rules."""
+
+    def get_lifecycle(self) -> builtins.list[LifecycleRule]:
+        """Steward's lifecycle transitions installed for this store (empty when none)."""
+        raise NotImplementedError(f"{type(self).__name__} does not report lifecycle rules")
 
     def verify(self, key: str, *, size: int, sha256: str) -> ObjectInfo:
         """Check an object's recorded size and checksum against what the caller wrote.

@@ -1,0 +1,32 @@
+"""Archiving: old and soft-deleted rows to the object store, verified before delete.
+
+Modules:
+
+- :mod:`~steward.archive.policy` — policies from settings, checked against the live schema.
+- :mod:`~steward.archive.manifest` — the ``steward_archive_manifest`` table and its states.
+- :mod:`~steward.archive.formats` — Parquet / jsonl.gz, type-preserving.
+- :mod:`~steward.archive.sql_source`, :mod:`~steward.archive.mongo_source` — keyset reads,
+  the guarded delete and upserting restores per backend.
+- :mod:`~steward.archive.archiver` — the per-batch protocol and crash recovery.
+- :mod:`~steward.archive.restore` — restores by key, batch or time range.
+- :mod:`~steward.archive.sources` — build a context and sources from settings.
+"""
+
+from steward.archive.archiver import ArchiveContext, Budget, TableReport, archive_table, plan_table
+from steward.archive.manifest import record_storage_class
+from steward.archive.restore import RestoreReport, RestoreRequest, restore
+from steward.archive.sources import open_context, open_sources
+
+__all__ = [
+    "ArchiveContext",
+    "Budget",
+    "RestoreReport",
+    "RestoreRequest",
+    "TableReport",
+    "archive_table",
+    "open_context",
+    "open_sources",
+    "plan_table",
+    "record_storage_class",
+    "restore",
+]

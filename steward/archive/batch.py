@@ -1,0 +1,122 @@
+"""What moves through an archive run: batches read from a source and what came of them.
+
+A *source* is one table (``SqlSource``) or one collection (``MongoSource``) under a policy.
+Both offer the same operations, so the archive protocol in :mod:`steward.archive.archiver`
+is written once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sqlalchemy.engine import Connection
+
+__all__ = [
+    "ArchivedRows",
+    "DeleteOutcome",
+    "RestoreOutcome",
+    "Source",
+    "SourceBatch",
+    "normalize",
+]
+
+
+@dataclass
+class SourceBatch:
+    """Rows read from the source, already in their archive form (an Arrow table or docs)."""
+
+    batch_id: str
+    payload: Any
+    keys: list[Any]
+    ts_min: datetime | None
+    ts_max: datetime | None
+
+    @property
+    def rows(self) -> int:
+        return len(self.keys)
+
+
+@dataclass
+class ArchivedRows:
+    """Rows decoded from an archive object: keys in order, and the values the delete guards."""
+
+    keys: list[Any]
+    guard: dict[Any, tuple[Any, ...]]
+    payload: Any = None
+
+
+@dataclass
+class DeleteOutcome:
+    deleted: list[Any]
+    skipped: list[Any]
+
+
+@dataclass
+class RestoreOutcome:
+    """What a restore did with one object's rows."""
+
+    restored: int = 0
+    overwritten: int = 0
+    conflicts: list[Any] = field(default_factory=list)
+
+
+Finish = Callable[[Connection, DeleteOutcome], None]
+Hook = Callable[[str], None]
+RestoreFinish = Callable[[Connection, RestoreOutcome], None]
+
+
+class Source(Protocol):
+    """One table or collection under an archive policy (cutoff fixed for the run)."""
+
+    backend: str
+    name: str
+    source_name: str
+    key_name: str
+    ts_name: str
+    batch_size: int
+    format: str
+    storage_class: str
+
+    def count(self) -> int: ...
+
+    def read_batch(self, after: Any, limit: int, batch_id: str) -> SourceBatch | None: ...
+
+    def encode(self, batch: SourceBatch) -> bytes: ...
+
+    def decode(self, data: bytes, *, full: bool = False, fmt: str | None = None) -> ArchivedRows:
+        """Keys and guarded values of an object in format ``fmt`` (rows too when ``full``)."""
+        ...
+
+    def coerce_key(self, value: Any) -> Any: ...
+
+    def delete_unchanged(self, archived: ArchivedRows, finish: Finish, hook: Hook) -> DeleteOutcome:
+        """Delete the rows still equal to their archived copy; ``finish`` records the outcome."""
+        ...
+
+    def restore_rows(
+        self,
+        rows: Sequence[dict[str, Any]],
+        *,
+        overwrite: bool,
+        dry_run: bool,
+        finish: RestoreFinish,
+    ) -> RestoreOutcome:
+        """Put rows back (existing keys are conflicts unless ``overwrite``); ``finish`` runs
+        in the same SQL transaction when there is one."""
+        ...
+
+
+def normalize(value: Any) -> Any:
+    """Make values comparable across drivers and formats (timestamps as aware UTC)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+    if isinstance(value, dict):
+        return {k: normalize(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [normalize(v) for v in value]
+    return value

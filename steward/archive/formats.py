@@ -1,0 +1,254 @@
+"""Archive object formats: Parquet (default) and gzip'd JSON lines, both type-preserving.
+
+A table's columns map to Arrow types that any Parquet reader (pyarrow, pandas, DuckDB,
+Athena) understands: timestamps with time zone as ``timestamp[us, UTC]``, numerics as
+``decimal128(p, s)``, JSON as Arrow's canonical JSON type, UUIDs as Arrow's UUID type.
+Unconstrained numerics are kept as their exact decimal text. SQLite stores timestamps without
+a zone; Steward writes UTC, so they are archived as UTC.
+
+``jsonl.gz`` holds one JSON object per row: timestamps as ISO 8601 with offset, numerics and
+UUIDs as strings, JSON columns as JSON; decoding uses the column types to restore them.
+Batches are built column-wise (one Arrow array per column), never row by row.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from steward.errors import ConfigError
+
+__all__ = [
+    "ColumnSpec",
+    "column_specs",
+    "decode_table",
+    "encode_table",
+    "python_columns",
+    "to_arrow",
+]
+
+PARQUET, JSONL = "parquet", "jsonl.gz"
+META_KEY = b"steward.archive"
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """How one column is archived: its name, kind and (for decimals) precision and scale."""
+
+    name: str
+    kind: str
+    precision: int | None = None
+    scale: int | None = None
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        if self.kind == "decimal":
+            return pa.decimal128(self.precision or 38, self.scale or 0)
+        return _ARROW_TYPES[self.kind]
+
+
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "string": pa.string(),
+    "numeric_text": pa.string(),
+    "timestamptz": pa.timestamp("us", tz="UTC"),
+    "timestamp": pa.timestamp("us"),
+    "date": pa.date32(),
+    "time": pa.time64("us"),
+    "interval": pa.duration("us"),
+    "json": pa.json_(),
+    "uuid": pa.uuid(),
+    "binary": pa.binary(),
+}
+
+
+def column_specs(table: sa.Table, dialect: str) -> list[ColumnSpec]:
+    """Specs for every column of a reflected table; ConfigError names an unsupported column."""
+    return [_spec(column, dialect, table.name) for column in table.columns]
+
+
+def _spec(column: sa.Column, dialect: str, table: str) -> ColumnSpec:
+    kind = _kind(column.type, dialect)
+    if kind is None:
+        raise ConfigError(
+            f"table {table!r} column {column.name!r} has type {column.type!r}, which Steward "
+            "cannot archive losslessly; exclude the table from archive.policies"
+        )
+    if kind == "decimal":
+        precision, scale = column.type.precision, column.type.scale  # type: ignore[attr-defined]
+        if precision is None or precision > 38:
+            return ColumnSpec(column.name, "numeric_text")
+        return ColumnSpec(column.name, kind, precision, scale or 0)
+    return ColumnSpec(column.name, kind)
+
+
+def _kind(col_type: sa.types.TypeEngine, dialect: str) -> str | None:
+    checks: list[tuple[type, str]] = [
+        (sa.Boolean, "bool"),
+        (sa.Integer, "int"),
+        (sa.Float, "float"),
+        (sa.Numeric, "decimal"),
+        (sa.DateTime, "timestamp"),
+        (sa.Date, "date"),
+        (sa.Time, "time"),
+        (sa.Interval, "interval"),
+        (sa.JSON, "json"),
+        (sa.Uuid, "uuid"),
+        (sa.LargeBinary, "binary"),
+        (sa.types._Binary, "binary"),
+        (sa.String, "string"),
+    ]
+    for sa_type, kind in checks:
+        if isinstance(col_type, sa_type):
+            if kind == "timestamp" and (col_type.timezone or dialect == "sqlite"):  # type: ignore[attr-defined]
+                return "timestamptz"
+            return kind
+    return None
+
+
+# Arrow <-> Python --------------------------------------------------------------------------
+
+
+def to_arrow(
+    specs: Sequence[ColumnSpec], columns: Sequence[Sequence[Any]], meta: dict[str, Any]
+) -> pa.Table:
+    """Build an Arrow table from one value list per column (as read from the source)."""
+    arrays = [
+        pa.array(_to_arrow_values(spec, values), spec.arrow_type)
+        for spec, values in zip(specs, columns, strict=True)
+    ]
+    schema = pa.schema(
+        [pa.field(spec.name, spec.arrow_type) for spec in specs],
+        metadata={META_KEY: json.dumps(meta, default=str).encode()},
+    )
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _to_arrow_values(spec: ColumnSpec, values: Sequence[Any]) -> Sequence[Any]:
+    if spec.kind == "json":
+        return [None if v is None else json.dumps(v, separators=(",", ":")) for v in values]
+    if spec.kind == "numeric_text":
+        return [None if v is None else str(v) for v in values]
+    if spec.kind == "uuid":
+        return [v if v is None or isinstance(v, uuid.UUID) else uuid.UUID(str(v)) for v in values]
+    return values
+
+
+def python_columns(table: pa.Table, specs: Sequence[ColumnSpec]) -> dict[str, list[Any]]:
+    """Python values per column, as the source database driver would return them."""
+    by_name = {spec.name: spec for spec in specs}
+    return {
+        name: _from_arrow_values(by_name[name], table.column(name).to_pylist())
+        for name in table.column_names
+        if name in by_name
+    }
+
+
+def _from_arrow_values(spec: ColumnSpec, values: list[Any]) -> list[Any]:
+    if spec.kind == "json":
+        return [None if v is None else json.loads(v) for v in values]
+    if spec.kind == "numeric_text":
+        return [None if v is None else Decimal(v) for v in values]
+    if spec.kind == "timestamptz":
+        return [None if v is None else v.astimezone(UTC) for v in values]
+    return values
+
+
+# Encoding ------------------------------------------------------------------------------------
+
+
+def encode_table(table: pa.Table, fmt: str) -> bytes:
+    """Serialise an Arrow batch as Parquet (zstd) or jsonl.gz."""
+    if fmt == PARQUET:
+        sink = io.BytesIO()
+        pq.write_table(table, sink, compression="zstd")
+        return sink.getvalue()
+    if fmt == JSONL:
+        return _encode_jsonl(table)
+    raise ConfigError(f"archive format {fmt!r}: accepted parquet or jsonl.gz")
+
+
+def decode_table(data: bytes, fmt: str, specs: Sequence[ColumnSpec]) -> pa.Table:
+    """Read an object back into Arrow (typed by ``specs`` for jsonl.gz)."""
+    if fmt == PARQUET:
+        return pq.read_table(io.BytesIO(data))
+    if fmt == JSONL:
+        return _decode_jsonl(data, specs)
+    raise ConfigError(f"archive format {fmt!r}: accepted parquet or jsonl.gz")
+
+
+def _encode_jsonl(table: pa.Table) -> bytes:
+    names = table.column_names
+    columns = [table.column(name).to_pylist() for name in names]
+    kinds = {field.name: _field_kind(field) for field in table.schema}
+    lines = []
+    for values in zip(*columns, strict=True):
+        row = {
+            name: _json_value(value, kinds[name]) for name, value in zip(names, values, strict=True)
+        }
+        lines.append(json.dumps(row, separators=(",", ":")))
+    text = "\n".join(lines) + ("\n" if lines else "")
+    return gzip.compress(text.encode(), compresslevel=6, mtime=0)
+
+
+def _field_kind(field: pa.Field) -> str:
+    if field.type == pa.json_():
+        return "json"
+    return "other"
+
+
+def _json_value(value: Any, kind: str) -> Any:
+    if value is None:
+        return None
+    if kind == "json":
+        return json.loads(value)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return {"us": (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds}
+    if isinstance(value, Decimal | uuid.UUID):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    return value
+
+
+def _decode_jsonl(data: bytes, specs: Sequence[ColumnSpec]) -> pa.Table:
+    rows = [json.loads(line) for line in gzip.decompress(data).decode().splitlines() if line]
+    columns = [[_parse(spec, row.get(spec.name)) for row in rows] for spec in specs]
+    return to_arrow(specs, columns, {"format": JSONL})
+
+
+def _parse(spec: ColumnSpec, value: Any) -> Any:
+    if value is None:
+        return None
+    kind = spec.kind
+    if kind in ("timestamptz", "timestamp"):
+        return datetime.fromisoformat(value)
+    if kind == "date":
+        return date.fromisoformat(value)
+    if kind == "time":
+        return time.fromisoformat(value)
+    if kind == "interval":
+        return timedelta(microseconds=value["us"])
+    if kind == "decimal":
+        return Decimal(value)
+    if kind == "uuid":
+        return uuid.UUID(value)
+    if kind == "binary":
+        return base64.b64decode(value)
+    return value

@@ -1,0 +1,381 @@
+"""The archive manifest: one row per archive object, in Steward's SQL database.
+
+States of a batch (an object and the rows it holds)::
+
+    writing ──> verified ──> complete
+       │            │
+       └────────────┴──> abandoned   (object missing or unreadable; no row was deleted)
+
+``writing`` is committed *before* the object is written, so every object under the archive
+prefix has an entry (an object without one is an orphan nobody relied on and is removed).
+``verified`` means the object was read back and matched size, SHA-256, row count and keys.
+For SQL sources the guarded delete and the move to ``complete`` commit in one transaction;
+``skipped_keys`` lists the keys the object holds that were *not* deleted (changed since they
+were read), so a restore never brings them back.
+
+``steward_archive_runs`` keeps one row per table per run for ``steward archive status``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from steward.storage.objects import utcnow
+
+__all__ = [
+    "ABANDONED",
+    "COMPLETE",
+    "UNFINISHED",
+    "VERIFIED",
+    "WRITING",
+    "ManifestEntry",
+    "decode_key",
+    "encode_key",
+    "ensure_manifest",
+    "manifest_table",
+    "record_storage_class",
+    "runs_table",
+]
+
+WRITING, VERIFIED, COMPLETE, ABANDONED = "writing", "verified", "complete", "abandoned"
+UNFINISHED = (WRITING, VERIFIED)
+
+metadata = sa.MetaData()
+TS = sa.DateTime(timezone=True)
+
+manifest_table = sa.Table(
+    "steward_archive_manifest",
+    metadata,
+    sa.Column("batch_id", sa.String(32), primary_key=True),
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.Column("table_name", sa.String(128), nullable=False),
+    sa.Column("backend", sa.String(8), nullable=False),
+    sa.Column("object_key", sa.String(1024), nullable=False, unique=True),
+    sa.Column("format", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("key_column", sa.String(128), nullable=False),
+    sa.Column("key_min", sa.Text, nullable=False),
+    sa.Column("key_max", sa.Text, nullable=False),
+    sa.Column("ts_column", sa.String(128), nullable=False),
+    sa.Column("ts_min", TS),
+    sa.Column("ts_max", TS),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("bytes", sa.BigInteger),
+    sa.Column("sha256", sa.String(64)),
+    sa.Column("storage_class", sa.String(32), nullable=False),
+    sa.Column("deleted_rows", sa.Integer),
+    sa.Column("skipped_keys", sa.JSON),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("verified_at", TS),
+    sa.Column("completed_at", TS),
+    sa.Column("restore_requested_at", TS),
+    sa.Column("restored_at", TS),
+    sa.Column("restored_rows", sa.Integer),
+    sa.Column("note", sa.Text),
+    sa.Index("ix_steward_archive_manifest_table_state", "source", "table_name", "state"),
+)
+
+runs_table = sa.Table(
+    "steward_archive_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.Column("table_name", sa.String(128), nullable=False),
+    sa.Column("started_at", TS, nullable=False),
+    sa.Column("finished_at", TS),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("rows_archived", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rows_skipped", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("objects", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("bytes", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Index("ix_steward_archive_runs_table", "source", "table_name", "started_at"),
+)
+
+
+def ensure_manifest(bind: sa.Engine | Connection) -> None:
+    """Create the manifest tables when missing (Steward state, not an app migration)."""
+    metadata.create_all(bind, checkfirst=True)
+
+
+def manifest_exists(bind: sa.Engine | Connection) -> bool:
+    return sa.inspect(bind).has_table(manifest_table.name)
+
+
+# Keys ------------------------------------------------------------------------------------------
+
+
+def encode_key(value: Any) -> Any:
+    """A primary key as a JSON value: ints and strings as is, UUIDs and ObjectIds tagged."""
+    if isinstance(value, bool) or value is None:
+        raise TypeError(f"unsupported key value {value!r}")
+    if isinstance(value, int | str):
+        return value
+    if isinstance(value, uuid.UUID):
+        return {"$uuid": str(value)}
+    if type(value).__name__ == "ObjectId":
+        return {"$oid": str(value)}
+    raise TypeError(f"unsupported key type {type(value).__name__} ({value!r})")
+
+
+def decode_key(value: Any) -> Any:
+    """Inverse of :func:`encode_key`."""
+    if isinstance(value, dict) and "$uuid" in value:
+        return uuid.UUID(value["$uuid"])
+    if isinstance(value, dict) and "$oid" in value:
+        from bson import ObjectId
+
+        return ObjectId(value["$oid"])
+    return value
+
+
+def _dump_key(value: Any) -> str:
+    return json.dumps(encode_key(value), separators=(",", ":"))
+
+
+def _load_key(text: str) -> Any:
+    return decode_key(json.loads(text))
+
+
+# Entries ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class ManifestEntry:
+    """One manifest row, keys decoded."""
+
+    batch_id: str
+    source: str
+    table_name: str
+    backend: str
+    object_key: str
+    format: str
+    state: str
+    key_column: str
+    key_min: Any
+    key_max: Any
+    ts_column: str
+    ts_min: datetime | None
+    ts_max: datetime | None
+    rows: int
+    storage_class: str
+    bytes: int | None = None
+    sha256: str | None = None
+    deleted_rows: int | None = None
+    skipped_keys: list[Any] = field(default_factory=list)
+    run_id: str | None = None
+    created_at: datetime | None = None
+    completed_at: datetime | None = None
+    restore_requested_at: datetime | None = None
+    restored_at: datetime | None = None
+    restored_rows: int | None = None
+
+    def holds_key(self, key: Any) -> bool:
+        """Whether ``key`` lies in this object's key range (same-type comparison)."""
+        try:
+            return bool(self.key_min <= key <= self.key_max)
+        except TypeError:
+            return False
+
+    @classmethod
+    def from_row(cls, row: sa.Row) -> ManifestEntry:
+        data = dict(row._mapping)
+        data["key_min"] = _load_key(data["key_min"])
+        data["key_max"] = _load_key(data["key_max"])
+        data["skipped_keys"] = [decode_key(k) for k in data.get("skipped_keys") or []]
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def insert_writing(conn: Connection, entry: ManifestEntry) -> None:
+    """Record a batch about to be written (idempotent on ``batch_id``: retries reuse it)."""
+    found = conn.execute(
+        sa.select(manifest_table.c.state).where(manifest_table.c.batch_id == entry.batch_id)
+    ).first()
+    if found is not None:
+        return
+    conn.execute(
+        manifest_table.insert().values(
+            batch_id=entry.batch_id,
+            source=entry.source,
+            table_name=entry.table_name,
+            backend=entry.backend,
+            object_key=entry.object_key,
+            format=entry.format,
+            state=WRITING,
+            key_column=entry.key_column,
+            key_min=_dump_key(entry.key_min),
+            key_max=_dump_key(entry.key_max),
+            ts_column=entry.ts_column,
+            ts_min=entry.ts_min,
+            ts_max=entry.ts_max,
+            rows=entry.rows,
+            storage_class=entry.storage_class,
+            run_id=entry.run_id,
+            created_at=utcnow(),
+        )
+    )
+
+
+def mark_verified(conn: Connection, batch_id: str, *, size: int, sha256: str) -> None:
+    _update(conn, batch_id, state=VERIFIED, bytes=size, sha256=sha256, verified_at=utcnow())
+
+
+def mark_complete(
+    conn: Connection, batch_id: str, *, deleted: int, skipped: Sequence[Any], storage_class: str
+) -> None:
+    """Move a batch to ``complete``: call it inside the transaction of the guarded delete."""
+    _update(
+        conn,
+        batch_id,
+        state=COMPLETE,
+        deleted_rows=deleted,
+        skipped_keys=[encode_key(k) for k in skipped],
+        storage_class=storage_class,
+        completed_at=utcnow(),
+    )
+
+
+def mark_abandoned(conn: Connection, batch_id: str, note: str) -> None:
+    _update(conn, batch_id, state=ABANDONED, note=note[:2000])
+
+
+def mark_restore_requested(conn: Connection, batch_id: str, when: datetime) -> None:
+    _update(conn, batch_id, restore_requested_at=when)
+
+
+def mark_restored(conn: Connection, batch_id: str, rows: int) -> None:
+    """Record a restore of ``rows`` rows from this batch (added to earlier restores)."""
+    column = manifest_table.c.restored_rows
+    conn.execute(
+        manifest_table.update()
+        .where(manifest_table.c.batch_id == batch_id)
+        .values(restored_at=utcnow(), restored_rows=sa.func.coalesce(column, 0) + rows)
+    )
+
+
+def record_storage_class(conn: Connection, key: str, storage_class: str) -> bool:
+    """Keep the manifest's storage class of object ``key`` current (called by tiering).
+
+    Returns False when no manifest entry names that object (e.g. not an archive object).
+    """
+    ensure_manifest(conn)
+    result = conn.execute(
+        manifest_table.update()
+        .where(manifest_table.c.object_key == key)
+        .values(storage_class=storage_class)
+    )
+    return bool(result.rowcount)
+
+
+def _update(conn: Connection, batch_id: str, **values: Any) -> None:
+    result = conn.execute(
+        manifest_table.update().where(manifest_table.c.batch_id == batch_id).values(**values)
+    )
+    if result.rowcount != 1:
+        raise LookupError(f"archive manifest has no batch {batch_id!r}")
+
+
+# Queries ---------------------------------------------------------------------------------------
+
+
+def entries(
+    conn: Connection,
+    *,
+    source: str | None = None,
+    table: str | None = None,
+    states: Iterable[str] | None = None,
+    batch_id: str | None = None,
+) -> list[ManifestEntry]:
+    """Manifest entries matching the filters, oldest first."""
+    t = manifest_table
+    query = sa.select(t)
+    if source is not None:
+        query = query.where(t.c.source == source)
+    if table is not None:
+        query = query.where(t.c.table_name == table)
+    if states is not None:
+        query = query.where(t.c.state.in_(list(states)))
+    if batch_id is not None:
+        query = query.where(t.c.batch_id == batch_id)
+    rows = conn.execute(query.order_by(t.c.created_at, t.c.batch_id)).all()
+    return [ManifestEntry.from_row(row) for row in rows]
+
+
+def live_object_keys(conn: Connection, source: str, table: str) -> set[str]:
+    """Object keys of every entry that is not abandoned: the objects that must stay."""
+    t = manifest_table
+    rows = conn.execute(
+        sa.select(t.c.object_key).where(
+            t.c.source == source, t.c.table_name == table, t.c.state != ABANDONED
+        )
+    )
+    return {row[0] for row in rows}
+
+
+def start_run(conn: Connection, run_id: str, source: str, table: str) -> int:
+    result = conn.execute(
+        runs_table.insert().values(
+            run_id=run_id, source=source, table_name=table, started_at=utcnow(), status="running"
+        )
+    )
+    return int(result.inserted_primary_key[0])
+
+
+def finish_run(conn: Connection, run_row: int, status: str, totals: dict[str, int]) -> None:
+    conn.execute(
+        runs_table.update()
+        .where(runs_table.c.id == run_row)
+        .values(finished_at=utcnow(), status=status, **totals)
+    )
+
+
+def status_rows(conn: Connection) -> list[dict[str, Any]]:
+    """Per source, table and storage class: rows archived, objects, bytes, last run."""
+    t, r = manifest_table, runs_table
+    grouped = conn.execute(
+        sa.select(
+            t.c.source,
+            t.c.table_name,
+            t.c.storage_class,
+            sa.func.count().label("objects"),
+            sa.func.coalesce(sa.func.sum(t.c.deleted_rows), 0).label("rows"),
+            sa.func.coalesce(sa.func.sum(t.c.bytes), 0).label("bytes"),
+        )
+        .where(t.c.state == COMPLETE)
+        .group_by(t.c.source, t.c.table_name, t.c.storage_class)
+        .order_by(t.c.source, t.c.table_name, t.c.storage_class)
+    ).all()
+    runs = conn.execute(
+        sa.select(r.c.source, r.c.table_name, sa.func.max(r.c.finished_at))
+        .where(r.c.status == "finished")
+        .group_by(r.c.source, r.c.table_name)
+    ).all()
+    last_runs = {(source, table): last for source, table, last in runs}
+    shown = [
+        {**row._mapping, "last_run": last_runs.get((row.source, row.table_name))} for row in grouped
+    ]
+    with_objects = {(row["source"], row["table_name"]) for row in shown}
+    for (source, table), last in sorted(last_runs.items()):
+        if (source, table) not in with_objects:
+            shown.append(
+                {
+                    "source": source,
+                    "table_name": table,
+                    "storage_class": "-",
+                    "objects": 0,
+                    "rows": 0,
+                    "bytes": 0,
+                    "last_run": last,
+                }
+            )
+    return shown

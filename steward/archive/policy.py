@@ -1,0 +1,224 @@
+"""Archive policies checked against the live schema, before any row is read or deleted.
+
+A policy from settings names a table (or collection), a timestamp column and a rule. Here
+it is resolved against what the database actually has: the table and every named column must
+exist, the table needs a single-column primary key, the timestamp column must be a timestamp,
+and every column type must be archivable losslessly. Problems raise
+:class:`~steward.errors.ConfigError` naming the policy and what to fix.
+
+Rows still referenced by a foreign key elsewhere never qualify (deleting them would fail or
+cascade): the qualifying condition adds ``NOT EXISTS`` for every referencing foreign key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from steward.archive.formats import ColumnSpec, column_specs
+from steward.errors import ConfigError
+from steward.settings import ArchivePolicy, Settings
+
+__all__ = [
+    "MongoPolicy",
+    "SqlPolicy",
+    "resolve_mongo_policy",
+    "resolve_sql_policies",
+    "select_policies",
+]
+
+
+@dataclass
+class SqlPolicy:
+    """A policy resolved against a reflected table."""
+
+    policy: ArchivePolicy
+    source_name: str
+    table: sa.Table
+    key: sa.Column
+    ts: sa.Column
+    compare: list[sa.Column]
+    specs: list[ColumnSpec]
+    references: list[tuple[sa.Column, sa.Column]] = field(default_factory=list)
+    batch_size: int = 5000
+    format: str = "parquet"
+
+    @property
+    def name(self) -> str:
+        return self.table.name
+
+    def cutoff(self, now: datetime) -> datetime:
+        return now - timedelta(days=self.policy.retention_days)
+
+    def qualifies(self, cutoff: datetime) -> sa.ColumnElement[bool]:
+        """Rows past retention, matching ``where``, and referenced by no other row."""
+        conditions: list[sa.ColumnElement[bool]] = [self.ts < cutoff]
+        if self.policy.rule == "soft_deleted":
+            conditions.insert(0, self.ts.is_not(None))
+        for column, value in self.policy.where.items():
+            conditions.append(self.table.c[column] == value)
+        for child, parent in self.references:
+            conditions.append(~sa.exists().where(child == parent))
+        return sa.and_(*conditions)
+
+
+@dataclass
+class MongoPolicy:
+    """A policy for a MongoDB collection (documents keyed by ``_id``)."""
+
+    policy: ArchivePolicy
+    source_name: str
+    collection: str
+    ts: str
+    version: str | None
+    batch_size: int = 5000
+    format: str = "jsonl.gz"
+
+    @property
+    def name(self) -> str:
+        return self.collection
+
+    def cutoff(self, now: datetime) -> datetime:
+        return now - timedelta(days=self.policy.retention_days)
+
+    def qualifies(self, cutoff: datetime) -> dict[str, Any]:
+        condition: dict[str, Any] = {self.ts: {"$lt": cutoff}}
+        if self.policy.rule == "soft_deleted":
+            condition[self.ts]["$ne"] = None
+        condition.update(self.policy.where)
+        return condition
+
+
+def select_policies(settings: Settings, tables: Sequence[str] | None) -> list[ArchivePolicy]:
+    """Enabled policies, narrowed to ``tables``; an unknown name raises ConfigError."""
+    policies = [p for p in settings.archive.policies if p.enabled]
+    if not tables:
+        return policies
+    known = {p.table: p for p in policies}
+    unknown = [name for name in tables if name not in known]
+    if unknown:
+        raise ConfigError(
+            f"no enabled archive policy for table(s) {', '.join(map(repr, unknown))}; "
+            f"policies exist for: {', '.join(sorted(known)) or 'none'} (see archive.policies)"
+        )
+    return [known[name] for name in dict.fromkeys(tables)]
+
+
+def resolve_sql_policies(
+    settings: Settings, conn: Connection, policies: Sequence[ArchivePolicy]
+) -> list[SqlPolicy]:
+    """Resolve every SQL policy against the live schema; all are checked before any runs."""
+    wanted = [p for p in policies if p.source == "sql"]
+    if not wanted:
+        return []
+    metadata = sa.MetaData()
+    metadata.reflect(bind=conn)
+    return [_resolve_sql(settings, conn, metadata, policy) for policy in wanted]
+
+
+def _resolve_sql(
+    settings: Settings, conn: Connection, metadata: sa.MetaData, policy: ArchivePolicy
+) -> SqlPolicy:
+    where = f"archive policy for table {policy.table!r}"
+    table = metadata.tables.get(policy.table)
+    if table is None or policy.table.startswith("steward_"):
+        tables = sorted(name for name in metadata.tables if not name.startswith("steward_"))
+        raise ConfigError(
+            f"{where}: no such table in the database (check archive.policies[].table; "
+            f"tables: {', '.join(tables) or 'none'})"
+        )
+    _require_columns(table, policy, where)
+    keys = list(table.primary_key.columns)
+    if len(keys) != 1:
+        raise ConfigError(
+            f"{where}: archiving needs a single-column primary key, the table has "
+            f"{len(keys)} ({', '.join(c.name for c in keys) or 'none'})"
+        )
+    ts = table.c[policy.column]
+    if not isinstance(ts.type, sa.DateTime | sa.Date):
+        raise ConfigError(
+            f"{where}: column {policy.column!r} has type {ts.type}, not a timestamp; "
+            "set archive.policies[].column to a timestamp column"
+        )
+    for column in table.columns:
+        if isinstance(column.type, sa.JSON):
+            column.type.none_as_null = True  # restore NULL as SQL NULL, not JSON 'null'
+    return SqlPolicy(
+        policy=policy,
+        source_name=settings.source_name,
+        table=table,
+        key=keys[0],
+        ts=ts,
+        compare=_compare_columns(table, policy, keys[0]),
+        specs=column_specs(table, conn.dialect.name),
+        references=_references(metadata, table),
+        batch_size=policy.batch_size or settings.archive.batch_size,
+        format=policy.format or settings.archive.format,
+    )
+
+
+def _require_columns(table: sa.Table, policy: ArchivePolicy, where: str) -> None:
+    named = {"column": policy.column, "version_column": policy.version_column}
+    named.update({f"where.{column}": column for column in policy.where})
+    for setting, column in named.items():
+        if column is not None and column not in table.c:
+            raise ConfigError(
+                f"{where}: {setting} names column {column!r}, which table {table.name!r} "
+                f"does not have (columns: {', '.join(table.c.keys())})"
+            )
+
+
+def _compare_columns(table: sa.Table, policy: ArchivePolicy, key: sa.Column) -> list[sa.Column]:
+    """Columns whose values must be unchanged for a row to be deleted (besides qualifying)."""
+    version = policy.version_column or ("updated_at" if "updated_at" in table.c else None)
+    if version is None:
+        return [c for c in table.columns if c is not key]
+    names = dict.fromkeys([version, policy.column])
+    return [table.c[name] for name in names]
+
+
+def _references(metadata: sa.MetaData, table: sa.Table) -> list[tuple[sa.Column, sa.Column]]:
+    """(child column, parent column) pairs of every foreign key pointing at ``table``."""
+    pairs = []
+    for other in metadata.tables.values():
+        for fk in other.foreign_keys:
+            if fk.column.table is not table:
+                continue
+            # A self-reference (parent_id -> id) needs an alias to correlate the subquery.
+            child = other.alias().c[fk.parent.name] if other is table else fk.parent
+            pairs.append((child, fk.column))
+    return pairs
+
+
+def resolve_mongo_policy(settings: Settings, database: Any, policy: ArchivePolicy) -> MongoPolicy:
+    """Check a MongoDB policy: the collection exists and documents carry the named fields."""
+    where = f"archive policy for collection {policy.table!r}"
+    names = database.list_collection_names()
+    if policy.table not in names:
+        raise ConfigError(
+            f"{where}: no such collection in MongoDB database {database.name!r} "
+            f"(collections: {', '.join(sorted(names)) or 'none'})"
+        )
+    collection = database[policy.table]
+    fields = [policy.column, policy.version_column, *policy.where]
+    if collection.find_one({}) is not None:
+        for name in filter(None, fields):
+            if collection.find_one({name: {"$exists": True}}) is None:
+                raise ConfigError(
+                    f"{where}: no document has field {name!r}; check archive.policies[].column, "
+                    "version_column and where"
+                )
+    return MongoPolicy(
+        policy=policy,
+        source_name=f"{settings.source_name}-mongo",
+        collection=policy.table,
+        ts=policy.column,
+        version=policy.version_column,
+        batch_size=policy.batch_size or settings.archive.batch_size,
+        format=policy.format or "jsonl.gz",
+    )

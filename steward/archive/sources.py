@@ -1,0 +1,74 @@
+"""Build an archive run from settings: the context and one source per checked policy.
+
+Every selected policy is resolved against the live schema *before* any source is returned,
+so a bad policy stops the run before a single row is read or deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from steward.archive.archiver import ArchiveContext
+from steward.archive.batch import Source
+from steward.archive.mongo_source import MongoSource
+from steward.archive.policy import resolve_mongo_policy, resolve_sql_policies, select_policies
+from steward.archive.sql_source import SqlSource
+from steward.errors import ConfigError
+from steward.settings import Settings
+from steward.storage.objects import ObjectStore, open_object_store, utcnow
+from steward.storage.sql import SqlClient
+
+__all__ = ["documents_client", "open_context", "open_sources"]
+
+
+def open_context(
+    settings: Settings,
+    *,
+    store: ObjectStore | None = None,
+    documents: Any | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    hook: Callable[[str], None] | None = None,
+) -> ArchiveContext:
+    """A context on the configured database and object store (both may be injected)."""
+    return ArchiveContext(
+        settings=settings,
+        sql=SqlClient(settings),
+        store=store or open_object_store(settings, clock=clock),
+        documents=documents,
+        clock=clock,
+        hook=hook,
+    )
+
+
+def open_sources(ctx: ArchiveContext, tables: Sequence[str] | None = None) -> list[Source]:
+    """One source per enabled policy (narrowed to ``tables``), all checked first."""
+    policies = select_policies(ctx.settings, tables)
+    now = ctx.clock()
+    with ctx.sql.connect() as conn:
+        sql_policies = resolve_sql_policies(ctx.settings, conn, policies)
+    by_table = {p.name: SqlSource(p, ctx.sql, now) for p in sql_policies}
+    sources: list[Source] = []
+    for policy in policies:
+        if policy.source == "sql":
+            sources.append(by_table[policy.table])
+            continue
+        documents = documents_client(ctx, policy.table)
+        mongo = resolve_mongo_policy(ctx.settings, documents.db, policy)
+        sources.append(MongoSource(mongo, documents.collection(policy.table), ctx.sql, now))
+    return sources
+
+
+def documents_client(ctx: ArchiveContext, collection: str) -> Any:
+    """The context's MongoDB client, built from settings on first use."""
+    if ctx.documents is None:
+        if not ctx.settings.documents.url.get_secret_value():
+            raise ConfigError(
+                f"archive policy for collection {collection!r} needs MongoDB: set documents.url "
+                "(STEWARD_DOCUMENTS__URL) or disable the policy"
+            )
+        from steward.storage.documents import DocumentsClient
+
+        ctx.documents = DocumentsClient(ctx.settings)
+    return ctx.documents

@@ -1,0 +1,251 @@
+"""SQL tables as archive sources: keyset batches, the guarded delete, upserting restores.
+
+Reads are keyset-paginated on the primary key (``WHERE qualifies AND key > :last ORDER BY key
+LIMIT n``), so each batch is one index range scan however large the table, and memory is
+bounded by the batch size. Values go into Arrow column by column.
+
+The guarded delete runs in ONE transaction with the manifest update: it locks the batch's rows
+(``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` holds the write lock),
+keeps only rows that still qualify and whose guarded values (version column + timestamp, or the
+whole row) equal the archived copy, deletes exactly those keys and lets ``finish`` mark the
+batch complete before the commit. A crash anywhere inside rolls all of it back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
+
+from steward.archive.batch import (
+    ArchivedRows,
+    DeleteOutcome,
+    Finish,
+    Hook,
+    RestoreFinish,
+    RestoreOutcome,
+    SourceBatch,
+    normalize,
+)
+from steward.archive.formats import decode_table, encode_table, python_columns, to_arrow
+from steward.archive.policy import SqlPolicy
+from steward.errors import ArchiveDeleteBlocked, ConfigError, IntegrityViolation
+from steward.storage.sql import SqlClient
+
+__all__ = ["SqlSource"]
+
+CHUNK = 5000  # keys per IN (...) list: well under SQLite's and PostgreSQL's bind limits
+
+
+class SqlSource:
+    """One table under a policy, with the cutoff fixed for the run."""
+
+    backend = "sql"
+
+    def __init__(self, policy: SqlPolicy, sql: SqlClient, now: datetime) -> None:
+        self.policy = policy
+        self.sql = sql
+        self.table = policy.table
+        self.key = policy.key
+        self.cutoff = policy.cutoff(now)
+        self.name = policy.name
+        self.source_name = policy.source_name
+        self.key_name = policy.key.name
+        self.ts_name = policy.ts.name
+        self.batch_size = policy.batch_size
+        self.format = policy.format
+        self.storage_class = policy.policy.storage_class
+        self._qualifies = policy.qualifies(self.cutoff)
+
+    # Reading ---------------------------------------------------------------------------------
+
+    def count(self) -> int:
+        query = sa.select(sa.func.count()).select_from(self.table).where(self._qualifies)
+        with self.sql.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def read_batch(self, after: Any, limit: int, batch_id: str) -> SourceBatch | None:
+        """The next ``limit`` qualifying rows with a key above ``after``, as an Arrow table."""
+        query = sa.select(*self.table.columns).where(self._qualifies)
+        if after is not None:
+            query = query.where(self.key > after)
+        query = query.order_by(self.key).limit(limit)
+        with self.sql.connect() as conn:
+            rows = conn.execute(query).all()
+        if not rows:
+            return None
+        columns = list(zip(*rows, strict=True))
+        names = list(self.table.columns.keys())
+        keys = list(columns[names.index(self.key_name)])
+        stamps = [v for v in columns[names.index(self.ts_name)] if v is not None]
+        meta = {"source": self.source_name, "table": self.name, "batch_id": batch_id}
+        meta["key_column"] = self.key_name
+        arrow = to_arrow(self.policy.specs, columns, meta)
+        return SourceBatch(
+            batch_id=batch_id,
+            payload=arrow,
+            keys=keys,
+            ts_min=normalize(min(stamps)) if stamps else None,
+            ts_max=normalize(max(stamps)) if stamps else None,
+        )
+
+    def encode(self, batch: SourceBatch) -> bytes:
+        return encode_table(batch.payload, self.format)
+
+    def decode(self, data: bytes, *, full: bool = False, fmt: str | None = None) -> ArchivedRows:
+        """Keys and guarded values of an object (and every row as a dict when ``full``)."""
+        arrow = decode_table(data, fmt or self.format, self.policy.specs)
+        if full:
+            unknown = [name for name in arrow.column_names if name not in self.table.c]
+            if unknown:
+                raise IntegrityViolation(
+                    f"archived rows of table {self.name!r} have column(s) {', '.join(unknown)} "
+                    "that the table no longer has; add them back before restoring"
+                )
+            values = python_columns(arrow, self.policy.specs)
+        else:
+            wanted = [self.key_name, *(c.name for c in self.policy.compare)]
+            values = python_columns(arrow.select(list(dict.fromkeys(wanted))), self.policy.specs)
+        keys = values[self.key_name]
+        guard_names = [c.name for c in self.policy.compare]
+        guard_columns = [[normalize(v) for v in values[name]] for name in guard_names]
+        guard = dict(zip(keys, zip(*guard_columns, strict=True), strict=True)) if keys else {}
+        rows = None
+        if full:
+            names = list(values)
+            rows = [
+                dict(zip(names, row, strict=True)) for row in zip(*values.values(), strict=True)
+            ]
+        return ArchivedRows(keys=keys, guard=guard, payload=rows)
+
+    # The guarded delete ----------------------------------------------------------------------
+
+    def delete_unchanged(self, archived: ArchivedRows, finish: Finish, hook: Hook) -> DeleteOutcome:
+        """Delete rows still equal to the archive; ``finish`` runs before the same commit."""
+        try:
+            with self.sql.begin() as conn:
+                current = self._lock_current(conn, archived.keys)
+                deletable = [k for k in archived.keys if current.get(k) == archived.guard[k]]
+                chosen = set(deletable)
+                outcome = DeleteOutcome(
+                    deleted=deletable, skipped=[k for k in archived.keys if k not in chosen]
+                )
+                for chunk in _chunks(deletable):
+                    conn.execute(sa.delete(self.table).where(self._key_in(conn, chunk)))
+                    hook("rows_deleting")
+                hook("rows_deleted")
+                finish(conn, outcome)
+        except sa.exc.IntegrityError as exc:
+            raise ArchiveDeleteBlocked(
+                f"deleting archived rows of table {self.name!r} was refused by the database "
+                f"({_first_line(exc)}); nothing was deleted, the batch stays verified and the "
+                "next run finishes it"
+            ) from None
+        return outcome
+
+    def _lock_current(self, conn: Connection, keys: Sequence[Any]) -> dict[Any, tuple[Any, ...]]:
+        """Guarded values of the keys that still qualify, rows locked until commit."""
+        current: dict[Any, tuple[Any, ...]] = {}
+        for chunk in _chunks(keys):
+            query = sa.select(self.key, *self.policy.compare).where(
+                self._key_in(conn, chunk), self._qualifies
+            )
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(of=self.table)
+            for row in conn.execute(query):
+                current[row[0]] = tuple(normalize(v) for v in row[1:])
+        return current
+
+    def _key_in(self, conn: Connection, keys: Sequence[Any]) -> sa.ColumnElement[bool]:
+        if conn.dialect.name == "postgresql":
+            # One array parameter instead of thousands of binds.
+            array = sa.literal(list(keys), postgresql.ARRAY(self.key.type))
+            return self.key == sa.any_(array)
+        return self.key.in_(list(keys))
+
+    # Restore ---------------------------------------------------------------------------------
+
+    def coerce_key(self, value: Any) -> Any:
+        """A key given on the command line or as a parameter, as the column's Python type."""
+        python_type = self.key.type.python_type
+        if python_type is uuid.UUID:
+            return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+        try:
+            return python_type(value)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"key {value!r} is not a valid {python_type.__name__} for "
+                f"{self.name}.{self.key_name}"
+            ) from None
+
+    def restore_rows(
+        self,
+        rows: Sequence[dict[str, Any]],
+        *,
+        overwrite: bool,
+        dry_run: bool,
+        finish: RestoreFinish,
+    ) -> RestoreOutcome:
+        """Insert rows whose key is free; existing keys are conflicts (updated if overwrite)."""
+        outcome = RestoreOutcome()
+        try:
+            with self.sql.begin() as conn:
+                existing = self._existing_keys(conn, [row[self.key_name] for row in rows])
+                fresh = [row for row in rows if row[self.key_name] not in existing]
+                taken = [row for row in rows if row[self.key_name] in existing]
+                outcome.restored = len(fresh)
+                if overwrite:
+                    outcome.overwritten = len(taken)
+                else:
+                    outcome.conflicts = [row[self.key_name] for row in taken]
+                if dry_run:
+                    return outcome
+                if fresh:
+                    conn.execute(sa.insert(self.table), fresh)
+                if overwrite and taken:
+                    self._overwrite(conn, taken)
+                finish(conn, outcome)
+        except sa.exc.IntegrityError as exc:
+            raise IntegrityViolation(
+                f"restoring rows into table {self.name!r} was refused by the database "
+                f"({_first_line(exc)}); nothing was restored. If a referenced row was archived "
+                "too (e.g. the user of an order), restore that table first"
+            ) from None
+        return outcome
+
+    def _existing_keys(self, conn: Connection, keys: Sequence[Any]) -> set[Any]:
+        found: set[Any] = set()
+        for chunk in _chunks(keys):
+            query = sa.select(self.key).where(self._key_in(conn, chunk))
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update()
+            found.update(conn.execute(query).scalars())
+        return found
+
+    def _overwrite(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        others = [c for c in self.table.columns if c is not self.key]
+        statement = (
+            sa.update(self.table)
+            .where(self.key == sa.bindparam("_key"))
+            .values({c.name: sa.bindparam(f"_v_{c.name}") for c in others})
+        )
+        params = [
+            {"_key": row[self.key_name], **{f"_v_{c.name}": row[c.name] for c in others}}
+            for row in rows
+        ]
+        conn.execute(statement, params)
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", exc) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,160 @@
+"""``steward outbox``: status, relay (once or long-running), requeue dead events, cleanup.
+
+``status`` and ``requeue-dead`` talk to the database directly. ``relay`` runs the
+``relay-outbox`` flow once (a Prefect run with its artifacts); ``relay --forever`` is the
+long-running relay as a plain process (no Prefect needed): it wakes on PostgreSQL NOTIFY or
+polls, and on SIGTERM / Ctrl-C finishes its batch and exits 0. ``cleanup`` runs the
+``cleanup-outbox`` flow.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from steward.settings import get_settings
+
+__all__ = ["register"]
+
+out = Console()
+err = Console(stderr=True)
+outbox_app = typer.Typer(
+    no_args_is_help=True, help="Transactional outbox: status, relay, requeue-dead, cleanup."
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``outbox`` command group to the ``steward`` app."""
+    app.add_typer(outbox_app, name="outbox")
+
+
+def _relay() -> Any:
+    from steward.outbox_relay import OutboxRelay
+
+    return OutboxRelay.from_settings(get_settings())
+
+
+@outbox_app.command("status")
+def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Pending events, how many are retrying, dead events, and the oldest pending age (lag)."""
+    relay = _relay()
+    try:
+        shown = relay.status()
+    finally:
+        relay.close()
+    if as_json:
+        out.print_json(json.dumps(shown))
+        return
+    table = Table("metric", "value", title=f"outbox table {shown['table']!r}")
+    table.add_row("pending", str(shown["pending"]))
+    table.add_row("retrying (pending with failed attempts)", str(shown["retrying"]))
+    table.add_row("dead", str(shown["dead"]))
+    table.add_row("oldest pending age (s)", f"{shown['oldest_pending_age_seconds']:.1f}")
+    table.add_row("oldest pending created at", shown["oldest_pending_at"] or "-")
+    out.print(table)
+
+
+@outbox_app.command("relay")
+def relay(
+    forever: bool = typer.Option(
+        False, "--forever", help="Keep running: wake on NOTIFY or poll; SIGTERM stops it."
+    ),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Events per batch."),
+    max_seconds: float | None = typer.Option(
+        None, "--max-seconds", help="One-shot run: stop starting batches after this long."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Report what is due; publish nothing."),
+) -> None:
+    """Deliver due events once (the relay-outbox flow), or keep relaying with --forever."""
+    if forever:
+        _relay_forever(batch_size)
+        return
+    from steward.cli.main import run_flow
+
+    params: dict[str, Any] = {"dry_run": dry_run, "batch_size": batch_size}
+    if max_seconds is not None:
+        params["max_seconds"] = max_seconds
+    with err.status("running relay-outbox…"):
+        summary = run_flow("relay-outbox", params)
+    _print_summary("relay-outbox", summary)
+
+
+def _relay_forever(batch_size: int | None) -> None:
+    from steward.outbox_relay import RunTotals, run_forever
+
+    relay = _relay()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    cfg = relay.cfg
+    err.print(
+        f"relaying outbox table {cfg.table!r} to {', '.join(cfg.sinks)} until SIGTERM "
+        f"(NOTIFY channel {cfg.listen_channel!r}, polling every {cfg.poll_interval_seconds} s)"
+    )
+
+    def report(run: RunTotals) -> None:
+        if run.claimed:
+            err.print(
+                f"published {run.published}, retried {run.retried}, dead {run.dead}, "
+                f"held {run.held} in {run.batches} batches"
+            )
+        for error in run.errors:
+            err.print(f"[yellow]delivery problem:[/] {error}", highlight=False)
+
+    try:
+        totals = run_forever(
+            relay, stop, relay_batch=lambda: relay.relay_batch(limit=batch_size), on_drained=report
+        )
+    finally:
+        relay.close()
+    err.print(f"stopped: {totals.published} events published in {totals.batches} batches")
+
+
+@outbox_app.command("requeue-dead")
+def requeue_dead(
+    event: list[str] = typer.Option([], "--event", help="Event id to requeue (repeatable)."),
+    aggregate: list[str] = typer.Option(
+        [], "--aggregate", help="TYPE or TYPE:ID whose dead events are requeued (repeatable)."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count only."),
+) -> None:
+    """Put dead events back to pending (all dead events when no --event / --aggregate)."""
+    relay = _relay()
+    try:
+        count = relay.requeue_dead(event_ids=event, aggregates=aggregate, dry_run=dry_run)
+    finally:
+        relay.close()
+    scope = "matching " if event or aggregate else ""
+    verb = "would requeue" if dry_run else "requeued"
+    out.print(f"{verb} {count} {scope}dead events")
+
+
+@outbox_app.command("cleanup")
+def cleanup(
+    older_than_days: int | None = typer.Option(
+        None, "--older-than-days", min=0, help="Default: outbox.cleanup_after_days (30)."
+    ),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Rows per batch."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count what would go."),
+) -> None:
+    """Delete published events older than N days, in batches (the cleanup-outbox flow)."""
+    from steward.cli.main import run_flow
+
+    params = {"dry_run": dry_run, "older_than_days": older_than_days, "batch_size": batch_size}
+    with err.status("running cleanup-outbox…"):
+        summary = run_flow("cleanup-outbox", params)
+    _print_summary("cleanup-outbox", summary)
+
+
+def _print_summary(name: str, summary: dict[str, Any]) -> None:
+    table = Table("field", "value", title=name + (" (dry run)" if summary.get("dry_run") else ""))
+    for key, value in summary.items():
+        if key != "dry_run":
+            table.add_row(key, json.dumps(value) if isinstance(value, list | dict) else str(value))
+    out.print(table)

@@ -1,0 +1,113 @@
+"""``steward tier``: move archive objects to colder storage classes, or report what they cost.
+
+``--report`` reads the object store directly (no Prefect run) and prints objects, bytes and
+estimated monthly cost per storage class. Every other form runs the ``tier-archives`` flow, so
+the run and its artifacts show up in Prefect.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from steward.settings import get_settings
+
+__all__ = ["register"]
+
+out = Console()
+MODES = ("auto", "lifecycle", "copy")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``tier`` command to the ``steward`` app."""
+    app.command("tier")(tier)
+
+
+def tier(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Plan and report; change nothing."),
+    mode: str = typer.Option(
+        "auto",
+        "--mode",
+        help="lifecycle (S3 lifecycle rules), copy (move objects here by age) or auto "
+        "(lifecycle where the store supports it).",
+    ),
+    deep_archive: bool | None = typer.Option(
+        None,
+        "--deep-archive/--no-deep-archive",
+        help="Add DEEP_ARCHIVE at tiering.deep_archive_days (default: the setting).",
+    ),
+    prefix: str | None = typer.Option(
+        None, "--prefix", help="Key prefix to tier (default: tiering.archive_prefix)."
+    ),
+    report: bool = typer.Option(
+        False, "--report", help="Only print objects, bytes and monthly cost per storage class."
+    ),
+) -> None:
+    """Apply the storage tiers to the archive objects (tier-archives flow)."""
+    if mode not in MODES:
+        raise typer.BadParameter(f"--mode {mode!r}: accepted {', '.join(MODES)}")
+    if report:
+        _print_report(prefix)
+        return
+    from steward.cli.main import run_flow
+
+    params: dict[str, Any] = {"dry_run": dry_run, "mode": mode}
+    if deep_archive is not None:
+        params["include_deep_archive"] = deep_archive
+    if prefix is not None:
+        params["prefix"] = prefix
+    with Console(stderr=True).status("running tier-archives…"):
+        summary = run_flow("tier-archives", params)
+    _print_summary(summary)
+
+
+def _print_report(prefix: str | None) -> None:
+    from steward.storage.objects import open_object_store
+    from steward.tiering import tier_report, total_cost
+
+    settings = get_settings()
+    prefix = prefix or settings.tiering.archive_prefix
+    usage = tier_report(open_object_store(settings), prefix, settings.tiering.prices)
+    table = Table("storage class", "objects", "bytes", "USD / month", title=f"Tiers of {prefix}")
+    for row in usage:
+        cost = "n/a" if row.monthly_cost_usd is None else f"{row.monthly_cost_usd:.4f}"
+        table.add_row(row.storage_class, str(row.objects), str(row.bytes), cost)
+    table.add_row("TOTAL", str(sum(r.objects for r in usage)), str(sum(r.bytes for r in usage)),
+                  f"{total_cost(usage):.4f}")  # fmt: skip
+    out.print(table)
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    after_title = "after (projected)" if summary.get("after_is_projected") else "after"
+    table = Table(
+        "storage class",
+        "objects before",
+        "USD / month before",
+        f"objects {after_title}",
+        f"USD / month {after_title}",
+        title=f"tier-archives on {summary['prefix']} — mode {summary['mode']}"
+        + (" (dry run)" if summary["dry_run"] else ""),
+    )
+    after = {row["storage_class"]: row for row in summary["after"]}
+    for row in summary["before"]:
+        later = after.get(row["storage_class"], {})
+        table.add_row(
+            row["storage_class"],
+            str(row["objects"]),
+            _usd(row["monthly_cost_usd"]),
+            str(later.get("objects", 0)),
+            _usd(later.get("monthly_cost_usd")),
+        )
+    out.print(table)
+    out.print(
+        f"planned moves: {summary['planned_moves']}, moved: {summary['moved']}, "
+        f"left in place: {summary['skipped']}, waiting for minimum storage duration: "
+        f"{summary['held_min_duration']}"
+    )
+
+
+def _usd(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"

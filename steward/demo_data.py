@@ -1,0 +1,257 @@
+"""Synthetic data for the example e-commerce schema (``steward demo-data``, ``steward demo``).
+
+Fills the tables of revision 0001 at a chosen scale with data that gives every flow work:
+users, a category tree, products with messy brand spellings and JSON attributes, price periods,
+inventory (``reserved`` = active reservations, never above ``on_hand``), orders whose ``total``
+is the sum of their items, payments, reservations, inventory movements and audit entries over
+the past 400 days, and an outbox that is mostly published (past 60 days) with pending events
+for several aggregates at the end. 12-15 % of users, products and orders are soft-deleted with
+``deleted_at`` uniform over the past 400 days (after the row's creation, ``updated_at`` =
+``deleted_at``).
+
+Deterministic: the same ``seed`` and ``now`` give identical rows (each table draws from its own
+``random.Random`` seeded from ``seed``). Rows are made and written in chunks, never held whole:
+PostgreSQL through ``COPY`` (psycopg 3), SQLite through ``executemany``. Ids are explicit;
+PostgreSQL sequences are moved past them afterwards so the application's own inserts work.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import queue
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from steward.demo_rows import COLUMNS, DemoRows
+from steward.errors import ConfigError, IntegrityViolation
+from steward.settings import Settings
+from steward.storage.sql import SqlClient
+
+__all__ = ["COLUMNS", "DEMO_TABLES", "generate_demo_data", "planned_rows"]
+
+DEMO_TABLES: tuple[str, ...] = tuple(COLUMNS)  # parents before children
+_JSON_COLUMNS = {
+    "products": ("attributes",),
+    "outbox": ("payload", "headers"),
+    "audit_log": ("details",),
+}
+_DONE = object()
+_Chunk = tuple[str, list[tuple[Any, ...]]]
+_SEQUENCES = {
+    name: ("seq" if name == "outbox" else "id") for name in DEMO_TABLES if name != "inventory"
+}
+
+
+def planned_rows(rows: int, *, seed: int = 7) -> int:
+    """About how many rows ``generate_demo_data(rows=rows)`` writes (for progress bars)."""
+    return DemoRows(rows, seed=seed, now=dt.datetime(2000, 1, 1, tzinfo=dt.UTC)).expected_total
+
+
+def generate_demo_data(
+    settings: Settings,
+    *,
+    rows: int,
+    seed: int = 7,
+    replace: bool = False,
+    show_progress: bool = False,
+    now: dt.datetime | None = None,
+) -> dict[str, int]:
+    """Fill the example schema with about ``rows`` synthetic rows; returns rows written per table.
+
+    Args:
+        settings: Steward settings (``database.url`` picks PostgreSQL or SQLite).
+        rows: approximate total across all tables (at least 100).
+        seed: same seed and same ``now`` give identical data.
+        replace: delete the rows already in the demo tables first; without it, non-empty
+            tables make this refuse with :class:`IntegrityViolation`.
+        show_progress: draw a rich progress bar on stderr.
+        now: the anchor every timestamp is relative to (default: the current UTC time).
+    """
+    if rows < 100:
+        raise ConfigError(f"demo data: rows={rows} is too small; ask for at least 100 rows")
+    anchor = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    demo = DemoRows(rows, seed=seed, now=anchor)
+    client = SqlClient(settings)
+    try:
+        with client.begin() as conn:
+            tables = _reflect_demo_tables(conn)
+            _clear_or_refuse(conn, tables, replace=replace)
+            with _progress(show_progress, demo.expected_total) as advance:
+                counts = _write_all(conn, tables, demo, advance)
+            if conn.dialect.name == "postgresql":
+                _reset_sequences(conn, tables)
+    finally:
+        client.dispose()
+    return counts
+
+
+def _write_all(
+    conn: Connection,
+    tables: dict[str, sa.Table],
+    demo: DemoRows,
+    advance: Callable[[str, int], None],
+) -> dict[str, int]:
+    write = _copy_chunk if conn.dialect.name == "postgresql" else _insert_chunk
+    counts = dict.fromkeys(DEMO_TABLES, 0)
+    for name, chunk in _made_ahead(demo.chunks()):
+        write(conn, tables[name], COLUMNS[name], chunk)
+        counts[name] += len(chunk)
+        advance(name, len(chunk))
+    return counts
+
+
+def _made_ahead(chunks: Iterator[_Chunk], depth: int = 4) -> Iterator[_Chunk]:
+    """Make the next chunks in a thread while the database ingests the current one.
+
+    Generation is pure Python and COPY mostly waits on the server (which releases the GIL), so
+    the two overlap; order is kept (one producer, one FIFO queue).
+    """
+    made: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in chunks:
+                while not stop.is_set():
+                    try:
+                        made.put(item, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+            made.put(_DONE)
+        except BaseException as exc:  # handed to the consumer, raised there
+            made.put(exc)
+
+    thread = threading.Thread(target=produce, name="steward-demo-rows", daemon=True)
+    thread.start()
+    try:
+        while (item := made.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _reflect_demo_tables(conn: Connection) -> dict[str, sa.Table]:
+    existing = set(sa.inspect(conn).get_table_names())
+    missing = [name for name in DEMO_TABLES if name not in existing]
+    if missing:
+        raise ConfigError(
+            f"demo data: table(s) {', '.join(missing)} not found in the database; create the "
+            "example schema first with `steward migrate` (or `alembic upgrade head`)"
+        )
+    metadata = sa.MetaData()
+    metadata.reflect(conn, only=list(DEMO_TABLES))
+    return {name: metadata.tables[name] for name in DEMO_TABLES}
+
+
+def _clear_or_refuse(conn: Connection, tables: dict[str, sa.Table], *, replace: bool) -> None:
+    filled = [
+        name
+        for name, table in tables.items()
+        if conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first()
+    ]
+    if not filled:
+        return
+    if not replace:
+        raise IntegrityViolation(
+            f"demo data: table(s) {', '.join(filled)} already hold rows; refusing to mix "
+            "synthetic rows with them. Pass --replace (replace=True) to empty the demo tables first"
+        )
+    if conn.dialect.name == "postgresql":
+        # CASCADE also empties tables that reference the demo tables (e.g. brand backups).
+        quoted = ", ".join(
+            conn.dialect.identifier_preparer.format_table(t) for t in tables.values()
+        )
+        conn.exec_driver_sql(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE")
+        return
+    for name in reversed(DEMO_TABLES):
+        conn.execute(tables[name].delete())
+
+
+def _present(table: sa.Table, columns: tuple[str, ...]) -> list[int]:
+    # Later revisions may drop columns the generator knows; write only those that exist.
+    return [i for i, col in enumerate(columns) if col in table.c]
+
+
+def _copy_chunk(
+    conn: Connection, table: sa.Table, columns: tuple[str, ...], chunk: list[tuple[Any, ...]]
+) -> None:
+    from psycopg import sql
+
+    keep = _present(table, columns)
+    json_at = [i for i in keep if columns[i] in _JSON_COLUMNS.get(table.name, ())]
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table.name), sql.SQL(", ").join(sql.Identifier(columns[i]) for i in keep)
+    )
+    dumps = json.dumps
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    with raw.cursor() as cur, cur.copy(statement) as copy:
+        for row in chunk:
+            if json_at:
+                row = list(row)
+                for i in json_at:
+                    row[i] = None if row[i] is None else dumps(row[i], separators=(",", ":"))
+            copy.write_row(row if len(keep) == len(columns) else [row[i] for i in keep])
+
+
+def _insert_chunk(
+    conn: Connection, table: sa.Table, columns: tuple[str, ...], chunk: list[tuple[Any, ...]]
+) -> None:
+    keep = [(i, columns[i]) for i in _present(table, columns)]
+    records = [
+        {name: (row[i].hex if isinstance(row[i], uuid.UUID) else row[i]) for i, name in keep}
+        for row in chunk
+    ]
+    conn.execute(sa.insert(table), records)
+
+
+def _reset_sequences(conn: Connection, tables: dict[str, sa.Table]) -> None:
+    """Move each identity sequence past the explicit ids written (bound names, no SQL pasting)."""
+    for name, column_name in _SEQUENCES.items():
+        column = tables[name].c[column_name]
+        sequence = sa.func.pg_get_serial_sequence(name, column_name)
+        next_value = sa.select(sa.func.coalesce(sa.func.max(column), 0) + 1).scalar_subquery()
+        conn.execute(sa.select(sa.func.setval(sequence, next_value, False)))
+
+
+@contextmanager
+def _progress(enabled: bool, total: int) -> Iterator[Callable[[str, int], None]]:
+    if not enabled:
+        yield lambda _table, _count: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    columns = (
+        TextColumn("[bold]{task.description:<36}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rows"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True)) as progress:
+        task = progress.add_task("demo data", total=total)
+
+        def advance(table: str, count: int) -> None:
+            progress.update(task, advance=count, description=f"demo data: {table}")
+
+        yield advance
+        done = progress.tasks[0].completed
+        progress.update(task, total=done, description="demo data: done")

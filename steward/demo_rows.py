@@ -1,0 +1,492 @@
+"""Row generators behind :mod:`steward.demo_data`: plain tuples in ``COLUMNS`` order, in chunks.
+
+Times are seconds relative to the anchor ``now`` (negative = past). Entities with an id are
+created in equal time slots, id order = creation order (as identity columns do), so "a user
+created before t" is a prefix of ids and needs no lookup table. Only small per-entity facts
+are kept in memory (user currency and deletion time, product price periods, reserved stock);
+orders, items, movements, outbox and audit rows are produced chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import random
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+__all__ = ["COLUMNS", "DemoRows"]
+
+Row = tuple[Any, ...]
+DAY = 86_400.0
+DELETE_WINDOW = 400 * DAY  # soft deletes and history spread over the past 400 days
+ENTITY_START, ENTITY_SPAN = -1000 * DAY, 999 * DAY  # users and products: past 1000 days
+ORDER_START, ORDER_SPAN = -730 * DAY, 730 * DAY - 120  # orders: past two years
+CHUNK = 5_000
+ORDER_CHUNK = 2_000
+
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "users": ("id", "email", "full_name", "country", "created_at", "updated_at")
+    + ("deleted_at", "deleted_by", "delete_reason"),
+    "categories": ("id", "parent_id", "name", "slug", "created_at"),
+    "products": ("id", "sku", "name", "brand", "category_id", "attributes", "created_at")
+    + ("updated_at", "deleted_at", "deleted_by", "delete_reason"),
+    "prices": ("id", "product_id", "currency", "amount", "effective_from", "effective_to"),
+    "inventory": ("product_id", "on_hand", "reserved", "version", "updated_at"),
+    "orders": ("id", "user_id", "status", "currency", "total", "created_at", "updated_at")
+    + ("deleted_at", "deleted_by", "delete_reason"),
+    "order_items": ("id", "order_id", "product_id", "quantity", "unit_price"),
+    "payments": ("id", "order_id", "amount", "currency", "status", "provider", "provider_ref")
+    + ("created_at",),
+    "inventory_reservations": ("id", "product_id", "order_id", "quantity", "status")
+    + ("expires_at", "created_at"),
+    "inventory_movements": ("id", "product_id", "delta", "reason", "reference", "created_at"),
+    "outbox": ("seq", "id", "aggregate_type", "aggregate_id", "event_type", "payload", "headers")
+    + ("status", "attempts", "last_error", "available_at", "created_at", "published_at"),
+    "audit_log": ("id", "occurred_at", "actor", "action", "entity_type", "entity_id", "details"),
+}
+
+FIRST = "Ada Alan Grace Linus Margaret Ken Barbara Dennis Frances Edsger Radia Tim Hedy Guido \
+Sophie Anita Yukihiro Joan Bjarne Carol John Lynn Niklaus Shafi Donald Leslie Mary Ivan".split()
+LAST = "Lovelace Turing Hopper Torvalds Hamilton Thompson Liskov Ritchie Allen Dijkstra Perlman \
+Berners-Lee Lamarr Rossum Wilson Borg Matsumoto Clarke Stroustrup Shaw Backus Conway Wirth \
+Goldwasser Knuth Lamport Keller Sutherland".split()
+COUNTRIES = ("US", "GB", "DE", "FR", "NL", "ES", "IT", "PL", "SE", "CA", None)
+COUNTRY_CUM = (30, 44, 58, 68, 74, 80, 86, 90, 94, 98, 100)
+CURRENCY = {"US": "USD", "CA": "USD", "GB": "GBP"}  # everything else pays in EUR
+FX = {"EUR": 1.0, "USD": 1.08, "GBP": 0.86}  # prices are kept in EUR
+CATALOGUE = {
+    "Electronics": ("Phones", "Laptops", "Audio", "Cameras", "Wearables"),
+    "Home & Kitchen": ("Cookware", "Furniture", "Lighting", "Bedding", "Storage"),
+    "Sports": ("Running", "Cycling", "Camping", "Fitness", "Swimming"),
+    "Books": ("Fiction", "Science", "Children", "Travel", "Cooking"),
+    "Fashion": ("Shoes", "Jackets", "Bags", "Watches", "Accessories"),
+    "Toys": ("Puzzles", "Building Sets", "Dolls", "Outdoor Play", "Board Games"),
+    "Beauty": ("Skincare", "Fragrance", "Hair Care", "Makeup", "Bath"),
+    "Garden": ("Tools", "Plants", "Grills", "Irrigation", "Outdoor Lighting"),
+}
+SUFFIXES = ("Essentials", "Premium", "Pro", "Kids", "Eco", "Refurbished", "Outlet", "Travel")
+BRANDS = ("Acme Corp", "Globex", "Initech", "Umbrella", "Stark Industries", "Wayne Tech", "Hooli")
+BRANDS += ("Vandelay", "Cyberdyne", "Wonka", "Tyrell Corp", "Soylent")
+ADJECTIVES = "Compact Classic Ultra Smart Eco Pro Lite Max Urban Nordic Solid Swift".split()
+COLORS = ("black", "white", "grey", "navy", "red", "green", "oak", "silver")
+TAGS = ("bestseller", "new", "sale", "gift", "eco", "limited", "bundle", "clearance")
+DELETERS = ("user:self", "admin:ops", "gdpr-bot", "support:tier2")
+REASONS = {
+    "users": ("account closed by user", "GDPR erasure request", "fraud", "duplicate account"),
+    "products": ("discontinued", "duplicate listing", "supplier recall", "catalogue cleanup"),
+    "orders": ("test order", "duplicate checkout", "customer request", "fraud review"),
+}
+STREAMS = {
+    "order": ("OrderPlaced", "PaymentCaptured", "OrderShipped", "OrderDelivered"),
+    "product": ("ProductCreated", "PriceChanged", "PriceChanged", "StockAdjusted"),
+    "user": ("UserRegistered", "ProfileUpdated", "EmailVerified"),
+}
+PRICE_POINTS = (499, 999, 1499, 1999, 2999, 4999, 7999, 9999, 19_999, 49_999, 129_999)
+MOVE_REASONS = ("receipt", "sale", "adjustment", "return", "damage")
+MOVE_CUM = (20, 75, 85, 95, 100)
+CHANNELS = ("web", "ios", "android", "api", "backoffice")
+AUDIT = (
+    ("login", "user"),
+    ("update_profile", "user"),
+    ("price_change", "product"),
+    ("order_status", "order"),
+    ("soft_delete", "order"),
+    ("export", "report"),
+)
+
+
+def _cents(value: int) -> Decimal:
+    return Decimal(value).scaleb(-2)
+
+
+def _slug(text: str) -> str:
+    return "-".join("".join(c if c.isalnum() else " " for c in text.lower()).split())
+
+
+class DemoRows:
+    """Rows for about ``rows`` rows in total, deterministic for ``seed`` and ``now``."""
+
+    def __init__(self, rows: int, *, seed: int, now: dt.datetime) -> None:
+        self.seed, self.now = seed, now
+
+        def share(fraction: float, least: int) -> int:
+            return max(least, round(rows * fraction))
+
+        self.n_users, self.n_products, self.n_orders = (
+            share(0.06, 10),
+            share(0.03, 10),
+            share(0.1, 20),
+        )
+        self.n_categories = min(300, max(12, rows // 400))
+        self.n_movements, self.n_audit = share(0.15, 10), share(0.1, 10)
+        self.n_outbox = share(0.08, 40)
+        self.reservation_odds = min(1.0, rows * 0.03 / (self.n_orders * 2.5))
+        self.user_currency: list[str] = []
+        self.user_deleted: dict[int, float] = {}
+        self.price_starts: list[list[float]] = []
+        self.price_cents: list[list[int]] = []
+        self.product_deleted: dict[int, float] = {}
+        self.reserved: dict[int, int] = {}  # product index -> quantity held by active holds
+        self.last_id: dict[str, int] = {}
+        self.category_names: list[str] = []
+        self.leaves: list[int] = []
+
+    @property
+    def expected_total(self) -> int:
+        entities = self.n_users + self.n_categories + self.n_products * 3.95 + self.n_orders * 3.5
+        reservations = self.n_orders * 2.5 * self.reservation_odds
+        return round(entities + reservations + self.n_movements + self.n_audit + self.n_outbox)
+
+    def chunks(self) -> Iterator[tuple[str, list[Row]]]:
+        """``(table, rows)`` chunks in foreign-key order."""
+        yield from _chunked("users", self._users())
+        yield from _chunked("categories", self._categories())
+        yield from self._products()
+        yield from self._orders()
+        yield from _chunked("inventory", self._inventory())
+        yield from _chunked("inventory_movements", self._movements())
+        yield from _chunked("outbox", self._outbox())
+        yield from _chunked("audit_log", self._audit_log())
+
+    # --- helpers -------------------------------------------------------------------------
+    def _rng(self, table: str) -> random.Random:
+        return random.Random(f"steward-demo:{self.seed}:{table}")
+
+    def _at(self, seconds: float) -> dt.datetime:
+        return self.now + dt.timedelta(seconds=seconds)
+
+    @staticmethod
+    def _created_before(t: float, start: float, span: float, n: int) -> int:
+        """How many entities (created in equal slots from ``start``) exist entirely before t."""
+        return max(1, min(n, int((t - start) / span * n) - 1))
+
+    def _deletions(
+        self, rng: random.Random, n: int, start: float, span: float, share: float
+    ) -> dict[int, float]:
+        """Pick ~share*n entities; deleted_at uniform over the past 400 days, after creation."""
+        deleted: dict[int, float] = {}
+        for _ in range(round(n * share) * 4):
+            if len(deleted) >= round(n * share):
+                break
+            t = -rng.random() * DELETE_WINDOW
+            bound = int((t - start) / span * n) - 1
+            if bound >= 1:
+                deleted.setdefault(rng.randrange(bound), t)
+        return deleted
+
+    def _soft_delete(self, rng: random.Random, table: str, t: float | None) -> tuple[Any, ...]:
+        if t is None:
+            return (None, None, None)
+        return (self._at(t), rng.choice(DELETERS), rng.choice(REASONS[table]))
+
+    def _pick(self, rng: random.Random, t: float, table: str) -> int:
+        """Index of an entity created before t, preferring one not soft-deleted by then."""
+        n, deleted = (
+            (self.n_users, self.user_deleted)
+            if table == "users"
+            else (self.n_products, self.product_deleted)
+        )
+        bound = self._created_before(t, ENTITY_START, ENTITY_SPAN, n)
+        for _ in range(3):
+            index = rng.randrange(bound)
+            gone = deleted.get(index)
+            if gone is None or gone > t:
+                break
+        return index
+
+    # --- users, categories, products, prices ----------------------------------------------
+    def _users(self) -> Iterator[Row]:
+        rng, n = self._rng("users"), self.n_users
+        self.user_deleted = self._deletions(rng, n, ENTITY_START, ENTITY_SPAN, 0.15)
+        for i in range(n):
+            created = ENTITY_START + ENTITY_SPAN * (i + rng.random()) / n
+            first, last = rng.choice(FIRST), rng.choice(LAST)
+            country = rng.choices(COUNTRIES, cum_weights=COUNTRY_CUM)[0]
+            self.user_currency.append(CURRENCY.get(country or "", "EUR"))
+            deleted = self.user_deleted.get(i)
+            updated = deleted if deleted is not None else created - rng.random() * created / 2
+            email = f"{first}.{last}.{i + 1}@example.com".lower()
+            row = (i + 1, email, f"{first} {last}", country, self._at(created), self._at(updated))
+            yield row + self._soft_delete(rng, "users", deleted)
+
+    def _categories(self) -> Iterator[Row]:
+        roots = list(CATALOGUE)
+        nodes: list[tuple[int | None, str]] = [(None, name) for name in roots]
+        nodes += [(r + 1, child) for r, name in enumerate(roots) for child in CATALOGUE[name]]
+        children = len(nodes)
+        for suffix in SUFFIXES:
+            nodes += [(p + 1, f"{nodes[p][1]} {suffix}") for p in range(len(roots), children)]
+        nodes = nodes[: self.n_categories]
+        self.category_names = [name for _, name in nodes]
+        self.leaves = list(range(len(roots) + 1, len(nodes) + 1)) or list(range(1, len(nodes) + 1))
+        for i, (parent, name) in enumerate(nodes):
+            path = name if parent is None or parent > len(roots) else f"{roots[parent - 1]} {name}"
+            yield (i + 1, parent, name, _slug(path), self._at(-1100 * DAY + i * 3600))
+
+    def _products(self) -> Iterator[tuple[str, list[Row]]]:
+        rng, n = self._rng("products"), self.n_products
+        self.product_deleted = self._deletions(rng, n, ENTITY_START, ENTITY_SPAN, 0.12)
+        products: list[Row] = []
+        prices: list[Row] = []
+        for i in range(n):
+            created = ENTITY_START + ENTITY_SPAN * (i + rng.random()) / n
+            products.append(self._product(rng, i, created))
+            for period in self._price_periods(rng, i, created):
+                prices.append((self._next_id("prices"), i + 1, *period))
+            if len(products) >= CHUNK or i == n - 1:  # prices follow their products
+                yield "products", products
+                yield "prices", prices
+                products, prices = [], []
+
+    def _product(self, rng: random.Random, i: int, created: float) -> Row:
+        brand = rng.choice(BRANDS)
+        category = rng.choice(self.leaves)
+        model = f"{rng.choice('XSMQ')}{rng.randint(10, 99) * 10}"
+        name = f"{brand.split()[0]} {rng.choice(ADJECTIVES)} {self.category_names[category - 1]}"
+        attributes = {
+            "color": rng.choice(COLORS),
+            "weight_g": rng.randint(50, 25_000),
+            "dimensions_cm": [rng.randint(2, 120) for _ in range(3)],
+            "tags": rng.sample(TAGS, rng.randint(0, 3)),
+            "warranty_months": rng.choice((0, 12, 24, 36)),
+        }
+        deleted = self.product_deleted.get(i)
+        updated = deleted if deleted is not None else created - rng.random() * created
+        sku = f"{_slug(brand)[:3].upper()}-{i + 1:07d}"
+        row = (i + 1, sku, f"{name} {model}", _messy(rng, brand), category, attributes)
+        return (
+            row
+            + (self._at(created), self._at(updated))
+            + self._soft_delete(rng, "products", deleted)
+        )
+
+    def _price_periods(self, rng: random.Random, i: int, created: float) -> Iterator[Row]:
+        """1-3 consecutive EUR price periods from the product's creation; the last is open."""
+        changes = sorted(rng.uniform(created, -DAY) for _ in range(rng.choice((0, 0, 1, 1, 2))))
+        starts = [created, *changes]
+        base = rng.choice(PRICE_POINTS)
+        cents = [max(99, round(base * rng.uniform(0.8, 1.15))) for _ in starts]
+        self.price_starts.append(starts)
+        self.price_cents.append(cents)
+        for j, start in enumerate(starts):
+            end = self._at(starts[j + 1]) if j + 1 < len(starts) else None
+            yield ("EUR", _cents(cents[j]), self._at(start), end)
+
+    def _next_id(self, table: str) -> int:
+        self.last_id[table] = self.last_id.get(table, 0) + 1
+        return self.last_id[table]
+
+    # --- orders with their items, payments and reservations --------------------------------
+    def _orders(self) -> Iterator[tuple[str, list[Row]]]:
+        rng, n = self._rng("orders"), self.n_orders
+        deleted = self._deletions(rng, n, ORDER_START, ORDER_SPAN, 0.12)
+        for low in range(0, n, ORDER_CHUNK):
+            batch: dict[str, list[Row]] = {
+                name: [] for name in ("orders", "order_items", "payments", "inventory_reservations")
+            }
+            for i in range(low, min(n, low + ORDER_CHUNK)):
+                created = ORDER_START + ORDER_SPAN * (i + rng.random()) / n
+                batch["orders"].append(self._order(rng, i + 1, created, deleted.get(i), batch))
+            yield from batch.items()  # orders first: the others reference them
+
+    def _order(
+        self, rng: random.Random, order_id: int, created: float, deleted: float | None, batch: Any
+    ) -> Row:
+        user = self._pick(rng, created, "users")
+        currency = self.user_currency[user]
+        status = _order_status(rng, -created)
+        lines = self._order_lines(rng, created, currency)
+        total = sum(quantity * unit for _, quantity, unit in lines)
+        for product, quantity, unit in lines:
+            item = (self._next_id("order_items"), order_id, product + 1, quantity, _cents(unit))
+            batch["order_items"].append(item)
+        self._payments(rng, order_id, status, (total, currency), created, batch["payments"])
+        self._reserve(rng, order_id, status, lines, created, batch["inventory_reservations"])
+        updated = (
+            deleted if deleted is not None else created - rng.random() * max(created, -6 * DAY)
+        )
+        row = (order_id, user + 1, status, currency, _cents(total), self._at(created))
+        return row + (self._at(updated),) + self._soft_delete(rng, "orders", deleted)
+
+    def _order_lines(
+        self, rng: random.Random, created: float, currency: str
+    ) -> list[tuple[int, int, int]]:
+        """``(product index, quantity, unit cents)``: prices in effect at ``created``."""
+        count = rng.choices((1, 2, 3, 4, 5), cum_weights=(30, 55, 75, 90, 100))[0]
+        products = sorted({self._pick(rng, created, "products") for _ in range(count)})
+        lines = []
+        for product in products:
+            quantity = rng.choices((1, 2, 3, 4), cum_weights=(70, 90, 97, 100))[0]
+            period = max(0, bisect.bisect_right(self.price_starts[product], created) - 1)
+            unit = round(self.price_cents[product][period] * FX[currency])
+            lines.append((product, quantity, unit))
+        return lines
+
+    def _payments(
+        self,
+        rng: random.Random,
+        order_id: int,
+        status: str,
+        money: tuple[int, str],
+        created: float,
+        out: list[Row],
+    ) -> None:
+        if status == "pending":
+            return
+        attempts = [("failed", 20.0)] if rng.random() < 0.08 else []
+        attempts.append(("voided", 60.0) if status == "cancelled" else ("captured", 60.0))
+        if status == "refunded":
+            attempts.append(("refunded", 3 * DAY))
+        provider = rng.choice(("stripe", "adyen", "paypal"))
+        for state, delay in attempts:
+            ref = f"{provider[:2]}_{rng.getrandbits(48):012x}"
+            at = self._at(min(created + delay + rng.random() * 30, -1.0))
+            out.append((self._next_id("payments"), order_id, _cents(money[0]), money[1], state))
+            out[-1] += (provider, ref, at)
+
+    def _reserve(
+        self,
+        rng: random.Random,
+        order_id: int,
+        status: str,
+        lines: list[tuple[int, int, int]],
+        created: float,
+        out: list[Row],
+    ) -> None:
+        """Pending orders hold stock (active, expiring in a day); some older orders kept theirs."""
+        if status == "pending":
+            state = "active"
+        elif rng.random() < self.reservation_odds:
+            state = "released" if status in ("cancelled", "refunded") else "consumed"
+        else:
+            return
+        for product, quantity, _ in lines:
+            if state == "active":
+                self.reserved[product] = self.reserved.get(product, 0) + quantity
+            row = (self._next_id("inventory_reservations"), product + 1, order_id, quantity, state)
+            out.append(row + (self._at(created + DAY), self._at(created)))
+
+    # --- inventory, movements, outbox, audit log -----------------------------------------
+    def _inventory(self) -> Iterator[Row]:
+        rng = self._rng("inventory")
+        for product in range(self.n_products):
+            reserved = self.reserved.get(product, 0)
+            spare = 0 if rng.random() < 0.08 else rng.randint(1, 400)
+            touched = self._at(-rng.random() * 30 * DAY)
+            yield (product + 1, reserved + spare, reserved, rng.randint(1, 60), touched)
+
+    def _movements(self) -> Iterator[Row]:
+        rng, n = self._rng("inventory_movements"), self.n_movements
+        for i in range(n):
+            t = -DELETE_WINDOW + DELETE_WINDOW * (i + rng.random()) / n
+            product = rng.randrange(
+                self._created_before(t, ENTITY_START, ENTITY_SPAN, self.n_products)
+            )
+            reason = rng.choices(MOVE_REASONS, cum_weights=MOVE_CUM)[0]
+            delta, reference = {
+                "receipt": (rng.randint(10, 500), f"PO-{rng.randint(1, 99_999):05d}"),
+                "sale": (-rng.randint(1, 4), f"order:{rng.randint(1, self.n_orders)}"),
+                "adjustment": (rng.choice((-1, 1)) * rng.randint(1, 20), "cycle-count"),
+                "return": (rng.randint(1, 3), f"RMA-{rng.randint(1, 99_999):05d}"),
+                "damage": (-rng.randint(1, 3), None),
+            }[reason]
+            yield (i + 1, product + 1, delta, reason, reference, self._at(t))
+
+    def _outbox(self) -> Iterator[Row]:
+        """Published events over the past 60 days, then pending ones from the last 30 minutes."""
+        rng, n = self._rng("outbox"), self.n_outbox
+        pending = max(12, round(n * 0.03))
+        published = n - pending
+        streams: list[list[Any]] = []
+        for i in range(published):
+            t = -60 * DAY + (60 * DAY - 3600) * (i + rng.random()) / published
+            status = "dead" if rng.random() < 0.005 else "published"
+            yield self._event(rng, i + 1, self._advance(rng, streams, 40), t, status)
+        streams = []  # aggregates still open in the published phase never got their later events
+        for i in range(pending):
+            t = -1800 + 1800 * (i + rng.random()) / pending
+            event = self._advance(rng, streams, max(3, pending // 4))
+            yield self._event(rng, published + i + 1, event, t, "pending")
+
+    def _advance(self, rng: random.Random, streams: list[list[Any]], cap: int) -> tuple[str, ...]:
+        """Next event of a random open aggregate (or of a new one): per-aggregate order holds."""
+        if not streams or (len(streams) < cap and rng.random() < 0.3):
+            kind = rng.choice(("order", "order", "product", "user"))
+            top = {"order": self.n_orders, "product": self.n_products, "user": self.n_users}[kind]
+            streams.append([kind, str(rng.randint(1, top)), 0])
+        stream = rng.choice(streams)
+        kind, aggregate_id, step = stream
+        stream[2] += 1
+        if stream[2] == len(STREAMS[kind]):
+            streams.remove(stream)
+        return kind, aggregate_id, STREAMS[kind][step]
+
+    def _event(
+        self, rng: random.Random, seq: int, event: tuple[str, ...], t: float, status: str
+    ) -> Row:
+        kind, aggregate_id, event_type = event
+        created = self._at(t)
+        payload = {"event": event_type, f"{kind}_id": int(aggregate_id)}
+        payload["occurred_at"] = created.isoformat()
+        headers = {"trace_id": f"{rng.getrandbits(64):016x}", "schema": f"{kind}.v1"}
+        event_id = uuid.UUID(int=rng.getrandbits(128), version=4)
+        attempts, error, available, published = 0, None, self.now, None
+        if status == "published":
+            attempts, available = 1, created
+            published = self._at(t + rng.uniform(0.05, 5.0))
+        elif status == "dead":
+            attempts, error, available = 8, "sink rejected payload: HTTP 422", created
+        row = (seq, event_id, kind, aggregate_id, event_type, payload, headers, status, attempts)
+        return row + (error, available, created, published)
+
+    def _audit_log(self) -> Iterator[Row]:
+        rng, n = self._rng("audit_log"), self.n_audit
+        top = {"user": self.n_users, "product": self.n_products, "order": self.n_orders}
+        for i in range(n):
+            t = -DELETE_WINDOW + DELETE_WINDOW * (i + rng.random()) / n
+            action, entity = rng.choice(AUDIT)
+            entity_id = str(rng.randint(1, top[entity])) if entity in top else f"sales-{i % 12 + 1}"
+            roll = rng.random()
+            actor = (
+                f"user:{rng.randint(1, self.n_users)}"
+                if roll < 0.7
+                else f"admin:{rng.choice(FIRST).lower()}"
+                if roll < 0.9
+                else "system:nightly"
+            )
+            details = {"ip": f"192.0.2.{rng.randint(1, 254)}", "via": rng.choice(CHANNELS)}
+            yield (i + 1, self._at(t), actor, action, entity, entity_id, details)
+
+
+def _order_status(rng: random.Random, age: float) -> str:
+    if age < DAY:
+        return rng.choice(("pending", "paid"))
+    if age < 5 * DAY:
+        return "paid" if rng.random() < 0.3 else "shipped"
+    return rng.choices(("delivered", "cancelled", "refunded"), cum_weights=(88, 95, 100))[0]
+
+
+def _messy(rng: random.Random, brand: str) -> str | None:
+    """The brand as typed by people: mostly canonical, else padded, re-cased or double-spaced."""
+    roll = rng.random()
+    if roll < 0.04:
+        return None
+    if roll < 0.64:
+        return brand
+    first = brand.split()[0]
+    spaced = brand.replace(" ", "  ") if " " in brand else f"{brand}  "
+    return rng.choice((f" {first.lower()} ", first.upper(), spaced, brand.lower(), f" {brand}"))
+
+
+def _chunked(table: str, rows: Iterator[Row]) -> Iterator[tuple[str, list[Row]]]:
+    chunk: list[Row] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == CHUNK:
+            yield table, chunk
+            chunk = []
+    if chunk:
+        yield table, chunk

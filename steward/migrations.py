@@ -1,0 +1,458 @@
+"""Alembic migration runner: one runner at a time, applied revisions checksummed, SQL dry run.
+
+- **Lock.** A run holds a lock from before it reads the current revision until every revision
+  is applied and recorded: a session-level advisory lock on a dedicated PostgreSQL connection,
+  or a file lock next to the SQLite database file. A second runner waits up to
+  ``lock_timeout`` seconds, then gets :class:`~steward.errors.MigrationLocked`.
+- **Checksums.** ``steward_migrations`` keeps ``(revision, filename, sha256, applied_at)`` for
+  every applied revision, written by Alembic's ``on_version_apply`` hook inside the revision's
+  own transaction (a downgrade deletes the row the same way). Before doing anything a run
+  compares the recorded SHA-256 of every applied revision with its file and refuses with
+  :class:`~steward.errors.MigrationChecksumMismatch`, naming the file, when one was edited.
+  Revisions applied by plain ``alembic upgrade`` are adopted (recorded as they are now).
+- **Dry run.** :meth:`MigrationRunner.render_sql` renders the SQL of the range from the
+  database's current revision to the target in offline mode for the configured dialect and
+  applies nothing (it does not even create Steward's tables).
+
+History must be linear (one head): targets are ``head``, ``base``, a revision id (or a unique
+prefix) or a step count relative to the current revision (``-1``, ``+2``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from filelock import FileLock, Timeout
+from sqlalchemy.engine import Connection
+
+from steward.errors import ConfigError, MigrationChecksumMismatch, MigrationError, MigrationLocked
+from steward.settings import Settings
+from steward.storage.sql import SqlClient
+
+__all__ = [
+    "DEFAULT_SCRIPT_LOCATION",
+    "AppliedRecord",
+    "MigrationPlan",
+    "MigrationResult",
+    "MigrationRunner",
+    "MigrationStatus",
+    "Revision",
+    "alembic_config",
+    "checksums_table",
+    "file_sha256",
+]
+
+Direction = Literal["upgrade", "downgrade"]
+DEFAULT_SCRIPT_LOCATION = Path(__file__).resolve().parent.parent / "migrations"
+# pg_advisory_lock key: the first 8 bytes of sha256("steward:migrate"), kept positive.
+LOCK_KEY = int.from_bytes(hashlib.sha256(b"steward:migrate").digest()[:8], "big") >> 1
+_RELATIVE = re.compile(r"[+-]\d+")
+
+metadata = sa.MetaData()
+checksums_table = sa.Table(
+    "steward_migrations",
+    metadata,
+    sa.Column("revision", sa.String(64), primary_key=True),
+    sa.Column("filename", sa.String(500), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a migration file (line endings normalised, so a CRLF checkout still matches)."""
+    return hashlib.sha256(path.read_bytes().replace(b"\r\n", b"\n")).hexdigest()
+
+
+def alembic_config(
+    script_location: Path | None = None, *, output_buffer: Any = None, **attributes: Any
+) -> Config:
+    """An Alembic Config built in code (independent of the working directory)."""
+    location = Path(script_location or DEFAULT_SCRIPT_LOCATION).resolve()
+    cfg = Config(output_buffer=output_buffer, stdout=io.StringIO())
+    cfg.set_main_option("script_location", str(location).replace("%", "%%"))
+    cfg.set_main_option("path_separator", "os")
+    cfg.attributes.update(attributes)
+    return cfg
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One revision file: id, path, path relative to the script location, docstring headline."""
+
+    revision: str
+    path: Path
+    filename: str
+    summary: str
+
+    @property
+    def sha256(self) -> str:
+        return file_sha256(self.path)
+
+
+@dataclass(frozen=True)
+class MigrationPlan:
+    """The revisions a run will apply (upgrade) or revert (downgrade), in execution order."""
+
+    direction: Direction
+    from_revision: str | None
+    to_revision: str | None
+    steps: list[Revision]
+
+    @property
+    def alembic_target(self) -> str:
+        return self.to_revision or "base"
+
+
+@dataclass(frozen=True)
+class MigrationResult:
+    plan: MigrationPlan
+    applied: list[Revision]
+    current: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-serialisable summary: from/to revision and what was applied."""
+        return {
+            "direction": self.plan.direction,
+            "from_revision": self.plan.from_revision,
+            "to_revision": self.current,
+            "applied": [
+                {"revision": r.revision, "filename": r.filename, "summary": r.summary}
+                for r in self.applied
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class AppliedRecord:
+    """An applied revision and its checksum state: ok, edited, unrecorded."""
+
+    revision: str
+    filename: str
+    sha256: str | None
+    applied_at: datetime | None
+    state: str
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    current: str | None
+    head: str | None
+    applied: list[AppliedRecord] = field(default_factory=list)
+    pending: list[Revision] = field(default_factory=list)
+
+
+class MigrationRunner:
+    """Runs the Alembic migrations of ``script_location`` against the configured database."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        url: str | None = None,
+        script_location: Path | str | None = None,
+        lock_timeout: float = 60.0,
+        poll_interval: float = 0.2,
+    ) -> None:
+        self.sql = SqlClient(settings, url=url)
+        self.script_location = Path(script_location or DEFAULT_SCRIPT_LOCATION).resolve()
+        self.lock_timeout = lock_timeout
+        self.poll_interval = poll_interval
+        try:
+            self.script = ScriptDirectory.from_config(alembic_config(self.script_location))
+        except CommandError as exc:
+            raise ConfigError(f"migrations folder {self.script_location}: {exc}") from None
+        self.revisions = self._linear_history()
+
+    def dispose(self) -> None:
+        self.sql.dispose()
+
+    # History and targets ----------------------------------------------------------------
+    def _linear_history(self) -> list[Revision]:
+        heads = self.script.get_heads()
+        if len(heads) > 1:
+            raise MigrationError(
+                f"{self.script_location} has several heads ({', '.join(heads)}); "
+                "merge them (alembic merge heads) before migrating"
+            )
+        return [self._describe(s) for s in reversed(list(self.script.walk_revisions()))]
+
+    def _describe(self, script: Any) -> Revision:
+        path = Path(script.path).resolve()
+        doc = (script.doc or "").strip().splitlines()
+        return Revision(
+            revision=script.revision,
+            path=path,
+            filename=path.relative_to(self.script_location).as_posix(),
+            summary=doc[0] if doc else "",
+        )
+
+    @property
+    def head(self) -> str | None:
+        return self.revisions[-1].revision if self.revisions else None
+
+    def _index(self, revision: str | None) -> int:
+        if revision is None:
+            return -1
+        for index, rev in enumerate(self.revisions):
+            if rev.revision == revision:
+                return index
+        raise MigrationError(
+            f"the database is at revision {revision!r}, which no file in "
+            f"{self.script_location / 'versions'} defines; restore that revision's file"
+        )
+
+    def _target_index(self, target: str, current: int) -> int:
+        last = len(self.revisions) - 1
+        if target in ("head", "heads"):
+            return last
+        if target == "base":
+            return -1
+        if _RELATIVE.fullmatch(target):
+            index = current + int(target)
+            if not -1 <= index <= last:
+                raise MigrationError(
+                    f"target {target!r} leaves the history: the database is at step "
+                    f"{current + 1} of {last + 1}"
+                )
+            return index
+        found = [i for i, rev in enumerate(self.revisions) if rev.revision.startswith(target)]
+        if len(found) != 1:
+            known = ", ".join(r.revision for r in self.revisions) or "none"
+            what = "matches several revisions" if found else "is not a known revision"
+            raise MigrationError(
+                f"target {target!r} {what}; use head, base, -N/+N or one of: {known}"
+            )
+        return found[0]
+
+    def plan(self, current: str | None, target: str, direction: str) -> MigrationPlan:
+        """The steps from ``current`` to ``target``; refuses a target on the wrong side."""
+        if direction not in ("upgrade", "downgrade"):
+            raise ConfigError(f"direction = {direction!r}: accepted: upgrade, downgrade")
+        start = self._index(current)
+        end = self._target_index(target, start)
+        if direction == "upgrade" and end < start:
+            raise MigrationError(
+                f"target {target!r} is below the current revision {current}; downgrade instead"
+            )
+        if direction == "downgrade" and end > start:
+            raise MigrationError(
+                f"target {target!r} is above the current revision {current}; upgrade instead"
+            )
+        if direction == "upgrade":
+            steps = self.revisions[start + 1 : end + 1]
+        else:
+            steps = list(reversed(self.revisions[end + 1 : start + 1]))
+        to_revision = self.revisions[end].revision if end >= 0 else None
+        return MigrationPlan(direction, current, to_revision, steps)  # type: ignore[arg-type]
+
+    # Database state -----------------------------------------------------------------------
+    def _current(self, conn: Connection) -> str | None:
+        heads = MigrationContext.configure(conn).get_current_heads()
+        if len(heads) > 1:
+            raise MigrationError(f"the database has several current revisions {heads}; merge them")
+        return heads[0] if heads else None
+
+    def _recorded(self, conn: Connection) -> dict[str, Any]:
+        if not sa.inspect(conn).has_table(checksums_table.name):
+            return {}
+        return {row.revision: row for row in conn.execute(sa.select(checksums_table))}
+
+    def _verify(self, conn: Connection, current: str | None) -> None:
+        """Refuse when an applied revision's file differs from what was applied."""
+        recorded = self._recorded(conn)
+        for rev in self.revisions[: self._index(current) + 1]:
+            row = recorded.get(rev.revision)
+            if row is not None and row.sha256 != rev.sha256:
+                raise MigrationChecksumMismatch(
+                    f"migration file {rev.path} (revision {rev.revision}) was edited after it "
+                    f"was applied on {row.applied_at:%Y-%m-%d %H:%M} (sha256 {row.sha256[:12]} "
+                    f"then, {rev.sha256[:12]} now); restore the applied version of the file and "
+                    "put the change in a new revision. Nothing was applied."
+                )
+
+    def _sync_records(self, conn: Connection, current: str | None) -> None:
+        """Create the checksum table, adopt unrecorded applied revisions, drop stale rows."""
+        metadata.create_all(conn, checkfirst=True)
+        recorded = self._recorded(conn)
+        applied = self.revisions[: self._index(current) + 1]
+        for rev in applied:
+            if rev.revision not in recorded:
+                conn.execute(checksums_table.insert().values(**_record_values(rev)))
+        stale = set(recorded) - {rev.revision for rev in applied}
+        if stale:
+            conn.execute(checksums_table.delete().where(checksums_table.c.revision.in_(stale)))
+        conn.commit()
+
+    def _record_step(self, applied: list[Revision], *, ctx: Any, step: Any, **_: Any) -> None:
+        # Runs inside the revision's own transaction: the row and the version move together.
+        rev = self.revisions[self._index(step.up_revision_id)]
+        conn = ctx.connection
+        conn.execute(checksums_table.delete().where(checksums_table.c.revision == rev.revision))
+        if step.is_upgrade:
+            conn.execute(checksums_table.insert().values(**_record_values(rev)))
+        applied.append(rev)
+
+    # Public operations ----------------------------------------------------------------------
+    def status(self) -> MigrationStatus:
+        """Current revision, applied revisions with their checksum state, pending revisions."""
+        with self.sql.connect() as conn:
+            current = self._current(conn)
+            recorded = self._recorded(conn)
+            conn.rollback()
+        done = self._index(current) + 1
+        applied = [_record_state(rev, recorded.get(rev.revision)) for rev in self.revisions[:done]]
+        return MigrationStatus(current, self.head, applied, self.revisions[done:])
+
+    def migrate(
+        self,
+        target: str = "head",
+        direction: str = "upgrade",
+        *,
+        on_plan: Callable[[MigrationPlan], None] | None = None,
+    ) -> MigrationResult:
+        """Apply the plan to ``target`` under the lock; ``on_plan`` sees it before any change."""
+        with self.lock(), self.sql.connect() as conn:
+            current = self._current(conn)
+            self._verify(conn, current)
+            plan = self.plan(current, target, direction)
+            self._sync_records(conn, current)
+            if on_plan is not None:
+                on_plan(plan)
+            applied: list[Revision] = []
+            if plan.steps:
+                self._run_alembic(conn, plan, applied)
+            return MigrationResult(plan, applied, self._current(conn))
+
+    def upgrade(self, target: str = "head", **kwargs: Any) -> MigrationResult:
+        return self.migrate(target, "upgrade", **kwargs)
+
+    def downgrade(self, target: str = "-1", **kwargs: Any) -> MigrationResult:
+        return self.migrate(target, "downgrade", **kwargs)
+
+    def _run_alembic(self, conn: Connection, plan: MigrationPlan, applied: list[Revision]) -> None:
+        hook = partial(self._record_step, applied)
+        cfg = alembic_config(self.script_location, connection=conn, on_version_apply=[hook])
+        run = command.upgrade if plan.direction == "upgrade" else command.downgrade
+        try:
+            run(cfg, plan.alembic_target)
+        except (sa.exc.SQLAlchemyError, CommandError) as exc:
+            failed = plan.steps[len(applied)] if len(applied) < len(plan.steps) else None
+            where = f"revision {failed.revision} ({failed.path})" if failed else "alembic"
+            last = applied[-1].revision if applied else plan.from_revision
+            raise MigrationError(
+                f"{plan.direction} failed in {where}: {str(exc).splitlines()[0]}; every revision "
+                f"commits on its own, so the database stays at revision {last or 'base'}"
+            ) from exc
+
+    def render_sql(
+        self, target: str = "head", direction: str = "upgrade"
+    ) -> tuple[MigrationPlan, str]:
+        """Dry run: the SQL from the current revision to ``target``; nothing is applied."""
+        with self.sql.connect() as conn:
+            current = self._current(conn)
+            self._verify(conn, current)
+            conn.rollback()
+        plan = self.plan(current, target, direction)
+        header = (
+            f"-- Steward dry run: {plan.direction} {current or 'base'} -> "
+            f"{plan.alembic_target} on {self.sql.engine.dialect.name}\n"
+        )
+        if not plan.steps:
+            return plan, header + "-- nothing to do: the database is already there\n"
+        buffer = io.StringIO()
+        url = self.sql.engine.url.render_as_string(hide_password=True)
+        cfg = alembic_config(self.script_location, output_buffer=buffer, url=url)
+        run = command.upgrade if plan.direction == "upgrade" else command.downgrade
+        run(cfg, f"{current or 'base'}:{plan.alembic_target}", sql=True)
+        return plan, header + buffer.getvalue()
+
+    # Locking ----------------------------------------------------------------------------------
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the migration lock (advisory lock on PostgreSQL, file lock on SQLite)."""
+        locker = self._pg_lock if self.sql.is_postgres else self._file_lock
+        with locker():
+            yield
+
+    @contextmanager
+    def _pg_lock(self) -> Iterator[None]:
+        conn = self.sql.connect().execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            deadline = time.monotonic() + self.lock_timeout
+            while not conn.scalar(sa.select(sa.func.pg_try_advisory_lock(LOCK_KEY))):
+                if time.monotonic() >= deadline:
+                    raise MigrationLocked(self._pg_holder_message(conn))
+                time.sleep(self.poll_interval)
+            try:
+                yield
+            finally:
+                conn.scalar(sa.select(sa.func.pg_advisory_unlock(LOCK_KEY)))
+        finally:
+            conn.close()
+
+    def _pg_holder_message(self, conn: Connection) -> str:
+        holder = conn.scalar(
+            sa.text(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND classid = :high AND objid = :low AND objsubid = 1"
+            ),
+            {"high": LOCK_KEY >> 32, "low": LOCK_KEY & 0xFFFFFFFF},
+        )
+        return (
+            f"another migration runner (PostgreSQL backend pid {holder}) holds the migration "
+            f"lock on {self.sql.display_url}; waited {self.lock_timeout:g} s. Let it finish, "
+            "then run again (or raise the lock timeout)"
+        )
+
+    @contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        database = self.sql.engine.url.database
+        if not database or database == ":memory:":
+            yield  # a private in-memory database: no other runner can see it
+            return
+        path = Path(database).resolve().with_name(Path(database).name + ".migrate.lock")
+        lock = FileLock(str(path), timeout=self.lock_timeout)
+        try:
+            lock.acquire(poll_interval=self.poll_interval)
+        except Timeout:
+            raise MigrationLocked(
+                f"another migration runner holds {path}; waited {self.lock_timeout:g} s. "
+                "Let it finish, then run again (or raise the lock timeout)"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+
+def _record_values(rev: Revision) -> dict[str, Any]:
+    return {
+        "revision": rev.revision,
+        "filename": rev.filename,
+        "sha256": rev.sha256,
+        "applied_at": datetime.now(UTC),
+    }
+
+
+def _record_state(rev: Revision, row: Any) -> AppliedRecord:
+    if row is None:
+        return AppliedRecord(rev.revision, rev.filename, None, None, "unrecorded")
+    state = "ok" if row.sha256 == rev.sha256 else "edited"
+    return AppliedRecord(rev.revision, rev.filename, row.sha256, row.applied_at, state)

@@ -1,0 +1,452 @@
+"""The outbox relay core: claim a batch, publish it to the sinks, mark it — one transaction.
+
+Publishing happens while the claimed rows are locked; their new status is written in the same
+transaction. A relay killed mid-batch leaves nothing marked (its transaction rolls back and its
+events are pending again): delivery is at least once, and consumers drop duplicates by event id.
+
+Per event the outcome is one of: published; failed (attempts + 1, last_error, available_at =
+now + backoff with jitter; dead after ``outbox.max_attempts``); rejected by a sink (a poison
+event: dead at once, with the reason); held (an earlier event of its aggregate failed in this
+batch, so it waits, untouched, behind it).
+
+:func:`drain` runs batches until nothing is due (the scheduled mode); :func:`run_forever`
+drains, then sleeps until PostgreSQL NOTIFY (or the poll interval) wakes it, until ``stop``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from steward.errors import RelayConflict
+from steward.outbox import (
+    Failure,
+    OutboxEvent,
+    OutboxTable,
+    backoff_delay,
+    describe_error,
+    outbox_table,
+    parse_aggregate,
+    parse_event_id,
+)
+from steward.settings import Settings
+from steward.sinks import EventHistorySink, RedisStreamsSink, Sink, SinkResult
+from steward.storage.sql import SqlClient, translate_errors
+
+__all__ = ["BatchReport", "OutboxRelay", "RunTotals", "build_sinks", "drain", "run_forever"]
+
+log = logging.getLogger(__name__)
+CONFLICT_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
+
+
+@dataclass
+class BatchReport:
+    """What one batch did. ``waiting``: nothing claimed, but another relay holds due events."""
+
+    claimed: int = 0
+    published: int = 0
+    retried: int = 0
+    dead: int = 0
+    held: int = 0
+    waiting: bool = False
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RunTotals:
+    """Sums over the batches of one run."""
+
+    batches: int = 0
+    claimed: int = 0
+    published: int = 0
+    retried: int = 0
+    dead: int = 0
+    held: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, report: BatchReport) -> None:
+        self.batches += 1
+        for name in ("claimed", "published", "retried", "dead", "held"):
+            setattr(self, name, getattr(self, name) + getattr(report, name))
+        for error in report.errors:
+            if error not in self.errors and len(self.errors) < 10:
+                self.errors.append(error)
+
+    def merge(self, other: RunTotals) -> None:
+        self.batches += other.batches
+        for name in ("claimed", "published", "retried", "dead", "held"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors = list(dict.fromkeys([*self.errors, *other.errors]))[:10]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Verdicts:
+    published: list[OutboxEvent] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
+    rejected: dict[int, str] = field(default_factory=dict)
+    held: int = 0
+
+
+class OutboxRelay:
+    """Relays the outbox table configured in ``settings.outbox`` to the configured sinks."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sql: SqlClient | None = None,
+        sinks: Sequence[Sink] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.cfg = settings.outbox
+        self.sql = sql or SqlClient(settings)
+        self._sinks = list(sinks) if sinks is not None else None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OutboxRelay:
+        """A relay on the configured database; sinks are built from settings on first use."""
+        return cls(settings)
+
+    @property
+    def sinks(self) -> list[Sink]:
+        if self._sinks is None:
+            self._sinks = build_sinks(self.settings)
+        return self._sinks
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.sql.is_postgres
+
+    def table(self, conn: Connection) -> OutboxTable:
+        return outbox_table(conn, self.cfg.table)
+
+    @contextmanager
+    def transaction(self, what: str) -> Iterator[Connection]:
+        """A transaction; connection loss -> SourceUnavailable, deadlock -> RelayConflict."""
+        try:
+            with translate_errors(what), self.sql.begin() as conn:
+                yield conn
+        except sa.exc.DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) in CONFLICT_SQLSTATES:
+                raise RelayConflict(
+                    f"{what} on table {self.cfg.table!r}: {describe_error(exc.orig or exc)}; "
+                    "the batch rolled back and can be retried"
+                ) from None
+            raise
+
+    # One batch ---------------------------------------------------------------------------
+    def relay_batch(
+        self,
+        *,
+        limit: int | None = None,
+        after_publish: Callable[[Sequence[OutboxEvent]], None] | None = None,
+    ) -> BatchReport:
+        """Claim up to ``limit`` events (default ``outbox.batch_size``), publish, mark them.
+
+        ``after_publish`` runs between publishing and marking (tests use it to kill a relay).
+        """
+        started = time.perf_counter()
+        cfg = self.cfg
+        with self.transaction("relaying an outbox batch") as conn:
+            table = self.table(conn)
+            events = table.claim(
+                conn,
+                limit=limit or cfg.batch_size,
+                max_aggregates=cfg.max_aggregates_per_batch,
+                dead_blocks=cfg.dead_blocks_aggregate,
+            )
+            if not events:
+                waiting = table.has_due_heads(conn, dead_blocks=cfg.dead_blocks_aggregate)
+                return BatchReport(waiting=waiting, seconds=time.perf_counter() - started)
+            verdicts = self.publish(events)
+            if after_publish is not None:
+                after_publish(events)
+            report = self._record(conn, table, events, verdicts)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def publish(self, events: Sequence[OutboxEvent]) -> _Verdicts:
+        """Send ``events`` through every sink in turn; later sinks only get what flows on."""
+        verdicts = _Verdicts()
+        limit = self.cfg.max_payload_bytes
+        for ev in events:
+            size = len(ev.payload.encode("utf-8"))
+            if size > limit:
+                verdicts.rejected[ev.seq] = (
+                    f"payload is {size:,} bytes, over outbox.max_payload_bytes = {limit:,}; "
+                    "shrink the event (or raise the limit), then requeue it"
+                )
+        flowing = self._flowing(events, verdicts)
+        for sink in self.sinks:
+            result: SinkResult = sink.publish(flowing)
+            verdicts.failed.update(result.failed)
+            verdicts.rejected.update(result.rejected)
+            flowing = self._flowing(flowing, verdicts)
+        verdicts.published = flowing
+        done = len(flowing) + len(verdicts.failed) + len(verdicts.rejected)
+        verdicts.held = len(events) - done
+        return verdicts
+
+    def _flowing(self, events: Sequence[OutboxEvent], verdicts: _Verdicts) -> list[OutboxEvent]:
+        # Walk in seq order; after an aggregate's first failure its later events are held.
+        blocked: set[tuple[str, str]] = set()
+        flowing = []
+        for ev in events:
+            if ev.aggregate in blocked:
+                continue
+            if ev.seq in verdicts.failed:
+                blocked.add(ev.aggregate)
+            elif ev.seq in verdicts.rejected:
+                if self.cfg.dead_blocks_aggregate:
+                    blocked.add(ev.aggregate)
+            else:
+                flowing.append(ev)
+        return flowing
+
+    def _record(
+        self, conn: Connection, table: OutboxTable, events: Sequence[OutboxEvent], v: _Verdicts
+    ) -> BatchReport:
+        cfg = self.cfg
+        by_seq = {ev.seq: ev for ev in events}
+        failures: list[Failure] = []
+        deaths = [(s, by_seq[s].attempts + 1, f"rejected: {why}") for s, why in v.rejected.items()]
+        for seq, error in v.failed.items():
+            attempts = by_seq[seq].attempts + 1
+            if attempts >= cfg.max_attempts:
+                deaths.append((seq, attempts, f"gave up after {attempts} attempts: {error}"))
+                continue
+            delay = backoff_delay(
+                attempts,
+                base=cfg.backoff_base_seconds,
+                maximum=cfg.backoff_max_seconds,
+                jitter=cfg.backoff_jitter,
+            )
+            failures.append(Failure(seq, attempts, error, delay))
+        table.mark_published(conn, [ev.seq for ev in v.published])
+        table.record_failures(conn, failures)
+        table.mark_dead(conn, deaths)
+        errors = list(dict.fromkeys([*v.failed.values(), *v.rejected.values()]))[:5]
+        return BatchReport(
+            claimed=len(events),
+            published=len(v.published),
+            retried=len(failures),
+            dead=len(deaths),
+            held=v.held,
+            errors=errors,
+        )
+
+    # Operating ---------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """Pending, retrying, dead and the oldest pending event's age (see OutboxTable.status)."""
+        with self.transaction("reading outbox status") as conn:
+            return self.table(conn).status(conn)
+
+    def requeue_dead(
+        self,
+        *,
+        event_ids: Sequence[str] = (),
+        aggregates: Sequence[str] = (),
+        dry_run: bool = False,
+    ) -> int:
+        """Put dead events back to pending; filters as in :meth:`OutboxTable.requeue_dead`.
+
+        ``aggregates`` are ``"type"`` or ``"type:id"``; no filter at all = every dead event.
+        """
+        ids = [parse_event_id(text) for text in event_ids]
+        pairs = [parse_aggregate(text) for text in aggregates]
+        with self.transaction("requeueing dead outbox events") as conn:
+            table = self.table(conn)
+            return table.requeue_dead(conn, event_ids=ids, aggregates=pairs, dry_run=dry_run)
+
+    def delete_published(self, *, before: datetime, limit: int) -> int:
+        """One cleanup batch, in its own transaction: rows deleted."""
+        with self.transaction("deleting published outbox events") as conn:
+            return self.table(conn).delete_published(conn, before=before, limit=limit)
+
+    def count_published_before(self, before: datetime) -> int:
+        with self.transaction("counting published outbox events") as conn:
+            return self.table(conn).count_published_before(conn, before)
+
+    def table_size(self) -> dict[str, int | None]:
+        with self.transaction("measuring the outbox table") as conn:
+            return self.table(conn).size(conn)
+
+    def close(self) -> None:
+        self.sql.dispose()
+
+
+def build_sinks(settings: Settings) -> list[Sink]:
+    """The sinks named in ``outbox.sinks``, in that order."""
+    cfg = settings.outbox
+    sinks: list[Sink] = []
+    for name in cfg.sinks:
+        if name == "redis_streams":
+            from steward.storage.cache import CacheClient
+
+            cache = CacheClient(settings)
+            sinks.append(
+                RedisStreamsSink(
+                    cache.redis,
+                    key_prefix=cache.prefix + cfg.stream_key_prefix,
+                    maxlen=cfg.stream_maxlen,
+                    where=cache.display_url,
+                )
+            )
+        elif name == "event_history":
+            from steward.storage.objects import open_object_store
+
+            store = open_object_store(settings)
+            sinks.append(EventHistorySink(store, prefix=cfg.history_prefix))
+    return sinks
+
+
+# Running batches ---------------------------------------------------------------------------
+
+BatchFn = Callable[[], BatchReport]
+
+
+def drain(
+    relay_batch: BatchFn,
+    *,
+    seconds: float | None = None,
+    max_batches: int | None = None,
+    stop: threading.Event | None = None,
+    on_batch: Callable[[BatchReport], None] | None = None,
+    idle_wait: float = 0.05,
+) -> RunTotals:
+    """Run batches until nothing is due, ``seconds`` pass, ``max_batches`` ran, or ``stop``.
+
+    A batch is never interrupted: limits are checked between batches. While other relays
+    hold every due aggregate, wait ``idle_wait`` and try again (they may release more).
+    """
+    totals = RunTotals()
+    deadline = None if seconds is None else time.monotonic() + seconds
+    while not (stop is not None and stop.is_set()):
+        if max_batches is not None and totals.batches >= max_batches:
+            break
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+        report = relay_batch()
+        totals.add(report)
+        if on_batch is not None:
+            on_batch(report)
+        if report.claimed == 0:
+            if not report.waiting:
+                break
+            if stop is not None:
+                stop.wait(idle_wait)
+            else:
+                time.sleep(idle_wait)
+    return totals
+
+
+def run_forever(
+    relay: OutboxRelay,
+    stop: threading.Event,
+    *,
+    relay_batch: BatchFn | None = None,
+    on_drained: Callable[[RunTotals], None] | None = None,
+) -> RunTotals:
+    """Drain, then sleep until NOTIFY on ``outbox.listen_channel`` or the poll interval.
+
+    Returns when ``stop`` is set, after the current batch: set it from a SIGTERM handler.
+    On SQLite (no NOTIFY) it polls.
+    """
+    batch = relay_batch or relay.relay_batch
+    totals = RunTotals()
+    waiter = _NotifyWaiter(relay) if relay.is_postgres else None
+    try:
+        while not stop.is_set():
+            if waiter is not None:
+                waiter.listen()  # before draining, so no NOTIFY sent meanwhile is missed
+            run = drain(batch, stop=stop)
+            totals.merge(run)
+            if on_drained is not None:
+                on_drained(run)
+            _sleep(stop, waiter, relay.cfg.poll_interval_seconds)
+    finally:
+        if waiter is not None:
+            waiter.close()
+    return totals
+
+
+def _sleep(stop: threading.Event, waiter: _NotifyWaiter | None, seconds: float) -> None:
+    # Short slices so a stop request is honoured within about a second.
+    deadline = time.monotonic() + seconds
+    while not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        if waiter is not None:
+            if waiter.wait(min(left, 1.0)):
+                return
+        else:
+            stop.wait(min(left, 1.0))
+
+
+class _NotifyWaiter:
+    """A dedicated autocommit connection LISTENing on the outbox channel (PostgreSQL)."""
+
+    def __init__(self, relay: OutboxRelay) -> None:
+        self.relay = relay
+        self.channel = relay.cfg.listen_channel
+        self.conn: Any = None
+
+    def listen(self) -> None:
+        if self.conn is not None:
+            return
+        import psycopg
+        from psycopg import sql
+
+        try:
+            raw = self.relay.sql.engine.raw_connection()
+            raw.detach()  # this connection keeps LISTEN state: never back to the pool
+            conn = raw.driver_connection
+            conn.rollback()
+            conn.autocommit = True
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+            self.conn = conn
+        except (psycopg.Error, sa.exc.DBAPIError) as exc:
+            log.warning("outbox relay: LISTEN failed (%s); polling instead", describe_error(exc))
+
+    def wait(self, timeout: float) -> bool:
+        """True when a notification arrived within ``timeout`` seconds."""
+        if self.conn is None:
+            time.sleep(timeout)
+            self.listen()
+            return False
+        import psycopg
+
+        try:
+            woke = any(True for _ in self.conn.notifies(timeout=timeout, stop_after=1))
+            if woke:  # swallow the burst: one drain covers them all
+                for _ in self.conn.notifies(timeout=0.0, stop_after=10_000):
+                    pass
+            return woke
+        except psycopg.Error as exc:
+            log.warning("outbox relay: lost the LISTEN connection (%s)", describe_error(exc))
+            self.close()
+            return False
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            finally:
+                self.conn = None

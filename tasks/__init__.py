@@ -1,0 +1,1 @@
+"""Reusable Prefect tasks, one module per concern; each task does one verb on one batch."""

@@ -1,0 +1,170 @@
+"""Prefect tasks for the transactional outbox: relay a batch, requeue dead events, clean up.
+
+A task builds nothing per call: each process keeps one :class:`~steward.outbox_relay.OutboxRelay`
+per configuration (engine pool, Redis client, object store), so a batch costs its queries and
+its publishing, not new connections. Only transient errors (database unreachable, a deadlock
+with another relay) are retried; a batch that failed rolled back as a whole.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from steward.errors import is_transient
+from steward.outbox_relay import OutboxRelay
+from steward.settings import Settings, get_settings
+
+__all__ = [
+    "count_published_events",
+    "delete_published_events",
+    "measure_outbox_table",
+    "read_outbox_status",
+    "relay_outbox_batch",
+    "relay_for",
+    "requeue_dead_events",
+]
+
+_RELAYS: dict[tuple[str, ...], OutboxRelay] = {}
+_LOCK = threading.Lock()
+
+
+def relay_for(settings: Settings) -> OutboxRelay:
+    """The process's relay for ``settings`` (built once, reused by every task)."""
+    key = (
+        settings.database_url,
+        settings.cache.url.get_secret_value(),
+        settings.objects_url,
+        str(settings.objects.endpoint_url),
+        str(settings.home),
+        settings.outbox.model_dump_json(),
+    )
+    with _LOCK:
+        if key not in _RELAYS:
+            _RELAYS[key] = OutboxRelay.from_settings(settings)
+        return _RELAYS[key]
+
+
+def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only when the task failed with a transient Steward error."""
+    try:
+        state.result()
+    except Exception as exc:  # the task's own exception, re-raised by result()
+        return is_transient(exc)
+    return False
+
+
+@task(
+    name="relay-outbox-batch",
+    cache_policy=NO_CACHE,
+    retries=3,
+    retry_delay_seconds=[1, 5, 15],
+    retry_condition_fn=_retry_transient,
+)
+def relay_outbox_batch(batch_size: int | None = None) -> dict[str, Any]:
+    """Claim one batch of due events, publish it to the sinks and mark it, in one transaction.
+
+    Args:
+        batch_size: Events to claim at most; None = ``outbox.batch_size``.
+
+    Returns:
+        The batch report: claimed, published, retried, dead, held, waiting, seconds, errors.
+    """
+    report = relay_for(get_settings()).relay_batch(limit=batch_size)
+    if report.claimed:
+        get_run_logger().info(
+            "relayed %s of %s claimed events (%s to retry, %s dead, %s held) in %.2f s",
+            report.published, report.claimed, report.retried, report.dead, report.held,
+            report.seconds,
+        )  # fmt: skip
+    for error in report.errors:
+        get_run_logger().warning("outbox delivery problem: %s", error)
+    return report.as_dict()
+
+
+@task(
+    name="requeue-dead-events",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=_retry_transient,
+)
+def requeue_dead_events(event_ids: list[str], aggregates: list[str], dry_run: bool = False) -> int:
+    """Put dead events back to pending (attempts 0, due now).
+
+    Args:
+        event_ids: Event ids (UUIDs) to requeue.
+        aggregates: ``TYPE`` or ``TYPE:ID`` whose dead events are requeued.
+        dry_run: Count only.
+
+    Returns:
+        The number of dead events requeued (or that would be).
+    """
+    count = relay_for(get_settings()).requeue_dead(
+        event_ids=event_ids, aggregates=aggregates, dry_run=dry_run
+    )
+    get_run_logger().info("%s %s dead events", "would requeue" if dry_run else "requeued", count)
+    return count
+
+
+@task(
+    name="read-outbox-status",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=_retry_transient,
+)
+def read_outbox_status() -> dict[str, Any]:
+    """Read pending, retrying and dead counts and the oldest pending event's age.
+
+    Returns:
+        The status dict of :meth:`steward.outbox.OutboxTable.status`.
+    """
+    return relay_for(get_settings()).status()
+
+
+@task(
+    name="delete-published-events",
+    cache_policy=NO_CACHE,
+    retries=3,
+    retry_delay_seconds=[2, 10, 30],
+    retry_condition_fn=_retry_transient,
+)
+def delete_published_events(before: datetime, batch_size: int) -> int:
+    """Delete one batch of events published before ``before`` (never pending or dead ones).
+
+    Args:
+        before: Cut-off; events published earlier are removed.
+        batch_size: Rows deleted in this transaction at most.
+
+    Returns:
+        Rows deleted (0 when nothing is left).
+    """
+    return relay_for(get_settings()).delete_published(before=before, limit=batch_size)
+
+
+@task(name="count-published-events", cache_policy=NO_CACHE)
+def count_published_events(before: datetime) -> int:
+    """Count events published before ``before`` (what a cleanup would remove).
+
+    Args:
+        before: Cut-off.
+
+    Returns:
+        The number of rows.
+    """
+    return relay_for(get_settings()).count_published_before(before)
+
+
+@task(name="measure-outbox-table", cache_policy=NO_CACHE)
+def measure_outbox_table() -> dict[str, int | None]:
+    """Measure the outbox table: rows, and bytes on disk with its indexes.
+
+    Returns:
+        ``{"rows": int, "bytes": int | None}`` (bytes None where the database can't say).
+    """
+    return relay_for(get_settings()).table_size()
