@@ -99,7 +99,7 @@ def _publish_applied(applied: dict[str, Any], mongo: dict[str, Any] | None) -> N
 
 
 @flow(name="migrate", description="Apply schema and data migrations (SQL and MongoDB).")
-def migrate(params: MigrateParams = MigrateParams()) -> dict[str, Any]:  # noqa: B008
+def migrate(params: MigrateParams = MigrateParams()) -> dict[str, Any]:
     """Migrate the database (and MongoDB) to the target; returns what was (or would be) done."""
     logger = get_run_logger()
     settings = get_settings()

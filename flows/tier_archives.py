@@ -10,6 +10,7 @@ reports objects, bytes and estimated monthly cost per class before and after.
 from __future__ import annotations
 
 from typing import Any, Literal
+from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
@@ -18,7 +19,6 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from steward.errors import ConfigError
@@ -85,7 +85,6 @@ def _expected_mode(params: TierParams, settings: Settings) -> str:
 @flow(
     name="tier-archives",
     description="Move archive objects to colder S3 storage classes by age; report costs.",
-    task_runner=ThreadPoolTaskRunner(max_workers=4),
 )
 def tier_archives(params: TierParams = TierParams()) -> dict[str, Any]:  # noqa: B008
     """Apply the storage tiers to the archive prefix; returns what was (or would be) done."""
@@ -95,7 +94,7 @@ def tier_archives(params: TierParams = TierParams()) -> dict[str, Any]:  # noqa:
     transitions = effective_transitions(tiering, deep_archive=params.include_deep_archive)
     prefix = params.prefix or tiering.archive_prefix
     mode = _expected_mode(params, settings)
-    scan = scan_archive_tiers(prefix, transitions, tiering.prices)
+    scan = scan_archive_tiers(prefix, transitions, tiering.prices, tiering.min_object_bytes)
     logger.info(
         "tier-archives on %s%s, mode %s: %s",
         prefix,
@@ -144,7 +143,7 @@ def _move_in_batches(moves: list[Move], batch_size: int) -> MoveOutcome:
     if not moves:
         return total
     batches = [moves[i : i + batch_size] for i in range(0, len(moves), batch_size)]
-    progress = create_progress_artifact(
+    progress: UUID = create_progress_artifact(  # type: ignore[assignment]  # sync call
         0.0, key="tier-archives-progress", description=f"{len(moves)} objects to move"
     )
     futures = [move_archive_objects.submit(batch) for batch in batches]
@@ -181,6 +180,7 @@ def _summary(
         "bytes_moved": outcome.bytes_moved,
         "skipped": len(outcome.skipped),
         "held_min_duration": len(plan.held),
+        "too_small": plan.too_small,
         "unmanaged": len(plan.unmanaged),
         "lifecycle_installed": installed,
         "monthly_cost_before_usd": round(total_cost(scan.before), 6),
@@ -250,6 +250,7 @@ def _publish_policy(
         f"- objects scanned: {summary['objects']} ({summary['bytes']} bytes)",
         f"- moves planned: {summary['planned_moves']} {summary['routes'] or ''}",
         f"- waiting for their minimum storage duration: {summary['held_min_duration']}",
+        f"- too small to be worth moving (tiering.min_object_bytes): {summary['too_small']}",
         f"- estimated monthly cost: {summary['monthly_cost_before_usd']} USD before, "
         f"{summary['monthly_cost_after_usd']} USD after",
     ]

@@ -13,13 +13,14 @@ import bisect
 import datetime as dt
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["COLUMNS", "DemoRows"]
 
 Row = tuple[Any, ...]
+T = TypeVar("T")
 DAY = 86_400.0
 DELETE_WINDOW = 400 * DAY  # soft deletes and history spread over the past 400 days
 ENTITY_START, ENTITY_SPAN = -1000 * DAY, 999 * DAY  # users and products: past 1000 days
@@ -98,6 +99,22 @@ AUDIT = (
 )
 
 
+class Rng(random.Random):
+    """``random.Random`` with cheaper draws for the hot loops (as deterministic as the rest)."""
+
+    def below(self, n: int) -> int:
+        return int(self.random() * n)
+
+    def between(self, low: int, high: int) -> int:
+        return low + int(self.random() * (high - low + 1))
+
+    def pick(self, options: Sequence[T]) -> T:
+        return options[int(self.random() * len(options))]
+
+    def weighted(self, options: Sequence[T], cumulative: Sequence[int]) -> T:
+        return options[bisect.bisect(cumulative, self.random() * cumulative[-1])]
+
+
 def _cents(value: int) -> Decimal:
     return Decimal(value).scaleb(-2)
 
@@ -111,6 +128,7 @@ class DemoRows:
 
     def __init__(self, rows: int, *, seed: int, now: dt.datetime) -> None:
         self.seed, self.now = seed, now
+        self._epoch = now.timestamp()
 
         def share(fraction: float, least: int) -> int:
             return max(least, round(rows * fraction))
@@ -152,11 +170,12 @@ class DemoRows:
         yield from _chunked("audit_log", self._audit_log())
 
     # --- helpers -------------------------------------------------------------------------
-    def _rng(self, table: str) -> random.Random:
-        return random.Random(f"steward-demo:{self.seed}:{table}")
+    def _rng(self, table: str) -> Rng:
+        return Rng(f"steward-demo:{self.seed}:{table}")
 
     def _at(self, seconds: float) -> dt.datetime:
-        return self.now + dt.timedelta(seconds=seconds)
+        # fromtimestamp is ~4x cheaper than now + timedelta; it rounds to the microsecond.
+        return dt.datetime.fromtimestamp(self._epoch + seconds, dt.UTC)
 
     @staticmethod
     def _created_before(t: float, start: float, span: float, n: int) -> int:
@@ -164,7 +183,7 @@ class DemoRows:
         return max(1, min(n, int((t - start) / span * n) - 1))
 
     def _deletions(
-        self, rng: random.Random, n: int, start: float, span: float, share: float
+        self, rng: Rng, n: int, start: float, span: float, share: float
     ) -> dict[int, float]:
         """Pick ~share*n entities; deleted_at uniform over the past 400 days, after creation."""
         deleted: dict[int, float] = {}
@@ -174,15 +193,15 @@ class DemoRows:
             t = -rng.random() * DELETE_WINDOW
             bound = int((t - start) / span * n) - 1
             if bound >= 1:
-                deleted.setdefault(rng.randrange(bound), t)
+                deleted.setdefault(rng.below(bound), t)
         return deleted
 
-    def _soft_delete(self, rng: random.Random, table: str, t: float | None) -> tuple[Any, ...]:
+    def _soft_delete(self, rng: Rng, table: str, t: float | None) -> tuple[Any, ...]:
         if t is None:
             return (None, None, None)
-        return (self._at(t), rng.choice(DELETERS), rng.choice(REASONS[table]))
+        return (self._at(t), rng.pick(DELETERS), rng.pick(REASONS[table]))
 
-    def _pick(self, rng: random.Random, t: float, table: str) -> int:
+    def _pick(self, rng: Rng, t: float, table: str) -> int:
         """Index of an entity created before t, preferring one not soft-deleted by then."""
         n, deleted = (
             (self.n_users, self.user_deleted)
@@ -191,7 +210,7 @@ class DemoRows:
         )
         bound = self._created_before(t, ENTITY_START, ENTITY_SPAN, n)
         for _ in range(3):
-            index = rng.randrange(bound)
+            index = rng.below(bound)
             gone = deleted.get(index)
             if gone is None or gone > t:
                 break
@@ -203,8 +222,8 @@ class DemoRows:
         self.user_deleted = self._deletions(rng, n, ENTITY_START, ENTITY_SPAN, 0.15)
         for i in range(n):
             created = ENTITY_START + ENTITY_SPAN * (i + rng.random()) / n
-            first, last = rng.choice(FIRST), rng.choice(LAST)
-            country = rng.choices(COUNTRIES, cum_weights=COUNTRY_CUM)[0]
+            first, last = rng.pick(FIRST), rng.pick(LAST)
+            country = rng.weighted(COUNTRIES, COUNTRY_CUM)
             self.user_currency.append(CURRENCY.get(country or "", "EUR"))
             deleted = self.user_deleted.get(i)
             updated = deleted if deleted is not None else created - rng.random() * created / 2
@@ -241,17 +260,17 @@ class DemoRows:
                 yield "prices", prices
                 products, prices = [], []
 
-    def _product(self, rng: random.Random, i: int, created: float) -> Row:
-        brand = rng.choice(BRANDS)
-        category = rng.choice(self.leaves)
-        model = f"{rng.choice('XSMQ')}{rng.randint(10, 99) * 10}"
-        name = f"{brand.split()[0]} {rng.choice(ADJECTIVES)} {self.category_names[category - 1]}"
+    def _product(self, rng: Rng, i: int, created: float) -> Row:
+        brand = rng.pick(BRANDS)
+        category = rng.pick(self.leaves)
+        model = f"{rng.pick('XSMQ')}{rng.between(10, 99) * 10}"
+        name = f"{brand.split()[0]} {rng.pick(ADJECTIVES)} {self.category_names[category - 1]}"
         attributes = {
-            "color": rng.choice(COLORS),
-            "weight_g": rng.randint(50, 25_000),
-            "dimensions_cm": [rng.randint(2, 120) for _ in range(3)],
-            "tags": rng.sample(TAGS, rng.randint(0, 3)),
-            "warranty_months": rng.choice((0, 12, 24, 36)),
+            "color": rng.pick(COLORS),
+            "weight_g": rng.between(50, 25_000),
+            "dimensions_cm": [rng.between(2, 120) for _ in range(3)],
+            "tags": rng.sample(TAGS, rng.between(0, 3)),
+            "warranty_months": rng.pick((0, 12, 24, 36)),
         }
         deleted = self.product_deleted.get(i)
         updated = deleted if deleted is not None else created - rng.random() * created
@@ -263,11 +282,11 @@ class DemoRows:
             + self._soft_delete(rng, "products", deleted)
         )
 
-    def _price_periods(self, rng: random.Random, i: int, created: float) -> Iterator[Row]:
+    def _price_periods(self, rng: Rng, i: int, created: float) -> Iterator[Row]:
         """1-3 consecutive EUR price periods from the product's creation; the last is open."""
-        changes = sorted(rng.uniform(created, -DAY) for _ in range(rng.choice((0, 0, 1, 1, 2))))
+        changes = sorted(rng.uniform(created, -DAY) for _ in range(rng.pick((0, 0, 1, 1, 2))))
         starts = [created, *changes]
-        base = rng.choice(PRICE_POINTS)
+        base = rng.pick(PRICE_POINTS)
         cents = [max(99, round(base * rng.uniform(0.8, 1.15))) for _ in starts]
         self.price_starts.append(starts)
         self.price_cents.append(cents)
@@ -293,7 +312,7 @@ class DemoRows:
             yield from batch.items()  # orders first: the others reference them
 
     def _order(
-        self, rng: random.Random, order_id: int, created: float, deleted: float | None, batch: Any
+        self, rng: Rng, order_id: int, created: float, deleted: float | None, batch: Any
     ) -> Row:
         user = self._pick(rng, created, "users")
         currency = self.user_currency[user]
@@ -311,15 +330,13 @@ class DemoRows:
         row = (order_id, user + 1, status, currency, _cents(total), self._at(created))
         return row + (self._at(updated),) + self._soft_delete(rng, "orders", deleted)
 
-    def _order_lines(
-        self, rng: random.Random, created: float, currency: str
-    ) -> list[tuple[int, int, int]]:
+    def _order_lines(self, rng: Rng, created: float, currency: str) -> list[tuple[int, int, int]]:
         """``(product index, quantity, unit cents)``: prices in effect at ``created``."""
-        count = rng.choices((1, 2, 3, 4, 5), cum_weights=(30, 55, 75, 90, 100))[0]
+        count = rng.weighted((1, 2, 3, 4, 5), (30, 55, 75, 90, 100))
         products = sorted({self._pick(rng, created, "products") for _ in range(count)})
         lines = []
         for product in products:
-            quantity = rng.choices((1, 2, 3, 4), cum_weights=(70, 90, 97, 100))[0]
+            quantity = rng.weighted((1, 2, 3, 4), (70, 90, 97, 100))
             period = max(0, bisect.bisect_right(self.price_starts[product], created) - 1)
             unit = round(self.price_cents[product][period] * FX[currency])
             lines.append((product, quantity, unit))
@@ -327,7 +344,7 @@ class DemoRows:
 
     def _payments(
         self,
-        rng: random.Random,
+        rng: Rng,
         order_id: int,
         status: str,
         money: tuple[int, str],
@@ -340,7 +357,7 @@ class DemoRows:
         attempts.append(("voided", 60.0) if status == "cancelled" else ("captured", 60.0))
         if status == "refunded":
             attempts.append(("refunded", 3 * DAY))
-        provider = rng.choice(("stripe", "adyen", "paypal"))
+        provider = rng.pick(("stripe", "adyen", "paypal"))
         for state, delay in attempts:
             ref = f"{provider[:2]}_{rng.getrandbits(48):012x}"
             at = self._at(min(created + delay + rng.random() * 30, -1.0))
@@ -349,7 +366,7 @@ class DemoRows:
 
     def _reserve(
         self,
-        rng: random.Random,
+        rng: Rng,
         order_id: int,
         status: str,
         lines: list[tuple[int, int, int]],
@@ -374,26 +391,29 @@ class DemoRows:
         rng = self._rng("inventory")
         for product in range(self.n_products):
             reserved = self.reserved.get(product, 0)
-            spare = 0 if rng.random() < 0.08 else rng.randint(1, 400)
+            spare = 0 if rng.random() < 0.08 else rng.between(1, 400)
             touched = self._at(-rng.random() * 30 * DAY)
-            yield (product + 1, reserved + spare, reserved, rng.randint(1, 60), touched)
+            yield (product + 1, reserved + spare, reserved, rng.between(1, 60), touched)
 
     def _movements(self) -> Iterator[Row]:
         rng, n = self._rng("inventory_movements"), self.n_movements
         for i in range(n):
             t = -DELETE_WINDOW + DELETE_WINDOW * (i + rng.random()) / n
-            product = rng.randrange(
-                self._created_before(t, ENTITY_START, ENTITY_SPAN, self.n_products)
-            )
-            reason = rng.choices(MOVE_REASONS, cum_weights=MOVE_CUM)[0]
-            delta, reference = {
-                "receipt": (rng.randint(10, 500), f"PO-{rng.randint(1, 99_999):05d}"),
-                "sale": (-rng.randint(1, 4), f"order:{rng.randint(1, self.n_orders)}"),
-                "adjustment": (rng.choice((-1, 1)) * rng.randint(1, 20), "cycle-count"),
-                "return": (rng.randint(1, 3), f"RMA-{rng.randint(1, 99_999):05d}"),
-                "damage": (-rng.randint(1, 3), None),
-            }[reason]
+            product = rng.below(self._created_before(t, ENTITY_START, ENTITY_SPAN, self.n_products))
+            reason = rng.weighted(MOVE_REASONS, MOVE_CUM)
+            delta, reference = self._movement(rng, reason)
             yield (i + 1, product + 1, delta, reason, reference, self._at(t))
+
+    def _movement(self, rng: Rng, reason: str) -> tuple[int, str | None]:
+        if reason == "receipt":
+            return rng.between(10, 500), f"PO-{rng.between(1, 99_999):05d}"
+        if reason == "sale":
+            return -rng.between(1, 4), f"order:{rng.between(1, self.n_orders)}"
+        if reason == "return":
+            return rng.between(1, 3), f"RMA-{rng.between(1, 99_999):05d}"
+        if reason == "damage":
+            return -rng.between(1, 3), None
+        return rng.pick((-1, 1)) * rng.between(1, 20), "cycle-count"
 
     def _outbox(self) -> Iterator[Row]:
         """Published events over the past 60 days, then pending ones from the last 30 minutes."""
@@ -411,22 +431,20 @@ class DemoRows:
             event = self._advance(rng, streams, max(3, pending // 4))
             yield self._event(rng, published + i + 1, event, t, "pending")
 
-    def _advance(self, rng: random.Random, streams: list[list[Any]], cap: int) -> tuple[str, ...]:
+    def _advance(self, rng: Rng, streams: list[list[Any]], cap: int) -> tuple[str, ...]:
         """Next event of a random open aggregate (or of a new one): per-aggregate order holds."""
         if not streams or (len(streams) < cap and rng.random() < 0.3):
-            kind = rng.choice(("order", "order", "product", "user"))
+            kind = rng.pick(("order", "order", "product", "user"))
             top = {"order": self.n_orders, "product": self.n_products, "user": self.n_users}[kind]
-            streams.append([kind, str(rng.randint(1, top)), 0])
-        stream = rng.choice(streams)
+            streams.append([kind, str(rng.between(1, top)), 0])
+        stream = rng.pick(streams)
         kind, aggregate_id, step = stream
         stream[2] += 1
         if stream[2] == len(STREAMS[kind]):
             streams.remove(stream)
         return kind, aggregate_id, STREAMS[kind][step]
 
-    def _event(
-        self, rng: random.Random, seq: int, event: tuple[str, ...], t: float, status: str
-    ) -> Row:
+    def _event(self, rng: Rng, seq: int, event: tuple[str, ...], t: float, status: str) -> Row:
         kind, aggregate_id, event_type = event
         created = self._at(t)
         payload = {"event": event_type, f"{kind}_id": int(aggregate_id)}
@@ -447,29 +465,29 @@ class DemoRows:
         top = {"user": self.n_users, "product": self.n_products, "order": self.n_orders}
         for i in range(n):
             t = -DELETE_WINDOW + DELETE_WINDOW * (i + rng.random()) / n
-            action, entity = rng.choice(AUDIT)
-            entity_id = str(rng.randint(1, top[entity])) if entity in top else f"sales-{i % 12 + 1}"
+            action, entity = rng.pick(AUDIT)
+            entity_id = str(rng.between(1, top[entity])) if entity in top else f"sales-{i % 12 + 1}"
             roll = rng.random()
             actor = (
-                f"user:{rng.randint(1, self.n_users)}"
+                f"user:{rng.between(1, self.n_users)}"
                 if roll < 0.7
-                else f"admin:{rng.choice(FIRST).lower()}"
+                else f"admin:{rng.pick(FIRST).lower()}"
                 if roll < 0.9
                 else "system:nightly"
             )
-            details = {"ip": f"192.0.2.{rng.randint(1, 254)}", "via": rng.choice(CHANNELS)}
+            details = {"ip": f"192.0.2.{rng.between(1, 254)}", "via": rng.pick(CHANNELS)}
             yield (i + 1, self._at(t), actor, action, entity, entity_id, details)
 
 
-def _order_status(rng: random.Random, age: float) -> str:
+def _order_status(rng: Rng, age: float) -> str:
     if age < DAY:
-        return rng.choice(("pending", "paid"))
+        return rng.pick(("pending", "paid"))
     if age < 5 * DAY:
         return "paid" if rng.random() < 0.3 else "shipped"
-    return rng.choices(("delivered", "cancelled", "refunded"), cum_weights=(88, 95, 100))[0]
+    return rng.weighted(("delivered", "cancelled", "refunded"), (88, 95, 100))
 
 
-def _messy(rng: random.Random, brand: str) -> str | None:
+def _messy(rng: Rng, brand: str) -> str | None:
     """The brand as typed by people: mostly canonical, else padded, re-cased or double-spaced."""
     roll = rng.random()
     if roll < 0.04:
@@ -478,7 +496,7 @@ def _messy(rng: random.Random, brand: str) -> str | None:
         return brand
     first = brand.split()[0]
     spaced = brand.replace(" ", "  ") if " " in brand else f"{brand}  "
-    return rng.choice((f" {first.lower()} ", first.upper(), spaced, brand.lower(), f" {brand}"))
+    return rng.pick((f" {first.lower()} ", first.upper(), spaced, brand.lower(), f" {brand}"))
 
 
 def _chunked(table: str, rows: Iterator[Row]) -> Iterator[tuple[str, list[Row]]]:

@@ -26,7 +26,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -122,21 +122,11 @@ class MigrationPlan:
 
 @dataclass(frozen=True)
 class MigrationResult:
+    """A finished run: its plan, the revisions applied (or reverted), the revision now."""
+
     plan: MigrationPlan
     applied: list[Revision]
     current: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-serialisable summary: from/to revision and what was applied."""
-        return {
-            "direction": self.plan.direction,
-            "from_revision": self.plan.from_revision,
-            "to_revision": self.current,
-            "applied": [
-                {"revision": r.revision, "filename": r.filename, "summary": r.summary}
-                for r in self.applied
-            ],
-        }
 
 
 @dataclass(frozen=True)
@@ -154,8 +144,8 @@ class AppliedRecord:
 class MigrationStatus:
     current: str | None
     head: str | None
-    applied: list[AppliedRecord] = field(default_factory=list)
-    pending: list[Revision] = field(default_factory=list)
+    applied: list[AppliedRecord]
+    pending: list[Revision]
 
 
 class MigrationRunner:
@@ -247,18 +237,16 @@ class MigrationRunner:
             raise ConfigError(f"direction = {direction!r}: accepted: upgrade, downgrade")
         start = self._index(current)
         end = self._target_index(target, start)
-        if direction == "upgrade" and end < start:
+        if (end < start) if direction == "upgrade" else (end > start):
+            other = "downgrade" if direction == "upgrade" else "upgrade"
             raise MigrationError(
-                f"target {target!r} is below the current revision {current}; downgrade instead"
-            )
-        if direction == "downgrade" and end > start:
-            raise MigrationError(
-                f"target {target!r} is above the current revision {current}; upgrade instead"
+                f"target {target!r} is on the wrong side of the current revision "
+                f"{current or 'base'} for an {direction}; {other} instead"
             )
         if direction == "upgrade":
             steps = self.revisions[start + 1 : end + 1]
         else:
-            steps = list(reversed(self.revisions[end + 1 : start + 1]))
+            steps = self.revisions[end + 1 : start + 1][::-1]
         to_revision = self.revisions[end].revision if end >= 0 else None
         return MigrationPlan(direction, current, to_revision, steps)  # type: ignore[arg-type]
 

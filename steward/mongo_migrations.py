@@ -81,11 +81,6 @@ class MongoMigration:
                 raise MigrationError(f"MongoDB migration {self.path} has no {fn}(db) function")
         return module
 
-    @property
-    def summary(self) -> str:
-        doc = (self.load().__doc__ or "").strip().splitlines()
-        return doc[0] if doc else ""
-
 
 @dataclass
 class MongoResult:

@@ -315,32 +315,31 @@ class OutboxTable:
     def _events_query(
         self, head_seqs: Sequence[int], limit: int, dead_blocks: bool
     ) -> sa.Select[Any]:
-        t, h = self.table, self.table.alias("h")
-        same_aggregate = sa.and_(
-            h.c.aggregate_type == t.c.aggregate_type,
-            h.c.aggregate_id == t.c.aggregate_id,
-            t.c.seq >= h.c.seq,
-        )
+        t, o = self.table, self.table.alias("o")
+        heads = sa.select(t.c.seq, t.c.aggregate_type, t.c.aggregate_id)
+        heads_q = heads.where(t.c.seq.in_(head_seqs)).subquery("h")
         statuses = [PENDING, DEAD] if dead_blocks else [PENDING]
+        events = sa.select(
+            o.c.seq, o.c.id, o.c.aggregate_type, o.c.aggregate_id, o.c.event_type,
+            sa.cast(o.c.payload, sa.Text).label("payload"),
+            sa.cast(o.c.headers, sa.Text).label("headers"), o.c.attempts, o.c.created_at,
+            o.c.status, (o.c.available_at <= self._now()).label("due"),
+        ).where(
+            o.c.aggregate_type == heads_q.c.aggregate_type,
+            o.c.aggregate_id == heads_q.c.aggregate_id,
+            o.c.seq >= heads_q.c.seq,
+            o.c.status.in_(statuses),
+        )  # fmt: skip
+        if not self.is_postgres:  # one relay at a time: a plain join does
+            return events.order_by(o.c.seq).limit(limit)
+        # Per head, an index range scan of its aggregate (aggregate_type, aggregate_id, seq),
+        # locked: the cost follows the batch, never the table.
+        per_head = events.order_by(o.c.seq).limit(limit).with_for_update(of=o).lateral("e")
         return (
-            sa.select(
-                t.c.seq,
-                t.c.id,
-                t.c.aggregate_type,
-                t.c.aggregate_id,
-                t.c.event_type,
-                sa.cast(t.c.payload, sa.Text),
-                sa.cast(t.c.headers, sa.Text),
-                t.c.attempts,
-                t.c.created_at,
-                t.c.status,
-                (t.c.available_at <= self._now()).label("due"),
-            )  # fmt: skip
-            .select_from(t.join(h, same_aggregate))
-            .where(h.c.seq.in_(head_seqs), t.c.status.in_(statuses))
-            .order_by(t.c.seq)
+            sa.select(*per_head.c)
+            .select_from(heads_q.join(per_head, sa.true()))
+            .order_by(per_head.c.seq)
             .limit(limit)
-            .with_for_update(of=t)
         )
 
     # Marking ----------------------------------------------------------------------------

@@ -262,6 +262,13 @@ class TieringSettings(BaseModel):
     batch_size: int = Field(
         default=500, ge=1, le=10_000, description="Objects moved per task in copy mode."
     )
+    min_object_bytes: int = Field(
+        default=128 * 1024,
+        ge=0,
+        description="Objects smaller than this are never moved (S3 lifecycle's default): IA "
+        "classes bill 128 KiB minimum and GLACIER adds 40 KiB, so moving them costs more. "
+        "0 = move every object.",
+    )
 
     @field_validator("archive_prefix")
     @classmethod

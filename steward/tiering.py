@@ -8,8 +8,9 @@ itself to change class), so both come from ``last_modified`` and the policy:
 - time in class = now - ``last_modified`` (exact: a move rewrites the object);
 - age = time in class + the policy day at which objects enter that class, i.e. an object
   that reached STANDARD_IA is taken to have done so on day 31. STANDARD objects were never
-  moved, so their age is exact. User metadata ``created_at`` (ISO 8601), when a listing
-  carries it, overrides the estimate.
+  moved, so their age is exact. An object written straight into a colder class counts as
+  having reached it on schedule (it moves on early, never before its minimum duration).
+  User metadata ``created_at`` (ISO 8601), when the listing carries it, gives the exact age.
 
 Rules the plan never breaks: an object only moves to a colder class than its own (never
 backwards, never to a class it reached already), and never before it has spent its current
@@ -97,6 +98,8 @@ class TierPlan:
     moves: list[Move] = field(default_factory=list)
     held: list[Hold] = field(default_factory=list)
     unmanaged: list[str] = field(default_factory=list)  # classes outside TIER_ORDER
+    min_object_bytes: int = 0
+    too_small: int = 0  # due by age, but smaller than min_object_bytes: moving costs more
 
     @property
     def bytes_to_move(self) -> int:
@@ -118,6 +121,9 @@ class TierPlan:
             self.unmanaged.append(info.key)
             return None
         step = plan_object(info, self.transitions, self.now)
+        if step is not None and info.size < self.min_object_bytes:
+            self.too_small += 1
+            return None
         if isinstance(step, Move):
             self.moves.append(step)
         elif isinstance(step, Hold):
@@ -133,6 +139,7 @@ class TierPlan:
             f"{self.objects} objects ({self.bytes} bytes) scanned, {len(self.moves)} to move "
             f"({self.bytes_to_move} bytes){': ' + routes if routes else ''}, "
             f"{len(self.held)} waiting for their minimum storage duration, "
+            f"{self.too_small} below {self.min_object_bytes} bytes left in place, "
             f"{len(self.unmanaged)} in classes tiering leaves alone"
         )
 
@@ -245,10 +252,18 @@ def plan_object(
 
 
 def plan_moves(
-    objects: Iterable[ObjectInfo], transitions: list[TierTransition], now: datetime
+    objects: Iterable[ObjectInfo],
+    transitions: list[TierTransition],
+    now: datetime,
+    *,
+    min_object_bytes: int = 0,
 ) -> TierPlan:
-    """Every move due at ``now`` among ``objects`` under ``transitions``."""
-    plan = TierPlan(now=now, transitions=list(transitions))
+    """Every move due at ``now`` among ``objects`` under ``transitions``.
+
+    Objects smaller than ``min_object_bytes`` stay where they are (S3 lifecycle's own
+    default is 128 KiB: below it the per-object minimums make colder classes cost more).
+    """
+    plan = TierPlan(now=now, transitions=list(transitions), min_object_bytes=min_object_bytes)
     for info in objects:
         plan.add(info)
     return plan
@@ -269,9 +284,11 @@ def scan_tiers(
     transitions: list[TierTransition],
     prices: dict[str, float],
     now: datetime,
+    *,
+    min_object_bytes: int = 0,
 ) -> TierScan:
     """Plan every object under ``prefix`` and tally usage, streaming the listing once."""
-    plan = TierPlan(now=now, transitions=list(transitions))
+    plan = TierPlan(now=now, transitions=list(transitions), min_object_bytes=min_object_bytes)
     before, projected = UsageTally(), UsageTally()
     for info in store.list(prefix, details=False):
         step = plan.add(info)
@@ -311,7 +328,11 @@ class UsageTally:
         """One row per class, warmest first; classes without a price get ``None`` as cost."""
         order = {name: i for i, name in enumerate(TIER_ORDER)}
         names = sorted(self._totals, key=lambda n: (order.get(n, len(order)), n))
-        return [_usage_row(name, *self._totals[name], prices) for name in names]
+        rows = []
+        for name in names:
+            count, size, own, standard = self._totals[name]
+            rows.append(_usage_row(name, count, size, own, standard, prices))
+        return rows
 
 
 def _usage_row(

@@ -12,7 +12,7 @@ from typing import Any
 from prefect import get_run_logger, task
 
 from steward.errors import is_transient
-from steward.migrations import MigrationPlan, MigrationRunner
+from steward.migrations import MigrationPlan, MigrationResult, MigrationRunner
 from steward.mongo_migrations import MongoMigration, MongoMigrationRunner
 from steward.settings import get_settings
 from steward.storage.documents import DocumentsClient
@@ -26,6 +26,18 @@ def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     except Exception as exc:  # the failed run's exception, re-raised by result()
         return is_transient(exc)
     return False
+
+
+def _summarize(result: MigrationResult) -> dict[str, Any]:
+    return {
+        "direction": result.plan.direction,
+        "from_revision": result.plan.from_revision,
+        "to_revision": result.current,
+        "applied": [
+            {"revision": rev.revision, "filename": rev.filename, "summary": rev.summary}
+            for rev in result.applied
+        ],
+    }
 
 
 def _describe_plan(plan: MigrationPlan) -> str:
@@ -84,7 +96,7 @@ def apply_sql_migrations(target: str, direction: str, lock_timeout: float) -> di
     finally:
         runner.dispose()
     logger.info("database now at revision %s", result.current or "base")
-    return result.as_dict()
+    return _summarize(result)
 
 
 @task(

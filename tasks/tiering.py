@@ -62,6 +62,7 @@ def scan_archive_tiers(
     prefix: str,
     transitions: list[TierTransition],
     prices: dict[str, float],
+    min_object_bytes: int = 0,
     now: datetime | None = None,
 ) -> TierScan:
     """List every object under ``prefix`` once: plan its moves and tally usage per class.
@@ -70,13 +71,16 @@ def scan_archive_tiers(
         prefix: Key prefix of the archive objects, e.g. ``archive/``.
         transitions: The age-based transitions in force.
         prices: USD per GB-month per storage class.
+        min_object_bytes: Smaller objects are left where they are.
         now: The clock reading to plan against; default the current time.
 
     Returns:
         The plan, usage per class now, and usage once the plan is carried out.
     """
     store = open_object_store(get_settings())
-    scan = scan_tiers(store, prefix, transitions, prices, now or utcnow())
+    scan = scan_tiers(
+        store, prefix, transitions, prices, now or utcnow(), min_object_bytes=min_object_bytes
+    )
     get_run_logger().info("scanned %s under %r: %s", store.url, prefix, scan.plan.describe())
     return scan
 

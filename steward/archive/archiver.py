@@ -15,8 +15,9 @@ together, so they were removed by someone else and are recorded as skipped). Obj
 the table's prefix that no live entry names are removed: no row was ever deleted on their
 strength. So every row ends up either in the source or in exactly one complete object.
 
-``hook`` (tests) is called at named points: object_written, object_verified, rows_deleting,
-rows_deleted.
+``hook`` (tests) is called at named points: manifest_written, object_written,
+object_verified, rows_deleting (after each delete statement), rows_deleted (before the manifest
+update).
 """
 
 from __future__ import annotations
@@ -195,6 +196,7 @@ def write_batch(ctx: ArchiveContext, source: Source, batch: SourceBatch) -> Writ
     )
     with ctx.sql.begin() as conn:
         manifest.insert_writing(conn, entry)
+    ctx.fire("manifest_written")
     data = source.encode(batch)
     ctx.store.put(
         entry.object_key,

@@ -116,22 +116,29 @@ def resolve_sql_policies(
     wanted = [p for p in policies if p.source == "sql"]
     if not wanted:
         return []
+    inspector = sa.inspect(conn)
+    existing = set(inspector.get_table_names())
+    for policy in wanted:
+        if policy.table not in existing or policy.table.startswith("steward_"):
+            tables = sorted(name for name in existing if not name.startswith("steward_"))
+            raise ConfigError(
+                f"archive policy for table {policy.table!r}: no such table in the database "
+                f"(check archive.policies[].table; tables: {', '.join(tables) or 'none'})"
+            )
     metadata = sa.MetaData()
-    metadata.reflect(bind=conn)
-    return [_resolve_sql(settings, conn, metadata, policy) for policy in wanted]
+    metadata.reflect(bind=conn, only=[p.table for p in wanted], resolve_fks=False)
+    foreign_keys = inspector.get_multi_foreign_keys()
+    return [_resolve_sql(settings, conn, metadata.tables[p.table], foreign_keys, p) for p in wanted]
 
 
 def _resolve_sql(
-    settings: Settings, conn: Connection, metadata: sa.MetaData, policy: ArchivePolicy
+    settings: Settings,
+    conn: Connection,
+    table: sa.Table,
+    foreign_keys: dict[Any, list[Any]],
+    policy: ArchivePolicy,
 ) -> SqlPolicy:
     where = f"archive policy for table {policy.table!r}"
-    table = metadata.tables.get(policy.table)
-    if table is None or policy.table.startswith("steward_"):
-        tables = sorted(name for name in metadata.tables if not name.startswith("steward_"))
-        raise ConfigError(
-            f"{where}: no such table in the database (check archive.policies[].table; "
-            f"tables: {', '.join(tables) or 'none'})"
-        )
     _require_columns(table, policy, where)
     keys = list(table.primary_key.columns)
     if len(keys) != 1:
@@ -156,7 +163,7 @@ def _resolve_sql(
         ts=ts,
         compare=_compare_columns(table, policy, keys[0]),
         specs=column_specs(table, conn.dialect.name),
-        references=_references(metadata, table),
+        references=_references(table, foreign_keys),
         batch_size=policy.batch_size or settings.archive.batch_size,
         format=policy.format or settings.archive.format,
     )
@@ -182,16 +189,20 @@ def _compare_columns(table: sa.Table, policy: ArchivePolicy, key: sa.Column) -> 
     return [table.c[name] for name in names]
 
 
-def _references(metadata: sa.MetaData, table: sa.Table) -> list[tuple[sa.Column, sa.Column]]:
+def _references(
+    table: sa.Table, foreign_keys: dict[Any, list[Any]]
+) -> list[tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]]]:
     """(child column, parent column) pairs of every foreign key pointing at ``table``."""
     pairs = []
-    for other in metadata.tables.values():
-        for fk in other.foreign_keys:
-            if fk.column.table is not table:
+    for (_schema, child_name), constraints in foreign_keys.items():
+        for fk in constraints:
+            if fk["referred_table"] != table.name:
                 continue
-            # A self-reference (parent_id -> id) needs an alias to correlate the subquery.
-            child = other.alias().c[fk.parent.name] if other is table else fk.parent
-            pairs.append((child, fk.column))
+            child = sa.table(child_name, *(sa.column(c) for c in fk["constrained_columns"]))
+            if child_name == table.name:  # parent_id -> id: correlate through an alias
+                child = child.alias()
+            for mine, theirs in zip(fk["constrained_columns"], fk["referred_columns"], strict=True):
+                pairs.append((child.c[mine], table.c[theirs]))
     return pairs
 
 

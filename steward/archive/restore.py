@@ -129,7 +129,8 @@ def plan_restore(
         )
     if request.table is not None and not found:
         raise ConfigError(f"table {request.table!r} has no complete archive batches to restore")
-    sources = {entry.table_name: _source_for(ctx, entry) for entry in found}
+    firsts = {entry.table_name: entry for entry in found}
+    sources = {table: _source_for(ctx, entry) for table, entry in firsts.items()}
     keys: list[Any] = []
     if request.keys:
         source = sources[found[0].table_name]

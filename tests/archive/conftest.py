@@ -158,10 +158,14 @@ def assert_each_row_once(ctx: ArchiveContext, before: dict[str, TableSnapshot]) 
 
 
 def restore_everything(ctx: ArchiveContext, tables: tuple[str, ...] = POLICY_TABLES) -> None:
-    """Restore every complete batch, parents before children."""
+    """Restore every complete batch of ``tables`` (one time-range restore per table)."""
     with ctx.sql.connect() as conn:
-        done = manifest.entries(conn, states=[manifest.COMPLETE])
+        done = {e.table_name for e in manifest.entries(conn, states=[manifest.COMPLETE])}
+    everything = {
+        "ts_from": datetime(1970, 1, 1, tzinfo=UTC),
+        "ts_to": datetime(2999, 1, 1, tzinfo=UTC),
+    }
     for table in tables:
-        for entry in [e for e in done if e.table_name == table]:
-            report = restore(ctx, RestoreRequest(batch_id=entry.batch_id))
+        if table in done:
+            report = restore(ctx, RestoreRequest(table=table, **everything))
             assert report.conflicts == 0

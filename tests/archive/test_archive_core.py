@@ -60,11 +60,14 @@ def test_rows_still_referenced_by_foreign_keys_stay(app_settings, contexts):
     ctx = contexts(app_settings())
     _archive_all(ctx, ["users", "orders"])
     # Every soft-deleted user or order left behind is referenced by another row.
-    assert _count(
-        ctx,
-        "SELECT count(*) FROM users u WHERE deleted_at IS NOT NULL AND deleted_at < '2026-08-01'"
-        " AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.user_id = u.id)",
-    ) == 0
+    assert (
+        _count(
+            ctx,
+            "SELECT count(*) FROM users u WHERE deleted_at IS NOT NULL AND deleted_at < '2026-08-01'"
+            " AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.user_id = u.id)",
+        )
+        == 0
+    )
     assert _count(ctx, "SELECT count(*) FROM orders o WHERE deleted_at < '2026-08-01'") == _count(
         ctx,
         "SELECT count(*) FROM orders o WHERE deleted_at < '2026-08-01' AND ("
@@ -88,9 +91,7 @@ def test_dry_run_reports_rows_and_bytes_and_changes_nothing(app_settings, contex
     assert list(ctx.store.list("")) == []
 
 
-def test_rows_changed_between_read_and_delete_stay_and_are_never_restored(
-    app_settings, contexts
-):
+def test_rows_changed_between_read_and_delete_stay_and_are_never_restored(app_settings, contexts):
     """An update, an undelete and an edit of an append-only row, all after the read."""
     settings = app_settings(archive__batch_size=1000)
     changed: dict[str, object] = {}
@@ -159,9 +160,7 @@ def test_whole_row_guard_keeps_an_edited_append_only_row(app_settings, contexts)
     assert edited[0] not in archived_keys(ctx, "audit_log")
 
 
-def test_rerun_removes_orphan_objects_and_abandons_batches_without_object(
-    app_settings, contexts
-):
+def test_rerun_removes_orphan_objects_and_abandons_batches_without_object(app_settings, contexts):
     ctx = contexts(app_settings(archive__batch_size=5))
     (outbox,) = open_sources(ctx, ["outbox"])
     before = snapshots(ctx, ("outbox",))

@@ -4,19 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from uuid import UUID
 
+import httpx
 import pydantic
 import pytest
 import sqlalchemy as sa
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import (
-    ArtifactFilter,
-    ArtifactFilterFlowRunId,
-    FlowRunFilter,
-    TaskRunFilter,
-)
-from prefect.client.schemas.sorting import ArtifactSort
+from prefect.settings import PREFECT_API_URL
 
 from flows.migrate import MigrateParams, migrate
 
@@ -39,21 +32,21 @@ def _tables(url: str) -> list[str]:
 
 
 def _run(params: MigrateParams) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Run the flow; return its summary and its artifacts by key."""
+    """Run the flow; return its summary and its artifacts (key -> data) from the Prefect API."""
     state = migrate(params, return_state=True)
     summary = state.result()
-    run_id: UUID = state.state_details.flow_run_id
-    with get_client(sync_client=True) as client:
-        # Every field spelled out: this client version sends None for omitted ones (HTTP 422).
-        found = client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])),
-            flow_run_filter=FlowRunFilter(),
-            task_run_filter=TaskRunFilter(),
-            limit=50,
-            offset=0,
-            sort=ArtifactSort.CREATED_DESC,
-        )
-    return summary, {artifact.key: artifact for artifact in found}
+    # Plain HTTP: this prefect client's read_artifacts sends null paging fields (HTTP 422).
+    response = httpx.post(
+        f"{PREFECT_API_URL.value()}/artifacts/filter",
+        json={
+            "artifacts": {"flow_run_id": {"any_": [str(state.state_details.flow_run_id)]}},
+            "limit": 50,
+            "offset": 0,
+            "sort": "CREATED_DESC",
+        },
+    )
+    response.raise_for_status()
+    return summary, {artifact["key"]: artifact["data"] for artifact in response.json()}
 
 
 def test_upgrades_to_head_then_downgrades_one(pg_database: str) -> None:
@@ -62,7 +55,7 @@ def test_upgrades_to_head_then_downgrades_one(pg_database: str) -> None:
     assert [step["revision"] for step in summary["applied"]] == ["0001", "0002", "0003"]
     assert summary["dry_run"] is False and summary["mongo"] is None
     assert "products" in _tables(pg_database)
-    assert "versions/2026_11_21_0002_product_ratings.py" in str(artifacts["migrate-applied"].data)
+    assert "versions/2026_11_21_0002_product_ratings.py" in artifacts["migrate-applied"]
 
     summary, _ = _run(MigrateParams(direction="downgrade"))
     assert (summary["from_revision"], summary["to_revision"]) == ("0003", "0002")
@@ -75,7 +68,7 @@ def test_dry_run_writes_sql_and_changes_nothing(pg_database: str) -> None:
     assert summary["dry_run"] is True and summary["applied"] == []
     assert summary["planned"] == ["0001", "0002", "0003"]
     assert "CREATE TABLE products" in summary["sql"]
-    assert "CREATE TABLE products" in str(artifacts["migrate-dry-run-sql"].data)
+    assert "CREATE TABLE products" in artifacts["migrate-dry-run-sql"]
     assert _tables(pg_database) == []
 
 

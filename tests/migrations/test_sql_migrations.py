@@ -20,7 +20,10 @@ RunSql = Callable[..., list[tuple[Any, ...]]]
 
 
 def test_round_trip_restores_the_identical_schema(
-    database_url: str, make_runner: MakeRunner, snapshot_schema: Callable[[str], dict], run_sql: RunSql
+    database_url: str,
+    make_runner: MakeRunner,
+    snapshot_schema: Callable[[str], dict],
+    run_sql: RunSql,
 ) -> None:
     runner = make_runner(database_url)
     first = runner.upgrade()
@@ -43,7 +46,10 @@ def test_round_trip_restores_the_identical_schema(
 
 
 def test_product_ratings_columns_and_index_come_and_go(
-    database_url: str, make_runner: MakeRunner, snapshot_schema: Callable[[str], dict], run_sql: RunSql
+    database_url: str,
+    make_runner: MakeRunner,
+    snapshot_schema: Callable[[str], dict],
+    run_sql: RunSql,
 ) -> None:
     runner = make_runner(database_url)
     runner.upgrade("0001")
@@ -175,7 +181,7 @@ def test_revisions_applied_by_plain_alembic_are_adopted(
 def test_targets_are_checked(sqlite_url: str, make_runner: MakeRunner) -> None:
     runner = make_runner(sqlite_url)
     runner.upgrade("0002")
-    with pytest.raises(MigrationError, match="'0001' is below the current revision 0002"):
+    with pytest.raises(MigrationError, match="on the wrong side of the current revision 0002"):
         runner.upgrade("0001")
     with pytest.raises(MigrationError, match="'nope' is not a known revision"):
         runner.upgrade("nope")

@@ -177,3 +177,11 @@ def test_deep_archive_override_is_checked_against_the_transitions() -> None:
     assert [t.storage_class for t in effective_transitions(tiering)] == ["STANDARD_IA", "GLACIER"]
     with pytest.raises(ConfigError, match=r"tiering.deep_archive_days .*set days >= 390"):
         effective_transitions(tiering, deep_archive=True)
+
+
+def test_objects_too_small_to_be_worth_moving_stay_put() -> None:
+    objects = [obj("tiny", "STANDARD", 200, size=100 * 1024), obj("big", "STANDARD", 200, 1 << 20)]
+    plan = plan_moves(objects, DEFAULT, NOW, min_object_bytes=128 * 1024)
+    assert routes(plan) == {"big.parquet": ("STANDARD", "GLACIER")}
+    assert plan.too_small == 1
+    assert "1 below 131072 bytes left in place" in plan.describe()

@@ -16,6 +16,7 @@ def test_defaults_follow_the_reference_design(make_settings) -> None:
         (181, "GLACIER"),
     ]
     assert tiering.deep_archive is False
+    assert tiering.min_object_bytes == 128 * 1024
     assert tiering.effective_transitions(True)[-1].storage_class == "DEEP_ARCHIVE"
     assert tiering.prices == {
         "STANDARD": 0.023,

@@ -1,0 +1,78 @@
+"""A failure at every step of a batch — an exception, or the process killed outright — then a
+rerun: every original row is in the source or in exactly one complete archive object, and
+restoring everything gives back the original tables (checksum over all rows)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from steward.archive import archive_table, open_sources, sql_source
+
+from .conftest import NOW, assert_each_row_once, restore_everything, snapshots
+
+POINTS = ["manifest_written", "object_written", "object_verified", "rows_deleting", "rows_deleted"]
+RUNNER = Path(__file__).with_name("crash_runner.py")
+REPO = Path(__file__).resolve().parents[2]
+# A version-column guard (users), a whole-row guard with JSON (audit_log), UUIDs + a where
+# condition (outbox).
+TABLES = ("users", "audit_log", "outbox")
+
+
+class InjectedFailure(RuntimeError):
+    pass
+
+
+def _fail_at(point: str, nth: int):
+    seen = {"count": 0}
+
+    def hook(reached: str) -> None:
+        if reached == point:
+            seen["count"] += 1
+            if seen["count"] == nth:
+                raise InjectedFailure(f"injected at {point}")
+
+    return hook
+
+
+def _rerun_and_check(contexts, settings, before) -> None:
+    ctx = contexts(settings)
+    for source in open_sources(ctx, TABLES):
+        archive_table(ctx, source)
+    assert_each_row_once(ctx, before)
+    restore_everything(ctx, TABLES)
+    after = snapshots(ctx, TABLES)
+    assert {n: s.checksum for n, s in after.items()} == {n: s.checksum for n, s in before.items()}
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_exception_at_each_step_then_rerun(point, app_settings, contexts, monkeypatch):
+    settings = app_settings(rows=400, archive__batch_size=5)
+    monkeypatch.setattr(sql_source, "CHUNK", 3)
+    ctx = contexts(settings, hook=_fail_at(point, nth=3))
+    before = snapshots(ctx, TABLES)
+    with pytest.raises(InjectedFailure):
+        for source in open_sources(ctx, TABLES):
+            archive_table(ctx, source)
+    _rerun_and_check(contexts, settings, before)
+
+
+@pytest.mark.parametrize("point", POINTS[1:])
+def test_killed_process_at_each_step_then_rerun(point, app_settings, contexts):
+    settings = app_settings(rows=400, archive__batch_size=5)
+    before = snapshots(contexts(settings), TABLES)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, str(RUNNER), point, "3", NOW.isoformat(), *TABLES],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 86, done.stderr[-2000:]
+    _rerun_and_check(contexts, settings, before)
