@@ -199,6 +199,9 @@ class OutboxRelay:
             verdicts.rejected.update(result.rejected)
             flowing = self._flowing(flowing, verdicts)
         verdicts.published = flowing
+        # Only an aggregate's first failure counts as an attempt: its later events were held
+        # behind it (even if a pipelined sink reported them failed too).
+        verdicts.failed = _first_failures(events, verdicts, self.cfg.dead_blocks_aggregate)
         done = len(flowing) + len(verdicts.failed) + len(verdicts.rejected)
         verdicts.held = len(events) - done
         return verdicts
@@ -450,3 +453,19 @@ class _NotifyWaiter:
                 self.conn.close()
             finally:
                 self.conn = None
+
+
+def _first_failures(
+    events: Sequence[OutboxEvent], verdicts: _Verdicts, dead_blocks: bool
+) -> dict[int, str]:
+    blocked: set[tuple[str, str]] = set()
+    first: dict[int, str] = {}
+    for ev in events:
+        if ev.aggregate in blocked:
+            continue
+        if ev.seq in verdicts.failed:
+            first[ev.seq] = verdicts.failed[ev.seq]
+            blocked.add(ev.aggregate)
+        elif ev.seq in verdicts.rejected and dead_blocks:
+            blocked.add(ev.aggregate)
+    return first

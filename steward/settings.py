@@ -439,7 +439,7 @@ class OutboxSettings(BaseModel):
         default=2000, ge=1, le=50_000, description="Events claimed, published and marked per task."
     )
     max_aggregates_per_batch: int = Field(
-        default=500,
+        default=1000,
         ge=1,
         le=50_000,
         description="Aggregates one batch may hold. Lower it to spread a few busy aggregates "
@@ -659,8 +659,11 @@ def mask_url(url: str) -> str:
         userinfo, host = netloc.rsplit("@", 1)
         user = userinfo.split(":", 1)[0]
         netloc = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
-    query = "***" if parts.query and any(h in parts.query.lower() for h in _SECRET_HINTS) else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, query or parts.query, parts.fragment))
+    secret_query = bool(parts.query) and any(h in parts.query.lower() for h in _SECRET_HINTS)
+    if netloc == parts.netloc and not secret_query:
+        return url  # nothing to hide; rebuilding would drop sqlite:////abs/path's empty host
+    query = "***" if secret_query else parts.query
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def masked_settings(settings: Settings) -> dict[str, Any]:

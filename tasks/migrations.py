@@ -21,11 +21,8 @@ __all__ = ["apply_mongo_migrations", "apply_sql_migrations", "render_migration_s
 
 
 def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
-    try:
-        state.result()
-    except Exception as exc:  # the failed run's exception, re-raised by result()
-        return is_transient(exc)
-    return False
+    exc = state.result(raise_on_failure=False)
+    return isinstance(exc, BaseException) and is_transient(exc)
 
 
 def _summarize(result: MigrationResult) -> dict[str, Any]:

@@ -15,6 +15,7 @@ together, so they were removed by someone else and are recorded as skipped). Obj
 the table's prefix that no live entry names are removed: no row was ever deleted on their
 strength. So every row ends up either in the source or in exactly one complete object.
 
+Recovery lives in :mod:`~steward.archive.recovery`, the loop in :mod:`~steward.archive.runner`.
 ``hook`` (tests) is called at named points: manifest_written, object_written,
 object_verified, rows_deleting (after each delete statement), rows_deleted (before the manifest
 update).
@@ -34,13 +35,9 @@ import pyarrow as pa
 
 from steward.archive import manifest
 from steward.archive.batch import ArchivedRows, DeleteOutcome, Source, SourceBatch
-from steward.archive.locking import table_lock
 from steward.archive.manifest import ManifestEntry, encode_key
 from steward.errors import (
     ArchiveVerificationFailed,
-    IntegrityViolation,
-    ObjectCorrupted,
-    ObjectNotFound,
 )
 from steward.settings import Settings
 from steward.storage.objects import COLD_CLASSES, ObjectStore, utcnow
@@ -49,7 +46,9 @@ from steward.storage.sql import SqlClient
 __all__ = [
     "ArchiveContext",
     "BatchResult",
+    "BatchSteps",
     "Budget",
+    "Resolution",
     "TableReport",
     "archive_table",
     "finish_batch",
@@ -218,7 +217,7 @@ def verify_batch(ctx: ArchiveContext, source: Source, written: WrittenObject) ->
             f"bytes sha256 {info.sha256[:16]}…, but {written.size} bytes sha256 "
             f"{written.sha256[:16]}… were written; no row was deleted, rerun the archive"
         )
-    archived = _read_back(ctx, source, entry)
+    archived = read_back(ctx, source, entry)
     with ctx.sql.begin() as conn:
         manifest.mark_verified(conn, entry.batch_id, size=info.size, sha256=info.sha256)
     ctx.fire("object_verified")
@@ -257,7 +256,7 @@ def finish_batch(
     )
 
 
-def _read_back(ctx: ArchiveContext, source: Source, entry: ManifestEntry) -> ArchivedRows:
+def read_back(ctx: ArchiveContext, source: Source, entry: ManifestEntry) -> ArchivedRows:
     """Read an object (checksum-verified by the store), decode it, check rows and keys."""
     data = ctx.store.get_bytes(entry.object_key)
     try:
@@ -279,162 +278,3 @@ def _read_back(ctx: ArchiveContext, source: Source, entry: ManifestEntry) -> Arc
             f"{entry.key_min!r}…{entry.key_max!r}; no row was deleted"
         )
     return archived
-
-
-# Resuming ------------------------------------------------------------------------------------
-
-
-def resolve_unfinished(ctx: ArchiveContext, source: Source, report: TableReport) -> None:
-    """Finish or abandon every batch an earlier run left open, then remove orphan objects."""
-    with ctx.sql.connect() as conn:
-        pending = manifest.entries(
-            conn, source=source.source_name, table=source.name, states=manifest.UNFINISHED
-        )
-    for entry in pending:
-        if entry.state == manifest.WRITING:
-            verified = _adopt_written(ctx, source, entry)
-        else:
-            verified = _reread_verified(ctx, source, entry)
-        if verified is None:
-            report.abandoned_batches += 1
-            continue
-        report.add(finish_batch(ctx, source, verified, resumed=True))
-    report.orphans_removed += _remove_orphans(ctx, source)
-
-
-def _adopt_written(
-    ctx: ArchiveContext, source: Source, entry: ManifestEntry
-) -> VerifiedBatch | None:
-    try:
-        info = ctx.store.head(entry.object_key)
-    except ObjectNotFound:
-        _abandon(ctx, entry, "object was never written; its rows stay in the source")
-        return None
-    if not info.readable:
-        _abandon(ctx, entry, "object is cold and was never verified", delete=True)
-        return None
-    try:
-        archived = _read_back(ctx, source, entry)
-    except (ObjectCorrupted, ArchiveVerificationFailed) as exc:
-        _abandon(ctx, entry, f"object failed verification: {exc}", delete=True)
-        return None
-    with ctx.sql.begin() as conn:
-        manifest.mark_verified(conn, entry.batch_id, size=info.size, sha256=info.sha256)
-    return VerifiedBatch(entry, archived)
-
-
-def _reread_verified(
-    ctx: ArchiveContext, source: Source, entry: ManifestEntry
-) -> VerifiedBatch | None:
-    try:
-        info = ctx.store.head(entry.object_key)
-        if info.sha256 != entry.sha256 or info.size != entry.bytes:
-            raise ObjectCorrupted(f"object {entry.object_key!r} changed since verification")
-        return VerifiedBatch(entry, _read_back(ctx, source, entry))
-    except (ObjectNotFound, ObjectCorrupted, ArchiveVerificationFailed) as exc:
-        if source.backend != "sql":
-            raise IntegrityViolation(
-                f"verified archive batch {entry.batch_id} of collection {source.name!r} "
-                f"cannot be read back ({exc}); some of its documents may already be deleted. "
-                f"Recover object {entry.object_key!r} from a store backup before rerunning"
-            ) from None
-        # SQL deletes commit with 'complete', so no row of a verified batch is gone yet.
-        _abandon(ctx, entry, f"verified object unreadable: {exc}", delete=True)
-        return None
-
-
-def _abandon(ctx: ArchiveContext, entry: ManifestEntry, note: str, *, delete: bool = False) -> None:
-    if delete:
-        ctx.store.delete(entry.object_key)
-    with ctx.sql.begin() as conn:
-        manifest.mark_abandoned(conn, entry.batch_id, note)
-
-
-def _remove_orphans(ctx: ArchiveContext, source: Source) -> int:
-    """Delete objects under the table's prefix that no live manifest entry names."""
-    with ctx.sql.connect() as conn:
-        live = manifest.live_object_keys(conn, source.source_name, source.name)
-    orphans = [
-        info.key
-        for info in ctx.store.list(table_prefix(ctx.settings, source), details=False)
-        if info.key not in live
-    ]
-    for key in orphans:
-        ctx.store.delete(key)
-    return len(orphans)
-
-
-# A whole table, without Prefect (CLI, tests, bench) -------------------------------------------
-
-
-def archive_table(
-    ctx: ArchiveContext,
-    source: Source,
-    budget: Budget | None = None,
-    on_batch: Callable[[BatchResult], None] | None = None,
-) -> TableReport:
-    """Resume, then archive batches until none qualify or the budget is spent."""
-    budget = budget or Budget()
-    report = TableReport(table=source.name, source=source.source_name)
-    manifest.ensure_manifest(ctx.sql.engine)
-    with table_lock(ctx.sql.engine, source.source_name, source.name):
-        run_row = _start_run(ctx, source)
-        try:
-            resolve_unfinished(ctx, source, report)
-            after = None
-            while budget.allows():
-                batch = read_batch(ctx, source, after)
-                if batch is None:
-                    break
-                written = write_batch(ctx, source, batch)
-                result = finish_batch(ctx, source, verify_batch(ctx, source, written))
-                report.add(result)
-                budget.batches += 1
-                after = batch.keys[-1]
-                if on_batch is not None:
-                    on_batch(result)
-        except Exception:
-            _end_run(ctx, run_row, "failed", report)
-            raise
-        _end_run(ctx, run_row, "finished", report)
-    return report
-
-
-def _start_run(ctx: ArchiveContext, source: Source) -> int:
-    with ctx.sql.begin() as conn:
-        return manifest.start_run(conn, ctx.run_id, source.source_name, source.name)
-
-
-def _end_run(ctx: ArchiveContext, run_row: int, status: str, report: TableReport) -> None:
-    totals = {
-        "rows_archived": report.rows_archived,
-        "rows_skipped": report.rows_skipped,
-        "objects": report.objects,
-        "bytes": report.bytes,
-    }
-    with ctx.sql.begin() as conn:
-        manifest.finish_run(conn, run_row, status, totals)
-
-
-def plan_table(ctx: ArchiveContext, source: Source) -> dict[str, Any]:
-    """Dry run: rows that would move, estimated bytes and objects; nothing is changed."""
-    rows = source.count()
-    sample = source.read_batch(None, min(source.batch_size, 1000), "dry-run") if rows else None
-    per_row = len(source.encode(sample)) / sample.rows if sample else 0.0
-    unfinished = 0
-    with ctx.sql.connect() as conn:
-        if manifest.manifest_exists(conn):
-            unfinished = len(
-                manifest.entries(
-                    conn, source=source.source_name, table=source.name, states=manifest.UNFINISHED
-                )
-            )
-    return {
-        "table": source.name,
-        "source": source.source_name,
-        "rows": rows,
-        "estimated_bytes": int(rows * per_row),
-        "objects": -(-rows // source.batch_size),
-        "unfinished_batches": unfinished,
-        "cutoff": source.cutoff.isoformat(),
-    }

@@ -24,7 +24,9 @@ def run_demo(*, rows: int, seed: int, console: Console) -> dict[str, Any]:
     started = time.monotonic()
     results["migrate"] = run_flow("migrate", FLOWS["migrate"].demo or {})
     console.print("generating synthetic data…")
-    results["demo-data"] = generate_demo_data(settings, rows=rows, seed=seed, show_progress=True)
+    results["demo-data"] = generate_demo_data(
+        settings, rows=rows, seed=seed, replace=True, show_progress=True
+    )
     for entry in FLOWS.values():
         if entry.name == "migrate" or entry.demo is None:
             continue

@@ -1,6 +1,6 @@
 """Archive every policy table in this process and die (``os._exit``) at a chosen point.
 
-Usage: ``python tests/archive/crash_runner.py POINT N NOW TABLE...`` — exit code 86 when the process was
+Usage: ``python tests/archive/crash_runner.py POINT N NOW TABLE...`` — exits 86 when the process was
 killed at the N-th time the archive reached POINT, 0 when it never got there. Settings come
 from the ``STEWARD_*`` environment the test exported. Deletes run in chunks of 3 keys so
 "rows_deleting" falls in the middle of a batch's delete.

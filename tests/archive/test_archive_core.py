@@ -14,6 +14,7 @@ from steward.archive.locking import table_lock
 from steward.archive.restore import RestoreRequest, restore
 from steward.archive.sources import open_sources
 from steward.errors import ArchiveBusy
+
 from .conftest import (
     NOW,
     archived_keys,

@@ -39,10 +39,15 @@ def _fail_at(point: str, nth: int):
     return hook
 
 
-def _rerun_and_check(contexts, settings, before) -> None:
+def _rerun_and_check(contexts, settings, before, point: str) -> None:
     ctx = contexts(settings)
-    for source in open_sources(ctx, TABLES):
-        archive_table(ctx, source)
+    reports = [archive_table(ctx, source) for source in open_sources(ctx, TABLES)]
+    # The interrupted batch was picked up: abandoned if its object was never written,
+    # otherwise verified (again) and finished.
+    if point == "manifest_written":
+        assert sum(r.abandoned_batches for r in reports) == 1
+    else:
+        assert sum(r.resumed_batches for r in reports) == 1
     assert_each_row_once(ctx, before)
     restore_everything(ctx, TABLES)
     after = snapshots(ctx, TABLES)
@@ -58,7 +63,7 @@ def test_exception_at_each_step_then_rerun(point, app_settings, contexts, monkey
     with pytest.raises(InjectedFailure):
         for source in open_sources(ctx, TABLES):
             archive_table(ctx, source)
-    _rerun_and_check(contexts, settings, before)
+    _rerun_and_check(contexts, settings, before, point)
 
 
 @pytest.mark.parametrize("point", POINTS[1:])
@@ -75,4 +80,4 @@ def test_killed_process_at_each_step_then_rerun(point, app_settings, contexts):
         timeout=120,
     )
     assert done.returncode == 86, done.stderr[-2000:]
-    _rerun_and_check(contexts, settings, before)
+    _rerun_and_check(contexts, settings, before, point)

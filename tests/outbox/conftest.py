@@ -42,6 +42,12 @@ def migrate(engine: sa.Engine) -> None:
 
 
 @pytest.fixture(scope="session")
+def migrate_schema() -> Callable[[sa.Engine], None]:
+    """Create the example schema on an engine (for tests with their own database)."""
+    return migrate
+
+
+@pytest.fixture(scope="session")
 def outbox_pg_url() -> Iterator[str]:
     """A PostgreSQL database with the example schema, shared by the outbox tests."""
     name = f"steward_outbox_{os.getpid()}_{uuid.uuid4().hex[:8]}"

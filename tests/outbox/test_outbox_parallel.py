@@ -11,8 +11,8 @@ EVENTS, AGGREGATES, TYPES = 20_000, 100, ("order", "product")  # 200 aggregates 
 def test_four_relay_processes_deliver_everything_once_in_order(outbox_env, workers):
     env = outbox_env.reconfigure(
         outbox__sinks='["redis_streams"]',
-        outbox__batch_size="400",
-        outbox__max_aggregates_per_batch="15",
+        outbox__batch_size="1000",
+        outbox__max_aggregates_per_batch="25",
     )
     env.fill(EVENTS, AGGREGATES, types=TYPES)
     order = {str(row.id): row.seq for row in env.rows()}

@@ -1,0 +1,1 @@
+"""Prefect deployments of Steward's flows: prefect.yaml (the source of truth) and serve.py."""

@@ -1,0 +1,121 @@
+"""Run the archive of one table: resume, then batches until done or the budget is spent.
+
+Plain Python (CLI, tests, the benchmark); the ``archive-to-s3`` flow runs the same loop with
+each step wrapped in a Prefect task (:class:`BatchSteps`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from steward.archive import manifest
+from steward.archive.archiver import (
+    ArchiveContext,
+    BatchResult,
+    Budget,
+    TableReport,
+    VerifiedBatch,
+    WrittenObject,
+    finish_batch,
+    read_batch,
+    verify_batch,
+    write_batch,
+)
+from steward.archive.batch import Source, SourceBatch
+from steward.archive.locking import table_lock
+from steward.archive.recovery import Resolution, resolve_unfinished
+
+__all__ = ["BatchSteps", "archive_table", "plan_table"]
+
+
+@dataclass(frozen=True)
+class BatchSteps:
+    """The steps of a run. The flow swaps in Prefect tasks that wrap these same functions."""
+
+    resolve: Callable[[ArchiveContext, Source], Resolution] = resolve_unfinished
+    read: Callable[[ArchiveContext, Source, Any], SourceBatch | None] = read_batch
+    write: Callable[[ArchiveContext, Source, SourceBatch], WrittenObject] = write_batch
+    verify: Callable[[ArchiveContext, Source, WrittenObject], VerifiedBatch] = verify_batch
+    finish: Callable[[ArchiveContext, Source, VerifiedBatch], BatchResult] = finish_batch
+
+
+def archive_table(
+    ctx: ArchiveContext,
+    source: Source,
+    budget: Budget | None = None,
+    on_batch: Callable[[BatchResult], None] | None = None,
+    steps: BatchSteps = BatchSteps(),
+) -> TableReport:
+    """Resume what an earlier run left, then archive batches until none qualify or the
+    budget is spent. Holds the table's lock throughout; records the run for status."""
+    budget = budget or Budget()
+    report = TableReport(table=source.name, source=source.source_name)
+    manifest.ensure_manifest(ctx.sql.engine)
+    with table_lock(ctx.sql.engine, source.source_name, source.name):
+        run_row = _start_run(ctx, source)
+        try:
+            resolution = steps.resolve(ctx, source)
+            for result in resolution.finished:
+                report.add(result)
+            report.abandoned_batches = resolution.abandoned
+            report.orphans_removed = resolution.orphans_removed
+            after = None
+            while budget.allows():
+                batch = steps.read(ctx, source, after)
+                if batch is None:
+                    break
+                result = steps.finish(
+                    ctx, source, steps.verify(ctx, source, steps.write(ctx, source, batch))
+                )
+                report.add(result)
+                budget.batches += 1
+                after = batch.keys[-1]
+                if on_batch is not None:
+                    on_batch(result)
+        except Exception:
+            _end_run(ctx, run_row, "failed", report)
+            raise
+        _end_run(ctx, run_row, "finished", report)
+    return report
+
+
+def _start_run(ctx: ArchiveContext, source: Source) -> int:
+    with ctx.sql.begin() as conn:
+        return manifest.start_run(conn, ctx.run_id, source.source_name, source.name)
+
+
+def _end_run(ctx: ArchiveContext, run_row: int, status: str, report: TableReport) -> None:
+    totals = {
+        "rows_archived": report.rows_archived,
+        "rows_skipped": report.rows_skipped,
+        "objects": report.objects,
+        "bytes": report.bytes,
+    }
+    with ctx.sql.begin() as conn:
+        manifest.finish_run(conn, run_row, status, totals)
+
+
+def plan_table(ctx: ArchiveContext, source: Source) -> dict[str, Any]:
+    """Dry run: rows that would move, estimated bytes and objects; nothing is changed."""
+    rows = source.count()
+    sample = source.read_batch(None, min(source.batch_size, 1000), "dry-run") if rows else None
+    per_row = len(source.encode(sample)) / sample.rows if sample else 0.0
+    unfinished = 0
+    with ctx.sql.connect() as conn:
+        if manifest.manifest_exists(conn):
+            unfinished = len(
+                manifest.entries(
+                    conn, source=source.source_name, table=source.name, states=manifest.UNFINISHED
+                )
+            )
+    return {
+        "table": source.name,
+        "source": source.source_name,
+        "rows": rows,
+        "estimated_bytes": int(rows * per_row),
+        "objects": -(-rows // source.batch_size),
+        "unfinished_batches": unfinished,
+        "cutoff": source.cutoff.isoformat(),
+    }

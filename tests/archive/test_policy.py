@@ -1,0 +1,67 @@
+"""Bad policies fail before any data is touched, naming the problem."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from steward.archive import manifest
+from steward.archive.sources import open_sources
+from steward.errors import ConfigError
+from steward.settings import load_settings
+
+from .conftest import snapshots
+
+
+def _policies(*items: dict) -> str:
+    return json.dumps(list(items))
+
+
+@pytest.mark.parametrize(
+    ("policy", "named"),
+    [
+        ({"table": "no_such_table"}, "no_such_table"),
+        ({"table": "users", "column": "removed_at"}, "removed_at"),
+        ({"table": "outbox", "column": "published_at", "where": {"state": "x"}}, "where.state"),
+        ({"table": "users", "version_column": "row_version"}, "row_version"),
+        ({"table": "users", "column": "email"}, "not a timestamp"),
+        ({"table": "steward_archive_manifest", "column": "created_at"}, "no such table"),
+    ],
+)
+def test_bad_policy_fails_before_touching_data(policy, named, app_settings, contexts):
+    good = {"table": "audit_log", "rule": "older_than", "column": "occurred_at"}
+    ctx = contexts(app_settings(archive__policies=_policies(good, policy)))
+    before = snapshots(ctx)
+    with pytest.raises(ConfigError, match=named):
+        open_sources(ctx)
+    assert {n: s.checksum for n, s in snapshots(ctx).items()} == {
+        n: s.checksum for n, s in before.items()
+    }
+    with ctx.sql.connect() as conn:
+        assert not manifest.manifest_exists(conn)
+    assert list(ctx.store.list("")) == []
+
+
+def test_negative_retention_is_refused_with_the_setting_named(make_settings, monkeypatch):
+    make_settings()
+    monkeypatch.setenv(
+        "STEWARD_ARCHIVE__POLICIES", _policies({"table": "users", "retention_days": -5})
+    )
+    with pytest.raises(ConfigError, match=r"archive\.policies\.0\.retention_days = -5"):
+        load_settings()
+
+
+def test_unknown_table_in_parameters_is_named(app_settings, contexts):
+    ctx = contexts(app_settings(rows=0))
+    with pytest.raises(ConfigError, match="'customers'.*policies exist for: audit_log"):
+        open_sources(ctx, ["users", "customers"])
+
+
+def test_two_policies_for_one_table_are_refused(make_settings, monkeypatch):
+    make_settings()
+    monkeypatch.setenv(
+        "STEWARD_ARCHIVE__POLICIES", _policies({"table": "users"}, {"table": "users"})
+    )
+    with pytest.raises(ConfigError, match="two policies for sql table 'users'"):
+        load_settings()

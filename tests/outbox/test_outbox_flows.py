@@ -1,0 +1,138 @@
+"""Flows ``relay-outbox`` and ``cleanup-outbox`` under Prefect: summaries and artifacts."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pydantic
+import pytest
+import sqlalchemy as sa
+
+from flows.cleanup_outbox import CleanupParams, cleanup_outbox
+from flows.relay_outbox import RelayParams, relay_outbox
+from steward.catalog import FLOWS, load_flow
+from steward.errors import ConfigError
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def run(flow: Any, params: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Run a flow; its summary and its artifacts (as the API returns them) by key."""
+    from prefect.client.orchestration import get_client
+
+    state = flow(params, return_state=True)
+    summary = state.result()
+    query = {  # a raw request: the sync client's read_artifacts sends nulls the API refuses
+        "artifacts": {"flow_run_id": {"any_": [str(state.state_details.flow_run_id)]}},
+        "limit": 50,
+        "offset": 0,
+        "sort": "CREATED_DESC",
+    }
+    with get_client(sync_client=True) as client:
+        artifacts = client.request("POST", "/artifacts/filter", json=query).json()
+    return summary, {artifact["key"]: artifact for artifact in artifacts}
+
+
+def table_of(artifact: dict[str, Any], key: str) -> dict[str, Any]:
+    data = artifact["data"]
+    rows = json.loads(data) if isinstance(data, str) else data
+    return {row[key]: row for row in rows}
+
+
+def insert_poison(env) -> str:
+    event_id = uuid.uuid4()
+    with env.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO outbox (id, aggregate_type, aggregate_id, event_type, payload) "
+                "VALUES (:id, 'order', 'agg-0', 'Huge', CAST(:p AS JSONB))"
+            ),
+            {"id": event_id, "p": json.dumps({"blob": "x" * 5000})},
+        )
+    return str(event_id)
+
+
+def test_relay_flow_reports_lag_retries_and_dead_then_requeues(outbox_env):
+    env = outbox_env.reconfigure(
+        outbox__max_payload_bytes="2000",
+        outbox__backoff_base_seconds="60",
+        outbox__backoff_max_seconds="60",
+    )
+    env.fill(100, 5, types=("order",))
+    env.fill(10, 2, types=("product",))
+    poison = insert_poison(env)
+    env.redis.set(env.stream("product"), "not a stream")  # product deliveries fail
+
+    summary, artifacts = run(relay_outbox, RelayParams(batch_size=40))
+    assert summary["published"] == 100 and summary["retried"] == 2
+    assert summary["went_dead"] == 1 and summary["dead"] == 1
+    assert summary["pending"] == 10 and summary["oldest_pending_age_seconds"] > 0
+    assert env.redis.xlen(env.stream("order")) == 100
+    metrics = table_of(artifacts["relay-outbox-status"], "metric")
+    assert metrics["pending"]["value"] == 10
+    assert metrics["published this run"]["value"] == 100
+    assert metrics["retries this run"]["value"] == 2
+    assert metrics["dead"]["value"] == 1
+    assert metrics["oldest pending age (s)"]["value"] > 0
+    markdown = artifacts["relay-outbox-summary"]["data"]
+    assert "WRONGTYPE" in markdown and "requeue-dead" in markdown
+    assert float(artifacts["relay-outbox-progress"]["data"]) == 100.0
+
+    env.reconfigure(outbox__max_payload_bytes="100000")
+    again, _ = run(relay_outbox, RelayParams(requeue_dead=True, event_ids=[poison]))
+    assert again["requeued"] == 1 and again["published"] == 1 and again["dead"] == 0
+    (row,) = env.rows(f"id = '{poison}'")
+    assert row.status == "published"
+
+
+def test_relay_flow_dry_run_publishes_nothing(outbox_env):
+    env = outbox_env
+    env.fill(5, 1)
+    summary, artifacts = run(relay_outbox, RelayParams(dry_run=True))
+    assert summary["dry_run"] and summary["published"] == 0 and summary["pending"] == 5
+    assert env.redis.exists(env.stream("order")) == 0
+    assert "dry run" in artifacts["relay-outbox-summary"]["data"]
+
+
+def test_cleanup_flow_removes_old_published_in_batches_and_reports_sizes(outbox_env):
+    env = outbox_env
+    env.fill(40, 4)
+    old = datetime.now(UTC) - timedelta(days=31)
+    with env.engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE outbox SET status = 'published', published_at = :at WHERE seq <= 25"),
+            {"at": old},
+        )
+        conn.execute(sa.text("UPDATE outbox SET status = 'dead', created_at = :at WHERE seq = 40"),
+                     {"at": old})  # fmt: skip
+
+    dry, _ = run(cleanup_outbox, CleanupParams(dry_run=True))
+    assert (dry["eligible"], dry["rows_removed"], dry["rows_after"]) == (25, 0, 40)
+
+    summary, artifacts = run(cleanup_outbox, CleanupParams(batch_size=10))
+    assert summary["rows_removed"] == 25 and summary["batches"] == 3
+    assert (summary["rows_before"], summary["rows_after"]) == (40, 15)
+    assert summary["bytes_before"] > 0 and summary["bytes_after"] > 0
+    assert [row.seq for row in env.rows()] == list(range(26, 41))
+    sizes = table_of(artifacts["cleanup-outbox-size"], "measure")
+    assert (sizes["rows"]["before"], sizes["rows"]["after"]) == (40, 15)
+    assert "removed 25 published events older than 30 days" in (
+        artifacts["cleanup-outbox-summary"]["data"]
+    )
+
+
+def test_flows_are_catalogued_for_the_demo():
+    assert load_flow("relay-outbox") is relay_outbox
+    assert load_flow("cleanup-outbox") is cleanup_outbox
+    assert FLOWS["relay-outbox"].demo is not None and FLOWS["cleanup-outbox"].demo is not None
+
+
+@pytest.mark.parametrize(
+    "bad", [{"aggregates": ["order:"]}, {"event_ids": ["nope"]}, {"batch_size": 0}]
+)
+def test_bad_relay_parameters_are_refused(bad):
+    with pytest.raises((pydantic.ValidationError, ConfigError)):
+        RelayParams(**bad)
