@@ -32,6 +32,18 @@ FLOWS: dict[str, FlowEntry] = {
     for entry in [
         FlowEntry("migrate", "flows.migrate:migrate", "Apply schema and data migrations", {}),
         FlowEntry(
+            "archive-to-s3",
+            "flows.archive_to_s3:archive_to_s3",
+            "Archive old and soft-deleted rows to the object store, verified before delete",
+            {"dry_run": False},
+        ),
+        FlowEntry(
+            "restore-archive",
+            "flows.restore_archive:restore_archive",
+            "Restore archived rows by key, batch or time range (upsert; conflicts reported)",
+            None,
+        ),
+        FlowEntry(
             "tier-archives",
             "flows.tier_archives:tier_archives",
             "Move archive objects to colder storage classes by age; report costs per class",

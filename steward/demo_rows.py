@@ -1,30 +1,26 @@
-"""Row generators behind :mod:`steward.demo_data`: plain tuples in ``COLUMNS`` order, in chunks.
+"""Entity rows behind :mod:`steward.demo_data`: plain tuples in ``COLUMNS`` order, in chunks.
 
-Times are seconds relative to the anchor ``now`` (negative = past). Entities with an id are
-created in equal time slots, id order = creation order (as identity columns do), so "a user
-created before t" is a prefix of ids and needs no lookup table. Only small per-entity facts
-are kept in memory (user currency and deletion time, product price periods, reserved stock);
-orders, items, movements, outbox and audit rows are produced chunk by chunk.
+Users, categories, products with prices, orders with items, payments and reservations, and
+inventory; the history tables come from :mod:`steward.demo_history`. Entities are created in
+equal time slots, id order = creation order (as identity columns do), so "a user created before
+t" is a prefix of ids and needs no lookup table. Only small per-entity facts are kept in memory
+(user currency and deletion time, product price periods, reserved stock); orders and every
+table below them are produced chunk by chunk.
 """
 
 from __future__ import annotations
 
 import bisect
 import datetime as dt
-import random
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
+
+from steward.demo_history import DAY, DELETE_WINDOW, History, Rng, Row, Timeline
 
 __all__ = ["COLUMNS", "DemoRows"]
 
-Row = tuple[Any, ...]
-T = TypeVar("T")
-DAY = 86_400.0
-DELETE_WINDOW = 400 * DAY  # soft deletes and history spread over the past 400 days
-ENTITY_START, ENTITY_SPAN = -1000 * DAY, 999 * DAY  # users and products: past 1000 days
-ORDER_START, ORDER_SPAN = -730 * DAY, 730 * DAY - 120  # orders: past two years
+ENTITY_SINCE = -1000 * DAY  # users and products: created over the past 1000 days
 CHUNK = 5_000
 ORDER_CHUNK = 2_000
 
@@ -80,39 +76,7 @@ REASONS = {
     "products": ("discontinued", "duplicate listing", "supplier recall", "catalogue cleanup"),
     "orders": ("test order", "duplicate checkout", "customer request", "fraud review"),
 }
-STREAMS = {
-    "order": ("OrderPlaced", "PaymentCaptured", "OrderShipped", "OrderDelivered"),
-    "product": ("ProductCreated", "PriceChanged", "PriceChanged", "StockAdjusted"),
-    "user": ("UserRegistered", "ProfileUpdated", "EmailVerified"),
-}
 PRICE_POINTS = (499, 999, 1499, 1999, 2999, 4999, 7999, 9999, 19_999, 49_999, 129_999)
-MOVE_REASONS = ("receipt", "sale", "adjustment", "return", "damage")
-MOVE_CUM = (20, 75, 85, 95, 100)
-CHANNELS = ("web", "ios", "android", "api", "backoffice")
-AUDIT = (
-    ("login", "user"),
-    ("update_profile", "user"),
-    ("price_change", "product"),
-    ("order_status", "order"),
-    ("soft_delete", "order"),
-    ("export", "report"),
-)
-
-
-class Rng(random.Random):
-    """``random.Random`` with cheaper draws for the hot loops (as deterministic as the rest)."""
-
-    def below(self, n: int) -> int:
-        return int(self.random() * n)
-
-    def between(self, low: int, high: int) -> int:
-        return low + int(self.random() * (high - low + 1))
-
-    def pick(self, options: Sequence[T]) -> T:
-        return options[int(self.random() * len(options))]
-
-    def weighted(self, options: Sequence[T], cumulative: Sequence[int]) -> T:
-        return options[bisect.bisect(cumulative, self.random() * cumulative[-1])]
 
 
 def _cents(value: int) -> Decimal:
@@ -142,6 +106,14 @@ class DemoRows:
         self.n_movements, self.n_audit = share(0.15, 10), share(0.1, 10)
         self.n_outbox = share(0.08, 40)
         self.reservation_odds = min(1.0, rows * 0.03 / (self.n_orders * 2.5))
+        self.times = {
+            "users": Timeline((ENTITY_SINCE, -DAY, self.n_users)),
+            "products": Timeline((ENTITY_SINCE, -DAY, self.n_products)),
+        }
+        recent = max(12, round(self.n_orders * 0.03))  # the last two days are busy: pending
+        self.times["orders"] = Timeline(
+            (-730 * DAY, -2 * DAY, self.n_orders - recent), (-2 * DAY, -120.0, recent)
+        )
         self.user_currency: list[str] = []
         self.user_deleted: dict[int, float] = {}
         self.price_starts: list[list[float]] = []
@@ -153,10 +125,24 @@ class DemoRows:
         self.leaves: list[int] = []
 
     @property
+    def sizes(self) -> dict[str, int]:
+        """Rows planned for the tables whose size is chosen up front (the rest follow)."""
+        return {
+            "users": self.n_users,
+            "products": self.n_products,
+            "orders": self.n_orders,
+            "inventory_movements": self.n_movements,
+            "outbox": self.n_outbox,
+            "audit_log": self.n_audit,
+        }
+
+    @property
     def expected_total(self) -> int:
-        entities = self.n_users + self.n_categories + self.n_products * 3.95 + self.n_orders * 3.5
-        reservations = self.n_orders * 2.5 * self.reservation_odds
-        return round(entities + reservations + self.n_movements + self.n_audit + self.n_outbox)
+        """About how many rows :meth:`chunks` yields (~1.8 prices per product, 2.5 items and
+        1.1 payments per order)."""
+        per_product, per_order = 3.8, 4.6 + 2.5 * self.reservation_odds
+        derived = self.n_products * (per_product - 1) + self.n_orders * (per_order - 1)
+        return round(sum(self.sizes.values()) + self.n_categories + derived)
 
     def chunks(self) -> Iterator[tuple[str, list[Row]]]:
         """``(table, rows)`` chunks in foreign-key order."""
@@ -165,9 +151,12 @@ class DemoRows:
         yield from self._products()
         yield from self._orders()
         yield from _chunked("inventory", self._inventory())
-        yield from _chunked("inventory_movements", self._movements())
-        yield from _chunked("outbox", self._outbox())
-        yield from _chunked("audit_log", self._audit_log())
+        history = History(
+            seed=self.seed, now=self.now, sizes=self.sizes, products=self.times["products"]
+        )
+        yield from _chunked("inventory_movements", history.movements())
+        yield from _chunked("outbox", history.outbox())
+        yield from _chunked("audit_log", history.audit_log())
 
     # --- helpers -------------------------------------------------------------------------
     def _rng(self, table: str) -> Rng:
@@ -177,21 +166,14 @@ class DemoRows:
         # fromtimestamp is ~4x cheaper than now + timedelta; it rounds to the microsecond.
         return dt.datetime.fromtimestamp(self._epoch + seconds, dt.UTC)
 
-    @staticmethod
-    def _created_before(t: float, start: float, span: float, n: int) -> int:
-        """How many entities (created in equal slots from ``start``) exist entirely before t."""
-        return max(1, min(n, int((t - start) / span * n) - 1))
-
-    def _deletions(
-        self, rng: Rng, n: int, start: float, span: float, share: float
-    ) -> dict[int, float]:
+    def _deletions(self, rng: Rng, table: str, n: int, share: float) -> dict[int, float]:
         """Pick ~share*n entities; deleted_at uniform over the past 400 days, after creation."""
         deleted: dict[int, float] = {}
         for _ in range(round(n * share) * 4):
             if len(deleted) >= round(n * share):
                 break
             t = -rng.random() * DELETE_WINDOW
-            bound = int((t - start) / span * n) - 1
+            bound = self.times[table].count_before(t)
             if bound >= 1:
                 deleted.setdefault(rng.below(bound), t)
         return deleted
@@ -208,7 +190,7 @@ class DemoRows:
             if table == "users"
             else (self.n_products, self.product_deleted)
         )
-        bound = self._created_before(t, ENTITY_START, ENTITY_SPAN, n)
+        bound = max(1, self.times[table].count_before(t))
         for _ in range(3):
             index = rng.below(bound)
             gone = deleted.get(index)
@@ -219,9 +201,9 @@ class DemoRows:
     # --- users, categories, products, prices ----------------------------------------------
     def _users(self) -> Iterator[Row]:
         rng, n = self._rng("users"), self.n_users
-        self.user_deleted = self._deletions(rng, n, ENTITY_START, ENTITY_SPAN, 0.15)
+        self.user_deleted = self._deletions(rng, "users", n, 0.15)
         for i in range(n):
-            created = ENTITY_START + ENTITY_SPAN * (i + rng.random()) / n
+            created = self.times["users"].at(i, rng.random())
             first, last = rng.pick(FIRST), rng.pick(LAST)
             country = rng.weighted(COUNTRIES, COUNTRY_CUM)
             self.user_currency.append(CURRENCY.get(country or "", "EUR"))
@@ -247,11 +229,11 @@ class DemoRows:
 
     def _products(self) -> Iterator[tuple[str, list[Row]]]:
         rng, n = self._rng("products"), self.n_products
-        self.product_deleted = self._deletions(rng, n, ENTITY_START, ENTITY_SPAN, 0.12)
+        self.product_deleted = self._deletions(rng, "products", n, 0.12)
         products: list[Row] = []
         prices: list[Row] = []
         for i in range(n):
-            created = ENTITY_START + ENTITY_SPAN * (i + rng.random()) / n
+            created = self.times["products"].at(i, rng.random())
             products.append(self._product(rng, i, created))
             for period in self._price_periods(rng, i, created):
                 prices.append((self._next_id("prices"), i + 1, *period))
@@ -301,13 +283,13 @@ class DemoRows:
     # --- orders with their items, payments and reservations --------------------------------
     def _orders(self) -> Iterator[tuple[str, list[Row]]]:
         rng, n = self._rng("orders"), self.n_orders
-        deleted = self._deletions(rng, n, ORDER_START, ORDER_SPAN, 0.12)
+        deleted = self._deletions(rng, "orders", n, 0.12)
         for low in range(0, n, ORDER_CHUNK):
             batch: dict[str, list[Row]] = {
                 name: [] for name in ("orders", "order_items", "payments", "inventory_reservations")
             }
             for i in range(low, min(n, low + ORDER_CHUNK)):
-                created = ORDER_START + ORDER_SPAN * (i + rng.random()) / n
+                created = self.times["orders"].at(i, rng.random())
                 batch["orders"].append(self._order(rng, i + 1, created, deleted.get(i), batch))
             yield from batch.items()  # orders first: the others reference them
 
@@ -394,89 +376,6 @@ class DemoRows:
             spare = 0 if rng.random() < 0.08 else rng.between(1, 400)
             touched = self._at(-rng.random() * 30 * DAY)
             yield (product + 1, reserved + spare, reserved, rng.between(1, 60), touched)
-
-    def _movements(self) -> Iterator[Row]:
-        rng, n = self._rng("inventory_movements"), self.n_movements
-        for i in range(n):
-            t = -DELETE_WINDOW + DELETE_WINDOW * (i + rng.random()) / n
-            product = rng.below(self._created_before(t, ENTITY_START, ENTITY_SPAN, self.n_products))
-            reason = rng.weighted(MOVE_REASONS, MOVE_CUM)
-            delta, reference = self._movement(rng, reason)
-            yield (i + 1, product + 1, delta, reason, reference, self._at(t))
-
-    def _movement(self, rng: Rng, reason: str) -> tuple[int, str | None]:
-        if reason == "receipt":
-            return rng.between(10, 500), f"PO-{rng.between(1, 99_999):05d}"
-        if reason == "sale":
-            return -rng.between(1, 4), f"order:{rng.between(1, self.n_orders)}"
-        if reason == "return":
-            return rng.between(1, 3), f"RMA-{rng.between(1, 99_999):05d}"
-        if reason == "damage":
-            return -rng.between(1, 3), None
-        return rng.pick((-1, 1)) * rng.between(1, 20), "cycle-count"
-
-    def _outbox(self) -> Iterator[Row]:
-        """Published events over the past 60 days, then pending ones from the last 30 minutes."""
-        rng, n = self._rng("outbox"), self.n_outbox
-        pending = max(12, round(n * 0.03))
-        published = n - pending
-        streams: list[list[Any]] = []
-        for i in range(published):
-            t = -60 * DAY + (60 * DAY - 3600) * (i + rng.random()) / published
-            status = "dead" if rng.random() < 0.005 else "published"
-            yield self._event(rng, i + 1, self._advance(rng, streams, 40), t, status)
-        streams = []  # aggregates still open in the published phase never got their later events
-        for i in range(pending):
-            t = -1800 + 1800 * (i + rng.random()) / pending
-            event = self._advance(rng, streams, max(3, pending // 4))
-            yield self._event(rng, published + i + 1, event, t, "pending")
-
-    def _advance(self, rng: Rng, streams: list[list[Any]], cap: int) -> tuple[str, ...]:
-        """Next event of a random open aggregate (or of a new one): per-aggregate order holds."""
-        if not streams or (len(streams) < cap and rng.random() < 0.3):
-            kind = rng.pick(("order", "order", "product", "user"))
-            top = {"order": self.n_orders, "product": self.n_products, "user": self.n_users}[kind]
-            streams.append([kind, str(rng.between(1, top)), 0])
-        stream = rng.pick(streams)
-        kind, aggregate_id, step = stream
-        stream[2] += 1
-        if stream[2] == len(STREAMS[kind]):
-            streams.remove(stream)
-        return kind, aggregate_id, STREAMS[kind][step]
-
-    def _event(self, rng: Rng, seq: int, event: tuple[str, ...], t: float, status: str) -> Row:
-        kind, aggregate_id, event_type = event
-        created = self._at(t)
-        payload = {"event": event_type, f"{kind}_id": int(aggregate_id)}
-        payload["occurred_at"] = created.isoformat()
-        headers = {"trace_id": f"{rng.getrandbits(64):016x}", "schema": f"{kind}.v1"}
-        event_id = uuid.UUID(int=rng.getrandbits(128), version=4)
-        attempts, error, available, published = 0, None, self.now, None
-        if status == "published":
-            attempts, available = 1, created
-            published = self._at(t + rng.uniform(0.05, 5.0))
-        elif status == "dead":
-            attempts, error, available = 8, "sink rejected payload: HTTP 422", created
-        row = (seq, event_id, kind, aggregate_id, event_type, payload, headers, status, attempts)
-        return row + (error, available, created, published)
-
-    def _audit_log(self) -> Iterator[Row]:
-        rng, n = self._rng("audit_log"), self.n_audit
-        top = {"user": self.n_users, "product": self.n_products, "order": self.n_orders}
-        for i in range(n):
-            t = -DELETE_WINDOW + DELETE_WINDOW * (i + rng.random()) / n
-            action, entity = rng.pick(AUDIT)
-            entity_id = str(rng.between(1, top[entity])) if entity in top else f"sales-{i % 12 + 1}"
-            roll = rng.random()
-            actor = (
-                f"user:{rng.between(1, self.n_users)}"
-                if roll < 0.7
-                else f"admin:{rng.pick(FIRST).lower()}"
-                if roll < 0.9
-                else "system:nightly"
-            )
-            details = {"ip": f"192.0.2.{rng.between(1, 254)}", "via": rng.pick(CHANNELS)}
-            yield (i + 1, self._at(t), actor, action, entity, entity_id, details)
 
 
 def _order_status(rng: Rng, age: float) -> str:

@@ -332,9 +332,10 @@ class OutboxTable:
         )  # fmt: skip
         if not self.is_postgres:  # one relay at a time: a plain join does
             return events.order_by(o.c.seq).limit(limit)
-        # Per head, an index range scan of its aggregate (aggregate_type, aggregate_id, seq),
-        # locked: the cost follows the batch, never the table.
-        per_head = events.order_by(o.c.seq).limit(limit).with_for_update(of=o).lateral("e")
+        # Per head, an index range scan of its aggregate (aggregate_type, aggregate_id, seq):
+        # the cost follows the batch, never the table. The following events need no row lock:
+        # no other relay takes them while we hold the head (see the module docstring).
+        per_head = events.order_by(o.c.seq).limit(limit).lateral("e")
         return (
             sa.select(*per_head.c)
             .select_from(heads_q.join(per_head, sa.true()))

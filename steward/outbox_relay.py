@@ -419,8 +419,8 @@ class _NotifyWaiter:
 
         try:
             raw = self.relay.sql.engine.raw_connection()
-            raw.detach()  # this connection keeps LISTEN state: never back to the pool
             conn = raw.driver_connection
+            raw.detach()  # this connection keeps LISTEN state: never back to the pool
             conn.rollback()
             conn.autocommit = True
             conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))

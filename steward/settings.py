@@ -385,11 +385,12 @@ def _default_archive_policies() -> list[ArchivePolicy]:
         ArchivePolicy(
             table="inventory_movements", rule="older_than", column="created_at", retention_days=365
         ),
+        # Before cleanup-outbox deletes published events (outbox.cleanup_after_days).
         ArchivePolicy(
             table="outbox",
             rule="older_than",
             column="published_at",
-            retention_days=30,
+            retention_days=7,
             where={"status": "published"},
         ),
     ]

@@ -7,14 +7,17 @@ Modules:
 - :mod:`~steward.archive.formats` — Parquet / jsonl.gz, type-preserving.
 - :mod:`~steward.archive.sql_source`, :mod:`~steward.archive.mongo_source` — keyset reads,
   the guarded delete and upserting restores per backend.
-- :mod:`~steward.archive.archiver` — the per-batch protocol and crash recovery.
+- :mod:`~steward.archive.archiver` — the per-batch protocol (read, write, verify, finish).
+- :mod:`~steward.archive.recovery` — finishing or abandoning what a crashed run left.
+- :mod:`~steward.archive.runner` — one table's run (resume, batches, budget); the dry run.
 - :mod:`~steward.archive.restore` — restores by key, batch or time range.
 - :mod:`~steward.archive.sources` — build a context and sources from settings.
 """
 
-from steward.archive.archiver import ArchiveContext, Budget, TableReport, archive_table, plan_table
+from steward.archive.archiver import ArchiveContext, Budget, TableReport
 from steward.archive.manifest import record_storage_class
 from steward.archive.restore import RestoreReport, RestoreRequest, restore
+from steward.archive.runner import archive_table, plan_table
 from steward.archive.sources import open_context, open_sources
 
 __all__ = [

@@ -46,15 +46,13 @@ from steward.storage.sql import SqlClient
 __all__ = [
     "ArchiveContext",
     "BatchResult",
-    "BatchSteps",
     "Budget",
-    "Resolution",
     "TableReport",
-    "archive_table",
+    "VerifiedBatch",
+    "WrittenObject",
     "finish_batch",
-    "plan_table",
+    "read_back",
     "read_batch",
-    "resolve_unfinished",
     "table_prefix",
     "verify_batch",
     "write_batch",
@@ -220,6 +218,7 @@ def verify_batch(ctx: ArchiveContext, source: Source, written: WrittenObject) ->
     archived = read_back(ctx, source, entry)
     with ctx.sql.begin() as conn:
         manifest.mark_verified(conn, entry.batch_id, size=info.size, sha256=info.sha256)
+    entry.bytes, entry.sha256 = info.size, info.sha256
     ctx.fire("object_verified")
     return VerifiedBatch(entry, archived)
 
@@ -244,7 +243,7 @@ def finish_batch(
         ctx.store.set_storage_class(entry.object_key, source.storage_class)
         with ctx.sql.begin() as conn:
             manifest.record_storage_class(conn, entry.object_key, source.storage_class)
-    size = ctx.store.head(entry.object_key).size
+    size = entry.bytes if entry.bytes is not None else ctx.store.head(entry.object_key).size
     return BatchResult(
         batch_id=entry.batch_id,
         object_key=entry.object_key,

@@ -80,6 +80,7 @@ def _adopt_written(
         return None
     with ctx.sql.begin() as conn:
         manifest.mark_verified(conn, entry.batch_id, size=info.size, sha256=info.sha256)
+    entry.bytes, entry.sha256 = info.size, info.sha256
     return VerifiedBatch(entry, archived)
 
 

@@ -33,6 +33,7 @@ from steward.settings import ArchivePolicy
 from steward.storage.objects import RESTORE_TIERS
 
 __all__ = [
+    "BatchRestore",
     "RestoreReport",
     "RestoreRequest",
     "missing_keys",
@@ -85,6 +86,17 @@ class RestoreRequest:
 
 
 @dataclass
+class BatchRestore:
+    """What restoring one batch did: an outcome, or a pending cold-storage restore."""
+
+    batch_id: str
+    table: str
+    outcome: RestoreOutcome | None = None
+    pending: dict[str, str] | None = None
+    skipped_changed: int = 0
+
+
+@dataclass
 class RestoreReport:
     """Totals of a restore run (JSON-friendly through :meth:`to_dict`)."""
 
@@ -97,13 +109,18 @@ class RestoreReport:
     missing_keys: list[str] = field(default_factory=list)
     pending: list[dict[str, str]] = field(default_factory=list)
 
-    def add(self, entry: ManifestEntry, outcome: RestoreOutcome) -> None:
+    def add(self, result: BatchRestore) -> None:
+        if result.pending is not None:
+            self.pending.append(result.pending)
+            return
+        outcome = result.outcome or RestoreOutcome()
         self.batches += 1
         self.restored += outcome.restored
         self.overwritten += outcome.overwritten
         self.conflicts += len(outcome.conflicts)
+        self.skipped_changed += result.skipped_changed
         room = MAX_LISTED - len(self.conflict_keys)
-        self.conflict_keys += [f"{entry.table_name}:{k}" for k in outcome.conflicts[:room]]
+        self.conflict_keys += [f"{result.table}:{k}" for k in outcome.conflicts[:room]]
 
     @property
     def status(self) -> str:
@@ -148,50 +165,51 @@ def restore_batch(
     entry: ManifestEntry,
     request: RestoreRequest,
     keys: Sequence[Any],
-    report: RestoreReport,
-) -> None:
-    """Restore the selected rows of one batch into the source (or mark it pending)."""
+) -> BatchRestore:
+    """Restore the selected rows of one batch into the source (or ask for a cold restore)."""
+    result = BatchRestore(batch_id=entry.batch_id, table=entry.table_name)
     info = ctx.store.head(entry.object_key)
     if not info.readable:
         if info.restore == "none":
             info = ctx.store.request_restore(
                 entry.object_key, days=ctx.settings.archive.restore_days, tier=request.tier
             )
-            with ctx.sql.begin() as conn:
-                manifest.mark_restore_requested(conn, entry.batch_id, ctx.clock())
             entry.restore_requested_at = ctx.clock()
+            with ctx.sql.begin() as conn:
+                manifest.mark_restore_requested(conn, entry.batch_id, entry.restore_requested_at)
         if not info.readable:
-            report.pending.append(_pending(ctx, entry, info.storage_class, request.tier))
-            return
+            result.pending = _pending(ctx, entry, info.storage_class, request.tier)
+            return result
     archived = source.decode(ctx.store.get_bytes(entry.object_key), full=True, fmt=entry.format)
     skipped = set(entry.skipped_keys)
     wanted = set(keys)
     chosen = [row for row in archived.payload if _wanted(source, row, request, wanted)]
     rows = [row for row in chosen if row[source.key_name] not in skipped]
-    report.skipped_changed += len(chosen) - len(rows)
+    result.skipped_changed = len(chosen) - len(rows)
     with table_lock(ctx.sql.engine, entry.source, entry.table_name):
-        outcome = source.restore_rows(
+        result.outcome = source.restore_rows(
             rows,
             overwrite=request.overwrite,
             dry_run=request.dry_run,
             finish=_recorder(ctx, entry, request),
         )
-    report.add(entry, outcome)
+    return result
 
 
 def restore(
     ctx: ArchiveContext,
     request: RestoreRequest,
-    on_batch: Callable[[ManifestEntry], None] | None = None,
+    on_batch: Callable[[BatchRestore], None] | None = None,
 ) -> RestoreReport:
     """Restore everything ``request`` selects (plain Python: CLI and tests)."""
     entries, sources, keys = plan_restore(ctx, request)
     report = RestoreReport()
     report.missing_keys = [str(k) for k in missing_keys(entries, keys)][:MAX_LISTED]
     for entry in entries:
-        restore_batch(ctx, sources[entry.table_name], entry, request, keys, report)
+        result = restore_batch(ctx, sources[entry.table_name], entry, request, keys)
+        report.add(result)
         if on_batch is not None:
-            on_batch(entry)
+            on_batch(result)
     return report
 
 

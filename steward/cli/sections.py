@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from steward.cli import data, migrate, outbox, tiering
+from steward.cli import archive, data, migrate, outbox, tiering
 
 SUBCOMMANDS: list[Callable[[Any], None]] = [
     migrate.register,
     data.register,
     tiering.register,
     outbox.register,
+    archive.register,
 ]

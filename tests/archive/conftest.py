@@ -22,6 +22,7 @@ from steward.archive.sources import open_context, open_sources
 from steward.demo_data import generate_demo_data
 from steward.migrations import MigrationRunner
 from steward.settings import Settings
+from steward.storage.sql import create_sql_engine
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 POLICY_TABLES = ("users", "products", "orders", "audit_log", "inventory_movements", "outbox")
@@ -66,9 +67,37 @@ def app_settings(
         runner.dispose()
         if rows:
             generate_demo_data(settings, rows=rows, seed=11, now=NOW)
+            _add_archivable_users(settings)
         return settings
 
     return make
+
+
+def _add_archivable_users(settings: Settings, count: int = 12) -> None:
+    """Soft-deleted users without orders: demo users deleted long ago usually have orders
+    (which keep them), these make sure the users policy always has rows to archive."""
+    engine = create_sql_engine(settings)
+    with engine.begin() as conn:
+        users = sa.Table("users", sa.MetaData(), autoload_with=conn)
+        first = conn.execute(sa.select(sa.func.max(users.c.id))).scalar_one() + 1
+        conn.execute(
+            users.insert(),
+            [
+                {
+                    "id": first + i,
+                    "email": f"gone-{i}@example.com",
+                    "full_name": f"Gone Ünïcode {i}",
+                    "country": None if i % 4 == 0 else "FR",
+                    "created_at": NOW - timedelta(days=400 + i),
+                    "updated_at": NOW - timedelta(days=100 + 7 * i, microseconds=i),
+                    "deleted_at": NOW - timedelta(days=100 + 7 * i, microseconds=i),
+                    "deleted_by": "support",
+                    "delete_reason": "account closed",
+                }
+                for i in range(count)
+            ],
+        )
+    engine.dispose()
 
 
 @pytest.fixture

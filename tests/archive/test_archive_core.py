@@ -9,9 +9,10 @@ import pytest
 import sqlalchemy as sa
 
 from steward.archive import manifest
-from steward.archive.archiver import Budget, archive_table, plan_table, table_prefix
+from steward.archive.archiver import Budget, read_batch, table_prefix, write_batch
 from steward.archive.locking import table_lock
 from steward.archive.restore import RestoreRequest, restore
+from steward.archive.runner import archive_table, plan_table
 from steward.archive.sources import open_sources
 from steward.errors import ArchiveBusy
 
@@ -44,7 +45,7 @@ def test_archive_moves_qualifying_rows_then_restore_gives_tables_back(app_settin
     assert {name: r.rows_archived for name, r in reports.items()} == planned
     assert sum(planned.values()) > 20
     assert reports["outbox"].objects == -(-planned["outbox"] // 7)
-    cutoff = (NOW - timedelta(days=30)).strftime("%Y-%m-%d")
+    cutoff = (NOW - timedelta(days=7)).strftime("%Y-%m-%d")
     assert _count(ctx, f"SELECT count(*) FROM outbox WHERE published_at < '{cutoff}'") == 0
     assert _count(ctx, "SELECT count(*) FROM outbox WHERE status = 'pending'") > 0
     assert_each_row_once(ctx, before)
@@ -64,7 +65,8 @@ def test_rows_still_referenced_by_foreign_keys_stay(app_settings, contexts):
     assert (
         _count(
             ctx,
-            "SELECT count(*) FROM users u WHERE deleted_at IS NOT NULL AND deleted_at < '2026-08-01'"
+            "SELECT count(*) FROM users u WHERE deleted_at IS NOT NULL"
+            " AND deleted_at < '2026-08-01'"
             " AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.user_id = u.id)",
         )
         == 0
@@ -168,11 +170,7 @@ def test_rerun_removes_orphan_objects_and_abandons_batches_without_object(app_se
     manifest.ensure_manifest(ctx.sql.engine)
     orphan = f"{table_prefix(ctx.settings, outbox)}dt=2026-11-19/leftover.parquet"
     ctx.store.put(orphan, b"not an archive anyone recorded")
-    from steward.archive.archiver import read_batch
-
     batch = read_batch(ctx, outbox, None)
-    from steward.archive.archiver import write_batch
-
     ctx.store.delete(write_batch(ctx, outbox, batch).entry.object_key)  # crash before the put
 
     report = archive_table(ctx, outbox)

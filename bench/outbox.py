@@ -1,0 +1,302 @@
+"""Outbox relay benchmark: ``python -m bench.outbox --events 100000``.
+
+Relays N pending events from PostgreSQL to Redis Streams and reports events/s end to end for:
+
+- ``raw``: the baseline — a plain psycopg + redis-py loop doing the same claim (lock the
+  aggregate heads with SKIP LOCKED, then their events), one pipelined XADD per event with the
+  same fields, and the same UPDATE, with no Steward and no Prefect;
+- ``core``: Steward's relay (``OutboxRelay.relay_batch`` in a loop), no Prefect;
+- ``flow``: the ``relay-outbox`` Prefect flow (one task per batch), as deployed.
+
+Each runs with 1 and with 2 relay processes. Every process starts and warms up first (the
+flow's processes start their Prefect API), then all get "go" at once; the time is from "go" to
+the last process finishing. The table is refilled (COPY) before each run; the run counts only
+when every event is published and on the stream. Uses its own PostgreSQL database and its own
+redis-server on a free port (falls back to ``--redis-url``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import redis
+
+REPO = Path(__file__).resolve().parents[1]
+ADMIN_URL = os.environ.get("STEWARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+STREAM_PREFIX = "steward:events:"
+
+# The same two claim statements Steward runs on PostgreSQL (steward/outbox.py), by hand.
+HEADS_SQL = """
+SELECT seq FROM outbox
+WHERE seq IN (SELECT min(p.seq) FROM outbox p WHERE p.status = 'pending'
+              GROUP BY p.aggregate_type, p.aggregate_id)
+  AND status = 'pending' AND available_at <= now()
+ORDER BY seq LIMIT %(aggs)s FOR UPDATE SKIP LOCKED
+"""
+EVENTS_SQL = """
+SELECT e.* FROM (SELECT seq, aggregate_type, aggregate_id FROM outbox WHERE seq = ANY(%(heads)s)) h
+JOIN LATERAL (
+  SELECT o.seq, o.id, o.aggregate_type, o.aggregate_id, o.event_type, o.payload::text,
+         o.headers::text, o.created_at
+  FROM outbox o
+  WHERE o.aggregate_type = h.aggregate_type AND o.aggregate_id = h.aggregate_id
+    AND o.seq >= h.seq AND o.status = 'pending'
+  ORDER BY o.seq LIMIT %(limit)s) e ON true
+ORDER BY e.seq LIMIT %(limit)s
+"""
+MARK_SQL = (
+    "UPDATE outbox SET status = 'published', published_at = clock_timestamp() WHERE seq = ANY(%s)"
+)
+
+
+# Workers (run in their own processes) ------------------------------------------------------
+
+
+def raw_relay(conninfo: str, redis_url: str, batch: int, aggs: int, maxlen: int) -> int:
+    """The baseline loop; returns events published."""
+    pg = psycopg.connect(conninfo)
+    client = redis.Redis.from_url(redis_url)
+    published = 0
+    while True:
+        with pg.transaction():
+            heads = [row[0] for row in pg.execute(HEADS_SQL, {"aggs": aggs})]
+            rows = (
+                pg.execute(EVENTS_SQL, {"heads": heads, "limit": batch}).fetchall() if heads else []
+            )
+            if rows:
+                pipe = client.pipeline(transaction=False)
+                for seq, id_, a_type, a_id, e_type, payload, headers, created in rows:
+                    pipe.execute_command(
+                        "XADD", STREAM_PREFIX + a_type, "MAXLEN", "~", maxlen, "*",
+                        "event_id", str(id_), "event_type", e_type, "aggregate_id", a_id,
+                        "payload", payload, "headers", headers or "{}",
+                        "occurred_at", created.isoformat(), "seq", seq,
+                    )  # fmt: skip
+                pipe.execute()
+                pg.execute(MARK_SQL, ([row[0] for row in rows],))
+        published += len(rows)
+        if not rows:
+            if pg.execute("SELECT 1 FROM outbox WHERE status = 'pending' LIMIT 1").fetchone():
+                time.sleep(0.05)  # another relay holds what is left
+                continue
+            return published
+
+
+def core_relay() -> int:
+    from steward.outbox_relay import OutboxRelay, drain
+    from steward.settings import get_settings
+
+    relay = OutboxRelay.from_settings(get_settings())
+    return drain(relay.relay_batch).published
+
+
+def flow_relay() -> int:
+    from flows.relay_outbox import RelayParams, relay_outbox
+
+    return int(relay_outbox(RelayParams(max_seconds=3600))["published"])
+
+
+def warm_up(kind: str) -> None:
+    if kind == "flow":  # start this process's Prefect API and run the flow once (nothing due)
+        flow_relay()
+    elif kind == "core":
+        from steward.outbox_relay import OutboxRelay
+        from steward.settings import get_settings
+
+        OutboxRelay.from_settings(get_settings()).status()
+
+
+def worker(args: argparse.Namespace) -> None:
+    warm_up(args.worker)
+    print("ready", flush=True)
+    sys.stdin.readline()  # "go"
+    started = time.perf_counter()
+    if args.worker == "raw":
+        published = raw_relay(
+            args.conninfo, args.redis_url, args.batch_size, args.max_aggregates, args.maxlen
+        )
+    else:
+        published = core_relay() if args.worker == "core" else flow_relay()
+    print(json.dumps({"published": published, "seconds": time.perf_counter() - started}))
+
+
+# The run ------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def fill(conninfo: str, events: int, aggregates: int) -> None:
+    """Empty the outbox and COPY ``events`` pending events round-robin over the aggregates."""
+    with psycopg.connect(conninfo, autocommit=True) as pg:
+        pg.execute("TRUNCATE outbox RESTART IDENTITY")
+        columns = "id, aggregate_type, aggregate_id, event_type, payload, headers"
+        with pg.cursor().copy(f"COPY outbox ({columns}) FROM STDIN") as copy:
+            for i in range(events):
+                kind = ("order", "product")[i % 2]
+                payload = json.dumps({"n": i, "sku": f"SKU-{i % 997:05d}", "qty": i % 7,
+                                      "price": "19.90", "note": "x" * 120})  # fmt: skip
+                copy.write_row(
+                    (uuid.uuid4(), kind, f"{kind}-{(i // 2) % aggregates}", "Changed", payload,
+                     '{"source": "bench"}')
+                )  # fmt: skip
+        pg.execute("VACUUM ANALYZE outbox")
+
+
+def run_scenario(kind: str, relays: int, env: dict[str, str], args: argparse.Namespace) -> dict:
+    base = [sys.executable, "-m", "bench.outbox", "--worker", kind, "--conninfo", args.conninfo,
+            "--redis-url", args.redis_url, "--batch-size", str(args.batch_size),
+            "--max-aggregates", str(args.max_aggregates), "--maxlen", str(args.maxlen)]  # fmt: skip
+    processes = []
+    for number in range(relays):
+        process_env = dict(env, PREFECT_HOME=str(Path(args.tmp) / f"prefect-{kind}-{number}"))
+        processes.append(
+            subprocess.Popen(
+                base,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                cwd=REPO,
+                env=process_env,
+            )  # fmt: skip
+        )
+    for process in processes:
+        line = process.stdout.readline()
+        if line.strip() != "ready":
+            raise SystemExit(f"{kind} worker failed to start: {line!r}")
+    fill(args.conninfo, args.events, args.aggregates)
+    redis.Redis.from_url(args.redis_url).flushdb()
+    started = time.perf_counter()
+    for process in processes:
+        process.stdin.write("go\n")
+        process.stdin.flush()
+    results = [json.loads(process.communicate(timeout=1800)[0]) for process in processes]
+    seconds = time.perf_counter() - started
+    check_delivered(args)
+    published = sum(r["published"] for r in results)
+    return {"kind": kind, "relays": relays, "published": published, "seconds": seconds,
+            "rate": published / seconds}  # fmt: skip
+
+
+def check_delivered(args: argparse.Namespace) -> None:
+    with psycopg.connect(args.conninfo) as pg:
+        left = pg.execute("SELECT count(*) FROM outbox WHERE status <> 'published'").fetchone()
+    client = redis.Redis.from_url(args.redis_url)
+    on_streams = sum(client.xlen(STREAM_PREFIX + kind) for kind in ("order", "product"))
+    if left and left[0] or on_streams < args.events:
+        raise SystemExit(f"incomplete run: {left[0]} unpublished, {on_streams} on the streams")
+
+
+def start_redis(args: argparse.Namespace) -> subprocess.Popen[bytes] | None:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        return None
+    port = free_port()
+    server = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no"], stdout=subprocess.DEVNULL)  # fmt: skip
+    args.redis_url = f"redis://127.0.0.1:{port}/0"
+    for _ in range(100):
+        try:
+            redis.Redis.from_url(args.redis_url).ping()
+            return server
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    raise SystemExit("redis-server did not start")
+
+
+def create_database(args: argparse.Namespace) -> str:
+    name = f"steward_bench_outbox_{os.getpid()}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    args.conninfo = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    engine = sa.create_engine(args.conninfo.replace("postgresql://", "postgresql+psycopg://", 1))
+    cfg = Config(toml_file=str(REPO / "pyproject.toml"))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+    engine.dispose()
+    return name
+
+
+def print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    raw = {row["relays"]: row["rate"] for row in rows if row["kind"] == "raw"}
+    print(f"\noutbox relay: {args.events:,} events, {args.aggregates:,} aggregates per type, "
+          f"batch {args.batch_size}, up to {args.max_aggregates} aggregates per batch")  # fmt: skip
+    print(f"{'what':<42}{'relays':>7}{'seconds':>10}{'events/s':>11}{'x raw':>8}")
+    names = {"raw": "raw baseline (psycopg + redis-py)", "core": "Steward relay core (no Prefect)",
+             "flow": "relay-outbox flow (Prefect)"}  # fmt: skip
+    for row in rows:
+        ratio = row["rate"] / raw[row["relays"]] if row["relays"] in raw else float("nan")
+        print(f"{names[row['kind']]:<42}{row['relays']:>7}{row['seconds']:>10.2f}"
+              f"{row['rate']:>11,.0f}{ratio:>8.2f}")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--aggregates", type=int, default=5_000, help="per aggregate type")
+    parser.add_argument("--batch-size", type=int, default=5_000)
+    parser.add_argument("--max-aggregates", type=int, default=1_000)
+    parser.add_argument("--maxlen", type=int, default=1_000_000)
+    parser.add_argument("--relays", default="1,2", help="relay counts to run, e.g. 1,2")
+    parser.add_argument("--kinds", default="raw,core,flow")
+    parser.add_argument("--redis-url", default="")
+    parser.add_argument("--worker", choices=["raw", "core", "flow"], help=argparse.SUPPRESS)
+    parser.add_argument("--conninfo", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    server = start_redis(args) if not args.redis_url else None
+    name = create_database(args)
+    args.tmp = tempfile.mkdtemp(prefix="steward-bench-outbox-")
+    env = dict(
+        os.environ,
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_LOGGING_LEVEL="WARNING",
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180",
+        STEWARD_HOME=str(Path(args.tmp) / "home"),
+        STEWARD_DATABASE__URL=args.conninfo.replace("postgresql://", "postgresql+psycopg://", 1),
+        STEWARD_CACHE__URL=args.redis_url,
+        STEWARD_OUTBOX__SINKS='["redis_streams"]',
+        STEWARD_OUTBOX__BATCH_SIZE=str(args.batch_size),
+        STEWARD_OUTBOX__MAX_AGGREGATES_PER_BATCH=str(args.max_aggregates),
+        STEWARD_OUTBOX__STREAM_MAXLEN=str(args.maxlen),
+    )
+    rows = []
+    try:
+        for relays in (int(n) for n in args.relays.split(",")):
+            for kind in args.kinds.split(","):
+                rows.append(run_scenario(kind, relays, env, args))
+                print(f"  {kind} x{relays}: {rows[-1]['rate']:,.0f} events/s", file=sys.stderr)
+    finally:
+        if server is not None:
+            server.kill()
+        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        shutil.rmtree(args.tmp, ignore_errors=True)
+    print_table(rows, args)
+
+
+if __name__ == "__main__":
+    main()

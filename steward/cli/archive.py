@@ -1,0 +1,233 @@
+"""``steward archive``, ``steward archive status`` and ``steward restore``.
+
+These run the archive core in this process with progress bars (no Prefect server needed);
+``steward run archive-to-s3`` / ``restore-archive`` run the same work as Prefect flows.
+Every run is recorded in ``steward_archive_runs``, so ``archive status`` shows it either way.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from steward.errors import ConfigError
+from steward.settings import get_settings
+
+__all__ = ["register"]
+
+out = Console()
+err = Console(stderr=True)
+archive_app = typer.Typer(help="Archive old and soft-deleted rows to the object store.")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``archive`` (with ``status``) and ``restore`` to the ``steward`` app."""
+    app.add_typer(archive_app, name="archive")
+    app.command("restore")(restore_command)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+    )
+
+
+@archive_app.callback(invoke_without_command=True)
+def archive(
+    ctx: typer.Context,
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Report rows and estimated bytes that would move; change nothing."
+    ),
+    table: list[str] = typer.Option([], "--table", "-t", help="Only this table (repeatable)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Rows per object."),
+    max_batches: int | None = typer.Option(None, "--max-batches", min=1, help="Stop after N."),
+    time_budget: float | None = typer.Option(
+        None, "--time-budget", min=1, help="Start no new batch after this many seconds."
+    ),
+) -> None:
+    """Archive every policy in archive.policies (or --table ones); verified before delete."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from steward.archive import Budget, archive_table, open_context, open_sources, plan_table
+
+    context = open_context(get_settings())
+    try:
+        sources = open_sources(context, table or None)
+        for source in sources:
+            source.batch_size = batch_size or source.batch_size
+        if dry_run:
+            _print_plans([plan_table(context, source) for source in sources])
+            return
+        budget = Budget(max_batches, time_budget)
+        reports = []
+        with _progress() as progress:
+            for source in sources:
+                bar = progress.add_task(f"archiving {source.name}", total=source.count())
+                reports.append(
+                    archive_table(
+                        context, source, budget, lambda r, bar=bar: progress.advance(bar, r.rows)
+                    )
+                )
+        _print_reports(reports)
+    finally:
+        context.sql.dispose()
+
+
+def _print_plans(plans: list[dict[str, Any]]) -> None:
+    table = Table("table", "rows", "estimated bytes", "objects", "unfinished", "cutoff")
+    table.title = "archive dry run — nothing was changed"
+    for plan in plans:
+        table.add_row(
+            plan["table"],
+            f"{plan['rows']:,}",
+            f"{plan['estimated_bytes']:,}",
+            str(plan["objects"]),
+            str(plan["unfinished_batches"]),
+            plan["cutoff"][:19],
+        )
+    out.print(table)
+
+
+def _print_reports(reports: list[Any]) -> None:
+    table = Table("table", "rows archived", "objects", "bytes", "skipped (changed)", "resumed")
+    table.title = "archived"
+    for r in reports:
+        table.add_row(
+            r.table,
+            f"{r.rows_archived:,}",
+            str(r.objects),
+            f"{r.bytes:,}",
+            str(r.rows_skipped),
+            str(r.resumed_batches),
+        )
+    out.print(table)
+
+
+@archive_app.command("status")
+def status(
+    check_store: bool = typer.Option(
+        False, "--check-store", help="Read each object's storage class from the store first."
+    ),
+) -> None:
+    """Per table and storage class: rows, objects, bytes archived and the last run."""
+    from steward.archive import manifest
+    from steward.storage.sql import SqlClient
+
+    settings = get_settings()
+    sql = SqlClient(settings)
+    try:
+        with sql.begin() as conn:
+            manifest.ensure_manifest(conn)
+        if check_store:
+            _refresh_storage_classes(sql)
+        with sql.connect() as conn:
+            rows = manifest.status_rows(conn)
+    finally:
+        sql.dispose()
+    table = Table("source", "table", "storage class", "rows", "objects", "bytes", "last run")
+    table.title = "archives"
+    for row in rows:
+        last = row["last_run"]
+        table.add_row(
+            row["source"],
+            row["table_name"],
+            row["storage_class"],
+            f"{row['rows']:,}",
+            str(row["objects"]),
+            f"{row['bytes']:,}",
+            last.strftime("%Y-%m-%d %H:%M") if last else "never",
+        )
+    out.print(table if rows else "no archive runs yet (run `steward archive`)")
+
+
+def _refresh_storage_classes(sql: Any) -> None:
+    from steward.archive import manifest
+    from steward.storage.objects import open_object_store
+
+    store = open_object_store(get_settings())
+    with sql.connect() as conn:
+        done = manifest.entries(conn, states=[manifest.COMPLETE])
+    for entry in done:
+        current = store.head(entry.object_key).storage_class
+        if current != entry.storage_class:
+            with sql.begin() as conn:
+                manifest.record_storage_class(conn, entry.object_key, current)
+
+
+def restore_command(
+    table: str | None = typer.Option(None, "--table", "-t", help="Table or collection."),
+    key: list[str] = typer.Option([], "--key", "-k", help="Primary key to restore (repeatable)."),
+    batch: str | None = typer.Option(None, "--batch", help="Restore one archive batch by id."),
+    since: datetime | None = typer.Option(None, "--from", help="Range start (ISO 8601, UTC)."),
+    until: datetime | None = typer.Option(None, "--to", help="Range end (ISO 8601, UTC)."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Overwrite rows whose key exists again (else: conflicts)."
+    ),
+    tier: str = typer.Option(
+        "Standard", "--tier", help="Cold-storage restore tier: Standard, Bulk or Expedited."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count only; write nothing."),
+) -> None:
+    """Restore archived rows by --key, --batch or --from/--to (upsert, conflicts reported)."""
+    from steward.archive import RestoreRequest, open_context, restore
+
+    request = RestoreRequest(
+        table=table,
+        keys=key or None,
+        batch_id=batch,
+        ts_from=_utc(since),
+        ts_to=_utc(until),
+        overwrite=overwrite,
+        tier=tier,
+        dry_run=dry_run,
+    )
+    request.check()
+    context = open_context(get_settings())
+    try:
+        with _progress() as progress:
+            bar = progress.add_task("restoring batches", total=None)
+            report = restore(context, request, lambda _result: progress.advance(bar))
+    finally:
+        context.sql.dispose()
+    _print_restore(report, dry_run)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    from datetime import UTC
+
+    return value.replace(tzinfo=UTC)
+
+
+def _print_restore(report: Any, dry_run: bool) -> None:
+    verb = "would restore" if dry_run else "restored"
+    out.print(
+        f"{verb} {report.restored:,} rows from {report.batches} batch(es); "
+        f"overwritten {report.overwritten:,}; conflicts {report.conflicts:,}; "
+        f"not restored because they changed while archived: {report.skipped_changed:,}",
+        highlight=False,
+    )
+    if report.conflict_keys:
+        out.print("conflicts (exist in the source again, left as they are): " + ", ".join(
+            report.conflict_keys[:20]
+        ), highlight=False)  # fmt: skip
+    if report.missing_keys:
+        out.print("not in any archive: " + ", ".join(report.missing_keys[:20]), highlight=False)
+    for item in report.pending:
+        out.print(
+            f"pending: {item['object_key']} is in {item['storage_class']}; a restore was "
+            f"requested, rerun after {item['rerun_after']}",
+            highlight=False,
+        )
+    if not report.batches and not report.pending:
+        raise ConfigError("nothing matched: no complete archive batch holds the requested rows")
