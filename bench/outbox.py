@@ -11,8 +11,9 @@ Relays N pending events from PostgreSQL to Redis Streams and reports events/s en
 Each runs with 1 and with 2 relay processes. Every process starts and warms up first (the
 flow's processes start their Prefect API), then all get "go" at once; the time is from "go" to
 the last process finishing. The table is refilled (COPY) before each run; the run counts only
-when every event is published and on the stream. Uses its own PostgreSQL database and its own
-redis-server on a free port (falls back to ``--redis-url``).
+when every event is published and on the stream. Runs are repeated (``--repeat``, interleaved
+across kinds so machine noise spreads evenly); the best and the median are printed. Uses its
+own PostgreSQL database and its own redis-server on a free port (or ``--redis-url``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -119,17 +121,19 @@ def warm_up(kind: str) -> None:
 
 
 def worker(args: argparse.Namespace) -> None:
+    """Warm up, say "ready", then run once per "go" line (until stdin closes)."""
     warm_up(args.worker)
     print("ready", flush=True)
-    sys.stdin.readline()  # "go"
-    started = time.perf_counter()
-    if args.worker == "raw":
-        published = raw_relay(
-            args.conninfo, args.redis_url, args.batch_size, args.max_aggregates, args.maxlen
-        )
-    else:
-        published = core_relay() if args.worker == "core" else flow_relay()
-    print(json.dumps({"published": published, "seconds": time.perf_counter() - started}))
+    for _ in iter(sys.stdin.readline, ""):
+        started = time.perf_counter()
+        if args.worker == "raw":
+            published = raw_relay(
+                args.conninfo, args.redis_url, args.batch_size, args.max_aggregates, args.maxlen
+            )
+        else:
+            published = core_relay() if args.worker == "core" else flow_relay()
+        seconds = time.perf_counter() - started
+        print(json.dumps({"published": published, "seconds": seconds}), flush=True)
 
 
 # The run ------------------------------------------------------------------------------------
@@ -158,7 +162,7 @@ def fill(conninfo: str, events: int, aggregates: int) -> None:
         pg.execute("VACUUM ANALYZE outbox")
 
 
-def run_scenario(kind: str, relays: int, env: dict[str, str], args: argparse.Namespace) -> dict:
+def start_workers(kind: str, relays: int, env: dict[str, str], args: argparse.Namespace) -> list:
     base = [sys.executable, "-m", "bench.outbox", "--worker", kind, "--conninfo", args.conninfo,
             "--redis-url", args.redis_url, "--batch-size", str(args.batch_size),
             "--max-aggregates", str(args.max_aggregates), "--maxlen", str(args.maxlen)]  # fmt: skip
@@ -179,18 +183,43 @@ def run_scenario(kind: str, relays: int, env: dict[str, str], args: argparse.Nam
         line = process.stdout.readline()
         if line.strip() != "ready":
             raise SystemExit(f"{kind} worker failed to start: {line!r}")
+    return processes
+
+
+def run_once(processes: list, args: argparse.Namespace) -> tuple[int, float]:
+    """Refill the outbox, let the workers go, wait for all: (published, seconds)."""
     fill(args.conninfo, args.events, args.aggregates)
     redis.Redis.from_url(args.redis_url).flushdb()
     started = time.perf_counter()
     for process in processes:
         process.stdin.write("go\n")
         process.stdin.flush()
-    results = [json.loads(process.communicate(timeout=1800)[0]) for process in processes]
+    results = [json.loads(process.stdout.readline()) for process in processes]
     seconds = time.perf_counter() - started
     check_delivered(args)
-    published = sum(r["published"] for r in results)
-    return {"kind": kind, "relays": relays, "published": published, "seconds": seconds,
-            "rate": published / seconds}  # fmt: skip
+    return sum(r["published"] for r in results), seconds
+
+
+def run_relay_count(relays: int, env: dict[str, str], args: argparse.Namespace) -> list[dict]:
+    """Every kind with ``relays`` processes, ``repeat`` times, interleaved (noise spreads)."""
+    kinds = args.kinds.split(",")
+    workers = {kind: start_workers(kind, relays, env, args) for kind in kinds}
+    rates: dict[str, list[float]] = {kind: [] for kind in kinds}
+    try:
+        for _ in range(args.repeat):
+            for kind in kinds:
+                published, seconds = run_once(workers[kind], args)
+                rates[kind].append(published / seconds)
+                print(f"  {kind} x{relays}: {rates[kind][-1]:,.0f} events/s", file=sys.stderr)
+    finally:
+        for processes in workers.values():
+            for process in processes:
+                process.stdin.close()
+                process.wait(timeout=120)
+    return [
+        {"kind": kind, "relays": relays, "best": max(r), "median": statistics.median(r)}
+        for kind, r in rates.items()
+    ]
 
 
 def check_delivered(args: argparse.Namespace) -> None:
@@ -239,16 +268,20 @@ def create_database(args: argparse.Namespace) -> str:
 
 
 def print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    raw = {row["relays"]: row["rate"] for row in rows if row["kind"] == "raw"}
+    raw = {row["relays"]: row for row in rows if row["kind"] == "raw"}
     print(f"\noutbox relay: {args.events:,} events, {args.aggregates:,} aggregates per type, "
-          f"batch {args.batch_size}, up to {args.max_aggregates} aggregates per batch")  # fmt: skip
-    print(f"{'what':<42}{'relays':>7}{'seconds':>10}{'events/s':>11}{'x raw':>8}")
+          f"batch {args.batch_size}, up to {args.max_aggregates} aggregates per batch, "
+          f"best and median of {args.repeat} runs")  # fmt: skip
+    print(f"{'what':<38}{'relays':>7}{'best ev/s':>11}{'median ev/s':>13}{'x raw (best)':>14}"
+          f"{'x raw (median)':>16}")  # fmt: skip
     names = {"raw": "raw baseline (psycopg + redis-py)", "core": "Steward relay core (no Prefect)",
              "flow": "relay-outbox flow (Prefect)"}  # fmt: skip
     for row in rows:
-        ratio = row["rate"] / raw[row["relays"]] if row["relays"] in raw else float("nan")
-        print(f"{names[row['kind']]:<42}{row['relays']:>7}{row['seconds']:>10.2f}"
-              f"{row['rate']:>11,.0f}{ratio:>8.2f}")  # fmt: skip
+        base = raw.get(row["relays"])
+        best = row["best"] / base["best"] if base else float("nan")
+        median = row["median"] / base["median"] if base else float("nan")
+        print(f"{names[row['kind']]:<38}{row['relays']:>7}{row['best']:>11,.0f}"
+              f"{row['median']:>13,.0f}{best:>14.2f}{median:>16.2f}")  # fmt: skip
 
 
 def main() -> None:
@@ -260,6 +293,7 @@ def main() -> None:
     parser.add_argument("--maxlen", type=int, default=1_000_000)
     parser.add_argument("--relays", default="1,2", help="relay counts to run, e.g. 1,2")
     parser.add_argument("--kinds", default="raw,core,flow")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per scenario")
     parser.add_argument("--redis-url", default="")
     parser.add_argument("--worker", choices=["raw", "core", "flow"], help=argparse.SUPPRESS)
     parser.add_argument("--conninfo", default="", help=argparse.SUPPRESS)
@@ -286,9 +320,7 @@ def main() -> None:
     rows = []
     try:
         for relays in (int(n) for n in args.relays.split(",")):
-            for kind in args.kinds.split(","):
-                rows.append(run_scenario(kind, relays, env, args))
-                print(f"  {kind} x{relays}: {rows[-1]['rate']:,.0f} events/s", file=sys.stderr)
+            rows += run_relay_count(relays, env, args)
     finally:
         if server is not None:
             server.kill()

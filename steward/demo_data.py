@@ -172,6 +172,7 @@ def _present(table: sa.Table, columns: tuple[str, ...]) -> list[int]:
 def _copy_chunk(
     conn: Connection, table: sa.Table, columns: tuple[str, ...], chunk: list[tuple[Any, ...]]
 ) -> None:
+    import psycopg
     from psycopg import sql
 
     keep = _present(table, columns)
@@ -180,15 +181,14 @@ def _copy_chunk(
         sql.Identifier(table.name), sql.SQL(", ").join(sql.Identifier(columns[i]) for i in keep)
     )
     dumps = _JSON_ENCODER.encode
-    raw = conn.connection.dbapi_connection
-    assert raw is not None
+    raw: psycopg.Connection[Any] = conn.connection.dbapi_connection  # type: ignore[assignment]
     with raw.cursor() as cur, cur.copy(statement) as copy:
         for row in chunk:
-            if json_at:
-                row = list(row)
-                for i in json_at:
-                    row[i] = None if row[i] is None else dumps(row[i])
-            copy.write_row(row if len(keep) == len(columns) else [row[i] for i in keep])
+            values = list(row)
+            for i in json_at:
+                if values[i] is not None:
+                    values[i] = dumps(values[i])
+            copy.write_row(values if len(keep) == len(columns) else [values[i] for i in keep])
 
 
 def _insert_chunk(

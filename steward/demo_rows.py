@@ -65,8 +65,8 @@ CATALOGUE = {
     "Garden": ("Tools", "Plants", "Grills", "Irrigation", "Outdoor Lighting"),
 }
 SUFFIXES = ("Essentials", "Premium", "Pro", "Kids", "Eco", "Refurbished", "Outlet", "Travel")
-BRANDS = ("Acme Corp", "Globex", "Initech", "Umbrella", "Stark Industries", "Wayne Tech", "Hooli")
-BRANDS += ("Vandelay", "Cyberdyne", "Wonka", "Tyrell Corp", "Soylent")
+BRANDS: tuple[str, ...] = ("Acme Corp", "Globex", "Initech", "Umbrella", "Stark Industries")
+BRANDS += ("Wayne Tech", "Hooli", "Vandelay", "Cyberdyne", "Wonka", "Tyrell Corp", "Soylent")
 ADJECTIVES = "Compact Classic Ultra Smart Eco Pro Lite Max Urban Nordic Solid Swift".split()
 COLORS = ("black", "white", "grey", "navy", "red", "green", "oak", "silver")
 TAGS = ("bestseller", "new", "sale", "gift", "eco", "limited", "bundle", "clearance")
@@ -185,11 +185,7 @@ class DemoRows:
 
     def _pick(self, rng: Rng, t: float, table: str) -> int:
         """Index of an entity created before t, preferring one not soft-deleted by then."""
-        n, deleted = (
-            (self.n_users, self.user_deleted)
-            if table == "users"
-            else (self.n_products, self.product_deleted)
-        )
+        deleted = self.user_deleted if table == "users" else self.product_deleted
         bound = max(1, self.times[table].count_before(t))
         for _ in range(3):
             index = rng.below(bound)

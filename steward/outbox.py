@@ -31,7 +31,7 @@ import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -80,8 +80,7 @@ class EventSpec:
     headers: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxEvent:
+class OutboxEvent(NamedTuple):
     """A claimed event. ``payload`` / ``headers`` are the JSON text as stored."""
 
     seq: int
@@ -317,7 +316,7 @@ class OutboxTable:
     ) -> sa.Select[Any]:
         t, o = self.table, self.table.alias("o")
         heads = sa.select(t.c.seq, t.c.aggregate_type, t.c.aggregate_id)
-        heads_q = heads.where(t.c.seq.in_(head_seqs)).subquery("h")
+        heads_q = heads.where(self._seq_filters(head_seqs)[0]).subquery("h")
         statuses = [PENDING, DEAD] if dead_blocks else [PENDING]
         events = sa.select(
             o.c.seq, o.c.id, o.c.aggregate_type, o.c.aggregate_id, o.c.event_type,
@@ -394,7 +393,7 @@ class OutboxTable:
             return []
         column = self.table.c.seq
         if self.is_postgres:  # one array parameter instead of thousands
-            array = sa.bindparam("seqs", list(seqs), type_=postgresql.ARRAY(sa.BigInteger()))
+            array = sa.bindparam(None, list(seqs), type_=postgresql.ARRAY(sa.BigInteger()))
             return [column == sa.any_(array)]
         return [column.in_(seqs[i : i + 500]) for i in range(0, len(seqs), 500)]
 

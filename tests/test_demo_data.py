@@ -91,7 +91,18 @@ def _checksum(settings: Settings) -> str:
 # --- the generated data set -------------------------------------------------------------
 
 
+def _foreign_keys(settings: Settings) -> dict[str, list[Any]]:
+    engine = _engine(settings)
+    with engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        keys = {name: inspector.get_foreign_keys(name) for name in DEMO_TABLES}
+    engine.dispose()
+    return keys
+
+
 def test_demo_data_is_consistent_at_the_requested_scale(demo_settings: Settings) -> None:
+    constraints = _foreign_keys(demo_settings)
+
     counts = generate_demo_data(demo_settings, rows=ROWS, seed=11, now=NOW)
 
     engine = _engine(demo_settings)
@@ -99,6 +110,7 @@ def test_demo_data_is_consistent_at_the_requested_scale(demo_settings: Settings)
         tables = _tables(conn)
         data = {name: _rows(conn, table) for name, table in tables.items()}
     engine.dispose()
+    assert _foreign_keys(demo_settings) == constraints  # lifted for the load, all back
     assert counts == {name: len(data[name]) for name in DEMO_TABLES}
     assert all(counts.values())
     assert abs(sum(counts.values()) - ROWS) < ROWS * 0.1
@@ -246,6 +258,34 @@ def test_application_inserts_work_after_demo_data(demo_settings: Settings) -> No
     engine.dispose()
     assert user[0] == counts["users"] + 1
     assert event[0] == counts["outbox"] + 1
+
+
+def test_a_role_that_may_not_alter_the_tables_still_loads(
+    make_pg_database: Callable[[], str], make_settings: Callable[..., Settings]
+) -> None:
+    url = make_pg_database()
+    _migrate(url)
+    role = f"steward_demo_{uuid.uuid4().hex[:8]}"  # generated, never from input
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN")
+        conn.exec_driver_sql(f"GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA public TO {role}")
+        conn.exec_driver_sql(f"GRANT USAGE, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role}")
+    try:
+        as_role = sa.make_url(url).set(username=role, password=None)
+        limited = make_settings(database__url=as_role.render_as_string(hide_password=False))
+        counts = generate_demo_data(limited, rows=1_000, now=NOW)
+        assert _foreign_keys(make_settings(database__url=url))["order_items"]
+        engine = _engine(limited)
+        with engine.connect() as conn:
+            items = conn.execute(sa.text("SELECT count(*) FROM order_items")).scalar_one()
+        engine.dispose()
+        assert items == counts["order_items"] > 0
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP OWNED BY {role}")
+            conn.exec_driver_sql(f"DROP ROLE {role}")
+        admin.dispose()
 
 
 # --- determinism and --replace --------------------------------------------------------------

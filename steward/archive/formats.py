@@ -35,6 +35,8 @@ __all__ = [
     "column_specs",
     "decode_table",
     "encode_table",
+    "guard_columns",
+    "guard_values",
     "python_columns",
     "to_arrow",
 ]
@@ -166,6 +168,39 @@ def _from_arrow_values(spec: ColumnSpec, values: list[Any]) -> list[Any]:
     if spec.kind == "timestamptz":
         return [None if v is None else v.astimezone(UTC) for v in values]
     return values
+
+
+# Guard values: one canonical, cheap-to-compare form per kind -----------------------------------
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_NAIVE = datetime(1970, 1, 1)
+_TIMESTAMPS = ("timestamptz", "timestamp")
+
+
+def guard_columns(table: pa.Table, specs: Sequence[ColumnSpec]) -> list[list[Any]]:
+    """Canonical values of ``specs``' columns from an archived batch (timestamps as epoch µs:
+    Arrow casts them in one vectorised step instead of building datetime objects)."""
+    columns = []
+    for spec in specs:
+        column = table.column(spec.name)
+        if spec.kind in _TIMESTAMPS:
+            columns.append(column.cast(pa.int64()).to_pylist())
+        else:
+            columns.append(_from_arrow_values(spec, column.to_pylist()))
+    return columns
+
+
+def guard_values(values: Sequence[Any], spec: ColumnSpec) -> Sequence[Any]:
+    """The canonical form of one column's values as the database driver returned them."""
+    if spec.kind not in _TIMESTAMPS:
+        return values
+    return [None if value is None else _epoch_micros(value) for value in values]
+
+
+def _epoch_micros(value: datetime) -> int:
+    # Naive values: SQLite, or timestamp without time zone — UTC by convention.
+    delta = value - (_EPOCH if value.tzinfo is not None else _EPOCH_NAIVE)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 # Encoding ------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
+import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
@@ -32,7 +33,14 @@ from steward.archive.batch import (
     SourceBatch,
     normalize,
 )
-from steward.archive.formats import decode_table, encode_table, python_columns, to_arrow
+from steward.archive.formats import (
+    decode_table,
+    encode_table,
+    guard_columns,
+    guard_values,
+    python_columns,
+    to_arrow,
+)
 from steward.archive.policy import SqlPolicy
 from steward.errors import ArchiveDeleteBlocked, ConfigError, IntegrityViolation
 from steward.storage.sql import SqlClient
@@ -61,6 +69,12 @@ class SqlSource:
         self.format = policy.format
         self.storage_class = policy.policy.storage_class
         self._qualifies = policy.qualifies(self.cutoff)
+        by_name = {spec.name: spec for spec in policy.specs}
+        self._guard_specs = [by_name[column.name] for column in policy.compare]
+        # Guards PostgreSQL can compare itself (as epoch microseconds / integers).
+        self._sql_guard = all(
+            spec.kind in ("timestamptz", "timestamp", "int") for spec in self._guard_specs
+        )
 
     # Reading ---------------------------------------------------------------------------------
 
@@ -100,28 +114,21 @@ class SqlSource:
     def decode(self, data: bytes, *, full: bool = False, fmt: str | None = None) -> ArchivedRows:
         """Keys and guarded values of an object (and every row as a dict when ``full``)."""
         arrow = decode_table(data, fmt or self.format, self.policy.specs)
-        if full:
-            unknown = [name for name in arrow.column_names if name not in self.table.c]
-            if unknown:
-                raise IntegrityViolation(
-                    f"archived rows of table {self.name!r} have column(s) {', '.join(unknown)} "
-                    "that the table no longer has; add them back before restoring"
-                )
-            values = python_columns(arrow, self.policy.specs)
-        else:
-            wanted = [self.key_name, *(c.name for c in self.policy.compare)]
-            values = python_columns(arrow.select(list(dict.fromkeys(wanted))), self.policy.specs)
-        keys = values[self.key_name]
-        guard_names = [c.name for c in self.policy.compare]
-        guard_columns = [[normalize(v) for v in values[name]] for name in guard_names]
-        guard = dict(zip(keys, zip(*guard_columns, strict=True), strict=True)) if keys else {}
-        rows = None
-        if full:
-            names = list(values)
-            rows = [
-                dict(zip(names, row, strict=True)) for row in zip(*values.values(), strict=True)
-            ]
-        return ArchivedRows(keys=keys, guard=guard, payload=rows)
+        keys = arrow.column(self.key_name).to_pylist()
+        guards = guard_columns(arrow, self._guard_specs)
+        guard = dict(zip(keys, zip(*guards, strict=True), strict=True)) if keys else {}
+        return ArchivedRows(keys=keys, guard=guard, payload=self._rows(arrow) if full else None)
+
+    def _rows(self, arrow: pa.Table) -> list[dict[str, Any]]:
+        unknown = [name for name in arrow.column_names if name not in self.table.c]
+        if unknown:
+            raise IntegrityViolation(
+                f"archived rows of table {self.name!r} have column(s) {', '.join(unknown)} "
+                "that the table no longer has; add them back before restoring"
+            )
+        values = python_columns(arrow, self.policy.specs)
+        names = list(values)
+        return [dict(zip(names, row, strict=True)) for row in zip(*values.values(), strict=True)]
 
     # The guarded delete ----------------------------------------------------------------------
 
@@ -129,15 +136,14 @@ class SqlSource:
         """Delete rows still equal to the archive; ``finish`` runs before the same commit."""
         try:
             with self.sql.begin() as conn:
-                current = self._lock_current(conn, archived.keys)
-                deletable = [k for k in archived.keys if current.get(k) == archived.guard[k]]
-                chosen = set(deletable)
+                if conn.dialect.name == "postgresql" and self._sql_guard:
+                    deleted = set(self._delete_guarded(conn, archived, hook))
+                else:
+                    deleted = set(self._delete_compared(conn, archived, hook))
                 outcome = DeleteOutcome(
-                    deleted=deletable, skipped=[k for k in archived.keys if k not in chosen]
+                    deleted=[k for k in archived.keys if k in deleted],
+                    skipped=[k for k in archived.keys if k not in deleted],
                 )
-                for chunk in _chunks(deletable):
-                    conn.execute(sa.delete(self.table).where(self._key_in(conn, chunk)))
-                    hook("rows_deleting")
                 hook("rows_deleted")
                 finish(conn, outcome)
         except sa.exc.IntegrityError as exc:
@@ -148,6 +154,48 @@ class SqlSource:
             ) from None
         return outcome
 
+    def _delete_guarded(self, conn: Connection, archived: ArchivedRows, hook: Hook) -> list[Any]:
+        """PostgreSQL, timestamp/integer guards: one ``DELETE … USING unnest(keys, guards)``
+        per chunk. The row lock the DELETE takes and PostgreSQL's recheck of the WHERE clause
+        on rows changed concurrently make compare-and-delete atomic per row."""
+        deleted: list[Any] = []
+        for chunk in _chunks(archived.keys):
+            guards = list(zip(*(archived.guard[key] for key in chunk), strict=True))
+            names = [f"g{i}" for i in range(len(guards))]
+            archived_rows = (
+                sa.func.unnest(
+                    sa.literal(list(chunk), postgresql.ARRAY(self.key.type)),
+                    *(
+                        sa.literal(list(values), postgresql.ARRAY(sa.BigInteger))
+                        for values in guards
+                    ),
+                )
+                .table_valued("key", *names)
+                .render_derived(name="archived")
+            )
+            conditions = [self.key == archived_rows.c.key, self._qualifies]
+            for column, spec, name in zip(
+                self.policy.compare, self._guard_specs, names, strict=True
+            ):
+                current = column
+                if spec.kind in ("timestamptz", "timestamp"):
+                    current = sa.cast(sa.extract("epoch", column) * 1_000_000, sa.BigInteger)
+                conditions.append(current.is_not_distinct_from(archived_rows.c[name]))
+            statement = sa.delete(self.table).where(*conditions).returning(self.key)
+            deleted += conn.execute(statement).scalars().all()
+            hook("rows_deleting")
+        return deleted
+
+    def _delete_compared(self, conn: Connection, archived: ArchivedRows, hook: Hook) -> list[Any]:
+        """Any guard, any dialect: lock the rows (SQLite: the write lock is already held),
+        compare in Python, delete the keys that match."""
+        current = self._lock_current(conn, archived.keys)
+        deletable = [k for k in archived.keys if current.get(k) == archived.guard[k]]
+        for chunk in _chunks(deletable):
+            conn.execute(sa.delete(self.table).where(self._key_in(conn, chunk)))
+            hook("rows_deleting")
+        return deletable
+
     def _lock_current(self, conn: Connection, keys: Sequence[Any]) -> dict[Any, tuple[Any, ...]]:
         """Guarded values of the keys that still qualify, rows locked until commit."""
         current: dict[Any, tuple[Any, ...]] = {}
@@ -157,8 +205,15 @@ class SqlSource:
             )
             if conn.dialect.name == "postgresql":
                 query = query.with_for_update(of=self.table)
-            for row in conn.execute(query):
-                current[row[0]] = tuple(normalize(v) for v in row[1:])
+            rows = conn.execute(query).all()
+            if not rows:
+                continue
+            found, *columns = zip(*rows, strict=True)
+            canonical = [
+                guard_values(values, spec)
+                for values, spec in zip(columns, self._guard_specs, strict=True)
+            ]
+            current.update(zip(found, zip(*canonical, strict=True), strict=True))
         return current
 
     def _key_in(self, conn: Connection, keys: Sequence[Any]) -> sa.ColumnElement[bool]:
