@@ -24,10 +24,11 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from steward.outbox import parse_aggregate, parse_event_id
-from steward.outbox_relay import BatchReport, RunTotals, drain, run_forever
+from steward.outbox_relay import BatchReport, RunTotals, drain
+from steward.outbox_service import run_forever
 from steward.settings import get_settings
 from tasks.outbox import read_outbox_status, relay_for, relay_outbox_batch, requeue_dead_events
 
@@ -69,6 +70,14 @@ class RelayParams(BaseModel):
         for text in value:
             parse_aggregate(text)
         return value
+
+    @model_validator(mode="after")
+    def _filters_need_requeue(self) -> RelayParams:
+        if (self.event_ids or self.aggregates) and not self.requeue_dead:
+            raise ValueError(
+                "event_ids / aggregates select dead events to requeue: set requeue_dead"
+            )
+        return self
 
 
 @flow(
@@ -116,7 +125,14 @@ def _relay(params: RelayParams, due: int) -> RunTotals:
             update_progress_artifact(progress, min(100.0, 100.0 * published / max(due, 1)))
 
     seconds = params.max_seconds or get_settings().outbox.run_seconds
-    totals = drain(one_batch, seconds=seconds, max_batches=params.max_batches, on_batch=on_batch)
+    # While other relays hold every due aggregate, look again each second (one task run each).
+    totals = drain(
+        one_batch,
+        seconds=seconds,
+        max_batches=params.max_batches,
+        on_batch=on_batch,
+        idle_wait=1.0,
+    )
     update_progress_artifact(progress, 100.0)
     return totals
 

@@ -1,16 +1,17 @@
 """The outbox relay core: claim a batch, publish it to the sinks, mark it — one transaction.
 
-Publishing happens while the claimed rows are locked; their new status is written in the same
-transaction. A relay killed mid-batch leaves nothing marked (its transaction rolls back and its
-events are pending again): delivery is at least once, and consumers drop duplicates by event id.
+Publishing happens while the batch's aggregates are held (their head rows locked); the events'
+new status is written in the same transaction. A relay killed mid-batch leaves nothing marked
+(its transaction rolls back and its events are pending again): delivery is at least once, and
+consumers drop duplicates by event id.
 
 Per event the outcome is one of: published; failed (attempts + 1, last_error, available_at =
 now + backoff with jitter; dead after ``outbox.max_attempts``); rejected by a sink (a poison
 event: dead at once, with the reason); held (an earlier event of its aggregate failed in this
 batch, so it waits, untouched, behind it).
 
-:func:`drain` runs batches until nothing is due (the scheduled mode); :func:`run_forever`
-drains, then sleeps until PostgreSQL NOTIFY (or the poll interval) wakes it, until ``stop``.
+:func:`drain` runs batches until nothing is due (the scheduled mode);
+:func:`steward.outbox_service.run_forever` is the long-running mode.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from steward.settings import Settings
 from steward.sinks import EventHistorySink, RedisStreamsSink, Sink, SinkResult
 from steward.storage.sql import SqlClient, translate_errors
 
-__all__ = ["BatchReport", "OutboxRelay", "RunTotals", "build_sinks", "drain", "run_forever"]
+__all__ = ["BatchReport", "OutboxRelay", "RunTotals", "build_sinks", "drain"]
 
 log = logging.getLogger(__name__)
 CONFLICT_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
@@ -357,102 +358,6 @@ def drain(
             else:
                 time.sleep(idle_wait)
     return totals
-
-
-def run_forever(
-    relay: OutboxRelay,
-    stop: threading.Event,
-    *,
-    relay_batch: BatchFn | None = None,
-    on_drained: Callable[[RunTotals], None] | None = None,
-) -> RunTotals:
-    """Drain, then sleep until NOTIFY on ``outbox.listen_channel`` or the poll interval.
-
-    Returns when ``stop`` is set, after the current batch: set it from a SIGTERM handler.
-    On SQLite (no NOTIFY) it polls.
-    """
-    batch = relay_batch or relay.relay_batch
-    totals = RunTotals()
-    waiter = _NotifyWaiter(relay) if relay.is_postgres else None
-    try:
-        while not stop.is_set():
-            if waiter is not None:
-                waiter.listen()  # before draining, so no NOTIFY sent meanwhile is missed
-            run = drain(batch, stop=stop)
-            totals.merge(run)
-            if on_drained is not None:
-                on_drained(run)
-            _sleep(stop, waiter, relay.cfg.poll_interval_seconds)
-    finally:
-        if waiter is not None:
-            waiter.close()
-    return totals
-
-
-def _sleep(stop: threading.Event, waiter: _NotifyWaiter | None, seconds: float) -> None:
-    # Short slices so a stop request is honoured within about a second.
-    deadline = time.monotonic() + seconds
-    while not stop.is_set():
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return
-        if waiter is not None:
-            if waiter.wait(min(left, 1.0)):
-                return
-        else:
-            stop.wait(min(left, 1.0))
-
-
-class _NotifyWaiter:
-    """A dedicated autocommit connection LISTENing on the outbox channel (PostgreSQL)."""
-
-    def __init__(self, relay: OutboxRelay) -> None:
-        self.relay = relay
-        self.channel = relay.cfg.listen_channel
-        self.conn: Any = None
-
-    def listen(self) -> None:
-        if self.conn is not None:
-            return
-        import psycopg
-        from psycopg import sql
-
-        try:
-            raw = self.relay.sql.engine.raw_connection()
-            conn = raw.driver_connection
-            raw.detach()  # this connection keeps LISTEN state: never back to the pool
-            conn.rollback()
-            conn.autocommit = True
-            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
-            self.conn = conn
-        except (psycopg.Error, sa.exc.DBAPIError) as exc:
-            log.warning("outbox relay: LISTEN failed (%s); polling instead", describe_error(exc))
-
-    def wait(self, timeout: float) -> bool:
-        """True when a notification arrived within ``timeout`` seconds."""
-        if self.conn is None:
-            time.sleep(timeout)
-            self.listen()
-            return False
-        import psycopg
-
-        try:
-            woke = any(True for _ in self.conn.notifies(timeout=timeout, stop_after=1))
-            if woke:  # swallow the burst: one drain covers them all
-                for _ in self.conn.notifies(timeout=0.0, stop_after=10_000):
-                    pass
-            return woke
-        except psycopg.Error as exc:
-            log.warning("outbox relay: lost the LISTEN connection (%s)", describe_error(exc))
-            self.close()
-            return False
-
-    def close(self) -> None:
-        if self.conn is not None:
-            try:
-                self.conn.close()
-            finally:
-                self.conn = None
 
 
 def _first_failures(

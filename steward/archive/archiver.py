@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from steward.archive import manifest
 from steward.archive.batch import ArchivedRows, DeleteOutcome, Source, SourceBatch
-from steward.archive.manifest import ManifestEntry, encode_key
+from steward.archive.manifest import ManifestEntry
 from steward.errors import (
     ArchiveVerificationFailed,
 )
@@ -265,7 +265,7 @@ def read_back(ctx: ArchiveContext, source: Source, entry: ManifestEntry) -> Arch
             f"archive object {entry.object_key!r} cannot be decoded as {entry.format} ({exc})"
         ) from None
     keys = archived.keys
-    unique = len({repr(encode_key(k)) for k in keys}) == len(keys)
+    unique = len(set(keys)) == len(keys)  # int, str, UUID and ObjectId keys are hashable
     if (
         len(keys) != entry.rows
         or not unique

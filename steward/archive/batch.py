@@ -46,6 +46,7 @@ class ArchivedRows:
     keys: list[Any]
     guard: dict[Any, tuple[Any, ...]]
     payload: Any = None
+    guard_columns: list[list[Any]] | None = None  # the same values column-wise, in key order
 
 
 @dataclass

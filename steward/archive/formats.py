@@ -126,18 +126,35 @@ def _kind(col_type: sa.types.TypeEngine, dialect: str) -> str | None:
 
 
 def to_arrow(
-    specs: Sequence[ColumnSpec], columns: Sequence[Sequence[Any]], meta: dict[str, Any]
+    specs: Sequence[ColumnSpec],
+    columns: Sequence[Sequence[Any]],
+    meta: dict[str, Any],
+    wire: Sequence[str] | None = None,
 ) -> pa.Table:
-    """Build an Arrow table from one value list per column (as read from the source)."""
+    """Build an Arrow table from one value list per column (as read from the source).
+
+    ``wire`` says how each column arrived: ``value`` (as the driver returns it), ``micros``
+    (timestamps as epoch microseconds) or ``text`` (JSON as its text) — the last two let
+    PostgreSQL skip building a Python object per value.
+    """
+    forms = wire or ["value"] * len(specs)
     arrays = [
-        pa.array(_to_arrow_values(spec, values), spec.arrow_type)
-        for spec, values in zip(specs, columns, strict=True)
+        _arrow_array(spec, values, form)
+        for spec, values, form in zip(specs, columns, forms, strict=True)
     ]
     schema = pa.schema(
         [pa.field(spec.name, spec.arrow_type) for spec in specs],
         metadata={META_KEY: json.dumps(meta, default=str).encode()},
     )
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _arrow_array(spec: ColumnSpec, values: Sequence[Any], form: str) -> pa.Array:
+    if form == "micros":
+        return pa.array(values, pa.int64()).cast(spec.arrow_type)
+    if form == "text":
+        return pa.ExtensionArray.from_storage(spec.arrow_type, pa.array(values, pa.string()))
+    return pa.array(_to_arrow_values(spec, values), spec.arrow_type)
 
 
 def _to_arrow_values(spec: ColumnSpec, values: Sequence[Any]) -> Sequence[Any]:

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, time
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
@@ -71,6 +72,8 @@ class SqlSource:
         self._qualifies = policy.qualifies(self.cutoff)
         by_name = {spec.name: spec for spec in policy.specs}
         self._guard_specs = [by_name[column.name] for column in policy.compare]
+        self._read_columns, self._wire = self._read_projection()
+        self._key_index = list(self.table.columns.keys()).index(self.key_name)
         # Guards PostgreSQL can compare itself (as epoch microseconds / integers).
         self._sql_guard = all(
             spec.kind in ("timestamptz", "timestamp", "int") for spec in self._guard_specs
@@ -85,7 +88,7 @@ class SqlSource:
 
     def read_batch(self, after: Any, limit: int, batch_id: str) -> SourceBatch | None:
         """The next ``limit`` qualifying rows with a key above ``after``, as an Arrow table."""
-        query = sa.select(*self.table.columns).where(self._qualifies)
+        query = sa.select(*self._read_columns).where(self._qualifies)
         if after is not None:
             query = query.where(self.key > after)
         query = query.order_by(self.key).limit(limit)
@@ -94,19 +97,36 @@ class SqlSource:
         if not rows:
             return None
         columns = list(zip(*rows, strict=True))
-        names = list(self.table.columns.keys())
-        keys = list(columns[names.index(self.key_name)])
-        stamps = [v for v in columns[names.index(self.ts_name)] if v is not None]
         meta = {"source": self.source_name, "table": self.name, "batch_id": batch_id}
         meta["key_column"] = self.key_name
-        arrow = to_arrow(self.policy.specs, columns, meta)
+        arrow = to_arrow(self.policy.specs, columns, meta, self._wire)
+        stamps = pc.min_max(arrow.column(self.ts_name))
         return SourceBatch(
             batch_id=batch_id,
             payload=arrow,
-            keys=keys,
-            ts_min=normalize(min(stamps)) if stamps else None,
-            ts_max=normalize(max(stamps)) if stamps else None,
+            keys=list(columns[self._key_index]),
+            ts_min=_as_utc(stamps["min"].as_py()),
+            ts_max=_as_utc(stamps["max"].as_py()),
         )
+
+    def _read_projection(self) -> tuple[list[Any], list[str]]:
+        """What to select per column. PostgreSQL sends timestamps as epoch microseconds and
+        JSON as text, so no Python object is built per value (the read's main cost)."""
+        if not self.sql.is_postgres:
+            return list(self.table.columns), ["value"] * len(self.table.columns)
+        selected, wire = [], []
+        for column, spec in zip(self.table.columns, self.policy.specs, strict=True):
+            if spec.kind in ("timestamptz", "timestamp"):
+                micros = sa.cast(sa.extract("epoch", column) * 1_000_000, sa.BigInteger)
+                selected.append(micros.label(column.name))
+                wire.append("micros")
+            elif spec.kind == "json":
+                selected.append(sa.cast(column, sa.Text).label(column.name))
+                wire.append("text")
+            else:
+                selected.append(column)
+                wire.append("value")
+        return selected, wire
 
     def encode(self, batch: SourceBatch) -> bytes:
         return encode_table(batch.payload, self.format)
@@ -117,7 +137,8 @@ class SqlSource:
         keys = arrow.column(self.key_name).to_pylist()
         guards = guard_columns(arrow, self._guard_specs)
         guard = dict(zip(keys, zip(*guards, strict=True), strict=True)) if keys else {}
-        return ArchivedRows(keys=keys, guard=guard, payload=self._rows(arrow) if full else None)
+        payload = self._rows(arrow) if full else None
+        return ArchivedRows(keys=keys, guard=guard, payload=payload, guard_columns=guards)
 
     def _rows(self, arrow: pa.Table) -> list[dict[str, Any]]:
         unknown = [name for name in arrow.column_names if name not in self.table.c]
@@ -159,16 +180,17 @@ class SqlSource:
         per chunk. The row lock the DELETE takes and PostgreSQL's recheck of the WHERE clause
         on rows changed concurrently make compare-and-delete atomic per row."""
         deleted: list[Any] = []
-        for chunk in _chunks(archived.keys):
-            guards = list(zip(*(archived.guard[key] for key in chunk), strict=True))
+        columns = archived.guard_columns or [
+            list(c) for c in zip(*archived.guard.values(), strict=True)
+        ]
+        for start in range(0, len(archived.keys), CHUNK):
+            chunk = archived.keys[start : start + CHUNK]
+            guards = [column[start : start + CHUNK] for column in columns]
             names = [f"g{i}" for i in range(len(guards))]
             archived_rows = (
                 sa.func.unnest(
-                    sa.literal(list(chunk), postgresql.ARRAY(self.key.type)),
-                    *(
-                        sa.literal(list(values), postgresql.ARRAY(sa.BigInteger))
-                        for values in guards
-                    ),
+                    _pg_array(chunk, self.key.type),
+                    *(_pg_array(values, sa.BigInteger()) for values in guards),
                 )
                 .table_valued("key", *names)
                 .render_derived(name="archived")
@@ -218,9 +240,7 @@ class SqlSource:
 
     def _key_in(self, conn: Connection, keys: Sequence[Any]) -> sa.ColumnElement[bool]:
         if conn.dialect.name == "postgresql":
-            # One array parameter instead of thousands of binds.
-            array = sa.literal(list(keys), postgresql.ARRAY(self.key.type))
-            return self.key == sa.any_(array)
+            return self.key == sa.any_(_pg_array(keys, self.key.type))
         return self.key.in_(list(keys))
 
     # Restore ---------------------------------------------------------------------------------
@@ -294,6 +314,34 @@ class SqlSource:
             for row in rows
         ]
         conn.execute(statement, params)
+
+
+def _pg_array(values: Sequence[Any], item_type: sa.types.TypeEngine) -> sa.ColumnElement[Any]:
+    """One array parameter instead of thousands of binds, sent as an array literal: the
+    driver's per-element array adaptation costs more than the whole delete."""
+    if isinstance(item_type, sa.Integer):  # ints and NULLs: str() of the list does it in C
+        items = str(list(values))[1:-1].replace("None", "NULL")
+    else:
+        items = ",".join(_array_item(value) for value in values)
+    return sa.cast(sa.literal("{" + items + "}", sa.Text), postgresql.ARRAY(item_type))
+
+
+def _array_item(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, int):
+        return str(value)
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def _as_utc(value: Any) -> datetime | None:
+    """A batch's first / last qualifying time for the manifest (dates as midnight UTC)."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        return datetime.combine(value, time(), UTC)
+    return normalize(value)
 
 
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:

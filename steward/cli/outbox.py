@@ -86,7 +86,8 @@ def relay(
 
 
 def _relay_forever(batch_size: int | None) -> None:
-    from steward.outbox_relay import RunTotals, run_forever
+    from steward.outbox_relay import RunTotals
+    from steward.outbox_service import run_forever
 
     relay = _relay()
     stop = threading.Event()

@@ -18,7 +18,8 @@ import signal
 import sys
 import threading
 
-from steward.outbox_relay import OutboxRelay, drain, run_forever
+from steward.outbox_relay import OutboxRelay, drain
+from steward.outbox_service import run_forever
 from steward.settings import get_settings
 
 KILLED_EXIT_CODE = 3

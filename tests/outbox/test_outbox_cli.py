@@ -86,8 +86,10 @@ def test_relay_forever_wakes_on_notify_and_stops_cleanly_on_sigterm(outbox_env):
             with env.engine.begin() as conn:
                 for n in range(5):
                     enqueue(conn, "order", f"o{n}", "Placed", {"round": round_number})
-            published = lambda: len(env.rows("status = 'published'")) == 5 * round_number  # noqa: E731
-            assert wait_for(published), "the relay did not wake up on NOTIFY"
+            expected = 5 * round_number
+            assert wait_for(lambda n=expected: len(env.rows("status = 'published'")) == n), (
+                "the relay did not wake up on NOTIFY"
+            )
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=30)
     finally:
@@ -96,3 +98,32 @@ def test_relay_forever_wakes_on_notify_and_stops_cleanly_on_sigterm(outbox_env):
     assert process.returncode == 0, err
     assert "stopped: 10 events published" in err
     assert env.redis.xlen(env.stream("order")) == 10
+
+
+def test_relay_flow_forever_under_prefect_stops_cleanly_on_sigterm(outbox_env, tmp_path):
+    env = outbox_env.reconfigure(outbox__poll_interval_seconds="300")
+    process = subprocess.Popen(
+        [*STEWARD, "run", "relay-outbox", "-p", "forever=true"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_LOGGING_LEVEL="INFO"),
+    )
+    try:
+        for line in process.stderr:  # Prefect logs to stderr
+            if "long-running relay: waiting" in line:
+                break
+        time.sleep(1.0)
+        with env.engine.begin() as conn:
+            for n in range(5):
+                enqueue(conn, "order", f"o{n}", "Placed", {"n": n})
+        assert wait_for(lambda: len(env.rows("status = 'published'")) == 5)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["published"] == 5 and summary["pending"] == 0

@@ -119,8 +119,9 @@ def test_cleanup_flow_removes_old_published_in_batches_and_reports_sizes(outbox_
     assert [row.seq for row in env.rows()] == list(range(26, 41))
     sizes = table_of(artifacts["cleanup-outbox-size"], "measure")
     assert (sizes["rows"]["before"], sizes["rows"]["after"]) == (40, 15)
-    assert "removed 25 published events older than 30 days" in (
-        artifacts["cleanup-outbox-summary"]["data"]
+    assert (
+        "removed 25 published events older than 30 days"
+        in (artifacts["cleanup-outbox-summary"]["data"])
     )
 
 
@@ -131,7 +132,13 @@ def test_flows_are_catalogued_for_the_demo():
 
 
 @pytest.mark.parametrize(
-    "bad", [{"aggregates": ["order:"]}, {"event_ids": ["nope"]}, {"batch_size": 0}]
+    "bad",
+    [
+        {"aggregates": ["order:"], "requeue_dead": True},
+        {"event_ids": ["nope"], "requeue_dead": True},
+        {"aggregates": ["order"]},
+        {"batch_size": 0},
+    ],
 )
 def test_bad_relay_parameters_are_refused(bad):
     with pytest.raises((pydantic.ValidationError, ConfigError)):

@@ -11,7 +11,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from steward.outbox import backoff_delay, describe_error
+from steward.outbox import backoff_delay, describe_error, enqueue, outbox_table
 from steward.outbox_relay import drain
 from steward.sinks import RedisStreamsSink
 from steward.storage.objects import open_object_store
@@ -32,8 +32,6 @@ def insert_raw(env, aggregate_type, aggregate_id, payload_text):
 def test_relay_publishes_contract_fields_and_marks_published(outbox_env):
     env = outbox_env
     with env.engine.begin() as conn:
-        from steward.outbox import enqueue
-
         event_id = enqueue(conn, "order", 9, "OrderPlaced", {"total": 3}, {"trace": "abc"})
     relay = env.relay()
     report = relay.relay_batch()
@@ -208,8 +206,6 @@ def test_per_entry_redis_errors_are_sorted_into_retry_or_reject(outbox_env, repl
     env = outbox_env
     env.fill(2, 1)
     with env.engine.begin() as conn:
-        from steward.outbox import outbox_table
-
         events = outbox_table(conn).claim(conn, limit=10, max_aggregates=10, dead_blocks=False)
     sink = RedisStreamsSink(env.redis, key_prefix="t:", maxlen=0)
     result = sink._sort_replies(events, [b"1-0", reply])

@@ -1,0 +1,121 @@
+"""The long-running outbox relay: drain, sleep until NOTIFY or the poll interval, repeat.
+
+``enqueue`` sends ``pg_notify(outbox.listen_channel, '')`` in the writer's transaction, so a
+relay waiting here wakes as soon as events commit; polling every
+``outbox.poll_interval_seconds`` covers writers that do not notify (other languages can run
+``SELECT pg_notify('steward_outbox', '')`` after inserting) and lost connections. Setting
+``stop`` (from a SIGTERM handler) ends the loop after the current batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+
+from steward.outbox import describe_error
+from steward.outbox_relay import BatchReport, OutboxRelay, RunTotals, drain
+
+__all__ = ["run_forever"]
+
+log = logging.getLogger(__name__)
+
+
+def run_forever(
+    relay: OutboxRelay,
+    stop: threading.Event,
+    *,
+    relay_batch: Callable[[], BatchReport] | None = None,
+    on_drained: Callable[[RunTotals], None] | None = None,
+) -> RunTotals:
+    """Drain, then sleep until NOTIFY on ``outbox.listen_channel`` or the poll interval.
+
+    Returns when ``stop`` is set, after the current batch: set it from a SIGTERM handler.
+    On SQLite (no NOTIFY) it polls.
+    """
+    batch = relay_batch or relay.relay_batch
+    totals = RunTotals()
+    waiter = _NotifyWaiter(relay) if relay.is_postgres else None
+    try:
+        while not stop.is_set():
+            if waiter is not None:
+                waiter.listen()  # before draining, so no NOTIFY sent meanwhile is missed
+            run = drain(batch, stop=stop)
+            totals.merge(run)
+            if on_drained is not None:
+                on_drained(run)
+            _sleep(stop, waiter, relay.cfg.poll_interval_seconds)
+    finally:
+        if waiter is not None:
+            waiter.close()
+    return totals
+
+
+def _sleep(stop: threading.Event, waiter: _NotifyWaiter | None, seconds: float) -> None:
+    # Short slices so a stop request is honoured within about a second.
+    deadline = time.monotonic() + seconds
+    while not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        if waiter is not None:
+            if waiter.wait(min(left, 1.0)):
+                return
+        else:
+            stop.wait(min(left, 1.0))
+
+
+class _NotifyWaiter:
+    """A dedicated autocommit connection LISTENing on the outbox channel (PostgreSQL)."""
+
+    def __init__(self, relay: OutboxRelay) -> None:
+        self.relay = relay
+        self.channel = relay.cfg.listen_channel
+        self.conn: Any = None
+
+    def listen(self) -> None:
+        if self.conn is not None:
+            return
+        import psycopg
+        from psycopg import sql
+
+        try:
+            raw = self.relay.sql.engine.raw_connection()
+            conn: Any = raw.driver_connection
+            raw.detach()  # this connection keeps LISTEN state: never back to the pool
+            conn.rollback()
+            conn.autocommit = True
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+            self.conn = conn
+        except (psycopg.Error, sa.exc.DBAPIError) as exc:
+            log.warning("outbox relay: LISTEN failed (%s); polling instead", describe_error(exc))
+
+    def wait(self, timeout: float) -> bool:
+        """True when a notification arrived within ``timeout`` seconds."""
+        if self.conn is None:
+            time.sleep(timeout)
+            self.listen()
+            return False
+        import psycopg
+
+        try:
+            woke = any(True for _ in self.conn.notifies(timeout=timeout, stop_after=1))
+            if woke:  # swallow the burst: one drain covers them all
+                for _ in self.conn.notifies(timeout=0.0, stop_after=10_000):
+                    pass
+            return woke
+        except psycopg.Error as exc:
+            log.warning("outbox relay: lost the LISTEN connection (%s)", describe_error(exc))
+            self.close()
+            return False
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            finally:
+                self.conn = None
