@@ -32,6 +32,8 @@ from steward.outbox_service import run_forever
 from steward.settings import get_settings
 from tasks.outbox import read_outbox_status, relay_for, relay_outbox_batch, requeue_dead_events
 
+PROGRESS_EVERY_SECONDS = 2.0  # progress updates are API calls: not one per batch
+
 
 class RelayParams(BaseModel):
     """Parameters of the ``relay-outbox`` flow."""
@@ -116,13 +118,14 @@ def _relay(params: RelayParams, due: int) -> RunTotals:
     progress = create_progress_artifact(
         0.0, key="relay-outbox-progress", description=f"{due} pending events at start"
     )
-    published = 0
+    published, shown_at = 0, time.monotonic()
 
     def on_batch(report: BatchReport) -> None:
-        nonlocal published
+        nonlocal published, shown_at
         published += report.published
-        if report.claimed:
+        if report.claimed and time.monotonic() - shown_at >= PROGRESS_EVERY_SECONDS:
             update_progress_artifact(progress, min(100.0, 100.0 * published / max(due, 1)))
+            shown_at = time.monotonic()
 
     seconds = params.max_seconds or get_settings().outbox.run_seconds
     # While other relays hold every due aggregate, look again each second (one task run each).

@@ -187,6 +187,8 @@ class OutboxRelay:
         verdicts = _Verdicts()
         limit = self.cfg.max_payload_bytes
         for ev in events:
+            if len(ev.payload) * 4 <= limit:  # UTF-8 takes at most 4 bytes a character
+                continue
             size = len(ev.payload.encode("utf-8"))
             if size > limit:
                 verdicts.rejected[ev.seq] = (
@@ -209,6 +211,8 @@ class OutboxRelay:
 
     def _flowing(self, events: Sequence[OutboxEvent], verdicts: _Verdicts) -> list[OutboxEvent]:
         # Walk in seq order; after an aggregate's first failure its later events are held.
+        if not verdicts.failed and not verdicts.rejected:
+            return list(events)
         blocked: set[tuple[str, str]] = set()
         flowing = []
         for ev in events:
@@ -363,6 +367,8 @@ def drain(
 def _first_failures(
     events: Sequence[OutboxEvent], verdicts: _Verdicts, dead_blocks: bool
 ) -> dict[int, str]:
+    if not verdicts.failed:
+        return {}
     blocked: set[tuple[str, str]] = set()
     first: dict[int, str] = {}
     for ev in events:

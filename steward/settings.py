@@ -400,7 +400,7 @@ class ArchiveSettings(BaseModel):
     """Archiving of old and soft-deleted rows to the object store (``steward archive``)."""
 
     batch_size: int = Field(
-        default=5000, ge=1, le=200_000, description="Rows per archive object (and per task)."
+        default=20_000, ge=1, le=200_000, description="Rows per archive object (and per task)."
     )
     format: Literal["parquet", "jsonl.gz"] = Field(
         default="parquet", description="Default object format: parquet or jsonl.gz."

@@ -44,12 +44,7 @@ def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     return isinstance(exc, BaseException) and is_transient(exc)
 
 
-RETRY = {
-    "retries": 3,
-    "retry_delay_seconds": [2, 10, 30],
-    "retry_condition_fn": _retry_transient,
-    "cache_policy": NO_CACHE,
-}
+RETRY_DELAYS: list[float] = [2, 10, 30]  # transient errors only (retry_condition_fn)
 
 
 @task(name="estimate-archive", cache_policy=NO_CACHE)
@@ -74,7 +69,13 @@ def estimate_archive(ctx: ArchiveContext, source: Source) -> dict[str, Any]:
     return plan
 
 
-@task(name="resolve-unfinished-batches", **RETRY)
+@task(
+    name="resolve-unfinished-batches",
+    retries=3,
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_condition_fn=_retry_transient,
+    cache_policy=NO_CACHE,
+)
 def resolve_unfinished_batches(ctx: ArchiveContext, source: Source) -> Resolution:
     """Finish or abandon the batches an earlier run left open; remove orphan objects.
 
@@ -97,7 +98,13 @@ def resolve_unfinished_batches(ctx: ArchiveContext, source: Source) -> Resolutio
     return resolution
 
 
-@task(name="read-batch", **RETRY)
+@task(
+    name="read-batch",
+    retries=3,
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_condition_fn=_retry_transient,
+    cache_policy=NO_CACHE,
+)
 def read_batch(ctx: ArchiveContext, source: Source, after: Any) -> SourceBatch | None:
     """Read the next keyset batch of qualifying rows (key above ``after``).
 
@@ -117,7 +124,13 @@ def read_batch(ctx: ArchiveContext, source: Source, after: Any) -> SourceBatch |
     return batch
 
 
-@task(name="write-archive-object", **RETRY)
+@task(
+    name="write-archive-object",
+    retries=3,
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_condition_fn=_retry_transient,
+    cache_policy=NO_CACHE,
+)
 def write_archive_object(ctx: ArchiveContext, source: Source, batch: SourceBatch) -> WrittenObject:
     """Record the batch in the manifest as 'writing', then write its object.
 
@@ -136,7 +149,13 @@ def write_archive_object(ctx: ArchiveContext, source: Source, batch: SourceBatch
     return written
 
 
-@task(name="verify-archive-object", **RETRY)
+@task(
+    name="verify-archive-object",
+    retries=3,
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_condition_fn=_retry_transient,
+    cache_policy=NO_CACHE,
+)
 def verify_archive_object(
     ctx: ArchiveContext, source: Source, written: WrittenObject
 ) -> VerifiedBatch:
@@ -153,7 +172,13 @@ def verify_archive_object(
     return archiver.verify_batch(ctx, source, written)
 
 
-@task(name="delete-archived-rows", **RETRY)
+@task(
+    name="delete-archived-rows",
+    retries=3,
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_condition_fn=_retry_transient,
+    cache_policy=NO_CACHE,
+)
 def delete_archived_rows(
     ctx: ArchiveContext, source: Source, verified: VerifiedBatch
 ) -> BatchResult:
@@ -179,10 +204,15 @@ def delete_archived_rows(
     return result
 
 
+def _quoted(value: Any) -> Any:
+    """Pass ``value`` to a task without Prefect walking its thousands of keys."""
+    return quote(value)
+
+
 TASK_STEPS = BatchSteps(
     resolve=lambda ctx, source: resolve_unfinished_batches(ctx, source),
     read=lambda ctx, source, after: read_batch(ctx, source, after),
-    write=lambda ctx, source, batch: write_archive_object(ctx, source, quote(batch)),
-    verify=lambda ctx, source, written: verify_archive_object(ctx, source, quote(written)),
-    finish=lambda ctx, source, verified: delete_archived_rows(ctx, source, quote(verified)),
+    write=lambda ctx, source, batch: write_archive_object(ctx, source, _quoted(batch)),
+    verify=lambda ctx, source, written: verify_archive_object(ctx, source, _quoted(written)),
+    finish=lambda ctx, source, verified: delete_archived_rows(ctx, source, _quoted(verified)),
 )

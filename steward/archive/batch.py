@@ -80,8 +80,11 @@ class Source(Protocol):
     batch_size: int
     format: str
     storage_class: str
+    cutoff: datetime
 
     def count(self) -> int: ...
+
+    def count_referenced(self) -> int: ...
 
     def read_batch(self, after: Any, limit: int, batch_id: str) -> SourceBatch | None: ...
 

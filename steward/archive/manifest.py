@@ -328,7 +328,9 @@ def start_run(conn: Connection, run_id: str, source: str, table: str) -> int:
             run_id=run_id, source=source, table_name=table, started_at=utcnow(), status="running"
         )
     )
-    return int(result.inserted_primary_key[0])
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def finish_run(conn: Connection, run_row: int, status: str, totals: dict[str, int]) -> None:

@@ -68,6 +68,9 @@ class MongoSource:
     def count(self) -> int:
         return int(self.collection.count_documents(self._qualifies))
 
+    def count_referenced(self) -> int:
+        return 0  # MongoDB has no foreign keys
+
     def read_batch(self, after: Any, limit: int, batch_id: str) -> SourceBatch | None:
         condition = dict(self._qualifies)
         if after is not None:

@@ -44,7 +44,9 @@ class SqlPolicy:
     ts: sa.Column
     compare: list[sa.Column]
     specs: list[ColumnSpec]
-    references: list[tuple[sa.Column, sa.Column]] = field(default_factory=list)
+    references: list[tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]]] = field(
+        default_factory=list
+    )
     batch_size: int = 5000
     format: str = "parquet"
 
@@ -55,14 +57,15 @@ class SqlPolicy:
     def cutoff(self, now: datetime) -> datetime:
         return now - timedelta(days=self.policy.retention_days)
 
-    def qualifies(self, cutoff: datetime) -> sa.ColumnElement[bool]:
-        """Rows past retention, matching ``where``, and referenced by no other row."""
+    def qualifies(self, cutoff: datetime, *, unreferenced: bool = True) -> sa.ColumnElement[bool]:
+        """Rows past retention, matching ``where``, and (``unreferenced``) referenced by no
+        other row."""
         conditions: list[sa.ColumnElement[bool]] = [self.ts < cutoff]
         if self.policy.rule == "soft_deleted":
             conditions.insert(0, self.ts.is_not(None))
         for column, value in self.policy.where.items():
             conditions.append(self.table.c[column] == value)
-        for child, parent in self.references:
+        for child, parent in self.references if unreferenced else ():
             conditions.append(~sa.exists().where(child == parent))
         return sa.and_(*conditions)
 
@@ -198,7 +201,9 @@ def _references(
         for fk in constraints:
             if fk["referred_table"] != table.name:
                 continue
-            child = sa.table(child_name, *(sa.column(c) for c in fk["constrained_columns"]))
+            child: sa.FromClause = sa.table(
+                child_name, *(sa.column(c) for c in fk["constrained_columns"])
+            )
             if child_name == table.name:  # parent_id -> id: correlate through an alias
                 child = child.alias()
             for mine, theirs in zip(fk["constrained_columns"], fk["referred_columns"], strict=True):

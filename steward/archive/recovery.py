@@ -26,6 +26,7 @@ from steward.archive.manifest import ManifestEntry
 from steward.errors import (
     ArchiveVerificationFailed,
     IntegrityViolation,
+    ObjectArchived,
     ObjectCorrupted,
     ObjectNotFound,
 )
@@ -92,7 +93,7 @@ def _reread_verified(
         if info.sha256 != entry.sha256 or info.size != entry.bytes:
             raise ObjectCorrupted(f"object {entry.object_key!r} changed since verification")
         return VerifiedBatch(entry, read_back(ctx, source, entry))
-    except (ObjectNotFound, ObjectCorrupted, ArchiveVerificationFailed) as exc:
+    except (ObjectNotFound, ObjectCorrupted, ObjectArchived, ArchiveVerificationFailed) as exc:
         if source.backend != "sql":
             raise IntegrityViolation(
                 f"verified archive batch {entry.batch_id} of collection {source.name!r} "

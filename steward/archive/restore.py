@@ -306,7 +306,10 @@ def _source_for(ctx: ArchiveContext, entry: ManifestEntry) -> Source:
         configured[0]
         if configured
         else ArchivePolicy(
-            table=entry.table_name, source=entry.backend, rule="older_than", column=entry.ts_column
+            table=entry.table_name,
+            source="mongo" if entry.backend == "mongo" else "sql",
+            rule="older_than",
+            column=entry.ts_column,
         )
     )
     now = ctx.clock()

@@ -96,6 +96,7 @@ def _run_batches(
         reading: Future[SourceBatch | None] | None = _submit(pool, steps.read, ctx, source, None)
         finishing: deque[Future[BatchResult]] = deque()
         while reading is not None:
+            _raise_failed(finishing)  # stop starting new batches once a delete failed
             batch = reading.result()
             if batch is None:
                 break
@@ -108,6 +109,12 @@ def _run_batches(
             finishing.append(_submit(pool, steps.finish, ctx, source, verified))
         while finishing:
             _collect(finishing.popleft().result(), report, on_batch)
+
+
+def _raise_failed(finishing: deque[Future[BatchResult]]) -> None:
+    for future in finishing:
+        if future.done() and future.exception() is not None:
+            future.result()
 
 
 def _collect(
@@ -128,10 +135,7 @@ class _Inline:
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         future: Future[Any] = Future()
-        try:
-            future.set_result(fn(*args))
-        except BaseException as exc:  # delivered by .result(), like a thread pool would
-            future.set_exception(exc)
+        future.set_result(fn(*args))  # an error surfaces at once: nothing runs after it
         return future
 
     def __enter__(self) -> _Inline:
@@ -174,6 +178,7 @@ def plan_table(ctx: ArchiveContext, source: Source) -> dict[str, Any]:
         "table": source.name,
         "source": source.source_name,
         "rows": rows,
+        "kept_referenced": source.count_referenced(),
         "estimated_bytes": int(rows * per_row),
         "objects": -(-rows // source.batch_size),
         "unfinished_batches": unfinished,

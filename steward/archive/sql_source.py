@@ -13,6 +13,7 @@ batch complete before the commit. A crash anywhere inside rolls all of it back.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, time
@@ -35,6 +36,7 @@ from steward.archive.batch import (
     normalize,
 )
 from steward.archive.formats import (
+    META_KEY,
     decode_table,
     encode_table,
     guard_columns,
@@ -73,7 +75,6 @@ class SqlSource:
         by_name = {spec.name: spec for spec in policy.specs}
         self._guard_specs = [by_name[column.name] for column in policy.compare]
         self._read_columns, self._wire = self._read_projection()
-        self._key_index = list(self.table.columns.keys()).index(self.key_name)
         # Guards PostgreSQL can compare itself (as epoch microseconds / integers).
         self._sql_guard = all(
             spec.kind in ("timestamptz", "timestamp", "int") for spec in self._guard_specs
@@ -86,6 +87,16 @@ class SqlSource:
         with self.sql.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
+    def count_referenced(self) -> int:
+        """Rows past retention that stay because other rows still reference them."""
+        if not self.policy.references:
+            return 0
+        aged = self.policy.qualifies(self.cutoff, unreferenced=False)
+        query = sa.select(sa.func.count()).select_from(self.table).where(aged)
+        with self.sql.connect() as conn:  # closed before count(): SQLite has one writer
+            aged_rows = int(conn.execute(query).scalar_one())
+        return aged_rows - self.count()
+
     def read_batch(self, after: Any, limit: int, batch_id: str) -> SourceBatch | None:
         """The next ``limit`` qualifying rows with a key above ``after``, as an Arrow table."""
         query = sa.select(*self._read_columns).where(self._qualifies)
@@ -94,17 +105,20 @@ class SqlSource:
         query = query.order_by(self.key).limit(limit)
         with self.sql.connect() as conn:
             rows = conn.execute(query).all()
-        if not rows:
+        columns: list[Sequence[Any]] = (
+            list(zip(*rows, strict=True)) if rows else [[] for _ in self._wire]
+        )
+        arrow = to_arrow(self.policy.specs, columns, {}, self._wire)
+        if not arrow.num_rows:
             return None
-        columns = list(zip(*rows, strict=True))
         meta = {"source": self.source_name, "table": self.name, "batch_id": batch_id}
         meta["key_column"] = self.key_name
-        arrow = to_arrow(self.policy.specs, columns, meta, self._wire)
+        arrow = arrow.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
         stamps = pc.min_max(arrow.column(self.ts_name))
         return SourceBatch(
             batch_id=batch_id,
             payload=arrow,
-            keys=list(columns[self._key_index]),
+            keys=arrow.column(self.key_name).to_pylist(),
             ts_min=_as_utc(stamps["min"].as_py()),
             ts_max=_as_utc(stamps["max"].as_py()),
         )
@@ -114,7 +128,8 @@ class SqlSource:
         JSON as text, so no Python object is built per value (the read's main cost)."""
         if not self.sql.is_postgres:
             return list(self.table.columns), ["value"] * len(self.table.columns)
-        selected, wire = [], []
+        selected: list[Any] = []
+        wire: list[str] = []
         for column, spec in zip(self.table.columns, self.policy.specs, strict=True):
             if spec.kind in ("timestamptz", "timestamp"):
                 micros = sa.cast(sa.extract("epoch", column) * 1_000_000, sa.BigInteger)
@@ -199,7 +214,7 @@ class SqlSource:
             for column, spec, name in zip(
                 self.policy.compare, self._guard_specs, names, strict=True
             ):
-                current = column
+                current: sa.ColumnElement[Any] = column
                 if spec.kind in ("timestamptz", "timestamp"):
                     current = sa.cast(sa.extract("epoch", column) * 1_000_000, sa.BigInteger)
                 conditions.append(current.is_not_distinct_from(archived_rows.c[name]))

@@ -7,12 +7,20 @@ Every run is recorded in ``steward_archive_runs``, so ``archive status`` shows i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from steward.errors import ConfigError
@@ -72,18 +80,23 @@ def archive(
         with _progress() as progress:
             for source in sources:
                 bar = progress.add_task(f"archiving {source.name}", total=source.count())
-                reports.append(
-                    archive_table(
-                        context, source, budget, lambda r, bar=bar: progress.advance(bar, r.rows)
-                    )
-                )
+                reports.append(archive_table(context, source, budget, _advancer(progress, bar)))
         _print_reports(reports)
     finally:
         context.sql.dispose()
 
 
+def _advancer(progress: Progress, bar: TaskID) -> Callable[[Any], None]:
+    def advance(result: Any) -> None:
+        progress.advance(bar, result.rows)
+
+    return advance
+
+
 def _print_plans(plans: list[dict[str, Any]]) -> None:
-    table = Table("table", "rows", "estimated bytes", "objects", "unfinished", "cutoff")
+    table = Table(
+        "table", "rows", "estimated bytes", "objects", "kept (referenced)", "unfinished", "cutoff"
+    )
     table.title = "archive dry run — nothing was changed"
     for plan in plans:
         table.add_row(
@@ -91,6 +104,7 @@ def _print_plans(plans: list[dict[str, Any]]) -> None:
             f"{plan['rows']:,}",
             f"{plan['estimated_bytes']:,}",
             str(plan["objects"]),
+            f"{plan['kept_referenced']:,}",
             str(plan["unfinished_batches"]),
             plan["cutoff"][:19],
         )

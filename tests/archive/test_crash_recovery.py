@@ -43,11 +43,12 @@ def _rerun_and_check(contexts, settings, before, point: str) -> None:
     ctx = contexts(settings)
     reports = [archive_table(ctx, source) for source in open_sources(ctx, TABLES)]
     # The interrupted batch was picked up: abandoned if its object was never written,
-    # otherwise verified (again) and finished.
+    # otherwise verified (again) and finished. (On PostgreSQL batches overlap, so a batch
+    # started after the interrupted one may be unfinished too.)
     if point == "manifest_written":
         assert sum(r.abandoned_batches for r in reports) == 1
     else:
-        assert sum(r.resumed_batches for r in reports) == 1
+        assert sum(r.resumed_batches for r in reports) >= 1
     assert_each_row_once(ctx, before)
     restore_everything(ctx, TABLES)
     after = snapshots(ctx, TABLES)
