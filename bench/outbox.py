@@ -253,15 +253,13 @@ def start_redis(args: argparse.Namespace) -> subprocess.Popen[bytes] | None:
 def start_prefect_server(env: dict[str, str], args: argparse.Namespace) -> subprocess.Popen[bytes]:
     """One Prefect server for every flow worker, as in a deployment (not one per process).
 
-    In production the Prefect API runs on its own machine; here it shares the relay's cores, so
-    it runs at a lower CPU priority (nice 10) to keep it from skewing the relay's figures.
+    It shares this machine's cores with the relays, PostgreSQL and Redis (in production it
+    would run elsewhere): the CPU it spends recording task runs is part of the flow's figures.
     """
     port = free_port()
     home = Path(args.tmp) / "prefect-server"
     prefect = str(Path(sys.executable).with_name("prefect"))
     command = [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"]
-    if shutil.which("nice"):
-        command = ["nice", "-n", "10", *command]
     server = subprocess.Popen(command, env=dict(env, PREFECT_HOME=str(home)),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     env["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"

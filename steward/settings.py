@@ -437,7 +437,7 @@ class OutboxSettings(BaseModel):
         description="Outbox table (checked against the live schema before use).",
     )
     batch_size: int = Field(
-        default=2000, ge=1, le=50_000, description="Events claimed, published and marked per task."
+        default=5000, ge=1, le=50_000, description="Events claimed, published and marked per task."
     )
     max_aggregates_per_batch: int = Field(
         default=1000,
