@@ -32,6 +32,13 @@ FLOWS: dict[str, FlowEntry] = {
     for entry in [
         FlowEntry("migrate", "flows.migrate:migrate", "Apply schema and data migrations", {}),
         FlowEntry(
+            "relay-outbox",
+            "flows.relay_outbox:relay_outbox",
+            "Deliver outbox events to Redis Streams and the S3 event history, ordered per "
+            "aggregate, at least once; retries, dead letters, requeue",
+            {"max_seconds": 120},
+        ),
+        FlowEntry(
             "archive-to-s3",
             "flows.archive_to_s3:archive_to_s3",
             "Archive old and soft-deleted rows to the object store, verified before delete",
@@ -48,13 +55,6 @@ FLOWS: dict[str, FlowEntry] = {
             "flows.tier_archives:tier_archives",
             "Move archive objects to colder storage classes by age; report costs per class",
             {"dry_run": False},
-        ),
-        FlowEntry(
-            "relay-outbox",
-            "flows.relay_outbox:relay_outbox",
-            "Deliver outbox events to Redis Streams and the S3 event history, ordered per "
-            "aggregate, at least once; retries, dead letters, requeue",
-            {"max_seconds": 120},
         ),
         FlowEntry(
             "cleanup-outbox",
