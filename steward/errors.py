@@ -8,7 +8,7 @@ Hierarchy::
     ├── ObjectStoreError
     │   ├── ObjectNotFound              (terminal) no object at that key
     │   ├── ObjectCorrupted             (terminal) bytes read do not match the stored SHA-256
-    │   └── ObjectArchived              (terminal) object is in GLACIER/DEEP_ARCHIVE, needs a restore
+    │   └── ObjectArchived              (terminal) object in GLACIER/DEEP_ARCHIVE needs a restore
     ├── IntegrityViolation              (terminal) data would be lost, duplicated or is inconsistent
     │   └── ArchiveVerificationFailed   (terminal) an archive object failed verification
     ├── ArchiveBusy                     (transient) another run is archiving / restoring a table
@@ -62,7 +62,10 @@ class StewardError(Exception):
 
 
 class ConfigError(StewardError, Terminal):
-    """A setting or parameter is invalid. The message names the key path, value and what is accepted."""
+    """A setting or parameter is invalid.
+
+    The message names the key path, the value and what is accepted.
+    """
 
 
 class SourceUnavailable(StewardError, Transient):
@@ -106,7 +109,7 @@ class MigrationChecksumMismatch(MigrationError):
 
 
 class PayloadRejected(StewardError, Terminal):
-    """A sink refused a payload (too large, not serialisable): retrying the same payload won't help."""
+    """A sink refused a payload (too large, not serialisable): retrying it won't help."""
 
 
 class ArchiveBusy(StewardError, Transient):

@@ -1,4 +1,4 @@
-"""Typed settings: defaults, then ``steward.toml`` (path from ``STEWARD_CONFIG``), then ``STEWARD_*``.
+"""Typed settings: defaults, then ``steward.toml`` (``STEWARD_CONFIG``), then ``STEWARD_*`` env.
 
 Nested keys use ``__`` in environment variables: ``STEWARD_DATABASE__URL``,
 ``STEWARD_OBJECTS__ENDPOINT_URL``. Secrets (URLs that may carry passwords, access keys) are

@@ -196,9 +196,7 @@ def upgrade() -> None:
         sa.Column("available_at", TS, nullable=False, server_default=sa.func.now()),
         _created(),
         sa.Column("published_at", TS, nullable=True),
-        sa.CheckConstraint(
-            "status IN ('pending', 'published', 'dead')", name="ck_outbox_status"
-        ),
+        sa.CheckConstraint("status IN ('pending', 'published', 'dead')", name="ck_outbox_status"),
     )
     op.create_index("ix_outbox_status_available", "outbox", ["status", "available_at"])
     op.create_index("ix_outbox_aggregate", "outbox", ["aggregate_type", "aggregate_id", "seq"])
