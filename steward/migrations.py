@@ -1,9 +1,9 @@
 """Alembic migration runner: one runner at a time, applied revisions checksummed, SQL dry run.
 
 - **Lock.** A run holds a lock from before it reads the current revision until every revision
-  is applied and recorded: a session-level advisory lock on a dedicated PostgreSQL connection,
-  or a file lock next to the SQLite database file. A second runner waits up to
-  ``lock_timeout`` seconds, then gets :class:`~steward.errors.MigrationLocked`.
+  is applied and recorded (:mod:`steward.migration_lock`: a PostgreSQL advisory lock or a file
+  lock next to the SQLite file). A second runner waits up to ``lock_timeout`` seconds, then
+  gets :class:`~steward.errors.MigrationLocked`.
 - **Checksums.** ``steward_migrations`` keeps ``(revision, filename, sha256, applied_at)`` for
   every applied revision, written by Alembic's ``on_version_apply`` hook inside the revision's
   own transaction (a downgrade deletes the row the same way). Before doing anything a run
@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,10 +37,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from filelock import FileLock, Timeout
 from sqlalchemy.engine import Connection
 
-from steward.errors import ConfigError, MigrationChecksumMismatch, MigrationError, MigrationLocked
+from steward.errors import ConfigError, MigrationChecksumMismatch, MigrationError
+from steward.migration_lock import migration_lock
 from steward.settings import Settings
 from steward.storage.sql import SqlClient
 
@@ -60,8 +59,6 @@ __all__ = [
 
 Direction = Literal["upgrade", "downgrade"]
 DEFAULT_SCRIPT_LOCATION = Path(__file__).resolve().parent.parent / "migrations"
-# pg_advisory_lock key: the first 8 bytes of sha256("steward:migrate"), kept positive.
-LOCK_KEY = int.from_bytes(hashlib.sha256(b"steward:migrate").digest()[:8], "big") >> 1
 _RELATIVE = re.compile(r"[+-]\d+")
 
 metadata = sa.MetaData()
@@ -375,59 +372,8 @@ class MigrationRunner:
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the migration lock (advisory lock on PostgreSQL, file lock on SQLite)."""
-        locker = self._pg_lock if self.sql.is_postgres else self._file_lock
-        with locker():
+        with migration_lock(self.sql, self.lock_timeout, self.poll_interval):
             yield
-
-    @contextmanager
-    def _pg_lock(self) -> Iterator[None]:
-        conn = self.sql.connect().execution_options(isolation_level="AUTOCOMMIT")
-        try:
-            deadline = time.monotonic() + self.lock_timeout
-            while not conn.scalar(sa.select(sa.func.pg_try_advisory_lock(LOCK_KEY))):
-                if time.monotonic() >= deadline:
-                    raise MigrationLocked(self._pg_holder_message(conn))
-                time.sleep(self.poll_interval)
-            try:
-                yield
-            finally:
-                conn.scalar(sa.select(sa.func.pg_advisory_unlock(LOCK_KEY)))
-        finally:
-            conn.close()
-
-    def _pg_holder_message(self, conn: Connection) -> str:
-        holder = conn.scalar(
-            sa.text(
-                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                "AND classid = :high AND objid = :low AND objsubid = 1"
-            ),
-            {"high": LOCK_KEY >> 32, "low": LOCK_KEY & 0xFFFFFFFF},
-        )
-        return (
-            f"another migration runner (PostgreSQL backend pid {holder}) holds the migration "
-            f"lock on {self.sql.display_url}; waited {self.lock_timeout:g} s. Let it finish, "
-            "then run again (or raise the lock timeout)"
-        )
-
-    @contextmanager
-    def _file_lock(self) -> Iterator[None]:
-        database = self.sql.engine.url.database
-        if not database or database == ":memory:":
-            yield  # a private in-memory database: no other runner can see it
-            return
-        path = Path(database).resolve().with_name(Path(database).name + ".migrate.lock")
-        lock = FileLock(str(path), timeout=self.lock_timeout)
-        try:
-            lock.acquire(poll_interval=self.poll_interval)
-        except Timeout:
-            raise MigrationLocked(
-                f"another migration runner holds {path}; waited {self.lock_timeout:g} s. "
-                "Let it finish, then run again (or raise the lock timeout)"
-            ) from None
-        try:
-            yield
-        finally:
-            lock.release()
 
 
 def _record_values(rev: Revision) -> dict[str, Any]:

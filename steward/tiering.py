@@ -17,9 +17,7 @@ backwards, never to a class it reached already), and never before it has spent i
 class's minimum storage duration there (STANDARD_IA 30 days, GLACIER 90, DEEP_ARCHIVE 180),
 so early-deletion charges cannot happen. A rerun right after a run plans nothing.
 
-Cost estimates follow S3 billing: GB = 2^30 bytes; IA classes bill at least 128 KiB per
-object; GLACIER and DEEP_ARCHIVE add 32 KiB per object at their own rate plus 8 KiB at the
-STANDARD rate (the index S3 keeps for each archived object).
+Cost estimates (:mod:`steward.tier_costs`) follow S3 billing.
 """
 
 from __future__ import annotations
@@ -36,7 +34,8 @@ from steward.settings import (
     TierTransition,
     check_deep_archive,
 )
-from steward.storage.objects import STORAGE_CLASSES, LifecycleRule, ObjectInfo, ObjectStore
+from steward.storage.objects import LifecycleRule, ObjectInfo, ObjectStore
+from steward.tier_costs import ClassUsage, UsageTally, summarize_usage, tier_report, total_cost
 
 __all__ = [
     "ClassUsage",
@@ -55,12 +54,6 @@ __all__ = [
     "total_cost",
 ]
 
-GIB = 1024**3
-IA_MIN_BILLABLE_BYTES = 128 * 1024
-COLD_OWN_RATE_OVERHEAD = 32 * 1024
-COLD_STANDARD_RATE_OVERHEAD = 8 * 1024
-IA_CLASSES = frozenset({"STANDARD_IA", "ONEZONE_IA", "GLACIER_IR"})
-ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 SECONDS_PER_DAY = 86_400
 
 
@@ -142,29 +135,6 @@ class TierPlan:
             f"{self.too_small} below {self.min_object_bytes} bytes left in place, "
             f"{len(self.unmanaged)} in classes tiering leaves alone"
         )
-
-
-@dataclass(frozen=True)
-class ClassUsage:
-    """Objects, bytes and estimated monthly cost of one storage class."""
-
-    storage_class: str
-    objects: int
-    bytes: int
-    billable_bytes: int
-    usd_per_gb_month: float | None
-    monthly_cost_usd: float | None
-
-    def as_row(self) -> dict[str, object]:
-        """A JSON-friendly row for artifacts, summaries and the CLI."""
-        cost = None if self.monthly_cost_usd is None else round(self.monthly_cost_usd, 6)
-        return {
-            "storage_class": self.storage_class,
-            "objects": self.objects,
-            "bytes": self.bytes,
-            "usd_per_gb_month": self.usd_per_gb_month,
-            "monthly_cost_usd": cost,
-        }
 
 
 # --- policy ---------------------------------------------------------------------------------
@@ -295,75 +265,6 @@ def scan_tiers(
         before.add(info.storage_class, info.size)
         projected.add(step.to_class if isinstance(step, Move) else info.storage_class, info.size)
     return TierScan(plan, before.rows(prices), projected.rows(prices))
-
-
-# --- cost -----------------------------------------------------------------------------------
-
-
-def _billable(storage_class: str, size: int) -> tuple[int, int]:
-    """(bytes billed at the class's rate, bytes billed at the STANDARD rate) for one object."""
-    if storage_class in IA_CLASSES:
-        return max(size, IA_MIN_BILLABLE_BYTES), 0
-    if storage_class in ARCHIVE_CLASSES:
-        return size + COLD_OWN_RATE_OVERHEAD, COLD_STANDARD_RATE_OVERHEAD
-    return size, 0
-
-
-class UsageTally:
-    """Running per-class totals: objects, bytes, and bytes billed at the class / STANDARD rate."""
-
-    def __init__(self) -> None:
-        # Every class Steward knows gets a row (zero when empty) so reports line up.
-        self._totals: dict[str, list[int]] = {name: [0, 0, 0, 0] for name in STORAGE_CLASSES}
-
-    def add(self, storage_class: str, size: int) -> None:
-        row = self._totals.setdefault(storage_class, [0, 0, 0, 0])
-        own, standard = _billable(storage_class, size)
-        row[0] += 1
-        row[1] += size
-        row[2] += own
-        row[3] += standard
-
-    def rows(self, prices: dict[str, float]) -> list[ClassUsage]:
-        """One row per class, warmest first; classes without a price get ``None`` as cost."""
-        order = {name: i for i, name in enumerate(TIER_ORDER)}
-        names = sorted(self._totals, key=lambda n: (order.get(n, len(order)), n))
-        rows = []
-        for name in names:
-            count, size, own, standard = self._totals[name]
-            rows.append(_usage_row(name, count, size, own, standard, prices))
-        return rows
-
-
-def _usage_row(
-    name: str, count: int, size: int, own: int, standard: int, prices: dict[str, float]
-) -> ClassUsage:
-    price = prices.get(name)
-    cost = None
-    if price is not None:
-        cost = own / GIB * price + standard / GIB * prices.get("STANDARD", 0.0)
-    return ClassUsage(name, count, size, own + standard, price, cost)
-
-
-def summarize_usage(
-    objects: Iterable[tuple[str, int]], prices: dict[str, float]
-) -> list[ClassUsage]:
-    """Per-class usage of ``(storage_class, size)`` pairs, warmest first."""
-    tally = UsageTally()
-    for storage_class, size in objects:
-        tally.add(storage_class, size)
-    return tally.rows(prices)
-
-
-def tier_report(store: ObjectStore, prefix: str, prices: dict[str, float]) -> list[ClassUsage]:
-    """Objects, bytes and estimated monthly cost per storage class under ``prefix``."""
-    listing = store.list(prefix, details=False)
-    return summarize_usage(((o.storage_class, o.size) for o in listing), prices)
-
-
-def total_cost(usage: Iterable[ClassUsage]) -> float:
-    """Sum of the estimated monthly costs (classes without a price count as 0)."""
-    return sum(row.monthly_cost_usd or 0.0 for row in usage)
 
 
 # --- moves ----------------------------------------------------------------------------------

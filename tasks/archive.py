@@ -26,7 +26,7 @@ from steward.archive.archiver import (
 from steward.archive.batch import Source, SourceBatch
 from steward.archive.recovery import Resolution
 from steward.archive.runner import BatchSteps, plan_table
-from steward.errors import is_transient
+from tasks.retry_policy import retry_transient
 
 __all__ = [
     "TASK_STEPS",
@@ -37,11 +37,6 @@ __all__ = [
     "verify_archive_object",
     "write_archive_object",
 ]
-
-
-def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
-    exc = state.result(raise_on_failure=False)
-    return isinstance(exc, BaseException) and is_transient(exc)
 
 
 RETRY_DELAYS: list[float] = [2, 10, 30]  # transient errors only (retry_condition_fn)
@@ -73,7 +68,7 @@ def estimate_archive(ctx: ArchiveContext, source: Source) -> dict[str, Any]:
     name="resolve-unfinished-batches",
     retries=3,
     retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=_retry_transient,
+    retry_condition_fn=retry_transient,
     cache_policy=NO_CACHE,
 )
 def resolve_unfinished_batches(ctx: ArchiveContext, source: Source) -> Resolution:
@@ -102,7 +97,7 @@ def resolve_unfinished_batches(ctx: ArchiveContext, source: Source) -> Resolutio
     name="read-batch",
     retries=3,
     retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=_retry_transient,
+    retry_condition_fn=retry_transient,
     cache_policy=NO_CACHE,
 )
 def read_batch(ctx: ArchiveContext, source: Source, after: Any) -> SourceBatch | None:
@@ -128,7 +123,7 @@ def read_batch(ctx: ArchiveContext, source: Source, after: Any) -> SourceBatch |
     name="write-archive-object",
     retries=3,
     retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=_retry_transient,
+    retry_condition_fn=retry_transient,
     cache_policy=NO_CACHE,
 )
 def write_archive_object(ctx: ArchiveContext, source: Source, batch: SourceBatch) -> WrittenObject:
@@ -153,7 +148,7 @@ def write_archive_object(ctx: ArchiveContext, source: Source, batch: SourceBatch
     name="verify-archive-object",
     retries=3,
     retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=_retry_transient,
+    retry_condition_fn=retry_transient,
     cache_policy=NO_CACHE,
 )
 def verify_archive_object(
@@ -176,7 +171,7 @@ def verify_archive_object(
     name="delete-archived-rows",
     retries=3,
     retry_delay_seconds=RETRY_DELAYS,
-    retry_condition_fn=_retry_transient,
+    retry_condition_fn=retry_transient,
     cache_policy=NO_CACHE,
 )
 def delete_archived_rows(

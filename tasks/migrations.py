@@ -11,18 +11,13 @@ from typing import Any
 
 from prefect import get_run_logger, task
 
-from steward.errors import is_transient
 from steward.migrations import MigrationPlan, MigrationResult, MigrationRunner
 from steward.mongo_migrations import MongoMigration, MongoMigrationRunner
 from steward.settings import get_settings
 from steward.storage.documents import DocumentsClient
+from tasks.retry_policy import retry_transient
 
 __all__ = ["apply_mongo_migrations", "apply_sql_migrations", "render_migration_sql"]
-
-
-def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
-    exc = state.result(raise_on_failure=False)
-    return isinstance(exc, BaseException) and is_transient(exc)
 
 
 def _summarize(result: MigrationResult) -> dict[str, Any]:
@@ -71,7 +66,7 @@ def render_migration_sql(target: str, direction: str) -> dict[str, Any]:
     name="apply-sql-migrations",
     retries=1,
     retry_delay_seconds=10,
-    retry_condition_fn=_retry_transient,
+    retry_condition_fn=retry_transient,
 )
 def apply_sql_migrations(target: str, direction: str, lock_timeout: float) -> dict[str, Any]:
     """Apply the SQL migrations up or down to ``target`` under the migration lock.
@@ -100,7 +95,7 @@ def apply_sql_migrations(target: str, direction: str, lock_timeout: float) -> di
     name="apply-mongo-migrations",
     retries=1,
     retry_delay_seconds=10,
-    retry_condition_fn=_retry_transient,
+    retry_condition_fn=retry_transient,
 )
 def apply_mongo_migrations(
     target: str, direction: str, dry_run: bool, lock_timeout: float

@@ -15,9 +15,9 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from steward.errors import is_transient
 from steward.outbox_relay import OutboxRelay
 from steward.settings import Settings, get_settings
+from tasks.retry_policy import retry_transient
 
 __all__ = [
     "count_published_events",
@@ -49,21 +49,12 @@ def relay_for(settings: Settings) -> OutboxRelay:
         return _RELAYS[key]
 
 
-def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only when the task failed with a transient Steward error."""
-    try:
-        state.result()
-    except Exception as exc:  # the task's own exception, re-raised by result()
-        return is_transient(exc)
-    return False
-
-
 @task(
     name="relay-outbox-batch",
     cache_policy=NO_CACHE,
     retries=3,
     retry_delay_seconds=[1, 5, 15],
-    retry_condition_fn=_retry_transient,
+    retry_condition_fn=retry_transient,
 )
 def relay_outbox_batch(batch_size: int | None = None) -> dict[str, Any]:
     """Claim one batch of due events, publish it to the sinks and mark it, in one transaction.
@@ -91,7 +82,7 @@ def relay_outbox_batch(batch_size: int | None = None) -> dict[str, Any]:
     cache_policy=NO_CACHE,
     retries=2,
     retry_delay_seconds=[2, 10],
-    retry_condition_fn=_retry_transient,
+    retry_condition_fn=retry_transient,
 )
 def requeue_dead_events(event_ids: list[str], aggregates: list[str], dry_run: bool = False) -> int:
     """Put dead events back to pending (attempts 0, due now).
@@ -116,7 +107,7 @@ def requeue_dead_events(event_ids: list[str], aggregates: list[str], dry_run: bo
     cache_policy=NO_CACHE,
     retries=2,
     retry_delay_seconds=[2, 10],
-    retry_condition_fn=_retry_transient,
+    retry_condition_fn=retry_transient,
 )
 def read_outbox_status() -> dict[str, Any]:
     """Read pending, retrying and dead counts and the oldest pending event's age.
@@ -132,7 +123,7 @@ def read_outbox_status() -> dict[str, Any]:
     cache_policy=NO_CACHE,
     retries=3,
     retry_delay_seconds=[2, 10, 30],
-    retry_condition_fn=_retry_transient,
+    retry_condition_fn=retry_transient,
 )
 def delete_published_events(before: datetime, batch_size: int) -> int:
     """Delete one batch of events published before ``before`` (never pending or dead ones).

@@ -16,21 +16,16 @@ from steward.archive.archiver import ArchiveContext
 from steward.archive.batch import Source
 from steward.archive.manifest import ManifestEntry
 from steward.archive.restore import BatchRestore, RestoreRequest, restore_batch
-from steward.errors import is_transient
+from tasks.retry_policy import retry_transient
 
 __all__ = ["restore_archived_batch"]
-
-
-def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
-    exc = state.result(raise_on_failure=False)
-    return isinstance(exc, BaseException) and is_transient(exc)
 
 
 @task(
     name="restore-archived-batch",
     retries=3,
     retry_delay_seconds=[2, 10, 30],
-    retry_condition_fn=_retry_transient,
+    retry_condition_fn=retry_transient,
     cache_policy=NO_CACHE,
 )
 def restore_archived_batch(

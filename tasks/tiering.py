@@ -17,7 +17,6 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from steward.errors import is_transient
 from steward.settings import Settings, TierTransition, get_settings
 from steward.storage.objects import LifecycleRule, open_object_store, utcnow
 from steward.storage.sql import create_sql_engine
@@ -31,6 +30,7 @@ from steward.tiering import (
     scan_tiers,
     tier_report,
 )
+from tasks.retry_policy import retry_transient
 
 __all__ = [
     "install_archive_lifecycle",
@@ -42,21 +42,12 @@ __all__ = [
 MANIFEST_MODULE = "steward.archive.manifest"
 
 
-def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only when the task failed with a transient Steward error."""
-    try:
-        state.result()
-    except Exception as exc:  # the task's own exception, re-raised by result()
-        return is_transient(exc)
-    return False
-
-
 @task(
     name="scan-archive-tiers",
     cache_policy=NO_CACHE,
     retries=3,
     retry_delay_seconds=[2, 10, 30],
-    retry_condition_fn=_retry_transient,
+    retry_condition_fn=retry_transient,
 )
 def scan_archive_tiers(
     prefix: str,
@@ -90,7 +81,7 @@ def scan_archive_tiers(
     cache_policy=NO_CACHE,
     retries=3,
     retry_delay_seconds=[2, 10, 30],
-    retry_condition_fn=_retry_transient,
+    retry_condition_fn=retry_transient,
 )
 def move_archive_objects(moves: list[Move]) -> MoveOutcome:
     """Move one batch of objects to their planned storage classes.
@@ -122,7 +113,7 @@ def move_archive_objects(moves: list[Move]) -> MoveOutcome:
     cache_policy=NO_CACHE,
     retries=3,
     retry_delay_seconds=[2, 10, 30],
-    retry_condition_fn=_retry_transient,
+    retry_condition_fn=retry_transient,
 )
 def install_archive_lifecycle(
     prefix: str, transitions: list[TierTransition]

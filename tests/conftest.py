@@ -18,6 +18,7 @@ import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -204,3 +205,32 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+# --- Flow runs and their artifacts ---------------------------------------------------------
+
+
+def read_artifacts(flow_run_id: Any) -> dict[str, dict[str, Any]]:
+    """The artifacts of one flow run, as the Prefect API returns them, by key."""
+    from prefect.client.orchestration import get_client
+
+    query = {  # a raw request: the sync client's read_artifacts sends nulls the API refuses
+        "artifacts": {"flow_run_id": {"any_": [str(flow_run_id)]}},
+        "limit": 50,
+        "offset": 0,
+        "sort": "CREATED_DESC",
+    }
+    with get_client(sync_client=True) as client:
+        found = client.request("POST", "/artifacts/filter", json=query).json()
+    return {artifact["key"]: artifact for artifact in found}
+
+
+@pytest.fixture
+def run_flow(prefect_harness: None) -> Callable[..., tuple[Any, dict[str, dict[str, Any]]]]:
+    """Run ``flow(params)`` under the harness; returns its summary and its artifacts by key."""
+
+    def run(flow: Callable[..., Any], params: Any) -> tuple[Any, dict[str, dict[str, Any]]]:
+        state = flow(params, return_state=True)
+        return state.result(), read_artifacts(state.state_details.flow_run_id)
+
+    return run

@@ -7,17 +7,15 @@ Driver errors are translated here, once (:meth:`S3Store._translated`):
 - ``NoSuchBucket``, ``AccessDenied``, bad credentials -> ``ConfigError`` naming the bucket and
   the setting to fix. Messages never include credentials.
 
-Uploads are spooled to a temporary file while hashed, then sent with boto3's managed transfer
-(multipart above ``objects.multipart_threshold_mb``); the SHA-256 travels as user metadata.
+Uploads are spooled to a temporary file while hashed (:mod:`steward.storage.s3_client`), then
+sent with boto3's managed transfer (multipart above ``objects.multipart_threshold_mb``); the
+SHA-256 travels as user metadata.
 """
 
 from __future__ import annotations
 
 import builtins
-import hashlib
-import io
 import re
-import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -26,7 +24,6 @@ from email.utils import parsedate_to_datetime
 from typing import IO, Any, cast
 from urllib.parse import urlsplit
 
-import boto3
 import botocore.exceptions as boto_errors
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
@@ -51,17 +48,15 @@ from steward.storage.objects import (
     check_metadata,
     check_restore_request,
     check_storage_class,
-    iter_chunks,
     utcnow,
     validate_key,
     validate_prefix,
 )
+from steward.storage.s3_client import MIB, encryption_args, hashed_body, make_client
 from steward.storage.s3_lifecycle import merge_rules, rule_document, rules_from_documents
 
 __all__ = ["S3Store"]
 
-MIB = 1024 * 1024
-SPOOL_IN_MEMORY = 8 * MIB  # uploads larger than this are spooled to a temporary file
 MAX_SINGLE_COPY = 5 * 1024 * MIB  # copy_object's limit; larger objects need a multipart copy
 
 _NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
@@ -110,8 +105,8 @@ class S3Store(ObjectStore):
         self.prefix = parts.path.strip("/") + "/" if parts.path.strip("/") else ""
         self.settings = settings
         self._clock = clock
-        self._sse = _encryption_args(settings)
-        self._client = _make_client(settings, botocore_config)
+        self._sse = encryption_args(settings)
+        self._client = make_client(settings, botocore_config)
         self._transfer = TransferConfig(
             multipart_threshold=settings.multipart_threshold_mb * MIB,
             multipart_chunksize=settings.multipart_chunk_mb * MIB,
@@ -131,7 +126,7 @@ class S3Store(ObjectStore):
         full_key = self._full_key(key)
         check_storage_class(storage_class)
         user_metadata = check_metadata(key, metadata)
-        with _hashed_body(data) as (body, size, sha256):
+        with hashed_body(data) as (body, size, sha256):
             extra = {
                 "Metadata": {**user_metadata, "sha256": sha256},
                 "StorageClass": storage_class,
@@ -408,67 +403,3 @@ class _TranslatedBody:
 
     def close(self) -> None:
         self._body.close()
-
-
-@contextmanager
-def _hashed_body(data: bytes | IO[bytes]) -> Iterator[tuple[IO[bytes], int, str]]:
-    """(readable body, size, sha256) of ``data``; streams are spooled, never held whole."""
-    if isinstance(data, bytes | bytearray | memoryview):
-        raw = bytes(data)
-        yield io.BytesIO(raw), len(raw), hashlib.sha256(raw).hexdigest()
-        return
-    digest, size = hashlib.sha256(), 0
-    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
-        for chunk in iter_chunks(data):
-            digest.update(chunk)
-            size += len(chunk)
-            spool.write(chunk)
-        spool.seek(0)
-        yield spool, size, digest.hexdigest()
-
-
-def _encryption_args(settings: ObjectsSettings) -> dict[str, str]:
-    if settings.kms_key_id and settings.server_side_encryption != "aws:kms":
-        raise ConfigError(
-            "objects.kms_key_id is set but objects.server_side_encryption is "
-            f"{settings.server_side_encryption!r}: set it to 'aws:kms' or unset kms_key_id"
-        )
-    args: dict[str, str] = {}
-    if settings.server_side_encryption:
-        args["ServerSideEncryption"] = settings.server_side_encryption
-    if settings.kms_key_id:
-        args["SSEKMSKeyId"] = settings.kms_key_id
-    return args
-
-
-def _make_client(settings: ObjectsSettings, override: Config | None) -> Any:
-    """A boto3 S3 client: explicit credentials when both are set, else boto3's chain."""
-    access, secret = settings.access_key_id, settings.secret_access_key
-    if (access is None) != (secret is None):
-        raise ConfigError(
-            "objects.access_key_id and objects.secret_access_key must be set together "
-            "(or both left unset to use boto3's credential chain)"
-        )
-    config = Config(
-        region_name=settings.region,
-        retries={"max_attempts": 5, "mode": "standard"},
-        connect_timeout=10,
-        read_timeout=60,
-        s3={"addressing_style": "path"} if settings.endpoint_url else {},
-    )
-    if override is not None:
-        config = config.merge(override)
-    try:
-        return boto3.session.Session().client(
-            "s3",
-            endpoint_url=settings.endpoint_url or None,
-            region_name=settings.region,
-            aws_access_key_id=access.get_secret_value() if access else None,
-            aws_secret_access_key=secret.get_secret_value() if secret else None,
-            config=config,
-        )
-    except ValueError as exc:
-        raise ConfigError(
-            f"objects.endpoint_url = {settings.endpoint_url!r} is not usable ({exc}); "
-            "accepted: an http(s):// URL of an S3-compatible endpoint"
-        ) from None

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
 
 import boto3
 import pytest
@@ -50,21 +49,7 @@ def _objects(settings) -> list[str]:
     return [item["Key"] for item in listing.get("Contents", [])]
 
 
-def _artifacts(state) -> dict[str, dict[str, Any]]:
-    from prefect.client.orchestration import get_client
-
-    query = {
-        "artifacts": {"flow_run_id": {"any_": [str(state.state_details.flow_run_id)]}},
-        "limit": 50,
-        "offset": 0,
-        "sort": "CREATED_DESC",
-    }
-    with get_client(sync_client=True) as client:
-        found = client.request("POST", "/artifacts/filter", json=query).json()
-    return {artifact["key"]: artifact for artifact in found}
-
-
-def test_archive_flow_dry_run_then_run_then_restore(app):
+def test_archive_flow_dry_run_then_run_then_restore(app, run_flow):
     settings, engine = app
     before = _counts(engine)
 
@@ -72,8 +57,7 @@ def test_archive_flow_dry_run_then_run_then_restore(app):
     assert dry["dry_run"] is True and dry["rows"] > 0 and dry["estimated_bytes"] > 0
     assert _counts(engine) == before and _objects(settings) == []
 
-    state = archive_to_s3(ArchiveParams(tables=TABLES, batch_size=10), return_state=True)
-    summary = state.result()
+    summary, artifacts = run_flow(archive_to_s3, ArchiveParams(tables=TABLES, batch_size=10))
     assert summary["rows_archived"] == dry["rows"]
     assert summary["rows_still_qualifying"] == 0
     assert {t: before[t] - n for t, n in _counts(engine).items()} == {
@@ -82,7 +66,6 @@ def test_archive_flow_dry_run_then_run_then_restore(app):
     keys = _objects(settings)
     assert len(keys) == summary["objects"] and all(k.endswith(".parquet") for k in keys)
     assert all("/archive/app/" in k and "/dt=" in k for k in keys)
-    artifacts = _artifacts(state)
     assert artifacts["archive-progress"]["data"] == 100.0
     table = artifacts["archive-summary"]["data"]
     rows = json.loads(table) if isinstance(table, str) else table

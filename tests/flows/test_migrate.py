@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pydantic
 import pytest
 import sqlalchemy as sa
-from prefect.settings import PREFECT_API_URL
 
 from flows.migrate import MigrateParams, migrate
 
@@ -31,44 +29,26 @@ def _tables(url: str) -> list[str]:
         engine.dispose()
 
 
-def _run(params: MigrateParams) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Run the flow; return its summary and its artifacts (key -> data) from the Prefect API."""
-    state = migrate(params, return_state=True)
-    summary = state.result()
-    # Plain HTTP: this prefect client's read_artifacts sends null paging fields (HTTP 422).
-    response = httpx.post(
-        f"{PREFECT_API_URL.value()}/artifacts/filter",
-        json={
-            "artifacts": {"flow_run_id": {"any_": [str(state.state_details.flow_run_id)]}},
-            "limit": 50,
-            "offset": 0,
-            "sort": "CREATED_DESC",
-        },
-    )
-    response.raise_for_status()
-    return summary, {artifact["key"]: artifact["data"] for artifact in response.json()}
-
-
-def test_upgrades_to_head_then_downgrades_one(pg_database: str) -> None:
-    summary, artifacts = _run(MigrateParams())
+def test_upgrades_to_head_then_downgrades_one(pg_database: str, run_flow: Callable) -> None:
+    summary, artifacts = run_flow(migrate, MigrateParams())
     assert summary["from_revision"] is None and summary["to_revision"] == "0003"
     assert [step["revision"] for step in summary["applied"]] == ["0001", "0002", "0003"]
     assert summary["dry_run"] is False and summary["mongo"] is None
     assert "products" in _tables(pg_database)
-    assert "versions/2026_11_21_0002_product_ratings.py" in artifacts["migrate-applied"]
+    assert "versions/2026_11_21_0002_product_ratings.py" in artifacts["migrate-applied"]["data"]
 
-    summary, _ = _run(MigrateParams(direction="downgrade"))
+    summary, _ = run_flow(migrate, MigrateParams(direction="downgrade"))
     assert (summary["from_revision"], summary["to_revision"]) == ("0003", "0002")
     assert [step["revision"] for step in summary["applied"]] == ["0003"]
     assert "brand_normalization_backup" not in _tables(pg_database)
 
 
-def test_dry_run_writes_sql_and_changes_nothing(pg_database: str) -> None:
-    summary, artifacts = _run(MigrateParams(dry_run=True))
+def test_dry_run_writes_sql_and_changes_nothing(pg_database: str, run_flow: Callable) -> None:
+    summary, artifacts = run_flow(migrate, MigrateParams(dry_run=True))
     assert summary["dry_run"] is True and summary["applied"] == []
     assert summary["planned"] == ["0001", "0002", "0003"]
     assert "CREATE TABLE products" in summary["sql"]
-    assert "CREATE TABLE products" in artifacts["migrate-dry-run-sql"]
+    assert "CREATE TABLE products" in artifacts["migrate-dry-run-sql"]["data"]
     assert _tables(pg_database) == []
 
 

@@ -57,36 +57,20 @@ def manifest_classes(engine: sa.Engine) -> dict[str, str]:
         return {key.rsplit("/", 1)[1].split(".")[0]: cls for key, cls in rows}
 
 
-def run(params: TierParams) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """Run the flow; returns its summary and its artifacts (as the API returns them) by key."""
-    from prefect.client.orchestration import get_client
-
-    state = tier_archives(params, return_state=True)
-    summary = state.result()
-    # A raw request: the sync client's read_artifacts sends nulls the API refuses (3.8.8).
-    query = {
-        "artifacts": {"flow_run_id": {"any_": [str(state.state_details.flow_run_id)]}},
-        "limit": 50,
-        "offset": 0,
-        "sort": "CREATED_DESC",
-    }
-    with get_client(sync_client=True) as client:
-        artifacts = client.request("POST", "/artifacts/filter", json=query).json()
-    return summary, {artifact["key"]: artifact for artifact in artifacts}
-
-
 def usage_rows(artifact: dict[str, Any]) -> dict[str, dict[str, Any]]:
     data = artifact["data"]
     rows = json.loads(data) if isinstance(data, str) else data
     return {row["storage_class"]: row for row in rows}
 
 
-def test_copy_mode_moves_aged_objects_records_the_manifest_and_reports(make_settings) -> None:
+def test_copy_mode_moves_aged_objects_records_the_manifest_and_reports(
+    make_settings, run_flow
+) -> None:
     settings = make_settings()
     keys = put_aged(settings, {"d5": 5, "d40": 40, "d200": 200})
     engine = add_manifest_entries(settings, keys)
 
-    summary, artifacts = run(TierParams())
+    summary, artifacts = run_flow(tier_archives, TierParams())
     assert summary["mode"] == "copy" and summary["dry_run"] is False
     assert (summary["objects"], summary["planned_moves"], summary["moved"]) == (3, 2, 2)
     assert summary["routes"] == {"STANDARD -> STANDARD_IA": 1, "STANDARD -> GLACIER": 1}
@@ -111,16 +95,18 @@ def test_copy_mode_moves_aged_objects_records_the_manifest_and_reports(make_sett
     assert "**Copy**" in markdown and "Steward moved 2 objects" in markdown
     assert "| 181 | GLACIER | 90 days | 0.0036 |" in markdown
 
-    rerun, _ = run(TierParams())
+    rerun, _ = run_flow(tier_archives, TierParams())
     assert (rerun["planned_moves"], rerun["moved"], rerun["objects"]) == (0, 0, 3)
     engine.dispose()
 
 
-def test_dry_run_changes_nothing_and_projects_the_costs(make_settings) -> None:
+def test_dry_run_changes_nothing_and_projects_the_costs(make_settings, run_flow) -> None:
     settings = make_settings()
     keys = put_aged(settings, {"d40": 40, "d400": 400})
 
-    summary, artifacts = run(TierParams(dry_run=True, include_deep_archive=True))
+    summary, artifacts = run_flow(
+        tier_archives, TierParams(dry_run=True, include_deep_archive=True)
+    )
     assert summary["routes"] == {"STANDARD -> STANDARD_IA": 1, "STANDARD -> DEEP_ARCHIVE": 1}
     assert (summary["planned_moves"], summary["moved"]) == (2, 0)
     assert summary["after_is_projected"] is True
@@ -136,13 +122,13 @@ def test_dry_run_changes_nothing_and_projects_the_costs(make_settings) -> None:
 
 
 def test_lifecycle_mode_on_s3_installs_rules_and_moves_nothing(
-    make_settings, s3_url, moto_endpoint
+    make_settings, s3_url, moto_endpoint, run_flow
 ) -> None:
     settings = make_settings(objects__url=s3_url, objects__endpoint_url=moto_endpoint)
     store = open_object_store(settings)
     store.put("archive/app/orders/dt=2026-01-01/b1.parquet", b"x" * 1000)
 
-    summary, artifacts = run(TierParams())  # auto on S3 -> lifecycle
+    summary, artifacts = run_flow(tier_archives, TierParams())  # auto on S3 -> lifecycle
     assert (summary["mode"], summary["lifecycle_installed"], summary["moved"]) == (
         "lifecycle",
         True,

@@ -19,23 +19,6 @@ from steward.errors import ConfigError
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
-def run(flow: Any, params: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """Run a flow; its summary and its artifacts (as the API returns them) by key."""
-    from prefect.client.orchestration import get_client
-
-    state = flow(params, return_state=True)
-    summary = state.result()
-    query = {  # a raw request: the sync client's read_artifacts sends nulls the API refuses
-        "artifacts": {"flow_run_id": {"any_": [str(state.state_details.flow_run_id)]}},
-        "limit": 50,
-        "offset": 0,
-        "sort": "CREATED_DESC",
-    }
-    with get_client(sync_client=True) as client:
-        artifacts = client.request("POST", "/artifacts/filter", json=query).json()
-    return summary, {artifact["key"]: artifact for artifact in artifacts}
-
-
 def table_of(artifact: dict[str, Any], key: str) -> dict[str, Any]:
     data = artifact["data"]
     rows = json.loads(data) if isinstance(data, str) else data
@@ -55,7 +38,7 @@ def insert_poison(env) -> str:
     return str(event_id)
 
 
-def test_relay_flow_reports_lag_retries_and_dead_then_requeues(outbox_env):
+def test_relay_flow_reports_lag_retries_and_dead_then_requeues(outbox_env, run_flow):
     env = outbox_env.reconfigure(
         outbox__max_payload_bytes="2000",
         outbox__backoff_base_seconds="60",
@@ -66,7 +49,7 @@ def test_relay_flow_reports_lag_retries_and_dead_then_requeues(outbox_env):
     poison = insert_poison(env)
     env.redis.set(env.stream("product"), "not a stream")  # product deliveries fail
 
-    summary, artifacts = run(relay_outbox, RelayParams(batch_size=40))
+    summary, artifacts = run_flow(relay_outbox, RelayParams(batch_size=40))
     assert summary["published"] == 100 and summary["retried"] == 2
     assert summary["went_dead"] == 1 and summary["dead"] == 1
     assert summary["pending"] == 10 and summary["oldest_pending_age_seconds"] > 0
@@ -82,22 +65,22 @@ def test_relay_flow_reports_lag_retries_and_dead_then_requeues(outbox_env):
     assert float(artifacts["relay-outbox-progress"]["data"]) == 100.0
 
     env.reconfigure(outbox__max_payload_bytes="100000")
-    again, _ = run(relay_outbox, RelayParams(requeue_dead=True, event_ids=[poison]))
+    again, _ = run_flow(relay_outbox, RelayParams(requeue_dead=True, event_ids=[poison]))
     assert again["requeued"] == 1 and again["published"] == 1 and again["dead"] == 0
     (row,) = env.rows(f"id = '{poison}'")
     assert row.status == "published"
 
 
-def test_relay_flow_dry_run_publishes_nothing(outbox_env):
+def test_relay_flow_dry_run_publishes_nothing(outbox_env, run_flow):
     env = outbox_env
     env.fill(5, 1)
-    summary, artifacts = run(relay_outbox, RelayParams(dry_run=True))
+    summary, artifacts = run_flow(relay_outbox, RelayParams(dry_run=True))
     assert summary["dry_run"] and summary["published"] == 0 and summary["pending"] == 5
     assert env.redis.exists(env.stream("order")) == 0
     assert "dry run" in artifacts["relay-outbox-summary"]["data"]
 
 
-def test_cleanup_flow_removes_old_published_in_batches_and_reports_sizes(outbox_env):
+def test_cleanup_flow_removes_old_published_in_batches_and_reports_sizes(outbox_env, run_flow):
     env = outbox_env
     env.fill(40, 4)
     old = datetime.now(UTC) - timedelta(days=31)
@@ -109,10 +92,10 @@ def test_cleanup_flow_removes_old_published_in_batches_and_reports_sizes(outbox_
         conn.execute(sa.text("UPDATE outbox SET status = 'dead', created_at = :at WHERE seq = 40"),
                      {"at": old})  # fmt: skip
 
-    dry, _ = run(cleanup_outbox, CleanupParams(dry_run=True))
+    dry, _ = run_flow(cleanup_outbox, CleanupParams(dry_run=True))
     assert (dry["eligible"], dry["rows_removed"], dry["rows_after"]) == (25, 0, 40)
 
-    summary, artifacts = run(cleanup_outbox, CleanupParams(batch_size=10))
+    summary, artifacts = run_flow(cleanup_outbox, CleanupParams(batch_size=10))
     assert summary["rows_removed"] == 25 and summary["batches"] == 3
     assert (summary["rows_before"], summary["rows_after"]) == (40, 15)
     assert summary["bytes_before"] > 0 and summary["bytes_after"] > 0

@@ -1,0 +1,176 @@
+"""Typed settings: defaults, then ``steward.toml`` (``STEWARD_CONFIG``), then ``STEWARD_*`` env.
+
+Nested keys use ``__`` in environment variables: ``STEWARD_DATABASE__URL``,
+``STEWARD_OBJECTS__ENDPOINT_URL``. Secrets (URLs that may carry passwords, access keys) are
+``SecretStr`` and are shown masked by :func:`masked_settings` / ``steward config show``.
+
+An invalid setting raises :class:`~steward.errors.ConfigError` naming the key path, the value
+and what is accepted.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from steward.errors import ConfigError
+from steward.settings.archive import ARCHIVE_FORMATS, ArchivePolicy, ArchiveSettings
+from steward.settings.masking import mask_url, masked_settings, shown_value
+from steward.settings.outbox import OUTBOX_SINKS, OutboxSettings
+from steward.settings.stores import (
+    CacheSettings,
+    DatabaseSettings,
+    DocumentsSettings,
+    ObjectsSettings,
+)
+from steward.settings.tiering import (
+    DEFAULT_PRICES,
+    MIN_STORAGE_DAYS,
+    TIER_ORDER,
+    TRANSITION_CLASSES,
+    TieringSettings,
+    TierTransition,
+    check_deep_archive,
+    check_transitions,
+)
+
+__all__ = [
+    "ARCHIVE_FORMATS",
+    "DEFAULT_PRICES",
+    "MIN_STORAGE_DAYS",
+    "OUTBOX_SINKS",
+    "TIER_ORDER",
+    "TRANSITION_CLASSES",
+    "ArchivePolicy",
+    "ArchiveSettings",
+    "CacheSettings",
+    "DatabaseSettings",
+    "DocumentsSettings",
+    "ObjectsSettings",
+    "OutboxSettings",
+    "Settings",
+    "TierTransition",
+    "TieringSettings",
+    "check_deep_archive",
+    "check_transitions",
+    "get_settings",
+    "load_settings",
+    "mask_url",
+    "masked_settings",
+]
+
+DEFAULT_HOME = ".steward"
+CONFIG_ENV = "STEWARD_CONFIG"
+DEFAULT_CONFIG_FILE = "steward.toml"
+
+
+class Settings(BaseSettings):
+    """Every Steward setting. Sections map to ``[database]``, ``[objects]``... in steward.toml."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STEWARD_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    home: Path = Field(
+        default=Path(DEFAULT_HOME),
+        description="Folder for embedded state (SQLite, objects, redis).",
+    )
+    source_name: str = Field(
+        default="app",
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+        description="Name of the application's data source, used in object keys.",
+    )
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    documents: DocumentsSettings = Field(default_factory=DocumentsSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    objects: ObjectsSettings = Field(default_factory=ObjectsSettings)
+    tiering: TieringSettings = Field(default_factory=TieringSettings)
+    archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = _config_file()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+    # Resolved locations -------------------------------------------------------------------
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL in effect (SQLite under home when none is set)."""
+        raw = self.database.url.get_secret_value()
+        return raw or f"sqlite:///{(self.home / 'steward.db').resolve()}"
+
+    @property
+    def objects_url(self) -> str:
+        """The object-store URL in effect (a folder under home when none is set)."""
+        return self.objects.url or (self.home / "objects").resolve().as_uri()
+
+    @property
+    def uses_embedded_cache(self) -> bool:
+        return not self.cache.url.get_secret_value()
+
+
+def _config_file() -> Path | None:
+    explicit = os.environ.get(CONFIG_ENV)
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(
+                f"{CONFIG_ENV}={explicit!r}: no such file. Point it at a steward.toml or unset it."
+            )
+        return path
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.is_file() else None
+
+
+def _describe_errors(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "(root)"
+        value = err.get("input")
+        shown = shown_value(path, value)
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  {path} = {shown}: unknown setting (check the spelling)")
+            continue
+        env_name = "STEWARD_" + "__".join(str(p).upper() for p in err["loc"])
+        lines.append(f"  {path} = {shown}: {err['msg']} (set in steward.toml or {env_name})")
+    return "invalid Steward configuration:\n" + "\n".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from every source. Raises ConfigError naming each bad key."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe_errors(exc)) from None
+    except (OSError, ValueError) as exc:  # unreadable / malformed TOML
+        raise ConfigError(f"could not read the Steward configuration file: {exc}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings (cached). Tests call ``get_settings.cache_clear()`` after changes."""
+    return load_settings()

@@ -1,0 +1,117 @@
+"""Settings of the transactional outbox relay and its cleanup."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
+
+__all__ = ["OUTBOX_SINKS", "OutboxSettings"]
+
+OUTBOX_SINKS = ("redis_streams", "event_history")
+
+
+class OutboxSettings(BaseModel):
+    """Transactional outbox relay (``relay-outbox``, ``cleanup-outbox``, ``steward outbox``)."""
+
+    table: str = Field(
+        default="outbox",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
+        description="Outbox table (checked against the live schema before use).",
+    )
+    batch_size: int = Field(
+        default=5000, ge=1, le=50_000, description="Events claimed, published and marked per task."
+    )
+    max_aggregates_per_batch: int = Field(
+        default=1000,
+        ge=1,
+        le=50_000,
+        description="Aggregates one batch may hold. Lower it to spread a few busy aggregates "
+        "over more relays; events of one aggregate are always relayed by one relay at a time.",
+    )
+    max_attempts: int = Field(
+        default=10, ge=1, le=1000, description="Failed attempts before an event goes dead."
+    )
+    backoff_base_seconds: float = Field(
+        default=1.0, gt=0, le=3600, description="Retry delay after the first failure (doubles)."
+    )
+    backoff_max_seconds: float = Field(
+        default=300.0, gt=0, le=86_400, description="Upper bound of the retry delay."
+    )
+    backoff_jitter: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Random share taken off each delay: delay * uniform(1 - jitter, 1).",
+    )
+    dead_blocks_aggregate: bool = Field(
+        default=False,
+        description="True: a dead event holds back its aggregate's later events until it is "
+        "requeued (strict order). False: later events flow on (a gap, reported).",
+    )
+    sinks: list[str] = Field(
+        default_factory=lambda: list(OUTBOX_SINKS),
+        description="Where events go: redis_streams and/or event_history (object store).",
+    )
+    stream_key_prefix: str = Field(
+        default="events:",
+        description="Redis stream key = cache.key_prefix + this + aggregate_type.",
+    )
+    stream_maxlen: int = Field(
+        default=1_000_000, ge=0, description="Approximate MAXLEN per stream; 0 = never trim."
+    )
+    history_prefix: str = Field(
+        default="events/",
+        description="Object-store prefix of the event history (jsonl.gz per batch and day).",
+    )
+    max_payload_bytes: int = Field(
+        default=1_048_576,
+        ge=64,
+        le=512 * 1024 * 1024,
+        description="Largest payload accepted by enqueue and relayed; larger events go dead.",
+    )
+    cleanup_after_days: int = Field(
+        default=30, ge=0, le=36_500, description="Published events older than this are deleted."
+    )
+    cleanup_batch_size: int = Field(
+        default=5000, ge=1, le=200_000, description="Rows deleted per transaction by cleanup."
+    )
+    listen_channel: str = Field(
+        default="steward_outbox",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="PostgreSQL NOTIFY channel enqueue signals and the long-running relay hears.",
+    )
+    poll_interval_seconds: float = Field(
+        default=5.0, gt=0, le=3600, description="Long-running relay: poll this often anyway."
+    )
+    run_seconds: float = Field(
+        default=50.0,
+        gt=0,
+        le=86_400,
+        description="Scheduled relay run: stop starting batches after this long (the next "
+        "minute's run carries on).",
+    )
+
+    @field_validator("sinks")
+    @classmethod
+    def _check_sinks(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in OUTBOX_SINKS]
+        if unknown or not value or len(set(value)) != len(value):
+            raise ValueError(
+                f"accepted: a non-empty list of distinct names from {list(OUTBOX_SINKS)}, "
+                f"got {value}"
+            )
+        return value
+
+    @field_validator("history_prefix")
+    @classmethod
+    def _check_history_prefix(cls, value: str) -> str:
+        if not value or value.startswith("/") or not value.endswith("/"):
+            raise ValueError("accepted: a relative key prefix ending in '/', e.g. 'events/'")
+        return value
+
+    @field_validator("backoff_max_seconds")
+    @classmethod
+    def _check_backoff(cls, value: float, info: ValidationInfo) -> float:
+        base = info.data.get("backoff_base_seconds")
+        if base is not None and value < base:
+            raise ValueError(f"must be >= outbox.backoff_base_seconds ({base})")
+        return value

