@@ -6,7 +6,8 @@ Relays N pending events from PostgreSQL to Redis Streams and reports events/s en
   aggregate heads with SKIP LOCKED, then their events), one pipelined XADD per event with the
   same fields, and the same UPDATE, with no Steward and no Prefect;
 - ``core``: Steward's relay (``OutboxRelay.relay_batch`` in a loop), no Prefect;
-- ``flow``: the ``relay-outbox`` Prefect flow (one task per batch), as deployed.
+- ``flow``: the ``relay-outbox`` Prefect flow (one task run per few seconds of batches), as
+  deployed.
 
 Each runs with 1 and with 2 relay processes. Every process starts and warms up first (the
 flow's processes talk to one Prefect server the benchmark starts, as a deployment would), then

@@ -3,8 +3,10 @@
 Scheduled mode (the deployment, every minute, never overlapping): relay batches until nothing
 is due or ``outbox.run_seconds`` pass; the next run carries on. Long-running mode
 (``forever=True``): after draining, sleep until PostgreSQL NOTIFY or the poll interval, until
-SIGTERM, which lets the current batch finish. Any number of relays may run at once: each holds
-the aggregates it relays, so the order of every aggregate's events is kept.
+SIGTERM, which lets the current task run (a few seconds of batches) finish. Any number of
+relays may run at once: each holds the aggregates it relays, so the order of every aggregate's
+events is kept. One task run relays batches back to back (each its own transaction) for up to
+a few seconds: a task run per batch would cost more Prefect API time than the batch itself.
 
 Each run leaves a table artifact: pending events, the oldest one's age (the lag), published
 this run, retries, events gone dead. ``requeue_dead`` puts dead events back first.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -30,7 +33,13 @@ from steward.outbox import parse_aggregate, parse_event_id
 from steward.outbox_relay import BatchReport, RunTotals, drain
 from steward.outbox_service import run_forever
 from steward.settings import get_settings
-from tasks.outbox import read_outbox_status, relay_for, relay_outbox_batch, requeue_dead_events
+from tasks.outbox import (
+    SLICE_SECONDS,
+    read_outbox_status,
+    relay_for,
+    relay_outbox_batches,
+    requeue_dead_events,
+)
 
 PROGRESS_EVERY_SECONDS = 2.0  # progress updates are API calls: not one per batch
 
@@ -110,17 +119,14 @@ def relay_outbox(params: RelayParams = RelayParams()) -> dict[str, Any]:  # noqa
 
 
 def _relay(params: RelayParams, due: int) -> RunTotals:
-    def one_batch() -> BatchReport:
-        return BatchReport(**relay_outbox_batch(params.batch_size))
-
     if params.forever:
-        return _relay_forever(one_batch)
+        return _relay_forever(_slices(params.batch_size, None, None))
     progress = create_progress_artifact(
         0.0, key="relay-outbox-progress", description=f"{due} pending events at start"
     )
     published, shown_at = 0, time.monotonic()
 
-    def on_batch(report: BatchReport) -> None:
+    def on_slice(report: BatchReport) -> None:
         nonlocal published, shown_at
         published += report.published
         if report.claimed and time.monotonic() - shown_at >= PROGRESS_EVERY_SECONDS:
@@ -128,19 +134,42 @@ def _relay(params: RelayParams, due: int) -> RunTotals:
             shown_at = time.monotonic()
 
     seconds = params.max_seconds or get_settings().outbox.run_seconds
+    one_slice = _slices(params.batch_size, params.max_batches, time.monotonic() + seconds)
     # While other relays hold every due aggregate, look again each second (one task run each).
     totals = drain(
-        one_batch,
+        one_slice,
         seconds=seconds,
         max_batches=params.max_batches,
-        on_batch=on_batch,
+        on_batch=on_slice,
         idle_wait=1.0,
     )
     update_progress_artifact(progress, 100.0)
     return totals
 
 
-def _relay_forever(one_batch: Any) -> RunTotals:
+def _slices(
+    batch_size: int | None, max_batches: int | None, deadline: float | None
+) -> Callable[[], BatchReport]:
+    """One task run per call: batches back to back, within what is left of the run's limits."""
+    done = 0
+
+    def one_slice() -> BatchReport:
+        nonlocal done
+        left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        report = BatchReport(
+            **relay_outbox_batches(
+                batch_size,
+                seconds=SLICE_SECONDS if left is None else min(SLICE_SECONDS, left),
+                max_batches=None if max_batches is None else max_batches - done,
+            )
+        )
+        done += report.batches
+        return report
+
+    return one_slice
+
+
+def _relay_forever(one_slice: Callable[[], BatchReport]) -> RunTotals:
     logger = get_run_logger()
     stop = threading.Event()
     previous = None
@@ -148,7 +177,7 @@ def _relay_forever(one_batch: Any) -> RunTotals:
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     logger.info("long-running relay: waiting for NOTIFY or polling; SIGTERM stops it")
     try:
-        return run_forever(relay_for(get_settings()), stop, relay_batch=one_batch)
+        return run_forever(relay_for(get_settings()), stop, relay_batch=one_slice)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

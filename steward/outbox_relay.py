@@ -28,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from steward.errors import RelayConflict
+from steward.errors import RelayConflict, is_transient
 from steward.outbox import (
     Failure,
     OutboxEvent,
@@ -43,7 +43,7 @@ from steward.settings import Settings
 from steward.sinks import EventHistorySink, RedisStreamsSink, Sink, SinkResult
 from steward.storage.sql import SqlClient, translate_errors
 
-__all__ = ["BatchReport", "OutboxRelay", "RunTotals", "build_sinks", "drain"]
+__all__ = ["BatchReport", "OutboxRelay", "RunTotals", "build_sinks", "drain", "relay_slice"]
 
 log = logging.getLogger(__name__)
 CONFLICT_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
@@ -51,7 +51,10 @@ CONFLICT_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization fail
 
 @dataclass
 class BatchReport:
-    """What one batch did. ``waiting``: nothing claimed, but another relay holds due events."""
+    """What one batch (or a slice of ``batches`` back to back, see :func:`relay_slice`) did.
+
+    ``drained``: the last batch claimed nothing; ``waiting``: and another relay holds due events.
+    """
 
     claimed: int = 0
     published: int = 0
@@ -61,6 +64,16 @@ class BatchReport:
     waiting: bool = False
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    batches: int = 1
+    drained: bool = False
+
+    def add(self, other: BatchReport) -> None:
+        """Sum ``other`` (the next batch) into this slice report."""
+        self.batches += other.batches
+        for name in ("claimed", "published", "retried", "dead", "held"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors = list(dict.fromkeys([*self.errors, *other.errors]))[:10]
+        self.waiting, self.drained = other.waiting, other.drained
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,7 +92,7 @@ class RunTotals:
     errors: list[str] = field(default_factory=list)
 
     def add(self, report: BatchReport) -> None:
-        self.batches += 1
+        self.batches += report.batches
         for name in ("claimed", "published", "retried", "dead", "held"):
             setattr(self, name, getattr(self, name) + getattr(report, name))
         for error in report.errors:
@@ -174,7 +187,8 @@ class OutboxRelay:
             )
             if not events:
                 waiting = table.has_due_heads(conn, dead_blocks=cfg.dead_blocks_aggregate)
-                return BatchReport(waiting=waiting, seconds=time.perf_counter() - started)
+                seconds = time.perf_counter() - started
+                return BatchReport(waiting=waiting, drained=True, seconds=seconds)
             verdicts = self.publish(events)
             if after_publish is not None:
                 after_publish(events)
@@ -354,7 +368,7 @@ def drain(
         totals.add(report)
         if on_batch is not None:
             on_batch(report)
-        if report.claimed == 0:
+        if report.drained or report.claimed == 0:
             if not report.waiting:
                 break
             if stop is not None:
@@ -362,6 +376,45 @@ def drain(
             else:
                 time.sleep(idle_wait)
     return totals
+
+
+def relay_slice(
+    relay_batch: BatchFn,
+    *,
+    seconds: float,
+    max_events: int,
+    max_batches: int | None = None,
+    idle_wait: float = 0.05,
+) -> BatchReport:
+    """Run batches back to back (each its own transaction) and report them as one.
+
+    Stops between batches once ``max_events`` were claimed, ``seconds`` passed, ``max_batches``
+    ran, or a batch claimed nothing and no other relay holds due events (``drained``); while
+    one does, waits ``idle_wait`` and tries again. A transient error after some batches
+    committed ends the slice with what they did (the next slice meets it again and is
+    retried); in the first batch it is raised.
+    """
+    started, deadline = time.perf_counter(), time.monotonic() + seconds
+    total = BatchReport(batches=0)
+    while True:
+        try:
+            report = relay_batch()
+        except Exception as exc:
+            if total.batches == 0 or not is_transient(exc):
+                raise
+            log.warning("outbox relay: %s; slice ends after %s batches", exc, total.batches)
+            break
+        total.add(report)
+        if total.claimed >= max_events or time.monotonic() >= deadline:
+            break
+        if max_batches is not None and total.batches >= max_batches:
+            break
+        if report.drained:
+            if not report.waiting:
+                break
+            time.sleep(idle_wait)
+    total.seconds = time.perf_counter() - started
+    return total
 
 
 def _first_failures(

@@ -1,4 +1,4 @@
-"""Prefect tasks for the transactional outbox: relay a batch, requeue dead events, clean up.
+"""Prefect tasks for the transactional outbox: relay batches, requeue dead events, clean up.
 
 A task builds nothing per call: each process keeps one :class:`~steward.outbox_relay.OutboxRelay`
 per configuration (engine pool, Redis client, object store), so a batch costs its queries and
@@ -15,7 +15,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from steward.outbox_relay import OutboxRelay
+from steward.outbox_relay import OutboxRelay, relay_slice
 from steward.settings import Settings, get_settings
 from tasks.retry_policy import retry_transient
 
@@ -24,10 +24,14 @@ __all__ = [
     "delete_published_events",
     "measure_outbox_table",
     "read_outbox_status",
-    "relay_outbox_batch",
+    "relay_outbox_batches",
     "relay_for",
     "requeue_dead_events",
 ]
+
+# One task run relays this many events at most, or for this long: ~5-10 batches, not one.
+SLICE_EVENTS = 50_000
+SLICE_SECONDS = 3.0
 
 _RELAYS: dict[tuple[str, ...], OutboxRelay] = {}
 _LOCK = threading.Lock()
@@ -50,27 +54,46 @@ def relay_for(settings: Settings) -> OutboxRelay:
 
 
 @task(
-    name="relay-outbox-batch",
+    name="relay-outbox-batches",
     cache_policy=NO_CACHE,
     retries=3,
     retry_delay_seconds=[1, 5, 15],
     retry_condition_fn=retry_transient,
 )
-def relay_outbox_batch(batch_size: int | None = None) -> dict[str, Any]:
-    """Claim one batch of due events, publish it to the sinks and mark it, in one transaction.
+def relay_outbox_batches(
+    batch_size: int | None = None,
+    seconds: float = SLICE_SECONDS,
+    max_batches: int | None = None,
+    max_events: int = SLICE_EVENTS,
+) -> dict[str, Any]:
+    """Relay batches back to back, each claimed, published and marked in its own transaction.
+
+    One task run covers a slice of batches (see :func:`steward.outbox_relay.relay_slice`):
+    a task run is a few Prefect API calls, too dear to pay per batch.
 
     Args:
-        batch_size: Events to claim at most; None = ``outbox.batch_size``.
+        batch_size: Events to claim per batch at most; None = ``outbox.batch_size``.
+        seconds: Start no batch after this long (the first always runs).
+        max_batches: Batches at most; None = no limit.
+        max_events: Stop once this many events were claimed.
 
     Returns:
-        The batch report: claimed, published, retried, dead, held, waiting, seconds, errors.
+        The slice report: batches, claimed, published, retried, dead, held, drained, waiting,
+        seconds, errors.
     """
-    report = relay_for(get_settings()).relay_batch(limit=batch_size)
+    relay = relay_for(get_settings())
+    report = relay_slice(
+        lambda: relay.relay_batch(limit=batch_size),
+        seconds=seconds,
+        max_events=max_events,
+        max_batches=max_batches,
+    )
     if report.claimed:
         get_run_logger().info(
-            "relayed %s of %s claimed events (%s to retry, %s dead, %s held) in %.2f s",
-            report.published, report.claimed, report.retried, report.dead, report.held,
-            report.seconds,
+            "relayed %s of %s claimed events in %s batches (%s to retry, %s dead, %s held) "
+            "in %.2f s",
+            report.published, report.claimed, report.batches, report.retried, report.dead,
+            report.held, report.seconds,
         )  # fmt: skip
     for error in report.errors:
         get_run_logger().warning("outbox delivery problem: %s", error)

@@ -71,6 +71,14 @@ def test_relay_flow_reports_lag_retries_and_dead_then_requeues(outbox_env, run_f
     assert row.status == "published"
 
 
+def test_relay_flow_stops_after_max_batches(outbox_env, run_flow):
+    env = outbox_env
+    env.fill(60, 6)
+    summary, _ = run_flow(relay_outbox, RelayParams(batch_size=10, max_batches=3))
+    assert summary["batches"] == 3 and summary["published"] == 30 and summary["pending"] == 30
+    assert env.redis.xlen(env.stream("order")) == 30
+
+
 def test_relay_flow_dry_run_publishes_nothing(outbox_env, run_flow):
     env = outbox_env
     env.fill(5, 1)

@@ -12,7 +12,7 @@ import redis
 import sqlalchemy as sa
 
 from steward.outbox import backoff_delay, describe_error, enqueue, outbox_table
-from steward.outbox_relay import drain
+from steward.outbox_relay import BatchReport, drain, relay_slice
 from steward.sinks import RedisStreamsSink
 from steward.storage.objects import open_object_store
 
@@ -211,3 +211,20 @@ def test_per_entry_redis_errors_are_sorted_into_retry_or_reject(outbox_env, repl
     result = sink._sort_replies(events, [b"1-0", reply])
     chosen = result.failed if verdict == "failed" else result.rejected
     assert list(chosen) == [events[1].seq] and not (result.failed.keys() & result.rejected.keys())
+
+
+def test_a_slice_runs_batches_back_to_back_within_its_limits(outbox_env):
+    env = outbox_env
+    env.fill(50, 5)
+    relay = env.relay()
+
+    def batch() -> BatchReport:
+        return relay.relay_batch(limit=10)
+
+    first = relay_slice(batch, seconds=60, max_events=1000, max_batches=2)
+    assert (first.batches, first.published, first.drained) == (2, 20, False)
+    second = relay_slice(batch, seconds=60, max_events=15)
+    assert (second.batches, second.published, second.drained) == (2, 20, False)
+    rest = relay_slice(batch, seconds=60, max_events=1000)
+    assert (rest.batches, rest.published, rest.drained, rest.waiting) == (2, 10, True, False)
+    assert relay.status()["pending"] == 0 and len(env.entries("order")) == 50
