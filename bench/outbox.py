@@ -100,7 +100,8 @@ def raw_relay(conninfo: str, redis_url: str, batch: int, aggs: int, maxlen: int)
 
 
 def core_relay() -> int:
-    from steward.outbox_relay import OutboxRelay, drain
+    from steward.outbox_relay import OutboxRelay
+    from steward.outbox_runs import drain
     from steward.settings import get_settings
 
     relay = OutboxRelay.from_settings(get_settings())

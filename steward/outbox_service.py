@@ -18,7 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from steward.outbox import describe_error
-from steward.outbox_relay import BatchReport, OutboxRelay, RunTotals, drain
+from steward.outbox_relay import OutboxRelay
+from steward.outbox_runs import BatchReport, RunTotals, drain
 
 __all__ = ["run_forever"]
 

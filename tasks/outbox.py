@@ -15,7 +15,8 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from steward.outbox_relay import OutboxRelay, relay_slice
+from steward.outbox_relay import OutboxRelay
+from steward.outbox_runs import relay_slice
 from steward.settings import Settings, get_settings
 from tasks.retry_policy import retry_transient
 
@@ -68,7 +69,7 @@ def relay_outbox_batches(
 ) -> dict[str, Any]:
     """Relay batches back to back, each claimed, published and marked in its own transaction.
 
-    One task run covers a slice of batches (see :func:`steward.outbox_relay.relay_slice`):
+    One task run covers a slice of batches (see :func:`steward.outbox_runs.relay_slice`):
     a task run is a few Prefect API calls, too dear to pay per batch.
 
     Args:

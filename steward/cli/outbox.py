@@ -86,7 +86,7 @@ def relay(
 
 
 def _relay_forever(batch_size: int | None) -> None:
-    from steward.outbox_relay import RunTotals
+    from steward.outbox_runs import RunTotals
     from steward.outbox_service import run_forever
 
     relay = _relay()

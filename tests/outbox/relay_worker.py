@@ -18,7 +18,8 @@ import signal
 import sys
 import threading
 
-from steward.outbox_relay import OutboxRelay, drain
+from steward.outbox_relay import OutboxRelay
+from steward.outbox_runs import drain
 from steward.outbox_service import run_forever
 from steward.settings import get_settings
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from steward.outbox_relay import drain
+from steward.outbox_runs import drain
 from steward.storage.objects import open_object_store
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from steward.outbox_relay import drain
+from steward.outbox_runs import drain
 
 PASSWORD = "s3cret-pw"
 

@@ -12,7 +12,7 @@ import redis
 import sqlalchemy as sa
 
 from steward.outbox import backoff_delay, describe_error, enqueue, outbox_table
-from steward.outbox_relay import BatchReport, drain, relay_slice
+from steward.outbox_runs import BatchReport, drain, relay_slice
 from steward.sinks import RedisStreamsSink
 from steward.storage.objects import open_object_store
 

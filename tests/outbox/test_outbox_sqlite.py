@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from steward.outbox import EventSpec, enqueue_many
-from steward.outbox_relay import OutboxRelay, drain
+from steward.outbox_relay import OutboxRelay
+from steward.outbox_runs import drain
 from steward.storage.sql import create_sql_engine
 
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from steward.outbox_relay import drain
+from steward.outbox_runs import drain
 from steward.streams import StreamConsumer
 
 
