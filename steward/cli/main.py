@@ -20,7 +20,12 @@ from steward.catalog import FLOWS, load_flow
 from steward.errors import StewardError
 from steward.settings import get_settings, masked_settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Steward keeps an application's data healthy: migrations, archiving to storage tiers, "
+    "outbox relay. Settings: steward.toml (STEWARD_CONFIG) and STEWARD_* variables.",
+)
 config_app = typer.Typer(no_args_is_help=True, help="Inspect the effective configuration.")
 app.add_typer(config_app, name="config")
 console = Console(stderr=True)
