@@ -7,16 +7,14 @@ retried after a partial run skips the objects it already moved.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from steward.archive import manifest
 from steward.settings import Settings, TierTransition, get_settings
 from steward.storage.objects import LifecycleRule, open_object_store, utcnow
 from steward.storage.sql import create_sql_engine
@@ -38,8 +36,6 @@ __all__ = [
     "move_archive_objects",
     "scan_archive_tiers",
 ]
-
-MANIFEST_MODULE = "steward.archive.manifest"
 
 
 @task(
@@ -86,8 +82,8 @@ def scan_archive_tiers(
 def move_archive_objects(moves: list[Move]) -> MoveOutcome:
     """Move one batch of objects to their planned storage classes.
 
-    Each moved object's class is also recorded in the archive manifest when the archive
-    package is installed, one small transaction per object, right after its move.
+    Each moved object's class is also recorded in the archive manifest (when there is one),
+    one small transaction per object, right after its move.
 
     Args:
         moves: Planned moves (key, from and to class) of one batch.
@@ -145,32 +141,20 @@ def measure_archive_tiers(prefix: str, prices: dict[str, float]) -> list[ClassUs
 
 @contextmanager
 def _manifest_recorder(settings: Settings) -> Iterator[Callable[[Move], None] | None]:
-    """A per-move callback updating the archive manifest, or None without the archive package."""
-    record = _find_record_storage_class()
-    if record is None:
-        get_run_logger().info(
-            "%s is not installed: storage classes are kept in the store only", MANIFEST_MODULE
-        )
-        yield None
-        return
+    """A per-move callback updating the archive manifest, or None while there is no manifest."""
     engine = create_sql_engine(settings)
-
-    def on_moved(move: Move) -> None:
-        with engine.begin() as conn:
-            record(conn, move.key, move.to_class)
-
     try:
+        if not manifest.manifest_exists(engine):
+            get_run_logger().info(
+                "no archive manifest yet: storage classes are kept in the store only"
+            )
+            yield None
+            return
+
+        def on_moved(move: Move) -> None:
+            with engine.begin() as conn:
+                manifest.record_storage_class(conn, move.key, move.to_class)
+
         yield on_moved
     finally:
         engine.dispose()
-
-
-def _find_record_storage_class() -> Callable[..., Any] | None:
-    """``record_storage_class`` from the archive manifest module, when that module exists."""
-    try:
-        spec = importlib.util.find_spec(MANIFEST_MODULE)
-    except ModuleNotFoundError:  # the steward.archive package itself is absent
-        return None
-    if spec is None:
-        return None
-    return getattr(importlib.import_module(MANIFEST_MODULE), "record_storage_class", None)
