@@ -31,8 +31,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from steward.demo_data import generate_demo_data
-from steward.demo_rows import DemoRows
+from steward.demo import DemoRows, generate_demo_data
 from steward.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]

@@ -100,8 +100,7 @@ def raw_relay(conninfo: str, redis_url: str, batch: int, aggs: int, maxlen: int)
 
 
 def core_relay() -> int:
-    from steward.outbox_relay import OutboxRelay
-    from steward.outbox_runs import drain
+    from steward.outbox import OutboxRelay, drain
     from steward.settings import get_settings
 
     relay = OutboxRelay.from_settings(get_settings())
@@ -118,7 +117,7 @@ def warm_up(kind: str) -> None:
     if kind == "flow":  # start this process's Prefect API and run the flow once (nothing due)
         flow_relay()
     elif kind == "core":
-        from steward.outbox_relay import OutboxRelay
+        from steward.outbox import OutboxRelay
         from steward.settings import get_settings
 
         OutboxRelay.from_settings(get_settings()).status()

@@ -29,9 +29,14 @@ from prefect.artifacts import (
 )
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from steward.outbox import parse_aggregate, parse_event_id
-from steward.outbox_runs import BatchReport, RunTotals, drain
-from steward.outbox_service import run_forever
+from steward.outbox import (
+    BatchReport,
+    RunTotals,
+    drain,
+    parse_aggregate,
+    parse_event_id,
+    run_forever,
+)
 from steward.settings import get_settings
 from tasks.outbox import (
     SLICE_SECONDS,

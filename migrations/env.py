@@ -28,7 +28,7 @@ def run_online() -> None:
     if connection is not None:
         _run_with(connection)
         return
-    from steward.storage.sql import create_sql_engine
+    from steward.storage import create_sql_engine
 
     engine = create_sql_engine(get_settings())
     with engine.connect() as conn:

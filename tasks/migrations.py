@@ -1,7 +1,7 @@
 """Migration tasks: render or apply the SQL (Alembic) migrations, apply the MongoDB ones.
 
-Each task runs a whole batch of revisions through the runners in :mod:`steward.migrations` and
-:mod:`steward.mongo_migrations`, which hold the migration lock for the batch and refuse edited
+Each task runs a whole batch of revisions through the runners in :mod:`steward.migrations.sql` and
+:mod:`steward.migrations.mongo`, which hold the migration lock for the batch and refuse edited
 migrations. Only a held lock (:class:`~steward.errors.MigrationLocked`, transient) is retried.
 """
 
@@ -11,10 +11,15 @@ from typing import Any
 
 from prefect import get_run_logger, task
 
-from steward.migrations import MigrationPlan, MigrationResult, MigrationRunner
-from steward.mongo_migrations import MongoMigration, MongoMigrationRunner
+from steward.migrations import (
+    MigrationPlan,
+    MigrationResult,
+    MigrationRunner,
+    MongoMigration,
+    MongoMigrationRunner,
+)
 from steward.settings import get_settings
-from steward.storage.documents import DocumentsClient
+from steward.storage import DocumentsClient
 from tasks.retry_policy import retry_transient
 
 __all__ = ["apply_mongo_migrations", "apply_sql_migrations", "render_migration_sql"]

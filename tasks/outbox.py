@@ -1,6 +1,6 @@
 """Prefect tasks for the transactional outbox: relay batches, requeue dead events, clean up.
 
-A task builds nothing per call: each process keeps one :class:`~steward.outbox_relay.OutboxRelay`
+A task builds nothing per call: each process keeps one :class:`~steward.outbox.relay.OutboxRelay`
 per configuration (engine pool, Redis client, object store), so a batch costs its queries and
 its publishing, not new connections. Only transient errors (database unreachable, a deadlock
 with another relay) are retried; a batch that failed rolled back as a whole.
@@ -15,8 +15,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from steward.outbox_relay import OutboxRelay
-from steward.outbox_runs import relay_slice
+from steward.outbox import OutboxRelay, relay_slice
 from steward.settings import Settings, get_settings
 from tasks.retry_policy import retry_transient
 
@@ -69,7 +68,7 @@ def relay_outbox_batches(
 ) -> dict[str, Any]:
     """Relay batches back to back, each claimed, published and marked in its own transaction.
 
-    One task run covers a slice of batches (see :func:`steward.outbox_runs.relay_slice`):
+    One task run covers a slice of batches (see :func:`steward.outbox.runs.relay_slice`):
     a task run is a few Prefect API calls, too dear to pay per batch.
 
     Args:

@@ -1,7 +1,7 @@
 """Prefect tasks for storage tiers: scan the archive prefix, move a batch, install lifecycle rules.
 
 Each task opens the configured object store itself (stores are not passed between tasks), and
-speaks to it only through :mod:`steward.tiering`. Transient store errors are retried; a batch
+speaks to it only through :mod:`steward.tiering.plan`. Transient store errors are retried; a batch
 retried after a partial run skips the objects it already moved.
 """
 
@@ -16,8 +16,7 @@ from prefect.cache_policies import NO_CACHE
 
 from steward.archive import manifest
 from steward.settings import Settings, TierTransition, get_settings
-from steward.storage.objects import LifecycleRule, open_object_store, utcnow
-from steward.storage.sql import create_sql_engine
+from steward.storage import LifecycleRule, create_sql_engine, open_object_store, utcnow
 from steward.tiering import (
     ClassUsage,
     Move,

@@ -1,4 +1,4 @@
-"""MongoDB migrations, applied by :mod:`steward.mongo_migrations` (``steward migrate --mongo``).
+"""MongoDB migrations, applied by :mod:`steward.migrations.mongo` (``steward migrate --mongo``).
 
 One module per change, named ``NNNN_what_it_does.py`` (four digits, applied in number order),
 defining ``up(db)`` and ``down(db)`` on a pymongo ``Database`` and a docstring saying why the

@@ -40,8 +40,7 @@ from steward.errors import (
     ArchiveVerificationFailed,
 )
 from steward.settings import Settings
-from steward.storage.objects import COLD_CLASSES, ObjectStore, utcnow
-from steward.storage.sql import SqlClient
+from steward.storage import COLD_CLASSES, ObjectStore, SqlClient, utcnow
 
 __all__ = [
     "ArchiveContext",

@@ -28,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from steward.storage.objects import utcnow
+from steward.storage import utcnow
 
 __all__ = [
     "ABANDONED",

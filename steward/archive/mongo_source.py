@@ -35,7 +35,7 @@ from steward.archive.batch import (
 )
 from steward.archive.formats import JSONL, META_KEY, PARQUET, decode_table, encode_table
 from steward.archive.policy import MongoPolicy
-from steward.storage.sql import SqlClient
+from steward.storage import SqlClient
 
 __all__ = ["MongoSource"]
 

@@ -30,7 +30,7 @@ from steward.archive.policy import resolve_mongo_policy, resolve_sql_policies
 from steward.archive.sql_source import SqlSource
 from steward.errors import ConfigError
 from steward.settings import ArchivePolicy
-from steward.storage.objects import RESTORE_TIERS
+from steward.storage import RESTORE_TIERS
 
 __all__ = [
     "BatchRestore",

@@ -17,8 +17,7 @@ from steward.archive.policy import resolve_mongo_policy, resolve_sql_policies, s
 from steward.archive.sql_source import SqlSource
 from steward.errors import ConfigError
 from steward.settings import Settings
-from steward.storage.objects import ObjectStore, open_object_store, utcnow
-from steward.storage.sql import SqlClient
+from steward.storage import ObjectStore, SqlClient, open_object_store, utcnow
 
 __all__ = ["documents_client", "open_context", "open_sources"]
 
@@ -68,7 +67,7 @@ def documents_client(ctx: ArchiveContext, collection: str) -> Any:
                 f"archive policy for collection {collection!r} needs MongoDB: set documents.url "
                 "(STEWARD_DOCUMENTS__URL) or disable the policy"
             )
-        from steward.storage.documents import DocumentsClient
+        from steward.storage import DocumentsClient
 
         ctx.documents = DocumentsClient(ctx.settings)
     return ctx.documents

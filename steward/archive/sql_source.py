@@ -46,7 +46,7 @@ from steward.archive.formats import (
 )
 from steward.archive.policy import SqlPolicy
 from steward.errors import ArchiveDeleteBlocked, ConfigError, IntegrityViolation
-from steward.storage.sql import SqlClient
+from steward.storage import SqlClient
 
 __all__ = ["SqlSource"]
 

@@ -134,7 +134,7 @@ def status(
 ) -> None:
     """Per table and storage class: rows, objects, bytes archived and the last run."""
     from steward.archive import manifest
-    from steward.storage.sql import SqlClient
+    from steward.storage import SqlClient
 
     settings = get_settings()
     sql = SqlClient(settings)
@@ -165,7 +165,7 @@ def status(
 
 def _refresh_storage_classes(sql: Any) -> None:
     from steward.archive import manifest
-    from steward.storage.objects import open_object_store
+    from steward.storage import open_object_store
 
     store = open_object_store(get_settings())
     with sql.connect() as conn:

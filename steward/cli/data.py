@@ -1,4 +1,4 @@
-"""``steward demo-data``: fill the example schema with synthetic data (see steward.demo_data)."""
+"""``steward demo-data``: fill the example schema with synthetic data (steward.demo)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def demo_data(
     ),
 ) -> None:
     """Fill the example schema (create it with `steward migrate`) with synthetic rows."""
-    from steward.demo_data import generate_demo_data
+    from steward.demo import generate_demo_data
 
     settings = get_settings()
     counts = generate_demo_data(settings, rows=rows, seed=seed, replace=replace, show_progress=True)

@@ -10,13 +10,13 @@ from rich.console import Console
 from rich.table import Table
 
 from steward.catalog import FLOWS
+from steward.cli.flow_runner import run_flow
 from steward.settings import get_settings
 
 
 def run_demo(*, rows: int, seed: int, console: Console) -> dict[str, Any]:
     """Migrate, generate demo data, then run every catalogued flow with its demo parameters."""
-    from steward.cli.main import run_flow
-    from steward.demo_data import generate_demo_data
+    from steward.demo import generate_demo_data
 
     settings = get_settings()
     console.print(f"[bold]Steward demo[/] — home {settings.home.resolve()}")

@@ -8,7 +8,6 @@ nothing secret is printed (settings are masked).
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Any
 
@@ -16,7 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from steward.catalog import FLOWS, load_flow
+from steward.catalog import FLOWS
+from steward.cli.flow_runner import parse_params, run_flow
 from steward.errors import StewardError
 from steward.settings import get_settings, masked_settings
 
@@ -62,40 +62,6 @@ def _flatten(node: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
         else:
             rows.append((path, json.dumps(value) if isinstance(value, list | dict) else value))
     return rows
-
-
-def parse_params(pairs: list[str]) -> dict[str, Any]:
-    """``k=v`` pairs into a dict; values are JSON when they parse, strings otherwise."""
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"--param {pair!r}: expected key=value")
-        try:
-            params[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            params[key] = raw
-    return params
-
-
-def run_flow(name: str, params: dict[str, Any]) -> Any:
-    """Run a catalogued flow in this process and return its summary."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    flow = load_flow(name)
-    return flow(**_bind_params(flow, params))
-
-
-def _bind_params(flow: Any, params: dict[str, Any]) -> dict[str, Any]:
-    # Flows take one pydantic parameters model named `params`; accept its fields flat too.
-    import inspect
-
-    signature = inspect.signature(flow.fn)
-    if list(signature.parameters) == ["params"] and "params" not in params:
-        model = signature.parameters["params"].annotation
-        if isinstance(model, str):
-            model = flow.fn.__globals__[model]
-        return {"params": model(**params)}
-    return params
 
 
 @app.command("run")

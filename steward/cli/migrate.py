@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from steward.cli.flow_runner import run_flow
 from steward.settings import get_settings, mask_url
 
 __all__ = ["register"]
@@ -61,7 +62,6 @@ def migrate(
     if status:
         _print_status(include_mongo)
         return
-    from steward.cli.main import run_flow
 
     params: dict[str, Any] = {
         "direction": "downgrade" if down else "upgrade",
@@ -126,8 +126,8 @@ def _print_status(include_mongo: bool) -> None:
 
 
 def _print_mongo_status() -> None:
-    from steward.mongo_migrations import MongoMigrationRunner
-    from steward.storage.documents import DocumentsClient
+    from steward.migrations import MongoMigrationRunner
+    from steward.storage import DocumentsClient
 
     documents = DocumentsClient(get_settings())
     try:

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from steward.cli.flow_runner import run_flow
 from steward.settings import get_settings
 
 __all__ = ["register"]
@@ -35,7 +36,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _relay() -> Any:
-    from steward.outbox_relay import OutboxRelay
+    from steward.outbox import OutboxRelay
 
     return OutboxRelay.from_settings(get_settings())
 
@@ -75,7 +76,6 @@ def relay(
     if forever:
         _relay_forever(batch_size)
         return
-    from steward.cli.main import run_flow
 
     params: dict[str, Any] = {"dry_run": dry_run, "batch_size": batch_size}
     if max_seconds is not None:
@@ -86,8 +86,7 @@ def relay(
 
 
 def _relay_forever(batch_size: int | None) -> None:
-    from steward.outbox_runs import RunTotals
-    from steward.outbox_service import run_forever
+    from steward.outbox import RunTotals, run_forever
 
     relay = _relay()
     stop = threading.Event()
@@ -145,7 +144,6 @@ def cleanup(
     dry_run: bool = typer.Option(False, "--dry-run", help="Count what would go."),
 ) -> None:
     """Delete published events older than N days, in batches (the cleanup-outbox flow)."""
-    from steward.cli.main import run_flow
 
     params = {"dry_run": dry_run, "older_than_days": older_than_days, "batch_size": batch_size}
     with err.status("running cleanup-outbox…"):

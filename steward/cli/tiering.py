@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from steward.cli.flow_runner import run_flow
 from steward.settings import get_settings
 
 __all__ = ["register"]
@@ -52,7 +53,6 @@ def tier(
     if report:
         _print_report(prefix)
         return
-    from steward.cli.main import run_flow
 
     params: dict[str, Any] = {"dry_run": dry_run, "mode": mode}
     if deep_archive is not None:
@@ -65,7 +65,7 @@ def tier(
 
 
 def _print_report(prefix: str | None) -> None:
-    from steward.storage.objects import open_object_store
+    from steward.storage import open_object_store
     from steward.tiering import tier_report, total_cost
 
     settings = get_settings()

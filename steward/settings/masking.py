@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 __all__ = ["mask_url", "masked_settings", "shown_value"]
 
-_SECRET_HINTS = ("password", "secret", "token", "key_id", "url")
+_SECRET_HINTS = ("password", "secret", "token", "key_id", "url", "identity")
 
 
 def shown_value(path: str, value: Any) -> str:

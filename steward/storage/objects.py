@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from typing import IO, Any, Literal
 
 from steward.errors import ConfigError, ObjectArchived, ObjectCorrupted, ObjectNotFound
-from steward.settings import Settings
 
 __all__ = [
     "COLD_CLASSES",
@@ -36,7 +35,6 @@ __all__ = [
     "check_restore_request",
     "check_storage_class",
     "iter_chunks",
-    "open_object_store",
     "utcnow",
     "validate_key",
     "validate_prefix",
@@ -338,17 +336,3 @@ class ObjectStore(ABC):
                 while reader.read(1 << 20):
                     pass
         return info
-
-
-def open_object_store(settings: Settings, *, clock: Clock = utcnow) -> ObjectStore:
-    """The store configured by ``objects.url`` (a folder under home by default)."""
-    url = settings.objects_url
-    if url.startswith("file://"):
-        from steward.storage.folder import FolderStore
-
-        return FolderStore(url, clock=clock)
-    if url.startswith("s3://"):
-        from steward.storage.s3 import S3Store
-
-        return S3Store(url, settings.objects, clock=clock)
-    raise ConfigError(f"objects.url = {url!r}: accepted s3://bucket/prefix or file:///path")

@@ -19,10 +19,10 @@ from steward.archive.archiver import ArchiveContext, table_prefix
 from steward.archive.batch import normalize
 from steward.archive.restore import RestoreRequest, restore
 from steward.archive.sources import open_context, open_sources
-from steward.demo_data import generate_demo_data
+from steward.demo import generate_demo_data
 from steward.migrations import MigrationRunner
 from steward.settings import Settings
-from steward.storage.sql import create_sql_engine
+from steward.storage import create_sql_engine
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 POLICY_TABLES = ("users", "products", "orders", "audit_log", "inventory_movements", "outbox")

@@ -16,7 +16,7 @@ from steward.archive import archive_table, manifest, mongo_source, open_sources
 from steward.archive.batch import normalize
 from steward.archive.restore import RestoreRequest, restore
 from steward.errors import ConfigError
-from steward.storage.documents import DocumentsClient
+from steward.storage import DocumentsClient
 
 from .conftest import NOW
 

@@ -12,9 +12,9 @@ import pytest
 import sqlalchemy as sa
 
 from steward.archive import manifest
-from steward.demo_data import generate_demo_data
+from steward.demo import generate_demo_data
 from steward.migrations import MigrationRunner
-from steward.storage.sql import create_sql_engine
+from steward.storage import create_sql_engine
 
 STEWARD = str(Path(sys.executable).with_name("steward"))
 

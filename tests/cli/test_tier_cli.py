@@ -9,7 +9,7 @@ import typer
 from typer.testing import CliRunner
 
 from steward.cli import tiering
-from steward.storage.folder import FolderStore
+from steward.storage import FolderStore
 
 
 @pytest.fixture

@@ -10,11 +10,9 @@ import boto3
 import pytest
 import sqlalchemy as sa
 
-from flows.tier_archives import TierParams, tier_archives
+from flows.tier_archives import tier_archives
 from steward.errors import ConfigError
-from steward.storage.folder import FolderStore
-from steward.storage.objects import open_object_store
-from steward.storage.sql import create_sql_engine
+from steward.storage import FolderStore, create_sql_engine, open_object_store
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 MIB = 1024 * 1024
@@ -70,7 +68,7 @@ def test_copy_mode_moves_aged_objects_records_the_manifest_and_reports(
     keys = put_aged(settings, {"d5": 5, "d40": 40, "d200": 200})
     engine = add_manifest_entries(settings, keys)
 
-    summary, artifacts = run_flow(tier_archives, TierParams())
+    summary, artifacts = run_flow(tier_archives)
     assert summary["mode"] == "copy" and summary["dry_run"] is False
     assert (summary["objects"], summary["planned_moves"], summary["moved"]) == (3, 2, 2)
     assert summary["routes"] == {"STANDARD -> STANDARD_IA": 1, "STANDARD -> GLACIER": 1}
@@ -95,7 +93,7 @@ def test_copy_mode_moves_aged_objects_records_the_manifest_and_reports(
     assert "**Copy**" in markdown and "Steward moved 2 objects" in markdown
     assert "| 181 | GLACIER | 90 days | 0.0036 |" in markdown
 
-    rerun, _ = run_flow(tier_archives, TierParams())
+    rerun, _ = run_flow(tier_archives)
     assert (rerun["planned_moves"], rerun["moved"], rerun["objects"]) == (0, 0, 3)
     engine.dispose()
 
@@ -104,9 +102,7 @@ def test_dry_run_changes_nothing_and_projects_the_costs(make_settings, run_flow)
     settings = make_settings()
     keys = put_aged(settings, {"d40": 40, "d400": 400})
 
-    summary, artifacts = run_flow(
-        tier_archives, TierParams(dry_run=True, include_deep_archive=True)
-    )
+    summary, artifacts = run_flow(tier_archives, dry_run=True, include_deep_archive=True)
     assert summary["routes"] == {"STANDARD -> STANDARD_IA": 1, "STANDARD -> DEEP_ARCHIVE": 1}
     assert (summary["planned_moves"], summary["moved"]) == (2, 0)
     assert summary["after_is_projected"] is True
@@ -128,7 +124,7 @@ def test_lifecycle_mode_on_s3_installs_rules_and_moves_nothing(
     store = open_object_store(settings)
     store.put("archive/app/orders/dt=2026-01-01/b1.parquet", b"x" * 1000)
 
-    summary, artifacts = run_flow(tier_archives, TierParams())  # auto on S3 -> lifecycle
+    summary, artifacts = run_flow(tier_archives)  # auto on S3 -> lifecycle
     assert (summary["mode"], summary["lifecycle_installed"], summary["moved"]) == (
         "lifecycle",
         True,
@@ -149,11 +145,14 @@ def test_lifecycle_mode_on_s3_installs_rules_and_moves_nothing(
 def test_lifecycle_mode_on_a_store_without_lifecycle_fails_clearly(make_settings) -> None:
     make_settings()
     with pytest.raises(ConfigError, match=r"mode=lifecycle, but the object store .* does not"):
-        tier_archives(TierParams(mode="lifecycle"))
+        tier_archives(mode="lifecycle")
 
 
-def test_bad_parameters_are_rejected_before_anything_runs() -> None:
-    with pytest.raises(ValueError, match="relative key prefix ending in '/'"):
-        TierParams(prefix="/archive")
-    with pytest.raises(ValueError, match="mode"):
-        TierParams(mode="move")
+def test_bad_parameters_are_rejected_before_anything_runs(make_settings, run_flow) -> None:
+    make_settings()
+    with pytest.raises(ConfigError, match="prefix='/archive': .*relative key prefix ending in '/'"):
+        tier_archives(prefix="/archive")
+    with pytest.raises(ConfigError, match="batch_size=0"):
+        tier_archives(batch_size=0)
+    with pytest.raises(Exception, match="mode"):  # Prefect checks the Literal type first
+        tier_archives(mode="move")

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 RUNNER_SCRIPT = """
 import json, sys, time
 from pathlib import Path
-from steward.migrations import MigrationRunner
+from steward.migrations.sql import MigrationRunner
 from steward.settings import load_settings
 
 url, start = sys.argv[1], Path(sys.argv[2])

@@ -13,14 +13,14 @@ import pymongo.errors
 import pytest
 
 from steward.errors import MigrationChecksumMismatch, MigrationLocked
-from steward.mongo_migrations import (
+from steward.migrations import (
     DEFAULT_MONGO_LOCATION,
     LOCK_COLLECTION,
     LOCK_ID,
     MongoMigrationRunner,
 )
 from steward.settings import Settings
-from steward.storage.documents import DocumentsClient
+from steward.storage import DocumentsClient
 
 INDEX = "uq_notification_templates_key_locale_channel"
 SECOND = '''"""Second example: an index on send history by recipient."""

@@ -23,10 +23,9 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from steward.outbox import EventSpec, enqueue_many
-from steward.outbox_relay import OutboxRelay
+from steward.outbox import EventSpec, OutboxRelay, enqueue_many
 from steward.settings import Settings
-from steward.storage.sql import create_sql_engine
+from steward.storage import create_sql_engine
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("relay_worker.py")

@@ -18,9 +18,7 @@ import signal
 import sys
 import threading
 
-from steward.outbox_relay import OutboxRelay
-from steward.outbox_runs import drain
-from steward.outbox_service import run_forever
+from steward.outbox import OutboxRelay, drain, run_forever
 from steward.settings import get_settings
 
 KILLED_EXIT_CODE = 3

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from steward.outbox_runs import drain
-from steward.storage.objects import open_object_store
+from steward.outbox import drain
+from steward.storage import open_object_store
 
 
 def test_event_history_on_s3_is_readable_and_partitioned(outbox_env, s3_url, moto_endpoint):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from steward.streams import StreamConsumer
+from steward.outbox import StreamConsumer
 
 KILLED_EXIT_CODE = 3
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from steward.outbox_runs import drain
+from steward.outbox import drain
 
 PASSWORD = "s3cret-pw"
 

@@ -11,10 +11,17 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from steward.outbox import backoff_delay, describe_error, enqueue, outbox_table
-from steward.outbox_runs import BatchReport, drain, relay_slice
-from steward.sinks import RedisStreamsSink
-from steward.storage.objects import open_object_store
+from steward.outbox import (
+    BatchReport,
+    RedisStreamsSink,
+    backoff_delay,
+    describe_error,
+    drain,
+    enqueue,
+    outbox_table,
+    relay_slice,
+)
+from steward.storage import open_object_store
 
 
 def insert_raw(env, aggregate_type, aggregate_id, payload_text):

@@ -6,10 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from steward.outbox import EventSpec, enqueue_many
-from steward.outbox_relay import OutboxRelay
-from steward.outbox_runs import drain
-from steward.storage.sql import create_sql_engine
+from steward.outbox import EventSpec, OutboxRelay, drain, enqueue_many
+from steward.storage import create_sql_engine
 
 
 def test_sqlite_relay_delivers_in_order_retries_and_cleans_up(

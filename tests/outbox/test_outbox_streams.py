@@ -6,8 +6,7 @@ import time
 
 import pytest
 
-from steward.outbox_runs import drain
-from steward.streams import StreamConsumer
+from steward.outbox import StreamConsumer, drain
 
 
 @pytest.fixture

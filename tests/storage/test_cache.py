@@ -10,7 +10,7 @@ import redis
 
 from steward.errors import SourceUnavailable, is_transient
 from steward.settings import Settings
-from steward.storage.cache import CacheClient
+from steward.storage import CacheClient
 
 
 def test_redis_ping_pipeline_and_key_prefix(

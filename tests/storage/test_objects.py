@@ -27,9 +27,7 @@ from steward.errors import (
     is_transient,
 )
 from steward.settings import ObjectsSettings, Settings
-from steward.storage.folder import FolderStore
-from steward.storage.objects import LifecycleRule, ObjectStore, open_object_store
-from steward.storage.s3 import S3Store
+from steward.storage import FolderStore, LifecycleRule, ObjectStore, S3Store, open_object_store
 
 MIB = 1024 * 1024
 

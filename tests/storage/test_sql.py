@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from steward.errors import SourceUnavailable, is_transient
 from steward.settings import Settings
-from steward.storage.sql import SqlClient, create_sql_engine
+from steward.storage import SqlClient, create_sql_engine
 
 ROWS = sa.MetaData()
 NOTES = sa.Table(

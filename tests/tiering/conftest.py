@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from steward.storage.objects import ObjectStore
+from steward.storage import ObjectStore
 
 
 class MovableClock:

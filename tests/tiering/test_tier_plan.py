@@ -8,9 +8,8 @@ import pytest
 
 from steward.errors import ConfigError
 from steward.settings import TieringSettings, TierTransition
-from steward.storage.objects import ObjectInfo
-from steward.tier_costs import GIB, summarize_usage
-from steward.tiering import effective_transitions, lifecycle_rules, plan_moves
+from steward.storage import ObjectInfo
+from steward.tiering import GIB, effective_transitions, lifecycle_rules, plan_moves, summarize_usage
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 DEFAULT = TieringSettings().effective_transitions()

@@ -9,8 +9,7 @@ import pytest
 
 from steward.errors import ObjectArchived
 from steward.settings import TieringSettings
-from steward.storage.folder import FolderStore
-from steward.storage.objects import open_object_store
+from steward.storage import FolderStore, open_object_store
 from steward.tiering import (
     lifecycle_rules,
     move_objects,

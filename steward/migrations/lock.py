@@ -18,7 +18,7 @@ from filelock import FileLock, Timeout
 from sqlalchemy.engine import Connection
 
 from steward.errors import MigrationLocked
-from steward.storage.sql import SqlClient
+from steward.storage import SqlClient
 
 __all__ = ["LOCK_KEY", "migration_lock"]
 

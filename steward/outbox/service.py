@@ -17,9 +17,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from steward.outbox import describe_error
-from steward.outbox_relay import OutboxRelay
-from steward.outbox_runs import BatchReport, RunTotals, drain
+from steward.outbox.events import describe_error
+from steward.outbox.relay import OutboxRelay
+from steward.outbox.runs import BatchReport, RunTotals, drain
 
 __all__ = ["run_forever"]
 

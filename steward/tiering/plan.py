@@ -17,7 +17,7 @@ backwards, never to a class it reached already), and never before it has spent i
 class's minimum storage duration there (STANDARD_IA 30 days, GLACIER 90, DEEP_ARCHIVE 180),
 so early-deletion charges cannot happen. A rerun right after a run plans nothing.
 
-Cost estimates (:mod:`steward.tier_costs`) follow S3 billing.
+Cost estimates (:mod:`steward.tiering.costs`) follow S3 billing.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from steward.settings import (
     TierTransition,
     check_deep_archive,
 )
-from steward.storage.objects import LifecycleRule, ObjectInfo, ObjectStore
-from steward.tier_costs import ClassUsage, UsageTally, summarize_usage, tier_report, total_cost
+from steward.storage import LifecycleRule, ObjectInfo, ObjectStore
+from steward.tiering.costs import ClassUsage, UsageTally, summarize_usage, tier_report, total_cost
 
 __all__ = [
     "ClassUsage",

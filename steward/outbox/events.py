@@ -1,8 +1,8 @@
 """Writing outbox events from Python, inside the application's own transaction.
 
 An application writes an event in the same transaction as the change it describes
-(:func:`enqueue`); the relay (:mod:`steward.outbox_relay`) later claims, publishes and marks it.
-The table contract, for writers in other languages, is in :mod:`steward.outbox_table`.
+(:func:`enqueue`); the relay (:mod:`steward.outbox.relay`) later claims, publishes and marks it.
+The table contract, for writers in other languages, is in :mod:`steward.outbox.table`.
 Also here: the retry backoff and the error text the relay records.
 """
 
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from steward.errors import ConfigError, PayloadRejected
-from steward.outbox_table import (
+from steward.outbox.table import (
     DEAD,
     PENDING,
     PUBLISHED,

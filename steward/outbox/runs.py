@@ -3,7 +3,7 @@
 :func:`drain` runs batches until nothing is due (the scheduled mode and the CLI);
 :func:`relay_slice` runs several back to back inside one Prefect task run, so the flow pays
 Prefect's per-task cost once per slice rather than once per batch. Each batch is still its own
-claim -> publish -> mark transaction (:class:`steward.outbox_relay.OutboxRelay`).
+claim -> publish -> mark transaction (:class:`steward.outbox.relay.OutboxRelay`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from steward.errors import is_transient
 
 __all__ = ["BatchReport", "RunTotals", "drain", "relay_slice"]
 
-log = logging.getLogger("steward.outbox_relay")
+log = logging.getLogger("steward.outbox.relay")
 
 
 @dataclass

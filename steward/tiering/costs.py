@@ -11,9 +11,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from steward.settings import TIER_ORDER
-from steward.storage.objects import STORAGE_CLASSES, ObjectStore
+from steward.storage import STORAGE_CLASSES, ObjectStore
 
-__all__ = ["ClassUsage", "UsageTally", "summarize_usage", "tier_report", "total_cost"]
+__all__ = ["GIB", "ClassUsage", "UsageTally", "summarize_usage", "tier_report", "total_cost"]
 
 GIB = 1024**3
 IA_MIN_BILLABLE_BYTES = 128 * 1024

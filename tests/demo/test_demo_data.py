@@ -21,9 +21,13 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from steward.demo_data import DEMO_TABLES, generate_demo_data
-from steward.demo_documents import DOCUMENT_COLLECTIONS, generate_demo_documents
-from steward.demo_history import STREAMS
+from steward.demo import (
+    DEMO_TABLES,
+    DOCUMENT_COLLECTIONS,
+    STREAMS,
+    generate_demo_data,
+    generate_demo_documents,
+)
 from steward.errors import IntegrityViolation
 from steward.settings import Settings
 

@@ -25,8 +25,8 @@ from urllib.parse import quote
 
 import redis
 
-from steward.outbox import OutboxEvent, describe_error
-from steward.storage.objects import ObjectStore
+from steward.outbox.events import OutboxEvent, describe_error
+from steward.storage import ObjectStore
 
 __all__ = [
     "EventHistorySink",

@@ -1,7 +1,7 @@
 """Alembic migration runner: one runner at a time, applied revisions checksummed, SQL dry run.
 
 - **Lock.** A run holds a lock from before it reads the current revision until every revision
-  is applied and recorded (:mod:`steward.migration_lock`: a PostgreSQL advisory lock or a file
+  is applied and recorded (:mod:`steward.migrations.lock`: a PostgreSQL advisory lock or a file
   lock next to the SQLite file). A second runner waits up to ``lock_timeout`` seconds, then
   gets :class:`~steward.errors.MigrationLocked`.
 - **Checksums.** ``steward_migrations`` keeps ``(revision, filename, sha256, applied_at)`` for
@@ -40,9 +40,9 @@ from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
 from steward.errors import ConfigError, MigrationChecksumMismatch, MigrationError
-from steward.migration_lock import migration_lock
+from steward.migrations.lock import migration_lock
 from steward.settings import Settings
-from steward.storage.sql import SqlClient
+from steward.storage import SqlClient
 
 __all__ = [
     "DEFAULT_SCRIPT_LOCATION",
@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 Direction = Literal["upgrade", "downgrade"]
-DEFAULT_SCRIPT_LOCATION = Path(__file__).resolve().parent.parent / "migrations"
+DEFAULT_SCRIPT_LOCATION = Path(__file__).resolve().parents[2] / "migrations"
 _RELATIVE = re.compile(r"[+-]\d+")
 
 metadata = sa.MetaData()

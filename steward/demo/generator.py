@@ -27,10 +27,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from steward.demo_rows import COLUMNS, DemoRows
+from steward.demo.rows import COLUMNS, DemoRows
 from steward.errors import ConfigError, IntegrityViolation
 from steward.settings import Settings
-from steward.storage.sql import SqlClient
+from steward.storage import SqlClient
 
 __all__ = ["COLUMNS", "DEMO_TABLES", "generate_demo_data"]
 

@@ -10,8 +10,8 @@ now + backoff with jitter; dead after ``outbox.max_attempts``); rejected by a si
 event: dead at once, with the reason); held (an earlier event of its aggregate failed in this
 batch, so it waits, untouched, behind it).
 
-:func:`steward.outbox_runs.drain` runs batches until nothing is due (the scheduled mode);
-:func:`steward.outbox_service.run_forever` is the long-running mode.
+:func:`steward.outbox.runs.drain` runs batches until nothing is due (the scheduled mode);
+:func:`steward.outbox.service.run_forever` is the long-running mode.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from steward.errors import RelayConflict
-from steward.outbox import (
+from steward.outbox.events import (
     Failure,
     OutboxEvent,
     OutboxTable,
@@ -38,10 +38,11 @@ from steward.outbox import (
     parse_aggregate,
     parse_event_id,
 )
-from steward.outbox_runs import BatchReport
+from steward.outbox.runs import BatchReport
+from steward.outbox.sinks import EventHistorySink, RedisStreamsSink, Sink, SinkResult
 from steward.settings import Settings
-from steward.sinks import EventHistorySink, RedisStreamsSink, Sink, SinkResult
-from steward.storage.sql import SqlClient, translate_errors
+from steward.storage import SqlClient
+from steward.storage import translate_sql_errors as translate_errors
 
 __all__ = ["OutboxRelay", "build_sinks"]
 
@@ -259,7 +260,7 @@ def build_sinks(settings: Settings) -> list[Sink]:
     sinks: list[Sink] = []
     for name in cfg.sinks:
         if name == "redis_streams":
-            from steward.storage.cache import CacheClient
+            from steward.storage import CacheClient
 
             cache = CacheClient(settings)
             sinks.append(
@@ -271,7 +272,7 @@ def build_sinks(settings: Settings) -> list[Sink]:
                 )
             )
         elif name == "event_history":
-            from steward.storage.objects import open_object_store
+            from steward.storage import open_object_store
 
             store = open_object_store(settings)
             sinks.append(EventHistorySink(store, prefix=cfg.history_prefix))

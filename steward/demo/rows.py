@@ -1,7 +1,7 @@
-"""Entity rows behind :mod:`steward.demo_data`: plain tuples in ``COLUMNS`` order, in chunks.
+"""Entity rows behind :mod:`steward.demo.generator`: plain tuples in ``COLUMNS`` order, in chunks.
 
 Users, categories, products with prices, orders with items, payments and reservations, and
-inventory; the history tables come from :mod:`steward.demo_history`. Entities are created in
+inventory; the history tables come from :mod:`steward.demo.history`. Entities are created in
 equal time slots, id order = creation order (as identity columns do), so "a user created before
 t" is a prefix of ids and needs no lookup table. Only small per-entity facts are kept in memory
 (user currency and deletion time, product price periods, reserved stock); orders and every
@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-from steward.demo_history import DAY, DELETE_WINDOW, History, Rng, Row, Timeline
-from steward.demo_vocabulary import (
+from steward.demo.history import DAY, DELETE_WINDOW, History, Rng, Row, Timeline
+from steward.demo.vocabulary import (
     ADJECTIVES,
     BRANDS,
     CATALOGUE,
