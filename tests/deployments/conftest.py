@@ -1,0 +1,138 @@
+"""A real ``prefect server`` started from the project's virtualenv, shared by the session.
+
+``prefect_server`` yields the server's API URL (``http://127.0.0.1:PORT/api``). The server runs
+with its own ``PREFECT_HOME`` (a temporary folder: its SQLite database, profiles and logs), on a
+free port, with analytics off and a short scheduler loop, and is killed at teardown.
+``prefect_env`` is the environment a ``prefect`` CLI / worker subprocess needs to talk to it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+START_TIMEOUT_S = 180.0  # a loaded 2-core machine needs far more than Prefect's default
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def server_env(home: Path, api_url: str | None = None) -> dict[str, str]:
+    """Environment for a Prefect process of this test session (no STEWARD_CHECKOUT, on purpose)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.pop("STEWARD_CHECKOUT", None)
+    env.update(
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_UI_ENABLED="false",
+        PREFECT_LOGGING_LEVEL="INFO",
+        # The scheduler normally wakes every 60 s; a short loop keeps the test short.
+        PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2",
+        PREFECT_WORKER_QUERY_SECONDS="2",
+        PREFECT_WORKER_PREFETCH_SECONDS="10",
+    )
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    return env
+
+
+def _wait_healthy(api_url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"prefect server exited early:\n{log.read_text()[-4000:]}", pytrace=False)
+        try:
+            if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"prefect server not healthy after {START_TIMEOUT_S}s:\n{log.read_text()[-4000:]}")
+
+
+def stop_process(process: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:
+    """SIGTERM the process group started for a test, then SIGKILL what is left."""
+    if process.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture(scope="session")
+def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """PREFECT_HOME of the session's real server (and of the CLI / worker processes using it)."""
+    return tmp_path_factory.mktemp("prefect-home")
+
+
+@pytest.fixture(scope="session")
+def prefect_server(prefect_home: Path) -> Iterator[str]:
+    """API URL of a real ``prefect server`` from .venv, on a free port; killed at teardown."""
+    port = _free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    log = prefect_home / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [VENV_BIN / "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=prefect_home,
+            env=server_env(prefect_home),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: teardown kills all of it
+        )
+    try:
+        _wait_healthy(api_url, process, log)
+        yield api_url
+    finally:
+        stop_process(process)
+
+
+@pytest.fixture(scope="session")
+def prefect_env(prefect_server: str, prefect_home: Path) -> dict[str, str]:
+    """Environment for ``prefect`` CLI commands and workers talking to ``prefect_server``."""
+    return server_env(prefect_home, prefect_server)
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start a subprocess in its own process group, output to a log file; killed after the test.
+
+    ``spawn(name, argv, env=..., cwd=...)``; the process gets ``.log_path`` (a Path).
+    """
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(name: str, argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        log_path = tmp_path / f"{name}.log"
+        with log_path.open("wb") as out:
+            process = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **kwargs
+            )
+        process.log_path = log_path  # type: ignore[attr-defined]
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        stop_process(process)

@@ -1,0 +1,114 @@
+"""End to end against a real ``prefect server`` from .venv, following the README's commands.
+
+- A scheduled deployment from ``deployments/prefect.yaml`` gets scheduled runs (with
+  sqlalchemy 2.1 the server's scheduler failed every loop and none was ever created).
+- ``prefect deploy`` records the repository as the working directory (no hidden variable), and a
+  process worker started with no Steward-specific variable runs a deployment from the checkout,
+  with flat ``-p key=value`` parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PREFECT_FILE = "deployments/prefect.yaml"
+
+pytestmark = pytest.mark.slow
+
+
+def _prefect(env: dict[str, str], *args: str, timeout: float = 300) -> str:
+    argv = [str(Path(sys.executable).parent / "prefect"), *args]
+    done = subprocess.run(
+        argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def _post(api_url: str, path: str, body: dict[str, Any]) -> Any:
+    response = httpx.post(f"{api_url}{path}", json=body, timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def _deployment(api_url: str, flow_name: str, name: str) -> dict[str, Any]:
+    response = httpx.get(f"{api_url}/deployments/name/{flow_name}/{name}", timeout=30)
+    response.raise_for_status()
+    return dict(response.json())
+
+
+def _runs(api_url: str, deployment_id: str, state_types: list[str]) -> list[dict[str, Any]]:
+    body = {
+        "deployments": {"id": {"any_": [deployment_id]}},
+        "flow_runs": {"state": {"type": {"any_": state_types}}},
+        "limit": 200,
+    }
+    return list(_post(api_url, "/flow_runs/filter", body))
+
+
+def _wait_for(what: str, probe: Any, timeout_s: float, log: Path | None = None) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(1)
+    tail = log.read_text(errors="replace")[-5000:] if log and log.exists() else ""
+    pytest.fail(f"{what} did not happen within {timeout_s}s\n{tail}")
+
+
+@pytest.fixture(scope="module")
+def work_pool(prefect_env: dict[str, str]) -> str:
+    """The README's one-time set-up: the `steward` process work pool."""
+    _prefect(prefect_env, "work-pool", "create", "steward", "--type", "process")
+    return "steward"
+
+
+def test_scheduled_deployment_gets_scheduled_runs(
+    prefect_server: str, prefect_env: dict[str, str], prefect_home: Path, work_pool: str
+) -> None:
+    _prefect(
+        prefect_env,
+        "--no-prompt",
+        "deploy",
+        "--prefect-file",
+        PREFECT_FILE,
+        "--name",
+        "archive-to-s3",
+    )
+
+    deployment = _deployment(prefect_server, "archive-to-s3", "archive-to-s3")
+    assert deployment["schedules"][0]["schedule"]["cron"] == "30 2 * * *"
+    assert deployment["work_pool_name"] == work_pool
+    scheduled = _wait_for(
+        "scheduled runs of archive-to-s3",
+        lambda: _runs(prefect_server, deployment["id"], ["SCHEDULED"]),
+        timeout_s=150,
+        log=prefect_home / "server.log",
+    )
+    assert all(run["state"]["name"] == "Scheduled" for run in scheduled)
+    assert "Can't evaluate bulk DML" not in (prefect_home / "server.log").read_text()
+
+
+def test_prefect_deploy_records_the_checkout_as_working_directory(
+    prefect_server: str, prefect_env: dict[str, str], work_pool: str
+) -> None:
+    _prefect(
+        prefect_env, "--no-prompt", "deploy", "--prefect-file", PREFECT_FILE, "--name", "migrate"
+    )
+
+    deployment = _deployment(prefect_server, "migrate", "migrate")
+    steps = deployment["pull_steps"]
+    assert steps == [
+        {"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}
+    ], json.dumps(steps)
+    assert "STEWARD_CHECKOUT" not in json.dumps(deployment)
