@@ -10,9 +10,11 @@ Hierarchy::
     │   ├── ObjectCorrupted             (terminal) bytes read do not match the stored SHA-256
     │   └── ObjectArchived              (terminal) object in GLACIER/DEEP_ARCHIVE needs a restore
     ├── IntegrityViolation              (terminal) data would be lost, duplicated or is inconsistent
-    │   └── ArchiveVerificationFailed   (terminal) an archive object failed verification
+    │   ├── ArchiveVerificationFailed   (terminal) an archive object failed verification
+    │   └── BackupVerificationFailed    (terminal) a restored backup differs from its manifest
     ├── ArchiveBusy                     (transient) another run is archiving / restoring a table
     ├── ArchiveDeleteBlocked            (transient) a guarded delete was refused, rolled back
+    ├── BackupBusy                      (transient) another backup run held the lock too long
     ├── MigrationError                  (terminal)
     │   ├── MigrationLocked             (transient) another runner holds the migration lock
     │   └── MigrationChecksumMismatch   (terminal) an applied migration file was edited
@@ -30,6 +32,8 @@ __all__ = [
     "ArchiveBusy",
     "ArchiveDeleteBlocked",
     "ArchiveVerificationFailed",
+    "BackupBusy",
+    "BackupVerificationFailed",
     "ConfigError",
     "IntegrityViolation",
     "MigrationChecksumMismatch",
@@ -94,6 +98,14 @@ class IntegrityViolation(StewardError, Terminal):
 
 class ArchiveVerificationFailed(IntegrityViolation):
     """An archive object does not match what was written (size, checksum or row count)."""
+
+
+class BackupVerificationFailed(IntegrityViolation):
+    """A backup restored into a scratch database does not match its manifest."""
+
+
+class BackupBusy(StewardError, Transient):
+    """Another backup run kept the backup lock longer than ``backup.lock_timeout_s``."""
 
 
 class MigrationError(StewardError, Terminal):

@@ -25,10 +25,12 @@ from pydantic_settings import (
 
 from steward.errors import ConfigError
 from steward.settings.archive import ARCHIVE_FORMATS, ArchivePolicy, ArchiveSettings
+from steward.settings.backup import BACKUP_SOURCES, BackupSettings, RetentionPolicy
 from steward.settings.masking import mask_url, masked_settings, shown_value
 from steward.settings.outbox import OUTBOX_SINKS, OutboxSettings
+from steward.settings.validation import ValidationSettings
+from steward.settings.cache import CacheSettings, InvalidationRule, WarmerSettings
 from steward.settings.stores import (
-    CacheSettings,
     DatabaseSettings,
     DocumentsSettings,
     ObjectsSettings,
@@ -46,6 +48,7 @@ from steward.settings.tiering import (
 
 __all__ = [
     "ARCHIVE_FORMATS",
+    "BACKUP_SOURCES",
     "DEFAULT_PRICES",
     "MIN_STORAGE_DAYS",
     "OUTBOX_SINKS",
@@ -53,14 +56,19 @@ __all__ = [
     "TRANSITION_CLASSES",
     "ArchivePolicy",
     "ArchiveSettings",
+    "BackupSettings",
     "CacheSettings",
     "DatabaseSettings",
     "DocumentsSettings",
+    "InvalidationRule",
     "ObjectsSettings",
     "OutboxSettings",
+    "RetentionPolicy",
     "Settings",
     "TierTransition",
     "TieringSettings",
+    "ValidationSettings",
+    "WarmerSettings",
     "check_deep_archive",
     "check_transitions",
     "get_settings",
@@ -100,6 +108,8 @@ class Settings(BaseSettings):
     tiering: TieringSettings = Field(default_factory=TieringSettings)
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    backup: BackupSettings = Field(default_factory=BackupSettings)
 
     @classmethod
     def settings_customise_sources(
