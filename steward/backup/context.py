@@ -8,6 +8,7 @@ checks the store's checksum against the manifest's and decrypts when needed.
 from __future__ import annotations
 
 import shutil
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +22,9 @@ from steward.storage import ObjectStore, open_object_store, utcnow
 from steward.storage.uploads import put_stream
 
 __all__ = [
+    "UNPACK_ERRORS",
     "BackupContext",
+    "damaged",
     "download_object",
     "encryption_record",
     "open_backup_context",
@@ -127,3 +130,16 @@ def download_object(
         shutil.copyfileobj(stream, handle, 1 << 20)
     finally:
         stream.close()
+
+
+UNPACK_ERRORS = (OSError, EOFError, zlib.error, ValueError)
+
+
+def damaged(stream: IO[bytes], key: str, exc: BaseException) -> ObjectCorrupted:
+    """The error for a backup object that cannot be unpacked: its checksum's, if that fails."""
+    while stream.read(1 << 20):  # reaching EOF checks the SHA-256 (raises ObjectCorrupted)
+        pass
+    return ObjectCorrupted(
+        f"backup object {key!r} cannot be unpacked ({exc}) although its checksum matches: "
+        "it was damaged before upload; use another backup"
+    )

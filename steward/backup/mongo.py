@@ -21,7 +21,13 @@ from bson import json_util
 from bson.json_util import CANONICAL_JSON_OPTIONS
 
 from steward.backup.catalogue import Manifest
-from steward.backup.context import BackupContext, open_object, upload_stream
+from steward.backup.context import (
+    UNPACK_ERRORS,
+    BackupContext,
+    damaged,
+    open_object,
+    upload_stream,
+)
 from steward.backup.fingerprint import compare_fingerprints
 from steward.backup.pipeline import ThreadPipe, gunzip_stream, gzip_stream
 from steward.errors import ConfigError
@@ -159,6 +165,8 @@ def _load_collection(
         if batch:
             collection.insert_many(batch, ordered=True)
         stream.read()
+    except UNPACK_ERRORS as exc:
+        raise damaged(stream, record["key"], exc) from None
     finally:
         stream.close()
     for index in spec["indexes"]:

@@ -3,8 +3,8 @@
 Kept: the newest backup of each of the ``keep_daily`` most recent days that have a backup,
 of the ``keep_weekly`` most recent ISO weeks, and of the ``keep_monthly`` most recent months
 (within a period a verified backup is preferred to a newer unverified one), plus always the
-newest verified backup and every backup newer than it (not verified yet: a verification may
-still be pending). Everything else goes. Pure function of the catalogue and the policy, so a
+newest verified backup, wherever it falls. Everything else goes; flows prune only after the
+new backup has been verified. Pure function of the catalogue and the policy, so a
 simulated clock over hundreds of days tests it exactly.
 """
 
@@ -34,12 +34,7 @@ def plan_retention(backups: list[Manifest], policy: RetentionPolicy) -> Retentio
     ordered = sorted(backups, key=lambda m: (m.started_at, m.id), reverse=True)  # newest first
     verified = [m for m in ordered if m.verified_at is not None]
     if verified:
-        newest_good = verified[0]
-        plan.keep.setdefault(newest_good.id, []).append("newest verified")
-        for manifest in ordered:
-            if manifest.started_at <= newest_good.started_at:
-                break
-            plan.keep.setdefault(manifest.id, []).append("newer than the newest verified")
+        plan.keep.setdefault(verified[0].id, []).append("newest verified")
     buckets: list[tuple[str, int, Callable[[Manifest], Hashable]]] = [
         ("daily", policy.keep_daily, lambda m: m.started_at.astimezone(UTC).date()),
         ("weekly", policy.keep_weekly, lambda m: m.started_at.astimezone(UTC).isocalendar()[:2]),

@@ -25,7 +25,7 @@ from steward.backup.mongo import backup_mongo, restore_mongo, verify_mongo
 from steward.backup.postgres import backup_postgres, restore_postgres, verify_postgres
 from steward.backup.retention import plan_retention
 from steward.backup.sqlite import backup_sqlite, restore_sqlite, verify_sqlite
-from steward.errors import BackupVerificationFailed, ConfigError
+from steward.errors import BackupVerificationFailed, ConfigError, ObjectCorrupted
 from steward.settings import BACKUP_SOURCES, mask_url
 from steward.storage.uploads import abort_stale_uploads
 
@@ -54,7 +54,7 @@ def engine_of(ctx: BackupContext, kind: str) -> str | None:
 
 def selected_sources(ctx: BackupContext, sources: list[str] | None) -> list[str]:
     """``sources`` checked (None = backup.sources)."""
-    chosen = list(ctx.config.sources) if sources is None else list(sources)
+    chosen: list[str] = list(ctx.config.sources if sources is None else sources)
     for kind in chosen:
         engine_of(ctx, kind)
     if not chosen:
@@ -95,7 +95,10 @@ def take_backup(ctx: BackupContext, kind: str) -> Manifest:
 def verify_backup(ctx: BackupContext, manifest: Manifest) -> Manifest:
     """Restore into scratch, compare, record the outcome in the manifest; raise on mismatch."""
     check = {"postgresql": verify_postgres, "sqlite": verify_sqlite, "mongodb": verify_mongo}
-    problems = check[manifest.engine](ctx, manifest)
+    try:
+        problems = check[manifest.engine](ctx, manifest)
+    except ObjectCorrupted as exc:  # damaged in the store: this backup cannot be restored
+        problems = [str(exc)]
     now = ctx.clock()
     manifest.verification = {
         "at": now.isoformat(),

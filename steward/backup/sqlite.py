@@ -17,7 +17,13 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from steward.backup.catalogue import Manifest
-from steward.backup.context import BackupContext, open_object, upload_stream
+from steward.backup.context import (
+    UNPACK_ERRORS,
+    BackupContext,
+    damaged,
+    open_object,
+    upload_stream,
+)
 from steward.backup.fingerprint import compare_fingerprints, sqlite_fingerprint
 from steward.backup.pipeline import gunzip_stream, gzip_stream
 from steward.errors import ConfigError
@@ -64,13 +70,16 @@ def backup_sqlite(ctx: BackupContext, manifest: Manifest) -> None:
 
 
 def _restore_to_file(ctx: BackupContext, manifest: Manifest, path: Path) -> None:
-    stream = open_object(ctx, manifest, manifest.objects[0])
+    record = manifest.objects[0]
+    stream = open_object(ctx, manifest, record)
     try:
         plain = gunzip_stream(stream)
         with open(path, "wb") as out:
             while chunk := plain.read(1 << 20):
                 out.write(chunk)
         stream.read()  # the rest (gzip trailer padding) so the checksum is checked at EOF
+    except UNPACK_ERRORS as exc:
+        raise damaged(stream, record["key"], exc) from None
     finally:
         stream.close()
 

@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 __all__ = ["BACKUP_SOURCES", "BackupSettings", "RetentionPolicy"]
 
-BACKUP_SOURCES = ("database", "documents")
+BackupSource = Literal["database", "documents"]
+BACKUP_SOURCES: tuple[BackupSource, ...] = ("database", "documents")
 _RECIPIENT = re.compile(r"age1[02-9ac-hj-np-z]{58}")
 _IDENTITY_PREFIX = "AGE-SECRET-KEY-1"
 
@@ -34,7 +35,7 @@ class BackupSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")  # a misspelt key is an error
 
-    sources: list[Literal["database", "documents"]] = Field(
+    sources: list[BackupSource] = Field(
         default_factory=lambda: list(BACKUP_SOURCES),
         description="What `backup-databases` backs up: 'database' (database.url) and "
         "'documents' (documents.url; skipped, and said so, while that URL is empty).",

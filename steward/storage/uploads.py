@@ -83,7 +83,8 @@ def _send_parts(
     store: S3Store, key: str, stream: IO[bytes], part_size: int, upload_id: str
 ) -> tuple[int, str]:
     client, target = store._client, {"Bucket": store.bucket, "Key": store._full_key(key)}
-    digest, size, parts = hashlib.sha256(), 0, []
+    digest, size = hashlib.sha256(), 0
+    parts: list[dict[str, Any]] = []
     while True:
         part = _read_part(stream, part_size)
         if not part and parts:

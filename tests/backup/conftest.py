@@ -73,7 +73,7 @@ def fill_postgres(url: str, customers: int = 300) -> None:
         )
         conn.execute(
             sa.text(
-                'INSERT INTO reporting."Daily Totals" VALUES (\'2024-01-01\', 10.5), '
+                "INSERT INTO reporting.\"Daily Totals\" VALUES ('2024-01-01', 10.5), "
                 "('infinity', NULL)"
             )
         )

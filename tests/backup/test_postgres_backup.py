@@ -35,7 +35,7 @@ def test_round_trip_folder_store(pg_settings, ctx_for, make_pg_database):
     assert manifest.tables["public.customers"]["rows"] == 300
     assert manifest.tables["public.orders"]["rows"] == 600
     assert manifest.tables["public.empty_table"]["rows"] == 0
-    assert manifest.tables['reporting.Daily Totals']["rows"] == 2
+    assert manifest.tables["reporting.Daily Totals"]["rows"] == 2
     assert "orders_customer_idx" in manifest.tables["public.orders"]["indexes"]
     assert "balance_positive (c)" in manifest.tables["public.customers"]["constraints"]
     assert "orders_customer_id_fkey (f)" in manifest.tables["public.orders"]["constraints"]
