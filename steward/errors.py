@@ -7,6 +7,7 @@ Hierarchy::
     ├── SourceUnavailable               (transient) a database / cache / store cannot be reached
     ├── ObjectStoreError
     │   ├── ObjectNotFound              (terminal) no object at that key
+    │   ├── ObjectExists                (terminal) a write that must not overwrite met an object
     │   ├── ObjectCorrupted             (terminal) bytes read do not match the stored SHA-256
     │   └── ObjectArchived              (terminal) object in GLACIER/DEEP_ARCHIVE needs a restore
     ├── IntegrityViolation              (terminal) data would be lost, duplicated or is inconsistent
@@ -41,6 +42,7 @@ __all__ = [
     "MigrationLocked",
     "ObjectArchived",
     "ObjectCorrupted",
+    "ObjectExists",
     "ObjectNotFound",
     "ObjectStoreError",
     "PayloadRejected",
@@ -82,6 +84,10 @@ class ObjectStoreError(StewardError):
 
 class ObjectNotFound(ObjectStoreError, Terminal):
     """No object exists at the key."""
+
+
+class ObjectExists(ObjectStoreError, Terminal):
+    """A create-only write (``put_if_absent``) found an object already at the key."""
 
 
 class ObjectCorrupted(ObjectStoreError, Terminal):

@@ -16,7 +16,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from steward.cli.flow_runner import run_flow
 from steward.settings import get_settings
@@ -59,6 +59,28 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
     table.add_row("oldest pending age (s)", f"{shown['oldest_pending_age_seconds']:.1f}")
     table.add_row("oldest pending created at", shown["oldest_pending_at"] or "-")
     out.print(table)
+    _print_dead_groups(shown["dead_by_reason"])
+    for held in shown["held"]:
+        out.print(
+            f"{held['aggregate']}: {held['held']} events held behind dead event "
+            f"{held['dead_event_id']}",
+            highlight=False,
+        )
+
+
+def _print_dead_groups(groups: list[dict[str, Any]]) -> None:
+    """Dead events by reason: per group its count and oldest age, then its first events."""
+    for group in groups:
+        title = f"{group['count']} dead (oldest {group['oldest_age_seconds']:.0f} s): "
+        event_id = Column("event id", no_wrap=True, min_width=36)
+        table = Table(event_id, "event type", "aggregate", "attempts", "age (s)",
+                      title=title + group["reason"], title_justify="left")  # fmt: skip
+        for event in group["events"]:
+            table.add_row(event["event_id"], event["event_type"], event["aggregate"],
+                          str(event["attempts"]), f"{event['age_seconds']:.0f}")  # fmt: skip
+        if group["count"] > len(group["events"]):
+            table.add_row(f"… {group['count'] - len(group['events'])} more", "", "", "", "")
+        out.print(table)
 
 
 @outbox_app.command("relay")
@@ -109,7 +131,11 @@ def _relay_forever(batch_size: int | None) -> None:
 
     try:
         totals = run_forever(
-            relay, stop, relay_batch=lambda: relay.relay_batch(limit=batch_size), on_drained=report
+            relay,
+            stop,
+            relay_batch=lambda: relay.relay_batch(limit=batch_size),
+            on_drained=report,
+            on_outage=lambda message: err.print(f"[yellow]{message}[/]", highlight=False),
         )
     finally:
         relay.close()
@@ -127,12 +153,14 @@ def requeue_dead(
     """Put dead events back to pending (all dead events when no --event / --aggregate)."""
     relay = _relay()
     try:
+        groups = relay.dead_letters(event_ids=event, aggregates=aggregate) if dry_run else []
         count = relay.requeue_dead(event_ids=event, aggregates=aggregate, dry_run=dry_run)
     finally:
         relay.close()
     scope = "matching " if event or aggregate else ""
     verb = "would requeue" if dry_run else "requeued"
     out.print(f"{verb} {count} {scope}dead events")
+    _print_dead_groups([group.as_dict() for group in groups])
 
 
 @outbox_app.command("cleanup")

@@ -6,12 +6,14 @@ What this package owns:
   transaction, plus the retry backoff and the error text the relay records.
 - ``table``: the outbox table contract (columns, states) for writers in any language.
 - ``relay``: :class:`OutboxRelay` claims due events (ordered per aggregate), publishes, marks.
+- ``dead_letters``: dead events grouped by reason, and the aggregates held behind them.
 - ``runs``: batch reports and the drain loops a flow or the CLI runs.
 - ``service``: the long-running relay (``steward outbox relay --forever``).
 - ``sinks``: Redis Streams and the event history in the object store.
 - ``streams``: :class:`StreamConsumer`, a consumer-group reader with dedupe by event id.
 """
 
+from steward.outbox.dead_letters import DeadEvent, DeadGroup, HeldAggregate, describe_held
 from steward.outbox.events import (
     DEAD,
     PENDING,
@@ -21,6 +23,7 @@ from steward.outbox.events import (
     OutboxEvent,
     OutboxTable,
     backoff_delay,
+    compact_json,
     describe_error,
     enqueue,
     enqueue_many,
@@ -37,6 +40,7 @@ from steward.outbox.sinks import (
     Sink,
     SinkResult,
     history_key_segment,
+    history_source_name,
 )
 from steward.outbox.streams import HandleReport, StreamConsumer, StreamMessage
 from steward.outbox.table import REQUIRED_COLUMNS
@@ -47,10 +51,13 @@ __all__ = [
     "PUBLISHED",
     "REQUIRED_COLUMNS",
     "BatchReport",
+    "DeadEvent",
+    "DeadGroup",
     "EventHistorySink",
     "EventSpec",
     "Failure",
     "HandleReport",
+    "HeldAggregate",
     "OutboxEvent",
     "OutboxRelay",
     "OutboxTable",
@@ -62,11 +69,14 @@ __all__ = [
     "StreamMessage",
     "backoff_delay",
     "build_sinks",
+    "compact_json",
     "describe_error",
+    "describe_held",
     "drain",
     "enqueue",
     "enqueue_many",
     "history_key_segment",
+    "history_source_name",
     "outbox_table",
     "parse_aggregate",
     "parse_event_id",

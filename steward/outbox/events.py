@@ -40,6 +40,7 @@ __all__ = [
     "OutboxEvent",
     "OutboxTable",
     "backoff_delay",
+    "compact_json",
     "describe_error",
     "enqueue",
     "enqueue_many",
@@ -122,7 +123,8 @@ def _insert_row(spec: EventSpec, max_payload_bytes: int) -> dict[str, Any]:
     if len(payload.encode("utf-8")) > max_payload_bytes:
         raise PayloadRejected(
             f"outbox event {spec.event_type} of {spec.aggregate_type} {names['aggregate_id']}: "
-            f"payload is {len(payload.encode('utf-8')):,} bytes, over outbox.max_payload_bytes "
+            f"payload is {len(payload.encode('utf-8')):,} bytes (compact JSON), over "
+            "outbox.max_payload_bytes "
             f"= {max_payload_bytes:,}; store large data elsewhere and put its key in the event"
         )
     headers = None if spec.headers is None else _json_text(spec.headers, "headers", spec)
@@ -130,7 +132,13 @@ def _insert_row(spec: EventSpec, max_payload_bytes: int) -> dict[str, Any]:
     return {"b_id": uuid.uuid4(), **row, "payload_text": payload, "headers_text": headers}
 
 
+def compact_json(text: str) -> str:
+    """``text`` (JSON) re-rendered compact: the form whose UTF-8 bytes the size rule counts."""
+    return json.dumps(json.loads(text), separators=(",", ":"), ensure_ascii=False)
+
+
 def _json_text(value: Any, what: str, spec: EventSpec) -> str:
+    # The compact rendering is both what is stored and what the size rule measures.
     try:
         return json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError) as exc:

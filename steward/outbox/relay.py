@@ -28,18 +28,26 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from steward.errors import RelayConflict
+from steward.outbox.dead_letters import DeadGroup, read_dead_letters, read_held
 from steward.outbox.events import (
     Failure,
     OutboxEvent,
     OutboxTable,
     backoff_delay,
+    compact_json,
     describe_error,
     outbox_table,
     parse_aggregate,
     parse_event_id,
 )
 from steward.outbox.runs import BatchReport
-from steward.outbox.sinks import EventHistorySink, RedisStreamsSink, Sink, SinkResult
+from steward.outbox.sinks import (
+    EventHistorySink,
+    RedisStreamsSink,
+    Sink,
+    SinkResult,
+    history_source_name,
+)
 from steward.settings import Settings
 from steward.storage import SqlClient
 from steward.storage import translate_sql_errors as translate_errors
@@ -140,16 +148,7 @@ class OutboxRelay:
     def publish(self, events: Sequence[OutboxEvent]) -> _Verdicts:
         """Send ``events`` through every sink in turn; later sinks only get what flows on."""
         verdicts = _Verdicts()
-        limit = self.cfg.max_payload_bytes
-        for ev in events:
-            if len(ev.payload) * 4 <= limit:  # UTF-8 takes at most 4 bytes a character
-                continue
-            size = len(ev.payload.encode("utf-8"))
-            if size > limit:
-                verdicts.rejected[ev.seq] = (
-                    f"payload is {size:,} bytes, over outbox.max_payload_bytes = {limit:,}; "
-                    "shrink the event (or raise the limit), then requeue it"
-                )
+        events = self._fit_payloads(events, verdicts)
         flowing = self._flowing(events, verdicts)
         for sink in self.sinks:
             result: SinkResult = sink.publish(flowing)
@@ -163,6 +162,34 @@ class OutboxRelay:
         done = len(flowing) + len(verdicts.failed) + len(verdicts.rejected)
         verdicts.held = len(events) - done
         return verdicts
+
+    def _fit_payloads(
+        self, events: Sequence[OutboxEvent], verdicts: _Verdicts
+    ) -> Sequence[OutboxEvent]:
+        """Apply the size rule enqueue applies: UTF-8 bytes of the compact JSON text.
+
+        The stored rendering is sent as is when it fits; PostgreSQL's JSONB text adds a space
+        after every ``,`` and ``:``, so a payload whose rendering is over the limit is sent
+        compact, and goes dead only if even that is over (the sink gets the bytes measured).
+        """
+        limit = self.cfg.max_payload_bytes
+        fitted: list[OutboxEvent] | None = None
+        for index, ev in enumerate(events):
+            if len(ev.payload) * 4 <= limit:  # UTF-8 takes at most 4 bytes a character
+                continue
+            if len(ev.payload.encode("utf-8")) <= limit:
+                continue
+            compact = compact_json(ev.payload)
+            size = len(compact.encode("utf-8"))
+            if size > limit:
+                verdicts.rejected[ev.seq] = (
+                    f"payload is {size:,} bytes (compact JSON), over outbox.max_payload_bytes = "
+                    f"{limit:,}; shrink the event (or raise the limit), then requeue it"
+                )
+                continue
+            fitted = fitted if fitted is not None else list(events)
+            fitted[index] = ev._replace(payload=compact)
+        return events if fitted is None else fitted
 
     def _flowing(self, events: Sequence[OutboxEvent], verdicts: _Verdicts) -> list[OutboxEvent]:
         # Walk in seq order; after an aggregate's first failure its later events are held.
@@ -216,9 +243,27 @@ class OutboxRelay:
 
     # Operating ---------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        """Pending, retrying, dead and the oldest pending event's age (see OutboxTable.status)."""
+        """Pending, retrying, dead, the oldest pending event's age (see OutboxTable.status),
+        dead events grouped by reason (``dead_by_reason``) and the aggregates held behind a
+        dead event (``held``)."""
         with self.transaction("reading outbox status") as conn:
-            return self.table(conn).status(conn)
+            table = self.table(conn)
+            shown = table.status(conn)
+            groups = read_dead_letters(conn, table) if shown["dead"] else []
+            held = read_held(conn, table) if shown["dead"] and shown["pending"] else []
+        shown["dead_by_reason"] = [group.as_dict() for group in groups]
+        shown["held"] = [aggregate.as_dict() for aggregate in held]
+        return shown
+
+    def dead_letters(
+        self, *, event_ids: Sequence[str] = (), aggregates: Sequence[str] = ()
+    ) -> list[DeadGroup]:
+        """The dead events a requeue with these filters would take, grouped by reason."""
+        ids = [parse_event_id(text) for text in event_ids]
+        pairs = [parse_aggregate(text) for text in aggregates]
+        with self.transaction("reading dead outbox events") as conn:
+            table = self.table(conn)
+            return read_dead_letters(conn, table, table.dead_filter(ids, pairs))
 
     def requeue_dead(
         self,
@@ -275,7 +320,8 @@ def build_sinks(settings: Settings) -> list[Sink]:
             from steward.storage import open_object_store
 
             store = open_object_store(settings)
-            sinks.append(EventHistorySink(store, prefix=cfg.history_prefix))
+            source = cfg.history_source or history_source_name(settings.database_url)
+            sinks.append(EventHistorySink(store, prefix=cfg.history_prefix, source=source))
     return sinks
 
 

@@ -10,20 +10,24 @@ so one bad event or one unreachable service never loses the rest of the batch.
   fields ``event_id``, ``event_type``, ``aggregate_id``, ``payload``, ``headers``,
   ``occurred_at`` and ``seq``.
 - :class:`EventHistorySink`: one gzipped JSON-lines object per aggregate type and event day
-  per batch, under ``{outbox.history_prefix}{aggregate_type}/dt=YYYY-MM-DD/``.
+  per batch, under ``{outbox.history_prefix}{aggregate_type}/dt=YYYY-MM-DD/``, named by source
+  database and batch id, never overwritten.
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
+import re
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
 import redis
+import sqlalchemy as sa
 
 from steward.outbox.events import OutboxEvent, describe_error
 from steward.storage import ObjectStore
@@ -34,7 +38,10 @@ __all__ = [
     "Sink",
     "SinkResult",
     "history_key_segment",
+    "history_source_name",
 ]
+
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 # Error replies that say something about the server or the key, not about this entry: retry.
 RETRYABLE_REPLIES = frozenset(
@@ -127,24 +134,40 @@ def history_key_segment(aggregate_type: str) -> str:
     return segment
 
 
+def history_source_name(database_url: str) -> str:
+    """A database's name in history object names: host and database (no credentials)."""
+    url = sa.engine.make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        name = Path(url.database or "memory").stem
+    else:
+        name = f"{url.host or 'local'}-{url.database or 'default'}"
+    return _UNSAFE_NAME.sub("_", name).strip("._-")[:100] or "db"
+
+
 class EventHistorySink:
     """Event history in the object store: ``jsonl.gz`` objects per aggregate type and day.
 
     Each line is one event: ``event_id``, ``seq``, ``aggregate_type``, ``aggregate_id``,
-    ``event_type``, ``occurred_at``, ``payload``, ``headers``. Object keys carry the first and
-    last seq and a digest of the seqs, so a rerun of the same batch rewrites the same object.
+    ``event_type``, ``occurred_at``, ``payload``, ``headers``. An object is named
+    ``{source}-{first seq}-{last seq}-{batch id}.jsonl.gz``: the source names the database
+    (several may share a prefix, and a database recreated from scratch starts its seqs again)
+    and the batch id is new for every write, so no two writes share a name. Objects are
+    written create-only (:meth:`ObjectStore.put_if_absent`): an existing object is never
+    replaced. A batch written again after a crash (before its events were marked) is a second
+    object: history readers drop duplicates by ``event_id``, as stream consumers do.
     """
 
     name = "event_history"
 
-    def __init__(self, store: ObjectStore, *, prefix: str = "events/") -> None:
+    def __init__(self, store: ObjectStore, *, prefix: str = "events/", source: str = "db") -> None:
         self.store = store
         self.prefix = prefix
+        self.source = source
 
-    def object_key(self, aggregate_type: str, day: str, events: Sequence[OutboxEvent]) -> str:
-        seqs = ",".join(str(ev.seq) for ev in events).encode()
-        digest = hashlib.sha256(seqs).hexdigest()[:12]
-        name = f"{events[0].seq:020d}-{events[-1].seq:020d}-{digest}.jsonl.gz"
+    def object_key(
+        self, aggregate_type: str, day: str, events: Sequence[OutboxEvent], batch_id: str
+    ) -> str:
+        name = f"{self.source}-{events[0].seq:020d}-{events[-1].seq:020d}-{batch_id}.jsonl.gz"
         return f"{self.prefix}{history_key_segment(aggregate_type)}/dt={day}/{name}"
 
     def publish(self, events: Sequence[OutboxEvent]) -> SinkResult:
@@ -153,15 +176,18 @@ class EventHistorySink:
             day = ev.created_at.date().isoformat()
             groups.setdefault((ev.aggregate_type, day), []).append(ev)
         result = SinkResult()
+        batch_id = uuid.uuid4().hex[:16]
         for (aggregate_type, day), group in groups.items():
-            key = self.object_key(aggregate_type, day, group)
+            key = self.object_key(aggregate_type, day, group, batch_id)
             metadata = {
                 "events": str(len(group)),
                 "first-seq": str(group[0].seq),
                 "last-seq": str(group[-1].seq),
+                "source": self.source,
+                "batch-id": batch_id,
             }
             try:
-                self.store.put(key, _jsonl_gz(group), metadata=metadata)
+                self.store.put_if_absent(key, _jsonl_gz(group), metadata=metadata)
             except Exception as exc:  # any store failure: these events are retried later
                 error = describe_error(exc, f"writing event history object {key!r}")
                 result.failed.update((ev.seq, error) for ev in group)

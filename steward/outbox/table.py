@@ -244,11 +244,11 @@ class OutboxTable:
 
     # Marking ----------------------------------------------------------------------------
     def mark_published(self, conn: Connection, seqs: Sequence[int]) -> None:
+        # last_error goes too: a published event carries no leftover reason from a failed try.
         t = self.table
+        values = {"status": PUBLISHED, "published_at": self._clock(), "last_error": None}
         for where in self._seq_filters(seqs):
-            conn.execute(
-                t.update().where(where).values(status=PUBLISHED, published_at=self._clock())
-            )
+            conn.execute(t.update().where(where).values(**values))
 
     def record_failures(self, conn: Connection, failures: Sequence[Failure]) -> None:
         """attempts, last_error and available_at = now + delay, per event (executemany)."""
@@ -314,6 +314,19 @@ class OutboxTable:
         ``(aggregate_type, aggregate_id or None for all of that type)``.
         """
         t = self.table
+        where = self.dead_filter(event_ids, aggregates)
+        if dry_run:
+            return int(conn.execute(sa.select(sa.func.count()).where(where)).scalar_one())
+        values = {"status": PENDING, "attempts": 0, "available_at": self._clock()}
+        return int(conn.execute(t.update().where(where).values(**values)).rowcount)
+
+    def dead_filter(
+        self,
+        event_ids: Sequence[uuid.UUID] = (),
+        aggregates: Sequence[tuple[str, str | None]] = (),
+    ) -> sa.ColumnElement[bool]:
+        """Dead events among ``event_ids`` or of ``aggregates`` (OR-ed); no filter = all dead."""
+        t = self.table
         chosen: list[sa.ColumnElement[bool]] = []
         if event_ids:
             chosen.append(t.c.id.in_(list(event_ids)))
@@ -322,11 +335,7 @@ class OutboxTable:
             chosen.append(same_type if aggregate_id is None else sa.and_(
                 same_type, t.c.aggregate_id == aggregate_id
             ))  # fmt: skip
-        where = sa.and_(t.c.status == DEAD, sa.or_(*chosen) if chosen else sa.true())
-        if dry_run:
-            return int(conn.execute(sa.select(sa.func.count()).where(where)).scalar_one())
-        values = {"status": PENDING, "attempts": 0, "available_at": self._clock()}
-        return int(conn.execute(t.update().where(where).values(**values)).rowcount)
+        return sa.and_(t.c.status == DEAD, sa.or_(*chosen) if chosen else sa.true())
 
     def delete_published(self, conn: Connection, *, before: datetime, limit: int) -> int:
         """Delete up to ``limit`` events published before ``before``; never pending or dead."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 __all__ = ["OUTBOX_SINKS", "OutboxSettings"]
 
@@ -11,6 +11,8 @@ OUTBOX_SINKS = ("redis_streams", "event_history")
 
 class OutboxSettings(BaseModel):
     """Transactional outbox relay (``relay-outbox``, ``cleanup-outbox``, ``steward outbox``)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     table: str = Field(
         default="outbox",
@@ -43,9 +45,11 @@ class OutboxSettings(BaseModel):
         description="Random share taken off each delay: delay * uniform(1 - jitter, 1).",
     )
     dead_blocks_aggregate: bool = Field(
-        default=False,
-        description="True: a dead event holds back its aggregate's later events until it is "
-        "requeued (strict order). False: later events flow on (a gap, reported).",
+        default=True,
+        description="True (default): a dead event holds back its aggregate's later events "
+        "until it is requeued, so every aggregate is delivered in order (they wait, shown in "
+        "`steward outbox status` as held behind the dead event). False: later events flow on "
+        "past it (no waiting, but a requeued event then arrives after its successors).",
     )
     sinks: list[str] = Field(
         default_factory=lambda: list(OUTBOX_SINKS),
@@ -58,6 +62,12 @@ class OutboxSettings(BaseModel):
     stream_maxlen: int = Field(
         default=1_000_000, ge=0, description="Approximate MAXLEN per stream; 0 = never trim."
     )
+    history_source: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
+        description="Name of this database in event-history object names (several databases "
+        "may share one prefix); None = derived from database.url (host and database name).",
+    )
     history_prefix: str = Field(
         default="events/",
         description="Object-store prefix of the event history (jsonl.gz per batch and day).",
@@ -66,7 +76,8 @@ class OutboxSettings(BaseModel):
         default=1_048_576,
         ge=64,
         le=512 * 1024 * 1024,
-        description="Largest payload accepted by enqueue and relayed; larger events go dead.",
+        description="Largest payload, in UTF-8 bytes of its compact JSON text (no spaces), the "
+        "same rule in enqueue and the relay; larger events are refused by enqueue or go dead.",
     )
     cleanup_after_days: int = Field(
         default=30, ge=0, le=36_500, description="Published events older than this are deleted."
@@ -81,6 +92,13 @@ class OutboxSettings(BaseModel):
     )
     poll_interval_seconds: float = Field(
         default=5.0, gt=0, le=3600, description="Long-running relay: poll this often anyway."
+    )
+    reconnect_max_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Long-running relay: longest wait between reconnect attempts while the "
+        "database or Redis is away (starts at 0.5 s, doubles, jittered).",
     )
     run_seconds: float = Field(
         default=50.0,

@@ -28,7 +28,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-from steward.errors import ConfigError, ObjectCorrupted, ObjectNotFound
+from steward.errors import ConfigError, ObjectCorrupted, ObjectExists, ObjectNotFound
 from steward.storage.objects import (
     COLD_CLASSES,
     Clock,
@@ -90,6 +90,25 @@ class FolderStore(ObjectStore):
             "size": size,
             "sha256": sha256,
             "storage_class": storage_class,
+            "last_modified": self._clock().isoformat(),
+            "metadata": user_metadata,
+            "restore": None,
+        }
+        self._write_sidecar(key, sidecar)
+        return self._info(key, sidecar)
+
+    def put_if_absent(
+        self, key: str, data: bytes, *, metadata: dict[str, str] | None = None
+    ) -> ObjectInfo:
+        """Create-only write: the bytes land by ``os.link``, which fails if the key exists."""
+        path = self._data_path(key)
+        user_metadata = check_metadata(key, metadata)
+        self._make_parent(key, path)
+        size, sha256 = _write_atomically(path, iter_chunks(data), key=key, exclusive=True)
+        sidecar = {
+            "size": size,
+            "sha256": sha256,
+            "storage_class": "STANDARD",
             "last_modified": self._clock().isoformat(),
             "metadata": user_metadata,
             "restore": None,
@@ -261,8 +280,13 @@ def _root_from_url(url: str) -> Path:
     return Path(url2pathname(parts.path))
 
 
-def _write_atomically(path: Path, chunks: Iterable[bytes], *, key: str) -> tuple[int, str]:
-    """Write ``chunks`` to ``path`` all-or-nothing; returns (size, sha256)."""
+def _write_atomically(
+    path: Path, chunks: Iterable[bytes], *, key: str, exclusive: bool = False
+) -> tuple[int, str]:
+    """Write ``chunks`` to ``path`` all-or-nothing; returns (size, sha256).
+
+    ``exclusive``: never replace an existing file (ObjectExists instead).
+    """
     temporary = path.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}")
     digest, size = hashlib.sha256(), 0
     try:
@@ -273,7 +297,14 @@ def _write_atomically(path: Path, chunks: Iterable[bytes], *, key: str) -> tuple
                 handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        if exclusive:
+            os.link(temporary, path)  # atomic, and refuses an existing path
+            temporary.unlink()
+        else:
+            os.replace(temporary, path)
+    except FileExistsError:
+        temporary.unlink(missing_ok=True)
+        raise ObjectExists(f"object {key!r} already exists; it was kept as is") from None
     except IsADirectoryError:
         temporary.unlink(missing_ok=True)
         raise ConfigError(

@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any, Literal
 
-from steward.errors import ConfigError, ObjectArchived, ObjectCorrupted, ObjectNotFound
+from steward.errors import (
+    ConfigError,
+    ObjectArchived,
+    ObjectCorrupted,
+    ObjectExists,
+    ObjectNotFound,
+)
 
 __all__ = [
     "COLD_CLASSES",
@@ -266,6 +272,18 @@ class ObjectStore(ABC):
         metadata: dict[str, str] | None = None,
     ) -> ObjectInfo:
         """Write an object from bytes or a stream with its SHA-256 (S3: multipart when large)."""
+
+    def put_if_absent(
+        self, key: str, data: bytes, *, metadata: dict[str, str] | None = None
+    ) -> ObjectInfo:
+        """Write ``key`` only when no object is there: never overwrite; ObjectExists if one is.
+
+        This default checks first (a race window remains); stores that can make the write
+        itself conditional override it (S3: ``If-None-Match: *``; folder: a hard link).
+        """
+        if self.exists(key):
+            raise ObjectExists(f"object {key!r} already exists in {self.url}; it was kept as is")
+        return self.put(key, data, metadata=metadata)
 
     @abstractmethod
     def open(self, key: str) -> VerifyingReader:

@@ -15,6 +15,7 @@ SHA-256 travels as user metadata.
 from __future__ import annotations
 
 import builtins
+import hashlib
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,7 @@ from botocore.config import Config
 
 from steward.errors import (
     ConfigError,
+    ObjectExists,
     ObjectNotFound,
     ObjectStoreError,
     SourceUnavailable,
@@ -137,6 +139,27 @@ class S3Store(ObjectStore):
                     body, self.bucket, full_key, ExtraArgs=extra, Config=self._transfer
                 )
         return ObjectInfo(key, size, sha256, storage_class, self._clock(), user_metadata)
+
+    def put_if_absent(
+        self, key: str, data: bytes, *, metadata: dict[str, str] | None = None
+    ) -> ObjectInfo:
+        """Create-only write: one PUT with ``If-None-Match: *`` (S3 refuses it with 412)."""
+        full_key = self._full_key(key)
+        user_metadata = check_metadata(key, metadata)
+        sha256 = hashlib.sha256(data).hexdigest()
+        with self._translated("writing", key):
+            try:
+                self._client.put_object(
+                    Bucket=self.bucket, Key=full_key, Body=data, IfNoneMatch="*",
+                    Metadata={**user_metadata, "sha256": sha256}, **self._sse,
+                )  # fmt: skip
+            except boto_errors.ClientError as exc:
+                if _code(exc) == "PreconditionFailed" or _status(exc) == 412:
+                    raise ObjectExists(
+                        f"object {self._where(key)} already exists; it was kept as is"
+                    ) from None
+                raise
+        return ObjectInfo(key, len(data), sha256, "STANDARD", self._clock(), user_metadata)
 
     def delete(self, key: str) -> None:
         full_key = self._full_key(key)

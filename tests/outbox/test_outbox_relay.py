@@ -96,68 +96,6 @@ def test_a_failing_stream_holds_its_aggregates_and_lets_others_flow(outbox_env):
     assert all(s == sorted(s) and len(s) == 5 for s in per_aggregate.values())
 
 
-def test_events_go_dead_after_max_attempts_and_stop_blocking(outbox_env):
-    env = outbox_env.reconfigure(outbox__sinks='["redis_streams"]', outbox__max_attempts="2")
-    env.fill(3, 1, types=("product",))
-    env.redis.set(env.stream("product"), "not a stream")
-    relay = env.relay()
-    relay.relay_batch()
-    time.sleep(0.1)
-    report = relay.relay_batch()
-    assert report.dead == 1
-    (dead,) = env.rows("status = 'dead'")
-    assert dead.seq == 1 and dead.attempts == 2
-    assert dead.last_error.startswith("gave up after 2 attempts") and "WRONGTYPE" in dead.last_error
-
-    env.redis.delete(env.stream("product"))
-    drain(relay.relay_batch)  # the dead event no longer holds back seq 2 and 3
-    assert [row.seq for row in env.rows("status = 'published'")] == [2, 3]
-    assert relay.status()["dead"] == 1
-
-    assert relay.requeue_dead(aggregates=["product:agg-0"], dry_run=True) == 1
-    assert relay.requeue_dead(aggregates=["product:agg-0"]) == 1
-    (requeued,) = env.rows("seq = 1")
-    assert (requeued.status, requeued.attempts) == ("pending", 0)
-    drain(relay.relay_batch)
-    assert len(env.rows("status = 'published'")) == 3
-
-
-def test_poison_events_go_dead_at_once_while_the_rest_flow(outbox_env):
-    env = outbox_env.reconfigure(outbox__max_payload_bytes="2000")
-    env.fill(4, 2, types=("order",))
-    insert_raw(env, "order", "agg-0", json.dumps({"blob": "x" * 5000}))
-    env.fill(4, 2, types=("order",))
-    relay = env.relay()
-    totals = drain(relay.relay_batch)
-    assert totals.published == 8 and totals.dead == 1
-    (poison,) = env.rows("status = 'dead'")
-    assert poison.seq == 5 and poison.attempts == 1
-    assert poison.last_error.startswith("rejected: payload is 5,")
-    assert "over outbox.max_payload_bytes = 2,000" in poison.last_error
-    assert str(poison.id) not in {e["event_id"] for e in env.entries("order")}
-
-    by_id = relay.requeue_dead(event_ids=[str(poison.id)])
-    assert by_id == 1
-    big = env.reconfigure(outbox__max_payload_bytes="100000").relay()
-    assert drain(big.relay_batch).published == 1
-    assert env.rows("status <> 'published'") == []
-
-
-def test_dead_events_can_hold_their_aggregate_when_configured(outbox_env):
-    env = outbox_env.reconfigure(
-        outbox__max_payload_bytes="2000", outbox__dead_blocks_aggregate="true"
-    )
-    insert_raw(env, "order", "agg-0", json.dumps({"blob": "x" * 5000}))
-    env.fill(4, 2, types=("order",))  # agg-0: seq 2, 4; agg-1: seq 3, 5
-    relay = env.relay()
-    drain(relay.relay_batch)
-    assert [row.seq for row in env.rows("status = 'published'")] == [3, 5]
-    assert [row.seq for row in env.rows("status = 'pending'")] == [2, 4]
-    relay.requeue_dead(aggregates=["order"])
-    drain(env.reconfigure(outbox__max_payload_bytes="100000").relay().relay_batch)
-    assert env.rows("status <> 'published'") == []
-
-
 def test_requeue_without_filters_takes_every_dead_event(outbox_env):
     env = outbox_env.reconfigure(outbox__max_payload_bytes="100")
     insert_raw(env, "order", "a", json.dumps({"blob": "x" * 500}))
