@@ -8,64 +8,44 @@ what was applied.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
 
+from steward.errors import ConfigError
 from steward.settings import get_settings, mask_url
 from tasks.migrations import apply_mongo_migrations, apply_sql_migrations, render_migration_sql
 
 
-class MigrateParams(BaseModel):
-    """Parameters of the ``migrate`` flow."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    target: str = Field(
-        default="head",
-        description="head, base, a revision id, or -N/+N relative to the current revision. "
-        "A downgrade without an explicit target goes one revision back (-1).",
-    )
-    direction: Literal["upgrade", "downgrade"] = Field(default="upgrade")
-    dry_run: bool = Field(default=False, description="Write the SQL to the log; apply nothing.")
-    include_mongo: bool | None = Field(
-        default=None,
-        description="Also run migrations/mongo; None = when documents.url is set.",
-    )
-    mongo_target: str | None = Field(
-        default=None,
-        description="MongoDB target (head, base, a name or number, -N). None = head when "
-        "upgrading; when downgrading MongoDB is left as it is unless a target is given.",
-    )
-    lock_timeout_seconds: float = Field(
-        default=60.0, gt=0, le=3600, description="Seconds to wait for another runner's lock."
-    )
-
-    @model_validator(mode="after")
-    def _downgrade_target(self) -> MigrateParams:
-        if self.direction == "downgrade":
-            if "target" not in self.model_fields_set:
-                self.target = "-1"
-            elif self.target in ("head", "heads"):
-                raise ValueError(
-                    "target: a downgrade needs a target below the current revision "
-                    "(-1, base or a revision id)"
-                )
-        return self
+def _sql_target(target: str | None, direction: str, confirm_downgrade_to_base: bool) -> str:
+    """The SQL target in force: head when upgrading, one revision back (-1) when downgrading."""
+    if direction == "upgrade":
+        return target or "head"
+    if target in ("head", "heads"):
+        raise ConfigError(
+            f"target={target!r}: a downgrade needs a target below the current revision "
+            "(-1, a revision id, or base); to go up use direction=upgrade"
+        )
+    if target == "base" and not confirm_downgrade_to_base:
+        raise ConfigError(
+            "target='base' with direction=downgrade drops every table Steward's migrations "
+            "created, with their data; set confirm_downgrade_to_base=true to do it"
+        )
+    return target or "-1"
 
 
-def _include_mongo(params: MigrateParams) -> bool:
-    if params.include_mongo is not None:
-        return params.include_mongo
+def _include_mongo(include_mongo: bool | None) -> bool:
+    if include_mongo is not None:
+        return include_mongo
     return bool(get_settings().documents.url.get_secret_value())
 
 
-def _mongo_target(params: MigrateParams) -> str | None:
-    if params.mongo_target is not None:
-        return params.mongo_target
-    return "head" if params.direction == "upgrade" else None
+def _mongo_target(mongo_target: str | None, direction: str) -> str | None:
+    if mongo_target is not None:
+        return mongo_target
+    return "head" if direction == "upgrade" else None
 
 
 def _publish_sql(sql: dict[str, Any]) -> None:
@@ -99,37 +79,90 @@ def _publish_applied(applied: dict[str, Any], mongo: dict[str, Any] | None) -> N
 
 
 @flow(name="migrate", description="Apply schema and data migrations (SQL and MongoDB).")
-def migrate(params: MigrateParams = MigrateParams()) -> dict[str, Any]:
-    """Migrate the database (and MongoDB) to the target; returns what was (or would be) done."""
+def migrate(
+    target: str | None = None,
+    direction: Literal["upgrade", "downgrade"] = "upgrade",
+    dry_run: bool = False,
+    include_mongo: bool | None = None,
+    mongo_target: str | None = None,
+    lock_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0,
+    confirm_downgrade_to_base: bool = False,
+) -> dict[str, Any]:
+    """Migrate the database (and MongoDB) to the target; returns what was (or would be) done.
+
+    Args:
+        target: head, base, a revision id, or -N/+N relative to the current revision. Empty:
+            head when upgrading, -1 (one revision back) when downgrading.
+        direction: upgrade or downgrade.
+        dry_run: Write the SQL to the log and to an artifact; apply nothing.
+        include_mongo: Also run migrations/mongo. Empty: when documents.url is set.
+        mongo_target: MongoDB target (head, base, a name or number, -N). Empty: head when
+            upgrading; a downgrade leaves MongoDB as it is unless a target is given.
+        lock_timeout_seconds: Seconds to wait for another runner's migration lock (0-3600).
+        confirm_downgrade_to_base: Must be true for a downgrade to base, which drops every
+            table the migrations created, with its data.
+    """
     logger = get_run_logger()
-    settings = get_settings()
+    sql_target = _sql_target(target, direction, confirm_downgrade_to_base or dry_run)
     logger.info(
         "migrate: %s to %s on %s%s",
-        params.direction,
-        params.target,
-        mask_url(settings.database_url),
-        " (dry run: nothing will be applied)" if params.dry_run else "",
+        direction,
+        sql_target,
+        mask_url(get_settings().database_url),
+        " (dry run: nothing will be applied)" if dry_run else "",
     )
-    mongo_target = _mongo_target(params) if _include_mongo(params) else None
-    if params.dry_run:
-        sql = render_migration_sql(params.target, params.direction)
-        logger.info("dry run SQL (not applied):\n%s", sql["sql"])
-        _publish_sql(sql)
-        summary = {
-            "direction": params.direction,
-            "from_revision": sql["from_revision"],
-            "to_revision": sql["to_revision"],
-            "planned": sql["planned"],
-            "applied": [],
-            "sql": sql["sql"],
-        }
+    mongo_to = _mongo_target(mongo_target, direction) if _include_mongo(include_mongo) else None
+    if dry_run:
+        summary = _dry_run(sql_target, direction)
     else:
-        summary = apply_sql_migrations(params.target, params.direction, params.lock_timeout_seconds)
+        summary = apply_sql_migrations(sql_target, direction, lock_timeout_seconds)
     mongo = None
-    if mongo_target is not None:
-        mongo = apply_mongo_migrations(
-            mongo_target, params.direction, params.dry_run, params.lock_timeout_seconds
-        )
-    if not params.dry_run:
+    if mongo_to is not None:
+        mongo = apply_mongo_migrations(mongo_to, direction, dry_run, lock_timeout_seconds)
+    _publish_summary(summary, mongo, dry_run)
+    if not dry_run:
         _publish_applied(summary, mongo)
-    return {**summary, "dry_run": params.dry_run, "mongo": mongo}
+    return {**summary, "dry_run": dry_run, "mongo": mongo}
+
+
+def _dry_run(target: str, direction: str) -> dict[str, Any]:
+    sql = render_migration_sql(target, direction)
+    get_run_logger().info("dry run SQL (not applied):\n%s", sql["sql"])
+    _publish_sql(sql)
+    return {
+        "direction": direction,
+        "from_revision": sql["from_revision"],
+        "to_revision": sql["to_revision"],
+        "planned": sql["planned"],
+        "applied": [],
+        "sql": sql["sql"],
+    }
+
+
+def _publish_summary(summary: dict[str, Any], mongo: dict[str, Any] | None, dry_run: bool) -> None:
+    before, after = summary["from_revision"] or "base", summary["to_revision"] or "base"
+    if dry_run:
+        planned = len(summary["planned"])
+        headline = f"Dry run: {planned} SQL migration(s) would run ({before} -> {after})."
+        why = (
+            "Nothing was applied: this was a dry run."
+            if planned
+            else (f"Nothing to do: the database is already at {before}.")
+        )
+    else:
+        applied = len(summary["applied"])
+        headline = (
+            f"{summary['direction']}: {applied} SQL migration(s) applied ({before} -> {after})."
+        )
+        why = "" if applied else f"0 applied: the database was already at {after}."
+    lines = [f"# Migrate: {summary['direction']}", "", headline, "", why]
+    if mongo is None:
+        lines.append("MongoDB: not migrated (documents.url is empty or include_mongo=false).")
+    else:
+        done = mongo.get("planned" if dry_run else "applied") or []
+        lines.append(f"MongoDB: {len(done)} migration(s) {'planned' if dry_run else 'applied'}.")
+    create_markdown_artifact(
+        key="migrate-summary",
+        markdown="\n".join(lines) + "\n",
+        description=f"Migrate {summary['direction']}: {before} -> {after}",
+    )

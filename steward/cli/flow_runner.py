@@ -1,20 +1,25 @@
 """Run a catalogued flow in this process, from ``key=value`` parameters.
 
+Parameters are checked against the flow's own signature before anything runs: an unknown name
+is refused with the closest valid one, and each value is validated with the parameter's type
+(pydantic, with its constraints), so a bad ``-p`` is one clear :class:`ConfigError` line.
 The command modules (``run``, ``demo``, ``migrate``, ``outbox``...) all import this module; it
 imports none of them.
 """
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import json
 import os
+import typing
 from typing import Any
 
-import typer
-
 from steward.catalog import load_flow
+from steward.errors import ConfigError
 
-__all__ = ["parse_params", "run_flow"]
+__all__ = ["bind_params", "parse_params", "run_flow"]
 
 
 def parse_params(pairs: list[str]) -> dict[str, Any]:
@@ -22,8 +27,11 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
+        key = key.strip()
         if not sep or not key:
-            raise typer.BadParameter(f"--param {pair!r}: expected key=value")
+            raise ConfigError(f"-p {pair!r}: expected key=value, e.g. -p dry_run=true")
+        if key in params:
+            raise ConfigError(f"-p {key}: given twice; give each parameter once")
         try:
             params[key] = json.loads(raw)
         except json.JSONDecodeError:
@@ -32,20 +40,71 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
 
 
 def run_flow(name: str, params: dict[str, Any]) -> Any:
-    """Run a catalogued flow in this process and return its summary."""
+    """Run a catalogued flow in this process (parameters validated first); return its summary."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     flow = load_flow(name)
-    return flow(**_bind_params(flow, params))
+    return flow(**bind_params(flow, params))
 
 
-def _bind_params(flow: Any, params: dict[str, Any]) -> dict[str, Any]:
-    # Flows take one pydantic parameters model named `params`; accept its fields flat too.
-    import inspect
+def bind_params(flow: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Check ``params`` against the flow's parameters; return them validated (typed).
 
+    Raises:
+        ConfigError: an unknown parameter (with the closest valid name), or a value of the wrong
+            type or out of range (naming the parameter, the value and what is accepted).
+    """
     signature = inspect.signature(flow.fn)
-    if list(signature.parameters) == ["params"] and "params" not in params:
-        model = signature.parameters["params"].annotation
-        if isinstance(model, str):
-            model = flow.fn.__globals__[model]
-        return {"params": model(**params)}
-    return params
+    hints = typing.get_type_hints(flow.fn, include_extras=True)
+    names = list(signature.parameters)
+    if names == ["params"] and "params" not in params:
+        return {"params": _nested_model(flow.name, hints["params"], params)}
+    bound: dict[str, Any] = {}
+    for key, value in params.items():
+        if key not in signature.parameters:
+            raise ConfigError(_unknown(flow.name, key, names))
+        bound[key] = _validate(flow.name, key, hints.get(key, Any), value)
+    return bound
+
+
+def _unknown(flow_name: str, key: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"-p {key}: {flow_name} has no parameter {key!r}; {hint}parameters: {', '.join(names)}"
+
+
+def _validate(flow_name: str, key: str, annotation: Any, value: Any) -> Any:
+    from pydantic import TypeAdapter, ValidationError
+
+    adapter: TypeAdapter[Any] = TypeAdapter(annotation)
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as exc:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            try:  # `-p target=-1` parsed as JSON; the parameter wants the text
+                return adapter.validate_python(json.dumps(value))
+            except ValidationError:
+                pass
+        shown = value if isinstance(value, str) else json.dumps(value)
+        raise ConfigError(f"-p {key}={shown}: {_reasons(exc)} ({flow_name} parameter)") from None
+
+
+def _reasons(exc: Any) -> str:
+    messages = list(dict.fromkeys(str(err["msg"]) for err in exc.errors()))
+    if len(messages) > 1:  # `int | None` also says "Input should be None": noise
+        messages = [m for m in messages if m != "Input should be None"]
+    return "; ".join(messages)
+
+
+def _nested_model(flow_name: str, model: Any, params: dict[str, Any]) -> Any:
+    # Flows that still take one pydantic parameters model named `params`: accept its fields flat.
+    from pydantic import ValidationError
+
+    fields = list(model.model_fields)
+    for key in params:
+        if key not in fields:
+            raise ConfigError(_unknown(flow_name, key, fields))
+    try:
+        return model(**params)
+    except ValidationError as exc:
+        key = ".".join(str(p) for p in exc.errors()[0]["loc"]) or "params"
+        raise ConfigError(f"-p {key}: {_reasons(exc)} ({flow_name} parameter)") from None

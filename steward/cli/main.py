@@ -100,7 +100,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except StewardError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except typer.Abort:
         sys.exit(130)

@@ -54,6 +54,9 @@ def migrate(
         help="MongoDB target (head, base, a name or number, -N). Default: head when upgrading; "
         "a downgrade leaves MongoDB alone unless given.",
     ),
+    yes: bool = typer.Option(
+        False, "--yes", "-y", help="Do not ask before a downgrade to base (drops every table)."
+    ),
 ) -> None:
     """Apply the schema and data migrations (and the MongoDB ones) under the migration lock."""
     include_mongo = (
@@ -70,6 +73,8 @@ def migrate(
     }
     if to is not None:
         params["target"] = to
+    if down and to == "base" and not dry_run:
+        params["confirm_downgrade_to_base"] = yes or _confirm_drop_everything()
     if mongo_to is not None:
         params["mongo_target"] = mongo_to
     summary = run_flow("migrate", params)
@@ -81,6 +86,21 @@ def migrate(
             sys.stdout.write(f"-- MongoDB ({summary['direction']}): {planned}\n")
         return
     _print_applied(summary)
+
+
+def _confirm_drop_everything() -> bool:
+    """Ask on a terminal; without one (scripts, CI) there is nobody to ask: go ahead."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return True
+    where = mask_url(get_settings().database_url)
+    if typer.confirm(
+        f"Downgrade to base drops every table the migrations created on {where}, with its "
+        "data. Continue?",
+        default=False,
+    ):
+        return True
+    out.print("nothing changed (downgrade to base not confirmed)")
+    raise typer.Exit(1)
 
 
 def _print_applied(summary: dict[str, Any]) -> None:
