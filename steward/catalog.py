@@ -62,6 +62,19 @@ FLOWS: dict[str, FlowEntry] = {
             "Delete published outbox events older than N days in batches (never pending/dead)",
             {"dry_run": False},
         ),
+        FlowEntry(
+            "nightly",
+            "flows.nightly:nightly",
+            "The nightly job: backup, archive, tier, clean the outbox, validate, warm the cache; "
+            "then the one-page nightly-health-report",
+            None,
+        ),
+        FlowEntry(
+            "check-health",
+            "flows.check_health:check_health",
+            "Reach the database, Redis, the object store and MongoDB: up/down, latency, stats",
+            None,
+        ),
     ]
 }
 

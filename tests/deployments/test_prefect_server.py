@@ -83,14 +83,14 @@ def test_scheduled_deployment_gets_scheduled_runs(
         "--prefect-file",
         PREFECT_FILE,
         "--name",
-        "archive-to-s3",
+        "nightly",
     )
 
-    deployment = _deployment(prefect_server, "archive-to-s3", "archive-to-s3")
-    assert deployment["schedules"][0]["schedule"]["cron"] == "30 2 * * *"
+    deployment = _deployment(prefect_server, "nightly", "nightly")
+    assert deployment["schedules"][0]["schedule"]["cron"] == "0 1 * * *"
     assert deployment["work_pool_name"] == work_pool
     scheduled = _wait_for(
-        "scheduled runs of archive-to-s3",
+        "scheduled runs of nightly",
         lambda: _runs(prefect_server, deployment["id"], ["SCHEDULED"]),
         timeout_s=150,
         log=prefect_home / "server.log",

@@ -1,0 +1,183 @@
+"""Flow ``nightly``: every capability in order, then the one-page health report.
+
+Steps run as subflows, in order: backup-databases (verified by a restore) -> archive-to-s3 ->
+tier-archives -> cleanup-outbox -> validate-data -> warm-cache. A failed step does not stop
+the independent ones after it; the archive and the tiering do not run after a failed backup
+(it is their safety net). The run ends Failed when a critical step (backup, archive,
+validation) failed; the report's headline names every problem either way.
+
+Artifacts: ``nightly-health-report`` (markdown, one page; its history is the nights' history)
+and ``nightly-health-figures`` (a table of the same figures, for trends).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.states import Completed, Failed, State
+
+from steward.health import (
+    FAILED,
+    NIGHTLY_STEPS,
+    NOT_INSTALLED,
+    NOT_RUN,
+    OK,
+    SKIPPED,
+    NightlyStep,
+    StepOutcome,
+    blocked_by,
+    build_report,
+    check_skip,
+    failed_critical,
+)
+from tasks.health import check_stores, read_outbox_backlog
+
+REPORT_KEY = "nightly-health-report"
+FIGURES_KEY = "nightly-health-figures"
+
+
+@flow(
+    name="nightly",
+    description="Backup, archive, tier, clean the outbox, validate, warm the cache; then report.",
+)
+def nightly(skip: list[str] | None = None, dry_run: bool = False) -> State:
+    """Run the nightly steps as subflows and publish the health report.
+
+    Args:
+        skip: Steps not to run this time, by name: backup-databases, archive-to-s3,
+            tier-archives, cleanup-outbox, validate-data, warm-cache. Empty = run all.
+        dry_run: Pass dry_run to every step that changes data (steps that cannot dry-run
+            are left out); nothing changes.
+    """
+    skipped = check_skip(skip)
+    logger = get_run_logger()
+    logger.info(
+        "nightly%s: %s",
+        " (dry run)" if dry_run else "",
+        " -> ".join(s.name + (" [skipped]" if s.name in skipped else "") for s in NIGHTLY_STEPS),
+    )
+    outcomes: dict[str, StepOutcome] = {}
+    for step in NIGHTLY_STEPS:
+        outcomes[step.name] = run_step(step, skipped, outcomes, dry_run)
+    summary = _report(outcomes, dry_run)
+    critical = failed_critical(outcomes)
+    if critical:
+        return Failed(
+            message=f"nightly: critical steps failed: {', '.join(critical)}; "
+            f"see the {REPORT_KEY} artifact",
+            data=summary,
+        )
+    return Completed(message=summary["headline"], data=summary)
+
+
+def run_step(
+    step: NightlyStep, skipped: list[str], outcomes: dict[str, StepOutcome], dry_run: bool
+) -> StepOutcome:
+    """Run one step as a subflow (or say why not); never raises for the step's own failure."""
+    outcome = StepOutcome(step.name, NOT_RUN, critical=step.critical)
+    if step.name in skipped:
+        outcome.state, outcome.reason = SKIPPED, "skipped by the skip parameter"
+        return outcome
+    outcome.reason = blocked_by(step, outcomes)
+    if outcome.reason:
+        get_run_logger().warning("%s not run: %s", step.name, outcome.reason)
+        return outcome
+    try:
+        step_flow = load_step_flow(step)
+    except ImportError as exc:
+        outcome.state, outcome.error = FAILED, f"cannot import {step.entrypoint}: {exc}"
+        return outcome
+    if step_flow is None:
+        outcome.state = NOT_INSTALLED
+        outcome.reason = f"{step.entrypoint.split(':')[0]} is not in this checkout"
+        return outcome
+    arguments = step_arguments(step_flow, step, dry_run)
+    if arguments is None:
+        outcome.state, outcome.reason = SKIPPED, "dry run, and this step has no dry_run"
+        return outcome
+    return _run(step, step_flow, arguments, outcome)
+
+
+def _run(
+    step: NightlyStep, step_flow: Any, arguments: dict[str, Any], outcome: StepOutcome
+) -> StepOutcome:
+    started = time.monotonic()
+    state = step_flow(**arguments, return_state=True)
+    outcome.duration_s = round(time.monotonic() - started, 2)
+    if state.is_completed():
+        result = state.result(raise_on_failure=False)
+        outcome.state = OK
+        outcome.summary = result if isinstance(result, dict) else {"result": repr(result)[:500]}
+    else:
+        exc = state.result(raise_on_failure=False)
+        outcome.state = FAILED
+        detail = str(exc) if isinstance(exc, BaseException) else (state.message or state.name)
+        outcome.error = detail.strip().splitlines()[0][:300] if detail.strip() else state.name
+        get_run_logger().error("%s failed: %s", step.name, outcome.error)
+    return outcome
+
+
+def load_step_flow(step: NightlyStep) -> Any:
+    """The step's flow object, or None when its module is not part of this checkout."""
+    module_name, attr = step.entrypoint.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            return None
+        raise
+    return getattr(module, attr, None)
+
+
+def step_arguments(step_flow: Any, step: NightlyStep, dry_run: bool) -> dict[str, Any] | None:
+    """Keyword arguments the step's flow accepts (None: a dry run it cannot honour)."""
+    accepted = inspect.signature(step_flow.fn).parameters
+    wanted = dict(step.arguments)
+    if dry_run or "dry_run" in accepted:
+        wanted["dry_run"] = dry_run
+    if list(accepted) == ["params"]:  # a flow still taking one parameters model
+        model = accepted["params"].annotation
+        if isinstance(model, str):
+            model = step_flow.fn.__globals__[model]
+        fields = getattr(model, "model_fields", {})
+        if dry_run and step.changes_data and "dry_run" not in fields:
+            return None
+        return {"params": model(**{k: v for k, v in wanted.items() if k in fields})}
+    if dry_run and step.changes_data and "dry_run" not in accepted:
+        return None
+    return {k: v for k, v in wanted.items() if k in accepted}
+
+
+def _report(outcomes: dict[str, StepOutcome], dry_run: bool) -> dict[str, Any]:
+    health = check_stores()
+    backlog = read_outbox_backlog()
+    night = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    report = build_report(
+        outcomes, health, backlog, title=f"Steward nightly, {night}", dry_run=dry_run
+    )
+    create_markdown_artifact(
+        report.markdown,
+        key=REPORT_KEY,
+        description=f"Nightly health report: {report.headline.replace('**', '')}"[:1000],
+    )
+    create_table_artifact(
+        report.rows,
+        key=FIGURES_KEY,
+        description="Nightly figures (section, figure, value): the report's numbers, for trends",
+    )
+    get_run_logger().info("nightly: %s", report.headline.replace("**", ""))
+    return {
+        "dry_run": dry_run,
+        "headline": report.headline.replace("**", ""),
+        "attention": report.attention,
+        "steps": {name: outcome.to_dict() for name, outcome in outcomes.items()},
+        "health": {"ok": health.get("ok"), "headline": health.get("headline")},
+        "outbox": backlog,
+        "report": report.markdown,
+    }

@@ -1,0 +1,147 @@
+"""Figures read out of the nightly steps' summaries, defensively.
+
+Each step's flow returns a summary dict whose shape its own capability owns; these readers take
+what is there (a missing figure is ``None``, shown as "n/a") and never raise on an unexpected
+shape, so one step's summary changing cannot break the report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = [
+    "archive_tables",
+    "backup_figures",
+    "cache_figures",
+    "first",
+    "outbox_figures",
+    "tier_rows",
+    "validation_figures",
+]
+
+
+def first(summary: Any, *keys: str) -> Any:
+    """The first of ``keys`` present (and not None) in ``summary``, else None."""
+    if not isinstance(summary, dict):
+        return None
+    for key in keys:
+        if summary.get(key) is not None:
+            return summary[key]
+    return None
+
+
+def _items(summary: Any, *keys: str) -> list[dict[str, Any]]:
+    """The per-item dicts under the first of ``keys`` (a list, or a mapping name -> dict)."""
+    found = first(summary, *keys)
+    if isinstance(found, dict):
+        return [{"name": k, **v} for k, v in found.items() if isinstance(v, dict)]
+    if isinstance(found, list):
+        return [item for item in found if isinstance(item, dict)]
+    return []
+
+
+def _total(items: Iterable[dict[str, Any]], *keys: str) -> int | None:
+    values = [first(item, *keys) for item in items]
+    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    return sum(numbers) if numbers else None  # type: ignore[return-value]
+
+
+def backup_figures(summary: Any) -> dict[str, Any]:
+    """Backups taken: count, size, duration, and whether every one was verified by restore."""
+    items = _items(summary, "backups", "sources", "results")
+    verified_flags = [first(item, "verified") for item in items]
+    verified = first(summary, "verified", "all_verified")
+    if verified is None and verified_flags and all(v is not None for v in verified_flags):
+        verified = all(bool(v) for v in verified_flags)
+    return {
+        "backups": first(summary, "backups_taken", "count") or (len(items) if items else None),
+        "size_bytes": first(summary, "size_bytes", "bytes", "total_bytes")
+        or _total(items, "size_bytes", "bytes"),
+        "duration_s": first(summary, "duration_s", "seconds")
+        or _total(items, "duration_s", "seconds"),
+        "verified": verified,
+        "dry_run": first(summary, "dry_run"),
+    }
+
+
+def archive_tables(summary: Any) -> list[dict[str, Any]]:
+    """Per table: rows archived, bytes, objects, rows kept and why they stayed."""
+    rows = []
+    for item in _items(summary, "tables"):
+        kept = first(item, "rows_skipped", "rows_kept")
+        rows.append(
+            {
+                "table": first(item, "table", "name"),
+                "rows": first(item, "rows_archived", "rows"),
+                "bytes": first(item, "bytes", "estimated_bytes"),
+                "objects": first(item, "objects"),
+                "kept": kept,
+                "why_kept": _why_kept(item, kept),
+            }
+        )
+    return rows
+
+
+def _why_kept(item: dict[str, Any], kept: Any) -> str:
+    reason = first(item, "kept_reason", "why_kept")
+    if reason:
+        return str(reason)
+    if kept:
+        return "changed since they were read; retried next night"
+    return "none kept"
+
+
+def tier_rows(summary: Any) -> list[dict[str, Any]]:
+    """Objects, bytes and USD per month per storage class (after the run), empty classes out."""
+    rows = first(summary, "after", "before")
+    if not isinstance(rows, list):
+        return []
+    return [
+        {
+            "storage_class": first(r, "storage_class"),
+            "objects": first(r, "objects"),
+            "bytes": first(r, "bytes"),
+            "monthly_cost_usd": first(r, "monthly_cost_usd"),
+        }
+        for r in rows
+        if isinstance(r, dict) and first(r, "objects")
+    ]
+
+
+def outbox_figures(cleanup: Any, backlog: dict[str, Any]) -> dict[str, Any]:
+    """Pending, dead and lag from the backlog; published events removed from the cleanup."""
+    return {
+        "pending": first(backlog, "pending"),
+        "retrying": first(backlog, "retrying"),
+        "dead": first(backlog, "dead"),
+        "lag_s": first(backlog, "oldest_pending_age_seconds"),
+        "removed": first(cleanup, "rows_removed", "removed", "deleted"),
+        "error": first(backlog, "error"),
+    }
+
+
+def validation_figures(summary: Any) -> dict[str, Any]:
+    """Outcome, failed expectations (with counts / sample keys when given) and Data Docs."""
+    failures = _items(summary, "failures", "failed_expectations", "failed")
+    success = first(summary, "success", "passed", "ok")
+    if success is None and isinstance(first(summary, "failed_suites"), list):
+        success = not summary["failed_suites"]
+    return {
+        "success": success,
+        "suites": first(summary, "suites_run", "suites"),
+        "expectations": first(summary, "expectations", "evaluated"),
+        "failed": len(failures) if failures else first(summary, "failed_count", "failures_count"),
+        "failures": failures[:10],
+        "data_docs": first(summary, "data_docs_url", "data_docs", "docs_url"),
+    }
+
+
+def cache_figures(summary: Any, cache_stats: dict[str, Any]) -> dict[str, Any]:
+    """Keys warmed (from warm-cache) and hit ratio / evictions / memory (from Redis INFO)."""
+    return {
+        "keys_warmed": first(summary, "keys_written", "keys_warmed", "keys", "written"),
+        "hit_ratio": first(cache_stats, "hit_ratio"),
+        "evicted_keys": first(cache_stats, "evicted_keys"),
+        "used_memory_bytes": first(cache_stats, "used_memory_bytes"),
+    }

@@ -1,0 +1,132 @@
+"""The nightly job's plan: its steps in order, which depend on which, and which are critical.
+
+Plain data, no Prefect: ``flows/nightly.py`` runs the steps as subflows; this module decides
+what runs (skips are validated here, with the closest valid name on a typo) and whether the
+night counts as failed.
+
+- The archive (and tiering, which moves what the archive wrote) needs a good backup first:
+  the backup is its safety net, so they do not run after a failed backup.
+- Every other step is independent: validation and cache warming still run after a failed
+  archive.
+- Critical steps (backup, archive, validation) fail the nightly run; the others are reported
+  in the health report's headline but leave the run Completed.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+from steward.errors import ConfigError
+
+__all__ = [
+    "FAILED",
+    "NIGHTLY_STEPS",
+    "NOT_INSTALLED",
+    "NOT_RUN",
+    "OK",
+    "SKIPPED",
+    "STEP_NAMES",
+    "NightlyStep",
+    "StepOutcome",
+    "blocked_by",
+    "check_skip",
+    "failed_critical",
+]
+
+OK, FAILED, SKIPPED, NOT_RUN, NOT_INSTALLED = (
+    "completed",
+    "failed",
+    "skipped",
+    "not run",
+    "not installed",
+)
+
+
+@dataclass(frozen=True)
+class NightlyStep:
+    """One step: the flow it runs (``module:function``), its fixed arguments, its needs."""
+
+    name: str
+    entrypoint: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+    needs: tuple[str, ...] = ()
+    critical: bool = False
+    changes_data: bool = True  # in a dry run, a step without a dry_run parameter is left out
+
+
+NIGHTLY_STEPS: tuple[NightlyStep, ...] = (
+    NightlyStep(
+        "backup-databases",
+        "flows.backup_databases:backup_databases",
+        {"verify": True},
+        critical=True,
+    ),
+    NightlyStep(
+        "archive-to-s3",
+        "flows.archive_to_s3:archive_to_s3",
+        needs=("backup-databases",),
+        critical=True,
+    ),  # fmt: skip
+    NightlyStep("tier-archives", "flows.tier_archives:tier_archives", needs=("backup-databases",)),
+    NightlyStep("cleanup-outbox", "flows.cleanup_outbox:cleanup_outbox"),
+    NightlyStep(
+        "validate-data", "flows.validate_data:validate_data", critical=True, changes_data=False
+    ),
+    NightlyStep("warm-cache", "flows.warm_cache:warm_cache"),
+)
+STEP_NAMES = tuple(step.name for step in NIGHTLY_STEPS)
+
+
+@dataclass
+class StepOutcome:
+    """What happened to one step: its state, duration, summary (or error) and why."""
+
+    name: str
+    state: str
+    duration_s: float = 0.0
+    summary: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    reason: str | None = None
+    critical: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "duration_s": self.duration_s,
+            "critical": self.critical,
+            "error": self.error,
+            "reason": self.reason,
+            "summary": self.summary,
+        }
+
+
+def check_skip(skip: list[str] | str | None) -> list[str]:
+    """The step names to skip, checked; a typo is a ConfigError naming the closest step."""
+    if skip is None:
+        return []
+    names = [skip] if isinstance(skip, str) else list(skip)
+    for name in names:
+        if not isinstance(name, str) or name not in STEP_NAMES:
+            close = difflib.get_close_matches(str(name), STEP_NAMES, n=1, cutoff=0.4)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(
+                f"nightly parameter skip: {name!r} is not a nightly step; {hint}"
+                f"accepted: {', '.join(STEP_NAMES)}"
+            )
+    return names
+
+
+def blocked_by(step: NightlyStep, outcomes: dict[str, StepOutcome]) -> str | None:
+    """Why ``step`` must not run (a step it needs failed or did not run), or None."""
+    for need in step.needs:
+        done = outcomes.get(need)
+        if done is not None and done.state in (FAILED, NOT_RUN):
+            return f"{need} {done.state}: it is this step's safety net"
+    return None
+
+
+def failed_critical(outcomes: dict[str, StepOutcome]) -> list[str]:
+    """Critical steps that failed or could not run because a step they need failed."""
+    return [o.name for o in outcomes.values() if o.critical and o.state in (FAILED, NOT_RUN)]
