@@ -1,0 +1,139 @@
+"""Turning a warmer's rows into pipelined Redis commands: SET EX, HSET + EXPIRE, ZADD.
+
+One :class:`RowWriter` per warmer and target prefix. Templates are compiled once into
+positional ``str.format`` strings over the row tuple; values are encoded with orjson. Hash and
+sorted-set keys get their EXPIRE once, when first seen; sorted sets are trimmed to
+``max_members`` at the end.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+from collections.abc import Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from steward.errors import ConfigError
+from steward.settings import WarmerSettings
+
+__all__ = ["RowWriter", "encode_value", "jittered_ttl"]
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)  # money keeps its digits
+    if isinstance(value, bytes | memoryview):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
+def encode_json(value: Any) -> bytes:
+    return orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS)
+
+
+def encode_value(value: Any) -> bytes | str | int | float:
+    """A scalar as Redis stores it (Decimal as its digits); anything else as JSON."""
+    if isinstance(value, str | bytes | int | float) and not isinstance(value, bool):
+        return value
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return encode_json(value)
+
+
+def jittered_ttl(ttl: int, jitter_pct: float, rng: random.Random) -> int:
+    """``ttl`` drawn uniformly from ttl * (1 +/- jitter_pct/100), at least 1 second."""
+    if not ttl or not jitter_pct:
+        return ttl
+    spread = ttl * jitter_pct / 100.0
+    return max(1, round(ttl - spread + rng.random() * 2 * spread))
+
+
+def _positional(template: str, columns: list[str]) -> str:
+    """``product:{id}`` over columns [name, id] -> ``product:{1}`` (braces in text escaped)."""
+    parts = []
+    for literal, name, _, _ in string.Formatter().parse(template):
+        parts.append(literal.replace("{", "{{").replace("}", "}}"))
+        if name is not None:
+            parts.append(f"{{{columns.index(name)}}}")
+    return "".join(parts)
+
+
+class RowWriter:
+    """Queues one row's commands on a pipeline; remembers hash/zset keys it has touched."""
+
+    def __init__(
+        self,
+        warmer: WarmerSettings,
+        columns: list[str],
+        key_prefix: str,
+        *,
+        replace_keys: bool,
+        rng: random.Random,
+    ) -> None:
+        self.warmer = warmer
+        self.columns = columns
+        escaped_prefix = key_prefix.replace("{", "{{").replace("}", "}}")
+        self.key_format = escaped_prefix + _positional(warmer.key, columns)
+        self.field_format = _positional(warmer.field, columns) if warmer.field else None
+        self.value_index = columns.index(warmer.value) if warmer.value else None
+        self.replace_keys = replace_keys  # refresh mode: a hash/zset is rebuilt, not merged
+        self.rng = rng
+        self.seen: set[str] = set()
+        self.rows = 0
+
+    @property
+    def keys(self) -> int:
+        return self.rows if self.warmer.shape == "json" else len(self.seen)
+
+    def ttl(self) -> int:
+        return jittered_ttl(self.warmer.ttl_seconds, self.warmer.ttl_jitter_pct, self.rng)
+
+    def add(self, pipe: Any, row: Sequence[Any]) -> None:
+        key = self.key_format.format(*row)
+        self.rows += 1
+        shape = self.warmer.shape
+        if shape == "json":
+            value = self._row_value(row)
+            ttl = self.ttl()
+            pipe.set(key, value, ex=ttl) if ttl else pipe.set(key, value)
+            return
+        first = key not in self.seen
+        if first:
+            self.seen.add(key)
+            if self.replace_keys:
+                pipe.unlink(key)
+        member = self.field_format.format(*row) if self.field_format else ""
+        if shape == "hash":
+            pipe.hset(key, member, self._row_value(row))
+        else:
+            pipe.zadd(key, {member: self._score(row, key)})
+        if first and self.warmer.ttl_seconds:
+            pipe.expire(key, self.ttl())
+
+    def finish(self, pipe: Any) -> None:
+        """Trim sorted sets to ``max_members`` (highest scores kept)."""
+        limit = self.warmer.max_members
+        if self.warmer.shape == "zset" and limit:
+            for key in self.seen:
+                pipe.zremrangebyrank(key, 0, -(limit + 1))
+
+    def _row_value(self, row: Sequence[Any]) -> Any:
+        if self.value_index is not None:
+            return encode_value(row[self.value_index])
+        return encode_json(dict(zip(self.columns, row, strict=True)))
+
+    def _score(self, row: Sequence[Any], key: str) -> float:
+        raw = row[self.value_index] if self.value_index is not None else None
+        try:
+            return float(raw)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"warmer {self.warmer.name!r}: score column {self.warmer.value!r} is {raw!r} "
+                f"for key {key!r}, not a number; fix the query or cache.warmers"
+            ) from None
