@@ -26,7 +26,8 @@ from pydantic_settings import (
 from steward.errors import ConfigError
 from steward.settings.archive import ARCHIVE_FORMATS, ArchivePolicy, ArchiveSettings
 from steward.settings.backup import BACKUP_SOURCES, BackupSettings, RetentionPolicy
-from steward.settings.masking import mask_url, masked_settings, shown_value
+from steward.settings.diagnostics import check_environment, describe_errors
+from steward.settings.masking import mask_text, mask_url, masked_settings
 from steward.settings.outbox import OUTBOX_SINKS, OutboxSettings
 from steward.settings.validation import ValidationSettings
 from steward.settings.cache import CacheSettings, InvalidationRule, WarmerSettings
@@ -73,6 +74,7 @@ __all__ = [
     "check_transitions",
     "get_settings",
     "load_settings",
+    "mask_text",
     "mask_url",
     "masked_settings",
 ]
@@ -156,26 +158,13 @@ def _config_file() -> Path | None:
     return default if default.is_file() else None
 
 
-def _describe_errors(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "(root)"
-        value = err.get("input")
-        shown = shown_value(path, value)
-        if err["type"] == "extra_forbidden":
-            lines.append(f"  {path} = {shown}: unknown setting (check the spelling)")
-            continue
-        env_name = "STEWARD_" + "__".join(str(p).upper() for p in err["loc"])
-        lines.append(f"  {path} = {shown}: {err['msg']} (set in steward.toml or {env_name})")
-    return "invalid Steward configuration:\n" + "\n".join(lines)
-
-
 def load_settings(**overrides: Any) -> Settings:
     """Build settings from every source. Raises ConfigError naming each bad key."""
+    check_environment(Settings, os.environ)  # pydantic-settings ignores unknown STEWARD_* names
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(_describe_errors(exc)) from None
+        raise ConfigError(describe_errors(Settings, exc)) from None
     except (OSError, ValueError) as exc:  # unreadable / malformed TOML
         raise ConfigError(f"could not read the Steward configuration file: {exc}") from None
 

@@ -10,6 +10,27 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 __all__ = ["CacheSettings", "DatabaseSettings", "DocumentsSettings", "ObjectsSettings"]
 
 
+def check_ports(raw: str) -> None:
+    """ValueError unless every ``host:port`` of the URL's authority has a numeric port.
+
+    The authority starts after the *last* ``@`` (passwords may hold ``/`` or ``:``); the message
+    never quotes the URL, which may carry a password.
+    """
+    rest = raw.split("://", 1)[-1]
+    hosts = rest[rest.rfind("@") + 1 :]
+    for end in "/?#":
+        hosts = hosts.split(end, 1)[0]
+    for host in filter(None, hosts.split(",")):
+        _, bracket, after = host.rpartition("]")  # [::1]:5432
+        port = after.rpartition(":")[2] if ":" in after else ""
+        if not bracket and host.count(":") > 1:
+            raise ValueError("an IPv6 host must be written in brackets: [::1]:5432")
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(
+                f"port {port!r} of host {host.rpartition(':')[0]!r} is not a number from 1 to 65535"
+            )
+
+
 class DatabaseSettings(BaseModel):
     """The SQL system of record (PostgreSQL via psycopg 3, or SQLite)."""
 
@@ -39,6 +60,8 @@ class DatabaseSettings(BaseModel):
             raise ValueError(
                 "accepted: postgresql+psycopg://... (postgres:// too) or sqlite:///path (or empty)"
             )
+        if raw.startswith("postgres"):
+            check_ports(raw)
         return value
 
 
@@ -57,6 +80,7 @@ class DocumentsSettings(BaseModel):
         raw = value.get_secret_value()
         if raw and not raw.startswith(("mongodb://", "mongodb+srv://")):
             raise ValueError("accepted: mongodb://... or mongodb+srv://... (or empty)")
+        check_ports(raw)
         return value
 
 
@@ -77,6 +101,8 @@ class CacheSettings(BaseModel):
             raise ValueError(
                 "accepted: redis://host:port/db, rediss://... or unix://... (or empty)"
             )
+        if raw.startswith("redis"):
+            check_ports(raw)
         return value
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 __all__ = [
     "DEFAULT_PRICES",
@@ -40,6 +40,8 @@ DEFAULT_PRICES = {
 
 class TierTransition(BaseModel):
     """Move archive objects to ``storage_class`` once they are ``days`` old."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error
 
     days: int = Field(ge=1, le=36500, description="Object age in days that triggers the move.")
     storage_class: str = Field(description="Target class: STANDARD_IA, GLACIER or DEEP_ARCHIVE.")
@@ -92,6 +94,8 @@ def check_deep_archive(transitions: list[TierTransition], days: int) -> None:
 
 class TieringSettings(BaseModel):
     """Storage tiers of archive objects: age-based transitions and the price table for reports."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error
 
     archive_prefix: str = Field(
         default="archive/", description="Key prefix (in the object store) the tiers apply to."

@@ -124,8 +124,11 @@ def test_invalid_environment_values_name_key_value_and_what_is_accepted(
 @pytest.mark.parametrize(
     ("toml", "expected"),
     [
-        ("[database]\npoolsize = 3\n", ["database.poolsize", "3", "unknown setting"]),
-        ("colour = 'blue'\n", ["colour", "'blue'", "unknown setting"]),
+        (
+            "[database]\npoolsize = 3\n",
+            ["database.poolsize", "unknown setting", "did you mean 'pool_size'?"],
+        ),
+        ("colour = 'blue'\n", ["colour", "unknown setting (value not shown)"]),
         ("[objects]\nmultipart_chunk_mb = 1\n", ["objects.multipart_chunk_mb", "1", ">= 5"]),
     ],
 )
