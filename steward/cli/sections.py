@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from steward.cli import archive, data, migrate, outbox, tiering
+from steward.cli import archive, backup, data, health, migrate, outbox, tiering, validate
 
 SUBCOMMANDS: list[Callable[[Any], None]] = [
     migrate.register,
@@ -13,4 +13,7 @@ SUBCOMMANDS: list[Callable[[Any], None]] = [
     tiering.register,
     outbox.register,
     archive.register,
+    backup.register,
+    health.register,
+    validate.register,
 ]

@@ -8,7 +8,6 @@ from typing import Any
 import sqlalchemy as sa
 
 from steward.errors import StewardError
-from steward.outbox import outbox_table
 from steward.settings import Settings
 from steward.storage import SqlClient
 
@@ -20,6 +19,8 @@ def outbox_backlog(settings: Settings) -> dict[str, Any]:
 
     When the table cannot be read, ``error`` says why (the report shows it instead of zeros).
     """
+    from steward.outbox import outbox_table  # here: `steward health` never needs the outbox
+
     sql = SqlClient(settings)
     try:
         with sql.connect() as conn:
