@@ -63,6 +63,20 @@ FLOWS: dict[str, FlowEntry] = {
             {"dry_run": False},
         ),
         FlowEntry(
+            "warm-cache",
+            "flows.warm_cache:warm_cache",
+            "Fill Redis from the database: warmers in refresh or versioned mode (atomic flip), "
+            "pipelined writes, jittered TTLs; report hit ratio",
+            {},
+        ),
+        FlowEntry(
+            "invalidate-cache",
+            "flows.invalidate_cache:invalidate_cache",
+            "Apply outbox events to the cache: delete keys / patterns, rerun warmers, "
+            "acknowledge after the change (dedupe by event id)",
+            {"from_beginning": True, "max_seconds": 60},
+        ),
+        FlowEntry(
             "nightly",
             "flows.nightly:nightly",
             "The nightly job: backup, archive, tier, clean the outbox, validate, warm the cache; "
