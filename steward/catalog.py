@@ -32,6 +32,25 @@ FLOWS: dict[str, FlowEntry] = {
     for entry in [
         FlowEntry("migrate", "flows.migrate:migrate", "Apply schema and data migrations", {}),
         FlowEntry(
+            "backup-databases",
+            "flows.backup_databases:backup_databases",
+            "Back up the database and document store to the object store, verify each backup "
+            "by restoring it, apply GFS retention",
+            {"verify": True},
+        ),
+        FlowEntry(
+            "verify-backups",
+            "flows.verify_backups:verify_backups",
+            "Restore backups into scratch databases and compare them with their manifests",
+            None,
+        ),
+        FlowEntry(
+            "restore-backup",
+            "flows.restore_backup:restore_backup",
+            "Restore a backup (default: newest verified) into a target database",
+            None,
+        ),
+        FlowEntry(
             "relay-outbox",
             "flows.relay_outbox:relay_outbox",
             "Deliver outbox events to Redis Streams and the S3 event history, ordered per "

@@ -34,7 +34,7 @@ def server_major(version_num: int) -> int:
 def libpq_env(url: str | URL) -> dict[str, str]:
     """The process environment plus libpq variables for ``url`` (password included, not argv)."""
     parsed = make_url(url) if isinstance(url, str) else url
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
+    env = dict(os.environ)  # PGPASSWORD / ~/.pgpass still apply when the URL has no password
     values = {
         "PGHOST": parsed.host,
         "PGPORT": str(parsed.port) if parsed.port else None,

@@ -1,0 +1,114 @@
+"""Flows ``backup-databases``, ``verify-backups`` and ``restore-backup`` under Prefect: summaries,
+artifacts, retention after verification, failures, and no secret in logs or artifacts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flows.backup_databases import backup_databases
+from flows.restore_backup import restore_backup
+from flows.verify_backups import verify_backups
+from steward.backup import list_backups, open_backup_context
+from steward.errors import BackupVerificationFailed, ConfigError
+from tests.backup.conftest import PASSWORD, table_rows
+from tests.conftest import read_artifacts
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def _run(flow, **params):
+    state = flow(**params, return_state=True)
+    run_id = state.state_details.flow_run_id
+    return state, read_artifacts(run_id), _logs(run_id)
+
+
+def _logs(flow_run_id) -> str:
+    from prefect.client.orchestration import get_client
+
+    query = {"logs": {"flow_run_id": {"any_": [str(flow_run_id)]}}, "limit": 200, "offset": 0}
+    with get_client(sync_client=True) as client:
+        found = client.request("POST", "/logs/filter", json=query).json()
+    return "\n".join(entry["message"] for entry in found)
+
+
+def _table(artifact) -> list[dict]:
+    data = artifact["data"]
+    return json.loads(data) if isinstance(data, str) else data
+
+
+def test_backup_flow_backs_up_verifies_and_prunes_on_postgres(pg_settings):
+    first, artifacts, logs = _run(backup_databases)
+    summary = first.result()
+    source = summary["sources"]["database"]
+    assert source["engine"] == "postgresql" and source["verified"] is True
+    assert source["size_bytes"] > 0 and len(source["sha256"]) == 64 and source["rows"] == 902
+    assert summary["skipped"] == {} and summary["pruned"] == []
+    [row] = _table(artifacts["backup-summary"])
+    assert row["backup id"] == source["id"] and row["verified"] is True
+    assert "verified** by a restore" in artifacts["backup-report"]["data"]
+    assert "Retention deleted nothing" in artifacts["backup-report"]["data"]
+    everything = json.dumps(artifacts) + logs + json.dumps(summary)
+    assert PASSWORD not in everything and "S3cr" not in everything
+
+    # Same day again: GFS keeps the newest backup per day, so the first one goes (after the
+    # second verified).
+    second = backup_databases()
+    assert second["sources"]["database"]["pruned"] == [source["id"]]
+    ctx = open_backup_context(pg_settings)
+    assert [m.id for m in list_backups(ctx.store, "backups")] == [second["sources"]["database"]["id"]]
+
+
+def test_backup_flow_dry_run_writes_nothing(pg_settings):
+    state, artifacts, _ = _run(backup_databases, dry_run=True)
+    summary = state.result()
+    assert summary["dry_run"] is True and summary["sources"] == {}
+    assert "dry run" in _table(artifacts["backup-summary"])[0]["note"]
+    assert list(open_backup_context(pg_settings).store.list("backups/")) == []
+
+
+def test_backup_flow_on_the_embedded_default_says_why_documents_are_skipped(sqlite_settings):
+    summary = backup_databases()
+    assert summary["sources"]["database"]["engine"] == "sqlite"
+    assert summary["sources"]["database"]["verified"] is True
+    assert summary["skipped"] == {"documents": "documents.url is empty"}
+
+
+def test_bad_sources_parameter_is_a_clear_error(sqlite_settings):
+    with pytest.raises(ConfigError, match="backup source 'databse' is not known"):
+        backup_databases(sources=["databse"])
+
+
+def test_verify_flow_fails_on_a_damaged_backup(sqlite_settings):
+    summary = backup_databases()
+    backup_id = summary["sources"]["database"]["id"]
+    ctx = open_backup_context(sqlite_settings)
+    [manifest] = list_backups(ctx.store, "backups")
+    path = Path(sqlite_settings.objects_url.removeprefix("file://")) / manifest.objects[0]["key"]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+    state, artifacts, _ = _run(verify_backups)
+    assert state.is_failed()
+    with pytest.raises(BackupVerificationFailed):
+        state.result()
+    [row] = _table(artifacts["backup-verification"])
+    assert row["id"] == backup_id and row["verified"] is False
+    assert "FAILED" in artifacts["backup-verification-report"]["data"]
+
+
+def test_restore_flow_into_a_new_database(pg_settings, make_pg_database):
+    backup_databases()
+    target = make_pg_database()
+    state, artifacts, logs = _run(restore_backup, target=target)
+    done = state.result()
+    assert done["replaced"] is False and done["rows"] == 902
+    assert table_rows(target, "orders") == table_rows(pg_settings.database_url, "orders")
+    assert "Restored backup" in artifacts["backup-restore-report"]["data"]
+    refused, _, _ = _run(restore_backup, target=target)
+    assert refused.is_failed()
+    with pytest.raises(ConfigError, match="not empty"):
+        refused.result()
