@@ -4,6 +4,7 @@ Hierarchy::
 
     StewardError
     ├── ConfigError                     (terminal) a setting or parameter is invalid
+    │   └── AuthenticationFailed        (terminal) a store refused the configured credentials
     ├── SourceUnavailable               (transient) a database / cache / store cannot be reached
     ├── ObjectStoreError
     │   ├── ObjectNotFound              (terminal) no object at that key
@@ -33,6 +34,7 @@ __all__ = [
     "ArchiveBusy",
     "ArchiveDeleteBlocked",
     "ArchiveVerificationFailed",
+    "AuthenticationFailed",
     "BackupBusy",
     "BackupVerificationFailed",
     "ConfigError",
@@ -71,6 +73,13 @@ class ConfigError(StewardError, Terminal):
     """A setting or parameter is invalid.
 
     The message names the key path, the value and what is accepted.
+    """
+
+
+class AuthenticationFailed(ConfigError):
+    """A database, cache or store refused the configured user or password: retrying won't help.
+
+    The message names the store (URL masked) and the setting to fix.
     """
 
 
