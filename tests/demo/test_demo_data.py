@@ -33,7 +33,7 @@ from steward.settings import Settings
 
 NOW = dt.datetime(2026, 11, 1, 12, 0, 0, 250_000, tzinfo=dt.UTC)
 ROWS = 6_000
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SOFT_DELETED = ("users", "products", "orders")
 
 
