@@ -48,9 +48,9 @@ def _progress() -> Iterator[Callable[[str, Callable[[], T]], T]]:
         yield step
 
 
-def _failed(exc: BackupVerificationFailed) -> typer.Exit:
+def _failed(exc: BackupVerificationFailed) -> SystemExit:
     err.print(f"[bold red]verification failed:[/] {exc}", highlight=False)
-    return typer.Exit(1)
+    return SystemExit(1)  # not typer.Exit: with standalone_mode=False click returns it as a value
 
 
 @backup_app.callback(invoke_without_command=True)
