@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from steward.cli import archive, backup, data, health, migrate, outbox, tiering, validate
+from steward.cli import archive, backup, cache, data, health, migrate, outbox, tiering, validate
 
 SUBCOMMANDS: list[Callable[[Any], None]] = [
     migrate.register,
@@ -16,4 +16,5 @@ SUBCOMMANDS: list[Callable[[Any], None]] = [
     backup.register,
     health.register,
     validate.register,
+    cache.register,
 ]
