@@ -32,6 +32,13 @@ fi
 for _ in $(seq 1 30); do pg_ready && break; sleep 1; done
 pg_ready || { echo "ensure-services: PostgreSQL did not come up on 127.0.0.1:5432" >&2; exit 1; }
 
+# Backups need pg_dump / pg_restore of the server's major version (Debian: postgresql-client-N).
+pg_version=$(psql -h 127.0.0.1 -U postgres -Atc 'SHOW server_version_num' 2>/dev/null || true)
+if [ -n "$pg_version" ] && [ ! -x "/usr/lib/postgresql/$((pg_version / 10000))/bin/pg_dump" ]; then
+  echo "ensure-services: installing postgresql-client-$((pg_version / 10000)) (pg_dump for backups)"
+  apt_install "postgresql-client-$((pg_version / 10000))"
+fi
+
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "ensure-services: installing Redis"
   apt_install redis-server
