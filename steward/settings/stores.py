@@ -2,12 +2,44 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-__all__ = ["CacheSettings", "DatabaseSettings", "DocumentsSettings", "ObjectsSettings"]
+__all__ = [
+    "CacheSettings",
+    "DatabaseSettings",
+    "DocumentsSettings",
+    "ObjectsSettings",
+    "check_ports",
+    "encode_userinfo",
+]
+
+
+_ESCAPE = re.compile(r"(%[0-9A-Fa-f]{2})")
+
+
+def encode_userinfo(raw: str) -> str:
+    """The URL with its user and password percent-encoded, as every driver expects.
+
+    Users paste passwords as they are (``p/ss#w?rd@1``); SQLAlchemy, redis-py and pymongo then
+    cut the URL at the wrong place (and echo part of the password in their error). The user
+    information runs to the *last* ``@``; existing ``%XX`` escapes are kept.
+    """
+    scheme, sep, rest = raw.partition("://")
+    at = rest.rfind("@")
+    if not sep or at < 0:
+        return raw
+    user, colon, password = rest[:at].partition(":")
+    return f"{scheme}://{_quote(user)}{colon}{_quote(password)}@{rest[at + 1 :]}"
+
+
+def _quote(text: str) -> str:
+    return "".join(
+        part if _ESCAPE.fullmatch(part) else quote(part, safe="") for part in _ESCAPE.split(text)
+    )
 
 
 def check_ports(raw: str) -> None:
@@ -62,6 +94,7 @@ class DatabaseSettings(BaseModel):
             )
         if raw.startswith("postgres"):
             check_ports(raw)
+            return SecretStr(encode_userinfo(raw))
         return value
 
 
@@ -81,7 +114,7 @@ class DocumentsSettings(BaseModel):
         if raw and not raw.startswith(("mongodb://", "mongodb+srv://")):
             raise ValueError("accepted: mongodb://... or mongodb+srv://... (or empty)")
         check_ports(raw)
-        return value
+        return SecretStr(encode_userinfo(raw))
 
 
 class CacheSettings(BaseModel):
@@ -103,6 +136,7 @@ class CacheSettings(BaseModel):
             )
         if raw.startswith("redis"):
             check_ports(raw)
+            return SecretStr(encode_userinfo(raw))
         return value
 
 

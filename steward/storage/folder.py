@@ -17,6 +17,7 @@ available after the tier's typical delay and expires ``days`` later.
 from __future__ import annotations
 
 import builtins
+import errno
 import hashlib
 import json
 import os
@@ -226,6 +227,8 @@ class FolderStore(ObjectStore):
                 f"object key {key!r} cannot be stored in the folder store: a part of its path "
                 "is already an object; choose a key that is not nested under another key"
             ) from None
+        except OSError as exc:
+            raise _not_writable(self.url, exc) from None
 
     def _read_sidecar(self, key: str) -> dict[str, Any]:
         try:
@@ -280,6 +283,14 @@ def _root_from_url(url: str) -> Path:
     return Path(url2pathname(parts.path))
 
 
+def _not_writable(url: str, exc: OSError) -> ConfigError:
+    """A folder the store cannot write to: a setting to fix, not a transient fault."""
+    return ConfigError(
+        f"objects.url = {url!r}: cannot write {exc.filename or 'the folder'} "
+        f"({exc.strerror or exc}); make the folder writable or point objects.url elsewhere"
+    )
+
+
 def _write_atomically(
     path: Path, chunks: Iterable[bytes], *, key: str, exclusive: bool = False
 ) -> tuple[int, str]:
@@ -310,6 +321,14 @@ def _write_atomically(
         raise ConfigError(
             f"object key {key!r} cannot be stored in the folder store: other objects are "
             "nested under it; choose a key that is not a prefix folder of other keys"
+        ) from None
+    except (PermissionError, OSError) as exc:
+        temporary.unlink(missing_ok=True)
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC):
+            raise
+        raise ConfigError(
+            f"cannot write object {key!r} to {path.parent} ({exc.strerror}); make the folder "
+            "writable (and give it space), or point objects.url elsewhere"
         ) from None
     except BaseException:
         temporary.unlink(missing_ok=True)

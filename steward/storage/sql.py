@@ -1,13 +1,17 @@
 """SQL client: SQLAlchemy 2 engines for PostgreSQL (psycopg 3) and SQLite, built from settings.
 
 Driver errors are translated here, once: connection failures become
-:class:`~steward.errors.SourceUnavailable` (transient, retried with backoff), everything else
-propagates as SQLAlchemy raised it.
+:class:`~steward.errors.SourceUnavailable` (transient, retried with backoff); refused credentials
+become :class:`~steward.errors.AuthenticationFailed` and a missing database or a read-only SQLite
+file a :class:`~steward.errors.ConfigError` (terminal: never retried, one clear line). Everything
+else propagates as SQLAlchemy raised it.
 """
 
 from __future__ import annotations
 
 import random
+import re
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from steward.errors import ConfigError, SourceUnavailable
+from steward.errors import AuthenticationFailed, ConfigError, SourceUnavailable
 from steward.settings import Settings, mask_url
 
 __all__ = [
@@ -43,8 +47,11 @@ def create_sql_engine(settings: Settings, *, url: str | None = None) -> Engine:
     raw = _postgres_url(url or settings.database_url)
     try:
         parsed = make_url(raw)
-    except sa.exc.ArgumentError as exc:
-        raise ConfigError(f"database.url = {mask_url(raw)!r} is not a valid URL: {exc}") from None
+    except (sa.exc.ArgumentError, ValueError):  # their text may quote part of the password
+        raise ConfigError(
+            f"database.url = {mask_url(raw)!r} is not a valid URL: expected "
+            "postgresql+psycopg://user:password@host:5432/database or sqlite:///path"
+        ) from None
     db = settings.database
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -52,18 +59,55 @@ def create_sql_engine(settings: Settings, *, url: str | None = None) -> Engine:
         engine = sa.create_engine(parsed, connect_args={"timeout": db.pool_timeout})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
-        return engine
-    connect_args: dict[str, Any] = {"connect_timeout": db.connect_timeout}
-    if db.statement_timeout_ms:
-        connect_args["options"] = f"-c statement_timeout={db.statement_timeout_ms}"
-    return sa.create_engine(
-        parsed,
-        pool_size=db.pool_size,
-        max_overflow=db.max_overflow,
-        pool_timeout=db.pool_timeout,
-        pool_pre_ping=True,
-        connect_args=connect_args,
-    )
+    else:
+        connect_args: dict[str, Any] = {"connect_timeout": db.connect_timeout}
+        if db.statement_timeout_ms:
+            connect_args["options"] = f"-c statement_timeout={db.statement_timeout_ms}"
+        engine = sa.create_engine(
+            parsed,
+            pool_size=db.pool_size,
+            max_overflow=db.max_overflow,
+            pool_timeout=db.pool_timeout,
+            pool_pre_ping=True,
+            connect_args=connect_args,
+        )
+    event.listen(engine, "handle_error", _terminal_driver_errors)
+    return engine
+
+
+_AUTH_FAILED = re.compile(
+    r"password authentication failed|authentication failed|no password supplied|"
+    r"role \"[^\"]*\" does not exist|not permitted to log in|no pg_hba\.conf entry",
+    re.IGNORECASE,
+)
+_NO_DATABASE = re.compile(r"database \"[^\"]*\" does not exist", re.IGNORECASE)
+_READ_ONLY = re.compile(r"readonly database|read-only|unable to open database file", re.I)
+
+
+def _terminal_driver_errors(context: Any) -> None:
+    """``handle_error`` hook: errors a retry cannot fix become one clear Steward error."""
+    text = _first_line(context.original_exception)
+    engine = context.engine
+    where = mask_url(engine.url.render_as_string(hide_password=True)) if engine else "database"
+    if _AUTH_FAILED.search(text):
+        raise AuthenticationFailed(
+            f"{where}: authentication failed ({_server_says(text)}); check the user and "
+            "password in database.url (STEWARD_DATABASE__URL)"
+        ) from None
+    if _NO_DATABASE.search(text):
+        raise ConfigError(
+            f"{where}: {_server_says(text)}; create it or fix the database name in database.url"
+        ) from None
+    if _READ_ONLY.search(text) and engine is not None and engine.dialect.name == "sqlite":
+        raise ConfigError(
+            f"{where}: the SQLite database cannot be written ({text}); make the file and its "
+            "folder writable, or point database.url at a writable file"
+        ) from None
+
+
+def _server_says(text: str) -> str:
+    # psycopg: 'connection failed: connection to server at ... failed: FATAL:  <reason>'
+    return re.split(r"FATAL:\s*", text)[-1].strip()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -71,7 +115,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA journal_mode=WAL")
+    try:
+        cur.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError:
+        pass  # a read-only file: reads still work; a write is refused with a clear error
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
 

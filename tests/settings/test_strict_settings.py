@@ -260,3 +260,23 @@ def test_masked_settings_hide_awkward_passwords(env: pytest.MonkeyPatch, passwor
     assert password not in text and encoded not in text
     assert shown["database"]["url"] == "postgresql+psycopg://app:***@db:5432/shop"
     assert shown["cache"]["url"] == "redis://:***@cache:6379/0"
+
+
+@pytest.mark.parametrize("password", [p for p in AWKWARD_PASSWORDS if "%" not in p])
+def test_raw_awkward_passwords_reach_the_drivers_intact(
+    env: pytest.MonkeyPatch, password: str
+) -> None:
+    from pymongo.uri_parser import parse_uri
+    from redis.connection import parse_url
+    from sqlalchemy.engine import make_url
+
+    env.setenv("STEWARD_DATABASE__URL", f"postgresql+psycopg://app:{password}@db:5432/shop")
+    env.setenv("STEWARD_CACHE__URL", f"redis://app:{password}@cache:6379/0")
+    env.setenv("STEWARD_DOCUMENTS__URL", f"mongodb://app:{password}@m1:27017/shop")
+
+    settings = load_settings()
+
+    database = make_url(settings.database_url)
+    assert (database.password, database.host, database.database) == (password, "db", "shop")
+    assert parse_url(settings.cache.url.get_secret_value())["password"] == password
+    assert parse_uri(settings.documents.url.get_secret_value())["password"] == password

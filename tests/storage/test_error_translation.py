@@ -1,0 +1,126 @@
+"""Driver errors a retry cannot fix become terminal Steward errors at the storage boundary:
+refused credentials (PostgreSQL, Redis, MongoDB), a missing database, a read-only SQLite file, a
+folder store that cannot be written. Connection failures stay transient."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pymongo.errors
+import pytest
+import sqlalchemy as sa
+
+from steward.errors import AuthenticationFailed, ConfigError, SourceUnavailable, is_transient
+from steward.settings import Settings
+from steward.storage import CacheClient, SqlClient
+from steward.storage.documents import translate_errors as documents_errors
+from steward.storage.folder import FolderStore
+
+PG_PASSWORD = "Pg-sl/ash#q?@:%-secret"
+
+
+def _pg_url(pg_url: str, user: str, database: str | None = None) -> str:
+    scheme, rest = pg_url.split("://", 1)
+    host_and_db = rest.split("@", 1)[-1]
+    if database is not None:
+        host_and_db = host_and_db.rsplit("/", 1)[0] + f"/{database}"
+    return f"{scheme}://{user}:{PG_PASSWORD}@{host_and_db}"
+
+
+def test_unknown_postgres_role_is_authentication_failed_and_not_retried(
+    make_settings: Callable[..., Settings], pg_url: str
+) -> None:
+    settings = make_settings(
+        database__url=_pg_url(pg_url, "steward_no_such_role"), database__connect_retries="5"
+    )
+    client = SqlClient(settings)
+    attempts: list[int] = []
+    sa.event.listen(client.engine, "do_connect", lambda *args: attempts.append(1))
+    try:
+        with pytest.raises(AuthenticationFailed) as raised:
+            client.connect()
+    finally:
+        client.dispose()
+
+    message = str(raised.value)
+    assert "authentication failed" in message and "steward_no_such_role" in message
+    assert "database.url" in message and PG_PASSWORD not in message
+    assert not is_transient(raised.value) and len(attempts) == 1  # no retry
+
+
+def test_missing_postgres_database_names_it(
+    make_settings: Callable[..., Settings], pg_url: str
+) -> None:
+    client = SqlClient(
+        make_settings(database__url=_pg_url(pg_url, "postgres", "steward_no_such_db"))
+    )
+    try:
+        with pytest.raises(ConfigError, match='database "steward_no_such_db" does not exist'):
+            client.connect()
+    finally:
+        client.dispose()
+
+
+def test_unreachable_postgres_stays_transient(make_settings: Callable[..., Settings]) -> None:
+    client = SqlClient(
+        make_settings(
+            database__url=f"postgresql://app:{PG_PASSWORD}@127.0.0.1:9/shop",
+            database__connect_retries="0",
+        )
+    )
+    with pytest.raises(SourceUnavailable) as raised:
+        client.connect()
+    assert PG_PASSWORD not in str(raised.value)
+
+
+def test_read_only_sqlite_file_is_a_config_error(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    path = tmp_path / "steward.db"
+    sqlite3.connect(path).execute("CREATE TABLE notes (id INTEGER PRIMARY KEY)").connection.close()
+    client = SqlClient(make_settings(database__url=f"sqlite:///file:{path}?mode=ro&uri=true"))
+    try:
+        with client.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM notes")).scalar() == 0
+        with pytest.raises(ConfigError, match="the SQLite database cannot be written"):
+            with client.begin() as conn:
+                conn.execute(sa.text("INSERT INTO notes (id) VALUES (1)"))
+    finally:
+        client.dispose()
+
+
+def test_redis_refusing_the_user_is_authentication_failed(
+    make_settings: Callable[..., Settings], redis_url: str
+) -> None:
+    host = redis_url.split("://", 1)[1]
+    cache = CacheClient(make_settings(cache__url=f"redis://steward-nobody:{PG_PASSWORD}@{host}"))
+    try:
+        with pytest.raises(AuthenticationFailed) as raised:
+            cache.ping()
+    finally:
+        cache.close()
+    assert "cache.url" in str(raised.value) and PG_PASSWORD not in str(raised.value)
+    assert not is_transient(raised.value)
+
+
+@pytest.mark.parametrize("code", [13, 18])
+def test_mongodb_refusing_credentials_is_authentication_failed(code: int) -> None:
+    with pytest.raises(AuthenticationFailed, match="documents.url"):
+        with documents_errors("reading notification_templates"):
+            raise pymongo.errors.OperationFailure("Authentication failed.", code=code)
+
+
+def test_other_mongodb_failures_pass_through() -> None:
+    with pytest.raises(pymongo.errors.OperationFailure):
+        with documents_errors("reading notification_templates"):
+            raise pymongo.errors.OperationFailure("E11000 duplicate key", code=11000)
+
+
+@pytest.mark.parametrize("root", ["/sys/steward-objects", "/proc/steward-objects"])
+def test_folder_store_that_cannot_be_written_is_a_config_error(root: str) -> None:
+    store = FolderStore(f"file://{root}")
+
+    with pytest.raises(ConfigError, match="make the folder writable or point objects.url"):
+        store.put("archive/users/batch-1.parquet", b"rows")
