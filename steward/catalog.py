@@ -82,6 +82,13 @@ FLOWS: dict[str, FlowEntry] = {
             {"dry_run": False},
         ),
         FlowEntry(
+            "validate-data",
+            "flows.validate_data:validate_data",
+            "Run the Great Expectations suites in the database, scrub archive objects against "
+            "the manifest, publish Data Docs; fail on a critical failure",
+            {"fail_on": "critical"},
+        ),
+        FlowEntry(
             "warm-cache",
             "flows.warm_cache:warm_cache",
             "Fill Redis from the database: warmers in refresh or versioned mode (atomic flip), "

@@ -100,14 +100,26 @@ class History:
     def _at(self, seconds: float) -> dt.datetime:
         return dt.datetime.fromtimestamp(self._epoch + seconds, dt.UTC)
 
-    def movements(self) -> Iterator[Row]:
+    def movements(self, on_hand: Sequence[int] = ()) -> Iterator[Row]:
+        """Random movements, then one ``opening`` movement per product in ``on_hand``.
+
+        The opening balance (dated when the product's stock ledger starts, within the history
+        window) makes ``inventory.on_hand`` equal the sum of the product's movements.
+        """
         rng, n = self._rng("inventory_movements"), self.n_movements
+        totals = [0] * len(on_hand)
         for i in range(n):
             t = -DELETE_WINDOW + DELETE_WINDOW * (i + rng.random()) / n
             product = rng.below(max(1, self.product_times.count_before(t)))
             reason = rng.weighted(MOVE_REASONS, MOVE_CUM)
             delta, reference = self._movement(rng, reason)
+            if product < len(totals):
+                totals[product] += delta
             yield (i + 1, product + 1, delta, reason, reference, self._at(t))
+        for product, stock in enumerate(on_hand):
+            t = max(self.product_times.at(product, 1.0), 1.0 - DELETE_WINDOW)
+            row = (n + product + 1, product + 1, stock - totals[product], "opening")
+            yield row + ("opening-balance", self._at(t))
 
     def _movement(self, rng: Rng, reason: str) -> tuple[int, str | None]:
         if reason == "receipt":

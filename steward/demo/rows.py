@@ -104,6 +104,7 @@ class DemoRows:
         self.price_cents: list[list[int]] = []
         self.product_deleted: dict[int, float] = {}
         self.reserved: dict[int, int] = {}  # product index -> quantity held by active holds
+        self.on_hand: list[int] = []
         self.last_id: dict[str, int] = {}
         self.category_names: list[str] = []
         self.leaves: list[int] = []
@@ -122,9 +123,9 @@ class DemoRows:
 
     @property
     def expected_total(self) -> int:
-        """About how many rows :meth:`chunks` yields (~1.8 prices per product, 2.5 items and
-        1.1 payments per order)."""
-        per_product, per_order = 3.8, 4.6 + 2.5 * self.reservation_odds
+        """About how many rows :meth:`chunks` yields (~1.8 prices and an opening movement per
+        product, 2.5 items and 1.1 payments per order)."""
+        per_product, per_order = 4.8, 4.6 + 2.5 * self.reservation_odds
         derived = self.n_products * (per_product - 1) + self.n_orders * (per_order - 1)
         return round(sum(self.sizes.values()) + self.n_categories + derived)
 
@@ -138,7 +139,7 @@ class DemoRows:
         history = History(
             seed=self.seed, now=self.now, sizes=self.sizes, products=self.times["products"]
         )
-        yield from _chunked("inventory_movements", history.movements())
+        yield from _chunked("inventory_movements", history.movements(self.on_hand))
         yield from _chunked("outbox", history.outbox())
         yield from _chunked("audit_log", history.audit_log())
 
@@ -355,6 +356,7 @@ class DemoRows:
             reserved = self.reserved.get(product, 0)
             spare = 0 if rng.random() < 0.08 else rng.between(1, 400)
             touched = self._at(-rng.random() * 30 * DAY)
+            self.on_hand.append(reserved + spare)  # the movements' opening balances add up to it
             yield (product + 1, reserved + spare, reserved, rng.between(1, 60), touched)
 
 

@@ -1,0 +1,84 @@
+"""Read-only access to the database for validation: custom SQL can never change data.
+
+Steward's own queries (plan checks, failing-row samples) run in a read-only transaction
+(PostgreSQL ``SET TRANSACTION READ ONLY``; SQLite ``PRAGMA query_only``). Great Expectations
+gets its own engine whose sessions are read-only from the start (PostgreSQL
+``default_transaction_read_only``; SQLite opened with ``mode=ro``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from steward.settings import Settings
+from steward.storage import create_sql_engine
+
+__all__ = ["GxConnection", "batch_subquery", "gx_connection", "read_only"]
+
+_JOIN = re.compile(r"\bJOIN\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class GxConnection:
+    """What GX needs to open the configured database read-only."""
+
+    dialect: str
+    url: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@contextmanager
+def read_only(settings: Settings) -> Iterator[Connection]:
+    """A connection in a read-only transaction (rolled back at the end: nothing to keep).
+
+    PostgreSQL: Steward's engine and ``SET TRANSACTION READ ONLY``. SQLite: the file opened
+    with ``mode=ro``, so not even a lock for writing is taken.
+    """
+    target = gx_connection(settings)
+    if target.dialect == "sqlite":
+        engine = sa.create_engine(target.url, poolclass=sa.pool.NullPool)
+    else:
+        engine = create_sql_engine(settings)
+    try:
+        with engine.connect() as conn, conn.begin() as transaction:
+            if target.dialect == "postgresql":
+                conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            yield conn
+            transaction.rollback()
+    finally:
+        engine.dispose()
+
+
+def gx_connection(settings: Settings) -> GxConnection:
+    """The configured database as a GX connection string plus engine kwargs, read-only."""
+    url = sa.make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        path = url.database or ""
+        return GxConnection("sqlite", f"sqlite:///file:{path}?mode=ro&uri=true")
+    if url.drivername in ("postgres", "postgresql"):
+        url = url.set(drivername="postgresql+psycopg")
+    options = "-c default_transaction_read_only=on"
+    return GxConnection(
+        "postgresql",
+        url.render_as_string(hide_password=False),
+        {"connect_args": {"options": options}},
+    )
+
+
+def batch_subquery(conn: Connection, table: str, query: str) -> str:
+    """What GX puts in place of ``{batch}`` for a whole table (identifier quoted).
+
+    GX leaves the alias to the query when it joins (``FROM {batch} AS o JOIN ...``) and
+    aliases the batch ``subselect`` otherwise.
+    """
+    quoted = conn.dialect.identifier_preparer.quote(table)
+    if _JOIN.search(query):
+        return f"(SELECT * FROM {quoted})"
+    return f"(SELECT * FROM {quoted}) AS subselect"

@@ -1,0 +1,165 @@
+"""Run one suite with Great Expectations in an ephemeral context; SQL suites run in the database.
+
+A SQL suite is one GX validation of a whole-table batch of the configured database (GX's SQL
+datasource compiles each expectation to SQL: nothing is pulled into pandas). GX is imported
+here, inside functions, so other commands never pay its start-up.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from steward.settings import Settings
+from steward.validation.checks import build_gx_expectation
+from steward.validation.outcome import ExpectationOutcome, SuiteOutcome
+from steward.validation.readonly import batch_subquery, gx_connection, read_only
+from steward.validation.suites import ExpectationSpec, SuiteSpec, render_query
+
+__all__ = ["convert_result", "gx_suite", "new_context", "run_sql_suite"]
+
+
+def new_context() -> Any:
+    """An ephemeral GX context: nothing on disk (no temporary docs site), no progress bars."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        progress_bars=ProgressBarsConfig(globally=False),
+        analytics_enabled=False,
+    )
+    return gx.get_context(mode="ephemeral", project_config=config)
+
+
+def gx_suite(suite: SuiteSpec, dialect: str, params: dict[str, int | float]) -> Any:
+    """The GX ExpectationSuite built from the file (queries rendered for ``dialect``)."""
+    import great_expectations as gx
+
+    built = gx.ExpectationSuite(name=suite.name, meta=dict(suite.gx_meta))
+    for spec in suite.expectations:
+        built.add_expectation(build_gx_expectation(suite, spec, dialect, params))
+    return built
+
+
+def run_sql_suite(
+    suite: SuiteSpec, settings: Settings, params: dict[str, int | float]
+) -> SuiteOutcome:
+    """Validate the suite's table in the database; failing rows sampled read-only."""
+    import great_expectations as gx
+
+    started = time.monotonic()
+    connection = gx_connection(settings)
+    context = new_context()
+    if connection.dialect == "sqlite":
+        source = context.data_sources.add_sqlite(name="db", connection_string=connection.url)
+    else:
+        source = context.data_sources.add_postgres(
+            name="db", connection_string=connection.url, kwargs=connection.kwargs
+        )
+    asset = source.add_table_asset(name=suite.target, table_name=suite.target)
+    batch = asset.add_batch_definition_whole_table("whole-table")
+    built = context.suites.add(gx_suite(suite, connection.dialect, params))
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=suite.name, data=batch, suite=built)
+    )
+    result = definition.run(
+        expectation_parameters=dict(params), result_format=_result_format(suite, settings)
+    )
+    outcome = convert_result(suite, result, "sql")
+    _sample_failed_queries(suite, outcome, settings, params)
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+def _result_format(suite: SuiteSpec, settings: Settings) -> dict[str, Any]:
+    return {
+        "result_format": "SUMMARY",
+        "unexpected_index_column_names": list(suite.key),
+        "partial_unexpected_count": settings.validation.sample_keys,
+    }
+
+
+def convert_result(suite: SuiteSpec, result: Any, datasource: str) -> SuiteOutcome:
+    """GX's suite validation result as a :class:`SuiteOutcome` (plus its JSON for Data Docs)."""
+    specs = {spec.name: spec for spec in suite.expectations}
+    outcomes = []
+    for item in result.results:
+        name = (item.expectation_config.meta or {}).get("name", item.expectation_config.type)
+        spec = specs.get(name)
+        outcomes.append(_expectation_outcome(item, spec, suite.key))
+    outcome = SuiteOutcome(suite.name, datasource, suite.target, outcomes)
+    outcome.gx_result = result.to_json_dict()
+    return outcome
+
+
+def _expectation_outcome(
+    item: Any, spec: ExpectationSpec | None, key: tuple[str, ...]
+) -> ExpectationOutcome:
+    config = item.expectation_config
+    data = item.result or {}
+    error = None
+    if item.exception_info and item.exception_info.get("raised_exception") is not False:
+        error = _exception_message(item.exception_info)
+    if spec is not None and spec.is_query:
+        count = data.get("observed_value")
+    else:
+        count = data.get("unexpected_count")
+    sample = [_key_of(row, key) for row in data.get("partial_unexpected_index_list") or []]
+    return ExpectationOutcome(
+        name=spec.name if spec else config.type,
+        type=config.type,
+        severity=spec.severity if spec else "critical",
+        success=bool(item.success) and error is None,
+        unexpected_count=count if isinstance(count, int) else None,
+        element_count=data.get("element_count"),
+        sample=sample,
+        error=error,
+        description=spec.description if spec else None,
+    )
+
+
+def _exception_message(info: dict[str, Any]) -> str | None:
+    if "exception_message" in info:
+        return str(info["exception_message"]).splitlines()[0] if info["exception_message"] else None
+    for value in info.values():  # keyed by metric id when several metrics failed
+        if isinstance(value, dict) and value.get("exception_message"):
+            return str(value["exception_message"]).splitlines()[0]
+    return None
+
+
+def _key_of(row: Any, key: tuple[str, ...]) -> Any:
+    if isinstance(row, dict) and key:
+        values = [row.get(k) for k in key]
+        return values[0] if len(values) == 1 else values
+    return row
+
+
+def _sample_failed_queries(
+    suite: SuiteSpec, outcome: SuiteOutcome, settings: Settings, params: dict
+) -> None:
+    """Failing rows of custom-SQL expectations: the first N rows the query returns."""
+    failed = [e for e in outcome.failed if e.type == "unexpected_rows_expectation" and not e.error]
+    if not failed:
+        return
+    specs = {spec.name: spec for spec in suite.expectations}
+    with read_only(settings) as conn:
+        for item in failed:
+            query = render_query(specs[item.name].query_for(conn.dialect.name), params, "")
+            sql = query.replace("{batch}", batch_subquery(conn, suite.target, query))
+            # Driver-level: the query is the suite's own text (its colons are not binds);
+            # the limit is a validated int setting.
+            limit = int(settings.validation.sample_keys)
+            rows = conn.exec_driver_sql(f"SELECT * FROM ({sql}) AS violating LIMIT {limit}")
+            item.sample = [_json_row(row._mapping) for row in rows]
+
+
+def _json_row(mapping: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in mapping.items():
+        out[name] = value if isinstance(value, int | float | str | None) else str(value)
+    return out

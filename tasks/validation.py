@@ -1,0 +1,120 @@
+"""Prefect tasks for data validation: plan (check) the suites, validate one suite, scrub the
+archive, publish Data Docs.
+
+Each task opens what it needs from the settings (no clients passed between tasks). Transient
+errors (a database or store that cannot be reached) are retried; a bad suite is not.
+"""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from steward.settings import get_settings
+from steward.validation import (
+    ScrubOutcome,
+    SuiteOutcome,
+    SuiteSpec,
+    ValidationPlan,
+    build_data_docs,
+    plan_validation,
+    run_mongo_suite,
+    run_sql_suite,
+    scrub_archive,
+)
+from steward.validation.docs import DataDocs
+from tasks.retry_policy import retry_transient
+
+__all__ = ["check_suites", "publish_data_docs", "scrub_archive_objects", "validate_suite"]
+
+RETRY = {"retries": 2, "retry_delay_seconds": [5, 30], "retry_condition_fn": retry_transient}
+
+
+@task(name="check-suites", cache_policy=NO_CACHE, **RETRY)  # type: ignore[call-overload]
+def check_suites(suites: list[str] | None = None) -> ValidationPlan:
+    """Load the suite files and check them against GX and the live schema.
+
+    Args:
+        suites: suite names to run; None = every suite in the index.
+
+    Returns:
+        The checked plan; raises ConfigError naming the file, expectation and problem.
+    """
+    plan = plan_validation(get_settings(), suites)
+    get_run_logger().info(
+        "validate-data: %s suites checked (%s expectations); skipped: %s",
+        len(plan.suites),
+        sum(len(s.expectations) for s in plan.suites),
+        plan.skipped or "none",
+    )
+    return plan
+
+
+@task(name="validate-suite", cache_policy=NO_CACHE, **RETRY)  # type: ignore[call-overload]
+def validate_suite(suite: SuiteSpec, params: dict[str, int | float]) -> SuiteOutcome:
+    """Run one suite (one GX validation) on its table or collection.
+
+    Args:
+        suite: the checked suite.
+        params: numeric suite parameters from the settings.
+
+    Returns:
+        Counts per expectation and samples of failing keys / rows.
+    """
+    settings = get_settings()
+    if suite.datasource == "mongo":
+        outcome = run_mongo_suite(suite, settings, params)
+    else:
+        outcome = run_sql_suite(suite, settings, params)
+    get_run_logger().info(
+        "suite %s on %s: %s (%s expectations, %s failed) in %.2f s",
+        suite.name,
+        suite.target,
+        outcome.status,
+        len(outcome.expectations),
+        len(outcome.failed),
+        outcome.seconds,
+    )
+    return outcome
+
+
+@task(name="scrub-archive-objects", cache_policy=NO_CACHE, **RETRY)  # type: ignore[call-overload]
+def scrub_archive_objects(sample: int) -> ScrubOutcome:
+    """Re-read ``sample`` random archive objects: size, SHA-256 and rows against the manifest.
+
+    Args:
+        sample: how many objects to draw from the archive manifest (0 = none).
+    """
+    outcome = scrub_archive(get_settings(), sample=sample)
+    get_run_logger().info(
+        "archive scrub: %s checked, %s ok, %s failed, %s cold %s",
+        outcome.checked,
+        outcome.ok,
+        len(outcome.failures),
+        outcome.cold,
+        outcome.note,
+    )
+    return outcome
+
+
+@task(name="publish-data-docs", cache_policy=NO_CACHE, **RETRY)  # type: ignore[call-overload]
+def publish_data_docs(
+    plan: ValidationPlan, outcomes: list[SuiteOutcome], run_name: str
+) -> DataDocs:
+    """Build GX Data Docs for this run under the Steward home and upload them to the store.
+
+    Args:
+        plan: the checked plan (suites and parameters).
+        outcomes: the suites' results.
+        run_name: the run's name shown in Data Docs.
+    """
+    docs = build_data_docs(
+        get_settings(),
+        plan.suites,
+        outcomes,
+        plan.params,
+        dialect=plan.dialect,
+        run_name=run_name,
+    )
+    get_run_logger().info("Data Docs: %s files, %s", docs.files, docs.url)
+    return docs
