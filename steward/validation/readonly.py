@@ -8,8 +8,8 @@ gets its own engine whose sessions are read-only from the start (PostgreSQL
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
