@@ -117,6 +117,8 @@ def _run(
     else:
         exc = state.result(raise_on_failure=False)
         outcome.state = FAILED
+        found = getattr(exc, "summary", None)  # a step may attach its summary to its error
+        outcome.summary = found if isinstance(found, dict) else {}
         detail = str(exc) if isinstance(exc, BaseException) else (state.message or state.name)
         outcome.error = detail.strip().splitlines()[0][:300] if detail.strip() else state.name
         get_run_logger().error("%s failed: %s", step.name, outcome.error)

@@ -32,12 +32,13 @@ def first(summary: Any, *keys: str) -> Any:
 
 
 def _items(summary: Any, *keys: str) -> list[dict[str, Any]]:
-    """The per-item dicts under the first of ``keys`` (a list, or a mapping name -> dict)."""
-    found = first(summary, *keys)
-    if isinstance(found, dict):
-        return [{"name": k, **v} for k, v in found.items() if isinstance(v, dict)]
-    if isinstance(found, list):
-        return [item for item in found if isinstance(item, dict)]
+    """The per-item dicts under the first of ``keys`` holding a list or a name -> dict map."""
+    for key in keys:
+        found = summary.get(key) if isinstance(summary, dict) else None
+        if isinstance(found, dict):
+            return [{"name": k, **v} for k, v in found.items() if isinstance(v, dict)]
+        if isinstance(found, list):
+            return [item for item in found if isinstance(item, dict)]
     return []
 
 
@@ -49,20 +50,33 @@ def _total(items: Iterable[dict[str, Any]], *keys: str) -> int | None:
 
 def backup_figures(summary: Any) -> dict[str, Any]:
     """Backups taken: count, size, duration, and whether every one was verified by restore."""
-    items = _items(summary, "backups", "sources", "results")
-    verified_flags = [first(item, "verified") for item in items]
-    verified = first(summary, "verified", "all_verified")
-    if verified is None and verified_flags and all(v is not None for v in verified_flags):
-        verified = all(bool(v) for v in verified_flags)
+    items = _items(summary, "sources", "backups", "results")
+    count = first(summary, "backups", "backups_taken", "count")
+    if not isinstance(count, int) or isinstance(count, bool):
+        count = len(items) if items else None
     return {
-        "backups": first(summary, "backups_taken", "count") or (len(items) if items else None),
-        "size_bytes": first(summary, "size_bytes", "bytes", "total_bytes")
-        or _total(items, "size_bytes", "bytes"),
-        "duration_s": first(summary, "duration_s", "seconds")
-        or _total(items, "duration_s", "seconds"),
-        "verified": verified,
+        "backups": count,
+        "size_bytes": _total(items, "size_bytes", "bytes")
+        if items
+        else first(summary, "size_bytes", "bytes", "total_bytes"),
+        "duration_s": _total(items, "duration_s", "seconds")
+        if items
+        else first(summary, "duration_s", "seconds"),
+        "verified": _all_verified(summary, items, count),
         "dry_run": first(summary, "dry_run"),
     }
+
+
+def _all_verified(summary: Any, items: list[dict[str, Any]], count: int | None) -> bool | None:
+    flags = [first(item, "verified") for item in items]
+    if flags and all(isinstance(flag, bool) for flag in flags):
+        return all(flags)
+    verified = first(summary, "verified", "all_verified")
+    if isinstance(verified, bool):
+        return verified
+    if isinstance(verified, int) and isinstance(count, int):  # a count of verified backups
+        return verified == count and count > 0
+    return None
 
 
 def archive_tables(summary: Any) -> list[dict[str, Any]]:
@@ -138,10 +152,14 @@ def validation_figures(summary: Any) -> dict[str, Any]:
 
 
 def cache_figures(summary: Any, cache_stats: dict[str, Any]) -> dict[str, Any]:
-    """Keys warmed (from warm-cache) and hit ratio / evictions / memory (from Redis INFO)."""
+    """Keys warmed and hit ratio (from warm-cache; else Redis INFO), evictions and memory."""
     return {
-        "keys_warmed": first(summary, "keys_written", "keys_warmed", "keys", "written"),
-        "hit_ratio": first(cache_stats, "hit_ratio"),
+        "keys_warmed": first(summary, "total_keys", "keys_written", "keys_warmed", "written"),
+        "hit_ratio": _first_known(first(summary, "hit_ratio"), first(cache_stats, "hit_ratio")),
         "evicted_keys": first(cache_stats, "evicted_keys"),
         "used_memory_bytes": first(cache_stats, "used_memory_bytes"),
     }
+
+
+def _first_known(*values: Any) -> Any:
+    return next((value for value in values if value is not None), None)

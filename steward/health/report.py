@@ -268,7 +268,8 @@ def _validation_section(facts: _Facts) -> list[str]:
         f"{_shown(v['failed'])}"
     )
     for failure in v["failures"]:
-        lines.append(f"  - {_cell(', '.join(f'{k}: {val}' for k, val in failure.items()))}")
+        shown = ", ".join(f"{k}: {val}" for k, val in failure.items() if val not in (None, ""))
+        lines.append(f"  - {_cell(shown)}")
     docs = v["data_docs"]
     lines.append(f"- Data Docs: [{docs}]({docs})" if docs else "- Data Docs: n/a")
     return lines + [""]
