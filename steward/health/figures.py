@@ -83,27 +83,29 @@ def archive_tables(summary: Any) -> list[dict[str, Any]]:
     """Per table: rows archived, bytes, objects, rows kept and why they stayed."""
     rows = []
     for item in _items(summary, "tables"):
-        kept = first(item, "rows_skipped", "rows_kept")
+        referenced = first(item, "kept", "rows_kept")
+        changed = first(item, "rows_skipped")
+        counts = [n for n in (referenced, changed) if isinstance(n, int)]
         rows.append(
             {
                 "table": first(item, "table", "name"),
                 "rows": first(item, "rows_archived", "rows"),
                 "bytes": first(item, "bytes", "estimated_bytes"),
                 "objects": first(item, "objects"),
-                "kept": kept,
-                "why_kept": _why_kept(item, kept),
+                "kept": sum(counts) if counts else None,
+                "why_kept": _why_kept(item, referenced, changed),
             }
         )
     return rows
 
 
-def _why_kept(item: dict[str, Any], kept: Any) -> str:
-    reason = first(item, "kept_reason", "why_kept")
-    if reason:
-        return str(reason)
-    if kept:
-        return "changed since they were read; retried next night"
-    return "none kept"
+def _why_kept(item: dict[str, Any], referenced: Any, changed: Any) -> str:
+    reasons = []
+    if referenced:
+        reasons.append(str(first(item, "kept_reason", "why_kept") or "kept by the policy"))
+    if changed:
+        reasons.append(f"{changed} changed since they were read (retried next night)")
+    return "; ".join(reasons) or "none kept"
 
 
 def tier_rows(summary: Any) -> list[dict[str, Any]]:

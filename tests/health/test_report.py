@@ -76,7 +76,8 @@ def good_night() -> dict[str, StepOutcome]:
         archive_to_s3={
             "tables": {
                 "orders": {"table": "orders", "rows_archived": 1200, "bytes": 40960,
-                           "objects": 2, "rows_skipped": 3},
+                           "objects": 2, "rows_skipped": 3, "kept": 5,
+                           "kept_reason": "referenced by order_items.order_id (5)"},
                 "audit_log": {"table": "audit_log", "rows_archived": 0, "bytes": 0,
                               "objects": 0, "rows_skipped": 0},
             }
@@ -103,7 +104,10 @@ def test_a_good_night_reads_all_good_with_every_figure() -> None:
     assert report.attention == []
     assert "size: 4.0 MiB, duration: 5 s, backups: 2" in page
     assert "proven restorable" in page and "matched): yes" in page
-    assert "| orders | 1200 | 40.0 KiB | 2 | 3 | changed since they were read" in page
+    assert (
+        "| orders | 1200 | 40.0 KiB | 2 | 8 | referenced by order_items.order_id (5); "
+        "3 changed since they were read (retried next night) |"
+    ) in page
     assert "| audit_log | 0 | 0 B | 0 | 0 | none kept |" in page
     assert "| STANDARD | 5 | 4.9 KiB | 0.0001 |" in page and "GLACIER" not in page
     assert "pending: 4 (retrying 1), dead letters: 0, lag (oldest pending): 12.5 s" in page
@@ -216,3 +220,28 @@ def test_archive_and_tiering_wait_for_a_good_backup_others_do_not() -> None:
         "backup-databases", "archive-to-s3", "tier-archives", "cleanup-outbox", "validate-data",
         "warm-cache",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("summary", "verified"),
+    [
+        (  # backup-databases' own shape: per source, plus counts
+            {"backups": 2, "verified": 1, "sources": {
+                "database": {"size_bytes": 100, "duration_s": 1.0, "verified": True},
+                "documents": {"size_bytes": 50, "duration_s": 0.5, "verified": False}}},
+            False,
+        ),
+        ({"backups": 1, "verified": 1, "sources": {}}, True),  # counts only
+        ({"size_bytes": 150, "verified": True}, True),  # flat
+        ({}, None),
+    ],
+)  # fmt: skip
+def test_backup_figures_from_each_summary_shape(summary, verified) -> None:
+    from steward.health.figures import backup_figures
+
+    found = backup_figures(summary)
+
+    assert found["verified"] is verified
+    if summary.get("sources"):
+        assert found["size_bytes"] == 150 and found["duration_s"] == 1.5
+        assert found["backups"] == 2
