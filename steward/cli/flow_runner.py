@@ -17,7 +17,7 @@ import typing
 from typing import Any
 
 from steward.catalog import load_flow
-from steward.errors import ConfigError
+from steward.errors import ConfigError, SourceUnavailable
 
 __all__ = ["bind_params", "parse_params", "run_flow"]
 
@@ -39,11 +39,31 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
     return params
 
 
+# Prefect starts a temporary API server for flows run here; its default 20 s start-up timeout is
+# too short on a loaded machine. Set before Prefect is imported (a user's own value wins).
+EPHEMERAL_STARTUP_TIMEOUT_S = "180"
+_EPHEMERAL_TIMEOUT = "Timed out while attempting to connect to ephemeral Prefect API server"
+
+
 def run_flow(name: str, params: dict[str, Any]) -> Any:
     """Run a catalogued flow in this process (parameters validated first); return its summary."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault(
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_TIMEOUT_S
+    )
     flow = load_flow(name)
-    return flow(**bind_params(flow, params))
+    bound = bind_params(flow, params)
+    try:
+        return flow(**bound)
+    except RuntimeError as exc:
+        if _EPHEMERAL_TIMEOUT not in str(exc):
+            raise
+        waited = os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]
+        raise SourceUnavailable(
+            f"the local Prefect API server did not start within {waited} s (is the machine "
+            "busy?); run the command again, raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_"
+            "SECONDS, or start `prefect server start` once and set PREFECT_API_URL to it"
+        ) from None
 
 
 def bind_params(flow: Any, params: dict[str, Any]) -> dict[str, Any]:
