@@ -199,13 +199,21 @@ class OutboxTable:
         # Heads come from the pending rows only (min seq per aggregate), so the cost follows
         # the backlog, not the published history kept for cleanup_after_days.
         first = (
-            sa.select(sa.func.min(p.c.seq))
+            sa.select(sa.func.min(p.c.seq).label("seq"))
             .where(p.c.status.in_(blocking))
             .group_by(p.c.aggregate_type, p.c.aggregate_id)
         )
+        is_head: sa.ColumnElement[bool] = t.c.seq.in_(first)
+        if self.is_postgres:
+            # One array of head seqs, computed once, then primary-key lookups: without it, on a
+            # table filled faster than autovacuum analyzes it, PostgreSQL may re-run the
+            # grouping once per pending row (seconds per claim at a few thousand events).
+            heads = first.subquery("first_pending")
+            array = sa.select(sa.func.array_agg(heads.c.seq)).scalar_subquery()
+            is_head = t.c.seq == sa.any_(sa.cast(array, postgresql.ARRAY(sa.BigInteger())))
         query = (
             sa.select(t.c.seq)
-            .where(t.c.seq.in_(first), t.c.status == PENDING, t.c.available_at <= self._now())
+            .where(is_head, t.c.status == PENDING, t.c.available_at <= self._now())
             .order_by(t.c.seq)
             .limit(limit)
         )

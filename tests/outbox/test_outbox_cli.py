@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from steward.outbox import enqueue
 
 REPO = Path(__file__).resolve().parents[2]
-STEWARD = [sys.executable, "-m", "steward.cli.main"]
+STEWARD = [str(Path(sys.executable).with_name("steward"))]  # the console script
 
 
 def steward(*args: str) -> subprocess.CompletedProcess[str]:

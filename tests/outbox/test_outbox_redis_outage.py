@@ -1,75 +1,16 @@
 """Redis goes away in the middle of a run: nothing is lost, retries back off, order holds.
 
-The test runs its own redis-server on a free port (with a password and an append-only file),
-so the shared Redis is never touched.
+The test runs its own redis-server on a free port (the ``own_redis`` fixture: a password and an
+append-only file), so the shared Redis is never touched.
 """
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
 import time
-from pathlib import Path
 
-import pytest
 import redis
 
 from steward.outbox import drain
-
-PASSWORD = "s3cret-pw"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class OwnRedis:
-    """A redis-server process this test starts, kills and restarts on one port."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://:{PASSWORD}@127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed (scripts/ensure-services.sh installs it)")
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--requirepass", PASSWORD,
-             "--dir", str(self.folder), "--save", "", "--appendonly", "yes",
-             "--appendfsync", "always"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        client = redis.Redis.from_url(self.url)
-        for _ in range(100):
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        pytest.fail(f"own redis-server on port {self.port} did not start")
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-
-@pytest.fixture
-def own_redis(tmp_path):
-    server = OwnRedis(tmp_path)
-    server.start()
-    yield server
-    server.kill()
 
 
 def test_redis_outage_backs_off_then_delivers_everything_in_order(outbox_env, own_redis):
@@ -85,7 +26,7 @@ def test_redis_outage_backs_off_then_delivers_everything_in_order(outbox_env, ow
     assert [row.attempts for row in heads] == [1] * 5
     assert all(row.available_at > row.created_at for row in heads)
     for row in heads:
-        assert "ConnectionError" in row.last_error and PASSWORD not in row.last_error
+        assert "ConnectionError" in row.last_error and own_redis.password not in row.last_error
     time.sleep(0.1)  # past the (test-sized) backoff
     relay.relay_batch()
     again = {row.seq: row for row in env.rows("attempts > 0")}
