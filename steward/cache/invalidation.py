@@ -25,7 +25,7 @@ from steward.cache.keyspace import KeySpace, glob_escape
 from steward.cache.warming import CacheWarmer
 from steward.outbox import StreamConsumer, StreamMessage
 from steward.settings import InvalidationRule, Settings
-from steward.storage.cache import CacheClient, translate_errors
+from steward.storage.cache import CacheClient, CommandBatch, translate_errors
 
 __all__ = ["Actions", "InvalidationReport", "Invalidator", "plan_actions"]
 
@@ -222,13 +222,32 @@ class Invalidator:
         actions = plan_actions(self.rules, [(self._aggregate(m), m) for m in fresh])
         self._apply(actions, report)
         with translate_errors(f"acknowledging events on {self.cache.display_url}"):
-            handled = self.consumer.handle(messages, lambda message: None)
+            acked = self._remember_and_ack(messages, fresh)
         report.batches += 1
         report.events += len(messages)
         report.duplicates += len(messages) - len(fresh)
         report.matched += actions.matched
         report.unmatched += actions.unmatched
-        report.acked += handled.acked
+        report.acked += acked
+
+    def _remember_and_ack(self, messages: list[StreamMessage], fresh: list[StreamMessage]) -> int:
+        """Record the handled event ids (the consumer's dedupe keys), then XACK the batch.
+
+        The same contract as :meth:`StreamConsumer.handle` (``SET dedupe_prefix+event_id 1 EX
+        dedupe_ttl_seconds``, then ``XACK``), packed into one write: one XACK per stream.
+        """
+        commands = CommandBatch()
+        ttl = self.consumer.dedupe_ttl_seconds
+        for message in fresh:
+            commands.add_set((self.consumer.dedupe_prefix + message.event_id).encode(), b"1", ttl)
+        ids: dict[str, list[bytes]] = {}
+        for message in messages:
+            ids.setdefault(message.stream, []).append(message.message_id.encode())
+        group = self.consumer.group.encode()
+        for stream, stream_ids in ids.items():
+            commands.add(b"XACK", stream.encode(), group, *stream_ids)
+        replies = self.cache.send_batch(commands)
+        return sum(int(n) for n in replies[len(fresh) :])
 
     def _aggregate(self, message: StreamMessage) -> str:
         stream = message.stream
@@ -238,11 +257,11 @@ class Invalidator:
 
     def _not_seen(self, messages: list[StreamMessage]) -> list[StreamMessage]:
         prefix = self.consumer.dedupe_prefix
+        commands = CommandBatch()
+        for message in messages:
+            commands.add(b"EXISTS", (prefix + message.event_id).encode())
         with translate_errors(f"checking handled events on {self.cache.display_url}"):
-            pipe = self.cache.pipeline()
-            for message in messages:
-                pipe.exists(prefix + message.event_id)
-            seen = pipe.execute()
+            seen = self.cache.send_batch(commands)
         fresh, ids = [], set()
         for message, already in zip(messages, seen, strict=True):
             if not already and message.event_id not in ids:

@@ -26,7 +26,7 @@ from steward.cache.rows import open_rows
 from steward.cache.writer import RowWriter
 from steward.errors import ConfigError
 from steward.settings import Settings, WarmerSettings
-from steward.storage.cache import CacheClient, translate_errors
+from steward.storage.cache import CacheClient, CommandBatch, translate_errors
 from steward.storage.sql import SqlClient
 
 __all__ = ["CacheWarmer", "UnitReport", "WarmUnit", "WarmerReport", "plan_units"]
@@ -198,33 +198,33 @@ class CacheWarmer:
             writer = RowWriter(
                 warmer, opened.columns, prefix, replace_keys=replace_keys, rng=self.rng
             )
-            pipe = self.cache.pipeline()
+            commands = CommandBatch()
             pending = 0
             for row in opened.rows:
-                writer.add(pipe, row)
+                writer.add(commands, row)
                 pending += 1
                 if pending >= batch:
-                    self._execute(pipe, warmer)
+                    self._send(commands, warmer)
                     if on_batch:
                         on_batch(warmer.name, pending)
                     pending = 0
-            writer.finish(pipe)
-            self._execute(pipe, warmer)
+            writer.finish(commands)
+            self._send(commands, warmer)
             if on_batch and pending:
                 on_batch(warmer.name, pending)
         report.rows, report.keys = writer.rows, writer.keys
         report.seconds = round(time.monotonic() - started, 3)
         return report
 
-    def _execute(self, pipe: Any, warmer: WarmerSettings) -> None:
+    def _send(self, commands: CommandBatch, warmer: WarmerSettings) -> None:
         with translate_errors(f"warmer {warmer.name!r} writing keys to {self.cache.display_url}"):
-            try:
-                pipe.execute()
-            except redis.ResponseError as exc:  # e.g. WRONGTYPE: a key of another shape
-                raise ConfigError(
-                    f"warmer {warmer.name!r}: Redis refused a write ({exc}); another key with "
-                    "the same name and a different type? Change its key template or namespace"
-                ) from None
+            replies = self.cache.send_batch(commands)
+        refused = next((r for r in replies if isinstance(r, redis.ResponseError)), None)
+        if refused is not None:  # e.g. WRONGTYPE: a key of another shape has the name
+            raise ConfigError(
+                f"warmer {warmer.name!r}: Redis refused a write ({refused}); another key with "
+                "the same name and a different type? Change its key template or namespace"
+            )
 
     def _count(self, warmer: WarmerSettings) -> WarmerReport:
         """Dry run: read and check the rows, count rows and distinct keys; write nothing."""

@@ -1,9 +1,10 @@
 """Turning a warmer's rows into pipelined Redis commands: SET EX, HSET + EXPIRE, ZADD.
 
-One :class:`RowWriter` per warmer and target prefix. Templates are compiled once into
-positional ``str.format`` strings over the row tuple; values are encoded with orjson. Hash and
-sorted-set keys get their EXPIRE once, when first seen; sorted sets are trimmed to
-``max_members`` at the end.
+One :class:`RowWriter` per warmer and target prefix. Commands are packed straight into a
+:class:`~steward.storage.cache.CommandBatch` (RESP bytes) and sent in one write per batch.
+Templates are compiled once into positional ``str.format`` strings over the row tuple; values
+are encoded with orjson. Hash and sorted-set keys get their EXPIRE once, when first seen;
+sorted sets are trimmed to ``max_members`` at the end.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import orjson
 
 from steward.errors import ConfigError
 from steward.settings import WarmerSettings
+from steward.storage.cache import CommandBatch
 
 __all__ = ["RowWriter", "encode_value", "jittered_ttl"]
 
@@ -64,8 +66,14 @@ def _positional(template: str, columns: list[str]) -> str:
     return "".join(parts)
 
 
+def _bytes(value: bytes | str | int | float) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return (value if isinstance(value, str) else repr(value)).encode()
+
+
 class RowWriter:
-    """Queues one row's commands on a pipeline; remembers hash/zset keys it has touched."""
+    """Queues one row's commands on a :class:`CommandBatch`; remembers hash/zset keys seen."""
 
     def __init__(
         self,
@@ -84,56 +92,68 @@ class RowWriter:
         self.value_index = columns.index(warmer.value) if warmer.value else None
         self.replace_keys = replace_keys  # refresh mode: a hash/zset is rebuilt, not merged
         self.rng = rng
-        self.seen: set[str] = set()
+        self.seen: set[bytes] = set()
         self.rows = 0
+        spread = warmer.ttl_seconds * warmer.ttl_jitter_pct / 100.0
+        self._ttl_low = warmer.ttl_seconds - spread + 0.5  # + 0.5: int() rounds
+        self._ttl_span = 2 * spread
+        self._random = rng.random
 
     @property
     def keys(self) -> int:
         return self.rows if self.warmer.shape == "json" else len(self.seen)
 
-    def ttl(self) -> int:
-        return jittered_ttl(self.warmer.ttl_seconds, self.warmer.ttl_jitter_pct, self.rng)
+    def ttl_seconds(self) -> int:
+        """A jittered TTL (see :func:`jittered_ttl`), inlined: it runs once per key."""
+        if not self._ttl_span:
+            return self.warmer.ttl_seconds
+        return max(1, int(self._ttl_low + self._random() * self._ttl_span))
 
-    def add(self, pipe: Any, row: Sequence[Any]) -> None:
-        key = self.key_format.format(*row)
+    def ttl(self) -> bytes:
+        return b"%d" % self.ttl_seconds()
+
+    def add(self, batch: CommandBatch, row: Sequence[Any]) -> None:
+        key = self.key_format.format(*row).encode()
         self.rows += 1
         shape = self.warmer.shape
         if shape == "json":
-            value = self._row_value(row)
-            ttl = self.ttl()
-            pipe.set(key, value, ex=ttl) if ttl else pipe.set(key, value)
+            if self.value_index is None:  # the hot path: whole row as a JSON object
+                value = orjson.dumps(dict(zip(self.columns, row, strict=True)), default=_default)
+            else:
+                value = _bytes(encode_value(row[self.value_index]))
+            batch.add_set(key, value, self.ttl_seconds())
             return
         first = key not in self.seen
         if first:
             self.seen.add(key)
             if self.replace_keys:
-                pipe.unlink(key)
-        member = self.field_format.format(*row) if self.field_format else ""
+                batch.add(b"UNLINK", key)
+        member = self.field_format.format(*row).encode() if self.field_format else b""
         if shape == "hash":
-            pipe.hset(key, member, self._row_value(row))
+            batch.add(b"HSET", key, member, _bytes(self._row_value(row)))
         else:
-            pipe.zadd(key, {member: self._score(row, key)})
+            batch.add(b"ZADD", key, repr(self._score(row, key)).encode(), member)
         if first and self.warmer.ttl_seconds:
-            pipe.expire(key, self.ttl())
+            batch.add(b"EXPIRE", key, self.ttl())
 
-    def finish(self, pipe: Any) -> None:
+    def finish(self, batch: CommandBatch) -> None:
         """Trim sorted sets to ``max_members`` (highest scores kept)."""
         limit = self.warmer.max_members
         if self.warmer.shape == "zset" and limit:
             for key in self.seen:
-                pipe.zremrangebyrank(key, 0, -(limit + 1))
+                batch.add(b"ZREMRANGEBYRANK", key, b"0", b"%d" % -(limit + 1))
 
     def _row_value(self, row: Sequence[Any]) -> Any:
         if self.value_index is not None:
             return encode_value(row[self.value_index])
         return encode_json(dict(zip(self.columns, row, strict=True)))
 
-    def _score(self, row: Sequence[Any], key: str) -> float:
+    def _score(self, row: Sequence[Any], key: bytes) -> float:
         raw = row[self.value_index] if self.value_index is not None else None
         try:
             return float(raw)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise ConfigError(
                 f"warmer {self.warmer.name!r}: score column {self.warmer.value!r} is {raw!r} "
-                f"for key {key!r}, not a number; fix the query or cache.warmers"
+                f"for key {key.decode()!r}, not a number; fix the query or cache.warmers"
             ) from None

@@ -11,12 +11,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import hiredis
 import redis
 
 from steward.errors import AuthenticationFailed, SourceUnavailable
 from steward.settings import Settings, mask_url
 
-__all__ = ["CacheClient", "translate_errors"]
+__all__ = ["CacheClient", "CommandBatch", "translate_errors"]
 
 
 @contextmanager
@@ -72,8 +73,97 @@ class CacheClient:
     def pipeline(self, transaction: bool = False) -> Any:
         return self.redis.pipeline(transaction=transaction)
 
+    def send_batch(self, batch: CommandBatch) -> list[Any]:
+        """Send a batch of packed commands in one write; its replies (errors as exceptions).
+
+        A pipeline without redis-py's per-command Python work: bulk writers (cache warming)
+        pack millions of commands. Every reply is read even after an error reply, so the
+        connection stays in step; connection loss disconnects it and propagates.
+        """
+        if not batch.count:
+            return []
+        pool = self.redis.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_packed_command([b"".join(batch.parts)], check_health=False)
+            replies = _read_replies(conn, batch.count)
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            conn.disconnect()
+            if isinstance(exc, redis.RedisError):
+                raise
+            raise redis.ConnectionError(f"connection lost while reading replies: {exc}") from None
+        except BaseException:
+            conn.disconnect()  # replies left unread: never reuse this connection
+            raise
+        finally:
+            pool.release(conn)
+            batch.clear()
+        return replies
+
     def close(self) -> None:
         self.redis.close()
+
+
+def _read_replies(conn: Any, count: int) -> list[Any]:
+    """``count`` replies; error replies as ResponseError objects (not raised)."""
+    sock = getattr(conn, "_sock", None)
+    if sock is None:  # not connected the usual way: redis-py's reader, one by one
+        replies: list[Any] = []
+        for _ in range(count):
+            try:
+                replies.append(conn.read_response())
+            except redis.ResponseError as exc:
+                replies.append(exc)
+        return replies
+    # The connection is idle between commands, so nothing of these replies was read yet:
+    # hiredis parses the whole stream in C (redis-py's per-reply path costs more than Redis).
+    reader = hiredis.Reader(replyError=redis.ResponseError)
+    replies = []
+    while len(replies) < count:
+        data = sock.recv(1 << 16)
+        if not data:
+            raise redis.ConnectionError("Redis closed the connection while replying")
+        reader.feed(data)
+        reply = reader.gets()
+        while reply is not False:
+            replies.append(reply)
+            reply = reader.gets()
+    return replies
+
+
+_SET_EX = b"*5\r\n$3\r\nSET\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$2\r\nEX\r\n$%d\r\n%b\r\n"
+_SET = b"*3\r\n$3\r\nSET\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n"
+
+
+class CommandBatch:
+    """Redis commands packed as RESP, to be sent together by :meth:`CacheClient.send_batch`."""
+
+    __slots__ = ("count", "parts")
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.count = 0
+
+    def add(self, *args: bytes) -> None:
+        """Queue one command; every argument already encoded as bytes."""
+        parts = self.parts
+        parts.append(b"*%d\r\n" % len(args))
+        for arg in args:
+            parts.append(b"$%d\r\n%b\r\n" % (len(arg), arg))
+        self.count += 1
+
+    def add_set(self, key: bytes, value: bytes, ttl: int) -> None:
+        """Queue ``SET key value EX ttl`` (``ttl`` 0 = no expiry): the bulk warmers' hot path."""
+        if ttl:
+            seconds = b"%d" % ttl
+            self.parts.append(_SET_EX % (len(key), key, len(value), value, len(seconds), seconds))
+        else:
+            self.parts.append(_SET % (len(key), key, len(value), value))
+        self.count += 1
+
+    def clear(self) -> None:
+        self.parts = []
+        self.count = 0
 
 
 _EMBEDDED: dict[str, redis.Redis] = {}
