@@ -108,9 +108,9 @@ def core_relay() -> int:
 
 
 def flow_relay() -> int:
-    from flows.relay_outbox import RelayParams, relay_outbox
+    from flows.relay_outbox import relay_outbox
 
-    return int(relay_outbox(RelayParams(max_seconds=3600))["published"])
+    return int(relay_outbox(max_seconds=3600)["published"])
 
 
 def warm_up(kind: str) -> None:

@@ -18,51 +18,51 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
-from pydantic import BaseModel, ConfigDict, Field
 
-from steward.settings import get_settings
+from steward.errors import ConfigError
+from steward.settings import Settings, get_settings
 from tasks.outbox import count_published_events, delete_published_events, measure_outbox_table
-
-
-class CleanupParams(BaseModel):
-    """Parameters of the ``cleanup-outbox`` flow."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    dry_run: bool = Field(default=False, description="Count what would go; delete nothing.")
-    older_than_days: int | None = Field(
-        default=None, ge=0, le=36_500, description="None = outbox.cleanup_after_days."
-    )
-    batch_size: int | None = Field(
-        default=None, ge=1, le=200_000, description="Rows per batch; None = cleanup_batch_size."
-    )
-    max_batches: int | None = Field(default=None, ge=1, description="Stop after this many.")
 
 
 @flow(
     name="cleanup-outbox",
     description="Delete published outbox events older than N days (never pending or dead).",
 )
-def cleanup_outbox(params: CleanupParams = CleanupParams()) -> dict[str, Any]:  # noqa: B008
-    """Remove old published events in batches; returns rows removed and sizes before/after."""
+def cleanup_outbox(
+    dry_run: bool = False,
+    older_than_days: int | None = None,
+    batch_size: int | None = None,
+    max_batches: int | None = None,
+) -> dict[str, Any]:
+    """Remove old published events in batches; returns rows removed and sizes before/after.
+
+    Args:
+        dry_run: Count what would go; delete nothing.
+        older_than_days: Delete events published more than this many days ago (0-36,500);
+            empty = outbox.cleanup_after_days.
+        batch_size: Rows deleted per transaction (1-200,000); empty = outbox.cleanup_batch_size.
+        max_batches: Stop after this many batches; empty = until none are left.
+    """
+    _check_params(older_than_days, batch_size, max_batches)
     logger = get_run_logger()
-    cfg = get_settings().outbox
-    days = cfg.cleanup_after_days if params.older_than_days is None else params.older_than_days
-    batch_size = params.batch_size or cfg.cleanup_batch_size
+    settings = get_settings()
+    cfg = settings.outbox
+    days = cfg.cleanup_after_days if older_than_days is None else older_than_days
+    batch_size = batch_size or cfg.cleanup_batch_size
     before_time = datetime.now(UTC) - timedelta(days=days)
     size_before = measure_outbox_table()
     eligible = count_published_events(before_time)
     logger.info(
         "cleanup-outbox on %r: %s of %s rows published before %s (%s days) %s, %s per batch",
         cfg.table, eligible, size_before["rows"], before_time.isoformat(timespec="seconds"), days,
-        "would be deleted (dry run)" if params.dry_run else "will be deleted", batch_size,
+        "would be deleted (dry run)" if dry_run else "will be deleted", batch_size,
     )  # fmt: skip
     removed, batches = 0, 0
-    if not params.dry_run and eligible:
-        removed, batches = _delete(before_time, batch_size, eligible, params.max_batches)
-    size_after = size_before if params.dry_run else measure_outbox_table()
+    if not dry_run and eligible:
+        removed, batches = _delete(before_time, batch_size, eligible, max_batches)
+    size_after = size_before if dry_run else measure_outbox_table()
     summary = {
-        "dry_run": params.dry_run,
+        "dry_run": dry_run,
         "table": cfg.table,
         "older_than_days": days,
         "cutoff": before_time.isoformat(),
@@ -74,8 +74,44 @@ def cleanup_outbox(params: CleanupParams = CleanupParams()) -> dict[str, Any]:  
         "bytes_before": size_before["bytes"],
         "bytes_after": size_after["bytes"],
     }
+    if eligible == 0:
+        summary["why_zero"] = why_nothing_to_delete(settings, days, size_before["rows"])
     _publish(summary)
     return summary
+
+
+def _check_params(
+    older_than_days: int | None, batch_size: int | None, max_batches: int | None
+) -> None:
+    if older_than_days is not None and not 0 <= older_than_days <= 36_500:
+        raise ConfigError(
+            f"cleanup-outbox older_than_days = {older_than_days!r}: accepted 0 to 36,500"
+        )
+    if batch_size is not None and not 1 <= batch_size <= 200_000:
+        raise ConfigError(f"cleanup-outbox batch_size = {batch_size!r}: accepted 1 to 200,000")
+    if max_batches is not None and max_batches < 1:
+        raise ConfigError(f"cleanup-outbox max_batches = {max_batches!r}: accepted an integer >= 1")
+
+
+def why_nothing_to_delete(settings: Settings, days: int, rows: int | None) -> str:
+    """Why no published event is older than the cut-off, in words for the run's summary."""
+    table = settings.outbox.table
+    archiving = [
+        p for p in settings.archive.policies
+        if p.table == table and p.retention_days < days
+    ]  # fmt: skip
+    if archiving:
+        policy = min(archiving, key=lambda p: p.retention_days)
+        return (
+            f"the archive's {policy.retention_days}-day `{table}` policy (archive-to-s3) "
+            f"already moved published events to the object store before they reach {days} days"
+        )
+    if not rows:
+        return f"the `{table}` table is empty"
+    return (
+        f"no event in `{table}` was published more than {days} days ago: its {rows} rows are "
+        "newer, pending or dead"
+    )
 
 
 def _delete(
@@ -113,10 +149,16 @@ def _publish(summary: dict[str, Any]) -> None:
     verb, count = (
         ("would remove", summary["eligible"]) if dry else ("removed", summary["rows_removed"])
     )
-    create_markdown_artifact(
+    text = (
         f"**cleanup-outbox** {verb} {count} published "
         f"events older than {summary['older_than_days']} days (before {summary['cutoff']}) "
         f"from `{summary['table']}` in {summary['batches']} batches; pending and dead events "
-        "are kept.",
+        "are kept."
+    )
+    if "why_zero" in summary:
+        text += f"\n\nWhy 0: {summary['why_zero']}."
+    create_markdown_artifact(
+        text,
         key="cleanup-outbox-summary",
+        description="What the outbox cleanup removed, and why nothing when nothing",
     )

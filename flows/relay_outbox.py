@@ -1,15 +1,19 @@
 """Flow ``relay-outbox``: deliver outbox events to Redis Streams and the event history.
 
-Scheduled mode (the deployment, every minute, never overlapping): relay batches until nothing
-is due or ``outbox.run_seconds`` pass; the next run carries on. Long-running mode
-(``forever=True``): after draining, sleep until PostgreSQL NOTIFY or the poll interval, until
-SIGTERM, which lets the current task run (a few seconds of batches) finish. Any number of
-relays may run at once: each holds the aggregates it relays, so the order of every aggregate's
-events is kept. One task run relays batches back to back (each its own transaction) for up to
-a few seconds: a task run per batch would cost more Prefect API time than the batch itself.
+One-shot mode (``steward outbox relay``, ad hoc runs): relay batches until nothing is due or
+``max_seconds`` (default ``outbox.run_seconds``) pass. Long-running mode (``forever=True``, the
+deployment: one run an hour with ``max_seconds=3540``, so the Runs page shows 24 runs a day, not
+1,440): after draining, sleep until PostgreSQL NOTIFY or the poll interval; outlive database and
+Redis restarts (reconnecting with backoff); stop on SIGTERM, which lets the current task run (a
+few seconds of batches) finish, or at ``max_seconds``. Any number of relays may run at once:
+each holds the aggregates it relays, so the order of every aggregate's events is kept. One task
+run relays batches back to back (each its own transaction) for up to a few seconds: a task run
+per batch would cost more Prefect API time than the batch itself.
 
-Each run leaves a table artifact: pending events, the oldest one's age (the lag), published
-this run, retries, events gone dead. ``requeue_dead`` puts dead events back first.
+Each run leaves a table artifact (pending events, the oldest one's age, published this run,
+retries, events gone dead), a dead-letter table grouped by reason when events are dead, and a
+markdown summary that says why nothing was published when that happens. ``requeue_dead`` puts
+dead events back first.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -27,8 +32,8 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from steward.errors import ConfigError
 from steward.outbox import (
     BatchReport,
     RunTotals,
@@ -49,51 +54,18 @@ from tasks.outbox import (
 PROGRESS_EVERY_SECONDS = 2.0  # progress updates are API calls: not one per batch
 
 
-class RelayParams(BaseModel):
-    """Parameters of the ``relay-outbox`` flow."""
+@dataclass(frozen=True)
+class RelayRun:
+    """The validated parameters of one ``relay-outbox`` run."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    dry_run: bool = Field(default=False, description="Report what is due; publish nothing.")
-    batch_size: int | None = Field(
-        default=None, ge=1, le=50_000, description="Events per batch; None = outbox.batch_size."
-    )
-    max_seconds: float | None = Field(
-        default=None, gt=0, description="Stop starting batches after this; None = run_seconds."
-    )
-    max_batches: int | None = Field(default=None, ge=1, description="Stop after this many.")
-    forever: bool = Field(
-        default=False, description="Long-running: wait for NOTIFY / poll after draining."
-    )
-    requeue_dead: bool = Field(
-        default=False,
-        description="Put dead events back first: those in event_ids / aggregates, or all "
-        "dead events when both are empty.",
-    )
-    event_ids: list[str] = Field(default_factory=list, description="Event ids to requeue.")
-    aggregates: list[str] = Field(
-        default_factory=list, description="TYPE or TYPE:ID whose dead events are requeued."
-    )
-
-    @field_validator("event_ids")
-    @classmethod
-    def _check_ids(cls, value: list[str]) -> list[str]:
-        return [str(parse_event_id(text)) for text in value]
-
-    @field_validator("aggregates")
-    @classmethod
-    def _check_aggregates(cls, value: list[str]) -> list[str]:
-        for text in value:
-            parse_aggregate(text)
-        return value
-
-    @model_validator(mode="after")
-    def _filters_need_requeue(self) -> RelayParams:
-        if (self.event_ids or self.aggregates) and not self.requeue_dead:
-            raise ValueError(
-                "event_ids / aggregates select dead events to requeue: set requeue_dead"
-            )
-        return self
+    dry_run: bool
+    batch_size: int | None
+    max_seconds: float | None
+    max_batches: int | None
+    forever: bool
+    requeue_dead: bool
+    event_ids: list[str]
+    aggregates: list[str]
 
 
 @flow(
@@ -101,31 +73,87 @@ class RelayParams(BaseModel):
     description="Deliver outbox events to Redis Streams and the S3 event history, in order "
     "per aggregate, at least once.",
 )
-def relay_outbox(params: RelayParams = RelayParams()) -> dict[str, Any]:  # noqa: B008
-    """Relay due outbox events; returns what was published, retried and what is left."""
+def relay_outbox(
+    dry_run: bool = False,
+    batch_size: int | None = None,
+    max_seconds: float | None = None,
+    max_batches: int | None = None,
+    forever: bool = False,
+    requeue_dead: bool = False,
+    event_ids: list[str] | None = None,
+    aggregates: list[str] | None = None,
+) -> dict[str, Any]:
+    """Relay due outbox events; returns what was published, retried and what is left.
+
+    Args:
+        dry_run: Report what is due and what is dead; publish and requeue nothing.
+        batch_size: Events claimed per batch (1-50,000); empty = outbox.batch_size.
+        max_seconds: Stop starting batches after this many seconds; empty = outbox.run_seconds
+            (with forever: keep running this long, then end the run; empty = until SIGTERM).
+        max_batches: Stop after this many batches; empty = no limit.
+        forever: Long-running: after draining, wait for NOTIFY or poll, and outlive database
+            and Redis restarts, until SIGTERM or max_seconds.
+        requeue_dead: Put dead events back first: those in event_ids / aggregates, or every
+            dead event when both are empty.
+        event_ids: Event ids (UUIDs) to requeue (needs requeue_dead).
+        aggregates: TYPE or TYPE:ID whose dead events are requeued (needs requeue_dead).
+    """
+    run = check_params(
+        dry_run, batch_size, max_seconds, max_batches, forever, requeue_dead, event_ids, aggregates
+    )
     logger = get_run_logger()
     cfg = get_settings().outbox
     before = read_outbox_status()
     logger.info(
         "relay-outbox on table %r to %s: %s pending (oldest %.1f s), %s dead%s",
         cfg.table, ", ".join(cfg.sinks), before["pending"], before["oldest_pending_age_seconds"],
-        before["dead"], " (dry run: nothing will be published)" if params.dry_run else "",
+        before["dead"], " (dry run: nothing will be published)" if run.dry_run else "",
     )  # fmt: skip
     requeued = 0
-    if params.requeue_dead:
-        requeued = requeue_dead_events(params.event_ids, params.aggregates, params.dry_run)
+    if run.requeue_dead:
+        requeued = requeue_dead_events(run.event_ids, run.aggregates, run.dry_run)
     started = time.monotonic()
-    totals = RunTotals() if params.dry_run else _relay(params, before["pending"] + requeued)
+    totals = RunTotals() if run.dry_run else _relay(run, before["pending"] + requeued)
     seconds = time.monotonic() - started
     after = read_outbox_status()
-    summary = _summary(params, totals, after, requeued, seconds)
-    _publish(summary)
+    summary = _summary(run, totals, after, requeued, seconds)
+    _publish(summary, after)
     return summary
 
 
-def _relay(params: RelayParams, due: int) -> RunTotals:
+def check_params(
+    dry_run: bool,
+    batch_size: int | None,
+    max_seconds: float | None,
+    max_batches: int | None,
+    forever: bool,
+    requeue_dead: bool,
+    event_ids: list[str] | None,
+    aggregates: list[str] | None,
+) -> RelayRun:
+    """The run's parameters, or ConfigError naming the one that is wrong and what is accepted."""
+    if batch_size is not None and not 1 <= batch_size <= 50_000:
+        raise ConfigError(f"relay-outbox batch_size = {batch_size!r}: accepted 1 to 50,000")
+    if max_seconds is not None and not max_seconds > 0:
+        raise ConfigError(f"relay-outbox max_seconds = {max_seconds!r}: accepted a number > 0")
+    if max_batches is not None and max_batches < 1:
+        raise ConfigError(f"relay-outbox max_batches = {max_batches!r}: accepted an integer >= 1")
+    ids = [str(parse_event_id(text)) for text in event_ids or []]
+    for text in aggregates or []:
+        parse_aggregate(text)
+    if (ids or aggregates) and not requeue_dead:
+        raise ConfigError(
+            "relay-outbox event_ids / aggregates select dead events to requeue: set requeue_dead"
+        )
+    return RelayRun(
+        dry_run, batch_size, max_seconds, max_batches, forever, requeue_dead, ids,
+        list(aggregates or []),
+    )  # fmt: skip
+
+
+def _relay(params: RelayRun, due: int) -> RunTotals:
     if params.forever:
-        return _relay_forever(_slices(params.batch_size, None, None))
+        return _relay_forever(_slices(params.batch_size, None, None), params.max_seconds)
     progress = create_progress_artifact(
         0.0, key="relay-outbox-progress", description=f"{due} pending events at start"
     )
@@ -174,23 +202,37 @@ def _slices(
     return one_slice
 
 
-def _relay_forever(one_slice: Callable[[], BatchReport]) -> RunTotals:
+def _relay_forever(one_slice: Callable[[], BatchReport], seconds: float | None) -> RunTotals:
     logger = get_run_logger()
     stop = threading.Event()
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    logger.info("long-running relay: waiting for NOTIFY or polling; SIGTERM stops it")
+    timer = threading.Timer(seconds, stop.set) if seconds is not None else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+    logger.info(
+        "long-running relay: waiting for NOTIFY or polling; SIGTERM stops it%s",
+        f", and it ends after {seconds:.0f} s" if seconds is not None else "",
+    )
     try:
-        return run_forever(relay_for(get_settings()), stop, relay_batch=one_slice)
+        return run_forever(
+            relay_for(get_settings()),
+            stop,
+            relay_batch=one_slice,
+            on_outage=lambda message: logger.warning("%s", message),
+        )
     finally:
+        if timer is not None:
+            timer.cancel()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
         logger.info("long-running relay stopped")
 
 
 def _summary(
-    params: RelayParams, totals: RunTotals, after: dict[str, Any], requeued: int, seconds: float
+    params: RelayRun, totals: RunTotals, after: dict[str, Any], requeued: int, seconds: float
 ) -> dict[str, Any]:
     return {
         "dry_run": params.dry_run,
@@ -211,7 +253,7 @@ def _summary(
     }
 
 
-def _publish(summary: dict[str, Any]) -> None:
+def _publish(summary: dict[str, Any], status: dict[str, Any]) -> None:
     rows = [
         ("pending", summary["pending"]),
         ("oldest pending age (s)", summary["oldest_pending_age_seconds"]),
@@ -229,15 +271,75 @@ def _publish(summary: dict[str, Any]) -> None:
         key="relay-outbox-status",
         description="Outbox after this relay run",
     )
+    if status["dead_by_reason"]:
+        create_table_artifact(
+            _dead_rows(status["dead_by_reason"]),
+            key="relay-outbox-dead-letters",
+            description="Dead events by reason (the first events of each group)",
+        )
+    create_markdown_artifact(
+        "\n".join(_summary_lines(summary, status)),
+        key="relay-outbox-summary",
+        description="What this relay run delivered, and what is dead or held",
+    )
+
+
+def _summary_lines(summary: dict[str, Any], status: dict[str, Any]) -> list[str]:
     lines = [
         f"**relay-outbox**{' (dry run)' if summary['dry_run'] else ''}: "
         f"{summary['published']} published in {summary['seconds']} s, "
         f"{summary['pending']} pending (oldest {summary['oldest_pending_age_seconds']} s), "
         f"{summary['dead']} dead.",
     ]
+    if summary["published"] == 0:
+        lines += ["", "Why 0 published: " + _why_none(summary, status)]
     if summary["errors"]:
         lines += ["", "Delivery problems (retried with backoff unless dead):", ""]
         lines += [f"- `{error}`" for error in summary["errors"]]
+    if status["dead_by_reason"]:
+        lines += ["", "Dead events by reason:", ""]
+        for group in status["dead_by_reason"]:
+            lines.append(
+                f"- {group['count']} dead (oldest {group['oldest_age_seconds']:.0f} s): "
+                f"`{group['reason']}`"
+            )
+    if status["held"]:
+        lines += ["", "Aggregates waiting (outbox.dead_blocks_aggregate keeps their order):", ""]
+        lines += [
+            f"- {held['aggregate']}: {held['held']} events held behind dead event "
+            f"`{held['dead_event_id']}`"
+            for held in status["held"]
+        ]
     if summary["dead"]:
         lines += ["", "Requeue dead events with `steward outbox requeue-dead` once fixed."]
-    create_markdown_artifact("\n".join(lines), key="relay-outbox-summary")
+    return lines
+
+
+def _why_none(summary: dict[str, Any], status: dict[str, Any]) -> str:
+    if summary["dry_run"]:
+        return "a dry run publishes nothing."
+    if summary["pending"] == 0:
+        return "no event was pending."
+    if status["held"]:
+        return "the pending events wait behind dead events (listed below)."
+    if summary["retrying"]:
+        return "the pending events failed before and wait for their retry backoff."
+    return "other relays held the due aggregates, or the run ended before its first batch."
+
+
+def _dead_rows(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for group in groups:
+        for event in group["events"]:
+            rows.append(
+                {
+                    "reason": group["reason"],
+                    "dead in group": group["count"],
+                    "event id": event["event_id"],
+                    "event type": event["event_type"],
+                    "aggregate": event["aggregate"],
+                    "attempts": event["attempts"],
+                    "age (s)": event["age_seconds"],
+                }
+            )
+    return rows
