@@ -19,7 +19,6 @@ from steward.settings import get_settings
 
 __all__ = ["register"]
 
-out = Console()
 validate_app = typer.Typer(
     help="Validate the data with the suites in expectations/ (validate-data flow).",
     invoke_without_command=True,
@@ -62,7 +61,7 @@ def validate(
     if summary:
         _print_summary(summary)
     if failed is not None:
-        out.print(f"[bold red]validation failed:[/] {failed}", highlight=False)
+        Console().print(f"[bold red]validation failed:[/] {failed}", highlight=False)
         sys.exit(1)
 
 
@@ -85,10 +84,11 @@ def list_suites() -> None:
             str(len(spec.expectations) - critical),
             str(spec.file),
         )
-    out.print(table)
+    Console().print(table)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
+    out = Console()  # built per call: it reads the terminal width (COLUMNS) now
     table = Table("suite", "status", title="validate-data")
     for name, status in summary["per_suite"].items():
         colour = {"passed": "green", "warning": "yellow", "skipped": "dim"}.get(status, "red")
