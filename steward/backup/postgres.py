@@ -162,7 +162,8 @@ def verify_postgres(ctx: BackupContext, manifest: Manifest) -> list[str]:
         )
         try:
             with scratch.connect() as conn:
-                restored = pg_fingerprint(conn)
+                methods = {name: t.get("method", "") for name, t in manifest.tables.items()}
+                restored = pg_fingerprint(conn, methods)
         finally:
             scratch.dispose()
         return compare_fingerprints(manifest.tables, restored)

@@ -36,6 +36,8 @@ CREATE INDEX orders_customer_idx ON orders (customer_id);
 CREATE SCHEMA reporting;
 CREATE TABLE reporting."Daily Totals" (day date PRIMARY KEY, "Sum" numeric);
 CREATE TABLE empty_table (id int PRIMARY KEY);
+CREATE TABLE events (id int PRIMARY KEY, body json, at point);
+INSERT INTO events VALUES (1, '{"a": [1, 2]}', '(1.5, 2)');
 """
 
 

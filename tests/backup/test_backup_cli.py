@@ -43,7 +43,7 @@ def test_backup_list_verify_restore_prune_on_postgres(pg_settings, tmp_path, mak
     target = make_pg_database()
     restored = _steward("restore", manifest.id, "--to", target, cwd=tmp_path)
     assert restored.returncode == 0, restored.stderr
-    assert "restored into" in restored.stdout and "902 rows" in restored.stdout
+    assert "restored into" in restored.stdout and "903 rows" in restored.stdout
     assert table_rows(target, "customers") == table_rows(pg_settings.database_url, "customers")
 
     again = _steward("restore", manifest.id, "--to", target, cwd=tmp_path)

@@ -44,7 +44,7 @@ def test_backup_flow_backs_up_verifies_and_prunes_on_postgres(pg_settings):
     summary = first.result()
     source = summary["sources"]["database"]
     assert source["engine"] == "postgresql" and source["verified"] is True
-    assert source["size_bytes"] > 0 and len(source["sha256"]) == 64 and source["rows"] == 902
+    assert source["size_bytes"] > 0 and len(source["sha256"]) == 64 and source["rows"] == 903
     assert summary["skipped"] == {} and summary["pruned"] == []
     [row] = _table(artifacts["backup-summary"])
     assert row["backup id"] == source["id"] and row["verified"] is True
@@ -58,7 +58,9 @@ def test_backup_flow_backs_up_verifies_and_prunes_on_postgres(pg_settings):
     second = backup_databases()
     assert second["sources"]["database"]["pruned"] == [source["id"]]
     ctx = open_backup_context(pg_settings)
-    assert [m.id for m in list_backups(ctx.store, "backups")] == [second["sources"]["database"]["id"]]
+    assert [m.id for m in list_backups(ctx.store, "backups")] == [
+        second["sources"]["database"]["id"]
+    ]
 
 
 def test_backup_flow_dry_run_writes_nothing(pg_settings):
@@ -105,7 +107,7 @@ def test_restore_flow_into_a_new_database(pg_settings, make_pg_database):
     target = make_pg_database()
     state, artifacts, logs = _run(restore_backup, target=target)
     done = state.result()
-    assert done["replaced"] is False and done["rows"] == 902
+    assert done["replaced"] is False and done["rows"] == 903
     assert table_rows(target, "orders") == table_rows(pg_settings.database_url, "orders")
     assert "Restored backup" in artifacts["backup-restore-report"]["data"]
     refused, _, _ = _run(restore_backup, target=target)

@@ -16,10 +16,10 @@ from steward.backup import (
     take_backup,
     verify_backup,
 )
-from steward.errors import ConfigError
+from steward.errors import BackupVerificationFailed, ConfigError
 from tests.backup.conftest import PASSWORD, table_rows
 
-TABLES = ["customers", "orders", 'reporting."Daily Totals"', "empty_table"]
+TABLES = ["customers", "orders", 'reporting."Daily Totals"', "empty_table", "events"]
 
 
 def _all_rows(url: str) -> dict[str, list[tuple]]:
@@ -37,6 +37,8 @@ def test_round_trip_folder_store(pg_settings, ctx_for, make_pg_database):
     assert manifest.tables["public.empty_table"]["rows"] == 0
     assert manifest.tables["reporting.Daily Totals"]["rows"] == 2
     assert "orders_customer_idx" in manifest.tables["public.orders"]["indexes"]
+    assert manifest.tables["public.customers"]["method"] == "hash_record"
+    assert manifest.tables["public.events"]["method"] == "text_hash"  # json has no hash function
     assert "balance_positive (c)" in manifest.tables["public.customers"]["constraints"]
     assert "orders_customer_id_fkey (f)" in manifest.tables["public.orders"]["constraints"]
     [record] = manifest.objects
@@ -55,7 +57,7 @@ def test_round_trip_folder_store(pg_settings, ctx_for, make_pg_database):
 
     target = make_pg_database()
     done = restore_backup(ctx, reread, target)
-    assert done["rows"] == 300 + 600 + 2 and done["replaced"] is False
+    assert done["rows"] == 300 + 600 + 2 + 1 and done["replaced"] is False
     assert _all_rows(target) == _all_rows(pg_settings.database_url)
 
 
@@ -113,7 +115,7 @@ def test_restore_refuses_a_non_empty_target_unless_replace(pg_settings, ctx_for)
     ctx = ctx_for(pg_settings)
     manifest = take_backup(ctx, "database")
     source = pg_settings.database_url
-    with pytest.raises(ConfigError, match=r"is not empty \(4 tables\).*--replace"):
+    with pytest.raises(ConfigError, match=r"is not empty \(5 tables\).*--replace"):
         restore_backup(ctx, manifest, source)
     engine = sa.create_engine(source)
     with engine.begin() as conn:
@@ -129,3 +131,16 @@ def test_bad_restore_target_is_a_clear_error(pg_settings, ctx_for):
     manifest = take_backup(ctx, "database")
     with pytest.raises(ConfigError, match="accepted a PostgreSQL URL"):
         restore_backup(ctx, manifest, "mysql://root@localhost/x")
+
+
+def test_verify_names_what_differs(pg_settings, ctx_for):
+    ctx = ctx_for(pg_settings)
+    manifest = take_backup(ctx, "database")
+    manifest.tables["public.orders"]["checksum"] = "12345"
+    manifest.tables["public.customers"]["indexes"].append("ghost_idx")
+    with pytest.raises(BackupVerificationFailed) as failure:
+        verify_backup(ctx, manifest)
+    message = str(failure.value)
+    assert "public.orders: content checksum differs (600 rows)" in message
+    assert "public.customers: indexes missing after restore: ghost_idx" in message
+    assert find_backup(ctx.store, "backups", manifest.id).verified_at is None
