@@ -4,8 +4,9 @@ Taken at backup time inside the dump's own snapshot and again after restoring in
 database; equal fingerprints prove the restore holds exactly what was dumped. The checksum is
 the sum of a 64-bit hash of every row (PostgreSQL: ``hash_record_extended`` of the row, or
 of its text form for types without a hash function, computed in the database; SQLite: SHA-256
-of the row's ``repr`` in Python), so row order and physical layout do not matter. Table names come from the live catalogue and are quoted by
-SQLAlchemy; nothing from configuration is pasted into SQL.
+of the row's ``repr`` in Python), so row order and physical layout do not matter. Table names
+come from the live catalogue and are quoted by SQLAlchemy; nothing from configuration is pasted
+into SQL.
 """
 
 from __future__ import annotations
