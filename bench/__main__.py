@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("bench.demo_data", "bench.archive", "bench.outbox", "bench.cache")
+BENCHMARKS = ("bench.demo_data", "bench.archive", "bench.outbox", "bench.cache", "bench.backup")
 
 
 def main() -> int:
