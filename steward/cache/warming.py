@@ -97,7 +97,11 @@ def plan_units(settings: Settings, names: list[str] | None = None) -> list[WarmU
     for namespace in dict.fromkeys(w.effective_namespace for w in chosen if w.mode == "versioned"):
         # A generation is complete only with every warmer of its namespace.
         members = [
-            w for w in warmers if w.mode == "versioned" and w.effective_namespace == namespace
+            w
+            for w in warmers
+            if w.mode == "versioned"
+            and w.effective_namespace == namespace
+            and (w.enabled or w in chosen)
         ]
         units.append(WarmUnit(namespace, "versioned", tuple(members)))
     for warmer in chosen:

@@ -214,3 +214,21 @@ def test_cache_url_alone_still_configures_redis(redis_url: str) -> None:
     assert KeySpace(redis.Redis.from_url(redis_url), "steward:").current_key("c") == (
         "steward:c:current"
     )
+
+
+def test_plan_keeps_namespaces_whole_and_skips_disabled_warmers() -> None:
+    warmers = [
+        {"name": "a", "query": "SELECT 1", "key": "a:{id}"},
+        {"name": "b", "query": "SELECT 1", "key": "b:{id}", "enabled": False},
+        {"name": "c", "query": "SELECT 1", "key": "c", "mode": "versioned", "namespace": "ns"},
+        {"name": "d", "query": "SELECT 1", "key": "d", "mode": "versioned", "namespace": "ns"},
+        {"name": "e", "query": "SELECT 1", "key": "e", "mode": "versioned", "namespace": "ns",
+         "enabled": False},
+    ]  # fmt: skip
+    settings = load_settings(cache={"warmers": warmers, "invalidations": []})
+
+    every = [(u.namespace, u.mode, u.names) for u in plan_units(settings)]
+    named = [(u.namespace, u.names) for u in plan_units(settings, ["d", "b"])]
+
+    assert every == [("ns", "versioned", ["c", "d"]), ("a", "refresh", ["a"])]
+    assert named == [("ns", ["c", "d"]), ("b", ["b"])]
