@@ -10,7 +10,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("bench.demo_data", "bench.archive", "bench.outbox", "bench.cache", "bench.backup")
+BENCHMARKS = (
+    "bench.demo_data",
+    "bench.archive",
+    "bench.outbox",
+    "bench.cache",
+    "bench.backup",
+    "bench.validate",
+)
 
 
 def main() -> int:

@@ -6,7 +6,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["ValidationSettings"]
+__all__ = ["SHIPPED_EXPECTATIONS", "ValidationSettings"]
+
+# The suites shipped with Steward: the checkout's top-level expectations/ folder.
+SHIPPED_EXPECTATIONS = Path(__file__).resolve().parents[2] / "expectations"
 
 
 class ValidationSettings(BaseModel):
@@ -15,8 +18,9 @@ class ValidationSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt key is an error
 
     expectations_dir: Path = Field(
-        default=Path("expectations"),
-        description="Folder holding the suite JSON files and their index.json.",
+        default=SHIPPED_EXPECTATIONS,
+        description="Folder holding the suite JSON files and their index.json "
+        "(default: expectations/ of the Steward checkout).",
     )
     sample_keys: int = Field(
         default=10, ge=1, le=200, description="Failing keys / rows reported per expectation."
