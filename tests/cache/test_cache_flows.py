@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -11,10 +12,10 @@ import sqlalchemy as sa
 
 from flows.invalidate_cache import invalidate_cache
 from flows.warm_cache import warm_cache
-from steward.errors import ConfigError
+from steward.errors import ConfigError, SourceUnavailable
 from steward.outbox import OutboxRelay, enqueue
 from steward.settings import Settings
-from tests.cache.conftest import migrate_and_fill
+from tests.cache.conftest import RedisServer, migrate_and_fill
 from tests.conftest import read_artifacts
 
 
@@ -87,3 +88,40 @@ def test_invalidate_cache_flow_applies_an_outbox_event(
 
     bad, _ = _run(invalidate_cache, max_seconds=0)
     assert "max_seconds=0" in str(bad)
+
+
+def test_redis_down_is_retried_then_fails_with_the_old_generation_current(
+    prefect_harness: None, make_settings: Callable[..., Settings], cache_pg_url: str,
+    private_redis: RedisServer, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    import flows.warm_cache as module
+    from steward.cache import CacheWarmer
+
+    warmers = [{"name": "numbers", "source": "tests.cache.sources:numbered_rows",
+                "params": {"rows": 500}, "key": "n:{id}", "value": "run", "mode": "versioned",
+                "namespace": "nums"}]  # fmt: skip
+    make_settings(database__url=cache_pg_url, cache__url=private_redis.url,
+                  cache__socket_timeout="1", cache__warmers=json.dumps(warmers),
+                  cache__invalidations="[]")  # fmt: skip
+    first, _ = _run(warm_cache)
+    assert first["generations"] == {"nums": 1}
+    attempts: list[str] = []
+    real = CacheWarmer.warm_unit
+
+    def counted(self: CacheWarmer, *args: Any, **kwargs: Any) -> Any:
+        attempts.append("try")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(CacheWarmer, "warm_unit", counted)
+    monkeypatch.setattr(
+        module, "warm_cache_unit", module.warm_cache_unit.with_options(retry_delay_seconds=0)
+    )
+    private_redis.stop()
+    failed, _ = _run(warm_cache)
+    private_redis.start()
+
+    assert isinstance(failed, SourceUnavailable)
+    assert len(attempts) == 3  # the first try and two retries (transient errors only)
+    client = redis.Redis.from_url(private_redis.url)
+    assert client.get("steward:nums:current") == b"v1"
+    assert len(list(client.scan_iter(match="steward:nums:v1:*"))) == 500
