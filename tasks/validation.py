@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 
 from steward.settings import get_settings
 from steward.validation import (
+    DataDocs,
     ScrubOutcome,
     SuiteOutcome,
     SuiteSpec,
@@ -22,7 +23,6 @@ from steward.validation import (
     run_sql_suite,
     scrub_archive,
 )
-from steward.validation.docs import DataDocs
 from tasks.retry_policy import retry_transient
 
 __all__ = ["check_suites", "publish_data_docs", "scrub_archive_objects", "validate_suite"]

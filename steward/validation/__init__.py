@@ -16,7 +16,7 @@ Great Expectations is imported inside functions only (its import takes seconds).
 """
 
 from steward.validation.checks import check_schema, check_with_gx
-from steward.validation.docs import build_data_docs
+from steward.validation.docs import DataDocs, build_data_docs
 from steward.validation.mongo import run_mongo_suite
 from steward.validation.outcome import (
     ExpectationOutcome,
@@ -32,6 +32,7 @@ from steward.validation.scrub import scrub_archive
 from steward.validation.suites import ExpectationSpec, SuiteSpec, load_suites
 
 __all__ = [
+    "DataDocs",
     "ExpectationOutcome",
     "ExpectationSpec",
     "ScrubOutcome",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from steward.settings import Settings
+from steward.settings import Settings, mask_url
 from steward.storage import ObjectStore, open_object_store
 from steward.validation.outcome import SuiteOutcome
 from steward.validation.runner import gx_suite, new_context
@@ -72,7 +72,7 @@ def build_data_docs(
     store = store or open_object_store(settings)
     files = _upload(local, store, settings.validation.docs_prefix)
     index_key = settings.validation.docs_prefix + "index.html"
-    url = settings.objects_url.rstrip("/") + "/" + index_key
+    url = mask_url(settings.objects_url.rstrip("/") + "/" + index_key)
     return DataDocs(local / "index.html", index_key, url, files)
 
 
