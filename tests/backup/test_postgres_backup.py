@@ -144,3 +144,15 @@ def test_verify_names_what_differs(pg_settings, ctx_for):
     assert "public.orders: content checksum differs (600 rows)" in message
     assert "public.customers: indexes missing after restore: ghost_idx" in message
     assert find_backup(ctx.store, "backups", manifest.id).verified_at is None
+
+
+def test_a_missing_or_too_old_client_names_the_package(tmp_path):
+    from steward.backup.pg_tools import find_pg_tool
+
+    old = tmp_path / "pg_dump"
+    old.write_text("#!/bin/sh\necho 'pg_dump (PostgreSQL) 9.6.24'\n")
+    old.chmod(0o755)
+    with pytest.raises(ConfigError, match="postgresql-client-99") as failure:
+        find_pg_tool("pg_dump", 99, tmp_path)
+    assert f"{old} is version 9" in str(failure.value)
+    assert find_pg_tool("pg_dump", 15, tmp_path).path == "/usr/lib/postgresql/15/bin/pg_dump"
