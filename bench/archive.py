@@ -1,19 +1,24 @@
 """Archive benchmark: ``python -m bench.archive --rows 1000000``.
 
-N soft-deleted ``users`` rows (the example schema, in a fresh PostgreSQL database) are archived
-to S3 (a moto server in its own process, over HTTP) two ways, each on the same freshly loaded
-rows:
+Three table shapes of the example schema, each in a fresh PostgreSQL database, archived to S3
+(a moto server in its own process, over HTTP) two ways on the same freshly loaded rows:
 
-- ``baseline``: ``COPY (SELECT … WHERE deleted_at < cutoff ORDER BY id) TO STDOUT`` piped through
-  ``gzip`` into a file, then one ``DELETE`` of the same rows — no verification, no manifest, no
-  guard against concurrent changes, nothing uploaded;
-- ``steward``: :func:`steward.archive.archive_table` — keyset batches to Parquet objects on S3,
-  each verified (size + SHA-256, read back and decoded) before the guarded delete that commits
-  with the manifest. Runs in a child process, so its peak RSS is its own.
+- ``users``: soft-deleted rows of a table with ``updated_at``;
+- ``inventory_movements``: an append-only table without ``updated_at``;
+- ``orders``: soft-deleted orders with their children (2 order_items, 1 payment and 1
+  inventory reservation per order: 5 rows per root), archived as aggregates.
 
-Prints rows/s for both, Steward's peak RSS, and the ratio (``--repeat N`` alternates N runs
-of each on a shared machine and keeps the best of each). Run it with two sizes to see that
-peak RSS is bounded by the batch size, not the table size.
+- ``baseline``: per table, ``COPY (SELECT … qualifying … ORDER BY id) TO STDOUT`` piped through
+  ``gzip`` into a file, then ``DELETE`` of the same rows (children first) — no verification,
+  no manifest, no guard against concurrent changes, nothing uploaded;
+- ``steward``: :func:`steward.archive.archive_table` — keyset batches to Parquet objects on S3
+  (one per table per batch), each verified (size + SHA-256, read back and decoded) before the
+  guarded delete (row versions) that commits with the manifest. Runs in a child process, so
+  its peak RSS is its own.
+
+Prints, per shape and size, root rows/s for both, Steward's peak RSS and the ratio
+(``--repeat N`` alternates N runs of each and keeps the best). Give several ``--rows`` values
+to see that peak RSS follows the batch size, not the table size.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,19 +44,98 @@ import psycopg
 REPO = Path(__file__).resolve().parents[1]
 ADMIN_URL = os.environ.get("STEWARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 NOW = datetime.now(UTC)
-CUTOFF = NOW - timedelta(days=90)
+OLD = NOW - timedelta(days=500)
 
-FILL_SQL = """
-INSERT INTO users (id, email, full_name, country, created_at, updated_at, deleted_at,
-                   deleted_by, delete_reason)
-SELECT g, 'user' || g || '@example.com', 'User number ' || g, 'DE',
-       %(now)s - interval '500 days' + g * interval '1 second',
-       %(now)s - interval '120 days' + g * interval '1 millisecond',
-       %(now)s - interval '120 days' + g * interval '1 millisecond',
-       'support', 'account closed on request'
-FROM generate_series(1, %(rows)s) AS g
-"""
-QUALIFYING = "deleted_at IS NOT NULL AND deleted_at < '{cutoff}'"
+
+@dataclass(frozen=True)
+class Shape:
+    """One table shape: how to fill it, and the tables the baseline copies and deletes."""
+
+    name: str
+    label: str
+    fill: list[str]
+    copies: list[tuple[str, str]]  # (table, SELECT of its qualifying rows), parents first
+    deletes: list[str]  # children first
+    rows_per_root: int = 1
+
+
+_ROOTS = "SELECT id FROM orders WHERE deleted_at IS NOT NULL AND deleted_at < %(cutoff)s"
+SHAPES = {
+    shape.name: shape
+    for shape in [
+        Shape(
+            "users",
+            "users (updated_at)",
+            [
+                "INSERT INTO users (id, email, full_name, country, created_at, updated_at, "
+                "deleted_at, deleted_by, delete_reason) "
+                "SELECT g, 'user' || g || '@example.com', 'User number ' || g, 'DE', "
+                "%(old)s + g * interval '1 second', %(old)s + g * interval '1 millisecond', "
+                "%(old)s + g * interval '1 millisecond', 'support', 'account closed on request' "
+                "FROM generate_series(1, %(rows)s) AS g"
+            ],
+            [("users", "SELECT * FROM users WHERE deleted_at < %(cutoff)s ORDER BY id")],
+            ["DELETE FROM users WHERE deleted_at < %(cutoff)s"],
+        ),
+        Shape(
+            "movements",
+            "inventory_movements (no updated_at)",
+            [
+                "INSERT INTO products (id, sku, name) VALUES (1, 'SKU-1', 'Bench product')",
+                "INSERT INTO inventory_movements (id, product_id, delta, reason, reference, "
+                "created_at) SELECT g, 1, (g %% 7) - 3, 'sale', 'order-' || g, "
+                "%(old)s + g * interval '1 millisecond' FROM generate_series(1, %(rows)s) AS g",
+            ],
+            [
+                (
+                    "inventory_movements",
+                    "SELECT * FROM inventory_movements WHERE created_at < %(cutoff)s ORDER BY id",
+                )
+            ],
+            ["DELETE FROM inventory_movements WHERE created_at < %(cutoff)s"],
+        ),
+        Shape(
+            "orders",
+            "orders + items, payment, reservation",
+            [
+                "INSERT INTO users (id, email, full_name) VALUES (1, 'buyer@example.com', 'B')",
+                "INSERT INTO products (id, sku, name) VALUES (1, 'SKU-1', 'Bench product')",
+                "INSERT INTO orders (id, user_id, status, currency, total, created_at, "
+                "updated_at, deleted_at) SELECT g, 1, 'cancelled', 'EUR', 19.98, "
+                "%(old)s + g * interval '1 millisecond', %(old)s + g * interval '1 millisecond', "
+                "%(old)s + g * interval '1 millisecond' FROM generate_series(1, %(rows)s) AS g",
+                "INSERT INTO order_items (id, order_id, product_id, quantity, unit_price) "
+                "SELECT g, (g + 1) / 2, 1, 1, 9.99 FROM generate_series(1, 2 * %(rows)s) AS g",
+                "INSERT INTO payments (id, order_id, amount, currency, status, provider, "
+                "provider_ref, created_at) SELECT g, g, 19.98, 'EUR', 'refunded', 'stripe', "
+                "'ch_' || g, %(old)s FROM generate_series(1, %(rows)s) AS g",
+                "INSERT INTO inventory_reservations (id, product_id, order_id, quantity, status, "
+                "expires_at, created_at) SELECT g, 1, g, 1, 'released', %(old)s, %(old)s "
+                "FROM generate_series(1, %(rows)s) AS g",
+                # The example schema has no index on this foreign key: without one, every
+                # deleted order costs a scan of inventory_reservations (both runs alike).
+                "CREATE INDEX IF NOT EXISTS ix_bench_reservations_order_id "
+                "ON inventory_reservations (order_id)",
+            ],
+            [
+                ("orders", f"{_ROOTS} ORDER BY id".replace("SELECT id", "SELECT *", 1)),
+                *(
+                    (t, f"SELECT * FROM {t} WHERE order_id IN ({_ROOTS}) ORDER BY id")
+                    for t in ("order_items", "payments", "inventory_reservations")
+                ),
+            ],
+            [
+                *(
+                    f"DELETE FROM {t} WHERE order_id IN ({_ROOTS})"
+                    for t in ("order_items", "payments", "inventory_reservations")
+                ),
+                "DELETE FROM orders WHERE deleted_at IS NOT NULL AND deleted_at < %(cutoff)s",
+            ],
+            rows_per_root=5,
+        ),
+    ]
+}
+CUTOFF = NOW - timedelta(days=400)  # every filled row is older than every policy's retention
 
 
 def _free_port() -> int:
@@ -87,11 +172,13 @@ def migrate(env: dict[str, str]) -> None:
     )  # fmt: skip
 
 
-def fill(conninfo: str, rows: int) -> None:
+def fill(conninfo: str, shape: Shape, rows: int) -> None:
+    tables = "users, products, orders, order_items, payments, inventory_reservations, "
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute("TRUNCATE users CASCADE")
-        conn.execute(FILL_SQL, {"now": NOW, "rows": rows})
-        conn.execute("VACUUM ANALYZE users")
+        conn.execute(f"TRUNCATE {tables} inventory_movements, inventory, prices CASCADE")
+        for statement in shape.fill:
+            conn.execute(statement, {"old": OLD, "rows": rows})
+        conn.execute("VACUUM ANALYZE")
 
 
 def start_moto() -> tuple[subprocess.Popen[bytes], str]:
@@ -126,11 +213,27 @@ def make_bucket(endpoint: str) -> str:
 # Runs ----------------------------------------------------------------------------------------
 
 
-def run_baseline(conninfo: str, rows: int, workdir: Path) -> dict[str, Any]:
-    target = workdir / "users.csv.gz"
-    where = QUALIFYING.format(cutoff=CUTOFF.isoformat())
-    copy = f"COPY (SELECT * FROM users WHERE {where} ORDER BY id) TO STDOUT"
+def run_baseline(conninfo: str, shape: Shape, workdir: Path) -> dict[str, Any]:
+    """Every table's qualifying rows: COPY | gzip into a file, then DELETE (children first)."""
+    params = {"cutoff": CUTOFF}
     started = time.perf_counter()
+    size = 0
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        for table, select in shape.copies:
+            copy = f"COPY ({_bind(conn, select, params)}) TO STDOUT"
+            target = workdir / f"{table}.csv.gz"
+            size += _copy_gzip(conninfo, copy, target)
+        deleted = [conn.execute(statement, params).rowcount for statement in shape.deletes]
+    return {"seconds": time.perf_counter() - started, "bytes": size, "deleted": deleted[-1]}
+
+
+def _bind(conn: psycopg.Connection[Any], query: str, params: dict[str, Any]) -> str:
+    """The query with its parameters inlined (COPY takes no parameters)."""
+    with psycopg.ClientCursor(conn) as cursor:
+        return cursor.mogrify(query, params)
+
+
+def _copy_gzip(conninfo: str, copy: str, target: Path) -> int:
     with open(target, "wb") as sink:
         dump = subprocess.Popen(["psql", conninfo, "-qAc", copy], stdout=subprocess.PIPE)
         gzip = subprocess.Popen(["gzip", "-6"], stdin=dump.stdout, stdout=sink)
@@ -138,19 +241,13 @@ def run_baseline(conninfo: str, rows: int, workdir: Path) -> dict[str, Any]:
         dump.stdout.close()
         if gzip.wait() or dump.wait():
             raise RuntimeError("baseline COPY | gzip failed")
-    copied = time.perf_counter() - started
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        deleted = conn.execute(f"DELETE FROM users WHERE {where}").rowcount
-    elapsed = time.perf_counter() - started
-    if deleted != rows:
-        raise RuntimeError(f"baseline deleted {deleted} rows, expected {rows}")
-    return {"seconds": elapsed, "copy_gzip_seconds": copied, "bytes": target.stat().st_size}
+    return target.stat().st_size
 
 
-def run_steward(env: dict[str, str], batch_size: int) -> dict[str, Any]:
+def run_steward(env: dict[str, str], table: str, batch_size: int) -> dict[str, Any]:
     """Archive in a child process (its own peak RSS); returns its JSON report."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench.archive", "--child", "--batch-size", str(batch_size)],
+        [sys.executable, "-m", "bench.archive", "--child", table, "--batch-size", str(batch_size)],
         env=env, cwd=REPO, capture_output=True, text=True, check=False,
     )  # fmt: skip
     if done.returncode:
@@ -158,13 +255,13 @@ def run_steward(env: dict[str, str], batch_size: int) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def child(batch_size: int) -> None:
-    """The Steward run: one policy (users), verify + guarded delete, S3 via moto."""
+def child(table: str, batch_size: int) -> None:
+    """The Steward run: one policy (the default ones), verify + guarded delete, S3 via moto."""
     from steward.archive import archive_table, open_context, open_sources
     from steward.settings import get_settings
 
     ctx = open_context(get_settings(), clock=lambda: NOW)
-    (source,) = open_sources(ctx, ["users"])
+    (source,) = open_sources(ctx, [table])
     source.batch_size = batch_size
     started = time.perf_counter()
     report = archive_table(ctx, source)
@@ -186,7 +283,10 @@ def child(batch_size: int) -> None:
 # Main ----------------------------------------------------------------------------------------
 
 
-def bench(rows: int, batch_size: int, repeat: int = 1) -> dict[str, Any]:
+POLICY_TABLE = {"users": "users", "movements": "inventory_movements", "orders": "orders"}
+
+
+def bench(shape: Shape, rows: int, batch_size: int, repeat: int = 1) -> dict[str, Any]:
     conninfo = create_database()
     server, endpoint = start_moto()
     workdir = Path(tempfile.mkdtemp(prefix="steward-bench-"))
@@ -204,61 +304,67 @@ def bench(rows: int, batch_size: int, repeat: int = 1) -> dict[str, Any]:
         migrate(env)
         stewards, baselines = [], []
         for _ in range(repeat):  # alternate, so both see the same machine load
-            fill(conninfo, rows)
-            stewards.append(run_steward(env, batch_size))
+            fill(conninfo, shape, rows)
+            stewards.append(run_steward(env, POLICY_TABLE[shape.name], batch_size))
             if stewards[-1]["rows"] != rows:
                 raise RuntimeError(f"steward archived {stewards[-1]['rows']} rows, not {rows}")
-            fill(conninfo, rows)
-            baselines.append(run_baseline(conninfo, rows, workdir))
+            fill(conninfo, shape, rows)
+            baselines.append(run_baseline(conninfo, shape, workdir))
+            if baselines[-1]["deleted"] != rows:
+                raise RuntimeError(f"baseline deleted {baselines[-1]['deleted']} roots")
     finally:
         server.terminate()
         server.wait()
         shutil.rmtree(workdir, ignore_errors=True)
         drop_database(conninfo)
     return {
+        "shape": shape,
         "rows": rows,
         "batch_size": batch_size,
         "steward": min(stewards, key=lambda r: r["seconds"]),
         "baseline": min(baselines, key=lambda r: r["seconds"]),
-        "all_seconds": {
-            "steward": [round(r["seconds"], 2) for r in stewards],
-            "baseline": [round(r["seconds"], 2) for r in baselines],
-        },
     }
 
 
-def report(result: dict[str, Any]) -> None:
-    rows, steward, baseline = result["rows"], result["steward"], result["baseline"]
-    steward_rate = rows / steward["seconds"]
-    baseline_rate = rows / baseline["seconds"]
-    print(f"\narchive benchmark: {rows:,} soft-deleted users rows, PostgreSQL -> S3 (moto)")
-    print(f"{'run':<44}{'seconds':>10}{'rows/s':>12}{'MiB out':>10}{'peak RSS MiB':>14}")
+def report(results: list[dict[str, Any]]) -> None:
+    print("\narchive benchmark: PostgreSQL -> S3 (moto), root rows per second")
     print(
-        f"{'baseline: COPY | gzip > file + DELETE':<44}{baseline['seconds']:>10.2f}"
-        f"{baseline_rate:>12,.0f}{baseline['bytes'] / 2**20:>10.1f}{'-':>14}"
+        f"{'shape':<38}{'root rows':>11}{'baseline rows/s':>17}{'steward rows/s':>16}"
+        f"{'ratio':>7}{'peak RSS MiB':>14}{'MiB out (b/s)':>16}"
     )
+    for result in results:
+        rows, steward, baseline = result["rows"], result["steward"], result["baseline"]
+        shape: Shape = result["shape"]
+        steward_rate, baseline_rate = rows / steward["seconds"], rows / baseline["seconds"]
+        out = f"{baseline['bytes'] / 2**20:.0f}/{steward['bytes'] / 2**20:.0f}"
+        print(
+            f"{shape.label:<38}{rows:>11,}{baseline_rate:>17,.0f}{steward_rate:>16,.0f}"
+            f"{steward_rate / baseline_rate:>7.2f}{steward['peak_rss_mib']:>14.0f}{out:>16}"
+        )
     print(
-        f"{'steward: parquet -> S3, verify, guarded delete':<44}{steward['seconds']:>10.2f}"
-        f"{steward_rate:>12,.0f}{steward['bytes'] / 2**20:>10.1f}{steward['peak_rss_mib']:>14.0f}"
-    )
-    print(
-        f"ratio steward / baseline rows/s: {steward_rate / baseline_rate:.2f}  "
-        f"({steward['objects']} objects of {result['batch_size']:,} rows; best of "
-        f"{len(result['all_seconds']['steward'])}, all seconds: {result['all_seconds']})"
+        "baseline: COPY (SELECT ...) TO STDOUT | gzip > file, then DELETE (children first); "
+        f"steward: {results[0]['batch_size']:,} roots per batch, Parquet objects on S3, "
+        "verified, guarded delete"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--shape", choices=sorted(SHAPES), nargs="+", default=list(SHAPES))
     parser.add_argument("--batch-size", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=1, help="Runs of each; the best counts.")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.batch_size)
+        child(args.child, args.batch_size)
         return
-    report(bench(args.rows, args.batch_size, args.repeat))
+    results = [
+        bench(SHAPES[name], rows, args.batch_size, args.repeat)
+        for name in args.shape
+        for rows in args.rows
+    ]
+    report(results)
 
 
 if __name__ == "__main__":

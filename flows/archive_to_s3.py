@@ -6,8 +6,14 @@ one object, verify it (size, SHA-256, rows and keys read back), and delete exact
 still unchanged, in the transaction that marks the batch complete. Rows changed meanwhile stay
 and are reported. A dry run reports rows and estimated bytes and changes nothing.
 
-Artifacts: a progress bar updated per batch, and a table per run with rows archived, objects,
-bytes and rows skipped per table.
+Aggregates (a policy with ``children``) leave as a unit: roots and their child rows, one
+object per table per batch, verified together, deleted children first. Rows past retention
+that other tables still reference stay, and every report names how many and which table.
+
+Artifacts: a progress bar updated per batch (resumed batches included), a table per run with
+rows archived (and child rows), objects, bytes, rows skipped and kept per table, and a
+markdown note explaining each table's numbers. The summary's ``tables`` has, per table,
+``rows``, ``bytes``, ``kept`` and ``kept_reason``.
 """
 
 from __future__ import annotations
@@ -16,76 +22,114 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
+    create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
-from pydantic import BaseModel, ConfigDict, Field
+from prefect.utilities.annotations import quote
 
 from steward.archive.archiver import ArchiveContext, BatchResult, Budget, TableReport
 from steward.archive.batch import Source
 from steward.archive.runner import archive_table
 from steward.archive.sources import open_context, open_sources
+from steward.errors import ConfigError
 from steward.settings import get_settings
 from tasks.archive import TASK_STEPS, estimate_archive
-
-
-class ArchiveParams(BaseModel):
-    """Parameters of the ``archive-to-s3`` flow."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    tables: list[str] | None = Field(
-        default=None, description="Tables / collections to archive; None = every policy."
-    )
-    dry_run: bool = Field(
-        default=False,
-        description="Report rows and estimated bytes that would move; change nothing.",
-    )
-    batch_size: int | None = Field(
-        default=None, ge=1, le=200_000, description="Rows per object; None = the policy's."
-    )
-    max_batches: int | None = Field(
-        default=None, ge=1, description="Stop after this many new batches (all tables)."
-    )
-    time_budget_seconds: float | None = Field(
-        default=None, gt=0, description="Start no new batch after this many seconds."
-    )
 
 
 @flow(
     name="archive-to-s3",
     description="Archive old and soft-deleted rows to the object store; verified before delete.",
 )
-def archive_to_s3(params: ArchiveParams = ArchiveParams()) -> dict[str, Any]:
-    """Archive every selected policy; returns per-table totals (or the dry-run estimate)."""
+def archive_to_s3(
+    tables: list[str] | None = None,
+    dry_run: bool = False,
+    batch_size: int | None = None,
+    max_batches: int | None = None,
+    time_budget_seconds: float | None = None,
+) -> dict[str, Any]:
+    """Archive every selected policy; returns per-table totals (or the dry-run estimate).
+
+    Args:
+        tables: Tables / collections to archive (their policies' names); empty = every
+            enabled policy in archive.policies.
+        dry_run: Report rows, estimated bytes, the foreign-key graph and the rows kept
+            because other tables reference them; change nothing.
+        batch_size: Root rows per object (1-200000); empty = the policy's batch size.
+        max_batches: Stop after this many new batches over all tables (>= 1); empty = no limit.
+        time_budget_seconds: Start no new batch after this many seconds (> 0); empty = no limit.
+    """
+    _check_params(batch_size, max_batches, time_budget_seconds)
     logger = get_run_logger()
     ctx = open_context(get_settings())
     try:
-        sources = open_sources(ctx, params.tables)  # every policy checked before any data moves
+        sources = open_sources(ctx, tables)  # every policy checked before any data moves
         for source in sources:
-            source.batch_size = params.batch_size or source.batch_size
+            source.batch_size = batch_size or source.batch_size
         logger.info(
             "archive-to-s3: %s to %s%s",
             ", ".join(
                 f"{s.name} (before {s.cutoff:%Y-%m-%d}, {s.batch_size}/object)" for s in sources
             ),
             ctx.store.url,
-            " — dry run, nothing will change" if params.dry_run else "",
+            " — dry run, nothing will change" if dry_run else "",
         )
-        if params.dry_run:
+        if dry_run:
             return _dry_run(ctx, sources)
-        return _archive(ctx, sources, params)
+        return _archive(ctx, sources, Budget(max_batches, time_budget_seconds))
     finally:
         ctx.sql.dispose()
 
 
+def _check_params(
+    batch_size: int | None, max_batches: int | None, time_budget_seconds: float | None
+) -> None:
+    checks = [
+        ("batch_size", batch_size, batch_size is None or 1 <= batch_size <= 200_000, "1-200000"),
+        ("max_batches", max_batches, max_batches is None or max_batches >= 1, ">= 1"),
+        (
+            "time_budget_seconds",
+            time_budget_seconds,
+            time_budget_seconds is None or time_budget_seconds > 0,
+            "> 0",
+        ),
+    ]
+    for name, value, ok, accepted in checks:
+        if not ok:
+            raise ConfigError(
+                f"archive-to-s3 parameter {name}={value!r} is out of range; accepted: "
+                f"{accepted}, or empty for the default"
+            )
+
+
 def _dry_run(ctx: ArchiveContext, sources: list[Source]) -> dict[str, Any]:
-    plans = [estimate_archive(ctx, source) for source in sources]
+    plans = [estimate_archive(quote(ctx), quote(source)) for source in sources]
+    rows = [
+        {
+            "table": p["table"],
+            "rows": p["rows"],
+            "with children": _children(p["children"]),
+            "estimated bytes": p["estimated_bytes"],
+            "objects": p["objects"],
+            "kept (referenced)": p["kept"],
+            "kept because": p["kept_reason"] or "-",
+            "foreign keys": "; ".join(
+                f"{fk['table']}.{fk['column']}: {fk['role']}" for fk in p["foreign_keys"]
+            )
+            or "-",
+            "cutoff": p["cutoff"],
+        }
+        for p in plans
+    ]
     create_table_artifact(
         key="archive-dry-run",
-        table=plans,
-        description="archive-to-s3 dry run: rows and estimated bytes that would move",
+        table=rows,
+        description="archive-to-s3 dry run: rows, children and bytes that would move; rows "
+        "kept because other tables reference them; the foreign keys found",
+    )
+    _publish_notes(
+        [(p["table"], p["rows"], p["kept"], p["kept_reason"], p["cutoff"]) for p in plans], True
     )
     return {
         "dry_run": True,
@@ -95,21 +139,30 @@ def _dry_run(ctx: ArchiveContext, sources: list[Source]) -> dict[str, Any]:
     }
 
 
-def _archive(ctx: ArchiveContext, sources: list[Source], params: ArchiveParams) -> dict[str, Any]:
+def _children(children: dict[str, int]) -> str:
+    return "; ".join(f"{name}: {rows}" for name, rows in children.items()) or "-"
+
+
+def _archive(ctx: ArchiveContext, sources: list[Source], budget: Budget) -> dict[str, Any]:
     total = sum(source.count() for source in sources)
     progress = create_progress_artifact(
-        0.0, key="archive-progress", description=f"{total} rows qualify at start"
+        0.0, key="archive-progress", description=f"{total} root rows qualify at start"
     )
     done = {"rows": 0}
 
-    def advance(result: BatchResult) -> None:
+    def advance(result: BatchResult) -> None:  # resumed batches count too: it reaches 100
         done["rows"] += result.rows
         update_progress_artifact(progress, min(100.0, 100.0 * done["rows"] / max(total, 1)))
 
-    budget = Budget(params.max_batches, params.time_budget_seconds)
     reports = [archive_table(ctx, s, budget, advance, steps=TASK_STEPS) for s in sources]
-    update_progress_artifact(progress, 100.0)
+    if not total:
+        update_progress_artifact(progress, 100.0)
     _publish(reports)
+    cutoffs = {s.name: s.cutoff.isoformat() for s in sources}
+    _publish_notes(
+        [(r.table, r.rows_archived, r.kept, r.kept_reason, cutoffs[r.table]) for r in reports],
+        False,
+    )
     return _summary(reports, total, remaining=sum(source.count() for source in sources))
 
 
@@ -118,10 +171,14 @@ def _publish(reports: list[TableReport]) -> None:
         {
             "table": r.table,
             "rows archived": r.rows_archived,
+            "with children": _children(r.children),
             "objects": r.objects,
             "bytes": r.bytes,
             "rows skipped (changed)": r.rows_skipped,
+            "kept (referenced)": r.kept,
+            "kept because": r.kept_reason or "-",
             "resumed batches": r.resumed_batches,
+            "interrupted runs found": r.interrupted_runs,
         }
         for r in reports
     ]
@@ -130,18 +187,39 @@ def _publish(reports: list[TableReport]) -> None:
     )
 
 
+def _publish_notes(tables: list[tuple[str, int, int, str, str]], dry_run: bool) -> None:
+    """A markdown note per table that explains its numbers, zeros above all."""
+    verb = "would move" if dry_run else "archived"
+    lines = [f"# archive-to-s3{' dry run' if dry_run else ''}", ""]
+    for table, rows, kept, reason, cutoff in tables:
+        line = f"- **{table}**: {verb} {rows} row(s)"
+        if kept:
+            line += f"; {kept} row(s) past retention stay, {reason}"
+        elif not rows:
+            line += f": no row past retention (before {cutoff[:10]}) matches the policy"
+        lines.append(line + ".")
+    create_markdown_artifact(
+        key="archive-notes",
+        markdown="\n".join(lines) + "\n",
+        description="archive-to-s3: why each table moved what it moved (or nothing)",
+    )
+
+
 def _summary(reports: list[TableReport], total: int, remaining: int) -> dict[str, Any]:
     get_run_logger().info(
-        "archived %s rows in %s objects; %s rows changed meanwhile and stayed",
+        "archived %s rows in %s objects; %s rows changed meanwhile and stayed; %s kept "
+        "because other tables reference them",
         sum(r.rows_archived for r in reports),
         sum(r.objects for r in reports),
         sum(r.rows_skipped for r in reports),
+        sum(r.kept for r in reports),
     )
     return {
         "dry_run": False,
         "qualifying_at_start": total,
         "rows_archived": sum(r.rows_archived for r in reports),
         "rows_skipped": sum(r.rows_skipped for r in reports),
+        "rows_kept": sum(r.kept for r in reports),
         "objects": sum(r.objects for r in reports),
         "bytes": sum(r.bytes for r in reports),
         "rows_still_qualifying": remaining,

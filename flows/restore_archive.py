@@ -1,7 +1,10 @@
 """Flow ``restore-archive``: put archived rows back, by key, by batch or by time range.
 
 Rows return with upsert semantics: a key that exists in the source again is reported as a
-conflict and left as it is, unless ``overwrite``. Keys recorded as skipped (changed while they
+conflict and left as it is, unless ``overwrite``. A row the database refuses (a reused unique
+value) is a clash: every other row comes back, each clash is listed with its table, key and
+constraint, and the run fails at the end saying how to resolve them. Restoring roots of an
+aggregate brings their children back, parents first. Keys recorded as skipped (changed while they
 were archived) never come back. Objects in GLACIER / DEEP_ARCHIVE get a restore request and
 the run ends "pending" with the time to rerun, without failing; the rerun finishes the job.
 Every batch restored writes an ``audit_log`` entry and marks the manifest.
@@ -19,85 +22,88 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from prefect.utilities.annotations import quote
 
 from steward.archive.restore import RestoreReport, RestoreRequest, missing_keys, plan_restore
 from steward.archive.sources import open_context
+from steward.errors import IntegrityViolation
 from steward.settings import get_settings
 from tasks.restore import restore_archived_batch
-
-
-class RestoreParams(BaseModel):
-    """Parameters of the ``restore-archive`` flow: one of keys, batch_id or a time range."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    table: str | None = Field(default=None, description="Table / collection (keys, range).")
-    # Not named `keys`: Prefect walks parameters with dict(), which would call model.keys().
-    primary_keys: list[int | str] | None = Field(
-        default=None,
-        validation_alias=AliasChoices("primary_keys", "keys"),
-        description="Primary keys to restore (also accepted as `keys`).",
-    )
-    batch_id: str | None = Field(default=None, description="Restore one archive batch.")
-    time_from: datetime | None = Field(
-        default=None, description="Range start on the policy's timestamp column (inclusive)."
-    )
-    time_to: datetime | None = Field(default=None, description="Range end (inclusive).")
-    overwrite: bool = Field(
-        default=False, description="Overwrite rows whose key exists again (else: conflicts)."
-    )
-    glacier_tier: Literal["Standard", "Bulk", "Expedited"] = Field(
-        default="Standard", description="Restore tier for objects in GLACIER / DEEP_ARCHIVE."
-    )
-    dry_run: bool = Field(default=False, description="Count what would be restored; write nothing.")
-
-    def request(self) -> RestoreRequest:
-        return RestoreRequest(
-            table=self.table,
-            keys=self.primary_keys,
-            batch_id=self.batch_id,
-            ts_from=self.time_from,
-            ts_to=self.time_to,
-            overwrite=self.overwrite,
-            tier=self.glacier_tier,
-            dry_run=self.dry_run,
-        )
 
 
 @flow(
     name="restore-archive",
     description="Restore archived rows by key, batch or time range (upsert, conflicts reported).",
 )
-def restore_archive(params: RestoreParams = RestoreParams()) -> dict[str, Any]:
-    """Restore what ``params`` selects; returns totals and any pending cold-storage batches."""
+def restore_archive(
+    table: str | None = None,
+    keys: list[int | str] | None = None,
+    batch_id: str | None = None,
+    time_from: datetime | None = None,
+    time_to: datetime | None = None,
+    overwrite: bool = False,
+    glacier_tier: Literal["Standard", "Bulk", "Expedited"] = "Standard",
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Restore what the parameters select; returns totals and any pending cold-storage batches.
+
+    Give exactly one of: ``keys`` (with ``table``), ``batch_id``, or a time range
+    (``time_from`` / ``time_to``, with ``table``). Restoring the root rows of an aggregate
+    (e.g. orders) brings their child rows back too, parents first. The run fails, after
+    restoring every row it can, when any row could not come back (each clash is listed).
+
+    Args:
+        table: Table / collection whose rows to restore (needed with keys or a time range).
+        keys: Primary keys of the rows to restore, e.g. [101, 102].
+        batch_id: Restore every row of one archive batch (see `steward archive status`).
+        time_from: Range start on the policy's timestamp column, inclusive (ISO 8601).
+        time_to: Range end on the policy's timestamp column, inclusive (ISO 8601).
+        overwrite: Replace rows whose key exists in the table again (else they are clashes).
+        glacier_tier: Restore tier for objects in GLACIER / DEEP_ARCHIVE.
+        dry_run: Count what would be restored; write nothing.
+    """
     logger = get_run_logger()
+    request = RestoreRequest(
+        table=table,
+        keys=keys,
+        batch_id=batch_id,
+        ts_from=time_from,
+        ts_to=time_to,
+        overwrite=overwrite,
+        tier=glacier_tier,
+        dry_run=dry_run,
+    )
+    request.check()
     ctx = open_context(get_settings())
     try:
-        request = params.request()
-        entries, sources, keys = plan_restore(ctx, request)
+        entries, sources, wanted = plan_restore(ctx, request)
         logger.info(
             "restore-archive: %s batch(es) from %s%s%s",
             len(entries),
             ", ".join(sorted(sources)) or "nothing",
-            " (overwrite)" if params.overwrite else "",
-            " — dry run, nothing will be written" if params.dry_run else "",
+            " (overwrite)" if overwrite else "",
+            " — dry run, nothing will be written" if dry_run else "",
         )
-        report = RestoreReport(missing_keys=[str(k) for k in missing_keys(entries, keys)][:100])
+        report = RestoreReport(missing_keys=[str(k) for k in missing_keys(entries, wanted)][:100])
         progress = create_progress_artifact(
             0.0, key="restore-progress", description=f"{len(entries)} archive batches selected"
         )
         for done, entry in enumerate(entries, start=1):
             source = sources[entry.table_name]
-            report.add(restore_archived_batch(ctx, source, entry, request, keys))
+            result = restore_archived_batch(
+                quote(ctx), quote(source), entry, request, wanted, quote(report.seen)
+            )
+            report.add(result)
             update_progress_artifact(progress, 100.0 * done / len(entries))
-        _publish(report, params)
-        return {"dry_run": params.dry_run, **report.to_dict()}
+        _publish(report, dry_run)
     finally:
         ctx.sql.dispose()
+    if report.failed and not dry_run:
+        raise IntegrityViolation(report.failure_message())
+    return {"dry_run": dry_run, **report.to_dict()}
 
 
-def _publish(report: RestoreReport, params: RestoreParams) -> None:
+def _publish(report: RestoreReport, dry_run: bool) -> None:
     logger = get_run_logger()
     create_table_artifact(
         key="restore-summary",
@@ -107,17 +113,28 @@ def _publish(report: RestoreReport, params: RestoreParams) -> None:
                 "batches": report.batches,
                 "rows restored": report.restored,
                 "rows overwritten": report.overwritten,
-                "conflicts": report.conflicts,
+                "child rows restored": sum(report.children_restored.values()),
+                "conflicts (key exists again)": report.conflicts,
+                "clashes (refused by a constraint)": report.clash_count,
                 "not restored (changed while archived)": report.skipped_changed,
             }
         ],
-        description="restore-archive" + (" (dry run)" if params.dry_run else ""),
+        description="restore-archive" + (" (dry run)" if dry_run else ""),
     )
     if report.conflicts:
         logger.warning(
             "%s key(s) exist in the source again and were left as they are (overwrite=false): %s",
             report.conflicts,
             ", ".join(report.conflict_keys[:20]),
+        )
+    if report.failed:
+        listed = report.clashes + [f"{k} (the row exists again)" for k in report.conflict_keys]
+        create_markdown_artifact(
+            key="restore-clashes",
+            markdown="# Rows not restored\n\n"
+            + "\n".join(f"- `{item}`" for item in listed)
+            + f"\n\n{report.failure_message()}\n",
+            description="restore-archive: rows that could not come back (table, key, constraint)",
         )
     if report.pending:
         rerun = max(item["rerun_after"] for item in report.pending)

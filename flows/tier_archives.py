@@ -19,7 +19,7 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from steward.errors import ConfigError
 from steward.settings import MIN_STORAGE_DAYS, Settings, TierTransition, get_settings
@@ -42,7 +42,8 @@ Mode = Literal["auto", "lifecycle", "copy"]
 
 
 class TierParams(BaseModel):
-    """Parameters of the ``tier-archives`` flow."""
+    """The ``tier-archives`` flow's parameters, checked together (the flow takes them as
+    typed top-level parameters; this model validates them)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -86,8 +87,31 @@ def _expected_mode(params: TierParams, settings: Settings) -> str:
     name="tier-archives",
     description="Move archive objects to colder S3 storage classes by age; report costs.",
 )
-def tier_archives(params: TierParams = TierParams()) -> dict[str, Any]:  # noqa: B008
-    """Apply the storage tiers to the archive prefix; returns what was (or would be) done."""
+def tier_archives(
+    dry_run: bool = False,
+    mode: Mode = "auto",
+    include_deep_archive: bool | None = None,
+    prefix: str | None = None,
+    batch_size: int | None = None,
+) -> dict[str, Any]:
+    """Apply the storage tiers to the archive prefix; returns what was (or would be) done.
+
+    Args:
+        dry_run: Plan and report what would move; change nothing.
+        mode: "lifecycle" installs S3 lifecycle rules on the prefix, "copy" moves objects
+            here by age, "auto" uses lifecycle where the store supports it, else copy.
+        include_deep_archive: Add DEEP_ARCHIVE at tiering.deep_archive_days; empty = the
+            tiering.include_deep_archive setting.
+        prefix: Key prefix to tier, relative and ending in "/"; empty = tiering.archive_prefix.
+        batch_size: Objects moved per task (1-10000); empty = tiering.batch_size.
+    """
+    params = _checked_params(
+        dry_run=dry_run,
+        mode=mode,
+        include_deep_archive=include_deep_archive,
+        prefix=prefix,
+        batch_size=batch_size,
+    )
     logger = get_run_logger()
     settings = get_settings()
     tiering = settings.tiering
@@ -115,6 +139,17 @@ def tier_archives(params: TierParams = TierParams()) -> dict[str, Any]:  # noqa:
     _publish_usage(scan.before, after, summary)
     _publish_policy(summary, transitions, tiering.prices, outcome)
     return summary
+
+
+def _checked_params(**values: Any) -> TierParams:
+    """The parameters as one checked model; a bad value is a ConfigError naming it."""
+    try:
+        return TierParams(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}={e.get('input')!r}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"tier-archives parameters: {problems}") from None
 
 
 def _apply(

@@ -51,15 +51,21 @@ def estimate_archive(ctx: ArchiveContext, source: Source) -> dict[str, Any]:
         source: the table or collection under its policy.
 
     Returns:
-        ``table``, ``rows``, ``estimated_bytes``, ``objects``, ``unfinished_batches``, ``cutoff``.
+        ``table``, ``rows``, ``children`` (child rows per table), ``estimated_bytes``,
+        ``objects``, ``kept`` / ``kept_reason`` (rows referenced from elsewhere, and by which
+        table), ``foreign_keys`` (the graph around the table), ``unfinished_batches``,
+        ``cutoff``.
     """
     plan = plan_table(ctx, source)
     get_run_logger().info(
-        "dry run: %s would move %s rows (~%s bytes in %s objects)",
+        "dry run: %s would move %s rows (children: %s; ~%s bytes in %s objects); %s kept%s",
         source.name,
         plan["rows"],
+        plan["children"] or "none",
         plan["estimated_bytes"],
         plan["objects"],
+        plan["kept"],
+        f" ({plan['kept_reason']})" if plan["kept"] else "",
     )
     return plan
 
@@ -189,7 +195,12 @@ def delete_archived_rows(
     """
     result = archiver.finish_batch(ctx, source, verified)
     logger = get_run_logger()
-    logger.info("%s: deleted %s archived rows", source.name, result.deleted)
+    logger.info(
+        "%s: deleted %s archived rows (children: %s)",
+        source.name,
+        result.deleted,
+        result.children or "none",
+    )
     if result.skipped:
         logger.warning(
             "%s: %s row(s) changed since they were read and stay in the source",
@@ -204,10 +215,18 @@ def _quoted(value: Any) -> Any:
     return quote(value)
 
 
+# The context and source are quoted too: Prefect would otherwise walk the settings models
+# (and call dict() on them) for every task run.
 TASK_STEPS = BatchSteps(
-    resolve=lambda ctx, source: resolve_unfinished_batches(ctx, source),
-    read=lambda ctx, source, after: read_batch(ctx, source, after),
-    write=lambda ctx, source, batch: write_archive_object(ctx, source, _quoted(batch)),
-    verify=lambda ctx, source, written: verify_archive_object(ctx, source, _quoted(written)),
-    finish=lambda ctx, source, verified: delete_archived_rows(ctx, source, _quoted(verified)),
+    resolve=lambda ctx, source: resolve_unfinished_batches(_quoted(ctx), _quoted(source)),
+    read=lambda ctx, source, after: read_batch(_quoted(ctx), _quoted(source), after),
+    write=lambda ctx, source, batch: write_archive_object(
+        _quoted(ctx), _quoted(source), _quoted(batch)
+    ),
+    verify=lambda ctx, source, written: verify_archive_object(
+        _quoted(ctx), _quoted(source), _quoted(written)
+    ),
+    finish=lambda ctx, source, verified: delete_archived_rows(
+        _quoted(ctx), _quoted(source), _quoted(verified)
+    ),
 )

@@ -34,6 +34,7 @@ def restore_archived_batch(
     entry: ManifestEntry,
     request: RestoreRequest,
     keys: Sequence[Any],
+    seen: dict[str, set[Any]] | None = None,
 ) -> BatchRestore:
     """Restore the selected rows of one batch, or request a cold-storage restore of it.
 
@@ -43,11 +44,12 @@ def restore_archived_batch(
         entry: the batch's manifest entry (state complete).
         request: what to restore (keys, range), overwrite, tier, dry run.
         keys: the requested keys as the key column's type (empty unless restoring by key).
+        seen: keys restored earlier in this run, per table (a newer copy already came back).
 
     Returns:
         The outcome (rows restored / overwritten, conflicts) or the pending restore.
     """
-    result = restore_batch(ctx, source, entry, request, keys)
+    result = restore_batch(ctx, source, entry, request, keys, seen)
     logger = get_run_logger()
     if result.pending is not None:
         logger.info(
@@ -58,11 +60,16 @@ def restore_archived_batch(
         )
     elif result.outcome is not None:
         logger.info(
-            "%s batch %s: %s rows restored, %s overwritten, %s conflicts",
+            "%s batch %s: %s rows restored (children: %s), %s overwritten, %s conflicts, "
+            "%s clashes",
             entry.table_name,
             entry.batch_id,
             result.outcome.restored,
+            result.outcome.children_restored or "none",
             result.outcome.overwritten,
             len(result.outcome.conflicts),
+            len(result.outcome.clashes),
         )
+        for clash in result.outcome.clashes[:20]:
+            logger.warning("not restored: %s", clash)
     return result

@@ -227,10 +227,14 @@ def read_artifacts(flow_run_id: Any) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture
 def run_flow(prefect_harness: None) -> Callable[..., tuple[Any, dict[str, dict[str, Any]]]]:
-    """Run ``flow(params)`` under the harness; returns its summary and its artifacts by key."""
+    """Run ``flow(params)`` or ``flow(**kwargs)`` (typed top-level parameters) under the
+    harness; returns its summary and its artifacts by key."""
 
-    def run(flow: Callable[..., Any], params: Any) -> tuple[Any, dict[str, dict[str, Any]]]:
-        state = flow(params, return_state=True)
+    def run(
+        flow: Callable[..., Any], params: Any = None, **kwargs: Any
+    ) -> tuple[Any, dict[str, dict[str, Any]]]:
+        args = () if params is None else (params,)
+        state = flow(*args, **kwargs, return_state=True)
         return state.result(), read_artifacts(state.state_details.flow_run_id)
 
     return run

@@ -2,10 +2,12 @@
 
 Per batch::
 
-    read     next keyset batch of qualifying rows
-    write    manifest entry 'writing' (committed) -> object put to the store
-    verify   size + SHA-256 vs what was written, read back, decode, rows and keys -> 'verified'
-    finish   guarded delete of unchanged rows + 'complete' (one transaction for SQL sources)
+    read     next keyset batch of qualifying rows (an aggregate's roots with their children)
+    write    manifest entry 'writing' (committed) -> one object per table put to the store
+    verify   each object: size + SHA-256 vs what was written, read back, decode, rows and
+             keys -> 'verified' (the batch as a unit)
+    finish   guarded delete of unchanged rows (children first) + 'complete' (one transaction
+             for SQL sources)
 
 Before reading anything new, a run resolves what an earlier run left unfinished: a 'writing'
 entry whose object is missing is abandoned (its rows were never deleted and are read again);
@@ -24,6 +26,7 @@ update).
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -35,7 +38,8 @@ import pyarrow as pa
 
 from steward.archive import manifest
 from steward.archive.batch import ArchivedRows, DeleteOutcome, Source, SourceBatch
-from steward.archive.manifest import ManifestEntry
+from steward.archive.formats import META_KEY
+from steward.archive.manifest import ManifestEntry, PartEntry
 from steward.errors import (
     ArchiveVerificationFailed,
 )
@@ -92,9 +96,13 @@ class Budget:
 
 @dataclass
 class WrittenObject:
+    """A batch's objects as written: the root object's size and SHA-256 (the parts' are in
+    ``entry.parts``) and the row versions read (for the guard)."""
+
     entry: ManifestEntry
     size: int
     sha256: str
+    versions: dict[str, dict[Any, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -114,6 +122,7 @@ class BatchResult:
     skipped: int
     bytes: int
     resumed: bool = False
+    children: dict[str, int] = field(default_factory=dict)  # child rows deleted per table
 
 
 @dataclass
@@ -129,16 +138,22 @@ class TableReport:
     resumed_batches: int = 0
     abandoned_batches: int = 0
     orphans_removed: int = 0
+    interrupted_runs: int = 0
+    children: dict[str, int] = field(default_factory=dict)  # child rows archived per table
+    kept: int = 0
+    kept_reason: str = ""
 
     def add(self, result: BatchResult) -> None:
         self.rows_archived += result.deleted
         self.rows_skipped += result.skipped
-        self.objects += 1
+        self.objects += 1 + len(result.children)
         self.bytes += result.bytes
         self.resumed_batches += int(result.resumed)
+        for table, rows in result.children.items():
+            self.children[table] = self.children.get(table, 0) + rows
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "rows": self.rows_archived}
 
 
 # Keys and prefixes -----------------------------------------------------------------------------
@@ -150,10 +165,12 @@ def table_prefix(settings: Settings, source: Source) -> str:
     return f"{root}{source.source_name}/{source.name}/"
 
 
-def _object_key(ctx: ArchiveContext, source: Source, batch_id: str) -> str:
+def _object_key(ctx: ArchiveContext, source: Source, batch_id: str, part: str = "") -> str:
+    """The root object ``…/dt=DAY/BATCH.parquet``; a child table's ``…/BATCH.TABLE.parquet``."""
     day = ctx.clock().strftime("%Y-%m-%d")
     extension = "parquet" if source.format == "parquet" else "jsonl.gz"
-    return f"{table_prefix(ctx.settings, source)}dt={day}/{batch_id}.{extension}"
+    name = f"{batch_id}.{part}" if part else batch_id
+    return f"{table_prefix(ctx.settings, source)}dt={day}/{name}.{extension}"
 
 
 def _initial_class(source: Source) -> str:
@@ -190,36 +207,78 @@ def write_batch(ctx: ArchiveContext, source: Source, batch: SourceBatch) -> Writ
         storage_class=_initial_class(source),
         run_id=ctx.run_id,
     )
+    encoded = source.encode_parts(batch)
+    entry.parts = [
+        PartEntry(
+            table_name=table,
+            key_column=_key_column(batch.children[table]),
+            object_key=_object_key(ctx, source, batch.batch_id, table),
+            rows=rows,
+        )
+        for table, (_data, rows) in encoded.items()
+    ]
     with ctx.sql.begin() as conn:
         manifest.insert_writing(conn, entry)
     ctx.fire("manifest_written")
+    for part in entry.parts:  # children first: the root object completes the batch
+        data = encoded[part.table_name][0]
+        _put(ctx, part.object_key, data, entry, part.rows)
+        part.bytes, part.sha256 = len(data), hashlib.sha256(data).hexdigest()
     data = source.encode(batch)
+    _put(ctx, entry.object_key, data, entry, entry.rows)
+    ctx.fire("object_written")
+    return WrittenObject(entry, len(data), hashlib.sha256(data).hexdigest(), batch.versions)
+
+
+def _key_column(arrow: Any) -> str:
+    meta = json.loads((arrow.schema.metadata or {}).get(META_KEY, b"{}"))
+    return str(meta.get("key_column") or arrow.schema.field(0).name)
+
+
+def _put(ctx: ArchiveContext, key: str, data: bytes, entry: ManifestEntry, rows: int) -> None:
     ctx.store.put(
-        entry.object_key,
+        key,
         data,
         storage_class=entry.storage_class,
-        metadata={"batch-id": entry.batch_id, "rows": str(entry.rows)},
+        metadata={"batch-id": entry.batch_id, "rows": str(rows)},
     )
-    ctx.fire("object_written")
-    return WrittenObject(entry, len(data), hashlib.sha256(data).hexdigest())
 
 
 def verify_batch(ctx: ArchiveContext, source: Source, written: WrittenObject) -> VerifiedBatch:
     """Check the stored object against what was written and read it back; -> 'verified'."""
     entry = written.entry
-    info = ctx.store.head(entry.object_key)
-    if info.size != written.size or info.sha256 != written.sha256:
-        raise ArchiveVerificationFailed(
-            f"archive object {entry.object_key!r} (table {source.name!r}) holds {info.size} "
-            f"bytes sha256 {info.sha256[:16]}…, but {written.size} bytes sha256 "
-            f"{written.sha256[:16]}… were written; no row was deleted, rerun the archive"
-        )
+    expected: list[tuple[str, int | None, str | None]] = [
+        (entry.object_key, written.size, written.sha256)
+    ]
+    expected += [(p.object_key, p.bytes, p.sha256) for p in entry.parts]
+    for key, size, sha256 in expected:
+        info = ctx.store.head(key)
+        if info.size != size or info.sha256 != sha256:
+            raise ArchiveVerificationFailed(
+                f"archive object {key!r} (table {source.name!r}) holds {info.size} "
+                f"bytes sha256 {info.sha256[:16]}…, but {size} bytes sha256 "
+                f"{(sha256 or '')[:16]}… were written; no row was deleted, rerun the archive"
+            )
     archived = read_back(ctx, source, entry)
+    attach_versions(archived, source, written.versions)
     with ctx.sql.begin() as conn:
-        manifest.mark_verified(conn, entry.batch_id, size=info.size, sha256=info.sha256)
-    entry.bytes, entry.sha256 = info.size, info.sha256
+        manifest.mark_verified(
+            conn, entry.batch_id, size=written.size, sha256=written.sha256, parts=entry.parts
+        )
+    entry.bytes, entry.sha256 = written.size, written.sha256
     ctx.fire("object_verified")
     return VerifiedBatch(entry, archived)
+
+
+def attach_versions(
+    archived: ArchivedRows, source: Source, versions: dict[str, dict[Any, int]]
+) -> None:
+    """Row versions read with the batch guard the delete (none after a restart: whole rows)."""
+    if not versions:
+        return
+    archived.versions = versions.get(source.name)
+    for table, part in archived.children.items():
+        part.versions = versions.get(table)
 
 
 def finish_batch(
@@ -249,20 +308,43 @@ def finish_batch(
         rows=len(verified.archived.keys),
         deleted=len(outcome.deleted),
         skipped=len(outcome.skipped),
-        bytes=size,
+        bytes=size + sum(part.bytes or 0 for part in entry.parts),
         resumed=resumed,
+        children=dict(outcome.children),
     )
 
 
 def read_back(ctx: ArchiveContext, source: Source, entry: ManifestEntry) -> ArchivedRows:
-    """Read an object (checksum-verified by the store), decode it, check rows and keys."""
-    data = ctx.store.get_bytes(entry.object_key)
+    """Read a batch's objects (checksum-verified by the store), decode them, check rows and
+    keys; an aggregate's child tables come back in ``children``."""
+    archived = _decoded(ctx, entry.object_key, entry.format, source.decode)
+    _check_keys(entry, archived)
+    for part in entry.parts:
+
+        def decode(data: bytes, *, fmt: str, table: str = part.table_name) -> ArchivedRows:
+            return source.decode_part(table, data, fmt=fmt)
+
+        child = _decoded(ctx, part.object_key, entry.format, decode)
+        if len(child.keys) != part.rows or len(set(child.keys)) != len(child.keys):
+            raise ArchiveVerificationFailed(
+                f"archive object {part.object_key!r} holds {len(child.keys)} rows of table "
+                f"{part.table_name!r}, the manifest expects {part.rows}; no row was deleted"
+            )
+        archived.children[part.table_name] = child
+    return archived
+
+
+def _decoded(ctx: ArchiveContext, key: str, fmt: str, decode: Any) -> ArchivedRows:
+    data = ctx.store.get_bytes(key)
     try:
-        archived = source.decode(data, fmt=entry.format)
+        return decode(data, fmt=fmt)  # type: ignore[no-any-return]
     except (pa.ArrowException, ValueError, OSError, KeyError) as exc:
         raise ArchiveVerificationFailed(
-            f"archive object {entry.object_key!r} cannot be decoded as {entry.format} ({exc})"
+            f"archive object {key!r} cannot be decoded as {fmt} ({exc})"
         ) from None
+
+
+def _check_keys(entry: ManifestEntry, archived: ArchivedRows) -> None:
     keys = archived.keys
     unique = len(set(keys)) == len(keys)  # int, str, UUID and ObjectId keys are hashable
     if (
@@ -275,4 +357,3 @@ def read_back(ctx: ArchiveContext, source: Source, entry: ManifestEntry) -> Arch
             f"{keys[:1]}…{keys[-1:]}, the manifest expects {entry.rows} rows "
             f"{entry.key_min!r}…{entry.key_max!r}; no row was deleted"
         )
-    return archived

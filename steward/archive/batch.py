@@ -26,13 +26,19 @@ __all__ = [
 
 @dataclass
 class SourceBatch:
-    """Rows read from the source, already in their archive form (an Arrow table or docs)."""
+    """Rows read from the source, already in their archive form (an Arrow table or docs).
+
+    ``children``: the rows of each child table of an aggregate, by table name. ``versions``:
+    per table, the row version (PostgreSQL ``xmin``) of every key read, for the guard.
+    """
 
     batch_id: str
     payload: Any
     keys: list[Any]
     ts_min: datetime | None
     ts_max: datetime | None
+    children: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, dict[Any, int]] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -41,27 +47,45 @@ class SourceBatch:
 
 @dataclass
 class ArchivedRows:
-    """Rows decoded from an archive object: keys in order, and the values the delete guards."""
+    """Rows decoded from an archive object: keys in order, and the values the delete guards.
+
+    For a child table of an aggregate, ``parents`` maps each key to its root's key. When the
+    rows were read in this process, ``versions`` holds their row versions (then the guard
+    compares those instead of whole rows). ``children`` holds an aggregate's child tables.
+    """
 
     keys: list[Any]
     guard: dict[Any, tuple[Any, ...]]
     payload: Any = None
     guard_columns: list[list[Any]] | None = None  # the same values column-wise, in key order
+    parents: dict[Any, Any] = field(default_factory=dict)
+    versions: dict[Any, int] | None = None
+    children: dict[str, ArchivedRows] = field(default_factory=dict)
 
 
 @dataclass
 class DeleteOutcome:
+    """Root keys deleted and kept (changed), and child rows deleted per child table."""
+
     deleted: list[Any]
     skipped: list[Any]
+    children: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
 class RestoreOutcome:
-    """What a restore did with one object's rows."""
+    """What a restore did with one batch's rows (children included).
+
+    ``conflicts``: keys that exist in the source again (left alone unless overwrite);
+    ``clashes``: every row the database refused, each with its table, key and constraint.
+    """
 
     restored: int = 0
     overwritten: int = 0
     conflicts: list[Any] = field(default_factory=list)
+    clashes: list[Any] = field(default_factory=list)
+    children_restored: dict[str, int] = field(default_factory=dict)
+    restored_keys: list[Any] = field(default_factory=list)
 
 
 Finish = Callable[[Connection, DeleteOutcome], None]
@@ -86,9 +110,23 @@ class Source(Protocol):
 
     def count_referenced(self) -> int: ...
 
+    def kept(self) -> tuple[int, str]:
+        """Rows past retention kept because other tables reference them, and which tables."""
+        ...
+
     def read_batch(self, after: Any, limit: int, batch_id: str) -> SourceBatch | None: ...
 
     def encode(self, batch: SourceBatch) -> bytes: ...
+
+    def encode_parts(self, batch: SourceBatch) -> dict[str, tuple[bytes, int]]:
+        """One object's bytes and row count per child table of an aggregate (else empty)."""
+        ...
+
+    def decode_part(
+        self, table: str, data: bytes, *, full: bool = False, fmt: str | None = None
+    ) -> ArchivedRows:
+        """Keys, parents and guarded values of a child table's object."""
+        ...
 
     def decode(self, data: bytes, *, full: bool = False, fmt: str | None = None) -> ArchivedRows:
         """Keys and guarded values of an object in format ``fmt`` (rows too when ``full``)."""
@@ -107,9 +145,11 @@ class Source(Protocol):
         overwrite: bool,
         dry_run: bool,
         finish: RestoreFinish,
+        children: dict[str, Sequence[dict[str, Any]]] | None = None,
     ) -> RestoreOutcome:
-        """Put rows back (existing keys are conflicts unless ``overwrite``); ``finish`` runs
-        in the same SQL transaction when there is one."""
+        """Put rows back, parents before ``children`` (existing keys are conflicts unless
+        ``overwrite``; refused rows are clashes); ``finish`` runs in the same SQL
+        transaction when there is one."""
         ...
 
 

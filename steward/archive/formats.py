@@ -9,6 +9,11 @@ a zone; Steward writes UTC, so they are archived as UTC.
 ``jsonl.gz`` holds one JSON object per row: timestamps as ISO 8601 with offset, numerics and
 UUIDs as strings, JSON columns as JSON; decoding uses the column types to restore them.
 Batches are built column-wise (one Arrow array per column), never row by row.
+
+PostgreSQL's ``infinity`` / ``-infinity`` timestamps are kept as the largest / smallest int64
+microsecond value (readers see them as far-future / far-past instants; ``"infinity"`` in
+jsonl.gz) and come back as the strings ``"infinity"`` / ``"-infinity"``, which PostgreSQL
+parses into exactly those values again.
 """
 
 from __future__ import annotations
@@ -25,12 +30,15 @@ from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from steward.errors import ConfigError
 
 __all__ = [
+    "INT64_MAX",
+    "INT64_MIN",
     "ColumnSpec",
     "column_specs",
     "decode_table",
@@ -38,11 +46,14 @@ __all__ = [
     "guard_columns",
     "guard_values",
     "python_columns",
+    "time_range",
     "to_arrow",
 ]
 
 PARQUET, JSONL = "parquet", "jsonl.gz"
 META_KEY = b"steward.archive"
+INT64_MAX, INT64_MIN = 2**63 - 1, -(2**63)
+INFINITY = {INT64_MAX: "infinity", INT64_MIN: "-infinity"}
 
 
 @dataclass(frozen=True)
@@ -171,10 +182,43 @@ def python_columns(table: pa.Table, specs: Sequence[ColumnSpec]) -> dict[str, li
     """Python values per column, as the source database driver would return them."""
     by_name = {spec.name: spec for spec in specs}
     return {
-        name: _from_arrow_values(by_name[name], table.column(name).to_pylist())
+        name: _from_arrow_values(by_name[name], _pylist(table.column(name), by_name[name]))
         for name in table.column_names
         if name in by_name
     }
+
+
+def _pylist(column: pa.ChunkedArray, spec: ColumnSpec) -> list[Any]:
+    """Python values of a column; infinite timestamps as "infinity" / "-infinity"."""
+    if spec.kind not in _TIMESTAMPS:
+        return column.to_pylist()
+    micros = column.cast(pa.int64()).to_pylist()
+    if not any(m in INFINITY for m in micros):
+        return column.to_pylist()
+    finite = pa.array([None if m in INFINITY else m for m in micros], pa.int64())
+    values = finite.cast(column.type).to_pylist()
+    return [
+        INFINITY.get(m, v) if m is not None else None for m, v in zip(micros, values, strict=True)
+    ]
+
+
+def time_range(column: pa.ChunkedArray) -> tuple[datetime | None, datetime | None]:
+    """First and last instant of a timestamp or date column, as aware UTC datetimes
+    (infinite values clamped to the smallest / largest datetime)."""
+    if column.type == pa.date32():
+        column = column.cast(pa.timestamp("us"))
+    bounds = pc.min_max(column.cast(pa.int64()))
+    return _instant(bounds["min"].as_py()), _instant(bounds["max"].as_py())
+
+
+def _instant(micros: int | None) -> datetime | None:
+    if micros is None:
+        return None
+    if micros == INT64_MAX:
+        return datetime.max.replace(tzinfo=UTC)
+    if micros == INT64_MIN:
+        return datetime.min.replace(tzinfo=UTC)
+    return _EPOCH + timedelta(microseconds=micros)
 
 
 def _from_arrow_values(spec: ColumnSpec, values: list[Any]) -> list[Any]:
@@ -183,7 +227,7 @@ def _from_arrow_values(spec: ColumnSpec, values: list[Any]) -> list[Any]:
     if spec.kind == "numeric_text":
         return [None if v is None else Decimal(v) for v in values]
     if spec.kind == "timestamptz":
-        return [None if v is None else v.astimezone(UTC) for v in values]
+        return [v.astimezone(UTC) if isinstance(v, datetime) else v for v in values]
     return values
 
 
@@ -211,7 +255,10 @@ def guard_values(values: Sequence[Any], spec: ColumnSpec) -> Sequence[Any]:
     """The canonical form of one column's values as the database driver returned them."""
     if spec.kind not in _TIMESTAMPS:
         return values
-    return [None if value is None else _epoch_micros(value) for value in values]
+    return [
+        value if value is None or isinstance(value, int) else _epoch_micros(value)
+        for value in values
+    ]  # PostgreSQL sends epoch microseconds already
 
 
 def _epoch_micros(value: datetime) -> int:
@@ -245,7 +292,7 @@ def decode_table(data: bytes, fmt: str, specs: Sequence[ColumnSpec]) -> pa.Table
 
 def _encode_jsonl(table: pa.Table) -> bytes:
     names = table.column_names
-    columns = [table.column(name).to_pylist() for name in names]
+    columns = [_jsonl_values(table.column(name)) for name in names]
     kinds = {field.name: _field_kind(field) for field in table.schema}
     lines = []
     for values in zip(*columns, strict=True):
@@ -255,6 +302,12 @@ def _encode_jsonl(table: pa.Table) -> bytes:
         lines.append(json.dumps(row, separators=(",", ":")))
     text = "\n".join(lines) + ("\n" if lines else "")
     return gzip.compress(text.encode(), compresslevel=6, mtime=0)
+
+
+def _jsonl_values(column: pa.ChunkedArray) -> list[Any]:
+    if pa.types.is_timestamp(column.type):
+        return _pylist(column, ColumnSpec("", "timestamp"))
+    return column.to_pylist()
 
 
 def _field_kind(field: pa.Field) -> str:
@@ -282,15 +335,18 @@ def _json_value(value: Any, kind: str) -> Any:
 def _decode_jsonl(data: bytes, specs: Sequence[ColumnSpec]) -> pa.Table:
     rows = [json.loads(line) for line in gzip.decompress(data).decode().splitlines() if line]
     columns = [[_parse(spec, row.get(spec.name)) for row in rows] for spec in specs]
-    return to_arrow(specs, columns, {"format": JSONL})
+    wire = ["micros" if spec.kind in _TIMESTAMPS else "value" for spec in specs]
+    return to_arrow(specs, columns, {"format": JSONL}, wire)
 
 
 def _parse(spec: ColumnSpec, value: Any) -> Any:
     if value is None:
         return None
     kind = spec.kind
-    if kind in ("timestamptz", "timestamp"):
-        return datetime.fromisoformat(value)
+    if kind in _TIMESTAMPS:
+        if value in ("infinity", "-infinity"):
+            return INT64_MAX if value == "infinity" else INT64_MIN
+        return _epoch_micros(datetime.fromisoformat(value))
     if kind == "date":
         return date.fromisoformat(value)
     if kind == "time":

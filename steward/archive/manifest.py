@@ -13,7 +13,14 @@ For SQL sources the guarded delete and the move to ``complete`` commit in one tr
 ``skipped_keys`` lists the keys the object holds that were *not* deleted (changed since they
 were read), so a restore never brings them back.
 
-``steward_archive_runs`` keeps one row per table per run for ``steward archive status``.
+An aggregate's batch (root rows and their children) is one manifest entry: the root rows'
+object is the entry's ``object_key``; ``steward_archive_parts`` lists one more object per child
+table under the same batch id, with its rows, size and SHA-256. The batch moves through the
+states as a unit.
+
+``steward_archive_runs`` keeps one row per table per run for ``steward archive status``. A run
+still ``running`` when the next run of its table gets the table's lock was killed: it is
+marked ``interrupted``.
 """
 
 from __future__ import annotations
@@ -37,10 +44,12 @@ __all__ = [
     "VERIFIED",
     "WRITING",
     "ManifestEntry",
+    "PartEntry",
     "decode_key",
     "encode_key",
     "ensure_manifest",
     "manifest_table",
+    "parts_table",
     "record_storage_class",
     "runs_table",
 ]
@@ -82,6 +91,18 @@ manifest_table = sa.Table(
     sa.Column("restored_rows", sa.Integer),
     sa.Column("note", sa.Text),
     sa.Index("ix_steward_archive_manifest_table_state", "source", "table_name", "state"),
+)
+
+parts_table = sa.Table(
+    "steward_archive_parts",
+    metadata,
+    sa.Column("batch_id", sa.String(32), primary_key=True),
+    sa.Column("table_name", sa.String(128), primary_key=True),
+    sa.Column("key_column", sa.String(128), nullable=False),
+    sa.Column("object_key", sa.String(1024), nullable=False, unique=True),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("bytes", sa.BigInteger),
+    sa.Column("sha256", sa.String(64)),
 )
 
 runs_table = sa.Table(
@@ -150,8 +171,20 @@ def _load_key(text: str) -> Any:
 
 
 @dataclass
+class PartEntry:
+    """A child table's object in an aggregate's batch."""
+
+    table_name: str
+    key_column: str
+    object_key: str
+    rows: int
+    bytes: int | None = None
+    sha256: str | None = None
+
+
+@dataclass
 class ManifestEntry:
-    """One manifest row, keys decoded."""
+    """One manifest row, keys decoded; ``parts`` are the child tables' objects."""
 
     batch_id: str
     source: str
@@ -178,6 +211,11 @@ class ManifestEntry:
     restore_requested_at: datetime | None = None
     restored_at: datetime | None = None
     restored_rows: int | None = None
+    parts: list[PartEntry] = field(default_factory=list)
+
+    @property
+    def object_keys(self) -> list[str]:
+        return [self.object_key, *(part.object_key for part in self.parts)]
 
     def holds_key(self, key: Any) -> bool:
         """Whether ``key`` lies in this object's key range (same-type comparison)."""
@@ -224,10 +262,28 @@ def insert_writing(conn: Connection, entry: ManifestEntry) -> None:
             created_at=utcnow(),
         )
     )
+    for part in entry.parts:
+        conn.execute(
+            parts_table.insert().values(
+                batch_id=entry.batch_id,
+                table_name=part.table_name,
+                key_column=part.key_column,
+                object_key=part.object_key,
+                rows=part.rows,
+            )
+        )
 
 
-def mark_verified(conn: Connection, batch_id: str, *, size: int, sha256: str) -> None:
+def mark_verified(
+    conn: Connection, batch_id: str, *, size: int, sha256: str, parts: Sequence[PartEntry] = ()
+) -> None:
     _update(conn, batch_id, state=VERIFIED, bytes=size, sha256=sha256, verified_at=utcnow())
+    for part in parts:
+        conn.execute(
+            parts_table.update()
+            .where(parts_table.c.batch_id == batch_id, parts_table.c.table_name == part.table_name)
+            .values(bytes=part.bytes, sha256=part.sha256)
+        )
 
 
 def mark_complete(
@@ -308,76 +364,21 @@ def entries(
     if batch_id is not None:
         query = query.where(t.c.batch_id == batch_id)
     rows = conn.execute(query.order_by(t.c.created_at, t.c.batch_id)).all()
-    return [ManifestEntry.from_row(row) for row in rows]
+    found = [ManifestEntry.from_row(row) for row in rows]
+    by_id = {entry.batch_id: entry for entry in found}
+    for start in range(0, len(found), 500):
+        ids = [entry.batch_id for entry in found[start : start + 500]]
+        query = sa.select(parts_table).where(parts_table.c.batch_id.in_(ids))
+        for row in conn.execute(query.order_by(parts_table.c.table_name)):
+            data = dict(row._mapping)
+            by_id[data.pop("batch_id")].parts.append(PartEntry(**data))
+    return found
 
 
 def live_object_keys(conn: Connection, source: str, table: str) -> set[str]:
     """Object keys of every entry that is not abandoned: the objects that must stay."""
-    t = manifest_table
-    rows = conn.execute(
-        sa.select(t.c.object_key).where(
-            t.c.source == source, t.c.table_name == table, t.c.state != ABANDONED
-        )
-    )
-    return {row[0] for row in rows}
-
-
-def start_run(conn: Connection, run_id: str, source: str, table: str) -> int:
-    result = conn.execute(
-        runs_table.insert().values(
-            run_id=run_id, source=source, table_name=table, started_at=utcnow(), status="running"
-        )
-    )
-    key = result.inserted_primary_key
-    assert key is not None
-    return int(key[0])
-
-
-def finish_run(conn: Connection, run_row: int, status: str, totals: dict[str, int]) -> None:
-    conn.execute(
-        runs_table.update()
-        .where(runs_table.c.id == run_row)
-        .values(finished_at=utcnow(), status=status, **totals)
-    )
-
-
-def status_rows(conn: Connection) -> list[dict[str, Any]]:
-    """Per source, table and storage class: rows archived, objects, bytes, last run."""
-    t, r = manifest_table, runs_table
-    grouped = conn.execute(
-        sa.select(
-            t.c.source,
-            t.c.table_name,
-            t.c.storage_class,
-            sa.func.count().label("objects"),
-            sa.func.coalesce(sa.func.sum(t.c.deleted_rows), 0).label("rows"),
-            sa.func.coalesce(sa.func.sum(t.c.bytes), 0).label("bytes"),
-        )
-        .where(t.c.state == COMPLETE)
-        .group_by(t.c.source, t.c.table_name, t.c.storage_class)
-        .order_by(t.c.source, t.c.table_name, t.c.storage_class)
-    ).all()
-    runs = conn.execute(
-        sa.select(r.c.source, r.c.table_name, sa.func.max(r.c.finished_at))
-        .where(r.c.status == "finished")
-        .group_by(r.c.source, r.c.table_name)
-    ).all()
-    last_runs = {(source, table): last for source, table, last in runs}
-    shown = [
-        {**row._mapping, "last_run": last_runs.get((row.source, row.table_name))} for row in grouped
-    ]
-    with_objects = {(row["source"], row["table_name"]) for row in shown}
-    for (source, table), last in sorted(last_runs.items()):
-        if (source, table) not in with_objects:
-            shown.append(
-                {
-                    "source": source,
-                    "table_name": table,
-                    "storage_class": "-",
-                    "objects": 0,
-                    "rows": 0,
-                    "bytes": 0,
-                    "last_run": last,
-                }
-            )
-    return shown
+    t, p = manifest_table, parts_table
+    live = sa.and_(t.c.source == source, t.c.table_name == table, t.c.state != ABANDONED)
+    keys = set(conn.execute(sa.select(t.c.object_key).where(live)).scalars())
+    parts = sa.select(p.c.object_key).join(t, t.c.batch_id == p.c.batch_id).where(live)
+    return keys | set(conn.execute(parts).scalars())

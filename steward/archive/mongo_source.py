@@ -71,6 +71,17 @@ class MongoSource:
     def count_referenced(self) -> int:
         return 0  # MongoDB has no foreign keys
 
+    def kept(self) -> tuple[int, str]:
+        return 0, ""
+
+    def encode_parts(self, batch: SourceBatch) -> dict[str, tuple[bytes, int]]:
+        return {}  # a document holds its own children
+
+    def decode_part(
+        self, table: str, data: bytes, *, full: bool = False, fmt: str | None = None
+    ) -> ArchivedRows:
+        raise KeyError(f"collection {self.name!r} has no child table {table!r}")
+
     def read_batch(self, after: Any, limit: int, batch_id: str) -> SourceBatch | None:
         condition = dict(self._qualifies)
         if after is not None:
@@ -191,13 +202,14 @@ class MongoSource:
         overwrite: bool,
         dry_run: bool,
         finish: RestoreFinish,
+        children: dict[str, Sequence[dict[str, Any]]] | None = None,
     ) -> RestoreOutcome:
         existing = {
             d["_id"] for d in self._find_ids([r["_id"] for r in rows], projection={"_id": 1})
         }
         fresh = [row for row in rows if row["_id"] not in existing]
         taken = [row for row in rows if row["_id"] in existing]
-        outcome = RestoreOutcome(restored=len(fresh))
+        outcome = RestoreOutcome(restored=len(fresh), restored_keys=[r["_id"] for r in fresh])
         if overwrite:
             outcome.overwritten = len(taken)
         else:

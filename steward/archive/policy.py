@@ -7,7 +7,9 @@ and every column type must be archivable losslessly. Problems raise
 :class:`~steward.errors.ConfigError` naming the policy and what to fix.
 
 Rows still referenced by a foreign key elsewhere never qualify (deleting them would fail or
-cascade): the qualifying condition adds ``NOT EXISTS`` for every referencing foreign key.
+cascade): the qualifying condition adds ``NOT EXISTS`` for every referencing foreign key, except
+those of the policy's ``children`` — tables archived together with their root row (an
+aggregate). A root qualifies only when none of its children is referenced from elsewhere.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from steward.errors import ConfigError
 from steward.settings import ArchivePolicy, Settings
 
 __all__ = [
+    "ChildTable",
     "MongoPolicy",
+    "Reference",
     "SqlPolicy",
     "resolve_mongo_policy",
     "resolve_sql_policies",
@@ -34,8 +38,37 @@ __all__ = [
 
 
 @dataclass
+class Reference:
+    """A foreign key pointing at a table: ``column`` of ``table`` refers to ``target``."""
+
+    table: str
+    column: sa.ColumnElement[Any]
+    target: sa.ColumnElement[Any]
+    column_name: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.table}.{self.column_name}"
+
+
+@dataclass
+class ChildTable:
+    """A table archived with the root rows it references (part of an aggregate)."""
+
+    table: sa.Table
+    key: sa.Column
+    parent: sa.Column  # the child's foreign-key column pointing at the root's key
+    specs: list[ColumnSpec]
+    references: list[Reference] = field(default_factory=list)  # FKs pointing at the child
+
+    @property
+    def name(self) -> str:
+        return self.table.name
+
+
+@dataclass
 class SqlPolicy:
-    """A policy resolved against a reflected table."""
+    """A policy resolved against a reflected table (and its children, for an aggregate)."""
 
     policy: ArchivePolicy
     source_name: str
@@ -44,9 +77,9 @@ class SqlPolicy:
     ts: sa.Column
     compare: list[sa.Column]
     specs: list[ColumnSpec]
-    references: list[tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]]] = field(
-        default_factory=list
-    )
+    references: list[Reference] = field(default_factory=list)  # FKs of non-children
+    children: list[ChildTable] = field(default_factory=list)
+    proposed_children: list[Reference] = field(default_factory=list)
     batch_size: int = 5000
     format: str = "parquet"
 
@@ -65,9 +98,18 @@ class SqlPolicy:
             conditions.insert(0, self.ts.is_not(None))
         for column, value in self.policy.where.items():
             conditions.append(self.table.c[column] == value)
-        for child, parent in self.references if unreferenced else ():
-            conditions.append(~sa.exists().where(child == parent))
+        if unreferenced:
+            conditions += [~sa.exists().where(r.column == r.target) for r in self.references]
+            for child in self.children:
+                for ref in child.references:
+                    held = sa.exists().where(child.parent == self.key, ref.column == ref.target)
+                    conditions.append(~held)
         return sa.and_(*conditions)
+
+    def referenced_by(self, reference: Reference, cutoff: datetime) -> sa.ColumnElement[bool]:
+        """Rows past retention that ``reference``'s table still points at."""
+        aged = self.qualifies(cutoff, unreferenced=False)
+        return sa.and_(aged, sa.exists().where(reference.column == reference.target))
 
 
 @dataclass
@@ -128,47 +170,101 @@ def resolve_sql_policies(
                 f"archive policy for table {policy.table!r}: no such table in the database "
                 f"(check archive.policies[].table; tables: {', '.join(tables) or 'none'})"
             )
+    children = {name for p in wanted for name in p.children}
+    for name in sorted(children - existing):
+        raise ConfigError(
+            f"archive policy children name table {name!r}, which the database does not have "
+            "(check archive.policies[].children)"
+        )
     metadata = sa.MetaData()
-    metadata.reflect(bind=conn, only=[p.table for p in wanted], resolve_fks=False)
+    only = sorted({p.table for p in wanted} | children)
+    metadata.reflect(bind=conn, only=only, resolve_fks=False)
     foreign_keys = inspector.get_multi_foreign_keys()
-    return [_resolve_sql(settings, conn, metadata.tables[p.table], foreign_keys, p) for p in wanted]
+    return [_resolve_sql(settings, conn, metadata, foreign_keys, p) for p in wanted]
 
 
 def _resolve_sql(
     settings: Settings,
     conn: Connection,
-    table: sa.Table,
+    metadata: sa.MetaData,
     foreign_keys: dict[Any, list[Any]],
     policy: ArchivePolicy,
 ) -> SqlPolicy:
     where = f"archive policy for table {policy.table!r}"
+    table = metadata.tables[policy.table]
     _require_columns(table, policy, where)
-    keys = list(table.primary_key.columns)
-    if len(keys) != 1:
-        raise ConfigError(
-            f"{where}: archiving needs a single-column primary key, the table has "
-            f"{len(keys)} ({', '.join(c.name for c in keys) or 'none'})"
-        )
+    key = _single_key(table, where)
     ts = table.c[policy.column]
     if not isinstance(ts.type, sa.DateTime | sa.Date):
         raise ConfigError(
             f"{where}: column {policy.column!r} has type {ts.type}, not a timestamp; "
             "set archive.policies[].column to a timestamp column"
         )
-    for column in table.columns:
-        if isinstance(column.type, sa.JSON):
-            column.type.none_as_null = True  # restore NULL as SQL NULL, not JSON 'null'
+    _null_json(table)
+    references = _references(table, foreign_keys)
+    children = [
+        _resolve_child(conn, metadata.tables[name], table, key, foreign_keys, where)
+        for name in policy.children
+    ]
     return SqlPolicy(
         policy=policy,
         source_name=settings.source_name,
         table=table,
-        key=keys[0],
+        key=key,
         ts=ts,
-        compare=_compare_columns(table, policy, keys[0]),
+        compare=[c for c in table.columns if c is not key],
         specs=column_specs(table, conn.dialect.name),
-        references=_references(table, foreign_keys),
+        references=[r for r in references if r.table not in policy.children],
+        children=children,
+        proposed_children=[r for r in references if r.table != table.name],
         batch_size=policy.batch_size or settings.archive.batch_size,
         format=policy.format or settings.archive.format,
+    )
+
+
+def _single_key(table: sa.Table, where: str) -> sa.Column:
+    keys = list(table.primary_key.columns)
+    if len(keys) != 1:
+        raise ConfigError(
+            f"{where}: archiving table {table.name!r} needs a single-column primary key, it "
+            f"has {len(keys)} ({', '.join(c.name for c in keys) or 'none'})"
+        )
+    return keys[0]
+
+
+def _null_json(table: sa.Table) -> None:
+    for column in table.columns:
+        if isinstance(column.type, sa.JSON):
+            column.type.none_as_null = True  # restore NULL as SQL NULL, not JSON 'null'
+
+
+def _resolve_child(
+    conn: Connection,
+    child: sa.Table,
+    root: sa.Table,
+    root_key: sa.Column,
+    foreign_keys: dict[Any, list[Any]],
+    where: str,
+) -> ChildTable:
+    """A child table: it must reference the root's key through a one-column foreign key."""
+    links = [
+        fk["constrained_columns"][0]
+        for fk in foreign_keys.get((None, child.name), [])
+        if fk["referred_table"] == root.name and fk["referred_columns"] == [root_key.name]
+    ]
+    if len(links) != 1 or child.name == root.name:
+        raise ConfigError(
+            f"{where}: child table {child.name!r} must reference {root.name}.{root_key.name} "
+            f"through exactly one foreign key (found {len(links)}); remove it from "
+            "archive.policies[].children or add the foreign key"
+        )
+    _null_json(child)
+    return ChildTable(
+        table=child,
+        key=_single_key(child, where),
+        parent=child.c[links[0]],
+        specs=column_specs(child, conn.dialect.name),
+        references=_references(child, foreign_keys),
     )
 
 
@@ -183,23 +279,12 @@ def _require_columns(table: sa.Table, policy: ArchivePolicy, where: str) -> None
             )
 
 
-def _compare_columns(table: sa.Table, policy: ArchivePolicy, key: sa.Column) -> list[sa.Column]:
-    """Columns whose values must be unchanged for a row to be deleted (besides qualifying)."""
-    version = policy.version_column or ("updated_at" if "updated_at" in table.c else None)
-    if version is None:
-        return [c for c in table.columns if c is not key]
-    names = dict.fromkeys([version, policy.column])
-    return [table.c[name] for name in names]
-
-
-def _references(
-    table: sa.Table, foreign_keys: dict[Any, list[Any]]
-) -> list[tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]]]:
-    """(child column, parent column) pairs of every foreign key pointing at ``table``."""
-    pairs = []
+def _references(table: sa.Table, foreign_keys: dict[Any, list[Any]]) -> list[Reference]:
+    """Every foreign key pointing at ``table``, as correlatable (column, target) pairs."""
+    found = []
     for (_schema, child_name), constraints in foreign_keys.items():
         for fk in constraints:
-            if fk["referred_table"] != table.name:
+            if fk["referred_table"] != table.name or child_name.startswith("steward_"):
                 continue
             child: sa.FromClause = sa.table(
                 child_name, *(sa.column(c) for c in fk["constrained_columns"])
@@ -207,8 +292,8 @@ def _references(
             if child_name == table.name:  # parent_id -> id: correlate through an alias
                 child = child.alias()
             for mine, theirs in zip(fk["constrained_columns"], fk["referred_columns"], strict=True):
-                pairs.append((child.c[mine], table.c[theirs]))
-    return pairs
+                found.append(Reference(child_name, child.c[mine], table.c[theirs], mine))
+    return found
 
 
 def resolve_mongo_policy(settings: Settings, database: Any, policy: ArchivePolicy) -> MongoPolicy:

@@ -66,32 +66,41 @@ def resolve_unfinished(ctx: ArchiveContext, source: Source) -> Resolution:
 def _adopt_written(
     ctx: ArchiveContext, source: Source, entry: ManifestEntry
 ) -> VerifiedBatch | None:
+    """A batch left 'writing': verify it if every object of it is there, else abandon it."""
     try:
-        info = ctx.store.head(entry.object_key)
+        infos = [ctx.store.head(key) for key in entry.object_keys]
     except ObjectNotFound:
-        _abandon(ctx, entry, "object was never written; its rows stay in the source")
+        _abandon(ctx, entry, "an object was never written; its rows stay in the source")
         return None
-    if not info.readable:
-        _abandon(ctx, entry, "object is cold and was never verified", delete=True)
+    if not all(info.readable for info in infos):
+        _abandon(ctx, entry, "object is cold and was never verified")
         return None
     try:
         archived = read_back(ctx, source, entry)
     except (ObjectCorrupted, ArchiveVerificationFailed) as exc:
-        _abandon(ctx, entry, f"object failed verification: {exc}", delete=True)
+        _abandon(ctx, entry, f"object failed verification: {exc}")
         return None
+    root, *parts = infos
+    for part, info in zip(entry.parts, parts, strict=True):
+        part.bytes, part.sha256 = info.size, info.sha256
     with ctx.sql.begin() as conn:
-        manifest.mark_verified(conn, entry.batch_id, size=info.size, sha256=info.sha256)
-    entry.bytes, entry.sha256 = info.size, info.sha256
+        manifest.mark_verified(
+            conn, entry.batch_id, size=root.size, sha256=root.sha256, parts=entry.parts
+        )
+    entry.bytes, entry.sha256 = root.size, root.sha256
     return VerifiedBatch(entry, archived)
 
 
 def _reread_verified(
     ctx: ArchiveContext, source: Source, entry: ManifestEntry
 ) -> VerifiedBatch | None:
+    expected = [(entry.object_key, entry.bytes, entry.sha256)]
+    expected += [(p.object_key, p.bytes, p.sha256) for p in entry.parts]
     try:
-        info = ctx.store.head(entry.object_key)
-        if info.sha256 != entry.sha256 or info.size != entry.bytes:
-            raise ObjectCorrupted(f"object {entry.object_key!r} changed since verification")
+        for key, size, sha256 in expected:
+            info = ctx.store.head(key)
+            if info.sha256 != sha256 or info.size != size:
+                raise ObjectCorrupted(f"object {key!r} changed since verification")
         return VerifiedBatch(entry, read_back(ctx, source, entry))
     except (ObjectNotFound, ObjectCorrupted, ObjectArchived, ArchiveVerificationFailed) as exc:
         if source.backend != "sql":
@@ -101,13 +110,16 @@ def _reread_verified(
                 f"Recover object {entry.object_key!r} from a store backup before rerunning"
             ) from None
         # SQL deletes commit with 'complete', so no row of a verified batch is gone yet.
-        _abandon(ctx, entry, f"verified object unreadable: {exc}", delete=True)
+        _abandon(ctx, entry, f"verified object unreadable: {exc}")
         return None
 
 
-def _abandon(ctx: ArchiveContext, entry: ManifestEntry, note: str, *, delete: bool = False) -> None:
-    if delete:
-        ctx.store.delete(entry.object_key)
+def _abandon(ctx: ArchiveContext, entry: ManifestEntry, note: str) -> None:
+    """Mark the batch abandoned and remove whatever objects of it exist (no row was deleted
+    on their strength)."""
+    for key in entry.object_keys:
+        if ctx.store.exists(key):
+            ctx.store.delete(key)
     with ctx.sql.begin() as conn:
         manifest.mark_abandoned(conn, entry.batch_id, note)
 

@@ -1,10 +1,13 @@
 """Restore archived rows: by table + keys, by batch id, or by a time range.
 
-Only ``complete`` batches are read, newest first (so the latest archived copy of a key wins),
-and the keys a batch recorded as skipped (changed in the source while it was archived) are
-never restored. Rows go back with upsert semantics: a key that exists in the source again is
-reported as a conflict and left alone, unless ``overwrite``. Objects in a cold class get a
-restore request and are reported pending with a time to rerun; a later run finishes them.
+Only ``complete`` batches are read, newest first (so the latest archived copy of a key wins:
+older copies of a key restored in the same run are skipped), and the keys a batch recorded as
+skipped (changed in the source while it was archived) are never restored. Restoring roots of
+an aggregate brings their children back, parents first. Rows go back with upsert semantics: a
+key that exists in the source again is a conflict and left alone, unless ``overwrite``; a row
+the database refuses for another reason (a reused unique value) is a clash: every other row
+still comes back, and each clash is reported with its table, key and constraint. Objects in a
+cold class get a restore request and are reported pending with a time to rerun.
 
 For SQL tables the inserted rows, the manifest mark (``restored_at``, ``restored_rows``) and an
 ``audit_log`` entry commit in one transaction.
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -51,6 +54,10 @@ RESTORE_DELAYS = {
     ("DEEP_ARCHIVE", "Bulk"): timedelta(hours=48),
 }
 MAX_LISTED = 100  # conflicts / missing keys listed in a report (all are counted)
+_INFINITE = {
+    "infinity": datetime.max.replace(tzinfo=UTC),
+    "-infinity": datetime.min.replace(tzinfo=UTC),
+}
 
 
 @dataclass
@@ -94,6 +101,7 @@ class BatchRestore:
     outcome: RestoreOutcome | None = None
     pending: dict[str, str] | None = None
     skipped_changed: int = 0
+    superseded: int = 0  # rows a newer batch already restored in this run
 
 
 @dataclass
@@ -106,8 +114,13 @@ class RestoreReport:
     conflicts: int = 0
     conflict_keys: list[str] = field(default_factory=list)
     skipped_changed: int = 0
+    superseded: int = 0
     missing_keys: list[str] = field(default_factory=list)
     pending: list[dict[str, str]] = field(default_factory=list)
+    children_restored: dict[str, int] = field(default_factory=dict)
+    clash_count: int = 0
+    clashes: list[str] = field(default_factory=list)  # "table:key (constraint)"
+    seen: dict[str, set[Any]] = field(default_factory=dict, repr=False)  # keys restored
 
     def add(self, result: BatchRestore) -> None:
         if result.pending is not None:
@@ -119,15 +132,40 @@ class RestoreReport:
         self.overwritten += outcome.overwritten
         self.conflicts += len(outcome.conflicts)
         self.skipped_changed += result.skipped_changed
+        self.superseded += result.superseded
         room = MAX_LISTED - len(self.conflict_keys)
         self.conflict_keys += [f"{result.table}:{k}" for k in outcome.conflicts[:room]]
+        for table, rows in outcome.children_restored.items():
+            self.children_restored[table] = self.children_restored.get(table, 0) + rows
+        self.clash_count += len(outcome.clashes)
+        self.clashes += [str(c) for c in outcome.clashes[: MAX_LISTED - len(self.clashes)]]
 
     @property
     def status(self) -> str:
-        return "pending" if self.pending else "complete"
+        if self.pending:
+            return "pending"
+        return "incomplete" if self.failed else "complete"
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.conflicts or self.clash_count)
+
+    def failure_message(self) -> str:
+        """What could not come back and how to resolve it (one paragraph)."""
+        listed = self.clashes + [f"{k} (the row exists again)" for k in self.conflict_keys]
+        return (
+            f"{self.conflicts + self.clash_count} archived row(s) could not be restored, all "
+            f"other rows were: {', '.join(listed[:20])}"
+            f"{' …' if len(listed) > 20 else ''}. Rows whose key exists again: rerun with "
+            "overwrite to replace them by their archived values. Rows refused by a unique or "
+            "check constraint: change or remove the clashing row in the table (the constraint "
+            "is named), then rerun the same restore — rows already back are skipped"
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"status": self.status, **asdict(self)}
+        data = asdict(self)
+        data.pop("seen")
+        return {"status": self.status, **data}
 
 
 def plan_restore(
@@ -145,7 +183,11 @@ def plan_restore(
             f"no complete archive batch {request.batch_id!r}; see `steward archive status`"
         )
     if request.table is not None and not found:
-        raise ConfigError(f"table {request.table!r} has no complete archive batches to restore")
+        roots = _roots_of(ctx, request.table)
+        hint = f"; it is archived with {', '.join(roots)}: restore those rows" if roots else ""
+        raise ConfigError(
+            f"table {request.table!r} has no complete archive batches to restore{hint}"
+        )
     firsts = {entry.table_name: entry for entry in found}
     sources = {table: _source_for(ctx, entry) for table, entry in firsts.items()}
     keys: list[Any] = []
@@ -165,35 +207,64 @@ def restore_batch(
     entry: ManifestEntry,
     request: RestoreRequest,
     keys: Sequence[Any],
+    seen: dict[str, set[Any]] | None = None,
 ) -> BatchRestore:
-    """Restore the selected rows of one batch into the source (or ask for a cold restore)."""
+    """Restore the selected rows of one batch (with their children) into the source, or ask
+    for a cold restore. ``seen``: keys already restored in this run (newer copies win)."""
     result = BatchRestore(batch_id=entry.batch_id, table=entry.table_name)
-    info = ctx.store.head(entry.object_key)
-    if not info.readable:
-        if info.restore == "none":
-            info = ctx.store.request_restore(
-                entry.object_key, days=ctx.settings.archive.restore_days, tier=request.tier
-            )
-            entry.restore_requested_at = ctx.clock()
-            with ctx.sql.begin() as conn:
-                manifest.mark_restore_requested(conn, entry.batch_id, entry.restore_requested_at)
-        if not info.readable:
-            result.pending = _pending(ctx, entry, info.storage_class, request.tier)
-            return result
+    result.pending = _ensure_readable(ctx, entry, request)
+    if result.pending is not None:
+        return result
     archived = source.decode(ctx.store.get_bytes(entry.object_key), full=True, fmt=entry.format)
     skipped = set(entry.skipped_keys)
+    done = (seen if seen is not None else {}).setdefault(entry.table_name, set())
     wanted = set(keys)
     chosen = [row for row in archived.payload if _wanted(source, row, request, wanted)]
-    rows = [row for row in chosen if row[source.key_name] not in skipped]
-    result.skipped_changed = len(chosen) - len(rows)
+    fresh = [row for row in chosen if row[source.key_name] not in done]
+    rows = [row for row in fresh if row[source.key_name] not in skipped]
+    result.superseded = len(chosen) - len(fresh)
+    result.skipped_changed = len(fresh) - len(rows)
+    children = {
+        part.table_name: source.decode_part(
+            part.table_name, ctx.store.get_bytes(part.object_key), full=True, fmt=entry.format
+        ).payload
+        for part in entry.parts
+    }
     with table_lock(ctx.sql.engine, entry.source, entry.table_name):
         result.outcome = source.restore_rows(
             rows,
             overwrite=request.overwrite,
             dry_run=request.dry_run,
             finish=_recorder(ctx, entry, request),
+            children=children,
         )
+    done.update(result.outcome.restored_keys)
     return result
+
+
+def _ensure_readable(
+    ctx: ArchiveContext, entry: ManifestEntry, request: RestoreRequest
+) -> dict[str, str] | None:
+    """None when every object of the batch can be read; else request cold restores and say
+    when to rerun."""
+    cold = None
+    for key in entry.object_keys:
+        info = ctx.store.head(key)
+        if info.readable:
+            continue
+        if info.restore == "none":
+            info = ctx.store.request_restore(
+                key, days=ctx.settings.archive.restore_days, tier=request.tier
+            )
+            if entry.restore_requested_at is None:
+                entry.restore_requested_at = ctx.clock()
+                with ctx.sql.begin() as conn:
+                    manifest.mark_restore_requested(
+                        conn, entry.batch_id, entry.restore_requested_at
+                    )
+        if not info.readable:
+            cold = cold or info.storage_class
+    return None if cold is None else _pending(ctx, entry, cold, request.tier)
 
 
 def restore(
@@ -206,7 +277,7 @@ def restore(
     report = RestoreReport()
     report.missing_keys = [str(k) for k in missing_keys(entries, keys)][:MAX_LISTED]
     for entry in entries:
-        result = restore_batch(ctx, sources[entry.table_name], entry, request, keys)
+        result = restore_batch(ctx, sources[entry.table_name], entry, request, keys, report.seen)
         report.add(result)
         if on_batch is not None:
             on_batch(result)
@@ -224,6 +295,7 @@ def _wanted(source: Source, row: dict[str, Any], request: RestoreRequest, keys: 
     if request.ts_from is None and request.ts_to is None:
         return True
     stamp = row.get(source.ts_name)
+    stamp = _INFINITE.get(stamp, stamp) if isinstance(stamp, str) else stamp
     if stamp is None:
         return False
     stamp = normalize(stamp)
@@ -282,7 +354,9 @@ def _audit(
         "selector": selector,
         "rows_restored": outcome.restored,
         "rows_overwritten": outcome.overwritten,
+        "children_restored": outcome.children_restored,
         "conflicts": len(outcome.conflicts),
+        "clashes": [str(c) for c in outcome.clashes[:MAX_LISTED]],
     }
     values = {
         "occurred_at": ctx.clock(),
@@ -293,6 +367,10 @@ def _audit(
         "details": details,
     }
     conn.execute(audit.insert().values({k: v for k, v in values.items() if k in audit.c}))
+
+
+def _roots_of(ctx: ArchiveContext, table: str) -> list[str]:
+    return [p.table for p in ctx.settings.archive.policies if table in p.children]
 
 
 def _source_for(ctx: ArchiveContext, entry: ManifestEntry) -> Source:

@@ -13,7 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from steward.archive import manifest
+from steward.archive import manifest, runs
 from steward.archive.archiver import (
     ArchiveContext,
     BatchResult,
@@ -29,6 +29,7 @@ from steward.archive.archiver import (
 from steward.archive.batch import Source, SourceBatch
 from steward.archive.locking import table_lock
 from steward.archive.recovery import Resolution, resolve_unfinished
+from steward.archive.sql_source import SqlSource
 
 __all__ = ["BatchSteps", "archive_table", "plan_table"]
 
@@ -54,19 +55,22 @@ def archive_table(
     steps: BatchSteps = BatchSteps(),
 ) -> TableReport:
     """Resume what an earlier run left, then archive batches until none qualify or the
-    budget is spent. Holds the table's lock throughout; records the run for status."""
+    budget is spent. Holds the table's lock throughout; records the run for status (and marks
+    runs a kill left 'running' as interrupted). ``on_batch`` sees resumed batches too, so a
+    progress bar started from the qualifying count reaches it."""
     budget = budget or Budget()
     report = TableReport(table=source.name, source=source.source_name)
     manifest.ensure_manifest(ctx.sql.engine)
     with table_lock(ctx.sql.engine, source.source_name, source.name):
-        run_row = _start_run(ctx, source)
+        run_row, report.interrupted_runs = _start_run(ctx, source)
         try:
             resolution = steps.resolve(ctx, source)
             for result in resolution.finished:
-                report.add(result)
+                _collect(result, report, on_batch)
             report.abandoned_batches = resolution.abandoned
             report.orphans_removed = resolution.orphans_removed
             _run_batches(ctx, source, budget, steps, report, on_batch)
+            report.kept, report.kept_reason = source.kept()
         except Exception:
             _end_run(ctx, run_row, "failed", report)
             raise
@@ -145,9 +149,11 @@ class _Inline:
         return None
 
 
-def _start_run(ctx: ArchiveContext, source: Source) -> int:
+def _start_run(ctx: ArchiveContext, source: Source) -> tuple[int, int]:
+    """Record this run; earlier runs still 'running' cannot be alive (we hold the lock)."""
     with ctx.sql.begin() as conn:
-        return manifest.start_run(conn, ctx.run_id, source.source_name, source.name)
+        interrupted = runs.mark_interrupted(conn, source.source_name, source.name)
+        return runs.start_run(conn, ctx.run_id, source.source_name, source.name), interrupted
 
 
 def _end_run(ctx: ArchiveContext, run_row: int, status: str, report: TableReport) -> None:
@@ -158,29 +164,58 @@ def _end_run(ctx: ArchiveContext, run_row: int, status: str, report: TableReport
         "bytes": report.bytes,
     }
     with ctx.sql.begin() as conn:
-        manifest.finish_run(conn, run_row, status, totals)
+        runs.finish_run(conn, run_row, status, totals)
 
 
 def plan_table(ctx: ArchiveContext, source: Source) -> dict[str, Any]:
-    """Dry run: rows that would move, estimated bytes and objects; nothing is changed."""
+    """Dry run: rows that would move (children too), estimated bytes and objects, the rows
+    kept because other tables reference them (and which), and the foreign keys that could
+    make those tables children of an aggregate. Nothing is changed."""
     rows = source.count()
     sample = source.read_batch(None, min(source.batch_size, 1000), "dry-run") if rows else None
-    per_row = len(source.encode(sample)) / sample.rows if sample else 0.0
-    unfinished = 0
-    with ctx.sql.connect() as conn:
-        if manifest.manifest_exists(conn):
-            unfinished = len(
-                manifest.entries(
-                    conn, source=source.source_name, table=source.name, states=manifest.UNFINISHED
-                )
-            )
+    per_row = 0.0
+    if sample:
+        sizes = [len(source.encode(sample))]
+        sizes += [len(data) for data, _rows in source.encode_parts(sample).values()]
+        per_row = sum(sizes) / sample.rows
+    kept, kept_reason = source.kept()
+    children = source.count_children() if isinstance(source, SqlSource) else {}
     return {
         "table": source.name,
         "source": source.source_name,
         "rows": rows,
-        "kept_referenced": source.count_referenced(),
+        "children": children,
+        "kept": kept,
+        "kept_referenced": kept,
+        "kept_reason": kept_reason,
+        "foreign_keys": _foreign_keys(source),
         "estimated_bytes": int(rows * per_row),
-        "objects": -(-rows // source.batch_size),
-        "unfinished_batches": unfinished,
+        "objects": -(-rows // source.batch_size) * (1 + len(children)),
+        "unfinished_batches": _unfinished(ctx, source),
         "cutoff": source.cutoff.isoformat(),
     }
+
+
+def _unfinished(ctx: ArchiveContext, source: Source) -> int:
+    with ctx.sql.connect() as conn:
+        if not manifest.manifest_exists(conn):
+            return 0
+        found = manifest.entries(
+            conn, source=source.source_name, table=source.name, states=manifest.UNFINISHED
+        )
+    return len(found)
+
+
+def _foreign_keys(source: Source) -> list[dict[str, str]]:
+    """Foreign keys pointing at the table (from the live schema): declared children, and the
+    others, proposed as children (archived with the root) or left as reasons to keep rows."""
+    if not isinstance(source, SqlSource):
+        return []
+    policy = source.policy
+    found = [
+        {"table": c.name, "column": c.parent.name, "role": "child (archived with it)"}
+        for c in policy.children
+    ]
+    for ref in policy.proposed_children:
+        found.append({"table": ref.table, "column": ref.column_name, "role": "keeps rows; child?"})
+    return found

@@ -1,28 +1,31 @@
-"""SQL tables as archive sources: keyset batches, the guarded delete, upserting restores.
+"""SQL tables as archive sources: keyset batches of root rows with their children, the exact
+change guard, and restores that put back every row they can.
 
 Reads are keyset-paginated on the primary key (``WHERE qualifies AND key > :last ORDER BY key
 LIMIT n``), so each batch is one index range scan however large the table, and memory is
-bounded by the batch size. Values go into Arrow column by column.
+bounded by the batch size. An aggregate's children are read with the batch (``parent =
+ANY(:root_keys)``, one typed array: the foreign-key index or a single scan).
 
-The guarded delete runs in ONE transaction with the manifest update: it locks the batch's rows
-(``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` holds the write lock),
-keeps only rows that still qualify and whose guarded values (version column + timestamp, or the
-whole row) equal the archived copy, deletes exactly those keys and lets ``finish`` mark the
-batch complete before the commit. A crash anywhere inside rolls all of it back.
+The guarded delete runs in ONE transaction with the manifest update: it locks the batch's root
+rows (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` holds the write
+lock) and keeps only roots that still qualify and are unchanged — same row version (``xmin``)
+as when read on PostgreSQL, same whole row as archived otherwise — and whose children are
+exactly the archived ones, each unchanged. It deletes their children, then them, and lets
+``finish`` mark the batch complete before the commit. A crash anywhere inside rolls all of it
+back. Locked roots cannot gain a child meanwhile (the child's foreign-key check waits).
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from steward.archive.batch import (
@@ -33,28 +36,25 @@ from steward.archive.batch import (
     RestoreFinish,
     RestoreOutcome,
     SourceBatch,
-    normalize,
 )
 from steward.archive.formats import (
     META_KEY,
     decode_table,
     encode_table,
     guard_columns,
-    guard_values,
     python_columns,
-    to_arrow,
+    time_range,
 )
-from steward.archive.policy import SqlPolicy
+from steward.archive.policy import ChildTable, SqlPolicy
+from steward.archive.sql_rows import Clash, TableRows
 from steward.errors import ArchiveDeleteBlocked, ConfigError, IntegrityViolation
 from steward.storage import SqlClient
 
 __all__ = ["SqlSource"]
 
-CHUNK = 5000  # keys per IN (...) list: well under SQLite's and PostgreSQL's bind limits
-
 
 class SqlSource:
-    """One table under a policy, with the cutoff fixed for the run."""
+    """One table (with its children, for an aggregate) under a policy, cutoff fixed."""
 
     backend = "sql"
 
@@ -72,114 +72,155 @@ class SqlSource:
         self.format = policy.format
         self.storage_class = policy.policy.storage_class
         self._qualifies = policy.qualifies(self.cutoff)
-        by_name = {spec.name: spec for spec in policy.specs}
-        self._guard_specs = [by_name[column.name] for column in policy.compare]
-        self._read_columns, self._wire = self._read_projection()
-        # Guards PostgreSQL can compare itself (as epoch microseconds / integers).
-        self._sql_guard = all(
-            spec.kind in ("timestamptz", "timestamp", "int") for spec in self._guard_specs
-        )
+        postgres = sql.is_postgres
+        self.root = TableRows(policy.table, policy.key, policy.specs, postgres)
+        self.parts: dict[str, tuple[ChildTable, TableRows]] = {
+            child.name: (child, TableRows(child.table, child.key, child.specs, postgres))
+            for child in policy.children
+        }
 
-    # Reading ---------------------------------------------------------------------------------
+    # Counting ----------------------------------------------------------------------------------
+
+    def _count(self, condition: sa.ColumnElement[bool]) -> int:
+        query = sa.select(sa.func.count()).select_from(self.table).where(condition)
+        with self.sql.connect() as conn:  # one statement per connection: SQLite has one writer
+            return int(conn.execute(query).scalar_one())
 
     def count(self) -> int:
-        query = sa.select(sa.func.count()).select_from(self.table).where(self._qualifies)
-        with self.sql.connect() as conn:
-            return int(conn.execute(query).scalar_one())
+        return self._count(self._qualifies)
 
     def count_referenced(self) -> int:
         """Rows past retention that stay because other rows still reference them."""
-        if not self.policy.references:
+        if not self.policy.references and not any(c.references for c, _ in self.parts.values()):
             return 0
+        return self._count(self.policy.qualifies(self.cutoff, unreferenced=False)) - self.count()
+
+    def kept(self) -> tuple[int, str]:
+        """Rows kept because they are referenced, and by which table (rows per reference)."""
+        kept = self.count_referenced()
+        if not kept:
+            return 0, ""
+        parts = []
+        for label, condition in self._holders():
+            held = self._count(condition)
+            if held:
+                parts.append(f"{label} ({held:,})")
+        return kept, "referenced by " + ", ".join(parts)
+
+    def _holders(self) -> list[tuple[str, sa.ColumnElement[bool]]]:
         aged = self.policy.qualifies(self.cutoff, unreferenced=False)
-        query = sa.select(sa.func.count()).select_from(self.table).where(aged)
-        with self.sql.connect() as conn:  # closed before count(): SQLite has one writer
-            aged_rows = int(conn.execute(query).scalar_one())
-        return aged_rows - self.count()
+        holders = [
+            (r.label, self.policy.referenced_by(r, self.cutoff)) for r in self.policy.references
+        ]
+        for child, _rows in self.parts.values():
+            for ref in child.references:
+                held = sa.exists().where(child.parent == self.key, ref.column == ref.target)
+                holders.append((f"{ref.label} (via {child.name})", sa.and_(aged, held)))
+        return holders
+
+    def count_children(self) -> dict[str, int]:
+        """Child rows that would leave with the qualifying roots (dry run)."""
+        counts = {}
+        for name, (child, _rows) in self.parts.items():
+            roots = sa.select(self.key).where(self._qualifies)
+            query = sa.select(sa.func.count()).where(child.parent.in_(roots))
+            with self.sql.connect() as conn:
+                counts[name] = int(conn.execute(query).scalar_one())
+        return counts
+
+    # Reading -----------------------------------------------------------------------------------
 
     def read_batch(self, after: Any, limit: int, batch_id: str) -> SourceBatch | None:
-        """The next ``limit`` qualifying rows with a key above ``after``, as an Arrow table."""
-        query = sa.select(*self._read_columns).where(self._qualifies)
-        if after is not None:
-            query = query.where(self.key > after)
-        query = query.order_by(self.key).limit(limit)
+        """The next ``limit`` qualifying roots with a key above ``after``, and their children."""
+        where = [self._qualifies] + ([self.key > after] if after is not None else [])
         with self.sql.connect() as conn:
-            rows = conn.execute(query).all()
-        columns: list[Sequence[Any]] = (
-            list(zip(*rows, strict=True)) if rows else [[] for _ in self._wire]
-        )
-        arrow = to_arrow(self.policy.specs, columns, {}, self._wire)
-        if not arrow.num_rows:
-            return None
-        meta = {"source": self.source_name, "table": self.name, "batch_id": batch_id}
-        meta["key_column"] = self.key_name
-        arrow = arrow.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
-        stamps = pc.min_max(arrow.column(self.ts_name))
+            arrow, versions = self.root.read(conn, where, limit)
+            if not arrow.num_rows:
+                return None
+            keys = arrow.column(self.key_name).to_pylist()
+            children, child_versions = {}, {self.name: versions}
+            for name, (child, rows) in self.parts.items():
+                part, part_versions = rows.read(conn, [rows.key_in(keys, child.parent)])
+                children[name] = self._labelled(part, batch_id, rows)
+                child_versions[name] = part_versions
+        ts_min, ts_max = time_range(arrow.column(self.ts_name))
         return SourceBatch(
             batch_id=batch_id,
-            payload=arrow,
-            keys=arrow.column(self.key_name).to_pylist(),
-            ts_min=_as_utc(stamps["min"].as_py()),
-            ts_max=_as_utc(stamps["max"].as_py()),
+            payload=self._labelled(arrow, batch_id, self.root),
+            keys=keys,
+            ts_min=ts_min,
+            ts_max=ts_max,
+            children=children,
+            versions=child_versions if self.sql.is_postgres else {},
         )
 
-    def _read_projection(self) -> tuple[list[Any], list[str]]:
-        """What to select per column. PostgreSQL sends timestamps as epoch microseconds and
-        JSON as text, so no Python object is built per value (the read's main cost)."""
-        if not self.sql.is_postgres:
-            return list(self.table.columns), ["value"] * len(self.table.columns)
-        selected: list[Any] = []
-        wire: list[str] = []
-        for column, spec in zip(self.table.columns, self.policy.specs, strict=True):
-            if spec.kind in ("timestamptz", "timestamp"):
-                micros = sa.cast(sa.extract("epoch", column) * 1_000_000, sa.BigInteger)
-                selected.append(micros.label(column.name))
-                wire.append("micros")
-            elif spec.kind == "json":
-                selected.append(sa.cast(column, sa.Text).label(column.name))
-                wire.append("text")
-            else:
-                selected.append(column)
-                wire.append("value")
-        return selected, wire
+    def _labelled(self, arrow: pa.Table, batch_id: str, rows: TableRows) -> pa.Table:
+        meta = {"source": self.source_name, "table": rows.name, "batch_id": batch_id}
+        meta.update(key_column=rows.key_name, root_table=self.name)
+        return arrow.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
 
     def encode(self, batch: SourceBatch) -> bytes:
         return encode_table(batch.payload, self.format)
 
-    def decode(self, data: bytes, *, full: bool = False, fmt: str | None = None) -> ArchivedRows:
-        """Keys and guarded values of an object (and every row as a dict when ``full``)."""
-        arrow = decode_table(data, fmt or self.format, self.policy.specs)
-        keys = arrow.column(self.key_name).to_pylist()
-        guards = guard_columns(arrow, self._guard_specs)
-        guard = dict(zip(keys, zip(*guards, strict=True), strict=True)) if keys else {}
-        payload = self._rows(arrow) if full else None
-        return ArchivedRows(keys=keys, guard=guard, payload=payload, guard_columns=guards)
+    def encode_parts(self, batch: SourceBatch) -> dict[str, tuple[bytes, int]]:
+        return {
+            name: (encode_table(arrow, self.format), arrow.num_rows)
+            for name, arrow in batch.children.items()
+        }
 
-    def _rows(self, arrow: pa.Table) -> list[dict[str, Any]]:
-        unknown = [name for name in arrow.column_names if name not in self.table.c]
+    def decode(self, data: bytes, *, full: bool = False, fmt: str | None = None) -> ArchivedRows:
+        """Keys of an object (and every row as a dict when ``full``)."""
+        return self._decode(self.root, None, data, full, fmt)
+
+    def decode_part(
+        self, table: str, data: bytes, *, full: bool = False, fmt: str | None = None
+    ) -> ArchivedRows:
+        child, rows = self.parts[table]
+        return self._decode(rows, child.parent.name, data, full, fmt)
+
+    def _decode(
+        self, rows: TableRows, parent: str | None, data: bytes, full: bool, fmt: str | None
+    ) -> ArchivedRows:
+        arrow = decode_table(data, fmt or self.format, rows.specs)
+        keys = arrow.column(rows.key_name).to_pylist()
+        parents = arrow.column(parent).to_pylist() if parent else []
+        return ArchivedRows(
+            keys=keys,
+            guard={},  # whole-row values: computed only when no row version is known
+            payload=self._rows(arrow, rows) if full else arrow,
+            parents=dict(zip(keys, parents, strict=True)) if parent else {},
+        )
+
+    def _rows(self, arrow: pa.Table, rows: TableRows) -> list[dict[str, Any]]:
+        unknown = [name for name in arrow.column_names if name not in rows.table.c]
         if unknown:
             raise IntegrityViolation(
-                f"archived rows of table {self.name!r} have column(s) {', '.join(unknown)} "
+                f"archived rows of table {rows.name!r} have column(s) {', '.join(unknown)} "
                 "that the table no longer has; add them back before restoring"
             )
-        values = python_columns(arrow, self.policy.specs)
+        values = python_columns(arrow, rows.specs)
         names = list(values)
         return [dict(zip(names, row, strict=True)) for row in zip(*values.values(), strict=True)]
 
     # The guarded delete ----------------------------------------------------------------------
 
     def delete_unchanged(self, archived: ArchivedRows, finish: Finish, hook: Hook) -> DeleteOutcome:
-        """Delete rows still equal to the archive; ``finish`` runs before the same commit."""
+        """Delete the aggregates still equal to the archive (children first); ``finish`` runs
+        before the same commit."""
         try:
             with self.sql.begin() as conn:
-                if conn.dialect.name == "postgresql" and self._sql_guard:
-                    deleted = set(self._delete_guarded(conn, archived, hook))
-                else:
-                    deleted = set(self._delete_compared(conn, archived, hook))
+                good = self._unchanged_roots(conn, archived)
+                for child, rows in self.parts.values():
+                    good -= self._changed_parents(conn, child, rows, archived, good)
                 outcome = DeleteOutcome(
-                    deleted=[k for k in archived.keys if k in deleted],
-                    skipped=[k for k in archived.keys if k not in deleted],
+                    deleted=[k for k in archived.keys if k in good],
+                    skipped=[k for k in archived.keys if k not in good],
                 )
+                for name, (_child, rows) in self.parts.items():
+                    mine = archived.children[name].parents
+                    doomed = [k for k, parent in mine.items() if parent in good]
+                    outcome.children[name] = rows.delete(conn, doomed, hook)
+                self.root.delete(conn, outcome.deleted, hook)
                 hook("rows_deleted")
                 finish(conn, outcome)
         except sa.exc.IntegrityError as exc:
@@ -190,73 +231,47 @@ class SqlSource:
             ) from None
         return outcome
 
-    def _delete_guarded(self, conn: Connection, archived: ArchivedRows, hook: Hook) -> list[Any]:
-        """PostgreSQL, timestamp/integer guards: one ``DELETE … USING unnest(keys, guards)``
-        per chunk. The row lock the DELETE takes and PostgreSQL's recheck of the WHERE clause
-        on rows changed concurrently make compare-and-delete atomic per row."""
-        deleted: list[Any] = []
-        columns = archived.guard_columns or [
-            list(c) for c in zip(*archived.guard.values(), strict=True)
-        ]
-        for start in range(0, len(archived.keys), CHUNK):
-            chunk = archived.keys[start : start + CHUNK]
-            guards = [column[start : start + CHUNK] for column in columns]
-            names = [f"g{i}" for i in range(len(guards))]
-            archived_rows = (
-                sa.func.unnest(
-                    _pg_array(chunk, self.key.type),
-                    *(_pg_array(values, sa.BigInteger()) for values in guards),
-                )
-                .table_valued("key", *names)
-                .render_derived(name="archived")
-            )
-            conditions = [self.key == archived_rows.c.key, self._qualifies]
-            for column, spec, name in zip(
-                self.policy.compare, self._guard_specs, names, strict=True
-            ):
-                current: sa.ColumnElement[Any] = column
-                if spec.kind in ("timestamptz", "timestamp"):
-                    current = sa.cast(sa.extract("epoch", column) * 1_000_000, sa.BigInteger)
-                conditions.append(current.is_not_distinct_from(archived_rows.c[name]))
-            statement = sa.delete(self.table).where(*conditions).returning(self.key)
-            deleted += conn.execute(statement).scalars().all()
-            hook("rows_deleting")
-        return deleted
+    def _unchanged_roots(self, conn: Connection, archived: ArchivedRows) -> set[Any]:
+        by_version = archived.versions is not None and self.sql.is_postgres
+        current = self.root.current(
+            conn, self.key, archived.keys, [self._qualifies], by_version=by_version
+        )
+        expected = archived.versions if by_version else self._guard(self.root, archived)
+        assert expected is not None
+        return {k for k, (_tag, stamp) in current.items() if expected.get(k) == stamp}
 
-    def _delete_compared(self, conn: Connection, archived: ArchivedRows, hook: Hook) -> list[Any]:
-        """Any guard, any dialect: lock the rows (SQLite: the write lock is already held),
-        compare in Python, delete the keys that match."""
-        current = self._lock_current(conn, archived.keys)
-        deletable = [k for k in archived.keys if current.get(k) == archived.guard[k]]
-        for chunk in _chunks(deletable):
-            conn.execute(sa.delete(self.table).where(self._key_in(conn, chunk)))
-            hook("rows_deleting")
-        return deletable
+    def _changed_parents(
+        self,
+        conn: Connection,
+        child: ChildTable,
+        rows: TableRows,
+        archived: ArchivedRows,
+        roots: set[Any],
+    ) -> set[Any]:
+        """Roots whose children differ from the archived ones (added, removed, changed)."""
+        mine = archived.children[child.name]
+        by_version = mine.versions is not None and self.sql.is_postgres
+        current = rows.current(
+            conn, child.parent, sorted(roots), by_version=by_version, extra=child.parent
+        )
+        expected = mine.versions if by_version else self._guard(rows, mine)
+        assert expected is not None
+        changed = {
+            parent
+            for key, (parent, stamp) in current.items()
+            if mine.parents.get(key) != parent or expected.get(key) != stamp
+        }
+        for key, parent in mine.parents.items():
+            if parent in roots and (key not in current or current[key][0] != parent):
+                changed.add(parent)
+        return changed
 
-    def _lock_current(self, conn: Connection, keys: Sequence[Any]) -> dict[Any, tuple[Any, ...]]:
-        """Guarded values of the keys that still qualify, rows locked until commit."""
-        current: dict[Any, tuple[Any, ...]] = {}
-        for chunk in _chunks(keys):
-            query = sa.select(self.key, *self.policy.compare).where(
-                self._key_in(conn, chunk), self._qualifies
-            )
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update(of=self.table)
-            rows = conn.execute(query).all()
-            if not rows:
-                continue
-            found, *columns = zip(*rows, strict=True)
-            canonical = [
-                guard_values(values, spec)
-                for values, spec in zip(columns, self._guard_specs, strict=True)
-            ]
-            current.update(zip(found, zip(*canonical, strict=True), strict=True))
-        return current
-
-    def _key_in(self, conn: Connection, keys: Sequence[Any]) -> sa.ColumnElement[bool]:
-        if conn.dialect.name == "postgresql":
-            return self.key == sa.any_(_pg_array(keys, self.key.type))
-        return self.key.in_(list(keys))
+    def _guard(self, rows: TableRows, archived: ArchivedRows) -> dict[Any, Any]:
+        """Whole-row values of the archived rows, in the form the database returns them."""
+        if not archived.guard:
+            columns = guard_columns(archived.payload, rows.guard_specs)
+            archived.guard = dict(zip(archived.keys, zip(*columns, strict=True), strict=True))
+        return archived.guard
 
     # Restore ---------------------------------------------------------------------------------
 
@@ -280,88 +295,63 @@ class SqlSource:
         overwrite: bool,
         dry_run: bool,
         finish: RestoreFinish,
+        children: dict[str, Sequence[dict[str, Any]]] | None = None,
     ) -> RestoreOutcome:
-        """Insert rows whose key is free; existing keys are conflicts (updated if overwrite)."""
+        """Insert rows whose key is free, then their children (parents first). Existing keys
+        are conflicts (updated if ``overwrite``); rows the database refuses are clashes."""
         outcome = RestoreOutcome()
-        try:
-            with self.sql.begin() as conn:
-                existing = self._existing_keys(conn, [row[self.key_name] for row in rows])
-                fresh = [row for row in rows if row[self.key_name] not in existing]
-                taken = [row for row in rows if row[self.key_name] in existing]
-                outcome.restored = len(fresh)
-                if overwrite:
-                    outcome.overwritten = len(taken)
-                else:
-                    outcome.conflicts = [row[self.key_name] for row in taken]
-                if dry_run:
-                    return outcome
-                if fresh:
-                    conn.execute(sa.insert(self.table), fresh)
-                if overwrite and taken:
-                    self._overwrite(conn, taken)
+        with self.sql.begin() as conn:
+            root = _restore_table(conn, self.root, rows, overwrite, dry_run)
+            outcome.restored, outcome.overwritten = root.inserted, root.overwritten
+            outcome.conflicts, outcome.clashes = root.conflicts, root.clashes
+            outcome.restored_keys = sorted(root.back, key=repr)
+            for name, child_rows in (children or {}).items():
+                child, table_rows = self.parts[name]
+                mine = [row for row in child_rows if row[child.parent.name] in root.back]
+                part = _restore_table(conn, table_rows, mine, overwrite, dry_run)
+                outcome.children_restored[name] = part.inserted + part.overwritten
+                outcome.clashes += part.clashes
+                outcome.clashes += [_exists_again(table_rows, key) for key in part.conflicts]
+            if not dry_run:
                 finish(conn, outcome)
-        except sa.exc.IntegrityError as exc:
-            raise IntegrityViolation(
-                f"restoring rows into table {self.name!r} was refused by the database "
-                f"({_first_line(exc)}); nothing was restored. If a referenced row was archived "
-                "too (e.g. the user of an order), restore that table first"
-            ) from None
         return outcome
 
-    def _existing_keys(self, conn: Connection, keys: Sequence[Any]) -> set[Any]:
-        found: set[Any] = set()
-        for chunk in _chunks(keys):
-            query = sa.select(self.key).where(self._key_in(conn, chunk))
-            if conn.dialect.name == "postgresql":
-                query = query.with_for_update()
-            found.update(conn.execute(query).scalars())
-        return found
 
-    def _overwrite(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        others = [c for c in self.table.columns if c is not self.key]
-        statement = (
-            sa.update(self.table)
-            .where(self.key == sa.bindparam("_key"))
-            .values({c.name: sa.bindparam(f"_v_{c.name}") for c in others})
-        )
-        params = [
-            {"_key": row[self.key_name], **{f"_v_{c.name}": row[c.name] for c in others}}
-            for row in rows
-        ]
-        conn.execute(statement, params)
+@dataclass
+class _TableRestore:
+    back: set[Any]  # keys holding their archived values afterwards
+    inserted: int
+    overwritten: int
+    conflicts: list[Any]  # keys that exist again (not overwritten)
+    clashes: list[Clash]
 
 
-def _pg_array(values: Sequence[Any], item_type: sa.types.TypeEngine) -> sa.ColumnElement[Any]:
-    """One array parameter instead of thousands of binds, sent as an array literal: the
-    driver's per-element array adaptation costs more than the whole delete."""
-    if isinstance(item_type, sa.Integer):  # ints and NULLs: str() of the list does it in C
-        items = str(list(values))[1:-1].replace("None", "NULL")
-    else:
-        items = ",".join(_array_item(value) for value in values)
-    return sa.cast(sa.literal("{" + items + "}", sa.Text), postgresql.ARRAY(item_type))
+def _restore_table(
+    conn: Connection,
+    table: TableRows,
+    rows: Sequence[dict[str, Any]],
+    overwrite: bool,
+    dry_run: bool,
+) -> _TableRestore:
+    key = table.key_name
+    existing = table.existing_keys(conn, [row[key] for row in rows])
+    fresh = [row for row in rows if row[key] not in existing]
+    taken = [row for row in rows if row[key] in existing]
+    clashes = [] if dry_run else table.insert(conn, fresh)
+    replaced = [] if dry_run or not overwrite else table.overwrite(conn, taken)
+    refused = {c.key for c in clashes + replaced}
+    back = {row[key] for row in fresh + (taken if overwrite else [])} - refused
+    return _TableRestore(
+        back=back,
+        inserted=len(fresh) - len(clashes),
+        overwritten=len(taken) - len(replaced) if overwrite else 0,
+        conflicts=[] if overwrite else [row[key] for row in taken],
+        clashes=clashes + replaced,
+    )
 
 
-def _array_item(value: Any) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, int):
-        return str(value)
-    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
-
-
-def _as_utc(value: Any) -> datetime | None:
-    """A batch's first / last qualifying time for the manifest (dates as midnight UTC)."""
-    if value is None:
-        return None
-    if not isinstance(value, datetime):
-        return datetime.combine(value, time(), UTC)
-    return normalize(value)
-
-
-def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _exists_again(table: TableRows, key: Any) -> Clash:
+    return Clash(table.name, key, f"primary key {table.key_name} (the row exists again)")
 
 
 def _first_line(exc: BaseException) -> str:

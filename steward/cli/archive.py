@@ -7,6 +7,7 @@ Every run is recorded in ``steward_archive_runs``, so ``archive status`` shows i
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -82,6 +83,13 @@ def archive(
                 bar = progress.add_task(f"archiving {source.name}", total=source.count())
                 reports.append(archive_table(context, source, budget, _advancer(progress, bar)))
         _print_reports(reports)
+        for report in reports:
+            if report.interrupted_runs:
+                out.print(
+                    f"{report.table}: {report.interrupted_runs} earlier run(s) had been killed "
+                    "and were marked interrupted; their unfinished batches were resumed",
+                    highlight=False,
+                )
     finally:
         context.sql.dispose()
 
@@ -95,32 +103,77 @@ def _advancer(progress: Progress, bar: TaskID) -> Callable[[Any], None]:
 
 def _print_plans(plans: list[dict[str, Any]]) -> None:
     table = Table(
-        "table", "rows", "estimated bytes", "objects", "kept (referenced)", "unfinished", "cutoff"
+        "table",
+        "rows",
+        "with children",
+        "estimated bytes",
+        "objects",
+        "kept (referenced)",
+        "kept because",
+        "unfinished",
+        "cutoff",
     )
     table.title = "archive dry run — nothing was changed"
     for plan in plans:
         table.add_row(
             plan["table"],
             f"{plan['rows']:,}",
+            _children(plan.get("children") or {}),
             f"{plan['estimated_bytes']:,}",
             str(plan["objects"]),
-            f"{plan['kept_referenced']:,}",
+            f"{plan['kept']:,}",
+            plan["kept_reason"] or "-",
             str(plan["unfinished_batches"]),
             plan["cutoff"][:19],
         )
     out.print(table)
+    for plan in plans:
+        _print_foreign_keys(plan)
+
+
+def _children(children: dict[str, int]) -> str:
+    return "; ".join(f"{name} {rows:,}" for name, rows in children.items()) or "-"
+
+
+def _print_foreign_keys(plan: dict[str, Any]) -> None:
+    """The foreign-key graph around a policy's table, and the children it could have."""
+    keys = plan.get("foreign_keys") or []
+    if not keys:
+        return
+    lines = [f"  {fk['table']}.{fk['column']} -> {plan['table']}: {fk['role']}" for fk in keys]
+    out.print(f"foreign keys pointing at {plan['table']}:\n" + "\n".join(lines), highlight=False)
+    proposed = sorted({fk["table"] for fk in keys if "child?" in fk["role"]})
+    if proposed and plan["kept"]:
+        out.print(
+            f"  to archive {plan['table']} rows with the rows that reference them, add "
+            f"children = {proposed} to its policy (archive.policies)",
+            highlight=False,
+        )
 
 
 def _print_reports(reports: list[Any]) -> None:
-    table = Table("table", "rows archived", "objects", "bytes", "skipped (changed)", "resumed")
+    table = Table(
+        "table",
+        "rows archived",
+        "with children",
+        "objects",
+        "bytes",
+        "skipped (changed)",
+        "kept (referenced)",
+        "kept because",
+        "resumed",
+    )
     table.title = "archived"
     for r in reports:
         table.add_row(
             r.table,
             f"{r.rows_archived:,}",
+            _children(r.children),
             str(r.objects),
             f"{r.bytes:,}",
             str(r.rows_skipped),
+            f"{r.kept:,}",
+            r.kept_reason or "-",
             str(r.resumed_batches),
         )
     out.print(table)
@@ -133,7 +186,7 @@ def status(
     ),
 ) -> None:
     """Per table and storage class: rows, objects, bytes archived and the last run."""
-    from steward.archive import manifest
+    from steward.archive import manifest, runs
     from steward.storage import SqlClient
 
     settings = get_settings()
@@ -143,8 +196,9 @@ def status(
             manifest.ensure_manifest(conn)
         if check_store:
             _refresh_storage_classes(sql)
+        _mark_dead_runs(sql)
         with sql.connect() as conn:
-            rows = manifest.status_rows(conn)
+            rows = runs.status_rows(conn)
     finally:
         sql.dispose()
     table = Table("source", "table", "storage class", "rows", "objects", "bytes", "last run")
@@ -158,9 +212,27 @@ def status(
             f"{row['rows']:,}",
             str(row["objects"]),
             f"{row['bytes']:,}",
-            last.strftime("%Y-%m-%d %H:%M") if last else "never",
+            f"{last:%Y-%m-%d %H:%M} ({row['last_status']})" if last else "never",
         )
     out.print(table if rows else "no archive runs yet (run `steward archive`)")
+
+
+def _mark_dead_runs(sql: Any) -> None:
+    """Runs still 'running' whose table lock is free were killed: mark them interrupted."""
+    from steward.archive import runs
+    from steward.archive.locking import table_lock
+    from steward.errors import ArchiveBusy
+
+    with sql.connect() as conn:
+        latest = runs.latest_runs(conn)
+    for (source, table), last in latest.items():
+        if last["last_status"] != "running":
+            continue
+        try:
+            with table_lock(sql.engine, source, table), sql.begin() as conn:
+                runs.mark_interrupted(conn, source, table)
+        except ArchiveBusy:
+            continue  # a run is working on it right now
 
 
 def _refresh_storage_classes(sql: Any) -> None:
@@ -243,5 +315,12 @@ def _print_restore(report: Any, dry_run: bool) -> None:
             f"requested, rerun after {item['rerun_after']}",
             highlight=False,
         )
+    if report.children_restored:
+        out.print("with their children: " + _children(report.children_restored), highlight=False)
+    for clash in report.clashes[:20]:
+        err.print(f"not restored: {clash}", highlight=False)
     if not report.batches and not report.pending:
         raise ConfigError("nothing matched: no complete archive batch holds the requested rows")
+    if report.failed and not dry_run:
+        err.print(report.failure_message(), highlight=False)
+        sys.exit(1)  # not typer.Exit: with standalone_mode=False click returns it as a value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from steward.settings.tiering import TIER_ORDER
 
@@ -19,14 +19,23 @@ class ArchivePolicy(BaseModel):
     ``rule = "soft_deleted"``: rows whose ``column`` (default ``deleted_at``) is set and older
     than ``retention_days``. ``rule = "older_than"``: rows whose timestamp ``column`` is older
     than ``retention_days`` (append-only tables). ``where`` adds equality conditions, e.g.
-    ``{status = "published"}``. Names are checked against the live schema before any data moves.
+    ``{status = "published"}``. ``children`` names tables archived *with* each root row (an
+    aggregate, e.g. orders with order_items, payments and inventory_reservations): each must
+    reference the root table by a foreign key. Names are checked against the live schema before
+    any data moves; ``steward archive --dry-run`` proposes children from the foreign keys.
     """
+
+    model_config = ConfigDict(extra="forbid")
 
     table: str = Field(min_length=1, max_length=128, description="Table or collection name.")
     source: Literal["sql", "mongo"] = Field(
         default="sql", description="'sql' (the database) or 'mongo' (documents.url)."
     )
-    rule: Literal["soft_deleted", "older_than"] = Field(default="soft_deleted")
+    rule: Literal["soft_deleted", "older_than"] = Field(
+        default="soft_deleted",
+        description="soft_deleted: `column` set and older than retention_days; older_than: "
+        "`column` older than retention_days (append-only tables).",
+    )
     column: str = Field(
         default="deleted_at", min_length=1, description="Timestamp column the rule looks at."
     )
@@ -36,10 +45,16 @@ class ArchivePolicy(BaseModel):
     where: dict[str, str | int | bool] = Field(
         default_factory=dict, description="Extra equality conditions, column = value."
     )
+    children: list[str] = Field(
+        default_factory=list,
+        description="Tables whose rows reference this table's rows by a foreign key and are "
+        "archived, verified, deleted (children first) and restored (parents first) with them.",
+    )
     version_column: str | None = Field(
         default=None,
-        description="Column that changes on every update (guards the delete). None = "
-        "updated_at when the table has it, else the whole row is compared.",
+        description="MongoDB only: field that changes on every update (guards the delete); "
+        "None = the whole document is compared. SQL tables are always guarded exactly: by "
+        "the row version (xmin) on PostgreSQL, by the whole row on SQLite.",
     )
     batch_size: int | None = Field(
         default=None, ge=1, le=200_000, description="Rows per object; None = archive.batch_size."
@@ -49,6 +64,13 @@ class ArchivePolicy(BaseModel):
     )
     storage_class: str = Field(default="STANDARD", description="Storage class of new objects.")
     enabled: bool = Field(default=True, description="False keeps the policy but skips it.")
+
+    @field_validator("children")
+    @classmethod
+    def _check_children(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value) or any(not name for name in value):
+            raise ValueError("child table names must be distinct and not empty")
+        return value
 
     @field_validator("storage_class")
     @classmethod
@@ -60,9 +82,12 @@ class ArchivePolicy(BaseModel):
 
 
 def _default_archive_policies() -> list[ArchivePolicy]:
-    soft_deleted = [ArchivePolicy(table=name) for name in ("users", "products", "orders")]
+    soft_deleted = [ArchivePolicy(table=name) for name in ("users", "products")]
     return [
         *soft_deleted,
+        ArchivePolicy(
+            table="orders", children=["order_items", "payments", "inventory_reservations"]
+        ),
         ArchivePolicy(
             table="audit_log", rule="older_than", column="occurred_at", retention_days=365
         ),
@@ -82,6 +107,8 @@ def _default_archive_policies() -> list[ArchivePolicy]:
 
 class ArchiveSettings(BaseModel):
     """Archiving of old and soft-deleted rows to the object store (``steward archive``)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     batch_size: int = Field(
         default=20_000, ge=1, le=200_000, description="Rows per archive object (and per task)."

@@ -12,14 +12,14 @@ import os
 import sys
 from datetime import datetime
 
-from steward.archive import archive_table, open_context, open_sources, sql_source
+from steward.archive import archive_table, open_context, open_sources, sql_rows
 from steward.settings import get_settings
 
 KILLED = 86
 
 
 def main(point: str, nth: int, now: datetime, tables: list[str]) -> int:
-    sql_source.CHUNK = 3
+    sql_rows.CHUNK = 3
     seen = 0
 
     def hook(reached: str) -> None:

@@ -69,8 +69,40 @@ def test_archive_dry_run_archive_status_and_restore(app, tmp_path):
     assert back.returncode == 0, back.stderr
     assert f"restored {entry.rows} rows from 1 batch" in back.stdout
     again = _steward("restore", "--table", "outbox", "--key", str(entry.key_min), cwd=tmp_path)
-    assert again.returncode == 0, again.stderr
+    assert again.returncode == 1, again.stderr  # the row could not come back: it exists
     assert "conflicts 1" in again.stdout and f"outbox:{entry.key_min}" in again.stdout
+    assert "could not be restored" in again.stderr and "overwrite" in again.stderr
+    assert "Traceback" not in again.stderr
+
+
+def test_dry_run_proposes_the_foreign_key_graph_and_names_kept_rows(app, tmp_path):
+    settings, engine = app
+    before = {t: _count(engine, t) for t in ("users", "orders", "order_items")}
+    dry = _steward("archive", "--dry-run", "-t", "users", "-t", "orders", cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    out = " ".join(dry.stdout.split())
+    assert "order_items.order_id -> orders: child (archived with it)" in out
+    assert "orders.user_id -> users: keeps rows; child?" in out
+    assert "referenced by orders.user_id" in out
+    assert {t: _count(engine, t) for t in before} == before
+
+
+def test_archive_orders_then_status_after_a_killed_run(app, tmp_path):
+    settings, engine = app
+    from steward.archive import runs
+
+    manifest.ensure_manifest(engine)
+    with engine.begin() as conn:
+        runs.start_run(conn, "killed", settings.source_name, "orders")
+    status = _steward("archive", "status", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    line = next(row for row in status.stdout.splitlines() if " orders " in row)
+    assert "(interrupted)" in line and "never" not in line
+
+    items = _count(engine, "order_items")
+    done = _steward("archive", "-t", "orders", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "order_items" in done.stdout and _count(engine, "order_items") < items
 
 
 def test_archive_with_an_unknown_table_names_it(app, tmp_path):

@@ -9,14 +9,16 @@ from datetime import UTC, datetime
 import boto3
 import pytest
 import sqlalchemy as sa
+from prefect.utilities.callables import parameter_schema
 
-from flows.archive_to_s3 import ArchiveParams, archive_to_s3
-from flows.restore_archive import RestoreParams, restore_archive
+from flows.archive_to_s3 import archive_to_s3
+from flows.restore_archive import restore_archive
+from flows.tier_archives import tier_archives
 from steward.archive import manifest
-from steward.demo_data import generate_demo_data
-from steward.errors import ConfigError
+from steward.demo import generate_demo_data
+from steward.errors import ConfigError, IntegrityViolation
 from steward.migrations import MigrationRunner
-from steward.storage.sql import create_sql_engine
+from steward.storage import create_sql_engine
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 NOW = datetime.now(UTC)
@@ -53,11 +55,11 @@ def test_archive_flow_dry_run_then_run_then_restore(app, run_flow):
     settings, engine = app
     before = _counts(engine)
 
-    dry = archive_to_s3(ArchiveParams(tables=TABLES, dry_run=True))
+    dry = archive_to_s3(tables=TABLES, dry_run=True)
     assert dry["dry_run"] is True and dry["rows"] > 0 and dry["estimated_bytes"] > 0
     assert _counts(engine) == before and _objects(settings) == []
 
-    summary, artifacts = run_flow(archive_to_s3, ArchiveParams(tables=TABLES, batch_size=10))
+    summary, artifacts = run_flow(archive_to_s3, tables=TABLES, batch_size=10)
     assert summary["rows_archived"] == dry["rows"]
     assert summary["rows_still_qualifying"] == 0
     assert {t: before[t] - n for t, n in _counts(engine).items()} == {
@@ -75,19 +77,50 @@ def test_archive_flow_dry_run_then_run_then_restore(app, run_flow):
 
     with engine.connect() as conn:
         entry = manifest.entries(conn, table="outbox", states=[manifest.COMPLETE])[0]
-    restored = restore_archive(RestoreParams(batch_id=entry.batch_id))
+    restored = restore_archive(batch_id=entry.batch_id)
     assert restored["status"] == "complete" and restored["restored"] == entry.rows
     assert (
         _counts(engine)["outbox"]
         == before["outbox"] - summary["tables"]["outbox"]["rows_archived"] + entry.rows
     )
-    again = restore_archive(RestoreParams(table="outbox", keys=[entry.key_min]))
-    assert again["restored"] == 0 and again["conflicts"] == 1
+    with pytest.raises(IntegrityViolation, match=f"outbox:{entry.key_min} .*overwrite"):
+        restore_archive(table="outbox", keys=[entry.key_min])  # exists again: not restored
 
 
 def test_archive_flow_names_an_unknown_table_and_changes_nothing(app):
     settings, engine = app
     before = _counts(engine)
     with pytest.raises(ConfigError, match="'customers'"):
-        archive_to_s3(ArchiveParams(tables=["outbox", "customers"]))
+        archive_to_s3(tables=["outbox", "customers"])
+    with pytest.raises(ConfigError, match="batch_size=0"):
+        archive_to_s3(tables=["outbox"], batch_size=0)
     assert _counts(engine) == before and _objects(settings) == []
+
+
+def test_orders_leave_with_children_and_the_summary_names_kept_rows(app, run_flow):
+    settings, engine = app
+    with engine.connect() as conn:
+        items = conn.execute(sa.text("SELECT count(*) FROM order_items")).scalar_one()
+    summary, artifacts = run_flow(archive_to_s3, tables=["users", "orders"])
+    orders, users = summary["tables"]["orders"], summary["tables"]["users"]
+    assert orders["rows"] > 0 and orders["children"]["order_items"] > 0
+    assert orders["bytes"] > 0 and "kept" in orders and "kept_reason" in orders
+    assert users["kept"] > 0 and "orders.user_id" in users["kept_reason"]
+    with engine.connect() as conn:
+        left = conn.execute(sa.text("SELECT count(*) FROM order_items")).scalar_one()
+    assert left == items - orders["children"]["order_items"]
+    notes = artifacts["archive-notes"]["data"]
+    assert "**users**" in notes and "orders.user_id" in notes
+    assert artifacts["archive-progress"]["data"] == 100.0
+
+
+def test_flow_parameters_are_typed_top_level_fields_with_descriptions():
+    for flow, names in [
+        (archive_to_s3, {"tables", "dry_run", "batch_size", "max_batches", "time_budget_seconds"}),
+        (restore_archive, {"table", "keys", "batch_id", "time_from", "time_to", "overwrite"}),
+        (tier_archives, {"dry_run", "mode", "include_deep_archive", "prefix", "batch_size"}),
+    ]:
+        properties = parameter_schema(flow).model_dump()["properties"]
+        assert names <= set(properties)
+        assert all(properties[name].get("description") for name in names), flow.name
+    assert archive_to_s3.validate_parameters({"tables": ["users"]})["tables"] == ["users"]

@@ -1,0 +1,279 @@
+"""One SQL table's rows in an archive: read as Arrow, lock and compare, delete, restore.
+
+Used for the root table of a policy and for each child table of an aggregate.
+
+- Key lookups bind ONE typed array parameter (``key = ANY(CAST(:keys AS BIGINT[]))`` with the
+  parameter sent untyped, so PostgreSQL types the parameter itself as ``BIGINT[]``). The
+  planner then sees a constant array and uses the primary-key index; a ``VARCHAR`` parameter
+  cast to an array would be a per-row expression re-parsed on every row of a full scan.
+- The change guard on PostgreSQL is the row version ``xmin``: any UPDATE, whatever it
+  changes, gives the row a new one. Without a version (SQLite, or a batch resumed after a
+  crash) the whole row is compared with its archived copy.
+- Timestamps travel as epoch microseconds; ``±infinity`` as the largest / smallest int64.
+- Restores insert a batch at once inside a savepoint and, if the database refuses it, row by
+  row, so one clash (a reused unique value) keeps back only its own row and is reported with
+  the table, the key and the constraint.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
+
+from steward.archive.formats import INT64_MAX, INT64_MIN, ColumnSpec, guard_values, to_arrow
+
+__all__ = ["Clash", "TableRows", "key_array", "pg_micros"]
+
+CHUNK = 1000  # keys per statement: a small share of a large table, so the planner uses the
+# key index (a large share of a small table gets a hashed scan of the constant array: faster)
+
+
+@dataclass(frozen=True)
+class Clash:
+    """A row a restore could not put back: where, which key, which constraint refused it."""
+
+    table: str
+    key: Any
+    constraint: str
+
+    def __str__(self) -> str:
+        return f"{self.table}:{self.key} ({self.constraint})"
+
+
+class _Untyped(sa.types.TypeDecorator[Any]):
+    """A parameter sent without a type: PostgreSQL infers it from the CAST around it."""
+
+    impl = sa.types.NullType
+    cache_ok = True
+
+
+def key_array(values: Sequence[Any], item_type: sa.types.TypeEngine[Any]) -> sa.ColumnElement[Any]:
+    """``CAST(:p AS <type>[])`` with the array literal as an untyped parameter (see module)."""
+    if isinstance(item_type, sa.Integer):  # ints: str() of the list does it in C
+        items = str([int(v) for v in values])[1:-1]
+    else:
+        items = ",".join(_array_item(value) for value in values)
+    parameter = sa.bindparam(None, "{" + items + "}", type_=_Untyped())
+    return sa.cast(parameter, postgresql.ARRAY(item_type))
+
+
+def _array_item(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def pg_micros(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """A timestamp as epoch microseconds; ``infinity`` / ``-infinity`` as int64 max / min."""
+    micros = sa.cast(sa.extract("epoch", column) * 1_000_000, sa.BigInteger)
+    return sa.case(
+        (column.is_(None), sa.null()),
+        (sa.func.isfinite(column), micros),
+        (column > sa.func.now(), sa.literal(INT64_MAX, sa.BigInteger)),
+        else_=sa.literal(INT64_MIN, sa.BigInteger),
+    )
+
+
+class TableRows:
+    """Row operations on one table (its key, its column specs) for one SQL dialect."""
+
+    def __init__(
+        self, table: sa.Table, key: sa.Column, specs: list[ColumnSpec], postgres: bool
+    ) -> None:
+        self.table = table
+        self.key = key
+        self.specs = specs
+        self.postgres = postgres
+        self.name = table.name
+        self.key_name = key.name
+        self._guard_columns = [c for c in table.columns if c is not key]
+        by_name = {spec.name: spec for spec in specs}
+        self.guard_specs = [by_name[c.name] for c in self._guard_columns]
+        self._selected, self._wire = self._projection()
+
+    # Reading -----------------------------------------------------------------------------------
+
+    def version(self) -> sa.ColumnElement[Any]:
+        """PostgreSQL's row version of this table's rows, as a bigint."""
+        quoted: sa.ColumnElement[Any] = sa.literal_column(f"{_quoted(self.table)}.xmin")
+        return sa.cast(sa.cast(quoted, sa.Text), sa.BigInteger)
+
+    def read(
+        self, conn: Connection, where: Sequence[sa.ColumnElement[bool]], limit: int | None = None
+    ) -> tuple[pa.Table, dict[Any, int]]:
+        """Rows matching ``where`` in key order as Arrow, and their versions (PostgreSQL)."""
+        extra = [self.version().label("_steward_xmin")] if self.postgres else []
+        query = sa.select(*self._selected, *extra).where(*where).order_by(self.key)
+        if limit is not None:
+            query = query.limit(limit)
+        rows = conn.execute(query).all()
+        width = len(self._wire)
+        columns: list[Sequence[Any]] = (
+            list(zip(*rows, strict=True)) if rows else [[] for _ in range(width + len(extra))]
+        )
+        arrow = to_arrow(self.specs, columns[:width], {}, self._wire)
+        versions = {}
+        if extra:
+            versions = dict(
+                zip(arrow.column(self.key_name).to_pylist(), columns[width], strict=True)
+            )
+        return arrow, versions
+
+    def _projection(self) -> tuple[list[Any], list[str]]:
+        """PostgreSQL sends timestamps as epoch microseconds and JSON as text, so no Python
+        object is built per value (the read's main cost) and ±infinity survives."""
+        if not self.postgres:
+            return list(self.table.columns), ["value"] * len(self.table.columns)
+        selected: list[Any] = []
+        wire: list[str] = []
+        for column, spec in zip(self.table.columns, self.specs, strict=True):
+            if spec.kind in ("timestamptz", "timestamp"):
+                selected.append(pg_micros(column).label(column.name))
+                wire.append("micros")
+            elif spec.kind == "json":
+                selected.append(sa.cast(column, sa.Text).label(column.name))
+                wire.append("text")
+            else:
+                selected.append(column)
+                wire.append("value")
+        return selected, wire
+
+    def key_in(self, keys: Sequence[Any], column: sa.ColumnElement[Any] | None = None) -> Any:
+        """``column`` (default: the key) is one of ``keys``: one typed array on PostgreSQL."""
+        column = self.key if column is None else column
+        if self.postgres:
+            return column == sa.any_(key_array(keys, column.type))
+        return column.in_(list(keys))
+
+    # The guard -----------------------------------------------------------------------------
+
+    def current(
+        self,
+        conn: Connection,
+        column: sa.ColumnElement[Any],
+        values: Sequence[Any],
+        where: Sequence[sa.ColumnElement[bool]] = (),
+        *,
+        by_version: bool,
+        extra: sa.ColumnElement[Any] | None = None,
+    ) -> dict[Any, tuple[Any, Any]]:
+        """Rows whose ``column`` is in ``values`` (and match ``where``), locked until commit:
+        key -> (``extra`` value, version or whole-row guard values)."""
+        found: dict[Any, tuple[Any, Any]] = {}
+        guard = [self.version()] if by_version else self._guard_selection()
+        tag = extra if extra is not None else sa.null()
+        for chunk in _chunks(values):
+            query = sa.select(self.key, tag, *guard).where(self.key_in(chunk, column), *where)
+            if self.postgres:
+                query = query.with_for_update(of=self.table)
+            rows = conn.execute(query).all()
+            if not rows:
+                continue
+            keys, tags, *columns = (list(c) for c in zip(*rows, strict=True))
+            if by_version:
+                stamps: list[Any] = columns[0]
+            else:
+                canonical = [
+                    guard_values(c, s) for c, s in zip(columns, self.guard_specs, strict=True)
+                ]
+                stamps = list(zip(*canonical, strict=True))
+            found.update(zip(keys, zip(tags, stamps, strict=True), strict=True))
+        return found
+
+    def _guard_selection(self) -> list[Any]:
+        if not self.postgres:
+            return list(self._guard_columns)
+        return [
+            pg_micros(c) if s.kind in ("timestamptz", "timestamp") else c
+            for c, s in zip(self._guard_columns, self.guard_specs, strict=True)
+        ]
+
+    def delete(
+        self, conn: Connection, keys: Sequence[Any], hook: Callable[[str], None] | None = None
+    ) -> int:
+        deleted = 0
+        for chunk in _chunks(keys):
+            deleted += conn.execute(sa.delete(self.table).where(self.key_in(chunk))).rowcount
+            if hook is not None:
+                hook("rows_deleting")
+        return deleted
+
+    # Restore ---------------------------------------------------------------------------------
+
+    def existing_keys(self, conn: Connection, keys: Sequence[Any]) -> set[Any]:
+        found: set[Any] = set()
+        for chunk in _chunks(keys):
+            query = sa.select(self.key).where(self.key_in(chunk))
+            if self.postgres:
+                query = query.with_for_update()
+            found.update(conn.execute(query).scalars())
+        return found
+
+    def insert(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[Clash]:
+        """Insert ``rows``; rows the database refuses are returned as clashes, the rest stay."""
+        if not rows:
+            return []
+        try:
+            with conn.begin_nested():
+                conn.execute(sa.insert(self.table), list(rows))
+            return []
+        except sa.exc.IntegrityError:
+            pass
+        clashes = []
+        for row in rows:  # one savepoint per row: only the refused rows stay out
+            try:
+                with conn.begin_nested():
+                    conn.execute(sa.insert(self.table), [row])
+            except sa.exc.IntegrityError as exc:
+                clashes.append(Clash(self.name, row[self.key_name], constraint_of(exc)))
+        return clashes
+
+    def overwrite(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[Clash]:
+        """Replace the rows with these keys by their archived values (clashes reported)."""
+        others = [c for c in self.table.columns if c is not self.key]
+        statement = (
+            sa.update(self.table)
+            .where(self.key == sa.bindparam("_key"))
+            .values({c.name: sa.bindparam(f"_v_{c.name}") for c in others})
+        )
+        clashes = []
+        for row in rows:
+            params = {"_key": row[self.key_name], **{f"_v_{c.name}": row[c.name] for c in others}}
+            try:
+                with conn.begin_nested():
+                    conn.execute(statement, params)
+            except sa.exc.IntegrityError as exc:
+                clashes.append(Clash(self.name, row[self.key_name], constraint_of(exc)))
+        return clashes
+
+
+def constraint_of(exc: sa.exc.IntegrityError) -> str:
+    """The constraint that refused a row (PostgreSQL names it; SQLite says what it checks)."""
+    diag = getattr(getattr(exc, "orig", None), "diag", None)
+    name = getattr(diag, "constraint_name", None)
+    if name:
+        return str(name)
+    text = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+    match = re.match(r"(UNIQUE|NOT NULL|CHECK|FOREIGN KEY) constraint failed(?:: (.*))?", text)
+    if match:
+        return f"{match.group(1)} {match.group(2) or ''}".strip()
+    return text[:200]
+
+
+def _quoted(table: sa.Table) -> str:
+    """The table's name quoted as PostgreSQL needs it (from the reflected table object)."""
+    return str(postgresql.dialect().identifier_preparer.format_table(table))
+
+
+def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    size = CHUNK  # read at call time: tests shrink it to stop in the middle of a delete
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

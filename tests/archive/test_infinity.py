@@ -1,0 +1,56 @@
+"""PostgreSQL ``infinity`` / ``-infinity`` timestamps: a qualifying row with ``-infinity`` and
+``infinity`` in another column is planned, archived (Parquet and jsonl.gz) and restored to
+exactly those values."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from steward.archive import manifest
+from steward.archive.restore import RestoreRequest, restore
+from steward.archive.runner import archive_table, plan_table
+from steward.archive.sources import open_sources
+
+pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+COLUMNS = "created_at::text, updated_at::text, deleted_at::text"
+
+
+def _as_text(ctx, ids: list[int]) -> dict[int, tuple[str, ...]]:
+    with ctx.sql.connect() as conn:
+        rows = conn.execute(
+            sa.text(f"SELECT id, {COLUMNS} FROM users WHERE id = ANY(:ids) ORDER BY id"),
+            {"ids": ids},
+        ).all()
+    return {row[0]: tuple(row[1:]) for row in rows}
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl.gz"])
+def test_infinite_timestamps_round_trip(fmt, app_settings, contexts):
+    ctx = contexts(app_settings(rows=0, archive__format=fmt))
+    with ctx.sql.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO users (id, email, full_name, created_at, updated_at, deleted_at) "
+                "VALUES (1, 'a@x', 'A', '-infinity', 'infinity', '-infinity'), "
+                "(2, 'b@x', 'B', '2020-01-01 00:00:00.000001+00', 'infinity', "
+                "'2021-06-01 12:00:00+00'), "
+                "(3, 'c@x', 'C', '-infinity', '2026-01-01+00', '2021-06-01 12:00:00.5+00')"
+            )
+        )
+    before = _as_text(ctx, [1, 2, 3])
+    (users,) = open_sources(ctx, ["users"])
+
+    plan = plan_table(ctx, users)
+    assert plan["rows"] == 3 and plan["estimated_bytes"] > 0
+
+    report = archive_table(ctx, users)
+    assert report.rows_archived == 3 and _as_text(ctx, [1, 2, 3]) == {}
+    with ctx.sql.connect() as conn:
+        (entry,) = manifest.entries(conn, table="users")
+    assert entry.ts_min is not None and entry.ts_min.year == 1  # -infinity, clamped
+
+    back = restore(ctx, RestoreRequest(batch_id=entry.batch_id))
+    assert back.restored == 3 and not back.failed
+    assert _as_text(ctx, [1, 2, 3]) == before
+    assert before[1] == ("-infinity", "infinity", "-infinity")
