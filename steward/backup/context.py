@@ -18,8 +18,7 @@ from steward.backup.catalogue import Manifest
 from steward.backup.pipeline import decrypt_stream, encrypt_stream, load_identity
 from steward.errors import ObjectCorrupted
 from steward.settings import BackupSettings, Settings
-from steward.storage import ObjectStore, open_object_store, utcnow
-from steward.storage.uploads import put_stream
+from steward.storage import ObjectStore, open_object_store, put_stream, utcnow
 
 __all__ = [
     "UNPACK_ERRORS",

@@ -27,7 +27,7 @@ from steward.backup.retention import plan_retention
 from steward.backup.sqlite import backup_sqlite, restore_sqlite, verify_sqlite
 from steward.errors import BackupVerificationFailed, ConfigError, ObjectCorrupted
 from steward.settings import BACKUP_SOURCES, mask_url
-from steward.storage.uploads import abort_stale_uploads
+from steward.storage import abort_stale_uploads
 
 __all__ = [
     "PruneReport",

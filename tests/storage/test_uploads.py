@@ -12,8 +12,7 @@ import boto3
 import pytest
 
 from steward.errors import ObjectNotFound
-from steward.storage import open_object_store, utcnow
-from steward.storage.uploads import abort_stale_uploads, put_stream
+from steward.storage import abort_stale_uploads, open_object_store, put_stream, utcnow
 
 MIB = 1024 * 1024
 
