@@ -12,7 +12,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +93,7 @@ def application(make_settings, make_pg_database, redis_url, s3_url, moto_endpoin
 
 
 def test_nightly_deployment_runs_every_step_on_a_real_server(
-    prefect_server, prefect_env, spawn, application
+    prefect_server, prefect_env, spawn, application, tmp_path
 ) -> None:
     settings, steward_env = application
     env = {**prefect_env, **steward_env}
@@ -119,6 +121,7 @@ def test_nightly_deployment_runs_every_step_on_a_real_server(
     assert "proven restorable (restored into a scratch database, counts and checksums matched)" \
         ": yes" in page  # fmt: skip
     assert_schedules_as_documented(prefect_server)
+    assert_failed_runs_notify(prefect_server, env, tmp_path)
 
 
 def assert_figures_match_the_steps(
@@ -157,6 +160,68 @@ def assert_schedules_as_documented(api_url: str) -> None:
     for found in (nightly, health, deployment("archive-to-s3")):
         assert found["global_concurrency_limit"]["limit"] == 1, found["name"]
     assert "steward" in nightly["tags"] and nightly["work_pool_name"] == "steward"
+
+
+class WebhookReceiver:
+    """A local HTTP endpoint standing in for Slack: records the bodies POSTed to it."""
+
+    def __init__(self) -> None:
+        received: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802  (http.server's naming)
+                length = int(self.headers.get("Content-Length") or 0)
+                received.append(self.rfile.read(length).decode("utf-8", "replace"))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.received = received
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def assert_failed_runs_notify(api_url: str, env: dict[str, str], tmp_path: Path) -> None:
+    """The README's automation, created as documented, notifies on a failed steward run."""
+    hook = WebhookReceiver()
+    try:
+        block_id = subprocess.run(
+            [sys.executable, "-c", CREATE_BLOCK, hook.url],
+            env=env, capture_output=True, text=True, timeout=120, check=True,
+        ).stdout.strip()  # fmt: skip
+        template = (REPO / AUTOMATION_FILE).read_text(encoding="utf-8")
+        automation = tmp_path / "automation.yaml"
+        automation.write_text(template.replace("BLOCK_DOCUMENT_ID", block_id), encoding="utf-8")
+        prefect(env, "automation", "create", "--from-file", str(automation))
+        health = api(api_url, "GET", "/deployments/name/check-health/check-health")
+        body = {"parameters": {"timeout_seconds": 0}}  # refused: the run fails at once
+        run = api(api_url, "POST", f"/deployments/{health['id']}/create_flow_run", body)
+        log = tmp_path / "worker.log"  # the worker spawned by the test
+        assert wait_for_run(api_url, run["id"], 180, log)["state"]["type"] == "FAILED"
+        deadline = time.monotonic() + 120
+        while not hook.received and time.monotonic() < deadline:
+            time.sleep(1)
+        assert hook.received, "the automation sent no notification for a failed run"
+        assert "check-health" in hook.received[0] and "Failed" in hook.received[0]
+    finally:
+        hook.close()
+
+
+AUTOMATION_FILE = "deployments/automations/notify-steward-failures.yaml"
+CREATE_BLOCK = """
+import sys
+from prefect.blocks.notifications import CustomWebhookNotificationBlock
+block = CustomWebhookNotificationBlock(
+    name="steward-alerts", url=sys.argv[1], json_data={"text": "{{subject}} {{body}}"}
+)
+print(block.save("steward-alerts", overwrite=True))
+"""
 
 
 def test_serve_py_serves_the_deployments_and_runs_one(
