@@ -4,7 +4,9 @@ Backup: a REPEATABLE READ transaction exports its snapshot; ``pg_dump --snapshot
 exactly that snapshot while, in a thread, the same transaction fingerprints every table
 (:mod:`steward.backup.fingerprint`). The dump goes from pg_dump's stdout (through age when
 configured) into a streamed multipart upload that hashes it on the way: never whole in memory
-or on local disk. A dump that fails or is cut short is deleted, never catalogued.
+or on local disk. A dump that fails or is cut short is deleted, never catalogued. With
+``backup.pg_format = "directory"``, ``pg_dump --jobs`` dumps tables in parallel into a local
+temporary folder whose files are then uploaded (for databases where dump time matters more).
 
 Restore: the object is downloaded (and decrypted) to a temporary file, its SHA-256 checked,
 then ``pg_restore --jobs`` loads it. Verification restores into a scratch database (created
@@ -20,6 +22,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,6 +39,7 @@ from steward.storage import create_sql_engine
 __all__ = ["backup_postgres", "restore_postgres", "verify_postgres"]
 
 DUMP_NAME = "database.pgdump"
+DIR_PREFIX = "pgdir-"  # directory format: one object per file, flat in the backup's folder
 
 
 def backup_postgres(ctx: BackupContext, manifest: Manifest) -> None:
@@ -50,8 +54,9 @@ def backup_postgres(ctx: BackupContext, manifest: Manifest) -> None:
             snapshot = str(conn.execute(sa.text("SELECT pg_export_snapshot()")).scalar_one())
             tool = find_pg_tool("pg_dump", server_major(version_num), ctx.config.pg_bin_dir)
             fingerprint = _Fingerprint(conn)
+            dump = _dump_directory if ctx.config.pg_format == "directory" else _stream_dump
             try:
-                _stream_dump(ctx, manifest, tool, snapshot, engine.url)
+                dump(ctx, manifest, tool, snapshot, engine.url)
             except BaseException:
                 fingerprint.result()  # its failure (which ended the snapshot) explains the dump's
                 raise
@@ -82,6 +87,35 @@ def _stream_dump(
             ctx.store.delete(manifest.object_key(name))
         manifest.objects = [o for o in manifest.objects if o["name"] != name]
         raise
+
+
+def _dump_directory(
+    ctx: BackupContext, manifest: Manifest, tool: Any, snapshot: str, url: URL
+) -> None:
+    # --jobs needs the directory format, which pg_dump can only write to local disk: the files
+    # are uploaded one by one once the dump is complete (then the folder is removed).
+    with tempfile.TemporaryDirectory(prefix="steward-pgdir-") as folder:
+        target = Path(folder) / "dump"
+        args = [
+            "--format=directory",
+            f"--jobs={ctx.config.dump_jobs}",
+            f"--compress={ctx.config.compress_level}",
+            f"--snapshot={snapshot}",
+            "--no-password",
+            f"--file={target}",
+        ]
+        shown = mask_url(url.render_as_string(hide_password=False))
+        tool.start(args, libpq_env(url)).finish(f"dumping {shown}")
+        suffix = ".age" if ctx.encrypting else ""
+        for path in sorted(target.iterdir()):
+            with open(path, "rb") as handle:
+                upload_stream(
+                    ctx,
+                    manifest,
+                    f"{DIR_PREFIX}{path.name}{suffix}",
+                    handle,
+                    fmt="pg_dump directory",
+                )
 
 
 class _Fingerprint:
@@ -135,11 +169,20 @@ def restore_postgres(
 
 @contextmanager
 def _downloaded(ctx: BackupContext, manifest: Manifest) -> Iterator[str]:
-    # pg_restore --jobs needs a seekable file; the checksum is checked before it starts.
-    with tempfile.NamedTemporaryFile(prefix="steward-restore-", suffix=".pgdump") as handle:
-        download_object(ctx, manifest, manifest.objects[0], handle)
-        handle.flush()
-        yield handle.name
+    # pg_restore --jobs needs a seekable file (or the directory format's folder); every
+    # checksum is checked before it starts.
+    with tempfile.TemporaryDirectory(prefix="steward-restore-") as folder:
+        if not manifest.objects[0]["name"].startswith(DIR_PREFIX):
+            path = Path(folder) / "database.pgdump"
+            with open(path, "wb") as handle:
+                download_object(ctx, manifest, manifest.objects[0], handle)
+            yield str(path)
+            return
+        for record in manifest.objects:
+            name = record["name"].removeprefix(DIR_PREFIX).removesuffix(".age")
+            with open(Path(folder) / name, "wb") as handle:
+                download_object(ctx, manifest, record, handle)
+        yield folder
 
 
 def verify_postgres(ctx: BackupContext, manifest: Manifest) -> list[str]:

@@ -57,6 +57,14 @@ class BackupSettings(BaseModel):
         description="Folder of pg_dump / pg_restore; None = /usr/lib/postgresql/<server major>"
         "/bin, then PATH.",
     )
+    pg_format: Literal["custom", "directory"] = Field(
+        default="custom",
+        description="'custom': pg_dump streamed into the store (never on local disk); "
+        "'directory': pg_dump --jobs into a temporary local folder, then uploaded file by file.",
+    )
+    dump_jobs: int = Field(
+        default=2, ge=1, le=64, description="pg_dump --jobs with pg_format = 'directory'."
+    )
     restore_jobs: int = Field(
         default=2, ge=1, le=64, description="pg_restore --jobs for verify and restore."
     )

@@ -156,3 +156,28 @@ def test_a_missing_or_too_old_client_names_the_package(tmp_path):
         find_pg_tool("pg_dump", 99, tmp_path)
     assert f"{old} is version 9" in str(failure.value)
     assert find_pg_tool("pg_dump", 15, tmp_path).path == "/usr/lib/postgresql/15/bin/pg_dump"
+
+
+def test_directory_format_with_parallel_jobs_round_trip(
+    pg_settings, make_settings, ctx_for, make_pg_database
+):
+    from pyrage import x25519
+
+    identity = x25519.Identity.generate()
+    settings = make_settings(
+        database__url=pg_settings.database_url,
+        backup__pg_format="directory",
+        backup__dump_jobs="2",
+        backup__age_recipients=json.dumps([str(identity.to_public())]),
+        backup__age_identity=str(identity),
+    )
+    ctx = ctx_for(settings)
+    manifest = take_backup(ctx, "database")
+    names = [o["name"] for o in manifest.objects]
+    assert "pgdir-toc.dat.age" in names and len(names) > 3
+    assert all(o["format"] == "pg_dump directory + age" for o in manifest.objects)
+    assert list_backups(ctx.store, "backups")[0].id == manifest.id  # flat: no orphan subfolder
+    verify_backup(ctx, manifest)
+    target = make_pg_database()
+    restore_backup(ctx, manifest, target)
+    assert _all_rows(target) == _all_rows(settings.database_url)
