@@ -116,7 +116,7 @@ def sqlite_fingerprint(conn: Any) -> dict[str, dict[str, Any]]:
     for name in tables:
         rows, total = 0, 0
         quoted = '"' + name.replace('"', '""') + '"'  # name read from sqlite_master itself
-        for row in conn.execute(f"SELECT * FROM {quoted}"):  # noqa: S608
+        for row in conn.execute(f"SELECT * FROM {quoted}"):
             rows += 1
             total = (total + _row_hash(repr(tuple(row)))) & _MASK
         found[name] = {

@@ -58,7 +58,7 @@ class PgTool:
         self.name = name
 
     def start(self, args: list[str], env: dict[str, str], **kwargs: Any) -> _Running:
-        errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed by _Running
+        errors = tempfile.TemporaryFile()  # closed by _Running
         process = subprocess.Popen(
             [self.path, *args], env=env, stderr=errors, start_new_session=False, **kwargs
         )

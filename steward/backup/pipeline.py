@@ -17,6 +17,7 @@ import os
 import shutil
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, Any
 
 import pyrage
@@ -59,7 +60,7 @@ class ThreadPipe(io.RawIOBase):
 
     def __init__(self, work: Callable[[IO[bytes]], None], *, translate: Any = None) -> None:
         read_fd, write_fd = os.pipe()
-        self._reader = open(read_fd, "rb", buffering=0)  # noqa: SIM115 - closed in close()
+        self._reader = open(read_fd, "rb", buffering=0)  # closed in close()
         self._error: BaseException | None = None
         self._translate = translate
 
@@ -163,9 +164,10 @@ def load_identity(raw: str, path: Any, *, what: str, recipients: list[str]) -> s
         return raw
     if path is not None:
         try:
+            text = Path(path).read_text(encoding="utf-8")
             lines = [
                 line.strip()
-                for line in open(path, encoding="utf-8")  # noqa: SIM115
+                for line in text.splitlines()
                 if line.strip().startswith("AGE-SECRET-KEY-1")
             ]
         except OSError as exc:

@@ -191,3 +191,22 @@ def test_a_run_waiting_too_long_for_the_lock_is_busy(pg_settings, make_settings)
         with pytest.raises(BackupBusy, match="backup.lock_timeout_s"):
             with backup_lock(impatient):
                 pass
+
+
+def test_identity_from_a_file_as_age_keygen_writes_it(
+    sqlite_settings, make_settings, ctx_for, tmp_path
+):
+    from pyrage import x25519
+
+    identity = x25519.Identity.generate()
+    key_file = tmp_path / "key.txt"
+    key_file.write_text(f"# created: today\n# public key: {identity.to_public()}\n{identity}\n")
+    recipients = json.dumps([str(identity.to_public())])
+    manifest = take_backup(ctx_for(make_settings(backup__age_recipients=recipients)), "database")
+    reader = ctx_for(
+        make_settings(backup__age_recipients=recipients, backup__age_identity_file=str(key_file))
+    )
+    assert verify_backup(reader, manifest).verified_at is not None
+    missing = ctx_for(make_settings(backup__age_identity_file=str(tmp_path / "nope.txt")))
+    with pytest.raises(ConfigError, match="age_identity_file = .*nope.txt.* cannot be read"):
+        verify_backup(missing, manifest)

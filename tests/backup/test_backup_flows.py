@@ -114,3 +114,15 @@ def test_restore_flow_into_a_new_database(pg_settings, make_pg_database):
     assert refused.is_failed()
     with pytest.raises(ConfigError, match="not empty"):
         refused.result()
+
+
+def test_verify_flow_newest_plus_a_random_older_one_or_one_by_id(sqlite_settings):
+    first = backup_databases(verify=False)["sources"]["database"]["id"]
+    second = backup_databases(verify=False, prune=False)["sources"]["database"]["id"]
+
+    both = verify_backups(random_older=True)
+    assert both["checked"] == 2 and {b["id"] for b in both["backups"]} == {first, second}
+    one = verify_backups(backup_id=first)
+    assert [b["id"] for b in one["backups"]] == [first] and one["backups"][0]["rows"] == 202
+    with pytest.raises(ConfigError, match="no backup with id 'nope'"):
+        verify_backups(backup_id="nope")
