@@ -6,14 +6,19 @@ Relays N pending events from PostgreSQL to Redis Streams and reports events/s en
   aggregate heads with SKIP LOCKED, then their events), one pipelined XADD per event with the
   same fields, and the same UPDATE, with no Steward and no Prefect;
 - ``core``: Steward's relay (``OutboxRelay.relay_batch`` in a loop), no Prefect;
-- ``flow``: the ``relay-outbox`` Prefect flow (one task run per few seconds of batches), as
-  deployed.
+- ``flow``: the ``relay-outbox`` Prefect flow, one flow run per benchmark run (as an ad hoc
+  ``steward outbox relay`` runs it: Prefect's per-run cost is paid every time);
+- ``served``: the flow as deployed: one long-running run (``forever=True``) per relay process,
+  woken by NOTIFY for each benchmark run; the time is until nothing is pending.
 
 Each runs with 1 and with 2 relay processes. Every process starts and warms up first (the
 flow's processes talk to one Prefect server the benchmark starts, as a deployment would), then
 all get "go" at once; the time is from "go" to the last process finishing. The table is
 refilled (COPY) before each run; the run counts only when every event is published and on the
-stream. Runs are repeated (``--repeat``, interleaved
+stream; events delivered twice are counted (``duplicates``: at least once allows them, and
+consumers drop them by event id). Each worker also times the three steps of every round
+(claim query with its lock waits, XADD pipeline, mark update with the commit), printed per
+round with what is left (Prefect's per-run cost). Runs are repeated (``--repeat``, interleaved
 across kinds so machine noise spreads evenly); the best and the median are printed. Uses its
 own PostgreSQL database and its own redis-server on a free port (or ``--redis-url``).
 """
@@ -38,106 +43,10 @@ from typing import Any
 import psycopg
 import redis
 
+from bench.outbox_workers import STREAM_PREFIX, worker
+
 REPO = Path(__file__).resolve().parents[1]
 ADMIN_URL = os.environ.get("STEWARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-STREAM_PREFIX = "steward:events:"
-
-# The same two claim statements Steward runs on PostgreSQL (steward/outbox.py), by hand.
-HEADS_SQL = """
-SELECT seq FROM outbox
-WHERE seq IN (SELECT min(p.seq) FROM outbox p WHERE p.status = 'pending'
-              GROUP BY p.aggregate_type, p.aggregate_id)
-  AND status = 'pending' AND available_at <= now()
-ORDER BY seq LIMIT %(aggs)s FOR UPDATE SKIP LOCKED
-"""
-EVENTS_SQL = """
-SELECT e.* FROM (SELECT seq, aggregate_type, aggregate_id FROM outbox WHERE seq = ANY(%(heads)s)) h
-JOIN LATERAL (
-  SELECT o.seq, o.id, o.aggregate_type, o.aggregate_id, o.event_type, o.payload::text,
-         o.headers::text, o.created_at
-  FROM outbox o
-  WHERE o.aggregate_type = h.aggregate_type AND o.aggregate_id = h.aggregate_id
-    AND o.seq >= h.seq AND o.status = 'pending'
-  ORDER BY o.seq LIMIT %(limit)s) e ON true
-ORDER BY e.seq LIMIT %(limit)s
-"""
-MARK_SQL = (
-    "UPDATE outbox SET status = 'published', published_at = clock_timestamp() WHERE seq = ANY(%s)"
-)
-
-
-# Workers (run in their own processes) ------------------------------------------------------
-
-
-def raw_relay(conninfo: str, redis_url: str, batch: int, aggs: int, maxlen: int) -> int:
-    """The baseline loop; returns events published."""
-    pg = psycopg.connect(conninfo)
-    client = redis.Redis.from_url(redis_url)
-    published = 0
-    while True:
-        with pg.transaction():
-            heads = [row[0] for row in pg.execute(HEADS_SQL, {"aggs": aggs})]
-            rows = (
-                pg.execute(EVENTS_SQL, {"heads": heads, "limit": batch}).fetchall() if heads else []
-            )
-            if rows:
-                pipe = client.pipeline(transaction=False)
-                for seq, id_, a_type, a_id, e_type, payload, headers, created in rows:
-                    pipe.execute_command(
-                        "XADD", STREAM_PREFIX + a_type, "MAXLEN", "~", maxlen, "*",
-                        "event_id", str(id_), "event_type", e_type, "aggregate_id", a_id,
-                        "payload", payload, "headers", headers or "{}",
-                        "occurred_at", created.isoformat(), "seq", seq,
-                    )  # fmt: skip
-                pipe.execute()
-                pg.execute(MARK_SQL, ([row[0] for row in rows],))
-        published += len(rows)
-        if not rows:
-            if pg.execute("SELECT 1 FROM outbox WHERE status = 'pending' LIMIT 1").fetchone():
-                time.sleep(0.05)  # another relay holds what is left
-                continue
-            return published
-
-
-def core_relay() -> int:
-    from steward.outbox import OutboxRelay, drain
-    from steward.settings import get_settings
-
-    relay = OutboxRelay.from_settings(get_settings())
-    return drain(relay.relay_batch).published
-
-
-def flow_relay() -> int:
-    from flows.relay_outbox import relay_outbox
-
-    return int(relay_outbox(max_seconds=3600)["published"])
-
-
-def warm_up(kind: str) -> None:
-    if kind == "flow":  # start this process's Prefect API and run the flow once (nothing due)
-        flow_relay()
-    elif kind == "core":
-        from steward.outbox import OutboxRelay
-        from steward.settings import get_settings
-
-        OutboxRelay.from_settings(get_settings()).status()
-
-
-def worker(args: argparse.Namespace) -> None:
-    """Warm up, say "ready", then run once per "go" line (until stdin closes)."""
-    warm_up(args.worker)
-    print("ready", flush=True)
-    for _ in iter(sys.stdin.readline, ""):
-        started = time.perf_counter()
-        if args.worker == "raw":
-            published = raw_relay(
-                args.conninfo, args.redis_url, args.batch_size, args.max_aggregates, args.maxlen
-            )
-        else:
-            published = core_relay() if args.worker == "core" else flow_relay()
-        seconds = time.perf_counter() - started
-        print(json.dumps({"published": published, "seconds": seconds}), flush=True)
-
 
 # The run ------------------------------------------------------------------------------------
 
@@ -189,8 +98,23 @@ def start_workers(kind: str, relays: int, env: dict[str, str], args: argparse.Na
     return processes
 
 
-def run_once(processes: list, args: argparse.Namespace) -> tuple[int, float]:
-    """Refill the outbox, let the workers go, wait for all: (published, seconds)."""
+def run_served(args: argparse.Namespace) -> dict[str, float]:
+    """Refill the outbox, NOTIFY the long-running relays, wait until nothing is pending."""
+    fill(args.conninfo, args.events, args.aggregates)
+    redis.Redis.from_url(args.redis_url).flushdb()
+    with psycopg.connect(args.conninfo, autocommit=True) as pg:
+        started = time.perf_counter()
+        pg.execute("SELECT pg_notify('steward_outbox', '')")
+        left = "SELECT EXISTS (SELECT 1 FROM outbox WHERE status <> 'published')"
+        while pg.execute(left).fetchone() == (True,):
+            time.sleep(0.01)
+        seconds = time.perf_counter() - started
+    run = {name: 0.0 for name in STEPS + ("batches",)}
+    return dict(run, seconds=seconds, rate=args.events / seconds, duplicates=check_delivered(args))
+
+
+def run_once(processes: list, args: argparse.Namespace) -> dict[str, float]:
+    """Refill the outbox, let the workers go, wait for all: rate, duplicates and step times."""
     fill(args.conninfo, args.events, args.aggregates)
     redis.Redis.from_url(args.redis_url).flushdb()
     started = time.perf_counter()
@@ -199,39 +123,68 @@ def run_once(processes: list, args: argparse.Namespace) -> tuple[int, float]:
         process.stdin.flush()
     results = [json.loads(process.stdout.readline()) for process in processes]
     seconds = time.perf_counter() - started
-    check_delivered(args)
-    return sum(r["published"] for r in results), seconds
+    run = {name: sum(r[name] for r in results) for name in STEPS + ("batches", "seconds")}
+    run["rate"] = sum(r["published"] for r in results) / seconds
+    run["duplicates"] = check_delivered(args)
+    return run
+
+
+STEPS = ("claim", "publish", "mark")
 
 
 def run_relay_count(relays: int, env: dict[str, str], args: argparse.Namespace) -> list[dict]:
     """Every kind with ``relays`` processes, ``repeat`` times, interleaved (noise spreads)."""
     kinds = args.kinds.split(",")
     workers = {kind: start_workers(kind, relays, env, args) for kind in kinds}
-    rates: dict[str, list[float]] = {kind: [] for kind in kinds}
+    runs: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
     try:
         for _ in range(args.repeat):
             for kind in kinds:
-                published, seconds = run_once(workers[kind], args)
-                rates[kind].append(published / seconds)
-                print(f"  {kind} x{relays}: {rates[kind][-1]:,.0f} events/s", file=sys.stderr)
+                if kind == "served":
+                    runs[kind].append(run_served(args))
+                else:
+                    runs[kind].append(run_once(workers[kind], args))
+                print(f"  {kind} x{relays}: {runs[kind][-1]['rate']:,.0f} events/s",
+                      file=sys.stderr)  # fmt: skip
     finally:
-        for processes in workers.values():
+        for kind, processes in workers.items():
             for process in processes:
                 process.stdin.close()
+                if kind == "served" and runs[kind]:  # its totals over every run, at the end
+                    totals = json.loads(process.stdout.readline())
+                    for name in STEPS + ("batches",):
+                        runs[kind][0][name] += totals[name]
                 process.wait(timeout=120)
-    return [
-        {"kind": kind, "relays": relays, "best": max(r), "median": statistics.median(r)}
-        for kind, r in rates.items()
-    ]
+    return [summarise(kind, relays, kind_runs) for kind, kind_runs in runs.items()]
 
 
-def check_delivered(args: argparse.Namespace) -> None:
+def summarise(kind: str, relays: int, runs: list[dict[str, float]]) -> dict[str, Any]:
+    """Best and median rate, duplicates, and the mean time per round (batch) of each step."""
+    rates = [run["rate"] for run in runs]
+    batches = sum(run["batches"] for run in runs) or 1
+    per_round = {step: 1000 * sum(run[step] for run in runs) / batches for step in STEPS}
+    busy = sum(run[step] for run in runs for step in STEPS)
+    # Worker time outside the three steps: Prefect's task and flow runs, waits for other relays.
+    per_round["other"] = 1000 * (sum(run["seconds"] for run in runs) * relays - busy) / batches
+    return {
+        "kind": kind, "relays": relays, "best": max(rates), "median": statistics.median(rates),
+        "duplicates": sum(int(run["duplicates"]) for run in runs), "per_round": per_round,
+        "rounds": batches / len(runs),
+    }  # fmt: skip
+
+
+def check_delivered(args: argparse.Namespace) -> int:
+    """Fail unless every event is published and on a stream; return the duplicates seen."""
     with psycopg.connect(args.conninfo) as pg:
         left = pg.execute("SELECT count(*) FROM outbox WHERE status <> 'published'").fetchone()
     client = redis.Redis.from_url(args.redis_url)
-    on_streams = sum(client.xlen(STREAM_PREFIX + kind) for kind in ("order", "product"))
-    if left and left[0] or on_streams < args.events:
-        raise SystemExit(f"incomplete run: {left[0]} unpublished, {on_streams} on the streams")
+    ids: list[bytes] = []
+    for kind in ("order", "product"):
+        ids += [fields[b"event_id"] for _, fields in client.xrange(STREAM_PREFIX + kind)]
+    unique = len(set(ids))
+    if left and left[0] or unique < args.events:
+        raise SystemExit(f"incomplete run: {left[0]} unpublished, {unique} events on the streams")
+    return len(ids) - unique  # delivered twice (at least once allows it; consumers dedupe)
 
 
 def start_redis(args: argparse.Namespace) -> subprocess.Popen[bytes] | None:
@@ -298,17 +251,33 @@ def print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     raw = {row["relays"]: row for row in rows if row["kind"] == "raw"}
     print(f"\noutbox relay: {args.events:,} events, {args.aggregates:,} aggregates per type, "
           f"batch {args.batch_size}, up to {args.max_aggregates} aggregates per batch, "
-          f"best and median of {args.repeat} runs")  # fmt: skip
+          f"ordering guard on, best and median of {args.repeat} runs")  # fmt: skip
     print(f"{'what':<38}{'relays':>7}{'best ev/s':>11}{'median ev/s':>13}{'x raw (best)':>14}"
-          f"{'x raw (median)':>16}")  # fmt: skip
-    names = {"raw": "raw baseline (psycopg + redis-py)", "core": "Steward relay core (no Prefect)",
-             "flow": "relay-outbox flow (Prefect)"}  # fmt: skip
+          f"{'x raw (median)':>16}{'duplicates':>12}")  # fmt: skip
+    names = {
+        "raw": "raw baseline (psycopg + redis-py)", "core": "Steward relay core (no Prefect)",
+        "flow": "relay-outbox flow, one run each", "served": "relay-outbox flow, as deployed",
+    }  # fmt: skip
     for row in rows:
         base = raw.get(row["relays"])
         best = row["best"] / base["best"] if base else float("nan")
         median = row["median"] / base["median"] if base else float("nan")
         print(f"{names[row['kind']]:<38}{row['relays']:>7}{row['best']:>11,.0f}"
-              f"{row['median']:>13,.0f}{best:>14.2f}{median:>16.2f}")  # fmt: skip
+              f"{row['median']:>13,.0f}{best:>14.2f}{median:>16.2f}"
+              f"{row['duplicates']:>12}")  # fmt: skip
+    print(
+        "\nmean time per round (one claim -> XADD -> mark batch), ms; other = worker time "
+        "outside the three steps (Prefect task/flow runs, waiting for the other relay; n/a for "
+        "the long-running run, which waits for NOTIFY between runs)"
+    )
+    print(f"{'what':<38}{'relays':>7}{'rounds':>8}{'claim+locks':>13}{'XADD pipe':>11}"
+          f"{'mark+commit':>13}{'other':>9}")  # fmt: skip
+    for row in rows:
+        step = row["per_round"]
+        other = "n/a" if row["kind"] == "served" else f"{step['other']:.1f}"
+        print(f"{names[row['kind']]:<38}{row['relays']:>7}{row['rounds']:>8.0f}"
+              f"{step['claim']:>13.1f}{step['publish']:>11.1f}{step['mark']:>13.1f}"
+              f"{other:>9}")  # fmt: skip
 
 
 def main() -> None:
@@ -319,10 +288,12 @@ def main() -> None:
     parser.add_argument("--max-aggregates", type=int, default=1_000)
     parser.add_argument("--maxlen", type=int, default=1_000_000)
     parser.add_argument("--relays", default="1,2", help="relay counts to run, e.g. 1,2")
-    parser.add_argument("--kinds", default="raw,core,flow")
+    parser.add_argument("--kinds", default="raw,core,flow,served")
     parser.add_argument("--repeat", type=int, default=3, help="runs per scenario")
     parser.add_argument("--redis-url", default="")
-    parser.add_argument("--worker", choices=["raw", "core", "flow"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--worker", choices=["raw", "core", "flow", "served"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--conninfo", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -347,7 +318,8 @@ def main() -> None:
         STEWARD_OUTBOX__STREAM_MAXLEN=str(args.maxlen),
     )
     rows = []
-    prefect = start_prefect_server(env, args) if "flow" in args.kinds.split(",") else None
+    with_prefect = {"flow", "served"} & set(args.kinds.split(","))
+    prefect = start_prefect_server(env, args) if with_prefect else None
     try:
         for relays in (int(n) for n in args.relays.split(",")):
             rows += run_relay_count(relays, env, args)

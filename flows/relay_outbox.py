@@ -154,16 +154,21 @@ def check_params(
 def _relay(params: RelayRun, due: int) -> RunTotals:
     if params.forever:
         return _relay_forever(_slices(params.batch_size, None, None), params.max_seconds)
-    progress = create_progress_artifact(
-        0.0, key="relay-outbox-progress", description=f"{due} pending events at start"
-    )
+    # A progress bar only for runs that last: each update is an API call.
+    progress: Any = None
     published, shown_at = 0, time.monotonic()
 
     def on_slice(report: BatchReport) -> None:
-        nonlocal published, shown_at
+        nonlocal published, shown_at, progress
         published += report.published
         if report.claimed and time.monotonic() - shown_at >= PROGRESS_EVERY_SECONDS:
-            update_progress_artifact(progress, min(100.0, 100.0 * published / max(due, 1)))
+            done = min(100.0, 100.0 * published / max(due, 1))
+            if progress is None:
+                progress = create_progress_artifact(
+                    done, key="relay-outbox-progress", description=f"{due} pending at start"
+                )
+            else:
+                update_progress_artifact(progress, done)
             shown_at = time.monotonic()
 
     seconds = params.max_seconds or get_settings().outbox.run_seconds
@@ -176,7 +181,8 @@ def _relay(params: RelayRun, due: int) -> RunTotals:
         on_batch=on_slice,
         idle_wait=1.0,
     )
-    update_progress_artifact(progress, 100.0)
+    if progress is not None:
+        update_progress_artifact(progress, 100.0)
     return totals
 
 
@@ -249,6 +255,11 @@ def _summary(
         "oldest_pending_age_seconds": after["oldest_pending_age_seconds"],
         "seconds": round(seconds, 3),
         "events_per_second": round(totals.published / seconds, 1) if seconds > 0 else 0.0,
+        "step_seconds": {
+            "claim": round(totals.claim_seconds, 3),
+            "publish": round(totals.publish_seconds, 3),
+            "mark": round(totals.mark_seconds, 3),
+        },
         "errors": totals.errors,
     }
 

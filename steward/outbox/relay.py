@@ -134,6 +134,7 @@ class OutboxRelay:
                 max_aggregates=cfg.max_aggregates_per_batch,
                 dead_blocks=cfg.dead_blocks_aggregate,
             )
+            claimed = time.perf_counter()
             if not events:
                 waiting = table.has_due_heads(conn, dead_blocks=cfg.dead_blocks_aggregate)
                 seconds = time.perf_counter() - started
@@ -141,8 +142,12 @@ class OutboxRelay:
             verdicts = self.publish(events)
             if after_publish is not None:
                 after_publish(events)
+            published = time.perf_counter()
             report = self._record(conn, table, events, verdicts)
         report.seconds = time.perf_counter() - started
+        report.claim_seconds = claimed - started
+        report.publish_seconds = published - claimed
+        report.mark_seconds = report.seconds - (published - started)  # with the commit
         return report
 
     def publish(self, events: Sequence[OutboxEvent]) -> _Verdicts:

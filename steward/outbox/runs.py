@@ -21,6 +21,13 @@ __all__ = ["BatchReport", "RunTotals", "drain", "relay_slice"]
 
 log = logging.getLogger("steward.outbox.relay")
 
+# Counts and the time spent per step of a batch (claim query with its lock waits, publishing
+# to the sinks, marking and committing), summed over batches.
+SUMMED = (
+    "claimed", "published", "retried", "dead", "held",
+    "claim_seconds", "publish_seconds", "mark_seconds",
+)  # fmt: skip
+
 
 @dataclass
 class BatchReport:
@@ -39,11 +46,14 @@ class BatchReport:
     errors: list[str] = field(default_factory=list)
     batches: int = 1
     drained: bool = False
+    claim_seconds: float = 0.0
+    publish_seconds: float = 0.0
+    mark_seconds: float = 0.0
 
     def add(self, other: BatchReport) -> None:
         """Sum ``other`` (the next batch) into this slice report."""
         self.batches += other.batches
-        for name in ("claimed", "published", "retried", "dead", "held"):
+        for name in SUMMED:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors = list(dict.fromkeys([*self.errors, *other.errors]))[:10]
         self.waiting, self.drained = other.waiting, other.drained
@@ -63,10 +73,13 @@ class RunTotals:
     dead: int = 0
     held: int = 0
     errors: list[str] = field(default_factory=list)
+    claim_seconds: float = 0.0
+    publish_seconds: float = 0.0
+    mark_seconds: float = 0.0
 
     def add(self, report: BatchReport) -> None:
         self.batches += report.batches
-        for name in ("claimed", "published", "retried", "dead", "held"):
+        for name in SUMMED:
             setattr(self, name, getattr(self, name) + getattr(report, name))
         for error in report.errors:
             if error not in self.errors and len(self.errors) < 10:
@@ -74,7 +87,7 @@ class RunTotals:
 
     def merge(self, other: RunTotals) -> None:
         self.batches += other.batches
-        for name in ("claimed", "published", "retried", "dead", "held"):
+        for name in SUMMED:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors = list(dict.fromkeys([*self.errors, *other.errors]))[:10]
 

@@ -61,7 +61,8 @@ def test_relay_flow_reports_lag_retries_and_dead_then_requeues(outbox_env, run_f
     assert metrics["oldest pending age (s)"]["value"] > 0
     markdown = artifacts["relay-outbox-summary"]["data"]
     assert "WRONGTYPE" in markdown and "requeue-dead" in markdown
-    assert float(artifacts["relay-outbox-progress"]["data"]) == 100.0
+    if "relay-outbox-progress" in artifacts:  # only runs longer than 2 s show a progress bar
+        assert float(artifacts["relay-outbox-progress"]["data"]) == 100.0
     (dead_row,) = table_of(artifacts["relay-outbox-dead-letters"], "event id").values()
     assert dead_row["event id"] == poison and dead_row["event type"] == "Huge"
     assert dead_row["reason"].startswith("rejected: payload is # bytes (compact JSON)")
