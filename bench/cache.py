@@ -104,7 +104,7 @@ def warm_worker(db_url: str, redis_url: str, keys: int) -> dict[str, Any]:
 
 
 def run_worker(db_url: str, redis_url: str, keys: int) -> dict[str, Any]:
-    redis.Redis.from_url(redis_url).flushdb()
+    redis.Redis.from_url(redis_url, socket_timeout=300).flushdb(asynchronous=True)
     args = [sys.executable, "-m", "bench.cache", "--worker", db_url, redis_url, str(keys)]
     done = subprocess.run(args, capture_output=True, text=True, cwd=REPO, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -112,7 +112,7 @@ def run_worker(db_url: str, redis_url: str, keys: int) -> dict[str, Any]:
 
 def redis_benchmark(redis_url: str, keys: int) -> float:
     port = redis.Redis.from_url(redis_url).connection_pool.connection_kwargs["port"]
-    redis.Redis.from_url(redis_url).flushdb()
+    redis.Redis.from_url(redis_url, socket_timeout=300).flushdb(asynchronous=True)
     command = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-t", "set", "-P", "16",
                "-n", str(keys), "-r", str(keys), "-d", "128", "--csv", "-q"]  # fmt: skip
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
@@ -127,7 +127,7 @@ def bench_invalidation(db_url: str, redis_url: str, events: int) -> tuple[float,
 
     settings = bench_settings(db_url, redis_url, 0)
     client = redis.Redis.from_url(redis_url)
-    client.flushdb()
+    client.flushdb(asynchronous=True)
     invalidator = Invalidator(settings)
     invalidator.run()  # joins the stream: the events below are new to the group
     now = datetime.now(UTC)
@@ -180,8 +180,11 @@ def main() -> int:
 def report(args: argparse.Namespace, db_url: str, redis_url: str) -> None:
     n = args.keys
     baseline = redis_benchmark(redis_url, n)
+    print(f"redis-benchmark: {baseline:,.0f} SET/s", file=sys.stderr, flush=True)
     warm = run_worker(db_url, redis_url, n)
+    print(f"warm {n:,}: {warm}", file=sys.stderr, flush=True)
     big = run_worker(db_url, redis_url, n * args.rss_factor)
+    print(f"warm {n * args.rss_factor:,}: {big}", file=sys.stderr, flush=True)
     relay_rate, invalidate_rate = bench_invalidation(db_url, redis_url, args.events)
     warm_rate = warm["keys"] / warm["seconds"]
     big_rate = big["keys"] / big["seconds"]

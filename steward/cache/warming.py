@@ -202,27 +202,33 @@ class CacheWarmer:
             writer = RowWriter(
                 warmer, opened.columns, prefix, replace_keys=replace_keys, rng=self.rng
             )
-            commands = CommandBatch()
+            commands, sender = CommandBatch(), self.cache.bulk()
             pending = 0
-            for row in opened.rows:
-                writer.add(commands, row)
-                pending += 1
-                if pending >= batch:
-                    self._send(commands, warmer)
-                    if on_batch:
-                        on_batch(warmer.name, pending)
-                    pending = 0
-            writer.finish(commands)
-            self._send(commands, warmer)
+            try:
+                for row in opened.rows:
+                    writer.add(commands, row)
+                    pending += 1
+                    if pending >= batch:
+                        self._check(self._io(warmer, lambda: sender.send(commands)), warmer)
+                        if on_batch:
+                            on_batch(warmer.name, pending)
+                        pending = 0
+                writer.finish(commands)
+                self._check(self._io(warmer, lambda: sender.send(commands)), warmer)
+                self._check(self._io(warmer, sender.flush), warmer)
+            finally:
+                sender.close()
             if on_batch and pending:
                 on_batch(warmer.name, pending)
         report.rows, report.keys = writer.rows, writer.keys
         report.seconds = round(time.monotonic() - started, 3)
         return report
 
-    def _send(self, commands: CommandBatch, warmer: WarmerSettings) -> None:
+    def _io(self, warmer: WarmerSettings, call: Callable[[], list[Any]]) -> list[Any]:
         with translate_errors(f"warmer {warmer.name!r} writing keys to {self.cache.display_url}"):
-            replies = self.cache.send_batch(commands)
+            return call()
+
+    def _check(self, replies: list[Any], warmer: WarmerSettings) -> None:
         refused = next((r for r in replies if isinstance(r, redis.ResponseError)), None)
         if refused is not None:  # e.g. WRONGTYPE: a key of another shape has the name
             raise ConfigError(

@@ -17,7 +17,7 @@ import redis
 from steward.errors import AuthenticationFailed, SourceUnavailable
 from steward.settings import Settings, mask_url
 
-__all__ = ["CacheClient", "CommandBatch", "translate_errors"]
+__all__ = ["BulkSender", "CacheClient", "CommandBatch", "translate_errors"]
 
 
 @contextmanager
@@ -80,32 +80,92 @@ class CacheClient:
         pack millions of commands. Every reply is read even after an error reply, so the
         connection stays in step; connection loss disconnects it and propagates.
         """
-        if not batch.count:
-            return []
-        pool = self.redis.connection_pool
-        conn = pool.get_connection()
+        sender = BulkSender(self.redis)
         try:
-            conn.send_packed_command([b"".join(batch.parts)], check_health=False)
-            replies = _read_replies(conn, batch.count)
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            conn.disconnect()
-            if isinstance(exc, redis.RedisError):
-                raise
-            raise redis.ConnectionError(f"connection lost while reading replies: {exc}") from None
-        except BaseException:
-            conn.disconnect()  # replies left unread: never reuse this connection
-            raise
+            sender.send(batch)
+            return sender.flush()
         finally:
-            pool.release(conn)
-            batch.clear()
-        return replies
+            sender.close()
+
+    def bulk(self) -> BulkSender:
+        """A :class:`BulkSender` on one connection of this client (close it when done)."""
+        return BulkSender(self.redis)
 
     def close(self) -> None:
         self.redis.close()
 
 
-def _read_replies(conn: Any, count: int) -> list[Any]:
-    """``count`` replies; error replies as ResponseError objects (not raised)."""
+class BulkSender:
+    """Sends packed batches back to back on one connection, overlapping Redis and Python.
+
+    :meth:`send` writes a batch, then reads the replies of the batch sent before it: Redis
+    executes one batch while the caller packs the next. :meth:`flush` reads the last replies.
+    Any failure disconnects the connection (replies may be left unread) and propagates.
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.pool = client.connection_pool
+        self.conn: Any = None
+        self.in_flight = 0
+        self.reader = hiredis.Reader(replyError=redis.ResponseError)
+
+    def send(self, batch: CommandBatch) -> list[Any]:
+        """Send ``batch`` (then emptied); returns the replies of the previous batch."""
+        if not batch.count:
+            return self.flush()
+        payload, count = b"".join(batch.parts), batch.count
+        batch.clear()
+        if self.conn is None:
+            self.conn = self.pool.get_connection()
+        previous = self._guarded(lambda: self._exchange(payload))
+        self.in_flight = count
+        return previous
+
+    def flush(self) -> list[Any]:
+        """Replies of the last batch sent (nothing left in flight afterwards)."""
+        if not self.in_flight:
+            return []
+        replies = self._guarded(lambda: _read_replies(self.conn, self.in_flight, self.reader))
+        self.in_flight = 0
+        return replies
+
+    def close(self) -> None:
+        if self.conn is not None:
+            if self.in_flight:
+                self.conn.disconnect()  # unread replies: never hand this connection back
+            self.pool.release(self.conn)
+            self.conn, self.in_flight = None, 0
+
+    def _exchange(self, payload: bytes) -> list[Any]:
+        self.conn.send_packed_command([payload], check_health=False)
+        if not self.in_flight:
+            return []
+        return _read_replies(self.conn, self.in_flight, self.reader)
+
+    def _guarded(self, call: Any) -> list[Any]:
+        try:
+            return call()  # type: ignore[no-any-return]
+        except (redis.RedisError, OSError) as exc:
+            self._reset()
+            if isinstance(exc, redis.RedisError):
+                raise
+            raise redis.ConnectionError(f"connection lost while reading replies: {exc}") from None
+        except BaseException:
+            self._reset()
+            raise
+
+    def _reset(self) -> None:
+        self.conn.disconnect()  # replies may be half read: start clean on a new connection
+        self.in_flight = 0
+        self.reader = hiredis.Reader(replyError=redis.ResponseError)
+
+
+def _read_replies(conn: Any, count: int, reader: Any) -> list[Any]:
+    """``count`` replies; error replies as ResponseError objects (not raised).
+
+    ``reader`` (a ``hiredis.Reader`` kept per connection) may already hold bytes of later
+    replies: it keeps whatever this call does not consume for the next one.
+    """
     sock = getattr(conn, "_sock", None)
     if sock is None:  # not connected the usual way: redis-py's reader, one by one
         replies: list[Any] = []
@@ -115,20 +175,21 @@ def _read_replies(conn: Any, count: int) -> list[Any]:
             except redis.ResponseError as exc:
                 replies.append(exc)
         return replies
-    # The connection is idle between commands, so nothing of these replies was read yet:
-    # hiredis parses the whole stream in C (redis-py's per-reply path costs more than Redis).
-    reader = hiredis.Reader(replyError=redis.ResponseError)
+    # The connection is idle between commands, so nothing of these replies was read yet by
+    # redis-py: hiredis parses the stream in C (redis-py's per-reply path costs more than Redis).
     replies = []
-    while len(replies) < count:
+    while True:
+        while len(replies) < count:
+            reply = reader.gets()
+            if reply is False:
+                break
+            replies.append(reply)
+        if len(replies) == count:
+            return replies
         data = sock.recv(1 << 16)
         if not data:
             raise redis.ConnectionError("Redis closed the connection while replying")
         reader.feed(data)
-        reply = reader.gets()
-        while reply is not False:
-            replies.append(reply)
-            reply = reader.gets()
-    return replies
 
 
 _SET_EX = b"*5\r\n$3\r\nSET\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n$2\r\nEX\r\n$%d\r\n%b\r\n"
