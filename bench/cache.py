@@ -5,7 +5,8 @@ Measures, against a private redis-server it starts on a free port (or ``--redis-
 - ``warm``: keys/s of Steward's warmer (``CacheWarmer``, no Prefect) writing N product-like JSON
   keys (~130 bytes) with ``SET EX`` + jittered TTL, rows streamed from a PostgreSQL server-side
   cursor (``generate_series`` with a bound parameter), pipelines of ``cache.batch_size``;
-- the raw baseline in the same run: ``redis-benchmark -t set -P 16 -n N -r N -d 128``;
+- the raw baseline in the same run: ``redis-benchmark -t set -P 16 -n N -r N -d 128``, run
+  before and after the rest; the faster of the two counts;
 - peak RSS of a warming process at N and 5 N keys (each in a fresh process): flat = bounded;
 - invalidation: events/s of ``Invalidator`` (a product rule: UNLINK ``product:{id}``) over M
   events on the stream, against the rate the relay's Redis sink XADDs the same events.
@@ -186,6 +187,9 @@ def report(args: argparse.Namespace, db_url: str, redis_url: str) -> None:
     big = run_worker(db_url, redis_url, n * args.rss_factor)
     print(f"warm {n * args.rss_factor:,}: {big}", file=sys.stderr, flush=True)
     relay_rate, invalidate_rate = bench_invalidation(db_url, redis_url, args.events)
+    # The machine is shared: measure the baseline again and keep the faster (our ratio drops).
+    baseline = max(baseline, redis_benchmark(redis_url, n))
+    print(f"redis-benchmark again: best {baseline:,.0f} SET/s", file=sys.stderr, flush=True)
     warm_rate = warm["keys"] / warm["seconds"]
     big_rate = big["keys"] / big["seconds"]
     rows = [

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import string
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -98,6 +98,28 @@ class RowWriter:
         self._ttl_low = warmer.ttl_seconds - spread + 0.5  # + 0.5: int() rounds
         self._ttl_span = 2 * spread
         self._random = rng.random
+        if warmer.shape == "json" and self.value_index is None:
+            self.add = self._json_rows()  # type: ignore[method-assign,assignment]
+
+    def _json_rows(self) -> Callable[[CommandBatch, Sequence[Any]], None]:
+        """``add`` for the commonest warmer (a row as a JSON string key), with the per-row
+        work in locals: it runs once per key, millions of times."""
+        key_format, columns, dumps = self.key_format.format, self.columns, orjson.dumps
+        low, span, fixed, rand = (
+            self._ttl_low,
+            self._ttl_span,
+            self.warmer.ttl_seconds,
+            self._random,
+        )
+        counter = self
+
+        def add(batch: CommandBatch, row: Sequence[Any]) -> None:
+            counter.rows += 1
+            ttl = max(1, int(low + rand() * span)) if span else fixed
+            value = dumps(dict(zip(columns, row, strict=True)), default=_default)
+            batch.add_set(key_format(*row).encode(), value, ttl)
+
+        return add
 
     @property
     def keys(self) -> int:
