@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import redis
@@ -232,3 +233,44 @@ def test_plan_keeps_namespaces_whole_and_skips_disabled_warmers() -> None:
 
     assert every == [("ns", "versioned", ["c", "d"]), ("a", "refresh", ["a"])]
     assert named == [("ns", ["c", "d"]), ("b", ["b"])]
+
+
+def test_warmers_and_rules_from_steward_toml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_settings: Callable[..., Settings]
+) -> None:
+    make_settings()
+    config = tmp_path / "steward.toml"
+    config.write_text(
+        """
+[cache]
+url = "redis://:S3cret@cache.internal:6379/2"
+
+[[cache.warmers]]
+name = "sessions"
+query = "SELECT id, payload FROM sessions WHERE active = :active"
+params = { active = true }
+key = "session:{id}"
+value = "payload"
+ttl_seconds = 600
+
+[[cache.invalidations]]
+events = ["session.*"]
+keys = ["session:{aggregate_id}"]
+warmers = ["sessions"]
+"""
+    )
+    monkeypatch.setenv("STEWARD_CONFIG", str(config))
+
+    settings = load_settings()
+
+    assert settings.cache.url.get_secret_value().endswith("cache.internal:6379/2")
+    (warmer,) = settings.cache.warmers
+    assert (warmer.name, warmer.params, warmer.mode, warmer.effective_namespace) == (
+        "sessions", {"active": True}, "refresh", "session"
+    )  # fmt: skip
+    assert settings.cache.invalidations[0].warmers == ["sessions"]
+    config.write_text(config.read_text().replace('warmers = ["sessions"]', 'warmers = ["x"]'))
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert "cache.invalidations" in str(raised.value) and "unknown warmer 'x'" in str(raised.value)
+    assert "S3cret" not in str(raised.value)
