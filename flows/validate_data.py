@@ -15,6 +15,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from steward.errors import ConfigError, IntegrityViolation
 from steward.settings import get_settings
@@ -34,12 +35,15 @@ from tasks.validation import (
 )
 
 FAIL_ON = ("critical", "warning", "never")
+PARALLEL_SUITES = 3
 REPORT_KEY = "validate-data-report"
 TABLE_KEY = "validate-data-suites"
 
 
 @flow(
     name="validate-data",
+    # Suites run side by side: while one waits on the database, another builds its queries.
+    task_runner=ThreadPoolTaskRunner(max_workers=PARALLEL_SUITES),
     description="Run the Great Expectations suites in the database, scrub archive objects, "
     "publish Data Docs; fail on a critical failure.",
 )
@@ -61,7 +65,8 @@ def validate_data(
     """
     _check_params(fail_on, scrub_objects)
     plan: ValidationPlan = check_suites(suites or None)
-    outcomes: list[SuiteOutcome] = [validate_suite(s, plan.params) for s in plan.suites]
+    futures = [validate_suite.submit(s, plan.params) for s in plan.suites]
+    outcomes: list[SuiteOutcome] = [future.result() for future in futures]
     outcomes += [
         SuiteOutcome(name, "mongo", name, skipped=reason) for name, reason in plan.skipped.items()
     ]

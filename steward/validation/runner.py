@@ -8,6 +8,7 @@ here, inside functions, so other commands never pay its start-up.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 from steward.settings import Settings
@@ -15,6 +16,8 @@ from steward.validation.checks import build_gx_expectation
 from steward.validation.outcome import ExpectationOutcome, SuiteOutcome
 from steward.validation.readonly import batch_subquery, gx_connection, read_only
 from steward.validation.suites import ExpectationSpec, SuiteSpec, render_query
+
+BOOLEAN_ONLY = {"result_format": "BOOLEAN_ONLY"}
 
 __all__ = ["convert_result", "gx_suite", "new_context", "run_sql_suite"]
 
@@ -49,31 +52,66 @@ def gx_suite(suite: SuiteSpec, dialect: str, params: dict[str, int | float]) -> 
 def run_sql_suite(
     suite: SuiteSpec, settings: Settings, params: dict[str, int | float]
 ) -> SuiteOutcome:
-    """Validate the suite's table in the database; failing rows sampled read-only."""
-    import great_expectations as gx
+    """Validate the suite's table in the database; failing rows sampled read-only.
 
+    Two passes: every expectation with BOOLEAN_ONLY results (one count per check, no lists of
+    unexpected values: the cheap pass clean data needs), then only the failed ones again with
+    SUMMARY results for their counts and failing keys.
+    """
     started = time.monotonic()
     connection = gx_connection(settings)
     context = new_context()
+    # Names unique per suite: suites may run in parallel threads, and GX falls back to the
+    # process-wide "current" context in places; a lookup there then fails loudly.
+    name = f"database-{suite.name}"
     if connection.dialect == "sqlite":
-        source = context.data_sources.add_sqlite(name="db", connection_string=connection.url)
+        source = context.data_sources.add_sqlite(name=name, connection_string=connection.url)
     else:
         source = context.data_sources.add_postgres(
-            name="db", connection_string=connection.url, kwargs=connection.kwargs
+            name=name, connection_string=connection.url, kwargs=connection.kwargs
         )
     asset = source.add_table_asset(name=suite.target, table_name=suite.target)
     batch = asset.add_batch_definition_whole_table("whole-table")
-    built = context.suites.add(gx_suite(suite, connection.dialect, params))
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name=suite.name, data=batch, suite=built)
-    )
-    result = definition.run(
-        expectation_parameters=dict(params), result_format=_result_format(suite, settings)
-    )
+    result = _validate(context, batch, suite, connection.dialect, params, BOOLEAN_ONLY)
+    failed = [_name_of(item) for item in result.results if not item.success]
+    if failed:
+        retry = replace(
+            suite, expectations=tuple(e for e in suite.expectations if e.name in failed)
+        )
+        details = _validate(
+            context, batch, retry, connection.dialect, params, _result_format(suite, settings)
+        )
+        by_name = {_name_of(item): item for item in details.results}
+        result.results = [by_name.get(_name_of(item), item) for item in result.results]
     outcome = convert_result(suite, result, "sql")
     _sample_failed_queries(suite, outcome, settings, params)
     outcome.seconds = time.monotonic() - started
     return outcome
+
+
+def _validate(
+    context: Any,
+    batch: Any,
+    suite: SuiteSpec,
+    dialect: str,
+    params: dict[str, int | float],
+    result_format: Any,
+) -> Any:
+    import great_expectations as gx
+
+    built = gx_suite(suite, dialect, params)
+    built.name = f"{suite.name}-{len(context.suites.all())}"  # unique in this context
+    built = context.suites.add(built)
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=built.name, data=batch, suite=built)
+    )
+    result = definition.run(expectation_parameters=dict(params), result_format=result_format)
+    result.suite_name = suite.name
+    return result
+
+
+def _name_of(item: Any) -> str:
+    return str((item.expectation_config.meta or {}).get("name", item.expectation_config.type))
 
 
 def _result_format(suite: SuiteSpec, settings: Settings) -> dict[str, Any]:
