@@ -20,8 +20,8 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.states import Completed, Failed, State
 
+from steward.errors import NightlyStepsFailed
 from steward.health import (
     FAILED,
     NIGHTLY_STEPS,
@@ -46,7 +46,7 @@ FIGURES_KEY = "nightly-health-figures"
     name="nightly",
     description="Backup, archive, tier, clean the outbox, validate, warm the cache; then report.",
 )
-def nightly(skip: list[str] | None = None, dry_run: bool = False) -> State:
+def nightly(skip: list[str] | None = None, dry_run: bool = False) -> dict[str, Any]:
     """Run the nightly steps as subflows and publish the health report.
 
     Args:
@@ -68,12 +68,13 @@ def nightly(skip: list[str] | None = None, dry_run: bool = False) -> State:
     summary = _report(outcomes, dry_run)
     critical = failed_critical(outcomes)
     if critical:
-        return Failed(
-            message=f"nightly: critical steps failed: {', '.join(critical)}; "
-            f"see the {REPORT_KEY} artifact",
-            data=summary,
+        error = NightlyStepsFailed(
+            f"nightly: critical steps failed: {', '.join(critical)} ({summary['headline']}); "
+            f"the other steps ran; see the {REPORT_KEY} artifact"
         )
-    return Completed(message=summary["headline"], data=summary)
+        error.summary = summary  # for callers in this process (`steward demo` prints it)
+        raise error
+    return summary
 
 
 def run_step(

@@ -21,7 +21,8 @@ Hierarchy::
     │   ├── MigrationLocked             (transient) another runner holds the migration lock
     │   └── MigrationChecksumMismatch   (terminal) an applied migration file was edited
     ├── PayloadRejected                 (terminal) a payload a sink refuses (poison event)
-    └── RelayConflict                   (transient) an outbox batch hit a deadlock; it rolled back
+    ├── RelayConflict                   (transient) an outbox batch hit a deadlock; it rolled back
+    └── NightlyStepsFailed              (terminal) a critical step of the nightly job failed
 
 ``Transient`` and ``Terminal`` are mixins: retries (``retry_condition_fn`` on tasks) apply to
 :class:`Transient` errors only. Every message names the table, key, object or setting involved
@@ -42,6 +43,7 @@ __all__ = [
     "MigrationChecksumMismatch",
     "MigrationError",
     "MigrationLocked",
+    "NightlyStepsFailed",
     "ObjectArchived",
     "ObjectCorrupted",
     "ObjectExists",
@@ -155,6 +157,15 @@ class RelayConflict(StewardError, Transient):
 
     Its transaction rolled back (nothing was marked) and retrying the batch is safe.
     """
+
+
+class NightlyStepsFailed(StewardError, Terminal):
+    """A critical step of the nightly job failed (or could not run); the others ran.
+
+    ``summary`` holds the nightly summary (every step's outcome and the health report).
+    """
+
+    summary: dict[str, object] | None = None
 
 
 def is_transient(exc: BaseException) -> bool:
