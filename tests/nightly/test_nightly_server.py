@@ -34,7 +34,7 @@ BIN = Path(sys.executable).parent
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 NIGHTLY_CRON = "0 1 * * *"
 HEALTH_CRON = "*/5 * * * *"
-ON_DEMAND = [*STEP_NAMES, "migrate", "restore-archive", "verify-backups", "restore-backup"]
+ON_DEMAND = [*STEP_NAMES, "migrate"]  # run by `nightly`, or by hand
 
 
 def prefect(env: dict[str, str], *args: str) -> str:
