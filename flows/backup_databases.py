@@ -51,7 +51,7 @@ def backup_databases(
             and indexes with its manifest (a backup counts as good only after this).
         sources: Which sources: "database" and/or "documents"; empty = backup.sources.
         prune: Apply retention (backup.sql_retention / documents_retention) after the new
-            backups verified.
+            backups verified (never without verification).
     """
     logger = get_run_logger()
     ctx = open_backup_context(get_settings())
@@ -72,7 +72,7 @@ def backup_databases(
         return summary
     with backup_lock(ctx.settings):
         manifests, failures = _back_up_and_verify([k for k in kinds if k not in skipped], verify)
-        reason = _prune_blocker(prune, failures)
+        reason = _prune_blocker(prune, verify, failures)
         report = None if reason else prune_old_backups(dry_run=False)
     summary = _summary(manifests, failures, report, skipped, dry_run=False, pruned_reason=reason)
     _publish(summary)
@@ -97,9 +97,11 @@ def _back_up_and_verify(
     return manifests, failures
 
 
-def _prune_blocker(prune: bool, failures: dict[str, str]) -> str:
+def _prune_blocker(prune: bool, verify: bool, failures: dict[str, str]) -> str:
     if not prune:
         return "prune=false"
+    if not verify:
+        return "verify=false: old backups are deleted only after a new backup verified"
     if failures:
         return "a new backup failed verification: old backups are kept"
     return ""

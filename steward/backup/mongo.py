@@ -87,7 +87,8 @@ def backup_mongo(ctx: BackupContext, manifest: Manifest) -> None:
     with _snapshot_session(docs.client) as (session, point_in_time):
         manifest.point_in_time = point_in_time
         manifest.server_version = _server_version(docs.client)
-        for name in sorted(db.list_collection_names(session=session)):
+        # listCollections is not a snapshot read; the documents themselves are read in it.
+        for name in sorted(db.list_collection_names()):
             _export_collection(ctx, manifest, db, name, session)
 
 

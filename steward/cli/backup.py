@@ -88,9 +88,12 @@ def backup(
                 except BackupVerificationFailed as exc:
                     raise _failed(exc) from None
             taken.append(manifest)
-        report = step("applying retention", lambda: core.prune_backups(context))
+        report = step("applying retention", lambda: core.prune_backups(context)) if verify else None
     _print_backups(taken, "backups taken")
-    _print_prune(report)
+    if report is None:
+        out.print("retention skipped: old backups are deleted only after a new backup verified")
+    else:
+        _print_prune(report)
 
 
 @backup_app.command("list")

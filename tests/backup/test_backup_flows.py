@@ -117,7 +117,10 @@ def test_restore_flow_into_a_new_database(pg_settings, make_pg_database):
 
 
 def test_verify_flow_newest_plus_a_random_older_one_or_one_by_id(sqlite_settings):
-    first = backup_databases(verify=False)["sources"]["database"]["id"]
+    unverified = backup_databases(verify=False)
+    assert unverified["prune_skipped"].startswith("verify=false")
+    assert unverified["sources"]["database"]["verified"] is False
+    first = unverified["sources"]["database"]["id"]
     second = backup_databases(verify=False, prune=False)["sources"]["database"]["id"]
 
     both = verify_backups(random_older=True)
