@@ -11,7 +11,10 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from steward.settings import Settings
+import sqlalchemy as sa
+
+from steward.errors import SourceUnavailable
+from steward.settings import Settings, mask_url
 from steward.validation.checks import build_gx_expectation
 from steward.validation.outcome import ExpectationOutcome, SuiteOutcome
 from steward.validation.readonly import batch_subquery, gx_connection, read_only
@@ -64,12 +67,18 @@ def run_sql_suite(
     # Names unique per suite: suites may run in parallel threads, and GX falls back to the
     # process-wide "current" context in places; a lookup there then fails loudly.
     name = f"database-{suite.name}"
-    if connection.dialect == "sqlite":
-        source = context.data_sources.add_sqlite(name=name, connection_string=connection.url)
-    else:
-        source = context.data_sources.add_postgres(
-            name=name, connection_string=connection.url, kwargs=connection.kwargs
-        )
+    try:
+        if connection.dialect == "sqlite":
+            source = context.data_sources.add_sqlite(name=name, connection_string=connection.url)
+        else:
+            source = context.data_sources.add_postgres(
+                name=name, connection_string=connection.url, kwargs=connection.kwargs
+            )
+    except ConnectionError as exc:  # GX's TestConnectionError: the database is unreachable
+        raise SourceUnavailable(
+            f"suite {suite.name!r}: cannot reach the database {mask_url(connection.url)}: "
+            f"{_without_secret(str(exc), connection.url).splitlines()[0]}; check database.url"
+        ) from None
     asset = source.add_table_asset(name=suite.target, table_name=suite.target)
     batch = asset.add_batch_definition_whole_table("whole-table")
     result = _validate(context, batch, suite, connection.dialect, params, BOOLEAN_ONLY)
@@ -108,6 +117,11 @@ def _validate(
     result = definition.run(expectation_parameters=dict(params), result_format=result_format)
     result.suite_name = suite.name
     return result
+
+
+def _without_secret(text: str, url: str) -> str:
+    password = sa.make_url(url).password
+    return text.replace(str(password), "***") if password else text
 
 
 def _name_of(item: Any) -> str:

@@ -126,3 +126,18 @@ def test_gx_engine_is_read_only_even_for_a_writing_cte(app_settings, suites_dir)
         assert outcome.status == "failed"
     with connect(settings) as conn:
         assert conn.execute(sa.text("SELECT COUNT(*) FROM audit_log")).scalar() > 0
+
+
+def test_unreachable_database_is_transient_and_never_shows_the_password(make_settings) -> None:
+    from steward.errors import SourceUnavailable, is_transient
+    from steward.validation import load_suites
+    from steward.validation.plan import suite_parameters
+    from tests.validation.conftest import EXPECTATIONS
+
+    settings = make_settings(database__url="postgresql+psycopg://bob:p%40ss%3Aw0rd@127.0.0.1:1/x")
+    suite = load_suites(EXPECTATIONS, ["users"])[0]
+    with pytest.raises(SourceUnavailable) as err:
+        run_sql_suite(suite, settings, suite_parameters(settings))
+    assert is_transient(err.value)
+    assert "suite 'users': cannot reach the database" in str(err.value)
+    assert "p@ss:w0rd" not in str(err.value) and "p%40ss" not in str(err.value)
