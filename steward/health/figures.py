@@ -147,7 +147,9 @@ def validation_figures(summary: Any) -> dict[str, Any]:
         "success": success,
         "suites": first(summary, "suites_run", "suites"),
         "expectations": first(summary, "expectations", "evaluated"),
-        "failed": len(failures) if failures else first(summary, "failed_count", "failures_count"),
+        "failed": len(failures)
+        if isinstance(first(summary, "failures", "failed_expectations"), list)
+        else first(summary, "failed_count", "failures_count"),
         "failures": failures[:10],
         "data_docs": first(summary, "data_docs_url", "data_docs", "docs_url"),
     }

@@ -15,7 +15,7 @@ from typing import Any
 from steward.health import figures
 from steward.health.nightly import FAILED, NOT_INSTALLED, NOT_RUN, OK, SKIPPED, StepOutcome
 
-__all__ = ["LAG_WARNING_S", "NightlyReport", "build_report", "human_bytes"]
+__all__ = ["LAG_WARNING_S", "NightlyReport", "build_report", "human_bytes", "human_duration"]
 
 LAG_WARNING_S = 3600.0  # an outbox event pending longer than this needs a look
 CONNECTIONS_WARNING_PCT = 80.0
@@ -41,6 +41,22 @@ def human_bytes(value: Any) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} TiB"
+
+
+def human_duration(seconds: Any) -> str:
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+        return "n/a"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _usd(value: Any) -> str:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "n/a"
+    return f"{value:.2f}" if value >= 1 else f"{value:.6f}"
 
 
 def _shown(value: Any) -> str:
@@ -99,8 +115,11 @@ class _Facts:
         self.backup = figures.backup_figures(summary("backup-databases"))
         self.archive = figures.archive_tables(summary("archive-to-s3"))
         self.tiers = figures.tier_rows(summary("tier-archives"))
+        prefix = figures.first(summary("tier-archives"), "prefix")
+        self.tiers_scope = f"Archive objects under `{prefix}`" if prefix else "Archive objects"
         if not self.tiers:  # tiering skipped: fall back to the store listing per class
             self.tiers = self.components.get("objects", {}).get("stats", {}).get("per_class", [])
+            self.tiers_scope = "Every object in the store (listing)"
         self.outbox = figures.outbox_figures(summary("cleanup-outbox"), backlog)
         self.validation = figures.validation_figures(summary("validate-data"))
         cache_stats = self.components.get("cache", {}).get("stats", {})
@@ -112,7 +131,11 @@ class _Facts:
         if ran and ran.state == OK and self.backup["verified"] is False:
             items.append("the backup was not proven restorable (verification failed or off)")
         if isinstance(self.outbox["dead"], int) and self.outbox["dead"] > 0:
-            items.append(f"{self.outbox['dead']} outbox events are dead letters")
+            dead = self.outbox["dead"]
+            items.append(
+                f"{dead} outbox event{' is a' if dead == 1 else 's are'} dead letter"
+                + ("" if dead == 1 else "s")
+            )
         lag = self.outbox["lag_s"]
         if isinstance(lag, int | float) and lag > LAG_WARNING_S:
             items.append(f"the oldest pending outbox event waits for {lag / 3600:.1f} h")
@@ -231,11 +254,12 @@ def _tiers_section(facts: _Facts) -> list[str]:
     lines = ["## Storage tiers", ""]
     if not facts.tiers:
         return lines + ["No objects in the store yet.", ""]
+    lines += [f"{facts.tiers_scope}, estimated cost per month:", ""]
     lines += ["| storage class | objects | bytes | USD / month |", "|---|---:|---:|---:|"]
     for t in facts.tiers:
         lines.append(
             f"| {t.get('storage_class')} | {_shown(t.get('objects'))} | "
-            f"{human_bytes(t.get('bytes'))} | {_shown(t.get('monthly_cost_usd'))} |"
+            f"{human_bytes(t.get('bytes'))} | {_usd(t.get('monthly_cost_usd'))} |"
         )
     return lines + [""]
 
@@ -245,7 +269,7 @@ def _outbox_section(facts: _Facts) -> list[str]:
     if o["error"]:
         return ["## Outbox", "", f"Outbox not readable: {o['error']}", ""]
     lag = o["lag_s"]
-    lag_text = "no event waiting" if not lag else f"{_shown(lag)} s"
+    lag_text = "no event waiting" if not lag else human_duration(lag)
     return [
         "## Outbox",
         "",

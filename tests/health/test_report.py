@@ -109,10 +109,10 @@ def test_a_good_night_reads_all_good_with_every_figure() -> None:
         "3 changed since they were read (retried next night) |"
     ) in page
     assert "| audit_log | 0 | 0 B | 0 | 0 | none kept |" in page
-    assert "| STANDARD | 5 | 4.9 KiB | 0.0001 |" in page and "GLACIER" not in page
-    assert "pending: 4 (retrying 1), dead letters: 0, lag (oldest pending): 12.5 s" in page
+    assert "| STANDARD | 5 | 4.9 KiB | 0.000100 |" in page and "GLACIER" not in page
+    assert "pending: 4 (retrying 1), dead letters: 0, lag (oldest pending): 12 s" in page
     assert "removed by cleanup-outbox: 77" in page
-    assert "outcome: passed" in page
+    assert "outcome: passed; suites: 3; failed expectations: 0" in page
     assert (
         "[file:///srv/steward/data_docs/index.html](file:///srv/steward/data_docs/index.html)"
         in page
