@@ -38,6 +38,11 @@ if [ -n "$pg_version" ] && [ ! -x "/usr/lib/postgresql/$((pg_version / 10000))/b
   echo "ensure-services: installing postgresql-client-$((pg_version / 10000)) (pg_dump for backups)"
   apt_install "postgresql-client-$((pg_version / 10000))"
 fi
+# The stock `age` tool: tests prove an encrypted backup decrypts with it (as an operator would).
+if ! command -v age >/dev/null 2>&1; then
+  echo "ensure-services: installing age (decrypting backups by hand)"
+  apt_install age
+fi
 
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "ensure-services: installing Redis"

@@ -181,3 +181,37 @@ def test_directory_format_with_parallel_jobs_round_trip(
     target = make_pg_database()
     restore_backup(ctx, manifest, target)
     assert _all_rows(target) == _all_rows(settings.database_url)
+
+
+def test_an_encrypted_backup_decrypts_with_the_stock_age_tool(
+    pg_settings, make_settings, ctx_for, make_pg_database, tmp_path
+):
+    import shutil
+
+    from pyrage import x25519
+
+    from tests.conftest import service_missing
+
+    if shutil.which("age") is None:
+        service_missing("the `age` command (Debian package age)")
+    identity = x25519.Identity.generate()
+    settings = make_settings(
+        database__url=pg_settings.database_url,
+        backup__age_recipients=json.dumps([str(identity.to_public())]),
+    )
+    ctx = ctx_for(settings)
+    manifest = take_backup(ctx, "database")
+    encrypted = tmp_path / "database.pgdump.age"
+    encrypted.write_bytes(ctx.store.get_bytes(manifest.objects[0]["key"]))
+    key = tmp_path / "key.txt"
+    key.write_text(f"{identity}\n")
+    dump = tmp_path / "database.pgdump"
+    subprocess.run(["age", "-d", "-i", str(key), "-o", str(dump), str(encrypted)], check=True)
+    target = make_pg_database()
+    database = sa.engine.make_url(target).database
+    subprocess.run(
+        ["/usr/lib/postgresql/15/bin/pg_restore", "-h", "127.0.0.1", "-U", "postgres", "-d",
+         database, "--no-owner", "--exit-on-error", str(dump)],
+        check=True,
+    )  # fmt: skip
+    assert _all_rows(target) == _all_rows(settings.database_url)
