@@ -215,3 +215,29 @@ def test_an_encrypted_backup_decrypts_with_the_stock_age_tool(
         check=True,
     )  # fmt: skip
     assert _all_rows(target) == _all_rows(settings.database_url)
+
+
+def test_verify_on_a_configured_server_drops_its_scratch_database(
+    pg_settings, make_settings, ctx_for
+):
+    import uuid
+
+    from tests.conftest import PG_ADMIN_URL
+
+    prefix = f"stv_{uuid.uuid4().hex[:8]}_"
+    settings = make_settings(
+        database__url=pg_settings.database_url,
+        backup__verify_url=PG_ADMIN_URL,
+        backup__scratch_prefix=prefix,
+        backup__restore_jobs="1",
+    )
+    ctx = ctx_for(settings)
+    manifest = verify_backup(ctx, take_backup(ctx, "database"))
+    assert manifest.verification["ok"] is True and manifest.verification["rows"] == 903
+    admin = sa.create_engine(PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://"))
+    with admin.connect() as conn:
+        left = conn.execute(
+            sa.text("SELECT count(*) FROM pg_database WHERE datname LIKE :p"), {"p": prefix + "%"}
+        ).scalar_one()
+    admin.dispose()
+    assert left == 0
