@@ -17,6 +17,7 @@ BENCHMARKS = (
     "bench.cache",
     "bench.backup",
     "bench.validate",
+    "bench.health",
 )
 
 
