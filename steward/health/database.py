@@ -100,8 +100,17 @@ def _postgres_stats(conn: Connection) -> dict[str, Any]:
         "max_connections": most,
         "connections_used_pct": round(100.0 * used / most, 1) if most else None,
         "oldest_transaction_s": round(float(oldest["age_s"]), 1) if oldest else 0.0,
-        "oldest_transaction": dict(oldest) if oldest else None,
+        "oldest_transaction": _transaction(oldest) if oldest else None,
         "largest_tables": [_pg_table(row) for row in largest],
+    }
+
+
+def _transaction(row: Any) -> dict[str, Any]:
+    return {
+        "pid": int(row["pid"]),
+        "database": row["datname"],
+        "state": row["state"],
+        "age_s": round(float(row["age_s"]), 1),
     }
 
 

@@ -71,6 +71,7 @@ def test_postgres_stats_name_tables_dead_rows_connections_and_old_transactions(
     assert stats["backend"] == "postgresql" and stats["size_bytes"] > 0
     assert 1 <= stats["connections"] <= stats["max_connections"]
     assert stats["oldest_transaction"] is not None and stats["oldest_transaction_s"] >= 0
+    assert json.loads(json.dumps(stats)) == stats  # plain JSON for --json and artifacts
     bulky = next(t for t in stats["largest_tables"] if t["table"] == "public.bulky")
     assert bulky["bytes"] > 4000 * 200
     assert bulky["live_rows"] == 3000 and bulky["dead_rows"] == 1000
