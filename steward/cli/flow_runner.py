@@ -10,14 +10,17 @@ imports none of them.
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 import json
 import os
+import sys
 import typing
 from typing import Any
 
 from steward.catalog import load_flow
-from steward.errors import ConfigError, SourceUnavailable
+from steward.cli.interrupts import on_abandon, state_left
+from steward.errors import ConfigError, SourceUnavailable, StewardError
 
 __all__ = ["bind_params", "parse_params", "run_flow"]
 
@@ -42,6 +45,7 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
 # Prefect starts a temporary API server for flows run here; its default 20 s start-up timeout is
 # too short on a loaded machine. Set before Prefect is imported (a user's own value wins).
 EPHEMERAL_STARTUP_TIMEOUT_S = "180"
+RUN_CONTROL = "tasks.run_control"
 _EPHEMERAL_TIMEOUT = "Timed out while attempting to connect to ephemeral Prefect API server"
 
 
@@ -54,7 +58,7 @@ def run_flow(name: str, params: dict[str, Any]) -> Any:
     flow = load_flow(name)
     bound = bind_params(flow, params)
     try:
-        return flow(**bound)
+        return _prepare(flow)(**bound)
     except RuntimeError as exc:
         if _EPHEMERAL_TIMEOUT not in str(exc):
             raise
@@ -64,6 +68,24 @@ def run_flow(name: str, params: dict[str, Any]) -> Any:
             "busy?); run the command again, raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_"
             "SECONDS, or start `prefect server start` once and set PREFECT_API_URL to it"
         ) from None
+
+
+def _run_control() -> Any:
+    # Prefect-side helpers; loaded by name because steward/ never imports Prefect (like flows).
+    return importlib.import_module(RUN_CONTROL)
+
+
+def _prepare(flow: Any) -> Any:
+    """The flow, wired for the CLI: quiet tracebacks of Steward errors, crash report on Ctrl-C."""
+    control = _run_control()
+    control.hide_console_tracebacks(StewardError)
+
+    def on_run(flow_run_id: Any) -> None:
+        message = f"interrupted (Ctrl-C) in `steward`: {state_left(sys.argv)}"
+        on_abandon(lambda: control.mark_crashed(flow_run_id, message))
+
+    on_abandon(control.stop_local_api_servers)
+    return control.watch_runs(flow, on_run)
 
 
 def bind_params(flow: Any, params: dict[str, Any]) -> dict[str, Any]:

@@ -17,8 +17,13 @@ from rich.table import Table
 
 from steward.catalog import FLOWS
 from steward.cli.flow_runner import parse_params, run_flow
+from steward.cli.interrupts import (
+    EXIT_INTERRUPTED,
+    exit_interrupted,
+    install_interrupt_watchdog,
+)
 from steward.errors import StewardError
-from steward.settings import get_settings, masked_settings
+from steward.settings import get_settings, mask_text, masked_settings
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -97,13 +102,16 @@ def demo(
 def main() -> None:
     """Console-script entry point: Steward errors become one clear line and exit code 2."""
     _register_subcommands()
+    install_interrupt_watchdog(sys.argv)
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns exit codes (typer.Exit, Ctrl-C = 130) as values.
+        code = app(standalone_mode=False)
     except StewardError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        message = mask_text(str(exc))
+        console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except typer.Abort:
-        sys.exit(130)
+    except (typer.Abort, KeyboardInterrupt):
+        exit_interrupted(sys.argv)
     except (typer.BadParameter, typer.Exit) as exc:
         code = getattr(exc, "exit_code", 2)
         if isinstance(exc, typer.BadParameter):
@@ -116,6 +124,9 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    if code == EXIT_INTERRUPTED:
+        exit_interrupted(sys.argv)
+    sys.exit(code if isinstance(code, int) and not isinstance(code, bool) else 0)
 
 
 if __name__ == "__main__":

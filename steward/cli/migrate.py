@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from steward.cli.flow_runner import run_flow
+from steward.errors import ConfigError
 from steward.settings import get_settings, mask_url
 
 __all__ = ["register"]
@@ -73,6 +74,11 @@ def migrate(
     }
     if to is not None:
         params["target"] = to
+    if down and to in ("head", "heads"):
+        raise ConfigError(
+            f"--down --to {to}: a downgrade needs a target below the current revision "
+            "(-1, a revision id, or base); to upgrade, leave out --down"
+        )
     if down and to == "base" and not dry_run:
         params["confirm_downgrade_to_base"] = yes or _confirm_drop_everything()
     if mongo_to is not None:

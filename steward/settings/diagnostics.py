@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -23,6 +24,8 @@ from steward.settings.masking import shown_value
 __all__ = ["NOT_SETTINGS", "check_environment", "describe_errors"]
 
 ENV_PREFIX = "STEWARD_"
+# Location parts pydantic adds for the member types of a union (`str`, `int`, `list[str]`...).
+_UNION_MEMBER = re.compile(r"str|int|bool|float|list\[.*\]|dict\[.*\]|[a-z-]+\[.*\]|none")
 # STEWARD_* variables that are not settings: the config file's path, and the test suite's
 # service locations (tests/conftest.py).
 NOT_SETTINGS = ("STEWARD_CONFIG", "STEWARD_TEST_")
@@ -41,20 +44,32 @@ def check_environment(root: type[BaseModel], environ: Mapping[str, str]) -> None
             candidates = [f"{ENV_PREFIX}{s}" for s in sorted(sections)]
             guess = _closest(f"{ENV_PREFIX}{section}", candidates)
             problems.append(f"  {name}: not a Steward setting{guess}")
+    if len(problems) == 1:
+        raise ConfigError(
+            f"unknown environment variable {problems[0].strip()} (value not shown); fix the "
+            "name or unset it"
+        )
     if problems:
         raise ConfigError(
-            "unknown STEWARD_* environment variable (value not shown):\n"
+            "unknown STEWARD_* environment variables (values not shown):\n"
             + "\n".join(problems)
-            + "\n  fix the name or unset it; `steward config show` lists every setting"
+            + "\n  fix the names or unset them; `steward config show` lists every setting"
         )
 
 
 def describe_errors(root: type[BaseModel], exc: ValidationError) -> str:
     """One line per error: key path, masked value, what is accepted, where to set it."""
-    lines = []
-    for err in exc.errors():
+    lines: list[str] = []
+    grouped: dict[str, list[Any]] = {}
+    for err in exc.errors():  # a union reports one error per member: one line per key
         loc = [str(p) for p in err["loc"]]
-        path = ".".join(loc) or "(root)"
+        while loc and _UNION_MEMBER.fullmatch(loc[-1]):
+            loc.pop()
+        grouped.setdefault(".".join(loc), []).append(err)
+    for path, errs in grouped.items():
+        err = errs[0]
+        loc = path.split(".") if path else []
+        path = path or "(root)"
         env_name = ENV_PREFIX + "__".join(p.upper() for p in loc if not p.isdigit())
         if err["type"] == "extra_forbidden":
             valid = sorted(_fields_at(root, loc[:-1]))
@@ -65,7 +80,10 @@ def describe_errors(root: type[BaseModel], exc: ValidationError) -> str:
             )
             continue
         shown = shown_value(path, err.get("input"))
-        lines.append(f"  {path} = {shown}: {err['msg']} (set in steward.toml or {env_name})")
+        reasons = " or ".join(dict.fromkeys(str(e["msg"]) for e in errs))
+        lines.append(f"  {path} = {shown}: {reasons} (set in steward.toml or {env_name})")
+    if len(lines) == 1:  # one bad key: one line
+        return "invalid Steward configuration: " + lines[0].strip()
     return "invalid Steward configuration:\n" + "\n".join(lines)
 
 

@@ -1,0 +1,92 @@
+"""Every user error the hostile-input trial found is one clear line on stderr and exit code 2
+(no traceback), run as a user runs Steward: the console script in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+STEWARD = str(Path(sys.executable).with_name("steward"))
+PASSWORD = "Pw-sl/ash#q?@:%-x"
+
+
+def _steward(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("STEWARD_")}
+    clean.update(STEWARD_HOME=str(tmp_path / "home"), COLUMNS="200", NO_COLOR="1", **env)
+    return subprocess.run(
+        [STEWARD, *args], cwd=tmp_path, env=clean, capture_output=True, text=True, timeout=300
+    )
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    assert PASSWORD not in result.stdout + result.stderr
+    return lines[0]
+
+
+def test_migrate_down_to_head(tmp_path: Path) -> None:
+    line = _one_error_line(_steward(tmp_path, "migrate", "--down", "--to", "head"))
+    assert "--down --to head: a downgrade needs a target below the current revision" in line
+
+
+def test_policy_where_of_the_wrong_type(tmp_path: Path) -> None:
+    config = tmp_path / "steward.toml"
+    config.write_text("[[archive.policies]]\ntable = 'users'\nwhere = {status = [1, 2]}\n")
+
+    line = _one_error_line(_steward(tmp_path, "archive", "--dry-run"))
+
+    assert "archive.policies.0.where.status" in line
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        (f"postgresql+psycopg://app:{PASSWORD}@db:abc/shop", "port 'abc'"),
+        (f"postgresql://app:{PASSWORD}@db:70000/shop", "port '70000'"),
+    ],
+)
+def test_database_url_with_a_bad_port(tmp_path: Path, url: str, fragment: str) -> None:
+    line = _one_error_line(_steward(tmp_path, "migrate", "--status", STEWARD_DATABASE__URL=url))
+    assert "database.url" in line and fragment in line and "app:***@db" in line
+
+
+def test_read_only_sqlite_file(tmp_path: Path) -> None:
+    database = tmp_path / "app.db"
+    sqlite3.connect(database).execute("CREATE TABLE users (id INTEGER)").connection.close()
+
+    result = _steward(
+        tmp_path,
+        "demo-data",
+        "--replace",
+        STEWARD_DATABASE__URL=f"sqlite:///file:{database}?mode=ro&uri=true",
+    )
+
+    line = _one_error_line(result)
+    assert "cannot be written" in line or "create the example schema first" in line
+
+
+def test_wrong_database_credentials_say_authentication_failed(tmp_path: Path, pg_url: str) -> None:
+    host_and_db = pg_url.split("@", 1)[1]
+    url = f"postgresql+psycopg://steward_nobody:{PASSWORD}@{host_and_db}"
+
+    line = _one_error_line(_steward(tmp_path, "migrate", "--status", STEWARD_DATABASE__URL=url))
+
+    assert "authentication failed" in line and "steward_nobody" in line
+    assert "unreachable" not in line
+
+
+def test_misspelt_environment_section(tmp_path: Path) -> None:
+    result = _steward(
+        tmp_path, "config", "show", STEWARD_DATABSE__URL=f"postgresql://app:{PASSWORD}@db/x"
+    )
+
+    line = _one_error_line(result)
+    assert "STEWARD_DATABSE__URL" in line and "did you mean 'STEWARD_DATABASE'?" in line
