@@ -93,8 +93,11 @@ def plan_actions(
         actions.unmatched += not hits
         for rule in hits:
             actions.keys.update((rule.namespace, t.format(**values)) for t in rule.keys)
-            escaped = {name: glob_escape(value) for name, value in values.items()}
-            actions.patterns.update((rule.namespace, t.format(**escaped)) for t in rule.patterns)
+            if rule.patterns:  # values are literal text inside a glob
+                escaped = {name: glob_escape(value) for name, value in values.items()}
+                actions.patterns.update(
+                    (rule.namespace, t.format(**escaped)) for t in rule.patterns
+                )
             actions.warmers.update(rule.warmers)
     return actions
 
