@@ -4,8 +4,8 @@ Runs ``[[cache.warmers]]`` (all enabled ones, or those named in ``warmers``), on
 unit: a refresh-mode warmer overwrites its keys in place; the warmers of a versioned namespace
 write a new generation together, which becomes current in one step, after which the old one
 is removed. Leaves a table of keys per warmer, a table of the cache's state (keys, memory, TTL
-spread, hit ratio per namespace) and a markdown summary. Scheduled daily at 05:30 UTC; the
-nightly flow runs it as a subflow and reads the summary it returns.
+spread, hit ratio per namespace) and a markdown summary. The nightly flow runs it as its last
+step (a subflow) and reads the summary it returns; run it on demand with ``warmers=[...]``.
 """
 
 from __future__ import annotations
