@@ -98,7 +98,11 @@ def run_step(
         outcome.state = NOT_INSTALLED
         outcome.reason = f"{step.entrypoint.split(':')[0]} is not in this checkout"
         return outcome
-    arguments = step_arguments(step_flow, step, dry_run)
+    try:
+        arguments = step_arguments(step_flow, step, dry_run)
+    except (ValueError, TypeError) as exc:  # its parameters model refused them
+        outcome.state, outcome.error = FAILED, f"bad arguments for {step.name}: {exc}"[:300]
+        return outcome
     if arguments is None:
         outcome.state, outcome.reason = SKIPPED, "dry run, and this step has no dry_run"
         return outcome
@@ -109,8 +113,14 @@ def _run(
     step: NightlyStep, step_flow: Any, arguments: dict[str, Any], outcome: StepOutcome
 ) -> StepOutcome:
     started = time.monotonic()
-    state = step_flow(**arguments, return_state=True)
-    outcome.duration_s = round(time.monotonic() - started, 2)
+    try:
+        state = step_flow(**arguments, return_state=True)
+    except Exception as exc:  # one step's surprise must not end the night
+        outcome.state, outcome.error = FAILED, f"{type(exc).__name__}: {exc}"[:300]
+        get_run_logger().error("%s could not start: %s", step.name, outcome.error)
+        return outcome
+    finally:
+        outcome.duration_s = round(time.monotonic() - started, 2)
     if state.is_completed():
         result = state.result(raise_on_failure=False)
         outcome.state = OK

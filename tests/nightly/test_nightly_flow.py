@@ -218,3 +218,27 @@ def test_step_flows_load_from_their_entrypoints() -> None:
 
     assert nightly_module.load_step_flow(archive).name == "archive-to-s3"
     assert nightly_module.load_step_flow(missing) is None
+
+
+class Exploding:
+    """A step whose call blows up before Prefect runs it (not a Failed state: an exception)."""
+
+    name = "tier-archives"
+
+    @staticmethod
+    def fn(dry_run: bool = False) -> dict[str, Any]:
+        return {}
+
+    def __call__(self, **kwargs: Any) -> Any:
+        raise RuntimeError("broken step module")
+
+
+def test_a_step_that_cannot_start_is_a_failed_step_and_the_night_goes_on(steps) -> None:
+    calls, _ = steps
+    FAKES["tier-archives"] = Exploding()
+
+    state, summary, _ = run_nightly()
+
+    assert state.is_completed()  # tier-archives is not critical
+    assert summary["steps"]["tier-archives"]["error"] == "RuntimeError: broken step module"
+    assert [name for name, _ in calls][-3:] == ["cleanup-outbox", "validate-data", "warm-cache"]
