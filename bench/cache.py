@@ -170,11 +170,11 @@ def main() -> int:
     try:
         report(args, db_url, redis_url)
     finally:
-        drop_database(name)
-        if server is not None:
+        if server is not None:  # first: a failure below must not leave the server running
             server.terminate()
             server.wait()
         shutil.rmtree(folder, ignore_errors=True)
+        drop_database(name)
     return 0
 
 
