@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -87,3 +90,42 @@ def test_a_bad_cache_setting_is_one_line_and_exit_2(pg_settings: Settings) -> No
     assert result.returncode == 2
     assert "cache.warmers.0.key" in result.stderr and "plain column name" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_invalidate_forever_applies_events_until_sigterm(
+    pg_settings: Settings, redis_client: redis.Redis
+) -> None:
+    env = {**os.environ, "COLUMNS": "200", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "steward"), "cache", "invalidate", "--forever"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
+    )  # fmt: skip
+    try:
+        assert _wait(lambda: _has_group(redis_client, "steward:events:product"))
+        redis_client.set("steward:product:42", "stale")
+        redis_client.xadd(
+            "steward:events:product",
+            {"event_id": "3f1c", "event_type": "ProductUpdated", "aggregate_id": "42",
+             "payload": "{}", "seq": "1"},
+        )  # fmt: skip
+        assert _wait(lambda: not redis_client.exists("steward:product:42"))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "│ events               │ 1" in out and "│ acked                │ 1" in out
+
+
+def _has_group(client: redis.Redis, stream: str) -> bool:
+    if not client.exists(stream):
+        return False
+    return any(g["name"] == b"steward-cache" for g in client.xinfo_groups(stream))
+
+
+def _wait(check: Callable[[], bool], seconds: float = 90) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
