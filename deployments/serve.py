@@ -6,6 +6,11 @@ concurrency limits. Each flow is loaded from its entrypoint (a path relative to 
 root, which is made importable so the script runs from anywhere), turned into a
 ``RunnerDeployment`` with ``flow.to_deployment(...)``, and all of them are served together with
 ``prefect.serve``. Work-pool settings in the file are ignored: serving runs the flows here.
+
+Served deployments are named ``<name>-served`` (``archive-to-s3/archive-to-s3-served``): a
+server can hold both these and the ``prefect deploy`` ones (which run on the work pool), and a
+run of one never lands on the other's runner (a name clash made served runs crash at ``…/None``).
+Stopping serve (Ctrl-C) pauses every deployment it served; they resume when serve starts again.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ if str(REPO_ROOT) not in sys.path:  # `python deployments/serve.py` puts deploym
 
 from steward.errors import ConfigError  # noqa: E402  (needs the repository root on sys.path)
 
-__all__ = ["build_deployments", "load_deployment_specs", "main"]
+__all__ = ["SERVED_SUFFIX", "build_deployments", "load_deployment_specs", "main"]
+
+SERVED_SUFFIX = "-served"
 
 
 def load_deployment_specs(path: Path = PREFECT_FILE) -> list[dict[str, Any]]:
@@ -56,7 +63,7 @@ def build_deployments(path: Path = PREFECT_FILE) -> list[Any]:
         flow = load_flow_from_entrypoint(entrypoint, use_placeholder_flow=False)
         deployments.append(
             flow.to_deployment(
-                name=spec["name"],
+                name=f"{spec['name']}{SERVED_SUFFIX}",
                 description=spec.get("description"),
                 tags=list(spec.get("tags") or []),
                 parameters=dict(spec.get("parameters") or {}),
@@ -93,7 +100,7 @@ def _schedule(deployment: str, spec: dict[str, Any]) -> Any:
 
 
 def main() -> None:
-    """Serve all deployments until interrupted (Ctrl-C pauses their schedules)."""
+    """Serve all deployments until interrupted (Ctrl-C pauses every served deployment)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from prefect import serve
 

@@ -105,7 +105,10 @@ def test_serve_builds_one_runner_deployment_per_entry(
 ) -> None:
     built = serve.build_deployments()
 
-    assert [d.name for d in built] == [entry["name"] for entry in document["deployments"]]
+    # Distinct from the `prefect deploy` names: both can live on one server without clashing.
+    assert [d.name for d in built] == [
+        f"{entry['name']}-served" for entry in document["deployments"]
+    ]
     for deployment, entry in zip(built, document["deployments"], strict=True):
         assert type(deployment).__name__ == "RunnerDeployment"
         assert deployment.flow_name == FLOWS[deployment.flow_name].name
@@ -160,7 +163,7 @@ def test_serve_translates_every_schedule_kind_and_option(
 
     nightly, on_demand = serve.build_deployments(path)
 
-    assert (nightly.name, on_demand.name) == ("nightly", "on-demand")
+    assert (nightly.name, on_demand.name) == ("nightly-served", "on-demand-served")
     assert nightly.flow_name == "sample-flow" and nightly.concurrency_limit == 1
     assert nightly.parameters == {"size": "5"}
     cron, interval, rrule = (s.schedule for s in nightly.schedules)

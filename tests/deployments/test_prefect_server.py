@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -112,3 +113,86 @@ def test_prefect_deploy_records_the_checkout_as_working_directory(
         {"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}
     ], json.dumps(steps)
     assert "STEWARD_CHECKOUT" not in json.dumps(deployment)
+
+
+def _wait_final(api_url: str, flow_run_id: str, log: Path, timeout_s: float = 240) -> dict:
+    def final() -> dict | None:
+        run = httpx.get(f"{api_url}/flow_runs/{flow_run_id}", timeout=30).json()
+        return run if run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED") else None
+
+    return dict(_wait_for(f"flow run {flow_run_id} to finish", final, timeout_s, log))
+
+
+def test_worker_runs_a_deployment_from_the_checkout_with_flat_parameters(
+    prefect_server: str,
+    prefect_env: dict[str, str],
+    work_pool: str,
+    spawn: Any,
+    tmp_path: Path,
+) -> None:
+    _prefect(prefect_env, "--no-prompt", "deploy", "--prefect-file", PREFECT_FILE, "--name",
+             "migrate")  # fmt: skip
+    # The README's worker command, started elsewhere than the checkout, with no Steward-specific
+    # variable but where its embedded state goes.
+    worker_env = {**prefect_env, "STEWARD_HOME": str(tmp_path / "steward-home")}
+    worker = spawn(
+        "worker",
+        [str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool", work_pool],
+        env=worker_env,
+        cwd=tmp_path,
+    )
+
+    out = _prefect(
+        prefect_env, "deployment", "run", "migrate/migrate", "-p", "dry_run=true", "-p",
+        "lock_timeout_seconds=30",
+    )  # fmt: skip
+    flow_run_id = next(
+        line.split(":", 1)[1].strip() for line in out.splitlines() if "UUID:" in line
+    )
+    run = _wait_final(prefect_server, flow_run_id, worker.log_path)
+
+    assert run["state"]["type"] == "COMPLETED", worker.log_path.read_text()[-5000:]
+    assert run["parameters"] == {"dry_run": True, "lock_timeout_seconds": 30}
+    assert "FileNotFoundError" not in worker.log_path.read_text()
+
+
+def test_serve_runs_next_to_prefect_deploy_and_pauses_its_deployments_when_stopped(
+    prefect_server: str,
+    prefect_env: dict[str, str],
+    work_pool: str,
+    spawn: Any,
+    tmp_path: Path,
+) -> None:
+    _prefect(prefect_env, "--no-prompt", "deploy", "--prefect-file", PREFECT_FILE, "--name",
+             "migrate")  # fmt: skip
+    serve_env = {**prefect_env, "STEWARD_HOME": str(tmp_path / "steward-home")}
+    served = spawn(
+        "serve",
+        [sys.executable, str(REPO / "deployments" / "serve.py")],
+        env=serve_env,
+        cwd=tmp_path,
+    )
+    _wait_for(
+        "serve to register migrate-served",
+        lambda: httpx.get(
+            f"{prefect_server}/deployments/name/migrate/migrate-served", timeout=30
+        ).status_code == 200,
+        timeout_s=240,
+        log=served.log_path,
+    )  # fmt: skip
+
+    out = _prefect(prefect_env, "deployment", "run", "migrate/migrate-served", "-p",
+                   "dry_run=true")  # fmt: skip
+    flow_run_id = next(
+        line.split(":", 1)[1].strip() for line in out.splitlines() if "UUID:" in line
+    )
+    run = _wait_final(prefect_server, flow_run_id, served.log_path)
+
+    assert run["state"]["type"] == "COMPLETED", served.log_path.read_text()[-5000:]
+    assert "/None" not in served.log_path.read_text()
+    assert _deployment(prefect_server, "migrate", "migrate")["work_pool_name"] == work_pool
+
+    served.send_signal(signal.SIGINT)  # what the README says happens when serve stops
+    served.wait(timeout=120)
+    assert _deployment(prefect_server, "migrate", "migrate-served")["paused"] is True
+    assert _deployment(prefect_server, "migrate", "migrate")["paused"] is False
