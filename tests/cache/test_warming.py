@@ -274,3 +274,38 @@ warmers = ["sessions"]
         load_settings()
     assert "cache.invalidations" in str(raised.value) and "unknown warmer 'x'" in str(raised.value)
     assert "S3cret" not in str(raised.value)
+
+
+def test_refresh_mode_rebuilds_hashes_and_sorted_sets(
+    make_settings: Callable[..., Settings], cache_pg_url: str, redis_url: str,
+    redis_client: redis.Redis,
+) -> None:  # fmt: skip
+    warmers = [
+        {"name": "by-score", "source": "tests.cache.sources:numbered_rows",
+         "params": {"rows": 70}, "key": "score:{score}", "shape": "hash", "field": "{id}",
+         "ttl_seconds": 0},
+        {"name": "ranking", "source": "tests.cache.sources:numbered_rows",
+         "params": {"rows": 70}, "key": "ranking", "shape": "zset", "field": "{id}",
+         "value": "score", "max_members": 5, "ttl_seconds": 300},
+    ]  # fmt: skip
+    settings = make_settings(
+        database__url=cache_pg_url, cache__url=redis_url,
+        cache__warmers=json.dumps(warmers), cache__invalidations="[]",
+    )  # fmt: skip
+    redis_client.hset("steward:score:3", "stale-field", "x")
+    redis_client.zadd("steward:ranking", {"stale-member": 99})
+    warmer = CacheWarmer(settings)
+    try:
+        reports = {w.warmer: w for u in warmer.warm() for w in u.warmers}
+    finally:
+        warmer.close()
+
+    assert reports["by-score"].keys == 7 and reports["ranking"].keys == 1
+    fields = redis_client.hgetall("steward:score:3")
+    assert b"stale-field" not in fields and len(fields) == 10  # ids 3, 10, ..., 66
+    assert json.loads(fields[b"10"]) == {"id": 10, "run": json.loads(fields[b"3"])["run"],
+                                         "score": 3}  # fmt: skip
+    assert redis_client.ttl("steward:score:3") == -1  # ttl_seconds = 0: no expiry
+    top = redis_client.zrevrange("steward:ranking", 0, -1, withscores=True)
+    assert len(top) == 5 and all(score == 6.0 for _, score in top)
+    assert 0 < redis_client.ttl("steward:ranking") <= 330
