@@ -9,7 +9,8 @@ Relays N pending events from PostgreSQL to Redis Streams and reports events/s en
 - ``flow``: the ``relay-outbox`` Prefect flow, one flow run per benchmark run (as an ad hoc
   ``steward outbox relay`` runs it: Prefect's per-run cost is paid every time);
 - ``served``: the flow as deployed: one long-running run (``forever=True``) per relay process,
-  woken by NOTIFY for each benchmark run; the time is until nothing is pending.
+  started and listening before the clock starts, woken by NOTIFY; the time is until nothing is
+  pending (its start and teardown, paid once an hour when deployed, are not in it).
 
 Each runs with 1 and with 2 relay processes. Every process starts and warms up first (the
 flow's processes talk to one Prefect server the benchmark starts, as a deployment would), then
@@ -98,8 +99,41 @@ def start_workers(kind: str, relays: int, env: dict[str, str], args: argparse.Na
     return processes
 
 
-def run_served(args: argparse.Namespace) -> dict[str, float]:
-    """Refill the outbox, NOTIFY the long-running relays, wait until nothing is pending."""
+def run_served(relays: int, env: dict[str, str], args: argparse.Namespace) -> dict[str, float]:
+    """Start long-running relays, refill, NOTIFY, time until nothing is pending, stop them.
+
+    The relays run only during their own runs (so they never relay another kind's events);
+    they are started and listening before the clock starts, as a deployed relay is.
+    """
+    processes = start_workers("served", relays, env, args)
+    try:
+        wait_listening(args, relays)
+        run = time_served_run(args)
+    finally:
+        for process in processes:
+            process.stdin.close()
+    for process in processes:  # each run's totals come out when it stops
+        totals = json.loads(process.stdout.readline() or "{}")
+        for name in STEPS + ("batches",):
+            run[name] += totals.get(name, 0.0)
+        process.wait(timeout=120)
+    return run
+
+
+def wait_listening(args: argparse.Namespace, relays: int) -> None:
+    query = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND query LIKE 'LISTEN%%'"
+    )
+    deadline = time.monotonic() + 120
+    with psycopg.connect(args.conninfo, autocommit=True) as pg:
+        while pg.execute(query).fetchone() != (relays,):
+            if time.monotonic() > deadline:
+                raise SystemExit("the long-running relays did not start listening")
+            time.sleep(0.2)
+
+
+def time_served_run(args: argparse.Namespace) -> dict[str, float]:
     fill(args.conninfo, args.events, args.aggregates)
     redis.Redis.from_url(args.redis_url).flushdb()
     with psycopg.connect(args.conninfo, autocommit=True) as pg:
@@ -135,25 +169,21 @@ STEPS = ("claim", "publish", "mark")
 def run_relay_count(relays: int, env: dict[str, str], args: argparse.Namespace) -> list[dict]:
     """Every kind with ``relays`` processes, ``repeat`` times, interleaved (noise spreads)."""
     kinds = args.kinds.split(",")
-    workers = {kind: start_workers(kind, relays, env, args) for kind in kinds}
+    workers = {kind: start_workers(kind, relays, env, args) for kind in kinds if kind != "served"}
     runs: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
     try:
         for _ in range(args.repeat):
             for kind in kinds:
                 if kind == "served":
-                    runs[kind].append(run_served(args))
+                    runs[kind].append(run_served(relays, env, args))
                 else:
                     runs[kind].append(run_once(workers[kind], args))
                 print(f"  {kind} x{relays}: {runs[kind][-1]['rate']:,.0f} events/s",
                       file=sys.stderr)  # fmt: skip
     finally:
-        for kind, processes in workers.items():
+        for processes in workers.values():
             for process in processes:
                 process.stdin.close()
-                if kind == "served" and runs[kind]:  # its totals over every run, at the end
-                    totals = json.loads(process.stdout.readline())
-                    for name in STEPS + ("batches",):
-                        runs[kind][0][name] += totals[name]
                 process.wait(timeout=120)
     return [summarise(kind, relays, kind_runs) for kind, kind_runs in runs.items()]
 
@@ -267,14 +297,13 @@ def print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
               f"{row['duplicates']:>12}")  # fmt: skip
     print(
         "\nmean time per round (one claim -> XADD -> mark batch), ms; other = worker time "
-        "outside the three steps (Prefect task/flow runs, waiting for the other relay; n/a for "
-        "the long-running run, which waits for NOTIFY between runs)"
+        "outside the three steps (Prefect task/flow runs, waiting for the other relay)"
     )
     print(f"{'what':<38}{'relays':>7}{'rounds':>8}{'claim+locks':>13}{'XADD pipe':>11}"
           f"{'mark+commit':>13}{'other':>9}")  # fmt: skip
     for row in rows:
         step = row["per_round"]
-        other = "n/a" if row["kind"] == "served" else f"{step['other']:.1f}"
+        other = f"{step['other']:.1f}"
         print(f"{names[row['kind']]:<38}{row['relays']:>7}{row['rounds']:>8.0f}"
               f"{step['claim']:>13.1f}{step['publish']:>11.1f}{step['mark']:>13.1f}"
               f"{other:>9}")  # fmt: skip

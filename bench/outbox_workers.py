@@ -141,6 +141,7 @@ def served_worker() -> None:
         os.kill(os.getpid(), signal.SIGTERM)  # the flow finishes its batch and returns
 
     threading.Thread(target=stop_when_stdin_closes, daemon=True).start()
+    # The warm-up run took what the previous kind left (nothing): from here on, only this run.
     summary = relay_outbox(forever=True)
     steps = summary["step_seconds"]
     print(json.dumps({"published": summary["published"], "batches": summary["batches"], **steps}),

@@ -226,8 +226,11 @@ class OutboxTable:
         heads = sa.select(t.c.seq, t.c.aggregate_type, t.c.aggregate_id)
         heads_q = heads.where(self._seq_filters(head_seqs)[0]).subquery("h")
         statuses = [PENDING, DEAD] if dead_blocks else [PENDING]
+        # On PostgreSQL the id comes as text: parsing thousands of UUIDs only to print them
+        # again costs more than the rest of the row (SQLite stores them as 32 hex digits).
+        event_id = sa.cast(o.c.id, sa.Text).label("id") if self.is_postgres else o.c.id
         events = sa.select(
-            o.c.seq, o.c.id, o.c.aggregate_type, o.c.aggregate_id, o.c.event_type,
+            o.c.seq, event_id, o.c.aggregate_type, o.c.aggregate_id, o.c.event_type,
             sa.cast(o.c.payload, sa.Text).label("payload"),
             sa.cast(o.c.headers, sa.Text).label("headers"), o.c.attempts, o.c.created_at,
             o.c.status, (o.c.available_at <= self._now()).label("due"),

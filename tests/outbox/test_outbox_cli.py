@@ -20,8 +20,9 @@ STEWARD = [str(Path(sys.executable).with_name("steward"))]  # the console script
 
 def steward(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*STEWARD, *args], capture_output=True, text=True, timeout=60, cwd=REPO, env=os.environ
-    )
+        [*STEWARD, *args], capture_output=True, text=True, timeout=60, cwd=REPO,
+        env=dict(os.environ, COLUMNS="200"),
+    )  # fmt: skip
 
 
 def make_dead(env, count: int) -> None:
@@ -41,8 +42,13 @@ def test_status_prints_pending_dead_and_lag(outbox_env):
     shown = json.loads(result.stdout)
     assert (shown["pending"], shown["dead"], shown["retrying"]) == (5, 2, 0)
     assert shown["oldest_pending_age_seconds"] >= 0 and shown["table"] == "outbox"
+    assert [(g["reason"], g["count"]) for g in shown["dead_by_reason"]] == [("x", 2)]
+    assert shown["held"][0]["aggregate"] == "order:agg-0" and shown["held"][0]["held"] == 3
     table = steward("outbox", "status")
     assert table.returncode == 0 and "oldest pending age" in table.stdout
+    assert "2 dead (oldest" in table.stdout and "order:agg-1" in table.stdout
+    dead_id = str(env.rows("seq = 1")[0].id)
+    assert f"order:agg-0: 3 events held behind dead event {dead_id}" in table.stdout
 
 
 def test_requeue_dead_by_aggregate_and_by_event(outbox_env):
@@ -51,6 +57,8 @@ def test_requeue_dead_by_aggregate_and_by_event(outbox_env):
     make_dead(env, 6)
     dry = steward("outbox", "requeue-dead", "--aggregate", "order:agg-1", "--dry-run")
     assert dry.returncode == 0 and "would requeue 2 matching dead events" in dry.stdout
+    assert "2 dead (oldest" in dry.stdout and ids[1] in dry.stdout and ids[4] in dry.stdout
+    assert ids[0] not in dry.stdout and "Changed" in dry.stdout
     done = steward("outbox", "requeue-dead", "--aggregate", "order:agg-1", "--event", ids[0])
     assert done.returncode == 0 and "requeued 3 matching dead events" in done.stdout
     assert [row.seq for row in env.rows("status = 'pending'")] == [1, 2, 5]
