@@ -159,7 +159,8 @@ class RestoreReport:
             f"{' …' if len(listed) > 20 else ''}. Rows whose key exists again: rerun with "
             "overwrite to replace them by their archived values. Rows refused by a unique or "
             "check constraint: change or remove the clashing row in the table (the constraint "
-            "is named), then rerun the same restore — rows already back are skipped"
+            "is named); by a foreign key: restore the rows they reference first. Then rerun "
+            "the same restore — rows already back are skipped"
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -196,6 +196,34 @@ class TableRows:
             for c, s in zip(self._guard_columns, self.guard_specs, strict=True)
         ]
 
+    def delete_unchanged(
+        self,
+        conn: Connection,
+        keys: Sequence[Any],
+        versions: dict[Any, int],
+        where: Sequence[sa.ColumnElement[bool]],
+        hook: Callable[[str], None],
+    ) -> list[Any]:
+        """PostgreSQL: delete the rows that still have a version read with the batch, in one
+        statement per chunk. Exact: a version the batch read belongs to a transaction that
+        had committed by then, so no later change can carry it; the DELETE's row lock and
+        PostgreSQL's recheck of its WHERE clause on rows changed concurrently do the rest."""
+        deleted: list[Any] = []
+        for chunk in _chunks(keys):
+            seen = sorted({versions[k] for k in chunk if k in versions})
+            statement = (
+                sa.delete(self.table)
+                .where(
+                    self.key_in(chunk),
+                    self.version() == sa.any_(key_array(seen, sa.BigInteger())),
+                    *where,
+                )
+                .returning(self.key)
+            )
+            deleted += conn.execute(statement).scalars().all()
+            hook("rows_deleting")
+        return deleted
+
     def delete(
         self, conn: Connection, keys: Sequence[Any], hook: Callable[[str], None] | None = None
     ) -> int:

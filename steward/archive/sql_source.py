@@ -209,13 +209,18 @@ class SqlSource:
         before the same commit."""
         try:
             with self.sql.begin() as conn:
+                if not self.parts and archived.versions is not None and self.sql.is_postgres:
+                    gone = self.root.delete_unchanged(
+                        conn, archived.keys, archived.versions, [self._qualifies], hook
+                    )
+                    outcome = _outcome(archived.keys, set(gone))
+                    hook("rows_deleted")
+                    finish(conn, outcome)
+                    return outcome
                 good = self._unchanged_roots(conn, archived)
                 for child, rows in self.parts.values():
                     good -= self._changed_parents(conn, child, rows, archived, good)
-                outcome = DeleteOutcome(
-                    deleted=[k for k in archived.keys if k in good],
-                    skipped=[k for k in archived.keys if k not in good],
-                )
+                outcome = _outcome(archived.keys, good)
                 for name, (_child, rows) in self.parts.items():
                     mine = archived.children[name].parents
                     doomed = [k for k, parent in mine.items() if parent in good]
@@ -347,6 +352,12 @@ def _restore_table(
         overwritten=len(taken) - len(replaced) if overwrite else 0,
         conflicts=[] if overwrite else [row[key] for row in taken],
         clashes=clashes + replaced,
+    )
+
+
+def _outcome(keys: Sequence[Any], deleted: set[Any]) -> DeleteOutcome:
+    return DeleteOutcome(
+        deleted=[k for k in keys if k in deleted], skipped=[k for k in keys if k not in deleted]
     )
 
 
