@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -184,6 +185,7 @@ def bench(rows: int, dialect: str) -> None:
     finally:
         if name:
             drop_database(name)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def _print(rows: int, dialect: str, f: dict[str, float], expectations: int, failed: int) -> None:
