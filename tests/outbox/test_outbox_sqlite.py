@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from steward.outbox import EventSpec, OutboxRelay, drain, enqueue_many
-from steward.storage import create_sql_engine
+from steward.storage import create_sql_engine, open_object_store
 
 
 def test_sqlite_relay_delivers_in_order_retries_and_cleans_up(
@@ -57,5 +57,40 @@ def test_sqlite_relay_delivers_in_order_retries_and_cleans_up(
     cutoff = datetime.now(UTC) - timedelta(days=30)
     assert relay.delete_published(before=cutoff, limit=100) == 10
     assert relay.table_size()["rows"] == 20
+    relay.close()
+    engine.dispose()
+
+
+def test_sqlite_dead_letters_hold_their_aggregate_and_history_names_the_source(
+    make_settings, migrate_schema, redis_url, tmp_path
+):
+    settings = make_settings(
+        database__url=f"sqlite:///{tmp_path / 'shop.db'}",
+        cache__url=redis_url,
+        objects__url=(tmp_path / "objects").as_uri(),
+        outbox__max_payload_bytes="100",
+    )
+    engine = create_sql_engine(settings)
+    migrate_schema(engine)
+    specs = [
+        EventSpec("order", "a", "Huge", {"blob": "x" * 200}),
+        EventSpec("order", "a", "Paid", {"n": 1}),
+        EventSpec("order", "b", "Paid", {"n": 2}),
+    ]
+    roomy = settings.outbox.model_copy(update={"max_payload_bytes": 10_000})
+    with engine.begin() as conn:  # the poison event was written under a larger limit
+        enqueue_many(conn, specs[:1], settings=roomy)
+        ids = enqueue_many(conn, specs[1:])
+    relay = OutboxRelay.from_settings(settings)
+    totals = drain(relay.relay_batch)
+    assert (totals.published, totals.dead) == (1, 1)
+    status = relay.status()
+    (group,) = status["dead_by_reason"]
+    assert group["reason"].startswith("rejected: payload is # bytes") and group["count"] == 1
+    assert group["events"][0]["aggregate"] == "order:a"
+    assert [(h["aggregate"], h["held"]) for h in status["held"]] == [("order:a", 1)]
+    store_keys = [info.key for info in open_object_store(settings).list("events/")]
+    assert len(store_keys) == 1 and store_keys[0].split("/")[-1].startswith("shop-")
+    assert ids  # the two valid events were enqueued
     relay.close()
     engine.dispose()
