@@ -98,8 +98,6 @@ def bind_params(flow: Any, params: dict[str, Any]) -> dict[str, Any]:
     signature = inspect.signature(flow.fn)
     hints = typing.get_type_hints(flow.fn, include_extras=True)
     names = list(signature.parameters)
-    if names == ["params"] and "params" not in params:
-        return {"params": _nested_model(flow.name, hints["params"], params)}
     bound: dict[str, Any] = {}
     for key, value in params.items():
         if key not in signature.parameters:
@@ -135,18 +133,3 @@ def _reasons(exc: Any) -> str:
     if len(messages) > 1:  # `int | None` also says "Input should be None": noise
         messages = [m for m in messages if m != "Input should be None"]
     return "; ".join(messages)
-
-
-def _nested_model(flow_name: str, model: Any, params: dict[str, Any]) -> Any:
-    # Flows that still take one pydantic parameters model named `params`: accept its fields flat.
-    from pydantic import ValidationError
-
-    fields = list(model.model_fields)
-    for key in params:
-        if key not in fields:
-            raise ConfigError(_unknown(flow_name, key, fields))
-    try:
-        return model(**params)
-    except ValidationError as exc:
-        key = ".".join(str(p) for p in exc.errors()[0]["loc"]) or "params"
-        raise ConfigError(f"-p {key}: {_reasons(exc)} ({flow_name} parameter)") from None
