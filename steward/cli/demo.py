@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from steward.catalog import FLOWS
-from steward.cli.demo_report import describe_step
+from steward.cli.demo_report import describe_stats, describe_step
 from steward.cli.flow_runner import run_flow
 from steward.settings import Settings, get_settings
 
@@ -67,17 +67,6 @@ def _print_health(console: Console, settings: Settings) -> None:
     table = Table("store", "status", "latency", "figures", title=f"Health: {report['headline']}")
     for name, part in report["components"].items():
         latency = "" if part.get("latency_ms") is None else f"{part['latency_ms']} ms"
-        figures = part.get("error") or _stats(part.get("stats") or {})
+        figures = part.get("error") or describe_stats(part.get("stats") or {})
         table.add_row(name, str(part.get("status")), latency, figures)
     console.print(table)
-
-
-def _stats(stats: dict[str, Any]) -> str:
-    from steward.cli.demo_report import human_bytes
-
-    shown = []
-    for key, value in stats.items():
-        if isinstance(value, dict | list) or value is None:
-            continue
-        shown.append(f"{key.replace('_', ' ')} {human_bytes(value) if 'bytes' in key else value}")
-    return ", ".join(shown[:5])

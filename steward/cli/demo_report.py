@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["describe_step", "human_bytes", "money"]
+__all__ = ["describe_step", "describe_stats", "human_bytes", "money"]
 
 
 def human_bytes(size: Any) -> str:
@@ -99,7 +99,9 @@ def _tier(s: dict[str, Any]) -> str:
         "a month"
     )
     if not s.get("moved") and s.get("held_min_duration"):
-        text += f" ({_n(s['held_min_duration'])} too young to move yet)"
+        text += f" ({_n(s['held_min_duration'])} held by their class's minimum storage days)"
+    elif not s.get("moved") and not s.get("planned_moves"):
+        text += " (none is old enough for the first transition yet)"
     return text
 
 
@@ -125,6 +127,13 @@ def _warm(s: dict[str, Any]) -> str:
     )
 
 
+def _invalidate(s: dict[str, Any]) -> str:
+    return (
+        f"{_n(s['events'])} outbox events read from the streams, {_n(s['matched'])} matched an "
+        f"invalidation rule; {_n(s['keys_deleted'])} cache keys deleted"
+    )
+
+
 _DESCRIBERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "migrate": _migrate,
     "demo-data": _demo_data,
@@ -135,6 +144,7 @@ _DESCRIBERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "cleanup-outbox": _cleanup,
     "validate-data": _validate,
     "warm-cache": _warm,
+    "invalidate-cache": _invalidate,
 }
 
 
@@ -161,3 +171,18 @@ def describe_step(name: str, summary: Any) -> str:
         except (KeyError, TypeError, ValueError, AttributeError):
             pass  # the summary changed shape: list its figures instead
     return _figures(summary)
+
+
+def describe_stats(stats: dict[str, Any], limit: int = 5) -> str:
+    """A store's scalar stats in words: sizes human, money in dollars."""
+    shown = []
+    for key, value in stats.items():
+        if isinstance(value, dict | list) or value is None:
+            continue
+        label = key.replace("_bytes", "").replace("_usd", "").replace("_", " ")
+        if key.endswith("bytes"):
+            value = human_bytes(value)
+        elif "usd" in key or "cost" in key:
+            value = money(value)
+        shown.append(f"{label} {value}")
+    return ", ".join(shown[:limit])

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from steward.cli.demo_report import describe_step, human_bytes, money
+from steward.cli.demo_report import describe_stats, describe_step, human_bytes, money
 
 
 @pytest.mark.parametrize(
@@ -76,3 +76,21 @@ def test_a_changed_summary_falls_back_to_labelled_figures() -> None:
 @pytest.mark.parametrize("summary", [None, {}, {"nested": {"a": 1}}, "done", 5])
 def test_unknown_step_and_odd_summaries_never_fail(summary: Any) -> None:
     assert describe_step("some-new-flow", summary)
+
+
+def test_store_stats_read_in_words() -> None:
+    text = describe_stats(
+        {"backend": "sqlite", "size_bytes": 589824, "monthly_cost_usd": 0.000103, "x": None}
+    )
+
+    assert text == "backend sqlite, size 576.0 KB, monthly cost $0.000103"
+
+
+def test_tier_explains_why_nothing_moved() -> None:
+    text = describe_step(
+        "tier-archives",
+        {"moved": 0, "objects": 8, "planned_moves": 0, "bytes_moved": 0,
+         "monthly_cost_before_usd": 1e-06, "monthly_cost_after_usd": 1e-06},
+    )  # fmt: skip
+
+    assert "none is old enough for the first transition yet" in text
