@@ -26,11 +26,10 @@ from pydantic_settings import (
 from steward.errors import ConfigError
 from steward.settings.archive import ARCHIVE_FORMATS, ArchivePolicy, ArchiveSettings
 from steward.settings.backup import BACKUP_SOURCES, BackupSettings, RetentionPolicy
+from steward.settings.cache import CacheSettings, InvalidationRule, WarmerSettings
 from steward.settings.diagnostics import check_environment, describe_errors
 from steward.settings.masking import mask_text, mask_url, masked_settings
 from steward.settings.outbox import OUTBOX_SINKS, OutboxSettings
-from steward.settings.validation import ValidationSettings
-from steward.settings.cache import CacheSettings, InvalidationRule, WarmerSettings
 from steward.settings.stores import (
     DatabaseSettings,
     DocumentsSettings,
@@ -46,6 +45,7 @@ from steward.settings.tiering import (
     check_deep_archive,
     check_transitions,
 )
+from steward.settings.validation import ValidationSettings
 
 __all__ = [
     "ARCHIVE_FORMATS",
