@@ -230,14 +230,11 @@ def test_serve_py_serves_the_deployments_and_runs_one(
     make_settings(database__url=pg_url, cache__url=redis_url)
     steward_env = {k: v for k, v in os.environ.items() if k.startswith("STEWARD_")}
     env = {**prefect_env, **steward_env, "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
-    existing = httpx.get(f"{prefect_server}/deployments/name/check-health/check-health")
-    if existing.status_code == 200:  # registered by `prefect deploy` in the other test
-        api(prefect_server, "DELETE", f"/deployments/{existing.json()['id']}")
     server = spawn("serve", [sys.executable, "deployments/serve.py"], env=env, cwd=REPO)
 
     deployment = wait_for_served(prefect_server, "check-health", server.log_path)
     run = api(prefect_server, "POST", f"/deployments/{deployment['id']}/create_flow_run", {})
-    finished = wait_for_run(prefect_server, run["id"], 180, server.log_path)
+    finished = wait_for_run(prefect_server, run["id"], 300, server.log_path)
 
     assert finished["state"]["type"] == "COMPLETED", server.log_path.read_text()[-6000:]
     report = artifacts(prefect_server, run["id"])["health-check"]
@@ -245,11 +242,13 @@ def test_serve_py_serves_the_deployments_and_runs_one(
 
 
 def wait_for_served(api_url: str, name: str, log: Path) -> dict[str, Any]:
-    """The deployment once serve.py registered it (served: no work pool)."""
+    """The deployment once serve.py registered it (as ``<name>-served``, no work pool)."""
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        response = httpx.get(f"{api_url}/deployments/name/{name}/{name}", timeout=30)
-        if response.status_code == 200 and response.json()["work_pool_name"] is None:
-            return dict(response.json())
+        response = httpx.get(f"{api_url}/deployments/name/{name}/{name}-served", timeout=30)
+        if response.status_code == 200:
+            found = dict(response.json())
+            assert found["work_pool_name"] is None and "steward" in found["tags"]
+            return found
         time.sleep(1)
     pytest.fail(f"serve.py did not register {name}:\n{log.read_text()[-6000:]}")
