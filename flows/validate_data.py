@@ -1,10 +1,10 @@
-"""Flow ``validate-data``: prove the data still obeys its rules (daily 05:00 UTC).
+"""Flow ``validate-data``: prove the data still obeys its rules (a step of ``nightly``).
 
 Every suite in ``expectations/`` is checked first (known expectation types, tables, columns,
 custom SQL that compiles), so a bad suite stops the run before anything executes. Then one
 Great Expectations run per suite, inside the database (SQL push-down) or over MongoDB in
-chunks; a sample of archive objects is re-read against the archive manifest; Data Docs are
-built and uploaded. A failed critical expectation fails the run (``fail_on``); warnings leave
+chunks; samples of archive and backup objects are re-read against their manifests; Data Docs
+are built and uploaded. A failed critical expectation fails the run (``fail_on``); warnings leave
 it Completed with the warnings listed.
 """
 
@@ -30,7 +30,7 @@ from steward.validation import (
 from tasks.validation import (
     check_suites,
     publish_data_docs,
-    scrub_archive_objects,
+    scrub_stored_objects,
     validate_suite,
 )
 
@@ -61,7 +61,7 @@ def validate_data(
             "warning" (any expectation failed) or "never" (report only).
         docs: Build GX Data Docs locally and upload them under validation.docs_prefix.
         scrub_objects: Archive objects to re-read against the manifest; empty =
-            validation.scrub_objects, 0 = no scrub.
+            validation.scrub_objects, 0 = no scrub (backups: validation.scrub_backup_objects).
     """
     _check_params(fail_on, scrub_objects)
     plan: ValidationPlan = check_suites(suites or None)
@@ -70,8 +70,7 @@ def validate_data(
     outcomes += [
         SuiteOutcome(name, "mongo", name, skipped=reason) for name, reason in plan.skipped.items()
     ]
-    sample = get_settings().validation.scrub_objects if scrub_objects is None else scrub_objects
-    scrub: ScrubOutcome = scrub_archive_objects(sample)
+    scrub: ScrubOutcome = scrub_stored_objects(*_scrub_samples(scrub_objects))
     docs_url = None
     if docs:
         docs_url = publish_data_docs(plan, outcomes, _run_name()).url
@@ -90,6 +89,15 @@ def _check_params(fail_on: str, scrub_objects: int | None) -> None:
         raise ConfigError(
             f"validate-data parameter scrub_objects={scrub_objects!r}; accepted: 0-10000"
         )
+
+
+def _scrub_samples(scrub_objects: int | None) -> tuple[int, int]:
+    """(archive objects, backup objects) to re-read; scrub_objects=0 turns both off."""
+    settings = get_settings().validation
+    if scrub_objects == 0:
+        return 0, 0
+    archive = settings.scrub_objects if scrub_objects is None else scrub_objects
+    return archive, settings.scrub_backup_objects
 
 
 def _run_name() -> str:

@@ -22,10 +22,11 @@ from steward.validation import (
     run_mongo_suite,
     run_sql_suite,
     scrub_archive,
+    scrub_backups,
 )
 from tasks.retry_policy import retry_transient
 
-__all__ = ["check_suites", "publish_data_docs", "scrub_archive_objects", "validate_suite"]
+__all__ = ["check_suites", "publish_data_docs", "scrub_stored_objects", "validate_suite"]
 
 RETRY = {"retries": 2, "retry_delay_seconds": [5, 30], "retry_condition_fn": retry_transient}
 
@@ -78,16 +79,20 @@ def validate_suite(suite: SuiteSpec, params: dict[str, int | float]) -> SuiteOut
     return outcome
 
 
-@task(name="scrub-archive-objects", cache_policy=NO_CACHE, **RETRY)  # type: ignore[call-overload]
-def scrub_archive_objects(sample: int) -> ScrubOutcome:
-    """Re-read ``sample`` random archive objects: size, SHA-256 and rows against the manifest.
+@task(name="scrub-stored-objects", cache_policy=NO_CACHE, **RETRY)  # type: ignore[call-overload]
+def scrub_stored_objects(archive_sample: int, backup_sample: int) -> ScrubOutcome:
+    """Re-read random archive and backup objects against their manifests.
 
     Args:
-        sample: how many objects to draw from the archive manifest (0 = none).
+        archive_sample: archive objects to draw from the archive manifest (0 = none): size,
+            SHA-256 and row count are checked.
+        backup_sample: objects of catalogued backups to draw (0 = none): size and SHA-256.
     """
-    outcome = scrub_archive(get_settings(), sample=sample)
+    settings = get_settings()
+    outcome = scrub_archive(settings, sample=archive_sample)
+    outcome.add(scrub_backups(settings, sample=backup_sample), "backups")
     get_run_logger().info(
-        "archive scrub: %s checked, %s ok, %s failed, %s cold %s",
+        "scrub: %s checked, %s ok, %s failed, %s cold %s",
         outcome.checked,
         outcome.ok,
         len(outcome.failures),

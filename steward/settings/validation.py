@@ -36,6 +36,12 @@ class ValidationSettings(BaseModel):
         le=10_000,
         description="Archive objects sampled and re-read per run (size, SHA-256, rows); 0 = off.",
     )
+    scrub_backup_objects: int = Field(
+        default=2,
+        ge=0,
+        le=10_000,
+        description="Backup objects sampled and re-read per run (size, SHA-256); 0 = off.",
+    )
     docs_prefix: str = Field(
         default="docs/validation/",
         description="Object-store prefix the Data Docs site is uploaded to.",

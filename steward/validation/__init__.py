@@ -9,12 +9,14 @@ Modules:
 - :mod:`~steward.validation.runner` — one suite, one GX run, SQL push-down.
 - :mod:`~steward.validation.mongo` — MongoDB collections in pandas chunks (with a projection).
 - :mod:`~steward.validation.scrub` — sample archive objects and re-read them against the manifest.
+- :mod:`~steward.validation.backup_scrub` — the same for objects of catalogued backups.
 - :mod:`~steward.validation.docs` — GX Data Docs, built locally and uploaded to the object store.
 - :mod:`~steward.validation.outcome` — results, the summary dict and the markdown report.
 
 Great Expectations is imported inside functions only (its import takes seconds).
 """
 
+from steward.validation.backup_scrub import scrub_backups
 from steward.validation.checks import check_schema, check_with_gx
 from steward.validation.docs import DataDocs, build_data_docs
 from steward.validation.mongo import run_mongo_suite
@@ -48,6 +50,7 @@ __all__ = [
     "run_mongo_suite",
     "run_sql_suite",
     "scrub_archive",
+    "scrub_backups",
     "suite_parameters",
     "summarize",
     "table_rows",

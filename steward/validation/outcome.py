@@ -73,13 +73,22 @@ class SuiteOutcome:
 
 @dataclass
 class ScrubOutcome:
-    """Archive objects re-read against the manifest."""
+    """Archive (and backup) objects re-read against their manifests."""
 
     checked: int = 0
     ok: int = 0
     cold: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)
     note: str = ""
+
+    def add(self, other: ScrubOutcome, what: str) -> None:
+        """Count ``other`` (e.g. the backups) in with this one; notes keep where they came from."""
+        self.checked += other.checked
+        self.ok += other.ok
+        self.cold += other.cold
+        self.failures += [{**item, "kind": what} for item in other.failures]
+        if other.note:
+            self.note = "; ".join(filter(None, [self.note, f"{what}: {other.note}"]))
 
 
 def summarize(
@@ -186,7 +195,7 @@ def _scrub_line(scrub: dict[str, Any] | None) -> str:
     if not scrub["checked"] and scrub.get("note"):
         return f"Archive scrub: 0 objects checked ({scrub['note']})."
     return (
-        f"Archive scrub: {scrub['checked']} objects sampled, {scrub['ok']} matched the "
-        f"manifest, {len(scrub['failures'])} failed, {scrub['cold']} cold (not readable "
-        "without a restore, size and class checked only)."
+        f"Archive and backup scrub: {scrub['checked']} objects sampled, {scrub['ok']} matched "
+        f"their manifest, {len(scrub['failures'])} failed, {scrub['cold']} cold (not readable "
+        f"without a restore). {scrub.get('note') or ''}".rstrip()
     )

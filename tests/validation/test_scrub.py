@@ -121,3 +121,41 @@ def test_scrub_without_a_manifest_says_so(make_settings) -> None:
     engine.dispose()
     outcome = scrub_archive(settings, sample=5)
     assert outcome.checked == 0 and "no archive manifest" in outcome.note
+
+
+def test_backup_objects_are_reread_against_their_manifest(app_settings_sqlite) -> None:
+    from steward.backup import open_backup_context, take_backup
+    from steward.validation import scrub_backups
+
+    settings = app_settings_sqlite
+    backup = take_backup(open_backup_context(settings), "database")
+    assert backup.objects
+    clean = scrub_backups(settings, sample=10)
+    assert clean.checked == len(backup.objects) and clean.ok == clean.checked
+    store = open_object_store(settings)
+    victim = backup.objects[0]["key"]
+    path = store._data_path(victim)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # same size, different bytes
+    path.write_bytes(bytes(data))
+    broken = scrub_backups(settings, sample=10)
+    assert [f["object_key"] for f in broken.failures] == [victim]
+    assert broken.failures[0]["backup"] == backup.id
+    assert "no backups catalogued" in scrub_backups(make_empty(settings), sample=3).note
+
+
+def make_empty(settings):
+    return settings.model_copy(
+        update={"backup": settings.backup.model_copy(update={"prefix": "nothing-here"})}
+    )
+
+
+@pytest.fixture
+def app_settings_sqlite(make_settings):
+    from steward.migrations import MigrationRunner
+
+    settings = make_settings()
+    runner = MigrationRunner(settings)
+    runner.upgrade()
+    runner.dispose()
+    return settings
