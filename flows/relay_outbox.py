@@ -4,11 +4,11 @@ One-shot mode (``steward outbox relay``, ad hoc runs): relay batches until nothi
 ``max_seconds`` (default ``outbox.run_seconds``) pass. Long-running mode (``forever=True``, the
 deployment: one run an hour with ``max_seconds=3540``, so the Runs page shows 24 runs a day, not
 1,440): after draining, sleep until PostgreSQL NOTIFY or the poll interval; outlive database and
-Redis restarts (reconnecting with backoff); stop on SIGTERM, which lets the current task run (a
-few seconds of batches) finish, or at ``max_seconds``. Any number of relays may run at once:
+Redis restarts (reconnecting with backoff); stop on SIGTERM, which lets the current task run (at
+most 10 s of batches) finish, or at ``max_seconds``. Any number of relays may run at once:
 each holds the aggregates it relays, so the order of every aggregate's events is kept. One task
-run relays batches back to back (each its own transaction) for up to a few seconds: a task run
-per batch would cost more Prefect API time than the batch itself.
+run relays batches back to back (each its own transaction) for up to 10 s: a task run per batch
+would cost more Prefect API time than the batch itself.
 
 Each run leaves a table artifact (pending events, the oldest one's age, published this run,
 retries, events gone dead), a dead-letter table grouped by reason when events are dead, and a

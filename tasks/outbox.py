@@ -29,9 +29,12 @@ __all__ = [
     "requeue_dead_events",
 ]
 
-# One task run relays this many events at most, or for this long: ~5-10 batches, not one.
-SLICE_EVENTS = 50_000
-SLICE_SECONDS = 3.0
+# One task run relays this many events at most, or for this long: many batches, not one. Each
+# task run is a few Prefect API calls and server work that compete with the relay for CPU, so
+# fewer, longer slices leave more of it to relaying (bench.outbox, two relays). A SIGTERM waits
+# for the current slice; a slice ends early once nothing is due.
+SLICE_EVENTS = 200_000
+SLICE_SECONDS = 10.0
 
 _RELAYS: dict[tuple[str, ...], OutboxRelay] = {}
 _LOCK = threading.Lock()
