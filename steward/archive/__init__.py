@@ -5,11 +5,14 @@ Modules:
 - :mod:`~steward.archive.policy` — policies from settings, checked against the live schema.
 - :mod:`~steward.archive.manifest` — the ``steward_archive_manifest`` table and its states.
 - :mod:`~steward.archive.formats` — Parquet / jsonl.gz, type-preserving.
-- :mod:`~steward.archive.sql_source`, :mod:`~steward.archive.mongo_source` — keyset reads,
-  the guarded delete and upserting restores per backend.
+- :mod:`~steward.archive.sql_source`, :mod:`~steward.archive.mongo_source` — keyset reads
+  (an aggregate's roots with their children), the guarded delete and restores per backend.
+- :mod:`~steward.archive.sql_rows` — one SQL table's rows: typed key arrays, row versions,
+  whole-row guards, inserts that report each clash.
 - :mod:`~steward.archive.archiver` — the per-batch protocol (read, write, verify, finish).
 - :mod:`~steward.archive.recovery` — finishing or abandoning what a crashed run left.
 - :mod:`~steward.archive.runner` — one table's run (resume, batches, budget); the dry run.
+- :mod:`~steward.archive.runs` — run bookkeeping (``steward_archive_runs``, interrupted runs).
 - :mod:`~steward.archive.restore` — restores by key, batch or time range.
 - :mod:`~steward.archive.sources` — build a context and sources from settings.
 """
