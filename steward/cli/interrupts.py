@@ -96,17 +96,6 @@ def _start_watchdog(argv: list[str]) -> None:
 
 def install_interrupt_watchdog(argv: list[str]) -> None:
     """Call once from the main thread before running a command."""
-    reader, writer = socket.socketpair()
-    writer.setblocking(False)
-    _sockets.extend((reader, writer))  # closed when collected: keep them for the process
-    signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
-
-    def watch() -> None:
-        while data := reader.recv(16):
-            if signal.SIGINT in data:
-                _start_watchdog(argv)
-
-    threading.Thread(target=watch, name="steward-interrupt-watch", daemon=True).start()
 
     def on_sigint(signum: int, frame: FrameType | None) -> None:
         if _watchdog_started.is_set() and _said.is_set():
@@ -114,7 +103,19 @@ def install_interrupt_watchdog(argv: list[str]) -> None:
         _start_watchdog(argv)
         raise KeyboardInterrupt
 
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    _sockets.extend((reader, writer))  # closed when collected: keep them for the process
+
+    def watch() -> None:
+        while data := reader.recv(16):
+            # A command that handles Ctrl-C itself (a relay finishing its batch) keeps its own.
+            if signal.SIGINT in data and signal.getsignal(signal.SIGINT) is on_sigint:
+                _start_watchdog(argv)
+
     signal.signal(signal.SIGINT, on_sigint)
+    signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    threading.Thread(target=watch, name="steward-interrupt-watch", daemon=True).start()
 
 
 def exit_interrupted(argv: list[str]) -> NoReturn:
