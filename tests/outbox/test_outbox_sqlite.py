@@ -62,7 +62,7 @@ def test_sqlite_relay_delivers_in_order_retries_and_cleans_up(
 
 
 def test_sqlite_dead_letters_hold_their_aggregate_and_history_names_the_source(
-    make_settings, migrate_schema, redis_url, tmp_path
+    make_settings, migrate_schema, redis_url, redis_client, tmp_path
 ):
     settings = make_settings(
         database__url=f"sqlite:///{tmp_path / 'shop.db'}",
@@ -91,6 +91,7 @@ def test_sqlite_dead_letters_hold_their_aggregate_and_history_names_the_source(
     assert [(h["aggregate"], h["held"]) for h in status["held"]] == [("order:a", 1)]
     store_keys = [info.key for info in open_object_store(settings).list("events/")]
     assert len(store_keys) == 1 and store_keys[0].split("/")[-1].startswith("shop-")
-    assert ids  # the two valid events were enqueued
+    (entry,) = redis_client.xrange("steward:events:order")  # b's event; a's waits
+    assert entry[1][b"event_id"].decode() == str(ids[1])
     relay.close()
     engine.dispose()
