@@ -112,3 +112,19 @@ def test_ctrl_c_during_demo_data_exits_130_and_says_how_to_resume(tmp_path: Path
         "interrupted: the demo tables may be partly filled; run `steward demo-data --replace` "
         "to fill them again"
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["steward", "archive", "--table", "users"], "verified archive object; run `steward arch"),
+        (["steward", "--help"], "run the same command again to resume"),
+        (["steward", "migrate", "--down"], "last finished revision"),
+        (["steward", "outbox", "relay"], "delivered again (at least once)"),
+        (["steward"], "run the same command again to resume"),
+    ],
+)
+def test_every_command_says_what_an_interrupt_left(argv: list[str], words: str) -> None:
+    from steward.cli.interrupts import state_left
+
+    assert words in state_left(argv)
