@@ -115,7 +115,8 @@ def main() -> None:
     except (typer.BadParameter, typer.Exit) as exc:
         code = getattr(exc, "exit_code", 2)
         if isinstance(exc, typer.BadParameter):
-            console.print(f"[bold red]error:[/] {exc.format_message()}", highlight=False)
+            message = mask_text(exc.format_message())
+            console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
         sys.exit(code)
     except Exception as exc:  # click usage errors
         import click
