@@ -188,6 +188,44 @@ def run_relay_count(relays: int, env: dict[str, str], args: argparse.Namespace) 
     return [summarise(kind, relays, kind_runs) for kind, kind_runs in runs.items()]
 
 
+def run_killed(relays: int, env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
+    """Core relays, one killed with SIGKILL every ``--kill-every`` s and replaced, to the end.
+
+    A relay killed between publishing and marking leaves its batch pending: it is published
+    again, and the second copies are the duplicates at-least-once delivery allows.
+    """
+    fill(args.conninfo, args.events, args.aggregates)
+    redis.Redis.from_url(args.redis_url).flushdb()
+    processes = start_workers("core", relays, env, args)
+    started, kills = time.perf_counter(), 0
+    for process in processes:
+        process.stdin.write("go\n")
+        process.stdin.flush()
+    while pending(args):
+        time.sleep(args.kill_every)
+        if not pending(args):
+            break
+        victim = kills % relays
+        processes[victim].kill()
+        processes[victim].wait()
+        kills += 1
+        processes[victim] = start_workers("core", 1, env, args)[0]
+        processes[victim].stdin.write("go\n")
+        processes[victim].stdin.flush()
+    seconds = time.perf_counter() - started
+    for process in processes:
+        process.stdin.close()
+        process.wait(timeout=120)
+    return {"relays": relays, "kills": kills, "rate": args.events / seconds,
+            "duplicates": check_delivered(args)}  # fmt: skip
+
+
+def pending(args: argparse.Namespace) -> bool:
+    with psycopg.connect(args.conninfo, autocommit=True) as pg:
+        row = pg.execute("SELECT EXISTS (SELECT 1 FROM outbox WHERE status <> 'published')")
+        return bool(row.fetchone()[0])
+
+
 def summarise(kind: str, relays: int, runs: list[dict[str, float]]) -> dict[str, Any]:
     """Best and median rate, duplicates, and the mean time per round (batch) of each step."""
     rates = [run["rate"] for run in runs]
@@ -321,6 +359,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per scenario")
     parser.add_argument("--redis-url", default="")
     parser.add_argument(
+        "--kill-every", type=float, default=0.0,
+        help="also run the core relays with one killed (kill -9) every N s; count duplicates",
+    )  # fmt: skip
+    parser.add_argument(
         "--worker", choices=["raw", "core", "flow", "served"], help=argparse.SUPPRESS
     )
     parser.add_argument("--conninfo", default="", help=argparse.SUPPRESS)
@@ -346,12 +388,14 @@ def main() -> None:
         STEWARD_OUTBOX__MAX_AGGREGATES_PER_BATCH=str(args.max_aggregates),
         STEWARD_OUTBOX__STREAM_MAXLEN=str(args.maxlen),
     )
-    rows = []
+    rows, killed = [], None
     with_prefect = {"flow", "served"} & set(args.kinds.split(","))
     prefect = start_prefect_server(env, args) if with_prefect else None
     try:
         for relays in (int(n) for n in args.relays.split(",")):
             rows += run_relay_count(relays, env, args)
+        if args.kill_every:
+            killed = run_killed(max(int(n) for n in args.relays.split(",")), env, args)
     finally:
         for process in (server, prefect):
             if process is not None:
@@ -361,6 +405,11 @@ def main() -> None:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         shutil.rmtree(args.tmp, ignore_errors=True)
     print_table(rows, args)
+    if killed is not None:
+        print(f"\nSteward relay core x{killed['relays']}, one killed (kill -9) every "
+              f"{args.kill_every} s and replaced: {killed['kills']} kills, "
+              f"{killed['rate']:,.0f} events/s, {killed['duplicates']} of {args.events:,} "
+              "events delivered twice, none lost")  # fmt: skip
 
 
 if __name__ == "__main__":
