@@ -216,7 +216,7 @@ def _resolve_sql(
         specs=column_specs(table, conn.dialect.name),
         references=[r for r in references if r.table not in policy.children],
         children=children,
-        proposed_children=[r for r in references if r.table != table.name],
+        proposed_children=[r for r in references if r.table not in (table.name, *policy.children)],
         batch_size=policy.batch_size or settings.archive.batch_size,
         format=policy.format or settings.archive.format,
     )
