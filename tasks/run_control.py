@@ -53,22 +53,22 @@ def stop_local_api_servers() -> None:
 
 
 class _WithoutTraceback(logging.Formatter):
-    """Console formatter that leaves out the traceback of expected error types."""
+    """Console formatter that leaves out the traceback of expected errors."""
 
-    def __init__(self, inner: logging.Formatter, quiet: tuple[type[BaseException], ...]) -> None:
+    def __init__(self, inner: logging.Formatter, quiet: Callable[[BaseException], bool]) -> None:
         super().__init__()
         self.inner, self.quiet = inner, quiet
 
     def format(self, record: logging.LogRecord) -> str:
         exc = record.exc_info[1] if record.exc_info else None
-        if not isinstance(exc, self.quiet):
+        if exc is None or not self.quiet(exc):
             return self.inner.format(record)
         bare = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None})
         return self.inner.format(bare)
 
 
-def hide_console_tracebacks(*error_types: type[BaseException]) -> None:
-    """Prefect's console handlers print ``error_types`` without their traceback."""
+def hide_console_tracebacks(quiet: Callable[[BaseException], bool]) -> None:
+    """Prefect's console handlers print errors for which ``quiet(exc)`` without a traceback."""
     loggers = [logging.getLogger(), *map(logging.getLogger, logging.root.manager.loggerDict)]
     for logger in loggers:
         for handler in getattr(logger, "handlers", []):
@@ -76,6 +76,4 @@ def hide_console_tracebacks(*error_types: type[BaseException]) -> None:
             if isinstance(handler, PrefectConsoleHandler) and not isinstance(
                 formatter, _WithoutTraceback
             ):
-                handler.setFormatter(
-                    _WithoutTraceback(formatter or logging.Formatter(), error_types)
-                )
+                handler.setFormatter(_WithoutTraceback(formatter or logging.Formatter(), quiet))

@@ -22,7 +22,7 @@ from steward.catalog import load_flow
 from steward.cli.interrupts import on_abandon, state_left
 from steward.errors import ConfigError, SourceUnavailable, StewardError
 
-__all__ = ["bind_params", "parse_params", "run_flow"]
+__all__ = ["bind_params", "expected_error", "parse_params", "run_flow"]
 
 
 def parse_params(pairs: list[str]) -> dict[str, Any]:
@@ -70,6 +70,13 @@ def run_flow(name: str, params: dict[str, Any]) -> Any:
         ) from None
 
 
+def expected_error(exc: BaseException) -> bool:
+    """An error that is the user's to fix and says so in one line (no traceback needed)."""
+    from steward.storage import refused_value
+
+    return isinstance(exc, StewardError) or refused_value(exc) is not None
+
+
 def _run_control() -> Any:
     # Prefect-side helpers; loaded by name because steward/ never imports Prefect (like flows).
     return importlib.import_module(RUN_CONTROL)
@@ -78,7 +85,7 @@ def _run_control() -> Any:
 def _prepare(flow: Any) -> Any:
     """The flow, wired for the CLI: quiet tracebacks of Steward errors, crash report on Ctrl-C."""
     control = _run_control()
-    control.hide_console_tracebacks(StewardError)
+    control.hide_console_tracebacks(expected_error)
 
     def on_run(flow_run_id: Any) -> None:
         message = f"interrupted (Ctrl-C) in `steward`: {state_left(sys.argv)}"

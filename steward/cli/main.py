@@ -118,13 +118,19 @@ def main() -> None:
             message = mask_text(exc.format_message())
             console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
         sys.exit(code)
-    except Exception as exc:  # click usage errors
+    except Exception as exc:  # click usage errors; database refusing a configured value
         import click
+
+        from steward.storage import refused_value
 
         if isinstance(exc, click.ClickException):
             exc.show()
             sys.exit(exc.exit_code)
-        raise
+        refused = refused_value(exc)
+        if refused is None:
+            raise
+        console.print(f"[bold red]error:[/] {mask_text(refused)}", highlight=False, soft_wrap=True)
+        sys.exit(2)
     if code == EXIT_INTERRUPTED:
         exit_interrupted(sys.argv)
     sys.exit(code if isinstance(code, int) and not isinstance(code, bool) else 0)

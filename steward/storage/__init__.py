@@ -28,7 +28,13 @@ from steward.storage.objects import (
 )
 from steward.storage.open import open_object_store
 from steward.storage.s3 import S3Store
-from steward.storage.sql import SqlClient, create_sql_engine, dialect_name, is_postgres
+from steward.storage.sql import (
+    SqlClient,
+    create_sql_engine,
+    dialect_name,
+    is_postgres,
+    refused_value,
+)
 from steward.storage.sql import translate_errors as translate_sql_errors
 from steward.storage.uploads import abort_stale_uploads, put_stream
 
@@ -53,6 +59,7 @@ __all__ = [
     "iter_chunks",
     "open_object_store",
     "put_stream",
+    "refused_value",
     "translate_document_errors",
     "translate_sql_errors",
     "utcnow",

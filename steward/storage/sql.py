@@ -30,8 +30,28 @@ __all__ = [
     "create_sql_engine",
     "dialect_name",
     "is_postgres",
+    "refused_value",
     "translate_errors",
 ]
+
+# SQLSTATEs of a value that does not fit its column: class 22 (data exception: "invalid input
+# syntax for type integer"), 42883 (no operator for these types: varchar = integer), 42804
+# (datatype mismatch). Callers that expect them (a checksum falling back) catch them first.
+_VALUE_SQLSTATES = ("42883", "42804")
+
+
+def refused_value(exc: BaseException) -> str | None:
+    """One line for a database error caused by a configured value of the wrong type, else None."""
+    orig = getattr(exc, "orig", None)
+    sqlstate = str(getattr(orig, "sqlstate", None) or "")
+    if not isinstance(exc, sa.exc.DBAPIError) or not (
+        sqlstate.startswith("22") or sqlstate in _VALUE_SQLSTATES
+    ):
+        return None
+    return (
+        f"the database refused a value: {_first_line(orig)}; check the values in the settings "
+        "(e.g. archive.policies[].where must match the column types) and the parameters"
+    )
 
 
 def _postgres_url(url: str) -> str:

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,3 +91,26 @@ def test_misspelt_environment_section(tmp_path: Path) -> None:
 
     line = _one_error_line(result)
     assert "STEWARD_DATABSE__URL" in line and "did you mean 'STEWARD_DATABASE'?" in line
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_policy_where_value_that_does_not_fit_its_column(
+    tmp_path: Path, make_pg_database: Any
+) -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    env = {
+        "STEWARD_DATABASE__URL": make_pg_database(),
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+    }
+    for args in (["migrate"], ["demo-data", "--rows", "300"]):
+        done = _steward(tmp_path, *args, **env)
+        assert done.returncode == 0, done.stderr
+    (tmp_path / "steward.toml").write_text(
+        "[[archive.policies]]\ntable = 'orders'\nretention_days = 1\nwhere = {status = 5}\n"
+    )
+
+    line = _one_error_line(_steward(tmp_path, "archive", "--dry-run", **env))
+
+    assert "the database refused a value: operator does not exist" in line
+    assert "archive.policies[].where" in line

@@ -124,3 +124,27 @@ def test_folder_store_that_cannot_be_written_is_a_config_error(root: str) -> Non
 
     with pytest.raises(ConfigError, match="make the folder writable or point objects.url"):
         store.put("archive/users/batch-1.parquet", b"rows")
+
+
+@pytest.mark.parametrize(
+    ("sql", "value", "words"),
+    [
+        ("SELECT 1 WHERE 'paid'::varchar = :v", 5, "operator does not exist"),
+        ("SELECT 1 WHERE 1 = CAST(:v AS integer)", "abc", "invalid input syntax"),
+    ],
+)
+def test_a_value_of_the_wrong_type_reads_as_one_line(
+    make_settings: Callable[..., Settings], pg_url: str, sql: str, value: object, words: str
+) -> None:
+    from steward.storage import refused_value
+
+    client = SqlClient(make_settings(database__url=pg_url))
+    try:
+        with pytest.raises(sa.exc.DBAPIError) as raised, client.connect() as conn:
+            conn.execute(sa.text(sql), {"v": value})
+    finally:
+        client.dispose()
+
+    message = refused_value(raised.value)
+    assert message is not None and words in message and "\n" not in message
+    assert refused_value(RuntimeError("boom")) is None
