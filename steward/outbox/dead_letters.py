@@ -10,6 +10,8 @@ that differ only in numbers (sizes, attempt counts) form one group. With
 from __future__ import annotations
 
 import re
+import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,10 +25,12 @@ __all__ = [
     "DeadEvent",
     "DeadGroup",
     "HeldAggregate",
+    "dead_filter",
     "describe_held",
     "read_dead_letters",
     "read_held",
     "reason_of",
+    "requeue_dead",
 ]
 
 _NUMBER = re.compile(r"\d[\d,._]*")
@@ -68,6 +72,42 @@ class HeldAggregate:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def dead_filter(
+    table: OutboxTable,
+    event_ids: Sequence[uuid.UUID] = (),
+    aggregates: Sequence[tuple[str, str | None]] = (),
+) -> sa.ColumnElement[bool]:
+    """Dead events among ``event_ids`` or of ``aggregates`` (OR-ed); no filter = all dead.
+
+    An aggregate is ``(aggregate_type, aggregate_id)``, or ``(aggregate_type, None)`` for every
+    aggregate of that type.
+    """
+    t = table.table
+    chosen: list[sa.ColumnElement[bool]] = []
+    if event_ids:
+        chosen.append(t.c.id.in_(list(event_ids)))
+    for aggregate_type, aggregate_id in aggregates:
+        same_type = t.c.aggregate_type == aggregate_type
+        chosen.append(same_type if aggregate_id is None else sa.and_(
+            same_type, t.c.aggregate_id == aggregate_id
+        ))  # fmt: skip
+    return sa.and_(t.c.status == DEAD, sa.or_(*chosen) if chosen else sa.true())
+
+
+def requeue_dead(
+    conn: Connection,
+    table: OutboxTable,
+    where: sa.ColumnElement[bool],
+    *,
+    dry_run: bool = False,
+) -> int:
+    """Put the dead events ``where`` selects back to pending (attempts 0, due now); a count."""
+    if dry_run:
+        return int(conn.execute(sa.select(sa.func.count()).where(where)).scalar_one())
+    values = {"status": PENDING, "attempts": 0, "available_at": table.clock()}
+    return int(conn.execute(table.table.update().where(where).values(**values)).rowcount)
 
 
 def reason_of(last_error: str | None) -> str:

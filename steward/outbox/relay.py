@@ -28,7 +28,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from steward.errors import RelayConflict
-from steward.outbox.dead_letters import DeadGroup, read_dead_letters, read_held
+from steward.outbox.dead_letters import (
+    DeadGroup,
+    dead_filter,
+    read_dead_letters,
+    read_held,
+    requeue_dead,
+)
 from steward.outbox.events import (
     Failure,
     OutboxEvent,
@@ -268,7 +274,7 @@ class OutboxRelay:
         pairs = [parse_aggregate(text) for text in aggregates]
         with self.transaction("reading dead outbox events") as conn:
             table = self.table(conn)
-            return read_dead_letters(conn, table, table.dead_filter(ids, pairs))
+            return read_dead_letters(conn, table, dead_filter(table, ids, pairs))
 
     def requeue_dead(
         self,
@@ -277,7 +283,7 @@ class OutboxRelay:
         aggregates: Sequence[str] = (),
         dry_run: bool = False,
     ) -> int:
-        """Put dead events back to pending; filters as in :meth:`OutboxTable.requeue_dead`.
+        """Put dead events back to pending; filters as in :func:`dead_letters.dead_filter`.
 
         ``aggregates`` are ``"type"`` or ``"type:id"``; no filter at all = every dead event.
         """
@@ -285,7 +291,8 @@ class OutboxRelay:
         pairs = [parse_aggregate(text) for text in aggregates]
         with self.transaction("requeueing dead outbox events") as conn:
             table = self.table(conn)
-            return table.requeue_dead(conn, event_ids=ids, aggregates=pairs, dry_run=dry_run)
+            where = dead_filter(table, ids, pairs)
+            return requeue_dead(conn, table, where, dry_run=dry_run)
 
     def delete_published(self, *, before: datetime, limit: int) -> int:
         """One cleanup batch, in its own transaction: rows deleted."""

@@ -27,7 +27,6 @@ sees is in order. SQLite runs one relay at a time (``BEGIN IMMEDIATE``).
 
 from __future__ import annotations
 
-import uuid
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -154,7 +153,8 @@ class OutboxTable:
             return sa.func.now()
         return sa.literal(datetime.now(UTC), TS)
 
-    def _clock(self) -> sa.ColumnElement[Any]:
+    def clock(self) -> sa.ColumnElement[Any]:
+        """The time a statement writes: PostgreSQL's clock_timestamp(), else now."""
         return sa.func.clock_timestamp() if self.is_postgres else self._now()
 
     def insert_statement(self) -> sa.Insert:
@@ -257,7 +257,7 @@ class OutboxTable:
     def mark_published(self, conn: Connection, seqs: Sequence[int]) -> None:
         # last_error goes too: a published event carries no leftover reason from a failed try.
         t = self.table
-        values = {"status": PUBLISHED, "published_at": self._clock(), "last_error": None}
+        values = {"status": PUBLISHED, "published_at": self.clock(), "last_error": None}
         for where in self._seq_filters(seqs):
             conn.execute(t.update().where(where).values(**values))
 
@@ -311,43 +311,6 @@ class OutboxTable:
         return [column.in_(seqs[i : i + 500]) for i in range(0, len(seqs), 500)]
 
     # Operating --------------------------------------------------------------------------
-    def requeue_dead(
-        self,
-        conn: Connection,
-        *,
-        event_ids: Sequence[uuid.UUID] = (),
-        aggregates: Sequence[tuple[str, str | None]] = (),
-        dry_run: bool = False,
-    ) -> int:
-        """Put dead events back to pending (attempts 0, due now). No filter = every dead event.
-
-        Filters are OR-ed: the given event ids, and every dead event of each
-        ``(aggregate_type, aggregate_id or None for all of that type)``.
-        """
-        t = self.table
-        where = self.dead_filter(event_ids, aggregates)
-        if dry_run:
-            return int(conn.execute(sa.select(sa.func.count()).where(where)).scalar_one())
-        values = {"status": PENDING, "attempts": 0, "available_at": self._clock()}
-        return int(conn.execute(t.update().where(where).values(**values)).rowcount)
-
-    def dead_filter(
-        self,
-        event_ids: Sequence[uuid.UUID] = (),
-        aggregates: Sequence[tuple[str, str | None]] = (),
-    ) -> sa.ColumnElement[bool]:
-        """Dead events among ``event_ids`` or of ``aggregates`` (OR-ed); no filter = all dead."""
-        t = self.table
-        chosen: list[sa.ColumnElement[bool]] = []
-        if event_ids:
-            chosen.append(t.c.id.in_(list(event_ids)))
-        for aggregate_type, aggregate_id in aggregates:
-            same_type = t.c.aggregate_type == aggregate_type
-            chosen.append(same_type if aggregate_id is None else sa.and_(
-                same_type, t.c.aggregate_id == aggregate_id
-            ))  # fmt: skip
-        return sa.and_(t.c.status == DEAD, sa.or_(*chosen) if chosen else sa.true())
-
     def delete_published(self, conn: Connection, *, before: datetime, limit: int) -> int:
         """Delete up to ``limit`` events published before ``before``; never pending or dead."""
         t, p = self.table, self.table.alias("p")
