@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from steward.archive.manifest import COMPLETE, manifest_table, runs_table
+from steward.archive.manifest import COMPLETE, manifest_table, parts_table, runs_table
 from steward.storage import utcnow
 
 __all__ = ["finish_run", "latest_runs", "mark_interrupted", "start_run", "status_rows"]
@@ -49,15 +49,22 @@ def finish_run(conn: Connection, run_row: int, status: str, totals: dict[str, in
 
 def status_rows(conn: Connection) -> list[dict[str, Any]]:
     """Per source, table and storage class: rows archived, objects, bytes, last run."""
-    t = manifest_table
+    t, p = manifest_table, parts_table
+    # An aggregate's batch is one object per table: count and size its child objects too.
+    part_objects = sa.select(sa.func.count()).where(p.c.batch_id == t.c.batch_id)
+    part_bytes = sa.select(sa.func.coalesce(sa.func.sum(p.c.bytes), 0)).where(
+        p.c.batch_id == t.c.batch_id
+    )
     grouped = conn.execute(
         sa.select(
             t.c.source,
             t.c.table_name,
             t.c.storage_class,
-            sa.func.count().label("objects"),
+            sa.func.sum(1 + part_objects.scalar_subquery()).label("objects"),
             sa.func.coalesce(sa.func.sum(t.c.deleted_rows), 0).label("rows"),
-            sa.func.coalesce(sa.func.sum(t.c.bytes), 0).label("bytes"),
+            sa.func.coalesce(
+                sa.func.sum(sa.func.coalesce(t.c.bytes, 0) + part_bytes.scalar_subquery()), 0
+            ).label("bytes"),
         )
         .where(t.c.state == COMPLETE)
         .group_by(t.c.source, t.c.table_name, t.c.storage_class)

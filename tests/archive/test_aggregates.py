@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from steward.archive import manifest
+from steward.archive import manifest, runs
 from steward.archive.archiver import Budget
 from steward.archive.restore import RestoreRequest, restore
 from steward.archive.runner import archive_table, plan_table
@@ -69,6 +69,13 @@ def test_old_orders_leave_with_their_children_and_come_back_parents_first(app_se
             assert entry.batch_id in key and ctx.store.exists(key)
         assert all(p.sha256 and p.bytes for p in entry.parts)
     assert report.objects == 4 * len(done)
+    with ctx.sql.connect() as conn:
+        (shown,) = [row for row in runs.status_rows(conn) if row["table_name"] == "orders"]
+    assert (shown["objects"], shown["rows"], shown["bytes"]) == (
+        report.objects,
+        report.rows_archived,
+        report.bytes,
+    )
 
     restore_everything(ctx, ("orders",))
     after = snapshots(ctx, AGGREGATE)
