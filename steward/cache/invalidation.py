@@ -92,7 +92,7 @@ def plan_actions(
         actions.matched += bool(hits)
         actions.unmatched += not hits
         for rule in hits:
-            actions.keys.update((rule.namespace, t.format(**values)) for t in rule.keys)
+            actions.keys.update((rule.namespace, t.format(**values)) for t in rule.delete_keys)
             if rule.patterns:  # values are literal text inside a glob
                 escaped = {name: glob_escape(value) for name, value in values.items()}
                 actions.patterns.update(

@@ -169,13 +169,17 @@ class InvalidationRule(BaseModel):
     generation; otherwise they are plain keys under cache.key_prefix.
     """
 
-    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error
+    # A misspelt key is an error. The attribute is not called ``keys``: Prefect walks models
+    # passed to tasks with ``dict(model)``, which would call a ``keys`` field as a method.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
 
     events: list[str] = Field(
         min_length=1,
         description="Glob patterns on aggregate_type.event_type, e.g. product.* or *.Deleted.",
     )
-    keys: list[str] = Field(default_factory=list, description="Key templates to delete.")
+    delete_keys: list[str] = Field(
+        default_factory=list, alias="keys", description="Key templates to delete."
+    )
     patterns: list[str] = Field(
         default_factory=list, description="Key glob templates deleted with SCAN + UNLINK."
     )
@@ -184,7 +188,7 @@ class InvalidationRule(BaseModel):
         default=None, pattern=NAMESPACE_PATTERN, description="Versioned namespace of the keys."
     )
 
-    @field_validator("keys", "patterns")
+    @field_validator("delete_keys", "patterns")
     @classmethod
     def _check_placeholders(cls, value: list[str]) -> list[str]:
         for template in value:
@@ -198,7 +202,7 @@ class InvalidationRule(BaseModel):
 
     @model_validator(mode="after")
     def _check_action(self) -> InvalidationRule:
-        if not (self.keys or self.patterns or self.warmers):
+        if not (self.delete_keys or self.patterns or self.warmers):
             raise ValueError(f"rule for {self.events}: set keys, patterns or warmers")
         return self
 
