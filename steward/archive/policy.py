@@ -99,12 +99,21 @@ class SqlPolicy:
         for column, value in self.policy.where.items():
             conditions.append(self.table.c[column] == value)
         if unreferenced:
-            conditions += [~sa.exists().where(r.column == r.target) for r in self.references]
-            for child in self.children:
-                for ref in child.references:
-                    held = sa.exists().where(child.parent == self.key, ref.column == ref.target)
-                    conditions.append(~held)
+            conditions += self._unreferenced()
         return sa.and_(*conditions)
+
+    def unreferenced(self) -> sa.ColumnElement[bool]:
+        """Only the "referenced by no other row" part of :meth:`qualifies`: what a row's own
+        version (``xmin``) cannot vouch for, since a new reference changes another table."""
+        return sa.and_(sa.true(), *self._unreferenced())
+
+    def _unreferenced(self) -> list[sa.ColumnElement[bool]]:
+        conditions = [~sa.exists().where(r.column == r.target) for r in self.references]
+        for child in self.children:
+            for ref in child.references:
+                held = sa.exists().where(child.parent == self.key, ref.column == ref.target)
+                conditions.append(~held)
+        return conditions
 
     def referenced_by(self, reference: Reference, cutoff: datetime) -> sa.ColumnElement[bool]:
         """Rows past retention that ``reference``'s table still points at."""

@@ -210,8 +210,11 @@ class SqlSource:
         try:
             with self.sql.begin() as conn:
                 if not self.parts and archived.versions is not None and self.sql.is_postgres:
+                    # The row version vouches for the row's own columns (it qualified when
+                    # read, under this run's fixed cutoff); only new references need a check.
+                    # No indexable time condition here, so the plan is the primary key's.
                     gone = self.root.delete_unchanged(
-                        conn, archived.keys, archived.versions, [self._qualifies], hook
+                        conn, archived.keys, archived.versions, [self.policy.unreferenced()], hook
                     )
                     outcome = _outcome(archived.keys, set(gone))
                     hook("rows_deleted")
