@@ -29,7 +29,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     help="Steward keeps an application's data healthy: migrations, archiving to storage tiers, "
-    "outbox relay. Settings: steward.toml (STEWARD_CONFIG) and STEWARD_* variables.",
+    "outbox relay, verified backups, validation, cache warming, health checks. Settings: "
+    "steward.toml (STEWARD_CONFIG) and STEWARD_* variables.",
 )
 config_app = typer.Typer(no_args_is_help=True, help="Inspect the effective configuration.")
 app.add_typer(config_app, name="config")
