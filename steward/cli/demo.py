@@ -16,13 +16,15 @@ from rich.table import Table
 from steward.catalog import FLOWS
 from steward.cli.demo_report import describe_stats, describe_step
 from steward.cli.flow_runner import run_flow
+from steward.health import STEP_NAMES
 from steward.settings import Settings, get_settings
 
 __all__ = ["run_demo"]
 
 
 def run_demo(*, rows: int, seed: int, console: Console) -> dict[str, Any]:
-    """Migrate, generate demo data, then run every catalogued flow with its demo parameters."""
+    """Migrate, generate demo data, run the catalogued flows with demo parameters, then
+    ``nightly`` (which runs the nightly steps) and print its health report."""
     from steward.demo import generate_demo_data
 
     settings = get_settings()
@@ -40,11 +42,12 @@ def run_demo(*, rows: int, seed: int, console: Console) -> dict[str, Any]:
         ),
     )
     for entry in FLOWS.values():
-        if entry.name == "migrate" or entry.demo is None:
-            continue
+        if entry.name == "migrate" or entry.demo is None or entry.name in STEP_NAMES:
+            continue  # the nightly job's steps run inside `nightly`, below
         console.print(f"running [cyan]{entry.name}[/] …")
         params = dict(entry.demo)
         _step(console, results, entry.name, lambda n=entry.name, p=params: run_flow(n, p))
+    failed = _run_nightly(console, results)
     table = Table(
         "step", "what it did", title=f"Demo finished in {time.monotonic() - started:.1f} s"
     )
@@ -52,12 +55,43 @@ def run_demo(*, rows: int, seed: int, console: Console) -> dict[str, Any]:
         table.add_row(name, describe_step(name, summary))
     console.print(table)
     _print_health(console, settings)
+    if failed is not None:
+        raise failed
     return results
 
 
 def _step(console: Console, results: dict[str, Any], name: str, run: Any) -> None:
     results[name] = run()
     console.print(f"  [green]✓[/] {name}: {describe_step(name, results[name])}", highlight=False)
+
+
+def _run_nightly(console: Console, results: dict[str, Any]) -> Exception | None:
+    """Run ``nightly`` as scheduled (its steps as subflows), then print its health report.
+
+    Returns the error of a failed night (raised once the summary tables are printed).
+    """
+    from rich.markdown import Markdown
+
+    from steward.errors import NightlyStepsFailed
+
+    console.print("running [cyan]nightly[/]: " + " → ".join(STEP_NAMES) + " …")
+    failed: Exception | None = None
+    try:
+        summary = run_flow("nightly", {})
+    except NightlyStepsFailed as exc:
+        summary, failed = exc.summary or {}, exc
+    for name, step in summary.get("steps", {}).items():
+        results[name] = step["summary"] if step["state"] == "completed" else step
+        mark = "[green]✓[/]" if step["state"] == "completed" else "[yellow]•[/]"
+        text = (
+            describe_step(name, step["summary"])
+            if step["state"] == "completed"
+            else f"{step['state']}: {step['error'] or step['reason']}"
+        )
+        console.print(f"  {mark} {name}: {text}", highlight=False)
+    if summary.get("report"):
+        console.print(Markdown(str(summary["report"])))
+    return failed
 
 
 def _print_health(console: Console, settings: Settings) -> None:
