@@ -81,6 +81,22 @@ def pg_url() -> Iterator[str]:
     _drop_database(name)
 
 
+@pytest.fixture(scope="session")
+def session_pg_database() -> Iterator[Callable[[], str]]:
+    """Factory of fresh, empty PostgreSQL databases kept for the session (dropped at its end),
+    for test packages that fill one database once and share it."""
+    created: list[str] = []
+
+    def make() -> str:
+        name = _create_database()
+        created.append(name)
+        return _sa_url(name)
+
+    yield make
+    for name in created:
+        _drop_database(name)
+
+
 @pytest.fixture
 def make_pg_database() -> Iterator[Callable[[], str]]:
     """Factory of fresh, empty PostgreSQL databases, dropped after the test."""

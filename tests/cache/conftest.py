@@ -9,11 +9,9 @@ import shutil
 import socket
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 import redis
 from alembic import command
@@ -41,23 +39,11 @@ def migrate_and_fill(url: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def cache_pg_url() -> Iterator[str]:
+def cache_pg_url(session_pg_database: Callable[[], str]) -> str:
     """A PostgreSQL database with the example schema and demo data, shared by the session."""
-    name = f"steward_cache_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not reachable", pytrace=False)
-        pytest.skip(f"PostgreSQL at {PG_ADMIN_URL} is not reachable")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')  # generated name, never from input
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    url = f"{base}/{name}"
+    url = session_pg_database()
     migrate_and_fill(url)
-    yield url
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return url
 
 
 @pytest.fixture

@@ -13,13 +13,11 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import redis
 import sqlalchemy as sa
@@ -50,25 +48,13 @@ def migrate_schema() -> Callable[[sa.Engine], None]:
 
 
 @pytest.fixture(scope="session")
-def outbox_pg_url() -> Iterator[str]:
+def outbox_pg_url(session_pg_database: Callable[[], str]) -> str:
     """A PostgreSQL database with the example schema, shared by the outbox tests."""
-    name = f"steward_outbox_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not reachable", pytrace=False)
-        pytest.skip(f"PostgreSQL at {PG_ADMIN_URL} is not reachable")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')  # generated name, never from input
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    url = f"{base}/{name}"
+    url = session_pg_database()
     engine = sa.create_engine(url)
     migrate(engine)
     engine.dispose()
-    yield url
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return url
 
 
 @dataclass
