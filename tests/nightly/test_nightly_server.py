@@ -47,7 +47,11 @@ def prefect(env: dict[str, str], *args: str) -> str:
 
 
 def api(api_url: str, method: str, path: str, body: Any = None) -> Any:
-    response = httpx.request(method, f"{api_url}{path}", json=body, timeout=30)
+    for attempt in range(6):  # the server answers 503 while its SQLite is busy, as Prefect's
+        response = httpx.request(method, f"{api_url}{path}", json=body, timeout=30)
+        if response.status_code not in (429, 503):  # own client retries then
+            break
+        time.sleep(1 + attempt)
     response.raise_for_status()
     return response.json() if response.content else None
 
