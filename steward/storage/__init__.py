@@ -9,34 +9,92 @@
   SHA-256 on the way); :func:`abort_stale_uploads` cleans up after killed writers.
 """
 
-from steward.storage.cache import CacheClient
-from steward.storage.documents import DocumentsClient
-from steward.storage.documents import translate_errors as translate_document_errors
-from steward.storage.folder import RESTORE_DELAYS, FolderStore
-from steward.storage.objects import (
-    COLD_CLASSES,
-    RESTORE_TIERS,
-    STORAGE_CLASSES,
-    LifecycleRule,
-    ObjectInfo,
-    ObjectStore,
-    VerifyingReader,
-    iter_chunks,
-    utcnow,
-    validate_key,
-    validate_prefix,
-)
-from steward.storage.open import open_object_store
-from steward.storage.s3 import S3Store
-from steward.storage.sql import (
-    SqlClient,
-    create_sql_engine,
-    dialect_name,
-    is_postgres,
-    refused_value,
-)
-from steward.storage.sql import translate_errors as translate_sql_errors
-from steward.storage.uploads import abort_stale_uploads, put_stream
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from steward.storage.cache import CacheClient
+    from steward.storage.documents import DocumentsClient
+    from steward.storage.documents import translate_errors as translate_document_errors
+    from steward.storage.folder import RESTORE_DELAYS, FolderStore
+    from steward.storage.objects import (
+        COLD_CLASSES,
+        RESTORE_TIERS,
+        STORAGE_CLASSES,
+        LifecycleRule,
+        ObjectInfo,
+        ObjectStore,
+        VerifyingReader,
+        iter_chunks,
+        utcnow,
+        validate_key,
+        validate_prefix,
+    )
+    from steward.storage.open import open_object_store
+    from steward.storage.s3 import S3Store
+    from steward.storage.sql import (
+        SqlClient,
+        create_sql_engine,
+        dialect_name,
+        is_postgres,
+        refused_value,
+    )
+    from steward.storage.sql import translate_errors as translate_sql_errors
+    from steward.storage.uploads import abort_stale_uploads, put_stream
+
+# Public name -> (module, name there). Loaded on first use, so a command pays only for the
+# drivers it touches (boto3 and pymongo cost ~0.25 s of start-up that `steward health` on
+# PostgreSQL + Redis + a folder store never needs).
+_EXPORTS: dict[str, tuple[str, str]] = {
+    **{
+        name: ("objects", name)
+        for name in (
+            "COLD_CLASSES",
+            "RESTORE_TIERS",
+            "STORAGE_CLASSES",
+            "LifecycleRule",
+            "ObjectInfo",
+            "ObjectStore",
+            "VerifyingReader",
+            "iter_chunks",
+            "utcnow",
+            "validate_key",
+            "validate_prefix",
+        )
+    },
+    **{
+        name: ("sql", name)
+        for name in (
+            "SqlClient",
+            "create_sql_engine",
+            "dialect_name",
+            "is_postgres",
+            "refused_value",
+        )
+    },
+    "translate_sql_errors": ("sql", "translate_errors"),
+    "CacheClient": ("cache", "CacheClient"),
+    "DocumentsClient": ("documents", "DocumentsClient"),
+    "translate_document_errors": ("documents", "translate_errors"),
+    "RESTORE_DELAYS": ("folder", "RESTORE_DELAYS"),
+    "FolderStore": ("folder", "FolderStore"),
+    "S3Store": ("s3", "S3Store"),
+    "open_object_store": ("open", "open_object_store"),
+    "abort_stale_uploads": ("uploads", "abort_stale_uploads"),
+    "put_stream": ("uploads", "put_stream"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attr = _EXPORTS[name]
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
 
 __all__ = [
     "COLD_CLASSES",

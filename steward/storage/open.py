@@ -9,7 +9,6 @@ from steward.errors import ConfigError
 from steward.settings import Settings
 from steward.storage.folder import FolderStore
 from steward.storage.objects import Clock, ObjectStore, utcnow
-from steward.storage.s3 import S3Store
 
 __all__ = ["open_object_store"]
 
@@ -20,5 +19,7 @@ def open_object_store(settings: Settings, *, clock: Clock = utcnow) -> ObjectSto
     if url.startswith("file://"):
         return FolderStore(url, clock=clock)
     if url.startswith("s3://"):
+        from steward.storage.s3 import S3Store  # boto3 is imported only for an S3 store
+
         return S3Store(url, settings.objects, clock=clock)
     raise ConfigError(f"objects.url = {url!r}: accepted s3://bucket/prefix or file:///path")
