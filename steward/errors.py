@@ -31,6 +31,9 @@ and says what to do next.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Sequence
+
 __all__ = [
     "ArchiveBusy",
     "ArchiveDeleteBlocked",
@@ -55,6 +58,7 @@ __all__ = [
     "StewardError",
     "Terminal",
     "Transient",
+    "closest_name",
     "is_transient",
 ]
 
@@ -171,3 +175,10 @@ class NightlyStepsFailed(StewardError, Terminal):
 def is_transient(exc: BaseException) -> bool:
     """True when ``exc`` is worth retrying (a :class:`Transient` Steward error)."""
     return isinstance(exc, Transient)
+
+
+def closest_name(name: str, candidates: Sequence[str], cutoff: float = 0.5) -> str | None:
+    """The candidate a misspelt ``name`` most likely meant (case ignored), for "did you mean"."""
+    lowered = {candidate.lower(): candidate for candidate in candidates}
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=cutoff)
+    return lowered[close[0]] if close else None

@@ -9,7 +9,6 @@ imports none of them.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import json
@@ -20,7 +19,7 @@ from typing import Any
 
 from steward.catalog import load_flow
 from steward.cli.interrupts import on_abandon, state_left
-from steward.errors import ConfigError, SourceUnavailable, StewardError
+from steward.errors import ConfigError, SourceUnavailable, StewardError, closest_name
 
 __all__ = ["bind_params", "expected_error", "parse_params", "run_flow"]
 
@@ -114,8 +113,8 @@ def bind_params(flow: Any, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _unknown(flow_name: str, key: str, names: list[str]) -> str:
-    close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
-    hint = f"did you mean {close[0]!r}? " if close else ""
+    guess = closest_name(key, names)
+    hint = f"did you mean {guess!r}? " if guess else ""
     return f"-p {key}: {flow_name} has no parameter {key!r}; {hint}parameters: {', '.join(names)}"
 
 

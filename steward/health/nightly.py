@@ -14,11 +14,10 @@ night counts as failed.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
-from steward.errors import ConfigError
+from steward.errors import ConfigError, closest_name
 
 __all__ = [
     "FAILED",
@@ -109,8 +108,8 @@ def check_skip(skip: list[str] | str | None) -> list[str]:
     names = [skip] if isinstance(skip, str) else list(skip)
     for name in names:
         if not isinstance(name, str) or name not in STEP_NAMES:
-            close = difflib.get_close_matches(str(name), STEP_NAMES, n=1, cutoff=0.4)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            guess = closest_name(str(name), STEP_NAMES, cutoff=0.4)
+            hint = f"did you mean {guess!r}? " if guess else ""
             raise ConfigError(
                 f"nightly parameter skip: {name!r} is not a nightly step; {hint}"
                 f"accepted: {', '.join(STEP_NAMES)}"

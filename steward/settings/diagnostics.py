@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 import types
 import typing
@@ -18,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from steward.errors import ConfigError
+from steward.errors import ConfigError, closest_name
 from steward.settings.masking import shown_value
 
 __all__ = ["NOT_SETTINGS", "check_environment", "describe_errors"]
@@ -88,11 +87,8 @@ def describe_errors(root: type[BaseModel], exc: ValidationError) -> str:
 
 
 def _closest(name: str, candidates: list[str]) -> str:
-    close = difflib.get_close_matches(name.lower(), [c.lower() for c in candidates], 1, 0.5)
-    if not close:
-        return ""
-    original = next(c for c in candidates if c.lower() == close[0])
-    return f"; did you mean {original!r}?"
+    guess = closest_name(name, candidates)
+    return f"; did you mean {guess!r}?" if guess else ""
 
 
 def _fields_at(root: type[BaseModel], loc: list[str]) -> list[str]:
