@@ -45,6 +45,7 @@ from steward.settings.tiering import (
     check_deep_archive,
     check_transitions,
 )
+from steward.settings.statistics import StatisticsSettings
 from steward.settings.validation import ValidationSettings
 
 __all__ = [
@@ -66,6 +67,7 @@ __all__ = [
     "OutboxSettings",
     "RetentionPolicy",
     "Settings",
+    "StatisticsSettings",
     "TierTransition",
     "TieringSettings",
     "ValidationSettings",
@@ -112,6 +114,7 @@ class Settings(BaseSettings):
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
+    statistics: StatisticsSettings = Field(default_factory=StatisticsSettings)
 
     @classmethod
     def settings_customise_sources(
