@@ -30,6 +30,7 @@ from steward.settings.cache import CacheSettings, InvalidationRule, WarmerSettin
 from steward.settings.diagnostics import check_environment, describe_errors
 from steward.settings.masking import mask_text, mask_url, masked_settings
 from steward.settings.outbox import OUTBOX_SINKS, OutboxSettings
+from steward.settings.statistics import StatisticsSettings
 from steward.settings.stores import (
     DatabaseSettings,
     DocumentsSettings,
@@ -45,7 +46,6 @@ from steward.settings.tiering import (
     check_deep_archive,
     check_transitions,
 )
-from steward.settings.statistics import StatisticsSettings
 from steward.settings.validation import ValidationSettings
 
 __all__ = [

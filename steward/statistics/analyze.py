@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from steward.settings import StatisticsSettings
-from steward.statistics.tables import TableStats, read_table_stats, resolve_tables
+from steward.statistics.tables import TableStats, read_table_stats, resolve_tables, split_name
 
 __all__ = ["AnalyzeOutcome", "StatisticsReport", "analyze_tables"]
 
@@ -80,6 +80,7 @@ class StatisticsReport:
             "not_analyzed": {o.table: o.not_analyzed for o in self.outcomes if not o.analyzed},
             "outcomes": [asdict(o) for o in self.outcomes],
             "note": self.note,
+            "lines": self.lines(),
         }
 
 
@@ -194,6 +195,8 @@ def _analyze_sqlite(
     outcomes = []
     for name, why in wanted.items():
         outcome = AnalyzeOutcome(name, why)
+        schema, bare = split_name(name)
+        name = bare if schema in (None, "main") else name
         if name not in existing:
             outcome.not_analyzed = "no such table in the database"
         elif off:
