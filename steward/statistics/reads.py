@@ -28,7 +28,8 @@ def tables_read(conn: Connection, query: str, params: Mapping[str, Any] | None) 
     # Fixed text before the configured query, which is run as it is anyway; values stay bound.
     explain = "EXPLAIN (VERBOSE, FORMAT JSON) " + query
     if params is None:
-        plan = conn.exec_driver_sql(explain).scalar_one()
+        # The driver reads % as a placeholder even without parameters: double it.
+        plan = conn.exec_driver_sql(explain.replace("%", "%%")).scalar_one()
     else:
         plan = conn.execute(sa.text(explain), dict(params)).scalar_one()
     if isinstance(plan, str):  # a driver that does not decode json
