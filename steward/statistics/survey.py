@@ -33,7 +33,8 @@ def survey_maintenance(conn: Connection, settings: StatisticsSettings) -> dict[s
     """The database's maintenance state: what autovacuum and the planner will face tonight."""
     server = conn.execute(_SERVER).mappings().one()
     tables = read_table_stats(conn)
-    stale = [(t, t.stale_reason(settings)) for t in tables]
+    # Biggest first: the lines name the first few, where a wrong plan costs the most.
+    stale = [(t, t.stale_reason(settings)) for t in sorted(tables, key=lambda t: -t.rows)]
     dead = [
         t
         for t in tables
