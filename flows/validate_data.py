@@ -19,6 +19,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from steward.errors import ConfigError, IntegrityViolation
 from steward.settings import get_settings
+from steward.statistics.readers import suite_tables
 from steward.validation import (
     ScrubOutcome,
     SuiteOutcome,
@@ -27,6 +28,7 @@ from steward.validation import (
     summarize,
     table_rows,
 )
+from tasks.statistics import publish_statistics, refresh_statistics_for_reads
 from tasks.validation import (
     check_suites,
     publish_data_docs,
@@ -65,6 +67,9 @@ def validate_data(
     """
     _check_params(fail_on, scrub_objects)
     plan: ValidationPlan = check_suites(suites or None)
+    statistics = refresh_statistics_for_reads(
+        lambda engine: suite_tables(engine, plan.suites, plan.params), "before validate-data reads"
+    )
     futures = [validate_suite.submit(s, plan.params) for s in plan.suites]
     outcomes: list[SuiteOutcome] = [future.result() for future in futures]
     outcomes += [
@@ -75,7 +80,9 @@ def validate_data(
     if docs:
         docs_url = publish_data_docs(plan, outcomes, _run_name()).url
     summary = summarize(outcomes, scrub, docs_url)
+    summary["statistics"] = [statistics]
     _publish(summary, outcomes)
+    publish_statistics("validate-data", summary["statistics"])
     _fail_if_needed(summary, fail_on)
     return summary
 
