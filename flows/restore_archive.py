@@ -26,7 +26,7 @@ from prefect.utilities.annotations import quote
 
 from steward.archive.restore import RestoreReport, RestoreRequest, missing_keys, plan_restore
 from steward.archive.sources import open_context
-from steward.errors import IntegrityViolation
+from steward.errors import RestoreIncomplete
 from steward.settings import get_settings
 from tasks.restore import restore_archived_batch
 
@@ -99,7 +99,7 @@ def restore_archive(
     finally:
         ctx.sql.dispose()
     if report.failed and not dry_run:
-        raise IntegrityViolation(report.failure_message())
+        raise RestoreIncomplete(report.failure_message())
     return {"dry_run": dry_run, **report.to_dict()}
 
 
