@@ -14,7 +14,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from steward.errors import ConfigError, SourceUnavailable
+from steward.errors import ConfigError, StoresDown
 from tasks.health import check_stores
 
 
@@ -43,7 +43,7 @@ def check_health(timeout_seconds: float = 2.0, object_limit: int = 10_000) -> di
     report = check_stores(timeout_seconds, object_limit)
     _publish(report)
     if not report["ok"]:
-        raise SourceUnavailable(f"check-health: {report['headline']}")
+        raise StoresDown(f"check-health: {report['headline']}")
     get_run_logger().info("check-health: %s in %s ms", report["headline"], report["elapsed_ms"])
     return report
 

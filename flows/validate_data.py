@@ -17,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from steward.errors import ConfigError, IntegrityViolation
+from steward.errors import ConfigError, ValidationFailed
 from steward.settings import get_settings
 from steward.statistics.readers import suite_tables
 from steward.validation import (
@@ -147,10 +147,10 @@ def _fail_if_needed(summary: dict[str, Any], fail_on: str) -> None:
         for f in summary["failures"]
         if fail_on == "warning" or f["severity"] == "critical"
     )
-    error = IntegrityViolation(
+    error = ValidationFailed(
         f"validate-data: {critical} critical and {warning} warning expectation(s) failed: "
         f"{names}; see the {REPORT_KEY} artifact"
         + (f" and the Data Docs at {summary['data_docs_url']}" if summary["data_docs_url"] else "")
     )
-    error.summary = summary  # type: ignore[attr-defined]  # for callers in this process
+    error.summary = summary  # for callers in this process
     raise error
