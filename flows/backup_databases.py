@@ -16,7 +16,7 @@ also says what retention removed, and why anything is zero or skipped.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -47,7 +47,7 @@ from tasks.backup import back_up_source, prune_old_backups, verify_one_backup
 def backup_databases(
     dry_run: bool = False,
     verify: bool = True,
-    sources: list[str] | None = None,
+    sources: list[Literal["database", "documents"]] | None = None,
     prune: bool = True,
 ) -> dict[str, Any]:
     """Back up, verify and prune; returns a summary per source.

@@ -9,7 +9,7 @@ fails the flow, after the artifacts are written.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -34,7 +34,7 @@ from tasks.backup import choose_backups_to_verify, verify_one_backup
 def verify_backups(
     backup_id: str | None = None,
     random_older: bool | None = None,
-    sources: list[str] | None = None,
+    sources: list[Literal["database", "documents"]] | None = None,
 ) -> dict[str, Any]:
     """Verify backups by restoring them; returns one entry per backup checked.
 
