@@ -81,7 +81,10 @@ def test_backup_flow_on_the_embedded_default_says_why_documents_are_skipped(sqli
 
 
 def test_bad_sources_parameter_is_a_clear_error(sqlite_settings):
-    with pytest.raises(ConfigError, match="backup source 'databse' is not known"):
+    from prefect.exceptions import ParameterTypeError
+
+    # The parameter schema names the accepted values (the server refuses the run up front).
+    with pytest.raises(ParameterTypeError, match="Input should be 'database' or 'documents'"):
         backup_databases(sources=["databse"])
 
 
