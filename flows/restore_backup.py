@@ -2,9 +2,9 @@
 
 The chosen backup (default: the newest verified database backup) is loaded into ``target``;
 a missing PostgreSQL target database is created; a non-empty target is refused unless
-``replace``, and a restore over an existing database is all or nothing (one transaction). The target URL is shown masked everywhere;
-prefer a URL without a password (libpq's PGPASSWORD / ~/.pgpass apply), as flow parameters
-are stored by the Prefect server.
+``replace``, and a restore over an existing database is all or nothing (one transaction).
+The target URL is shown masked everywhere; prefer a URL without a password (libpq's
+PGPASSWORD / ~/.pgpass apply), as flow parameters are stored by the Prefect server.
 """
 
 from __future__ import annotations
