@@ -44,6 +44,12 @@ if ! command -v age >/dev/null 2>&1; then
   apt_install age
 fi
 
+# Physical backups and point-in-time recovery drive pgBackRest (engine "physical").
+if ! command -v pgbackrest >/dev/null 2>&1; then
+  echo "ensure-services: installing pgbackrest (physical backups, PITR)"
+  apt_install pgbackrest
+fi
+
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "ensure-services: installing Redis"
   apt_install redis-server
