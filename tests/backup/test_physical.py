@@ -5,6 +5,7 @@ keeps the last good backup."""
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -17,10 +18,9 @@ import pytest
 import sqlalchemy as sa
 
 from steward.backup import (
+    list_backups,
     open_backup_context,
-    physical_status,
     plan_retention,
-    restore_to_time,
     setup_physical,
     take_physical_backup,
     verify_backup,
@@ -29,6 +29,7 @@ from steward.backup.fingerprint import pg_fingerprint
 from steward.errors import BackupVerificationFailed
 from steward.settings import RetentionPolicy
 from tests.backup.conftest import fill_postgres
+from tests.backup.test_backup_cli import _steward
 from tests.conftest import service_missing
 from tests.fixtures.private_servers import free_port
 
@@ -84,24 +85,26 @@ def _fingerprint(url: str) -> dict:
     return found
 
 
-def test_full_and_incremental_backups_are_verified_by_restore(physical):
+def test_full_and_incremental_backups_are_verified_by_restore(physical, tmp_path):
     _cluster, ctx, url = physical
     full = take_physical_backup(ctx, "full")
     assert full.physical["type"] == "full" and full.tables["public.customers"]["rows"] == 500
     assert verify_backup(ctx, full).good
 
     _write(url, "INSERT INTO orders (customer_id, total) SELECT id, 1 FROM customers")
-    incr = take_physical_backup(ctx, "incr")
-    assert incr.physical["type"] == "incr" and incr.tables["public.orders"]["rows"] == 1500
-    assert verify_backup(ctx, incr).good
+    incr = _steward("physical", "run", "--type", "incr", cwd=tmp_path)  # as an operator would
+    assert incr.returncode == 0, incr.stderr
+    assert "(incr, pgBackRest" in incr.stdout and "verified by a restore" in incr.stdout
+    [newest] = [m for m in list_backups(ctx.store, "backups") if m.id != full.id]
+    assert newest.good and newest.tables["public.orders"]["rows"] == 1500
 
-    status = physical_status(ctx)
+    shown = _steward("physical", "status", "--json", cwd=tmp_path)
+    status = json.loads(shown.stdout)
     assert [b["type"] for b in status["backups"]] == ["full", "incr"]
     assert status["recoverable_from"] and status["recoverable_to"]
     assert status["archiving_failing"] is False
-    repo = Path(ctx.config.physical.repo_path)
+    assert "correct horse" not in shown.stdout + incr.stdout + incr.stderr
     assert not list(Path(ctx.config.physical.scratch_dir).iterdir())  # scratch removed
-    assert repo.exists()
 
 
 def test_point_in_time_recovery_gives_exactly_the_noted_moment(physical, physical_base):
@@ -120,8 +123,11 @@ def test_point_in_time_recovery_gives_exactly_the_noted_moment(physical, physica
     pgbackrest(ctx.settings, "check")  # the WAL past the noted moment is archived
 
     target = physical_base / "restored"
-    done = restore_to_time(ctx, noted, target)
-    assert done["target"] == str(target)
+    done = _steward(
+        "restore", "--to-time", noted.isoformat(), "--to", str(target), cwd=target.parent
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"into {target}" in " ".join(done.stdout.split())
     port = free_port()
     options = f"-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={target}"
     pg_ctl = str(cluster.bin_dir / "pg_ctl")
