@@ -17,13 +17,16 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from steward.errors import ConfigError, IntegrityViolation
 from steward.settings import get_settings
 from steward.validation import (
+    REPORT_KEY,
     ScrubOutcome,
     SuiteOutcome,
     ValidationPlan,
+    check_run_params,
+    failure_error,
     render_markdown,
+    scrub_samples,
     summarize,
     table_rows,
 )
@@ -34,9 +37,7 @@ from tasks.validation import (
     validate_suite,
 )
 
-FAIL_ON = ("critical", "warning", "never")
 PARALLEL_SUITES = 3
-REPORT_KEY = "validate-data-report"
 TABLE_KEY = "validate-data-suites"
 
 
@@ -52,6 +53,7 @@ def validate_data(
     fail_on: str = "critical",
     docs: bool = True,
     scrub_objects: int | None = None,
+    full: bool = False,
 ) -> dict[str, Any]:
     """Validate the data against the suites in ``expectations/``; returns the summary.
 
@@ -62,42 +64,26 @@ def validate_data(
         docs: Build GX Data Docs locally and upload them under validation.docs_prefix.
         scrub_objects: Archive objects to re-read against the manifest; empty =
             validation.scrub_objects, 0 = no scrub (backups: validation.scrub_backup_objects).
+        full: Check every row of incremental suites too (they run in full weekly anyway:
+            validation.full_every_days).
     """
-    _check_params(fail_on, scrub_objects)
+    check_run_params(fail_on, scrub_objects)
     plan: ValidationPlan = check_suites(suites or None)
-    futures = [validate_suite.submit(s, plan.params) for s in plan.suites]
+    futures = [validate_suite.submit(s, plan.params, full) for s in plan.suites]
     outcomes: list[SuiteOutcome] = [future.result() for future in futures]
     outcomes += [
         SuiteOutcome(name, "mongo", name, skipped=reason) for name, reason in plan.skipped.items()
     ]
-    scrub: ScrubOutcome = scrub_stored_objects(*_scrub_samples(scrub_objects))
-    docs_url = None
+    scrub: ScrubOutcome = scrub_stored_objects(*scrub_samples(get_settings(), scrub_objects))
+    summary = summarize(outcomes, scrub, None)
     if docs:
-        docs_url = publish_data_docs(plan, outcomes, _run_name()).url
-    summary = summarize(outcomes, scrub, docs_url)
+        site = publish_data_docs(outcomes, _run_name())
+        summary = summarize(outcomes, scrub, site.url, site.pages, site.expires_at)
     _publish(summary, outcomes)
-    _fail_if_needed(summary, fail_on)
+    error = failure_error(summary, fail_on)
+    if error is not None:
+        raise error
     return summary
-
-
-def _check_params(fail_on: str, scrub_objects: int | None) -> None:
-    if fail_on not in FAIL_ON:
-        raise ConfigError(
-            f"validate-data parameter fail_on={fail_on!r}; accepted: {', '.join(FAIL_ON)}"
-        )
-    if scrub_objects is not None and not 0 <= scrub_objects <= 10_000:
-        raise ConfigError(
-            f"validate-data parameter scrub_objects={scrub_objects!r}; accepted: 0-10000"
-        )
-
-
-def _scrub_samples(scrub_objects: int | None) -> tuple[int, int]:
-    """(archive objects, backup objects) to re-read; scrub_objects=0 turns both off."""
-    settings = get_settings().validation
-    if scrub_objects == 0:
-        return 0, 0
-    archive = settings.scrub_objects if scrub_objects is None else scrub_objects
-    return archive, settings.scrub_backup_objects
 
 
 def _run_name() -> str:
@@ -128,22 +114,3 @@ def _publish(summary: dict[str, Any], outcomes: list[SuiteOutcome]) -> None:
             item.get("sample") or [],
             item.get("error") or item.get("problem") or "",
         )
-
-
-def _fail_if_needed(summary: dict[str, Any], fail_on: str) -> None:
-    critical, warning = summary["failed_critical"], summary["failed_warning"]
-    if fail_on == "never" or (critical == 0 and (fail_on == "critical" or warning == 0)):
-        return
-    names = ", ".join(
-        f"{f['suite']}/{f.get('expectation') or f.get('object_key')} "
-        f"({f.get('unexpected_count') if f.get('unexpected_count') is not None else 'error'})"
-        for f in summary["failures"]
-        if fail_on == "warning" or f["severity"] == "critical"
-    )
-    error = IntegrityViolation(
-        f"validate-data: {critical} critical and {warning} warning expectation(s) failed: "
-        f"{names}; see the {REPORT_KEY} artifact"
-        + (f" and the Data Docs at {summary['data_docs_url']}" if summary["data_docs_url"] else "")
-    )
-    error.summary = summary  # type: ignore[attr-defined]  # for callers in this process
-    raise error
