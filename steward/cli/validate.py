@@ -109,6 +109,7 @@ def check_suites() -> None:
         "no problems found (tables, columns and queries are checked against the database when "
         "`steward validate` runs)",
         highlight=False,
+        soft_wrap=True,
     )
 
 

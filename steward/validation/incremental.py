@@ -154,7 +154,7 @@ def _batch(
         where = sa.or_(changed, clause)
         description += f", plus {text}"
     sql = str(where.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-    return Batch(where, sql, description)
+    return Batch(sql, description)
 
 
 def _slice(

@@ -34,11 +34,18 @@ UNIQUE_TYPES = ("expect_column_values_to_be_unique", "expect_compound_columns_to
 
 @dataclass(frozen=True)
 class Batch:
-    """The rows an incremental run checks: a Core clause and the same filter as SQL text."""
+    """The rows an incremental run checks: a WHERE condition on the suite's table.
 
-    where: sa.ColumnElement[bool]
+    ``sql`` is built by Steward with literal values it read from the database itself
+    (timestamps, integer keys), and names the table's columns qualified by the table's name.
+    """
+
     sql: str
     description: str
+
+    @property
+    def where(self) -> sa.ColumnElement[bool]:
+        return sa.literal_column(f"({self.sql})", sa.Boolean())
 
 
 def live_table(conn: Connection, name: str) -> sa.Table:
