@@ -1,35 +1,39 @@
 """Flow ``validate-data``: prove the data still obeys its rules (a step of ``nightly``).
 
 Every suite in ``expectations/`` is checked first (known expectation types, tables, columns,
-custom SQL that compiles), so a bad suite stops the run before anything executes. Then one
-Great Expectations run per suite, inside the database (SQL push-down) or over MongoDB in
-chunks; samples of archive and backup objects are re-read against their manifests; Data Docs
-are built and uploaded. A failed critical expectation fails the run (``fail_on``); warnings leave
-it Completed with the warnings listed.
+custom SQL that compiles), so a bad suite stops the run before anything executes. Then each
+suite runs inside the database (Steward's SQL for the common expectation types, Great
+Expectations for the rest; incremental suites check only changed rows and a rotating slice)
+or over MongoDB in chunks; samples of archive and backup objects are re-read against their
+manifests; Data Docs pages (self-contained HTML) are written to the object store. A failed
+critical expectation fails the run (``fail_on``); warnings leave it Completed with the warnings
+listed.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import Field
 
 from steward.settings import get_settings
+from steward.statistics.readers import suite_tables
 from steward.validation import (
     REPORT_KEY,
     ScrubOutcome,
     SuiteOutcome,
     ValidationPlan,
-    check_run_params,
     failure_error,
     render_markdown,
     scrub_samples,
     summarize,
     table_rows,
 )
+from tasks.statistics import publish_statistics, refresh_statistics_for_reads
 from tasks.validation import (
     check_suites,
     publish_data_docs,
@@ -45,14 +49,14 @@ TABLE_KEY = "validate-data-suites"
     name="validate-data",
     # Suites run side by side: while one waits on the database, another builds its queries.
     task_runner=ThreadPoolTaskRunner(max_workers=PARALLEL_SUITES),
-    description="Run the Great Expectations suites in the database, scrub archive objects, "
-    "publish Data Docs; fail on a critical failure.",
+    description="Run the expectation suites in the database (incremental where configured), "
+    "scrub archive objects, publish Data Docs; fail on a critical failure.",
 )
 def validate_data(
     suites: list[str] | None = None,
-    fail_on: str = "critical",
+    fail_on: Literal["critical", "warning", "never"] = "critical",
     docs: bool = True,
-    scrub_objects: int | None = None,
+    scrub_objects: Annotated[int, Field(ge=0, le=10_000)] | None = None,
     full: bool = False,
 ) -> dict[str, Any]:
     """Validate the data against the suites in ``expectations/``; returns the summary.
@@ -61,14 +65,16 @@ def validate_data(
         suites: Suite names to run (see `steward validate list`); empty = every suite.
         fail_on: When the run fails: "critical" (a critical expectation failed, the default),
             "warning" (any expectation failed) or "never" (report only).
-        docs: Build GX Data Docs locally and upload them under validation.docs_prefix.
+        docs: Write Data Docs pages (offline HTML) under validation.docs_prefix.
         scrub_objects: Archive objects to re-read against the manifest; empty =
             validation.scrub_objects, 0 = no scrub (backups: validation.scrub_backup_objects).
         full: Check every row of incremental suites too (they run in full weekly anyway:
             validation.full_every_days).
     """
-    check_run_params(fail_on, scrub_objects)
     plan: ValidationPlan = check_suites(suites or None)
+    statistics = refresh_statistics_for_reads(
+        lambda engine: suite_tables(engine, plan.suites, plan.params), "before validate-data reads"
+    )
     futures = [validate_suite.submit(s, plan.params, full) for s in plan.suites]
     outcomes: list[SuiteOutcome] = [future.result() for future in futures]
     outcomes += [
@@ -79,7 +85,9 @@ def validate_data(
     if docs:
         site = publish_data_docs(outcomes, _run_name())
         summary = summarize(outcomes, scrub, site.url, site.pages, site.expires_at)
+    summary["statistics"] = [statistics]
     _publish(summary, outcomes)
+    publish_statistics("validate-data", summary["statistics"])
     error = failure_error(summary, fail_on)
     if error is not None:
         raise error

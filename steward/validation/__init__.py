@@ -52,9 +52,10 @@ from steward.validation.outcome import (
     table_rows,
 )
 from steward.validation.plan import ValidationPlan, plan_validation, suite_parameters
+from steward.validation.readonly import batch_subquery
 from steward.validation.runner import run_sql_suite
 from steward.validation.scrub import scrub_archive
-from steward.validation.suites import ExpectationSpec, SuiteSpec, load_suites
+from steward.validation.suites import ExpectationSpec, SuiteSpec, load_suites, render_query
 
 __all__ = [
     "FAIL_ON",
@@ -76,6 +77,7 @@ __all__ = [
     "SuiteOutcome",
     "SuiteSpec",
     "ValidationPlan",
+    "batch_subquery",
     "build_data_docs",
     "check_schema",
     "check_with_gx",
@@ -83,6 +85,7 @@ __all__ = [
     "load_suites",
     "plan_validation",
     "render_markdown",
+    "render_query",
     "run_mongo_suite",
     "run_sql_suite",
     "scrub_archive",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from steward.errors import ConfigError, IntegrityViolation
+from steward.errors import ConfigError, ValidationFailed
 from steward.settings import Settings
 from steward.storage import ObjectStore, open_object_store
 from steward.validation.backup_scrub import scrub_backups
@@ -92,7 +92,7 @@ def run_validation(
 
     Raises:
         ConfigError: a bad suite or parameter (before anything runs).
-        IntegrityViolation: ``fail_on`` says the run failed (``.summary`` carries the summary).
+        ValidationFailed: ``fail_on`` says the run failed (``.summary`` carries the summary).
     """
     check_run_params(fail_on, scrub_objects)
     plan = plan_validation(settings, suites)
@@ -114,7 +114,7 @@ def run_validation(
     return summary, outcomes
 
 
-def failure_error(summary: dict[str, Any], fail_on: str) -> IntegrityViolation | None:
+def failure_error(summary: dict[str, Any], fail_on: str) -> ValidationFailed | None:
     """The error that fails the run under ``fail_on`` (None when it passes)."""
     critical, warning = summary["failed_critical"], summary["failed_warning"]
     if fail_on == "never" or (critical == 0 and (fail_on == "critical" or warning == 0)):
@@ -126,10 +126,10 @@ def failure_error(summary: dict[str, Any], fail_on: str) -> IntegrityViolation |
         if fail_on == "warning" or f["severity"] == "critical"
     )
     docs = summary.get("data_docs_url")
-    error = IntegrityViolation(
+    error = ValidationFailed(
         f"validate-data: {critical} critical and {warning} warning expectation(s) failed: "
         f"{names}; see the {REPORT_KEY} artifact"
         + (f" and the Data Docs at {docs}" if docs else "")
     )
-    error.summary = summary  # type: ignore[attr-defined]  # for callers in this process
+    error.summary = summary  # for callers in this process
     return error
