@@ -5,6 +5,7 @@ report links to them; a bad suite stops the run before anything executes."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -93,9 +94,14 @@ def test_a_critical_failure_fails_the_run_and_is_named_everywhere(app_settings) 
 @sqlite_only
 def test_a_warning_leaves_the_run_completed_with_the_warning_listed(app_settings) -> None:
     settings = app_settings()
+    two_hours_ago = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S.%f")
     with connect(settings) as conn:
         conn.execute(
-            sa.text("UPDATE outbox SET status = 'pending', published_at = NULL WHERE seq = 1")
+            sa.text(
+                "UPDATE outbox SET status = 'pending', published_at = NULL, created_at = :t "
+                "WHERE seq = 1"
+            ),
+            {"t": two_hours_ago},
         )
     state, artifacts = run(suites=["outbox"], docs=False, scrub_objects=0)
     assert state.is_completed()
@@ -108,6 +114,23 @@ def test_a_warning_leaves_the_run_completed_with_the_warning_listed(app_settings
     assert summary["data_docs_url"] is None
     strict, _ = run(suites=["outbox"], docs=False, scrub_objects=0, fail_on="warning")
     assert strict.is_failed()
+
+
+@sqlite_only
+def test_outbox_lag_past_the_critical_threshold_fails_the_run(app_settings) -> None:
+    settings = app_settings()
+    with connect(settings) as conn:  # seq 2 was created weeks ago: the relay is down
+        conn.execute(
+            sa.text("UPDATE outbox SET status = 'pending', published_at = NULL WHERE seq = 2")
+        )
+    state, artifacts = run(suites=["outbox"], docs=False, scrub_objects=0)
+    assert state.is_failed()
+    error = state.result(raise_on_failure=False)
+    assert "outbox/pending_within_critical_lag (1)" in str(error)
+    failures = {f["expectation"]: f for f in error.summary["failures"]}
+    assert failures["pending_within_critical_lag"]["severity"] == "critical"
+    assert failures["pending_within_critical_lag"]["sample"][0]["seq"] == 2
+    assert failures["pending_within_lag"]["severity"] == "warning"
 
 
 @sqlite_only
