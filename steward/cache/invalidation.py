@@ -175,7 +175,10 @@ class Invalidator:
         while not (stop is not None and stop.is_set()):
             if not messages:
                 messages = self._next(block=forever)
-                if not messages and not forever:
+                idle_too_long = (
+                    max_seconds is not None and time.monotonic() - started >= max_seconds
+                )
+                if not messages and (not forever or idle_too_long):  # an idle listener ends too
                     break
                 continue
             self.handle(messages, report)
