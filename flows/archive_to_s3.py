@@ -35,7 +35,14 @@ from steward.archive.batch import Source
 from steward.archive.runner import archive_table
 from steward.archive.sources import open_context, open_sources
 from steward.settings import get_settings
+from steward.statistics.readers import archive_tables
 from tasks.archive import TASK_STEPS, estimate_archive
+from tasks.statistics import (
+    analyze_archived_tables,
+    publish_statistics,
+    read_table_rows,
+    refresh_statistics_for_reads,
+)
 
 
 @flow(
@@ -74,11 +81,31 @@ def archive_to_s3(
             ctx.store.url,
             " — dry run, nothing will change" if dry_run else "",
         )
+        read = archive_tables(sources)
+        statistics = [
+            refresh_statistics_for_reads(lambda _: read, "before archive-to-s3 reads", dry_run)
+        ]
         if dry_run:
-            return _dry_run(ctx, sources)
-        return _archive(ctx, sources, Budget(max_batches, time_budget_seconds))
+            summary = _dry_run(ctx, sources)
+        else:
+            rows_before = read_table_rows(read)
+            summary = _archive(ctx, sources, Budget(max_batches, time_budget_seconds))
+            removed = {t: n for t, n in _removed(summary).items() if t in read}
+            statistics.append(analyze_archived_tables(removed, rows_before))
+        summary["statistics"] = statistics
+        publish_statistics("archive-to-s3", statistics)
+        return summary
     finally:
         ctx.sql.dispose()
+
+
+def _removed(summary: dict[str, Any]) -> dict[str, int]:
+    """Rows this run deleted per table: each policy's roots and its children."""
+    removed: dict[str, int] = {}
+    for table, report in summary["tables"].items():
+        for name, rows in [(table, report["rows_archived"]), *report["children"].items()]:
+            removed[name] = removed.get(name, 0) + rows
+    return removed
 
 
 def _dry_run(ctx: ArchiveContext, sources: list[Source]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import Field
 
-from steward.errors import SourceUnavailable
+from steward.errors import StoresDown
 from tasks.health import check_stores
 
 
@@ -37,7 +37,7 @@ def check_health(
     report = check_stores(timeout_seconds, object_limit)
     _publish(report)
     if not report["ok"]:
-        raise SourceUnavailable(f"check-health: {report['headline']}")
+        raise StoresDown(f"check-health: {report['headline']}")
     get_run_logger().info("check-health: %s in %s ms", report["headline"], report["elapsed_ms"])
     return report
 

@@ -18,8 +18,9 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from steward.errors import IntegrityViolation
+from steward.errors import ValidationFailed
 from steward.settings import get_settings
+from steward.statistics.readers import suite_tables
 from steward.validation import (
     ScrubOutcome,
     SuiteOutcome,
@@ -28,6 +29,7 @@ from steward.validation import (
     summarize,
     table_rows,
 )
+from tasks.statistics import publish_statistics, refresh_statistics_for_reads
 from tasks.validation import (
     check_suites,
     publish_data_docs,
@@ -65,6 +67,9 @@ def validate_data(
             validation.scrub_objects, 0 = no scrub (backups: validation.scrub_backup_objects).
     """
     plan: ValidationPlan = check_suites(suites or None)
+    statistics = refresh_statistics_for_reads(
+        lambda engine: suite_tables(engine, plan.suites, plan.params), "before validate-data reads"
+    )
     futures = [validate_suite.submit(s, plan.params) for s in plan.suites]
     outcomes: list[SuiteOutcome] = [future.result() for future in futures]
     outcomes += [
@@ -75,7 +80,9 @@ def validate_data(
     if docs:
         docs_url = publish_data_docs(plan, outcomes, _run_name()).url
     summary = summarize(outcomes, scrub, docs_url)
+    summary["statistics"] = [statistics]
     _publish(summary, outcomes)
+    publish_statistics("validate-data", summary["statistics"])
     _fail_if_needed(summary, fail_on)
     return summary
 
@@ -129,10 +136,10 @@ def _fail_if_needed(summary: dict[str, Any], fail_on: str) -> None:
         for f in summary["failures"]
         if fail_on == "warning" or f["severity"] == "critical"
     )
-    error = IntegrityViolation(
+    error = ValidationFailed(
         f"validate-data: {critical} critical and {warning} warning expectation(s) failed: "
         f"{names}; see the {REPORT_KEY} artifact"
         + (f" and the Data Docs at {summary['data_docs_url']}" if summary["data_docs_url"] else "")
     )
-    error.summary = summary  # type: ignore[attr-defined]  # for callers in this process
+    error.summary = summary  # for callers in this process
     raise error

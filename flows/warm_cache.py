@@ -19,7 +19,9 @@ from pydantic import Field
 from steward.cache import plan_units
 from steward.errors import ConfigError
 from steward.settings import get_settings
+from steward.statistics.readers import warmer_tables
 from tasks.cache import read_cache_stats, warm_cache_unit
+from tasks.statistics import publish_statistics, refresh_statistics_for_reads
 
 
 @flow(
@@ -46,10 +48,16 @@ def warm_cache(
         " (dry run: nothing will be written)" if dry_run else "",
         "; ".join(f"{u.namespace} ({u.mode}): {', '.join(u.names)}" for u in units) or "nothing",
     )
+    chosen = [w for unit in units for w in unit.warmers]
+    statistics = refresh_statistics_for_reads(
+        lambda engine: warmer_tables(engine, chosen), "before warm-cache reads", dry_run
+    )
     reports = [warm_cache_unit(unit.names, dry_run) for unit in units]
     stats = None if dry_run else read_cache_stats()
     summary = _summary(reports, stats, dry_run)
+    summary["statistics"] = [statistics]
     _publish(summary, reports, stats)
+    publish_statistics("warm-cache", summary["statistics"])
     return summary
 
 

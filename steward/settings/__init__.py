@@ -30,6 +30,7 @@ from steward.settings.cache import CacheSettings, InvalidationRule, WarmerSettin
 from steward.settings.diagnostics import check_environment, describe_errors
 from steward.settings.masking import mask_text, mask_url, masked_settings
 from steward.settings.outbox import OUTBOX_SINKS, OutboxSettings
+from steward.settings.statistics import StatisticsSettings
 from steward.settings.stores import (
     DatabaseSettings,
     DocumentsSettings,
@@ -66,6 +67,7 @@ __all__ = [
     "OutboxSettings",
     "RetentionPolicy",
     "Settings",
+    "StatisticsSettings",
     "TierTransition",
     "TieringSettings",
     "ValidationSettings",
@@ -112,6 +114,7 @@ class Settings(BaseSettings):
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
+    statistics: StatisticsSettings = Field(default_factory=StatisticsSettings)
 
     @classmethod
     def settings_customise_sources(
