@@ -28,22 +28,19 @@ __all__ = ["run_demo"]
 def run_demo(*, rows: int, seed: int, console: Console) -> dict[str, Any]:
     """Migrate, generate demo data, run the catalogued flows with demo parameters, then
     ``nightly`` (which runs the nightly steps) and print its health report."""
+<<<<<<< HEAD
     from steward.demo import generate_demo_data
 
     settings = _on_example_schema(get_settings())
+=======
+    settings = get_settings()
+>>>>>>> main
     console.print(f"[bold]Steward demo[/] — home {settings.home.resolve()}")
     results: dict[str, Any] = {}
     started = time.monotonic()
     _step(console, results, "migrate", lambda: run_flow("migrate", FLOWS["migrate"].demo or {}))
     console.print("generating synthetic data…")
-    _step(
-        console,
-        results,
-        "demo-data",
-        lambda: generate_demo_data(
-            settings, rows=rows, seed=seed, replace=True, show_progress=True
-        ),
-    )
+    _step(console, results, "demo-data", lambda: _fill_and_analyze(settings, rows, seed))
     for entry in FLOWS.values():
         if entry.name == "migrate" or entry.demo is None or entry.name in STEP_NAMES:
             continue  # the nightly job's steps run inside `nightly`, below
@@ -63,6 +60,7 @@ def run_demo(*, rows: int, seed: int, console: Console) -> dict[str, Any]:
     return results
 
 
+<<<<<<< HEAD
 def _on_example_schema(settings: Settings) -> Settings:
     """The demo fills Steward's example schema: configure its migrations, refuse any other."""
     chosen = {"alembic": settings.migrations.alembic, "mongo": settings.migrations.mongo}
@@ -79,6 +77,16 @@ def _on_example_schema(settings: Settings) -> Settings:
             os.environ[f"STEWARD_MIGRATIONS__{key.upper()}"] = EXAMPLE
     get_settings.cache_clear()
     return get_settings()
+=======
+def _fill_and_analyze(settings: Settings, rows: int, seed: int) -> dict[str, int]:
+    """Demo data, then ANALYZE of the tables it filled (so tonight's plans see their sizes)."""
+    from steward.cli.data import analyze_demo_tables
+    from steward.demo import generate_demo_data
+
+    counts = generate_demo_data(settings, rows=rows, seed=seed, replace=True, show_progress=True)
+    analyze_demo_tables(settings, counts)
+    return counts
+>>>>>>> main
 
 
 def _step(console: Console, results: dict[str, Any], name: str, run: Any) -> None:

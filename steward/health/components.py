@@ -57,6 +57,12 @@ class HealthReport:
     def down(self) -> list[ComponentHealth]:
         return [c for c in self.components if c.down]
 
+    @property
+    def attention(self) -> list[str]:
+        """Problems of stores that are up: tomorrow's slowdowns (stale statistics, dead
+        tuples, wraparound...), each a line naming what and what to do."""
+        return [line for c in self.components for line in c.stats.get("attention", [])]
+
     def component(self, name: str) -> ComponentHealth | None:
         return next((c for c in self.components if c.name == name), None)
 
@@ -73,6 +79,7 @@ class HealthReport:
             "checked_at": self.checked_at,
             "elapsed_ms": self.elapsed_ms,
             "headline": self.headline(),
+            "attention": self.attention,
             "components": {c.name: c.to_dict() for c in self.components},
         }
 

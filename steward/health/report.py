@@ -192,7 +192,7 @@ def _database_problems(stats: dict[str, Any]) -> list[str]:
     oldest = stats.get("oldest_transaction_s")
     if isinstance(oldest, int | float) and oldest > OLD_TRANSACTION_S:
         problems.append(f"a transaction has been open for {oldest / 3600:.1f} h (blocks vacuum)")
-    return problems
+    return problems + list(stats.get("attention") or [])
 
 
 def _steps_section(outcomes: dict[str, StepOutcome]) -> list[str]:

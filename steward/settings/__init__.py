@@ -31,6 +31,7 @@ from steward.settings.diagnostics import check_environment, describe_errors
 from steward.settings.masking import mask_text, mask_url, masked_settings
 from steward.settings.migrations import EXAMPLE_MIGRATIONS, MigrationsSettings
 from steward.settings.outbox import OUTBOX_SINKS, OutboxSettings
+from steward.settings.statistics import StatisticsSettings
 from steward.settings.stores import (
     DatabaseSettings,
     DocumentsSettings,
@@ -69,6 +70,7 @@ __all__ = [
     "OutboxSettings",
     "RetentionPolicy",
     "Settings",
+    "StatisticsSettings",
     "TierTransition",
     "TieringSettings",
     "ValidationSettings",
@@ -116,6 +118,7 @@ class Settings(BaseSettings):
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
     migrations: MigrationsSettings = Field(default_factory=MigrationsSettings)
+    statistics: StatisticsSettings = Field(default_factory=StatisticsSettings)
 
     @classmethod
     def settings_customise_sources(
