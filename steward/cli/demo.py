@@ -28,13 +28,7 @@ __all__ = ["run_demo"]
 def run_demo(*, rows: int, seed: int, console: Console) -> dict[str, Any]:
     """Migrate, generate demo data, run the catalogued flows with demo parameters, then
     ``nightly`` (which runs the nightly steps) and print its health report."""
-<<<<<<< HEAD
-    from steward.demo import generate_demo_data
-
     settings = _on_example_schema(get_settings())
-=======
-    settings = get_settings()
->>>>>>> main
     console.print(f"[bold]Steward demo[/] — home {settings.home.resolve()}")
     results: dict[str, Any] = {}
     started = time.monotonic()
@@ -60,7 +54,6 @@ def run_demo(*, rows: int, seed: int, console: Console) -> dict[str, Any]:
     return results
 
 
-<<<<<<< HEAD
 def _on_example_schema(settings: Settings) -> Settings:
     """The demo fills Steward's example schema: configure its migrations, refuse any other."""
     chosen = {"alembic": settings.migrations.alembic, "mongo": settings.migrations.mongo}
@@ -77,7 +70,8 @@ def _on_example_schema(settings: Settings) -> Settings:
             os.environ[f"STEWARD_MIGRATIONS__{key.upper()}"] = EXAMPLE
     get_settings.cache_clear()
     return get_settings()
-=======
+
+
 def _fill_and_analyze(settings: Settings, rows: int, seed: int) -> dict[str, int]:
     """Demo data, then ANALYZE of the tables it filled (so tonight's plans see their sizes)."""
     from steward.cli.data import analyze_demo_tables
@@ -86,7 +80,6 @@ def _fill_and_analyze(settings: Settings, rows: int, seed: int) -> dict[str, int
     counts = generate_demo_data(settings, rows=rows, seed=seed, replace=True, show_progress=True)
     analyze_demo_tables(settings, counts)
     return counts
->>>>>>> main
 
 
 def _step(console: Console, results: dict[str, Any], name: str, run: Any) -> None:

@@ -110,16 +110,9 @@ def main() -> None:
         # Without standalone mode click returns exit codes (typer.Exit, Ctrl-C = 130) as values.
         code = app(standalone_mode=False)
     except StewardError as exc:
-<<<<<<< HEAD
-        _print_error(mask_text(str(exc)))
-        sys.exit(2)
-=======
         failed_check = isinstance(exc, FailedCheck)
-        label = "failed:" if failed_check else "error:"
-        message = mask_text(str(exc))
-        console.print(f"[bold red]{label}[/] {message}", highlight=False, soft_wrap=True)
+        _print_error(mask_text(str(exc)), "failed:" if failed_check else "error:")
         sys.exit(1 if failed_check else 2)
->>>>>>> main
     except (typer.Abort, KeyboardInterrupt):
         exit_interrupted(sys.argv)
     except (typer.BadParameter, typer.Exit) as exc:
@@ -145,11 +138,11 @@ def main() -> None:
     sys.exit(code if isinstance(code, int) and not isinstance(code, bool) else 0)
 
 
-def _print_error(message: str) -> None:
+def _print_error(message: str, label: str = "error:") -> None:
     # The message is plain text: "[migrations]" in it is a settings section, not rich markup.
     from rich.markup import escape
 
-    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]{label}[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":
