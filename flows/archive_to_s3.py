@@ -35,7 +35,7 @@ from steward.archive.runner import archive_table
 from steward.archive.sources import open_context, open_sources
 from steward.errors import ConfigError
 from steward.settings import get_settings
-from steward.statistics.readers import archive_tables
+from steward.statistics import archive_tables
 from tasks.archive import TASK_STEPS, estimate_archive
 from tasks.statistics import (
     analyze_archived_tables,

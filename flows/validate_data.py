@@ -19,7 +19,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from steward.errors import ConfigError, IntegrityViolation
 from steward.settings import get_settings
-from steward.statistics.readers import suite_tables
+from steward.statistics import suite_tables
 from steward.validation import (
     ScrubOutcome,
     SuiteOutcome,

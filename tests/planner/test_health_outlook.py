@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from steward.health import build_report, check_database
 from steward.health.nightly import OK, StepOutcome
 from steward.statistics import analyze_changed
-from tests.statistics.conftest import wait_for_stats
+from tests.planner.conftest import wait_for_stats
 
 STEWARD = str(Path(sys.executable).parent / "steward")
 
