@@ -13,12 +13,12 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from pydantic import Field
 
-from steward.errors import ConfigError
 from tasks.cache import (
     SLICE_EVENTS,
     SLICE_SECONDS,
@@ -36,8 +36,8 @@ TOTALS = ("batches", "events", "matched", "unmatched", "duplicates", "keys_delet
     "acknowledge only after the change.",
 )
 def invalidate_cache(
-    max_events: int | None = None,
-    max_seconds: float = 50.0,
+    max_events: Annotated[int, Field(ge=1)] | None = None,
+    max_seconds: Annotated[float, Field(gt=0)] = 50.0,
     forever: bool = False,
     from_beginning: bool = False,
     dry_run: bool = False,
@@ -53,7 +53,6 @@ def invalidate_cache(
             too (default: only events published from now on).
         dry_run: Only report each stream's backlog for the group; change and acknowledge nothing.
     """
-    _check(max_events, max_seconds)
     logger = get_run_logger()
     before = read_invalidation_lag()
     logger.info(
@@ -75,13 +74,6 @@ def invalidate_cache(
     }
     _publish(summary)
     return summary
-
-
-def _check(max_events: int | None, max_seconds: float) -> None:
-    if max_events is not None and (isinstance(max_events, bool) or max_events < 1):
-        raise ConfigError(f"invalidate-cache: max_events={max_events!r} must be 1 or more")
-    if not max_seconds > 0:
-        raise ConfigError(f"invalidate-cache: max_seconds={max_seconds!r} must be above 0")
 
 
 def _empty() -> dict[str, Any]:

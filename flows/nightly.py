@@ -30,6 +30,7 @@ from steward.health import (
     OK,
     SKIPPED,
     NightlyStep,
+    NightlyStepName,
     StepOutcome,
     blocked_by,
     build_report,
@@ -46,7 +47,7 @@ FIGURES_KEY = "nightly-health-figures"
     name="nightly",
     description="Backup, archive, tier, clean the outbox, validate, warm the cache; then report.",
 )
-def nightly(skip: list[str] | None = None, dry_run: bool = False) -> dict[str, Any]:
+def nightly(skip: list[NightlyStepName] | None = None, dry_run: bool = False) -> dict[str, Any]:
     """Run the nightly steps as subflows and publish the health report.
 
     Args:

@@ -32,7 +32,7 @@ from steward.archive.restore import (
     plan_restore,
 )
 from steward.archive.sources import open_context
-from steward.errors import IntegrityViolation
+from steward.errors import RestoreIncomplete
 from steward.settings import get_settings
 from tasks.restore import restore_archived_batch
 from tasks.statistics import analyze_changed_tables, publish_statistics
@@ -110,7 +110,7 @@ def restore_archive(
         ctx.sql.dispose()
     statistics = _analyze_restored(changed) if not dry_run else []
     if report.failed and not dry_run:
-        raise IntegrityViolation(report.failure_message())
+        raise RestoreIncomplete(report.failure_message())
     return {"dry_run": dry_run, **report.to_dict(), "statistics": statistics}
 
 

@@ -10,14 +10,15 @@ it Completed with the warnings listed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import Field
 
-from steward.errors import ConfigError, IntegrityViolation
+from steward.errors import ValidationFailed
 from steward.settings import get_settings
 from steward.statistics import suite_tables
 from steward.validation import (
@@ -51,9 +52,9 @@ TABLE_KEY = "validate-data-suites"
 )
 def validate_data(
     suites: list[str] | None = None,
-    fail_on: str = "critical",
+    fail_on: Literal["critical", "warning", "never"] = "critical",
     docs: bool = True,
-    scrub_objects: int | None = None,
+    scrub_objects: Annotated[int, Field(ge=0, le=10_000)] | None = None,
 ) -> dict[str, Any]:
     """Validate the data against the suites in ``expectations/``; returns the summary.
 
@@ -65,7 +66,6 @@ def validate_data(
         scrub_objects: Archive objects to re-read against the manifest; empty =
             validation.scrub_objects, 0 = no scrub (backups: validation.scrub_backup_objects).
     """
-    _check_params(fail_on, scrub_objects)
     plan: ValidationPlan = check_suites(suites or None)
     statistics = refresh_statistics_for_reads(
         lambda engine: suite_tables(engine, plan.suites, plan.params), "before validate-data reads"
@@ -85,17 +85,6 @@ def validate_data(
     publish_statistics("validate-data", summary["statistics"])
     _fail_if_needed(summary, fail_on)
     return summary
-
-
-def _check_params(fail_on: str, scrub_objects: int | None) -> None:
-    if fail_on not in FAIL_ON:
-        raise ConfigError(
-            f"validate-data parameter fail_on={fail_on!r}; accepted: {', '.join(FAIL_ON)}"
-        )
-    if scrub_objects is not None and not 0 <= scrub_objects <= 10_000:
-        raise ConfigError(
-            f"validate-data parameter scrub_objects={scrub_objects!r}; accepted: 0-10000"
-        )
 
 
 def _scrub_samples(scrub_objects: int | None) -> tuple[int, int]:
@@ -147,10 +136,10 @@ def _fail_if_needed(summary: dict[str, Any], fail_on: str) -> None:
         for f in summary["failures"]
         if fail_on == "warning" or f["severity"] == "critical"
     )
-    error = IntegrityViolation(
+    error = ValidationFailed(
         f"validate-data: {critical} critical and {warning} warning expectation(s) failed: "
         f"{names}; see the {REPORT_KEY} artifact"
         + (f" and the Data Docs at {summary['data_docs_url']}" if summary["data_docs_url"] else "")
     )
-    error.summary = summary  # type: ignore[attr-defined]  # for callers in this process
+    error.summary = summary  # for callers in this process
     raise error

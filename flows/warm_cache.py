@@ -10,10 +10,11 @@ step (a subflow) and reads the summary it returns; run it on demand with ``warme
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from pydantic import Field
 
 from steward.cache import plan_units
 from steward.errors import ConfigError
@@ -28,7 +29,9 @@ from tasks.statistics import publish_statistics, refresh_statistics_for_reads
     description="Fill Redis from the database: pipelined writes, jittered TTLs, versioned "
     "namespaces that switch in one step.",
 )
-def warm_cache(warmers: list[str] | None = None, dry_run: bool = False) -> dict[str, Any]:
+def warm_cache(
+    warmers: list[Annotated[str, Field(min_length=1)]] | None = None, dry_run: bool = False
+) -> dict[str, Any]:
     """Warm the cache; returns keys per warmer, the generations made current and the hit ratio.
 
     Args:

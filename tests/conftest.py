@@ -14,7 +14,6 @@ With ``CI`` set, a missing service fails the run instead of skipping.
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ import pytest
 import redis
 
 from steward.settings import Settings, get_settings, load_settings
+from tests.fixtures.private_servers import PrivatePostgres, PrivateRedis, free_port
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -148,13 +148,55 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
+# --- Private servers (for tests that stop, kill or restart one) ----------------------------
+
+
+@pytest.fixture
+def make_private_postgres() -> Iterator[Callable[..., PrivatePostgres]]:
+    """Factory of started private PostgreSQL clusters (``settings`` go to postgresql.conf);
+    each is stopped and removed after the test. Never the machine's own server."""
+    clusters: list[PrivatePostgres] = []
+
+    def make(settings: dict[str, str] | None = None) -> PrivatePostgres:
+        cluster = PrivatePostgres(settings)
+        clusters.append(cluster)
+        cluster.start()
+        return cluster
+
+    yield make
+    for cluster in clusters:
+        cluster.remove()
+
+
+@pytest.fixture
+def private_postgres(make_private_postgres: Callable[..., PrivatePostgres]) -> PrivatePostgres:
+    """A started private PostgreSQL cluster the test may stop, kill and restart."""
+    return make_private_postgres()
+
+
+@pytest.fixture
+def make_private_redis() -> Iterator[Callable[..., PrivateRedis]]:
+    """Factory of started private redis-servers (optional password); removed after the test."""
+    servers: list[PrivateRedis] = []
+
+    def make(password: str | None = None) -> PrivateRedis:
+        server = PrivateRedis(password)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield make
+    for server in servers:
+        server.remove()
+
+
+@pytest.fixture
+def private_redis(make_private_redis: Callable[..., PrivateRedis]) -> PrivateRedis:
+    """A started private redis-server the test may stop, kill and restart (keys survive)."""
+    return make_private_redis()
+
+
 # --- S3 (moto server over HTTP) -----------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -162,7 +204,7 @@ def moto_endpoint() -> Iterator[str]:
     """Endpoint URL of a moto S3 server running in this process over real HTTP."""
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     yield f"http://127.0.0.1:{port}"

@@ -1,8 +1,17 @@
 """Cache-aside for applications: ``get_or_load(key, loader, ttl)`` with stampede protection.
 
-On a miss, one caller takes a short lock (``SET NX PX cache.lock_ms``) and runs the loader;
-the others poll the key until it appears (or the lock goes away, then one of them takes it).
-So 50 concurrent calls on a cold key run the loader once. Values are stored as JSON.
+On a miss, one caller takes a short lease (``SET NX PX cache.lock_ms`` on ``{prefix}lock:{key}``)
+and runs the loader; the others poll the key until it appears (or the lease goes away, then one
+of them takes it). So 50 concurrent calls on a cold key run the loader once.
+
+The loader's value is written only if the lease still holds the caller's token (one script,
+:data:`steward.cache.shapes.FILL`). The invalidator deletes a key's lease with the key, so a
+value loaded before an invalidation is never written back after it; a loader slower than
+``lock_ms`` loses its lease too and its value is returned uncached.
+
+Every shape the warmers write has a read (``shape="json" | "hash" | "zset"``, see
+:mod:`steward.cache.shapes`); versioned reads take the generation pointer and the key in one
+script, so a generation flip never makes a read miss.
 
 Hits and misses are counted per namespace (the key's first segment unless given) in the hash
 ``{prefix}stats:{namespace}``. Counts are buffered in the process and sent as one pipeline of
@@ -18,24 +27,36 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import redis
 
 from steward.cache.keyspace import KeySpace
-from steward.cache.writer import encode_json
+from steward.cache.shapes import FILL, SHAPES, Shape, decode, encode, read_plain, wrong_type
+from steward.errors import ConfigError
 from steward.settings import Settings, get_settings
 from steward.storage.cache import CacheClient
 
 __all__ = ["CacheAside", "get_or_load", "get_or_load_versioned"]
 
-# Deletes the lock only when it still holds our token (it may have expired and moved on).
+# Deletes the lease only when it still holds our token (it may have expired and moved on).
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
 _OFFLINE = (redis.ConnectionError, redis.TimeoutError)
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where a miss is filled: the key, its lease, and (versioned) the generation read."""
+
+    full: str
+    lease: str
+    shape: Shape
+    current_key: str = ""
+    generation: str = ""
 
 
 class CacheAside:
@@ -58,82 +79,123 @@ class CacheAside:
         self.flush_every = flush_every
         self.flush_seconds = flush_seconds
         self._release = client.register_script(_RELEASE)
+        self._fill = client.register_script(FILL)
         self._counts: dict[str, list[int]] = {}
         self._pending = 0
         self._flushed_at = time.monotonic()
         self._lock = threading.Lock()
 
     def get_or_load(
-        self, key: str, loader: Callable[[], Any], ttl: int, *, namespace: str | None = None
+        self,
+        key: str,
+        loader: Callable[[], Any],
+        ttl: int,
+        *,
+        namespace: str | None = None,
+        shape: Shape = "json",
     ) -> Any:
-        """The value of ``key`` (under the prefix), loading and caching it on a miss."""
+        """The value of ``key`` (under the prefix), loading and caching it on a miss.
+
+        ``shape``: ``json`` (any JSON value), ``hash`` (``{field: text}``; the loader returns a
+        mapping) or ``zset`` (``[(member, score)]`` highest first; the loader returns
+        member -> score).
+        """
+        _check_shape(shape)
         full = self.keyspace.key(key)
         space = namespace or key.split(":", 1)[0]
         try:
-            raw = self.client.get(full)
+            value = self._read(full, shape)
         except _OFFLINE:
             return loader()
-        if raw is not None:
-            self._count(space, hit=True)
-            return orjson.loads(raw)
-        self._count(space, hit=False)
-        return self._load(full, key, loader, ttl)
+        self._count(space, hit=value is not None)
+        if value is not None:
+            return value
+        return self._load(_Target(full, self.keyspace.lease_key(key), shape), loader, ttl)
 
     def get_or_load_versioned(
-        self, namespace: str, key: str, loader: Callable[[], Any], ttl: int
+        self,
+        namespace: str,
+        key: str,
+        loader: Callable[[], Any],
+        ttl: int,
+        *,
+        shape: Shape = "json",
     ) -> Any:
-        """Like :meth:`get_or_load`, for ``key`` in ``namespace``'s current generation."""
+        """Like :meth:`get_or_load`, for ``key`` in ``namespace``'s current generation.
+
+        The pointer and the key are read in one step: a generation flip never makes it miss.
+        """
+        _check_shape(shape)
         try:
-            generation, raw = self.keyspace.read_versioned(namespace, key)
+            generation, raw = self.keyspace.read_versioned(namespace, key, shape)
         except _OFFLINE:
             return loader()
-        if raw is not None:
-            self._count(namespace, hit=True)
-            return orjson.loads(raw)
-        self._count(namespace, hit=False)
+        except redis.ResponseError as exc:
+            full = self.keyspace.resolve(key, namespace) or key
+            raise self._refused(exc, full, shape) from None
+        value = decode(shape, raw)
+        self._count(namespace, hit=value is not None)
+        if value is not None:
+            return value
         if generation is None:  # nothing warmed yet: there is no generation to fill
             return loader()
-        full = self.keyspace.generation_prefix(namespace, generation) + key
-        return self._load(full, f"{namespace}:{key}", loader, ttl)
+        target = _Target(
+            self.keyspace.generation_prefix(namespace, generation) + key,
+            self.keyspace.lease_key(key, namespace),
+            shape,
+            self.keyspace.current_key(namespace),
+            f"v{generation}",
+        )
+        return self._load(target, loader, ttl)
 
-    def _load(self, full: str, key: str, loader: Callable[[], Any], ttl: int) -> Any:
-        lock = self.keyspace.key(f"lock:{key}")
+    def _read(self, full: str, shape: Shape) -> Any:
+        try:
+            return decode(shape, read_plain(self.client, full, shape))
+        except redis.ResponseError as exc:
+            raise self._refused(exc, full, shape) from None
+
+    def _refused(self, exc: redis.ResponseError, full: str, shape: Shape) -> Exception:
+        return wrong_type(self.client, full, shape) if "WRONGTYPE" in str(exc) else exc
+
+    def _load(self, target: _Target, loader: Callable[[], Any], ttl: int) -> Any:
         token = uuid.uuid4().hex
         deadline = time.monotonic() + 2 * self.lock_ms / 1000
         try:
             while time.monotonic() < deadline:
-                if self.client.set(lock, token, nx=True, px=self.lock_ms):
-                    return self._load_locked(full, lock, token, loader, ttl)
-                raw = self._wait(full, lock)
-                if raw is not None:
-                    return orjson.loads(raw)
+                if self.client.set(target.lease, token, nx=True, px=self.lock_ms):
+                    return self._load_leased(target, token, loader, ttl)
+                value = self._wait(target)
+                if value is not None:
+                    return value
         except _OFFLINE:
             pass
-        return loader()  # lock holder stuck or Redis gone: serve the caller anyway
+        return loader()  # lease holder stuck or Redis gone: serve the caller anyway
 
-    def _load_locked(
-        self, full: str, lock: str, token: str, loader: Callable[[], Any], ttl: int
-    ) -> Any:
+    def _load_leased(self, target: _Target, token: str, loader: Callable[[], Any], ttl: int) -> Any:
         try:
-            raw = self.client.get(full)  # filled while we were taking the lock?
-            if raw is not None:
-                return orjson.loads(raw)
-            value = loader()
-            self.client.set(full, encode_json(value), ex=ttl or None)
-            return value
+            value = self._read(target.full, target.shape)  # filled while we took the lease?
+            if value is not None:
+                return value
+            loaded = loader()
+            payload, as_read = encode(target.shape, loaded, target.full)
+            if not payload:
+                return as_read  # an empty hash / sorted set: Redis cannot store it
+            self._fill(
+                keys=[target.lease, target.full, target.current_key or target.lease],
+                args=[token, ttl or 0, target.shape, target.generation, *payload],
+            )
+            return as_read
         finally:
-            self._release(keys=[lock], args=[token])
+            self._release(keys=[target.lease], args=[token])
 
-    def _wait(self, full: str, lock: str) -> bytes | None:
-        """Poll until the key is filled (its value) or the lock is gone (None)."""
+    def _wait(self, target: _Target) -> Any:
+        """Poll until the key is filled (its value) or the lease is gone (None)."""
         while True:
             time.sleep(self.poll_seconds)
-            pipe = self.client.pipeline(transaction=False)
-            pipe.get(full)
-            pipe.exists(lock)
-            raw, locked = pipe.execute()
-            if raw is not None or not locked:
-                return raw  # type: ignore[no-any-return]
+            locked = self.client.exists(target.lease)
+            value = self._read(target.full, target.shape)
+            if value is not None or not locked:
+                return value
 
     # Hit / miss counters ------------------------------------------------------------------
     def _count(self, namespace: str, *, hit: bool) -> None:
@@ -173,6 +235,11 @@ class CacheAside:
                 mine[1] += misses
 
 
+def _check_shape(shape: str) -> None:
+    if shape not in SHAPES:
+        raise ConfigError(f"cache-aside: shape={shape!r}; accepted: {', '.join(SHAPES)}")
+
+
 _DEFAULT: dict[tuple[str, str, str], CacheAside] = {}
 _DEFAULT_LOCK = threading.Lock()
 
@@ -193,10 +260,11 @@ def get_or_load(
     ttl: int,
     *,
     namespace: str | None = None,
+    shape: Shape = "json",
     settings: Settings | None = None,
 ) -> Any:
     """``key``'s cached value, or ``loader()``'s (cached for ``ttl`` s), one loader per key."""
-    return _default(settings).get_or_load(key, loader, ttl, namespace=namespace)
+    return _default(settings).get_or_load(key, loader, ttl, namespace=namespace, shape=shape)
 
 
 def get_or_load_versioned(
@@ -205,7 +273,8 @@ def get_or_load_versioned(
     loader: Callable[[], Any],
     ttl: int,
     *,
+    shape: Shape = "json",
     settings: Settings | None = None,
 ) -> Any:
     """``key`` in ``namespace``'s current generation, loaded on a miss (see CacheAside)."""
-    return _default(settings).get_or_load_versioned(namespace, key, loader, ttl)
+    return _default(settings).get_or_load_versioned(namespace, key, loader, ttl, shape=shape)

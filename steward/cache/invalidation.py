@@ -3,44 +3,45 @@
 :class:`Invalidator` reads the relay's streams (one per aggregate type) as a member of the
 consumer group ``cache.consumer_group`` with :class:`~steward.outbox.StreamConsumer`. Per batch
 of entries it drops event ids already handled, matches ``{aggregate_type}.{event_type}``
-against ``[[cache.invalidations]]``, then (in this order) UNLINKs the keys, SCAN + UNLINKs
-the patterns, reruns the warmers named (each once per batch), and only then acknowledges the
-batch and records its event ids. If anything fails nothing of the batch is acknowledged: the
-entries are read again (own pending entries first) by the next run.
+against ``[[cache.invalidations]]``, UNLINKs the keys (with their cache-aside leases) and
+SCAN + UNLINKs the patterns, then in one write records the warmer reruns the batch asks for,
+the handled event ids and the ``XACK``. If a delete fails nothing of the batch is acknowledged:
+the entries are read again (own pending entries first) by the next run.
+
+Warmer reruns run on their own thread (:class:`~steward.cache.reruns.RerunWorker`), coalesced
+into rounds, so key deletes never wait behind them. A run returns once no rerun it could do is
+left (it keeps applying deletes while a round finishes).
+
+With ``forever`` the invalidator outlives Redis and database outages: it reconnects with
+jittered exponential backoff (up to ``cache.reconnect_max_seconds``), reporting each attempt,
+rejoins the streams and takes its unacknowledged entries first; reruns are retried the same
+way. Only terminal errors (bad credentials, bad settings) end it.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import re
+import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis
 
-from steward.cache.keyspace import KeySpace, glob_escape
+from steward.cache.keyspace import KeySpace
+from steward.cache.positions import started_key
+from steward.cache.reruns import RerunQueue, RerunWorker, rerun_key
+from steward.cache.rules import Actions, KeyDeleter, plan_actions, watched_streams
 from steward.cache.warming import CacheWarmer
-from steward.outbox import StreamConsumer, StreamMessage
-from steward.settings import InvalidationRule, Settings
+from steward.errors import is_transient
+from steward.outbox import StreamConsumer, StreamMessage, backoff_delay, describe_error
+from steward.settings import Settings
 from steward.storage.cache import CacheClient, CommandBatch, translate_errors
 
 __all__ = ["Actions", "InvalidationReport", "Invalidator", "plan_actions"]
 
-_GLOB = re.compile(r"[*?\[]")
-
-
-@dataclass
-class Actions:
-    """What a batch of events asks for: logical keys / patterns per namespace, warmers."""
-
-    keys: set[tuple[str | None, str]] = field(default_factory=set)
-    patterns: set[tuple[str | None, str]] = field(default_factory=set)
-    warmers: set[str] = field(default_factory=set)
-    matched: int = 0
-    unmatched: int = 0
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -66,42 +67,6 @@ class InvalidationReport:
         return data
 
 
-class _Rule:
-    def __init__(self, rule: InvalidationRule) -> None:
-        self.rule = rule
-        self.events = re.compile("|".join(fnmatch.translate(p) for p in rule.events))
-
-    def matches(self, name: str) -> bool:
-        return self.events.match(name) is not None
-
-
-def plan_actions(
-    rules: Iterable[InvalidationRule], messages: Iterable[tuple[str, StreamMessage]]
-) -> Actions:
-    """The cache changes ``(aggregate_type, message)`` pairs ask for under ``rules``."""
-    compiled = [_Rule(rule) for rule in rules]
-    actions = Actions()
-    for aggregate_type, message in messages:
-        values = {
-            "aggregate_id": message.aggregate_id,
-            "aggregate_type": aggregate_type,
-            "event_type": message.event_type,
-            "event_id": message.event_id,
-        }
-        hits = [c.rule for c in compiled if c.matches(f"{aggregate_type}.{message.event_type}")]
-        actions.matched += bool(hits)
-        actions.unmatched += not hits
-        for rule in hits:
-            actions.keys.update((rule.namespace, t.format(**values)) for t in rule.delete_keys)
-            if rule.patterns:  # values are literal text inside a glob
-                escaped = {name: glob_escape(value) for name, value in values.items()}
-                actions.patterns.update(
-                    (rule.namespace, t.format(**escaped)) for t in rule.patterns
-                )
-            actions.warmers.update(rule.warmers)
-    return actions
-
-
 class Invalidator:
     """Applies ``[[cache.invalidations]]`` to the events on the outbox streams."""
 
@@ -116,14 +81,18 @@ class Invalidator:
         self.settings = settings
         self.cache = cache or CacheClient(settings)
         self.keyspace = KeySpace(self.cache.redis, self.cache.prefix)
+        self.deleter = KeyDeleter(self.keyspace)
         self.rules = list(settings.cache.invalidations)
         self.stream_prefix = self.cache.prefix + settings.outbox.stream_key_prefix
+        group = settings.cache.consumer_group
+        self.reruns = RerunQueue(
+            self.cache.redis, rerun_key(self.cache.prefix, group), self.cache.display_url
+        )
         self._warmer: CacheWarmer | None = None
-        streams = self.streams()
         self.consumer = StreamConsumer(
             self.cache.redis,
-            streams or [self.stream_prefix + "_unused"],
-            group=settings.cache.consumer_group,
+            self.streams() or [self.stream_prefix + "_unused"],
+            group=group,
             consumer=settings.cache.consumer_name,
             dedupe_prefix=f"{self.cache.prefix}dedupe:",
             count=settings.cache.batch_size,
@@ -133,21 +102,8 @@ class Invalidator:
 
     def streams(self) -> list[str]:
         """Streams of the aggregate types the rules name (all event streams for wildcards)."""
-        literal, wildcard = set(), False
-        for rule in self.rules:
-            for pattern in rule.events:
-                aggregate = pattern.split(".", 1)[0]
-                wildcard = wildcard or bool(_GLOB.search(aggregate))
-                literal.add(aggregate)
-        found = set()
-        if wildcard:
-            with translate_errors(f"listing the event streams on {self.cache.display_url}"):
-                match = glob_escape(self.stream_prefix) + "*"
-                found = {
-                    k.decode() for k in self.cache.redis.scan_iter(match=match, _type="STREAM")
-                }
-        named = {self.stream_prefix + a for a in literal if not _GLOB.search(a)}
-        return sorted(named | found)
+        with translate_errors(f"listing the event streams on {self.cache.display_url}"):
+            return watched_streams(self.rules, self.cache.redis, self.stream_prefix)
 
     @property
     def warmer(self) -> CacheWarmer:
@@ -163,49 +119,74 @@ class Invalidator:
         stop: threading.Event | None = None,
         forever: bool = False,
         on_batch: Callable[[InvalidationReport], None] | None = None,
+        on_outage: Callable[[str], None] | None = None,
     ) -> InvalidationReport:
-        """Handle entries until none are left (or, with ``forever``, until ``stop`` is set)."""
+        """Handle entries until none are left (or, with ``forever``, until ``stop`` is set).
+
+        ``max_events`` / ``max_seconds`` stop it taking new batches; ``on_outage`` receives one
+        line per reconnect attempt and rerun failure (default: a log warning).
+        """
         report = InvalidationReport()
         started = time.monotonic()
         if not self.rules:
             return report  # no [[cache.invalidations]]: nothing to listen for
-        with translate_errors(f"reading the outbox streams on {self.cache.display_url}"):
-            self._join_groups()
-            messages = self.consumer.read_own_pending()
-        while not (stop is not None and stop.is_set()):
-            if not messages:
-                messages = self._next(block=forever)
-                if not messages and not forever:
-                    break
-                continue
-            self.handle(messages, report)
-            messages = []
-            if on_batch:
-                on_batch(report)
-            if max_events is not None and report.events >= max_events:
-                break
-            if max_seconds is not None and time.monotonic() - started >= max_seconds:
-                break
+        stop = stop or threading.Event()
+        worker = self._worker(forever, on_outage or _log_outage)
+        try:
+            _Loop(self, report, stop, worker, forever, on_outage or _log_outage).run(
+                max_events, None if max_seconds is None else started + max_seconds, on_batch
+            )
+        except BaseException:
+            if worker is not None:
+                worker.abandon()
+            raise
+        if worker is not None:
+            report.warmers_refreshed = worker.finish()
         report.seconds = round(time.monotonic() - started, 3)
         return report
 
-    def _join_groups(self) -> None:
+    def _worker(self, forever: bool, report: Callable[[str], None]) -> RerunWorker | None:
+        if not any(rule.warmers for rule in self.rules):
+            return None
+        worker = RerunWorker(
+            self.reruns,
+            self._rerun,
+            keep_going=forever,
+            report=report,
+            max_backoff=self.settings.cache.reconnect_max_seconds,
+        )
+        worker.start()
+        return worker
+
+    def _rerun(self, names: list[str]) -> dict[str, int]:
+        written: dict[str, int] = {}
+        known = {w.name for w in self.settings.cache.warmers}
+        for unit in self.warmer.warm([n for n in names if n in known]):
+            for warmed in unit.warmers:
+                written[warmed.warmer] = written.get(warmed.warmer, 0) + warmed.keys
+        return written
+
+    def join_groups(self) -> None:
         """Create the group on streams that lack it.
 
-        The very first run starts at each stream's end (``$``) unless ``from_beginning``; a
-        stream that appears once the group exists elsewhere is read from its start (``0``), so
-        the events that created it are not skipped.
+        The very first run starts at each stream's end (``$``) unless ``from_beginning``. Once
+        the group exists anywhere (or a warm positioned it: ``{prefix}started:{group}``), a
+        stream that lacks it is new and is read from its start (``0``), so the events that
+        created it are not skipped.
         """
         client, group = self.cache.redis, self.consumer.group
-        missing = [s for s in self.consumer.streams if not self._has_group(s)]
-        joined = len(missing) < len(self.consumer.streams)
-        start = "0" if self.from_beginning or joined else "$"
-        for stream in missing:
-            try:
-                client.xgroup_create(stream, group, id=start, mkstream=True)
-            except redis.ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+        marker = started_key(self.cache.prefix, group)
+        with translate_errors(f"joining the outbox streams on {self.cache.display_url}"):
+            missing = [s for s in self.consumer.streams if not self._has_group(s)]
+            joined = len(missing) < len(self.consumer.streams) or client.exists(marker)
+            start = "0" if self.from_beginning or joined else "$"
+            for stream in missing:
+                try:
+                    client.xgroup_create(stream, group, id=start, mkstream=True)
+                except redis.ResponseError as exc:
+                    if "BUSYGROUP" not in str(exc):
+                        raise
+            client.set(marker, "1")
 
     def _has_group(self, stream: str) -> bool:
         if not self.cache.redis.exists(stream):
@@ -213,33 +194,46 @@ class Invalidator:
         groups = _groups(self.cache.redis.xinfo_groups(stream))
         return any(g["name"] == self.consumer.group for g in groups)
 
-    def _next(self, *, block: bool) -> list[StreamMessage]:
+    def read_pending(self) -> list[StreamMessage]:
         with translate_errors(f"reading the outbox streams on {self.cache.display_url}"):
-            return self.consumer.claim_stuck() or self.consumer.read(
-                block_ms=self.consumer.block_ms if block else 0
-            )
+            return self.consumer.read_own_pending()
 
-    def handle(self, messages: list[StreamMessage], report: InvalidationReport) -> None:
-        """Apply one batch, then acknowledge it (nothing is acknowledged if applying fails)."""
+    def next_batch(self, *, block_ms: int) -> list[StreamMessage]:
+        with translate_errors(f"reading the outbox streams on {self.cache.display_url}"):
+            return self.consumer.claim_stuck() or self.consumer.read(block_ms=block_ms)
+
+    def handle(self, messages: list[StreamMessage], report: InvalidationReport) -> set[str]:
+        """Delete one batch's keys, then record its reruns and acknowledge it; warmers asked.
+
+        Nothing is acknowledged if deleting fails.
+        """
         fresh = self._not_seen(messages)
         actions = plan_actions(self.rules, [(self._aggregate(m), m) for m in fresh])
-        self._apply(actions, report)
+        with translate_errors(f"invalidating cache keys on {self.cache.display_url}"):
+            deleted = self.deleter.delete(actions)
+        report.keys_deleted += deleted.keys
+        report.pattern_keys_deleted += deleted.pattern_keys
         with translate_errors(f"acknowledging events on {self.cache.display_url}"):
-            acked = self._remember_and_ack(messages, fresh)
+            acked = self._remember_and_ack(messages, fresh, actions.warmers)
         report.batches += 1
         report.events += len(messages)
         report.duplicates += len(messages) - len(fresh)
         report.matched += actions.matched
         report.unmatched += actions.unmatched
         report.acked += acked
+        return actions.warmers
 
-    def _remember_and_ack(self, messages: list[StreamMessage], fresh: list[StreamMessage]) -> int:
-        """Record the handled event ids (the consumer's dedupe keys), then XACK the batch.
+    def _remember_and_ack(
+        self, messages: list[StreamMessage], fresh: list[StreamMessage], warmers: set[str]
+    ) -> int:
+        """Record the reruns asked for and the handled event ids, then XACK, in one write.
 
         The same contract as :meth:`StreamConsumer.handle` (``SET dedupe_prefix+event_id 1 EX
-        dedupe_ttl_seconds``, then ``XACK``), packed into one write: one XACK per stream.
+        dedupe_ttl_seconds``, then ``XACK``); the rerun requests go first, so an acknowledged
+        event's rerun is always recorded.
         """
         commands = CommandBatch()
+        self.reruns.add_requests(commands, warmers)
         ttl = self.consumer.dedupe_ttl_seconds
         for message in fresh:
             commands.add_set((self.consumer.dedupe_prefix + message.event_id).encode(), b"1", ttl)
@@ -250,7 +244,7 @@ class Invalidator:
         for stream, stream_ids in ids.items():
             commands.add(b"XACK", stream.encode(), group, *stream_ids)
         replies = self.cache.send_batch(commands)
-        return sum(int(n) for n in replies[len(fresh) :])
+        return sum(int(n) for n in replies[len(warmers) + len(fresh) :])
 
     def _aggregate(self, message: StreamMessage) -> str:
         stream = message.stream
@@ -271,44 +265,6 @@ class Invalidator:
                 ids.add(message.event_id)
                 fresh.append(message)
         return fresh
-
-    def _apply(self, actions: Actions, report: InvalidationReport) -> None:
-        with translate_errors(f"invalidating cache keys on {self.cache.display_url}"):
-            generations = self._generations(actions)
-            keys = [
-                self._full(namespace, logical, generations) for namespace, logical in actions.keys
-            ]
-            report.keys_deleted += self.keyspace.unlink(k for k in keys if k)
-            for namespace, pattern in actions.patterns:
-                full = self._full(namespace, pattern, generations, glob=True)
-                if full:
-                    report.pattern_keys_deleted += self.keyspace.unlink_matching(full)
-        if actions.warmers:
-            for unit in self.warmer.warm(sorted(actions.warmers)):
-                for warmed in unit.warmers:
-                    total = report.warmers_refreshed.get(warmed.warmer, 0)
-                    report.warmers_refreshed[warmed.warmer] = total + warmed.keys
-
-    def _generations(self, actions: Actions) -> dict[str, int | None]:
-        spaces = {ns for ns, _ in actions.keys | actions.patterns if ns is not None}
-        return {ns: self.keyspace.current_generation(ns) for ns in spaces}
-
-    def _full(
-        self,
-        namespace: str | None,
-        logical: str,
-        generations: dict[str, int | None],
-        *,
-        glob: bool = False,
-    ) -> str | None:
-        if namespace is None:
-            prefix = self.keyspace.prefix
-        else:
-            generation = generations.get(namespace)
-            if generation is None:
-                return None  # never warmed: nothing to invalidate
-            prefix = self.keyspace.generation_prefix(namespace, generation)
-        return (glob_escape(prefix) if glob else prefix) + logical
 
     def lag(self) -> list[dict[str, Any]]:
         """Per stream: entries in it, pending (read, not acknowledged) and lag for the group."""
@@ -332,6 +288,106 @@ class Invalidator:
     def close(self) -> None:
         if self._warmer is not None:
             self._warmer.close()
+
+
+class _Loop:
+    """One run's read / delete / acknowledge loop, with reconnects when ``forever``."""
+
+    def __init__(
+        self,
+        invalidator: Invalidator,
+        report: InvalidationReport,
+        stop: threading.Event,
+        worker: RerunWorker | None,
+        forever: bool,
+        on_outage: Callable[[str], None],
+    ) -> None:
+        self.inv = invalidator
+        self.report = report
+        self.stop = stop
+        self.worker = worker
+        self.forever = forever
+        self.on_outage = on_outage
+        self.block_ms = invalidator.consumer.block_ms
+
+    def run(
+        self,
+        max_events: int | None,
+        deadline: float | None,
+        on_batch: Callable[[InvalidationReport], None] | None,
+    ) -> None:
+        attempts, outage_started, messages = 0, 0.0, None
+        taking = True  # False once a limit is reached or (not forever) the streams are drained
+        while not self.stop.is_set():
+            try:
+                if messages is None:  # (re)joining: own unacknowledged entries first
+                    self.inv.join_groups()
+                    messages = self.inv.read_pending()
+                if messages:
+                    self._handle(messages, on_batch)
+                    limit = max_events is not None and self.report.events >= max_events
+                    taking = taking and not limit
+                if deadline is not None and time.monotonic() >= deadline:
+                    taking = False
+                if not taking and self._reruns_done():
+                    return
+                # While a rerun round finishes, deletes go on (briefly blocking reads).
+                block = self.block_ms if (self.forever and taking) else (0 if taking else 200)
+                messages = self.inv.next_batch(block_ms=block)
+                if not messages and not self.forever:
+                    taking = False
+            except Exception as exc:
+                if not (self.forever and _survivable(exc)):
+                    raise
+                attempts += 1
+                outage_started = outage_started or time.monotonic()
+                self._wait_out(exc, attempts)
+                messages = None
+                continue
+            if attempts:
+                seconds = time.monotonic() - outage_started
+                self.on_outage(f"cache invalidation: reconnected after {attempts} attempts "
+                               f"({seconds:.1f} s)")  # fmt: skip
+                attempts, outage_started = 0, 0.0
+
+    def _handle(
+        self, messages: list[StreamMessage], on_batch: Callable[[InvalidationReport], None] | None
+    ) -> None:
+        warmers = self.inv.handle(messages, self.report)
+        if warmers and self.worker is not None:
+            self.worker.wake()
+        if on_batch:
+            on_batch(self.report)
+
+    def _reruns_done(self) -> bool:
+        return self.worker is None or self.worker.idle()
+
+    def _wait_out(self, exc: BaseException, attempts: int) -> None:
+        maximum = self.inv.settings.cache.reconnect_max_seconds
+        delay = backoff_delay(attempts, base=0.5, maximum=maximum, jitter=0.5)
+        self.on_outage(
+            f"cache invalidation: {describe_error(exc)}; reconnect attempt {attempts} "
+            f"in {delay:.1f} s"
+        )
+        self.stop.wait(delay)
+
+
+# A connection refused for these reasons will be refused again: stop and say so.
+_TERMINAL = ("password", "noauth", "wrongpass", "does not exist", "pg_hba.conf")
+
+
+def _survivable(exc: BaseException) -> bool:
+    """Transient errors a long-running invalidator waits out; a lost group is rejoined."""
+    if isinstance(exc, redis.ResponseError) and "NOGROUP" in str(exc):
+        return True  # Redis came back without our group (no persistence): join again
+    if not is_transient(exc):
+        return False
+    text = str(exc).lower()
+    return not any(marker in text for marker in _TERMINAL)
+
+
+def _log_outage(message: str) -> None:
+    log.warning("%s", message)
 
 
 def _groups(raw: list[dict[Any, Any]]) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ Layout under ``cache.key_prefix`` (``steward:`` by default)::
     {prefix}{namespace}:current          "v{n}": the generation readers use
     {prefix}{namespace}:generation       counter handing out generation numbers
     {prefix}stats:{namespace}            hash: hits, misses (cache-aside counters)
+    {prefix}lock:{key}                   a cache-aside fill's lease (versioned: lock:{ns}:{key})
 
 A generation becomes visible in one step (a script that moves ``current`` forward only), so a
 reader never sees a half-written one. Old generations are removed with SCAN + UNLINK in
@@ -21,6 +22,8 @@ from typing import Any
 
 import redis
 
+from steward.cache.shapes import READ_VERSIONED, Shape
+
 __all__ = ["KeySpace", "glob_escape", "parse_generation"]
 
 # Moves {ns}:current to ARGV[1] ("v<n>") unless it already names a newer generation.
@@ -34,12 +37,6 @@ redis.call('SET', KEYS[1], ARGV[1])
 return {1, current or ''}
 """
 
-# Reads {ns}:current and the key in that generation in one step (never a torn read).
-_READ_VERSIONED = """
-local current = redis.call('GET', KEYS[1])
-if not current then return {false, false} end
-return {current, redis.call('GET', ARGV[1] .. current .. ':' .. ARGV[2])}
-"""
 
 _GENERATION = re.compile(r"^v(\d+)$")
 
@@ -64,7 +61,7 @@ class KeySpace:
         self.client = client
         self.prefix = prefix
         self._flip = client.register_script(_FLIP)
-        self._read = client.register_script(_READ_VERSIONED)
+        self._read = client.register_script(READ_VERSIONED)
 
     def key(self, logical: str) -> str:
         return self.prefix + logical
@@ -74,6 +71,10 @@ class KeySpace:
 
     def generation_prefix(self, namespace: str, generation: int) -> str:
         return f"{self.prefix}{namespace}:v{generation}:"
+
+    def lease_key(self, logical: str, namespace: str | None = None) -> str:
+        """The lease (stampede lock) of a cache-aside fill of ``logical``."""
+        return f"{self.prefix}lock:{namespace + ':' if namespace else ''}{logical}"
 
     def stats_key(self, namespace: str) -> str:
         return f"{self.prefix}stats:{namespace}"
@@ -90,10 +91,12 @@ class KeySpace:
         moved, other = self._flip(keys=[self.current_key(namespace)], args=[f"v{generation}"])
         return bool(moved), parse_generation(other)
 
-    def read_versioned(self, namespace: str, key: str) -> tuple[int | None, bytes | None]:
-        """(current generation, value of ``key`` in it), read in one step."""
+    def read_versioned(
+        self, namespace: str, key: str, shape: Shape = "json"
+    ) -> tuple[int | None, Any]:
+        """(current generation, raw read of ``key`` in it as ``shape``), in one step."""
         current, value = self._read(
-            keys=[self.current_key(namespace)], args=[f"{self.prefix}{namespace}:", key]
+            keys=[self.current_key(namespace)], args=[f"{self.prefix}{namespace}:", key, shape]
         )
         return parse_generation(current), value or None
 

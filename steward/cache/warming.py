@@ -5,6 +5,10 @@ namespace together (a generation is complete only with all of them). Rows stream
 source in ``batch_size`` chunks and each chunk's keys go out in one pipeline, so neither the
 result nor the key set is ever held whole (hash / sorted-set key names excepted).
 
+Before reading any row a unit positions cache invalidation (:class:`WarmWindow`): events
+relayed from then on reach the cache, including those an invalidator applied while the unit was
+writing (their deletes are applied again after it).
+
 Versioned units write generation ``n`` under ``{namespace}:v{n}:``, flip
 ``{namespace}:current`` to ``v{n}`` atomically and only then remove older generations with
 SCAN + UNLINK. When anything fails before the flip, the partial generation is removed (best
@@ -22,6 +26,7 @@ from typing import Any
 import redis
 
 from steward.cache.keyspace import KeySpace
+from steward.cache.positions import WarmWindow
 from steward.cache.rows import open_rows
 from steward.cache.writer import RowWriter
 from steward.errors import ConfigError
@@ -151,11 +156,16 @@ class CacheWarmer:
         if dry_run:
             report.warmers = [self._count(w) for w in unit.warmers]
             return report
+        refresh = {w.name for w in unit.warmers} if unit.mode == "refresh" else set()
+        window = WarmWindow(self.settings, self.cache, refresh)
+        window.open()  # before any row is read: later events reach the cache
         if unit.mode == "refresh":
             warmer = unit.warmers[0]
             report.warmers = [self._write(warmer, self.keyspace.prefix, True, on_batch)]
-            return report
-        return self._warm_versioned(unit, report, on_batch)
+        else:
+            self._warm_versioned(unit, report, on_batch)
+        window.close()  # events a running invalidator applied before our writes: again
+        return report
 
     def _warm_versioned(
         self, unit: WarmUnit, report: UnitReport, on_batch: Callable[[str, int], None] | None

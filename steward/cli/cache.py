@@ -85,7 +85,13 @@ def invalidate(
     try:
         if forever:
             err.print("listening for outbox events (Ctrl-C stops)…")
-        report = invalidator.run(max_events=max_events, stop=stop, forever=forever, on_batch=show)
+        report = invalidator.run(
+            max_events=max_events,
+            stop=stop,
+            forever=forever,
+            on_batch=show,
+            on_outage=lambda message: err.print(f"[yellow]{message}[/]", highlight=False),
+        )
     except KeyboardInterrupt:
         report = None
     finally:

@@ -131,7 +131,28 @@ def _validate(flow_name: str, key: str, annotation: Any, value: Any) -> Any:
             except ValidationError:
                 pass
         shown = value if isinstance(value, str) else json.dumps(value)
-        raise ConfigError(f"-p {key}={shown}: {_reasons(exc)} ({flow_name} parameter)") from None
+        hint = _closest_allowed(exc, annotation)
+        raise ConfigError(
+            f"-p {key}={shown}: {_reasons(exc)}{hint} ({flow_name} parameter)"
+        ) from None
+
+
+def _closest_allowed(exc: Any, annotation: Any) -> str:
+    """``; did you mean 'x'?`` for a misspelt allowed value (a Literal), or nothing."""
+    allowed = [value for value in _literal_values(annotation) if isinstance(value, str)]
+    for err in exc.errors():
+        if err["type"] == "literal_error" and isinstance(err.get("input"), str):
+            guess = closest_name(err["input"], allowed, cutoff=0.4)
+            if guess:
+                return f"; did you mean {guess!r}?"
+    return ""
+
+
+def _literal_values(annotation: Any) -> list[Any]:
+    """Every value a ``Literal`` anywhere inside ``annotation`` allows."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return list(typing.get_args(annotation))
+    return [value for arg in typing.get_args(annotation) for value in _literal_values(arg)]
 
 
 def _reasons(exc: Any) -> str:

@@ -1,8 +1,9 @@
 """``steward``: config, run any flow locally, and the end-to-end demo.
 
 Concern-specific commands live in sibling modules (``migrate``, ``archive``, ``outbox``...)
-and are added to the app here. Steward errors print as one clear line and exit with code 2;
-nothing secret is printed (settings are masked).
+and are added to the app here. Steward errors print as one clear line and exit with code 2, or 1
+when a check ran and failed (:class:`~steward.errors.FailedCheck`: data expectations, a backup or
+archive verification, a store down, a failed nightly step); nothing secret is printed.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from steward.cli.interrupts import (
     exit_interrupted,
     install_interrupt_watchdog,
 )
-from steward.errors import StewardError
+from steward.errors import FailedCheck, StewardError
 from steward.settings import get_settings, mask_text, masked_settings
 
 app = typer.Typer(
@@ -101,16 +102,19 @@ def demo(
 
 
 def main() -> None:
-    """Console-script entry point: Steward errors become one clear line and exit code 2."""
+    """Console-script entry point: Steward errors become one clear line and exit code 2 (1 for a
+    failed check)."""
     _register_subcommands()
     install_interrupt_watchdog(sys.argv)
     try:
         # Without standalone mode click returns exit codes (typer.Exit, Ctrl-C = 130) as values.
         code = app(standalone_mode=False)
     except StewardError as exc:
+        failed_check = isinstance(exc, FailedCheck)
+        label = "failed:" if failed_check else "error:"
         message = mask_text(str(exc))
-        console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        console.print(f"[bold red]{label}[/] {message}", highlight=False, soft_wrap=True)
+        sys.exit(1 if failed_check else 2)
     except (typer.Abort, KeyboardInterrupt):
         exit_interrupted(sys.argv)
     except (typer.BadParameter, typer.Exit) as exc:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -85,6 +86,41 @@ def list_suites() -> None:
             str(spec.file),
         )
     Console().print(table)
+
+
+@validate_app.command("init")
+def init_suites(
+    table: list[str] = typer.Option(
+        None, "--table", "-t", help="Table to draft a suite for (repeatable); default: all."
+    ),
+    output: Path = typer.Option(
+        Path("expectations"), "--output", "-o", help="Folder for the suite files and index.json."
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace suites of the same name."),
+) -> None:
+    """Draft suites from the live schema and the data, for you to review (no GX import)."""
+    from steward.validation import draft_suites, write_draft_suites
+
+    drafts = draft_suites(get_settings(), table or None)
+    written = write_draft_suites(drafts, output, force=force)
+    out = Console()
+    table_view = Table("suite", "expectations", "critical", "warning", "incremental", "left out")
+    for draft in drafts:
+        critical = sum(level == "critical" for level in draft.severity.values())
+        table_view.add_row(
+            draft.name,
+            str(len(draft.expectations)),
+            str(critical),
+            str(len(draft.severity) - critical),
+            draft.incremental or "",
+            "; ".join(draft.notes),
+        )
+    out.print(table_view)
+    out.print(
+        f"wrote {len(written) - 1} suite file(s) and {written[-1]}; review them, then point "
+        f"validation.expectations_dir at {output.resolve()} and run `steward validate check`",
+        highlight=False,
+    )
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

@@ -329,6 +329,13 @@ class CacheSettings(CacheConnectionSettings):
         le=600_000,
         description="get_or_load: how long one loader holds a cold key's lock (SET NX PX).",
     )
+    reconnect_max_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="cache invalidate --forever: longest wait between reconnect attempts while "
+        "Redis or the database is away (starts at 0.5 s, doubles, jittered).",
+    )
     stats_scan_limit: int = Field(
         default=200_000,
         ge=100,

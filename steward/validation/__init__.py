@@ -10,6 +10,9 @@ Modules:
 - :mod:`~steward.validation.mongo` — MongoDB collections in pandas chunks (with a projection).
 - :mod:`~steward.validation.scrub` — sample archive objects and re-read them against the manifest.
 - :mod:`~steward.validation.backup_scrub` — the same for objects of catalogued backups.
+- :mod:`~steward.validation.profiling` — the live schema and a profile of the data, per table.
+- :mod:`~steward.validation.drafting` — suites drafted from that profile (``validate init``;
+  :func:`draft_suites` and :func:`write_draft_suites` are the public API ``steward init`` uses).
 - :mod:`~steward.validation.docs` — GX Data Docs, built locally and uploaded to the object store.
 - :mod:`~steward.validation.outcome` — results, the summary dict and the markdown report.
 
@@ -19,6 +22,7 @@ Great Expectations is imported inside functions only (its import takes seconds).
 from steward.validation.backup_scrub import scrub_backups
 from steward.validation.checks import check_schema, check_with_gx
 from steward.validation.docs import DataDocs, build_data_docs
+from steward.validation.drafting import DraftSuite, draft_suites, write_draft_suites
 from steward.validation.mongo import run_mongo_suite
 from steward.validation.outcome import (
     ExpectationOutcome,
@@ -36,6 +40,7 @@ from steward.validation.suites import ExpectationSpec, SuiteSpec, load_suites, r
 
 __all__ = [
     "DataDocs",
+    "DraftSuite",
     "ExpectationOutcome",
     "ExpectationSpec",
     "ScrubOutcome",
@@ -46,6 +51,7 @@ __all__ = [
     "build_data_docs",
     "check_schema",
     "check_with_gx",
+    "draft_suites",
     "load_suites",
     "plan_validation",
     "render_markdown",
@@ -57,4 +63,5 @@ __all__ = [
     "suite_parameters",
     "summarize",
     "table_rows",
+    "write_draft_suites",
 ]

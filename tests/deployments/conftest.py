@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,15 +20,11 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.fixtures.private_servers import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 START_TIMEOUT_S = 180.0  # a loaded 2-core machine needs far more than Prefect's default
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def server_env(home: Path, api_url: str | None = None) -> dict[str, str]:
@@ -90,7 +85,7 @@ def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def prefect_server(prefect_home: Path) -> Iterator[str]:
     """API URL of a real ``prefect server`` from .venv, on a free port; killed at teardown."""
-    port = _free_port()
+    port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     log = prefect_home / "server.log"
     with log.open("wb") as out:

@@ -191,3 +191,29 @@ def test_serve_names_what_is_wrong_in_the_file(
 
     with pytest.raises(ConfigError, match=re.escape(message)):
         serve.build_deployments(path)
+
+
+@pytest.mark.parametrize(
+    ("flow_name", "parameters", "reason"),
+    [
+        ("check-health", {"timeout_seconds": 0}, "less than the minimum of 0.1"),
+        ("relay-outbox", {"batch_size": -5}, "less than the minimum of 1"),
+        ("validate-data", {"fail_on": "sometimes"}, "'sometimes' is not one of"),
+        ("nightly", {"skip": ["warm-cahce"]}, "'warm-cahce' is not one of"),
+        ("cleanup-outbox", {"older_than_days": -1}, "less than the minimum of 0"),
+        ("invalidate-cache", {"max_events": 0}, "less than the minimum of 1"),
+        ("backup-databases", {"sources": ["databse"]}, "'databse' is not one of"),
+    ],
+)
+def test_the_parameter_schema_a_server_enforces_refuses_bad_values(
+    flow_name: str, parameters: dict[str, Any], reason: str
+) -> None:
+    from prefect.utilities.callables import parameter_schema
+    from prefect.utilities.schema_tools.validation import ValidationError, validate
+
+    from steward.catalog import load_flow
+
+    schema = parameter_schema(load_flow(flow_name).fn).model_dump_for_openapi()
+    with pytest.raises(ValidationError, match=reason):  # what the server runs at run creation
+        validate(parameters, schema, raise_on_error=True)
+    validate({}, schema, raise_on_error=True)  # the defaults pass

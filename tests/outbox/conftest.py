@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +24,7 @@ from alembic.config import Config
 from steward.outbox import EventSpec, OutboxRelay, enqueue_many
 from steward.settings import Settings
 from steward.storage import create_sql_engine
+from tests.fixtures.private_servers import PrivateRedis
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("relay_worker.py")
@@ -169,55 +167,7 @@ def workers() -> Iterator[Workers]:
 PASSWORD = "s3cret-pw"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class OwnRedis:
-    """A redis-server process this test starts, kills and restarts on one port."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.port = free_port()
-        self.password = PASSWORD
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://:{PASSWORD}@127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed (scripts/ensure-services.sh installs it)")
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--requirepass", PASSWORD,
-             "--dir", str(self.folder), "--save", "", "--appendonly", "yes",
-             "--appendfsync", "always"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        client = redis.Redis.from_url(self.url)
-        for _ in range(100):
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        pytest.fail(f"own redis-server on port {self.port} did not start")
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+def own_redis(make_private_redis: Callable[..., PrivateRedis]) -> PrivateRedis:
     """A private redis-server (password, append-only file) the test may kill and restart."""
-    server = OwnRedis(tmp_path)
-    server.start()
-    yield server
-    server.kill()
+    return make_private_redis(password=PASSWORD)

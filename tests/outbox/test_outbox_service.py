@@ -5,7 +5,6 @@ restart, a Redis restart. It stops only on SIGTERM or a terminal error (exit cod
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -198,21 +197,20 @@ def test_relay_forever_exits_on_terminal_errors(outbox_env, url_change, message)
 
 
 @pytest.mark.slow
-def test_relay_forever_outlives_a_postgresql_restart(outbox_env, relays):
-    """Restarts the shared server once (about a second): other test sessions reconnect too."""
-    pg_ctlcluster = shutil.which("pg_ctlcluster")
-    if pg_ctlcluster is None:
-        pytest.fail("pg_ctlcluster is not installed (PostgreSQL's Debian packaging)")
-    env = outbox_env.reconfigure(outbox__poll_interval_seconds="0.5")
+def test_relay_forever_outlives_a_postgresql_restart(
+    outbox_env, relays, private_postgres, migrate_schema
+):
+    """Restarts a private cluster the test created, never the machine's own server."""
+    url = private_postgres.create_database("shop")
+    engine = sa.create_engine(url)
+    migrate_schema(engine)
+    outbox_env.engine.dispose()
+    env = outbox_env.reconfigure(database__url=url, outbox__poll_interval_seconds="0.5")
+    env.engine = engine
     relay = relays()
     enqueue_round(env, 10, "a")
     assert wait_for(lambda: published(env) == 10)
-    subprocess.run(
-        [pg_ctlcluster, "--skip-systemctl-redirect", "15", "main", "restart"],
-        check=True,
-        timeout=120,
-        capture_output=True,
-    )
+    private_postgres.restart()
     env.engine.dispose()  # the test's own pooled connections died with the server
     enqueue_round(env, 10, "b")  # no NOTIFY reaches a relay that lost its LISTEN: it polls
     assert wait_for(lambda: published(env) == 20), relay.lines[-5:]

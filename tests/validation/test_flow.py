@@ -115,9 +115,8 @@ def test_bad_parameters_and_bad_suites_stop_before_anything_runs(app_settings, s
     settings = app_settings(rows=300, validation__expectations_dir=str(suites_dir))
     state, _ = run(fail_on="sometimes")
     assert state.is_failed()
-    assert "fail_on='sometimes'; accepted: critical, warning, never" in str(
-        state.result(raise_on_failure=False)
-    )
+    assert "fail_on" in str(state.result(raise_on_failure=False))
+    assert "'critical', 'warning' or 'never'" in str(state.result(raise_on_failure=False))
     path = suites_dir / "prices.json"
     data = json.loads(path.read_text())
     data["expectations"][2]["type"] = "expect_prices_to_be_fair"
