@@ -15,9 +15,11 @@ Modules:
   :mod:`~steward.statistics.readers` — the tables each warmer, suite and archive policy reads.
 - :mod:`~steward.statistics.survey` — the health report's warnings: autovacuum off, stale or
   never-analysed tables, dead tuples, transaction ID wraparound.
+- :mod:`~steward.statistics.changes` — rows an archive run or a restore changed, per table.
 """
 
 from steward.statistics.analyze import AnalyzeOutcome, StatisticsReport, analyze_tables
+from steward.statistics.changes import archived_rows, restored_rows
 from steward.statistics.readers import archive_tables, planned_tables, suite_tables, warmer_tables
 from steward.statistics.reads import tables_read
 from steward.statistics.refresh import (
@@ -37,6 +39,7 @@ __all__ = [
     "TableStats",
     "analyze_after_archive",
     "archive_tables",
+    "archived_rows",
     "analyze_changed",
     "analyze_partition_parent",
     "analyze_tables",
@@ -44,6 +47,7 @@ __all__ = [
     "planned_tables",
     "read_table_stats",
     "refresh_before_reads",
+    "restored_rows",
     "suite_tables",
     "survey_maintenance",
     "table_rows",

@@ -145,3 +145,22 @@ def test_demo_data_command_analyses_the_tables_it_filled(make_pg_database, tmp_p
     counts = analyze_counts(engine)
     assert counts["products"] == counts["orders"] == counts["order_items"] == 1
     engine.dispose()
+
+
+def test_cache_warm_command_analyses_before_reading(demo_db, redis_url, redis_client, tmp_path):
+    settings, engine = demo_db
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEWARD_")}
+    env |= {
+        "STEWARD_HOME": str(tmp_path),
+        "STEWARD_DATABASE__URL": settings.database_url,
+        "STEWARD_CACHE__URL": redis_url,
+        "STEWARD_STATISTICS__MIN_ROWS": "500",
+    }
+    done = subprocess.run(
+        [STEWARD, "cache", "warm", "-w", "product-detail"], env=env, capture_output=True,
+        text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "before cache warm reads: public.prices: analysed" in done.stdout
+    wait_for_stats(engine, "prices", 1)
+    assert analyze_counts(engine)["prices"] == 1
