@@ -21,7 +21,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from steward.settings import get_settings
-from steward.statistics.readers import suite_tables
+from steward.statistics import suite_tables
 from steward.validation import (
     REPORT_KEY,
     ScrubOutcome,
