@@ -1,9 +1,11 @@
 """Flow ``invalidate-cache``: keep Redis correct from the outbox events the relay publishes.
 
 Reads the outbox's Redis Streams as the consumer group ``cache.consumer_group``, applies
-``[[cache.invalidations]]`` (keys deleted, patterns deleted with SCAN + UNLINK, warmers rerun)
-and acknowledges a batch only after its cache changes are done; copies of an event already
-handled are dropped by event id. Scheduled every minute: each run drains what is there (up to
+``[[cache.invalidations]]`` (keys deleted with their cache-aside leases, patterns deleted with
+SCAN + UNLINK) and acknowledges a batch only after its deletes are done, recording the warmer
+reruns it asks for in the same write; reruns run beside the deletes, coalesced (one per warmer
+per round), and the run ends once none is left. Copies of an event already handled are dropped
+by event id. Scheduled every minute: each run drains what is there (up to
 ``max_seconds``). ``forever=True`` keeps listening until SIGTERM (what
 ``steward cache invalidate --forever`` does outside Prefect). ``dry_run`` reports the backlog.
 """
