@@ -18,7 +18,7 @@ markdown note explaining each table's numbers. The summary's ``tables`` has, per
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
@@ -28,14 +28,21 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.utilities.annotations import quote
+from pydantic import Field
 
 from steward.archive.archiver import ArchiveContext, BatchResult, Budget, TableReport
 from steward.archive.batch import Source
 from steward.archive.runner import archive_table
 from steward.archive.sources import open_context, open_sources
-from steward.errors import ConfigError
 from steward.settings import get_settings
+from steward.statistics import archive_tables, archived_rows
 from tasks.archive import TASK_STEPS, estimate_archive
+from tasks.statistics import (
+    analyze_archived_tables,
+    publish_statistics,
+    read_table_rows,
+    refresh_statistics_for_reads,
+)
 
 
 @flow(
@@ -45,9 +52,9 @@ from tasks.archive import TASK_STEPS, estimate_archive
 def archive_to_s3(
     tables: list[str] | None = None,
     dry_run: bool = False,
-    batch_size: int | None = None,
-    max_batches: int | None = None,
-    time_budget_seconds: float | None = None,
+    batch_size: Annotated[int, Field(ge=1, le=200_000)] | None = None,
+    max_batches: Annotated[int, Field(ge=1)] | None = None,
+    time_budget_seconds: Annotated[float, Field(gt=0)] | None = None,
 ) -> dict[str, Any]:
     """Archive every selected policy; returns per-table totals (or the dry-run estimate).
 
@@ -60,7 +67,6 @@ def archive_to_s3(
         max_batches: Stop after this many new batches over all tables (>= 1); empty = no limit.
         time_budget_seconds: Start no new batch after this many seconds (> 0); empty = no limit.
     """
-    _check_params(batch_size, max_batches, time_budget_seconds)
     logger = get_run_logger()
     ctx = open_context(get_settings())
     try:
@@ -75,32 +81,22 @@ def archive_to_s3(
             ctx.store.url,
             " — dry run, nothing will change" if dry_run else "",
         )
+        read = archive_tables(sources)
+        statistics = [
+            refresh_statistics_for_reads(lambda _: read, "before archive-to-s3 reads", dry_run)
+        ]
         if dry_run:
-            return _dry_run(ctx, sources)
-        return _archive(ctx, sources, Budget(max_batches, time_budget_seconds))
+            summary = _dry_run(ctx, sources)
+        else:
+            rows_before = read_table_rows(read)
+            summary = _archive(ctx, sources, Budget(max_batches, time_budget_seconds))
+            removed = {t: n for t, n in archived_rows(summary["tables"]).items() if t in read}
+            statistics.append(analyze_archived_tables(removed, rows_before))
+        summary["statistics"] = statistics
+        publish_statistics("archive-to-s3", statistics)
+        return summary
     finally:
         ctx.sql.dispose()
-
-
-def _check_params(
-    batch_size: int | None, max_batches: int | None, time_budget_seconds: float | None
-) -> None:
-    checks = [
-        ("batch_size", batch_size, batch_size is None or 1 <= batch_size <= 200_000, "1-200000"),
-        ("max_batches", max_batches, max_batches is None or max_batches >= 1, ">= 1"),
-        (
-            "time_budget_seconds",
-            time_budget_seconds,
-            time_budget_seconds is None or time_budget_seconds > 0,
-            "> 0",
-        ),
-    ]
-    for name, value, ok, accepted in checks:
-        if not ok:
-            raise ConfigError(
-                f"archive-to-s3 parameter {name}={value!r} is out of range; accepted: "
-                f"{accepted}, or empty for the default"
-            )
 
 
 def _dry_run(ctx: ArchiveContext, sources: list[Source]) -> dict[str, Any]:

@@ -5,7 +5,9 @@ Nightly at 01:00 UTC (before the archive). Under the backup lock (runs never ove
 source in ``backup.sources`` a streamed dump into the object store with its manifest, then (with
 ``verify``, the default) a restore into a scratch database compared table by table with the
 manifest. Retention (GFS) runs only when every new backup verified, and never deletes the
-newest verified backup. A verification failure fails the flow after the artifacts are written.
+newest good backup, a backup younger than the window or among the newest few, or one another
+running run holds (this run holds the backups it took until it ends). A verification failure
+fails the flow after the artifacts are written.
 
 Artifacts: a table per source (size, duration, SHA-256, verified) and a markdown summary that
 also says what retention removed, and why anything is zero or skipped.
@@ -14,17 +16,22 @@ also says what retention removed, and why anything is zero or skipped.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run
 
 from steward.backup import (
+    BackupContext,
     Manifest,
     PruneReport,
+    RunHold,
     backup_lock,
     engine_of,
+    hold_backups,
     open_backup_context,
+    run_hold,
     selected_sources,
 )
 from steward.errors import BackupVerificationFailed
@@ -40,7 +47,7 @@ from tasks.backup import back_up_source, prune_old_backups, verify_one_backup
 def backup_databases(
     dry_run: bool = False,
     verify: bool = True,
-    sources: list[str] | None = None,
+    sources: list[Literal["database", "documents"]] | None = None,
     prune: bool = True,
 ) -> dict[str, Any]:
     """Back up, verify and prune; returns a summary per source.
@@ -70,8 +77,15 @@ def backup_databases(
         summary = _summary({}, {}, report, skipped, dry_run=True, pruned_reason="dry run")
         _publish(summary)
         return summary
-    with backup_lock(ctx.settings):
-        manifests, failures = _back_up_and_verify([k for k in kinds if k not in skipped], verify)
+    # The hold keeps this run's backups from any other run's retention while this run (or, as
+    # a subflow, the run that reports on it) goes on.
+    with (
+        run_hold(ctx, f"backup-databases flow run {flow_run.id}", release=_standalone()) as hold,
+        backup_lock(ctx.settings),
+    ):
+        manifests, failures = _back_up_and_verify(
+            [k for k in kinds if k not in skipped], verify, ctx, hold
+        )
         reason = _prune_blocker(prune, verify, failures)
         report = None if reason else prune_old_backups(dry_run=False)
     summary = _summary(manifests, failures, report, skipped, dry_run=False, pruned_reason=reason)
@@ -81,13 +95,19 @@ def backup_databases(
     return summary
 
 
+def _standalone() -> bool:
+    """True unless this flow runs inside another (e.g. nightly, which reports on it later)."""
+    return flow_run.parent_flow_run_id is None
+
+
 def _back_up_and_verify(
-    kinds: list[str], verify: bool
+    kinds: list[str], verify: bool, ctx: BackupContext, hold: RunHold
 ) -> tuple[dict[str, Manifest], dict[str, str]]:
     manifests: dict[str, Manifest] = {}
     failures: dict[str, str] = {}
     for kind in kinds:
         manifests[kind] = back_up_source(kind)
+        hold_backups(ctx, hold, [manifests[kind].id])
         if not verify:
             continue
         try:
@@ -133,7 +153,7 @@ def _summary(
             "size_bytes": manifest.size_bytes,
             "duration_s": manifest.duration_s,
             "sha256": combined_sha256(manifest),
-            "verified": manifest.verified_at is not None,
+            "verified": manifest.good,
             "tables": len(manifest.tables),
             "rows": sum(int(t["rows"]) for t in manifest.tables.values()),
             "point_in_time": manifest.point_in_time,
@@ -146,7 +166,7 @@ def _summary(
         "sources": per_source,
         "skipped": skipped,
         "backups": len(manifests),
-        "verified": sum(1 for m in manifests.values() if m.verified_at is not None),
+        "verified": sum(1 for m in manifests.values() if m.good),
         "failed_verification": sorted(failures),
         "pruned": [row["id"] for row in deleted],
         "would_prune": [row["id"] for row in deleted] if dry_run else [],
@@ -214,7 +234,8 @@ def _markdown(summary: dict[str, Any]) -> str:
         lines.append(f"\nRetention {verb} {len(removed)} old backups: {', '.join(removed)}.")
     else:
         lines.append(
-            f"\nRetention {verb} nothing: all {summary['kept']} catalogued backups are inside a "
-            "kept period (or are the newest verified one)."
+            f"\nRetention {verb} nothing: all {summary['kept']} catalogued backups are kept (the "
+            "newest good one, younger than the window, among the newest few, held by a running "
+            "run, or inside a kept period)."
         )
     return "\n".join(lines)

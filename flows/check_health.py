@@ -9,12 +9,13 @@ notifies someone (see the README's "Health checks").
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from pydantic import Field
 
-from steward.errors import ConfigError, SourceUnavailable
+from steward.errors import StoresDown
 from tasks.health import check_stores
 
 
@@ -22,7 +23,10 @@ from tasks.health import check_stores
     name="check-health",
     description="Reach the database, Redis, the object store and MongoDB; fail when one is down.",
 )
-def check_health(timeout_seconds: float = 2.0, object_limit: int = 10_000) -> dict[str, Any]:
+def check_health(
+    timeout_seconds: Annotated[float, Field(ge=0.1, le=60)] = 2.0,
+    object_limit: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000,
+) -> dict[str, Any]:
     """Check every configured store; returns the health report (fails when a store is down).
 
     Args:
@@ -30,20 +34,10 @@ def check_health(timeout_seconds: float = 2.0, object_limit: int = 10_000) -> di
         object_limit: Objects listed at most to tally the object store per storage class
             (1-1000000); the figures say when the listing was cut short.
     """
-    if not 0.1 <= timeout_seconds <= 60:
-        raise ConfigError(
-            f"check-health parameter timeout_seconds={timeout_seconds!r} is out of range; "
-            "accepted: 0.1-60"
-        )
-    if not 1 <= object_limit <= 1_000_000:
-        raise ConfigError(
-            f"check-health parameter object_limit={object_limit!r} is out of range; "
-            "accepted: 1-1000000"
-        )
     report = check_stores(timeout_seconds, object_limit)
     _publish(report)
     if not report["ok"]:
-        raise SourceUnavailable(f"check-health: {report['headline']}")
+        raise StoresDown(f"check-health: {report['headline']}")
     get_run_logger().info("check-health: %s in %s ms", report["headline"], report["elapsed_ms"])
     return report
 

@@ -9,7 +9,7 @@ application keep writing meanwhile. Reports rows removed and the table's size be
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
@@ -18,10 +18,16 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
+from pydantic import Field
 
-from steward.errors import ConfigError
 from steward.settings import Settings, get_settings
-from tasks.outbox import count_published_events, delete_published_events, measure_outbox_table
+from tasks.outbox import (
+    check_outbox_configured,
+    count_published_events,
+    delete_published_events,
+    measure_outbox_table,
+    skip_unconfigured,
+)
 
 
 @flow(
@@ -30,9 +36,9 @@ from tasks.outbox import count_published_events, delete_published_events, measur
 )
 def cleanup_outbox(
     dry_run: bool = False,
-    older_than_days: int | None = None,
-    batch_size: int | None = None,
-    max_batches: int | None = None,
+    older_than_days: Annotated[int, Field(ge=0, le=36_500)] | None = None,
+    batch_size: Annotated[int, Field(ge=1, le=200_000)] | None = None,
+    max_batches: Annotated[int, Field(ge=1)] | None = None,
 ) -> dict[str, Any]:
     """Remove old published events in batches; returns rows removed and sizes before/after.
 
@@ -43,11 +49,13 @@ def cleanup_outbox(
         batch_size: Rows deleted per transaction (1-200,000); empty = outbox.cleanup_batch_size.
         max_batches: Stop after this many batches; empty = until none are left.
     """
-    _check_params(older_than_days, batch_size, max_batches)
     logger = get_run_logger()
     settings = get_settings()
     cfg = settings.outbox
     days = cfg.cleanup_after_days if older_than_days is None else older_than_days
+    missing = check_outbox_configured()
+    if missing is not None:
+        return skip_unconfigured("cleanup-outbox", missing)
     batch_size = batch_size or cfg.cleanup_batch_size
     before_time = datetime.now(UTC) - timedelta(days=days)
     size_before = measure_outbox_table()
@@ -78,19 +86,6 @@ def cleanup_outbox(
         summary["why_zero"] = why_nothing_to_delete(settings, days, size_before["rows"])
     _publish(summary)
     return summary
-
-
-def _check_params(
-    older_than_days: int | None, batch_size: int | None, max_batches: int | None
-) -> None:
-    if older_than_days is not None and not 0 <= older_than_days <= 36_500:
-        raise ConfigError(
-            f"cleanup-outbox older_than_days = {older_than_days!r}: accepted 0 to 36,500"
-        )
-    if batch_size is not None and not 1 <= batch_size <= 200_000:
-        raise ConfigError(f"cleanup-outbox batch_size = {batch_size!r}: accepted 1 to 200,000")
-    if max_batches is not None and max_batches < 1:
-        raise ConfigError(f"cleanup-outbox max_batches = {max_batches!r}: accepted an integer >= 1")
 
 
 def why_nothing_to_delete(settings: Settings, days: int, rows: int | None) -> str:

@@ -30,6 +30,7 @@ from steward.health import (
     OK,
     SKIPPED,
     NightlyStep,
+    NightlyStepName,
     StepOutcome,
     blocked_by,
     build_report,
@@ -46,7 +47,7 @@ FIGURES_KEY = "nightly-health-figures"
     name="nightly",
     description="Backup, archive, tier, clean the outbox, validate, warm the cache; then report.",
 )
-def nightly(skip: list[str] | None = None, dry_run: bool = False) -> dict[str, Any]:
+def nightly(skip: list[NightlyStepName] | None = None, dry_run: bool = False) -> dict[str, Any]:
     """Run the nightly steps as subflows and publish the health report.
 
     Args:
@@ -125,6 +126,8 @@ def _run(
         result = state.result(raise_on_failure=False)
         outcome.state = OK
         outcome.summary = result if isinstance(result, dict) else {"result": repr(result)[:500]}
+        if isinstance(outcome.summary.get("skipped"), str):  # e.g. no outbox: nothing to do
+            outcome.state, outcome.reason = SKIPPED, outcome.summary["skipped"]
     else:
         exc = state.result(raise_on_failure=False)
         outcome.state = FAILED

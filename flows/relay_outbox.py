@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
@@ -32,6 +32,7 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
+from pydantic import Field
 
 from steward.errors import ConfigError
 from steward.outbox import (
@@ -45,13 +46,16 @@ from steward.outbox import (
 from steward.settings import get_settings
 from tasks.outbox import (
     SLICE_SECONDS,
+    check_outbox_configured,
     read_outbox_status,
     relay_for,
     relay_outbox_batches,
     requeue_dead_events,
+    skip_unconfigured,
 )
 
-PROGRESS_EVERY_SECONDS = 2.0  # progress updates are API calls: not one per batch
+PROGRESS_EVERY_SECONDS = 2.0
+# progress updates are API calls: not one per batch
 
 
 @dataclass(frozen=True)
@@ -75,9 +79,9 @@ class RelayRun:
 )
 def relay_outbox(
     dry_run: bool = False,
-    batch_size: int | None = None,
-    max_seconds: float | None = None,
-    max_batches: int | None = None,
+    batch_size: Annotated[int, Field(ge=1, le=50_000)] | None = None,
+    max_seconds: Annotated[float, Field(gt=0)] | None = None,
+    max_batches: Annotated[int, Field(ge=1)] | None = None,
     forever: bool = False,
     requeue_dead: bool = False,
     event_ids: list[str] | None = None,
@@ -103,6 +107,9 @@ def relay_outbox(
     )
     logger = get_run_logger()
     cfg = get_settings().outbox
+    missing = check_outbox_configured()
+    if missing is not None:
+        return skip_unconfigured("relay-outbox", missing)
     before = read_outbox_status()
     logger.info(
         "relay-outbox on table %r to %s: %s pending (oldest %.1f s), %s dead%s",
@@ -132,12 +139,6 @@ def check_params(
     aggregates: list[str] | None,
 ) -> RelayRun:
     """The run's parameters, or ConfigError naming the one that is wrong and what is accepted."""
-    if batch_size is not None and not 1 <= batch_size <= 50_000:
-        raise ConfigError(f"relay-outbox batch_size = {batch_size!r}: accepted 1 to 50,000")
-    if max_seconds is not None and not max_seconds > 0:
-        raise ConfigError(f"relay-outbox max_seconds = {max_seconds!r}: accepted a number > 0")
-    if max_batches is not None and max_batches < 1:
-        raise ConfigError(f"relay-outbox max_batches = {max_batches!r}: accepted an integer >= 1")
     ids = [str(parse_event_id(text)) for text in event_ids or []]
     for text in aggregates or []:
         parse_aggregate(text)

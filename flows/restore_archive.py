@@ -24,11 +24,19 @@ from prefect.artifacts import (
 )
 from prefect.utilities.annotations import quote
 
-from steward.archive.restore import RestoreReport, RestoreRequest, missing_keys, plan_restore
+from steward.archive.restore import (
+    BatchRestore,
+    RestoreReport,
+    RestoreRequest,
+    missing_keys,
+    plan_restore,
+)
 from steward.archive.sources import open_context
-from steward.errors import IntegrityViolation
+from steward.errors import RestoreIncomplete
 from steward.settings import get_settings
+from steward.statistics import restored_rows
 from tasks.restore import restore_archived_batch
+from tasks.statistics import analyze_changed_tables, publish_statistics
 
 
 @flow(
@@ -88,19 +96,33 @@ def restore_archive(
         progress = create_progress_artifact(
             0.0, key="restore-progress", description=f"{len(entries)} archive batches selected"
         )
+        written: list[BatchRestore] = []
         for done, entry in enumerate(entries, start=1):
             source = sources[entry.table_name]
             result = restore_archived_batch(
                 quote(ctx), quote(source), entry, request, wanted, quote(report.seen)
             )
             report.add(result)
+            if source.backend == "sql":
+                written.append(result)
             update_progress_artifact(progress, 100.0 * done / len(entries))
         _publish(report, dry_run)
     finally:
         ctx.sql.dispose()
+    statistics = _analyze_restored(restored_rows(written)) if not dry_run else []
     if report.failed and not dry_run:
-        raise IntegrityViolation(report.failure_message())
-    return {"dry_run": dry_run, **report.to_dict()}
+        raise RestoreIncomplete(report.failure_message())
+    return {"dry_run": dry_run, **report.to_dict(), "statistics": statistics}
+
+
+def _analyze_restored(changed: dict[str, int]) -> list[dict[str, Any]]:
+    """ANALYZE every table rows came back into (before a failure is raised: they are back)."""
+    wanted = {t: f"restore-archive put back {n:,} row(s)" for t, n in changed.items() if n}
+    if not wanted:
+        return []
+    statistics = [analyze_changed_tables(wanted, "after restore-archive")]
+    publish_statistics("restore-archive", statistics)
+    return statistics
 
 
 def _publish(report: RestoreReport, dry_run: bool) -> None:

@@ -16,6 +16,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from steward.errors import ConfigError
 from steward.settings import mask_url
 from tasks.backup import restore_one_backup
+from tasks.statistics import analyze_restored_backup, publish_statistics
 
 
 @flow(
@@ -45,9 +46,12 @@ def restore_backup(
         " (replacing what it holds)" if replace else "",
     )
     done = restore_one_backup(backup_id or None, target.strip(), replace)
+    if done["engine"] in ("postgresql", "sqlite"):  # a dump restores rows, not statistics
+        done["statistics"] = [analyze_restored_backup(done["backup_id"], target.strip())]
+        publish_statistics("restore-backup", done["statistics"])
     create_table_artifact(
         key="backup-restore",
-        table=[done],
+        table=[{k: v for k, v in done.items() if k != "statistics"}],
         description="restore-backup: the backup restored and its target (masked)",
     )
     create_markdown_artifact(

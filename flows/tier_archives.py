@@ -9,7 +9,7 @@ reports objects, bytes and estimated monthly cost per class before and after.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from prefect import flow, get_run_logger
@@ -92,7 +92,7 @@ def tier_archives(
     mode: Mode = "auto",
     include_deep_archive: bool | None = None,
     prefix: str | None = None,
-    batch_size: int | None = None,
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] | None = None,
 ) -> dict[str, Any]:
     """Apply the storage tiers to the archive prefix; returns what was (or would be) done.
 

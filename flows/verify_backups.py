@@ -9,12 +9,19 @@ fails the flow, after the artifacts are written.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run
 
-from steward.backup import backup_lock, open_backup_context, selected_sources
+from steward.backup import (
+    backup_lock,
+    hold_backups,
+    open_backup_context,
+    run_hold,
+    selected_sources,
+)
 from steward.errors import BackupVerificationFailed, ConfigError
 from steward.settings import get_settings
 from tasks.backup import choose_backups_to_verify, verify_one_backup
@@ -27,7 +34,7 @@ from tasks.backup import choose_backups_to_verify, verify_one_backup
 def verify_backups(
     backup_id: str | None = None,
     random_older: bool | None = None,
-    sources: list[str] | None = None,
+    sources: list[Literal["database", "documents"]] | None = None,
 ) -> dict[str, Any]:
     """Verify backups by restoring them; returns one entry per backup checked.
 
@@ -42,10 +49,14 @@ def verify_backups(
     ctx = open_backup_context(settings)
     kinds = selected_sources(ctx, sources) if sources else None
     older = settings.backup.verify_random_older if random_older is None else random_older
-    with backup_lock(settings):
+    with (
+        run_hold(ctx, f"verify-backups flow run {flow_run.id}") as hold,
+        backup_lock(settings),
+    ):
         ids = choose_backups_to_verify(backup_id or None, older, kinds)
         if not ids:
             raise ConfigError("the backup catalogue is empty: run `steward backup` first")
+        hold_backups(ctx, hold, ids)  # what this run reports on stays until it ends
         get_run_logger().info("verify-backups: restoring %s into scratch databases", ids)
         results = [_verify(backup_id) for backup_id in ids]
     _publish(results)

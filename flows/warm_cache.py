@@ -10,15 +10,18 @@ step (a subflow) and reads the summary it returns; run it on demand with ``warme
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from pydantic import Field
 
 from steward.cache import plan_units
 from steward.errors import ConfigError
 from steward.settings import get_settings
+from steward.statistics import warmer_tables
 from tasks.cache import read_cache_stats, warm_cache_unit
+from tasks.statistics import publish_statistics, refresh_statistics_for_reads
 
 
 @flow(
@@ -26,7 +29,9 @@ from tasks.cache import read_cache_stats, warm_cache_unit
     description="Fill Redis from the database: pipelined writes, jittered TTLs, versioned "
     "namespaces that switch in one step.",
 )
-def warm_cache(warmers: list[str] | None = None, dry_run: bool = False) -> dict[str, Any]:
+def warm_cache(
+    warmers: list[Annotated[str, Field(min_length=1)]] | None = None, dry_run: bool = False
+) -> dict[str, Any]:
     """Warm the cache; returns keys per warmer, the generations made current and the hit ratio.
 
     Args:
@@ -43,10 +48,16 @@ def warm_cache(warmers: list[str] | None = None, dry_run: bool = False) -> dict[
         " (dry run: nothing will be written)" if dry_run else "",
         "; ".join(f"{u.namespace} ({u.mode}): {', '.join(u.names)}" for u in units) or "nothing",
     )
+    chosen = [w for unit in units for w in unit.warmers]
+    statistics = refresh_statistics_for_reads(
+        lambda engine: warmer_tables(engine, chosen), "before warm-cache reads", dry_run
+    )
     reports = [warm_cache_unit(unit.names, dry_run) for unit in units]
     stats = None if dry_run else read_cache_stats()
     summary = _summary(reports, stats, dry_run)
+    summary["statistics"] = [statistics]
     _publish(summary, reports, stats)
+    publish_statistics("warm-cache", summary["statistics"])
     return summary
 
 

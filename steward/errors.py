@@ -6,14 +6,17 @@ Hierarchy::
     ├── ConfigError                     (terminal) a setting or parameter is invalid
     │   └── AuthenticationFailed        (terminal) a store refused the configured credentials
     ├── SourceUnavailable               (transient) a database / cache / store cannot be reached
+    │   └── StoresDown                  (check) check-health found a store down
     ├── ObjectStoreError
     │   ├── ObjectNotFound              (terminal) no object at that key
     │   ├── ObjectExists                (terminal) a write that must not overwrite met an object
     │   ├── ObjectCorrupted             (terminal) bytes read do not match the stored SHA-256
     │   └── ObjectArchived              (terminal) object in GLACIER/DEEP_ARCHIVE needs a restore
     ├── IntegrityViolation              (terminal) data would be lost, duplicated or is inconsistent
-    │   ├── ArchiveVerificationFailed   (terminal) an archive object failed verification
-    │   └── BackupVerificationFailed    (terminal) a restored backup differs from its manifest
+    │   ├── ArchiveVerificationFailed   (check) an archive object failed verification
+    │   ├── BackupVerificationFailed    (check) a restored backup differs from its manifest
+    │   ├── ValidationFailed            (check) critical data expectations failed
+    │   └── RestoreIncomplete           (check) some archived rows could not be restored
     ├── ArchiveBusy                     (transient) another run is archiving / restoring a table
     ├── ArchiveDeleteBlocked            (transient) a guarded delete was refused, rolled back
     ├── BackupBusy                      (transient) another backup run held the lock too long
@@ -22,11 +25,13 @@ Hierarchy::
     │   └── MigrationChecksumMismatch   (terminal) an applied migration file was edited
     ├── PayloadRejected                 (terminal) a payload a sink refuses (poison event)
     ├── RelayConflict                   (transient) an outbox batch hit a deadlock; it rolled back
-    └── NightlyStepsFailed              (terminal) a critical step of the nightly job failed
+    └── NightlyStepsFailed              (check) a critical step of the nightly job failed
 
 ``Transient`` and ``Terminal`` are mixins: retries (``retry_condition_fn`` on tasks) apply to
-:class:`Transient` errors only. Every message names the table, key, object or setting involved
-and says what to do next.
+:class:`Transient` errors only. ``FailedCheck`` (the "(check)" entries, all terminal but
+``StoresDown``) marks a check that ran and found the data or a store failing it: the CLI exits 1
+for those, 2 for every other Steward error (bad input, unreachable store). Every message names
+the table, key, object or setting involved and says what to do next.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ __all__ = [
     "BackupBusy",
     "BackupVerificationFailed",
     "ConfigError",
+    "FailedCheck",
     "IntegrityViolation",
     "MigrationChecksumMismatch",
     "MigrationError",
@@ -54,10 +60,13 @@ __all__ = [
     "ObjectStoreError",
     "PayloadRejected",
     "RelayConflict",
+    "RestoreIncomplete",
     "SourceUnavailable",
     "StewardError",
+    "StoresDown",
     "Terminal",
     "Transient",
+    "ValidationFailed",
     "closest_name",
     "is_transient",
 ]
@@ -69,6 +78,10 @@ class Transient:
 
 class Terminal:
     """Mixin: retrying will not help; a person has to act."""
+
+
+class FailedCheck:
+    """Mixin: a check ran and found the data or a store failing it (exit code 1, not 2)."""
 
 
 class StewardError(Exception):
@@ -91,6 +104,10 @@ class AuthenticationFailed(ConfigError):
 
 class SourceUnavailable(StewardError, Transient):
     """A database, cache or object store could not be reached or timed out."""
+
+
+class StoresDown(SourceUnavailable, FailedCheck):
+    """A health check reached the stores and found at least one down."""
 
 
 class ObjectStoreError(StewardError):
@@ -117,12 +134,25 @@ class IntegrityViolation(StewardError, Terminal):
     """Continuing would lose, duplicate or corrupt data."""
 
 
-class ArchiveVerificationFailed(IntegrityViolation):
+class ArchiveVerificationFailed(IntegrityViolation, FailedCheck):
     """An archive object does not match what was written (size, checksum or row count)."""
 
 
-class BackupVerificationFailed(IntegrityViolation):
+class BackupVerificationFailed(IntegrityViolation, FailedCheck):
     """A backup restored into a scratch database does not match its manifest."""
+
+
+class ValidationFailed(IntegrityViolation, FailedCheck):
+    """Data expectations failed (critical ones, or any with ``fail_on="warning"``).
+
+    ``summary`` holds the validation summary (every suite's outcome and the failures).
+    """
+
+    summary: dict[str, object] | None = None
+
+
+class RestoreIncomplete(IntegrityViolation, FailedCheck):
+    """Some archived rows could not be restored (a clash or a conflict); the others were."""
 
 
 class BackupBusy(StewardError, Transient):
@@ -163,7 +193,7 @@ class RelayConflict(StewardError, Transient):
     """
 
 
-class NightlyStepsFailed(StewardError, Terminal):
+class NightlyStepsFailed(StewardError, Terminal, FailedCheck):
     """A critical step of the nightly job failed (or could not run); the others ran.
 
     ``summary`` holds the nightly summary (every step's outcome and the health report).

@@ -156,7 +156,7 @@ def restore_one_backup(backup_id: str | None, target: str, replace: bool) -> dic
 
 def _newest_verified(ctx: Any) -> Manifest:
     backups = list_backups(ctx.store, ctx.config.prefix, source=ctx.settings.source_name)
-    verified = [m for m in backups if m.verified_at is not None and m.kind == "database"]
+    verified = [m for m in backups if m.good and m.kind == "database"]
     if not verified:
         raise ConfigError(
             "no verified database backup in the catalogue: run `steward backup` (it verifies) "

@@ -25,6 +25,7 @@ from steward.backup.catalogue import (
     write_manifest,
 )
 from steward.backup.context import BackupContext, open_backup_context
+from steward.backup.holds import RunHold, held_backups, hold_backups, run_hold
 from steward.backup.locking import backup_lock
 from steward.backup.retention import RetentionPlan, plan_retention
 from steward.backup.runner import (
@@ -43,15 +44,19 @@ __all__ = [
     "Manifest",
     "PruneReport",
     "RetentionPlan",
+    "RunHold",
     "backup_lock",
     "engine_of",
     "find_backup",
+    "held_backups",
+    "hold_backups",
     "list_backups",
     "open_backup_context",
     "orphan_keys",
     "plan_retention",
     "prune_backups",
     "restore_backup",
+    "run_hold",
     "selected_sources",
     "take_backup",
     "verify_backup",

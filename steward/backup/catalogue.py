@@ -5,6 +5,11 @@ Layout: ``{prefix}/{source}/{engine}/{YYYY}/{MM}/{DD}/{id}/`` holds the data obj
 killed halfway leaves at most data objects without a manifest: :func:`list_backups` ignores
 them and :func:`orphan_keys` finds them for pruning. The catalogue lives in the store, not in
 the database it protects, so it survives losing that database.
+
+A backup is *good* while its latest verification passed: every verification is appended to the
+manifest's ``verifications`` history, and ``verified_at`` holds the time of the latest one only
+when it passed (a failed verification revokes it). Retention, restore's default and reports
+all read :attr:`Manifest.good`.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from steward.storage import ObjectStore
 
 __all__ = [
     "MANIFEST_NAME",
+    "RUNS_FOLDER",
     "Manifest",
     "find_backup",
     "list_backups",
@@ -29,7 +35,9 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: ``verifications`` history; a failed verification clears verified_at
+HISTORY_LIMIT = 100  # verifications kept per manifest (the oldest are dropped beyond that)
+RUNS_FOLDER = "_runs"  # run holds (steward.backup.holds) live here, outside every backup folder
 
 
 def new_backup_id(started_at: datetime) -> str:
@@ -54,9 +62,28 @@ class Manifest:
     objects: list[dict[str, Any]] = field(default_factory=list)
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)
     encryption: dict[str, Any] = field(default_factory=dict)
-    verified_at: datetime | None = None
-    verification: dict[str, Any] | None = None
+    verified_at: datetime | None = None  # the latest verification's time, only if it passed
+    verification: dict[str, Any] | None = None  # the latest verification
+    verifications: list[dict[str, Any]] = field(default_factory=list)  # history, oldest first
     format: int = FORMAT_VERSION
+
+    @property
+    def good(self) -> bool:
+        """True while the latest verification passed (never verified or failed: False)."""
+        return self.verified_at is not None
+
+    def record_verification(self, outcome: dict[str, Any], at: datetime) -> None:
+        """Append ``outcome`` (with ``ok``) to the history; a failure revokes ``verified_at``."""
+        entry = {"at": at.isoformat(), **outcome}
+        self.verifications = [*self.verifications, entry][-HISTORY_LIMIT:]
+        self.verification = entry
+        self.verified_at = at if entry.get("ok") else None
+
+    @property
+    def last_passed_at(self) -> str | None:
+        """When a verification last passed (even if a later one failed), for reports."""
+        passed = [v["at"] for v in self.verifications if v.get("ok")]
+        return passed[-1] if passed else None
 
     @property
     def folder(self) -> str:
@@ -97,12 +124,23 @@ class Manifest:
             data = json.loads(raw)
             for name in ("started_at", "finished_at", "verified_at"):
                 data[name] = datetime.fromisoformat(data[name]) if data.get(name) else None
-            return cls(**data)
+            manifest = cls(**data)
         except (ValueError, TypeError, KeyError) as exc:
             raise ConfigError(
                 f"backup manifest {key!r} is unreadable ({exc}); delete that backup folder "
                 "or restore the manifest from another copy"
             ) from None
+        return _upgraded(manifest)
+
+
+def _upgraded(manifest: Manifest) -> Manifest:
+    """Format 1 manifests: the single ``verification`` becomes the history, and a failed latest
+    verification revokes a ``verified_at`` left over from an earlier pass."""
+    if not manifest.verifications and manifest.verification:
+        manifest.verifications = [manifest.verification]
+    if manifest.verification and not manifest.verification.get("ok"):
+        manifest.verified_at = None
+    return manifest
 
 
 def write_manifest(store: ObjectStore, manifest: Manifest) -> None:
@@ -148,6 +186,8 @@ def orphan_keys(store: ObjectStore, prefix: str) -> list[str]:
     """Objects in backup folders that have no manifest: leftovers of runs killed halfway."""
     by_folder: dict[str, list[str]] = {}
     for info in store.list(f"{prefix}/", details=False):
+        if info.key.startswith(f"{prefix}/{RUNS_FOLDER}/"):
+            continue  # run holds, not backup data
         folder, _, _name = info.key.rpartition("/")
         by_folder.setdefault(folder, []).append(info.key)
     orphans = []

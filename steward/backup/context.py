@@ -3,15 +3,24 @@
 Objects are written through :func:`upload_stream` (age encryption when recipients are set,
 then a streamed upload hashed on the way) and read back through :func:`open_object`, which
 checks the store's checksum against the manifest's and decrypts when needed.
+
+Plain (decrypted) backup data that must sit in a file (a SQLite image, pg_dump's directory
+format, a dump checked before it is restored over a database) goes only to the *spool*: a
+folder under the Steward home (``{home}/spool``, mode 0700, files 0600), never the system's
+temporary folder, and is removed when the step ends.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import IO, Any
 
 from steward.backup.catalogue import Manifest
@@ -28,6 +37,8 @@ __all__ = [
     "encryption_record",
     "open_backup_context",
     "open_object",
+    "spool_file",
+    "spool_folder",
     "upload_stream",
 ]
 
@@ -129,6 +140,21 @@ def download_object(
         shutil.copyfileobj(stream, handle, 1 << 20)
     finally:
         stream.close()
+
+
+@contextmanager
+def spool_folder(ctx: BackupContext, purpose: str) -> Iterator[Path]:
+    """A private folder under ``{home}/spool`` (mode 0700), removed when the block ends."""
+    root = ctx.settings.home.resolve() / "spool"
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    root.chmod(0o700)
+    with tempfile.TemporaryDirectory(prefix=f"{purpose}-", dir=root) as folder:  # mode 0700
+        yield Path(folder)
+
+
+def spool_file(path: Path) -> IO[bytes]:
+    """Create ``path`` for writing with mode 0600 (never readable by other users)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
 
 
 UNPACK_ERRORS = (OSError, EOFError, zlib.error, ValueError)

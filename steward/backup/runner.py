@@ -3,7 +3,8 @@
 Order inside a backup: objects first, ``manifest.json`` last (the commit point); a failure at
 any step deletes what this run wrote, and a run killed outright leaves only manifest-less
 objects that listing ignores and pruning removes. Retention deletes old backups only after the
-newest one is verified, and never the newest verified backup.
+newest one is verified, and never the newest good backup (latest verification passed), a backup
+younger than its window, one of the newest few, or one that a running run holds.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from steward.backup.catalogue import (
     write_manifest,
 )
 from steward.backup.context import BackupContext, encryption_record
+from steward.backup.holds import held_backups
 from steward.backup.mongo import backup_mongo, restore_mongo, verify_mongo
-from steward.backup.postgres import backup_postgres, restore_postgres, verify_postgres
+from steward.backup.postgres import backup_postgres
+from steward.backup.postgres_restore import restore_postgres, verify_postgres
 from steward.backup.retention import plan_retention
 from steward.backup.sqlite import backup_sqlite, restore_sqlite, verify_sqlite
-from steward.errors import BackupVerificationFailed, ConfigError, ObjectCorrupted
+from steward.errors import BackupVerificationFailed, ConfigError, ObjectCorrupted, ObjectNotFound
 from steward.settings import BACKUP_SOURCES, mask_url
 from steward.storage import abort_stale_uploads
 
@@ -99,16 +102,18 @@ def verify_backup(ctx: BackupContext, manifest: Manifest) -> Manifest:
         problems = check[manifest.engine](ctx, manifest)
     except ObjectCorrupted as exc:  # damaged in the store: this backup cannot be restored
         problems = [str(exc)]
-    now = ctx.clock()
-    manifest.verification = {
-        "at": now.isoformat(),
+    outcome = {
         "ok": not problems,
         "problems": problems,
         "tables": len(manifest.tables),
         "rows": sum(int(t["rows"]) for t in manifest.tables.values()),
     }
-    if not problems:
-        manifest.verified_at = now
+    with contextlib.suppress(ObjectNotFound):  # keep the history other runs recorded meanwhile
+        stored = Manifest.from_json(
+            ctx.store.get_bytes(manifest.manifest_key), manifest.manifest_key
+        )
+        manifest.verifications = stored.verifications
+    manifest.record_verification(outcome, ctx.clock())  # a failure revokes "verified"
     write_manifest(ctx.store, manifest)
     if problems:
         raise BackupVerificationFailed(
@@ -124,9 +129,7 @@ def restore_backup(
 ) -> dict[str, Any]:
     """Restore ``manifest`` into ``target`` (a database URL, or a MongoDB database name)."""
     if manifest.engine == "postgresql":
-        done = restore_postgres(
-            ctx, manifest, target, replace=replace, jobs=ctx.config.restore_jobs
-        )
+        done = restore_postgres(ctx, manifest, target, replace=replace)
     elif manifest.engine == "sqlite":
         done = restore_sqlite(ctx, manifest, target, replace=replace)
     else:
@@ -158,6 +161,8 @@ def prune_backups(
 ) -> PruneReport:
     """Apply GFS retention per source and engine; remove leftovers of killed runs."""
     report = PruneReport(dry_run=dry_run)
+    held = held_backups(ctx, remove_lapsed=not dry_run)
+    now = ctx.clock()
     catalogue = list_backups(ctx.store, ctx.config.prefix, source=ctx.settings.source_name)
     groups: dict[tuple[str, str], list[Manifest]] = {}
     for manifest in catalogue:
@@ -165,7 +170,7 @@ def prune_backups(
             groups.setdefault((manifest.kind, manifest.engine), []).append(manifest)
     for (kind, _engine), backups in sorted(groups.items()):
         policy = ctx.config.documents_retention if kind == "documents" else ctx.config.sql_retention
-        plan = plan_retention(backups, policy)
+        plan = plan_retention(backups, policy, now=now, held=held)
         for manifest in plan.delete:
             report.deleted.append(_row(manifest, "GFS: outside every kept period"))
             if not dry_run:
@@ -187,7 +192,7 @@ def _row(manifest: Manifest, reason: str) -> dict[str, Any]:
         "kind": manifest.kind,
         "engine": manifest.engine,
         "started_at": manifest.started_at.isoformat(),
-        "verified": manifest.verified_at is not None,
+        "verified": manifest.good,
         "size_bytes": manifest.size_bytes,
         "reason": reason,
     }

@@ -1,15 +1,15 @@
 """SQLite backups (the embedded default): the online backup API, gzip, the same manifest.
 
-The backup API copies a consistent image of the live database into a temporary file (writers
-are not blocked for long); the fingerprints are taken from that image, so they describe
-exactly what is stored. Verification restores into a temporary file and compares.
+The backup API copies a consistent image of the live database into a file in the spool under
+the Steward home (writers are not blocked for long); the fingerprints are taken from that
+image, so they describe exactly what is stored. Verification restores into a spool file (mode
+0600, removed afterwards) and compares.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-import tempfile
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,8 @@ from steward.backup.context import (
     BackupContext,
     damaged,
     open_object,
+    spool_file,
+    spool_folder,
     upload_stream,
 )
 from steward.backup.fingerprint import compare_fingerprints, sqlite_fingerprint
@@ -53,8 +55,8 @@ def backup_sqlite(ctx: BackupContext, manifest: Manifest) -> None:
             f"database file {source} does not exist: run `steward migrate` (or the demo) first, "
             "or set database.url"
         )
-    with tempfile.TemporaryDirectory(prefix="steward-backup-") as folder:
-        image = Path(folder) / "image.db"
+    with spool_folder(ctx, "backup") as folder:
+        image = folder / "image.db"
         with closing(sqlite3.connect(source)) as live, closing(sqlite3.connect(image)) as copy:
             live.backup(copy)
             manifest.server_version = sqlite3.sqlite_version
@@ -74,7 +76,7 @@ def _restore_to_file(ctx: BackupContext, manifest: Manifest, path: Path) -> None
     stream = open_object(ctx, manifest, record)
     try:
         plain = gunzip_stream(stream)
-        with open(path, "wb") as out:
+        with spool_file(path) as out:
             while chunk := plain.read(1 << 20):
                 out.write(chunk)
         stream.read()  # the rest (gzip trailer padding) so the checksum is checked at EOF
@@ -86,8 +88,8 @@ def _restore_to_file(ctx: BackupContext, manifest: Manifest, path: Path) -> None
 
 def verify_sqlite(ctx: BackupContext, manifest: Manifest) -> list[str]:
     """Restore into a temporary file and compare with the manifest; the differences found."""
-    with tempfile.TemporaryDirectory(prefix="steward-verify-") as folder:
-        path = Path(folder) / "restored.db"
+    with spool_folder(ctx, "verify") as folder:  # plain bytes stay under the Steward home
+        path = folder / "restored.db"
         _restore_to_file(ctx, manifest, path)
         with closing(sqlite3.connect(path)) as conn:
             restored = sqlite_fingerprint(conn)
@@ -107,6 +109,7 @@ def restore_sqlite(
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.steward-restore")
+    temporary.unlink(missing_ok=True)  # left by a restore killed halfway
     try:
         _restore_to_file(ctx, manifest, temporary)
         for suffix in ("-wal", "-shm"):  # stale WAL files of the replaced database

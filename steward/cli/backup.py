@@ -7,16 +7,19 @@ Prefect flows. Exit codes: 0 ok, 1 a backup failed verification, 2 a usage or co
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import UTC
 from functools import partial
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from steward.cli.demo_report import human_bytes
 from steward.errors import BackupVerificationFailed, ConfigError
 from steward.settings import get_settings
 
@@ -76,9 +79,14 @@ def backup(
         _print_prune(core.prune_backups(context, dry_run=True))
         return
     taken = []
-    with core.backup_lock(settings), _progress() as step:
+    with (
+        core.run_hold(context, "steward backup") as hold,
+        core.backup_lock(settings),
+        _progress() as step,
+    ):
         for kind in active:
             manifest = step(f"backing up {kind}", partial(core.take_backup, context, kind))
+            core.hold_backups(context, hold, [manifest.id])
             if verify:
                 try:
                     step(
@@ -97,37 +105,58 @@ def backup(
 
 
 @backup_app.command("list")
-def list_command() -> None:
-    """Every catalogued backup, read from the object store (oldest first)."""
+def list_command(
+    as_json: bool = typer.Option(False, "--json", help="One JSON array on stdout."),
+    all_sources: bool = typer.Option(
+        False, "--all-sources", help="Every source in the prefix, not only source_name's."
+    ),
+) -> None:
+    """The catalogued backups of this source (source_name), read from the object store."""
     from steward import backup as core
 
     settings = get_settings()
     context = core.open_backup_context(settings)
-    backups = core.list_backups(context.store, settings.backup.prefix)
-    if not backups:
-        out.print("no backups catalogued yet (run `steward backup`)")
+    source = None if all_sources else settings.source_name
+    backups = core.list_backups(context.store, settings.backup.prefix, source=source)
+    if as_json:
+        print(json.dumps([_listed(m) for m in backups], indent=2))
         return
-    _print_backups(backups, f"backups in {context.store.url}")
+    if not backups:
+        out.print(f"no backups of source {source or '(any)'} catalogued yet (run `steward backup`)")
+        return
+    _print_backups(backups, f"backups of {source or 'every source'} in {context.store.url}")
 
 
 @backup_app.command("verify")
 def verify_command(
-    backup_id: str | None = typer.Argument(None, help="Backup id; default = newest per source."),
+    backup_id: str | None = typer.Argument(
+        None, help="Backup id; default = the newest backup of each kind of this source."
+    ),
 ) -> None:
     """Restore a backup into a scratch database and compare it with its manifest."""
     from steward import backup as core
 
     settings = get_settings()
     context = core.open_backup_context(settings)
-    catalogue = core.list_backups(context.store, settings.backup.prefix)
     if backup_id:
         chosen = [core.find_backup(context.store, settings.backup.prefix, backup_id)]
     else:
+        catalogue = core.list_backups(
+            context.store, settings.backup.prefix, source=settings.source_name
+        )
         newest: dict[tuple[str, str], Any] = {(m.kind, m.engine): m for m in catalogue}
         chosen = list(newest.values())
     if not chosen:
-        raise ConfigError("the backup catalogue is empty: run `steward backup` first")
-    with core.backup_lock(settings), _progress() as step:
+        raise ConfigError(
+            f"no backup of source {settings.source_name!r} is catalogued: run `steward backup` "
+            "first (or check source_name)"
+        )
+    with (
+        core.run_hold(context, "steward backup verify") as hold,
+        core.backup_lock(settings),
+        _progress() as step,
+    ):
+        core.hold_backups(context, hold, [m.id for m in chosen])
         for manifest in chosen:
             try:
                 step(f"verifying {manifest.id}", partial(core.verify_backup, context, manifest))
@@ -161,33 +190,81 @@ def restore_command(
         f"{done['tables']} tables, {done['rows']:,} rows",
         highlight=False,
     )
+    if manifest.engine in ("postgresql", "sqlite"):  # a dump restores rows, not statistics
+        _analyze_restored(settings, to, {name: f"restored from backup {manifest.id}"
+                                         for name in manifest.tables})  # fmt: skip
+
+
+def _analyze_restored(settings: Any, target: str, tables: dict[str, str]) -> None:
+    from steward.statistics import analyze_changed
+    from steward.storage import SqlClient
+
+    sql = SqlClient(settings, url=target)
+    try:
+        report = analyze_changed(sql.engine, tables, settings.statistics, when="after restore")
+    finally:
+        sql.dispose()
+    for line in report.lines():
+        out.print(line, highlight=False)
 
 
 @backup_app.command("prune")
 def prune_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would go; delete nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Deleted and kept backups as JSON."),
 ) -> None:
-    """Apply GFS retention (never deletes the newest verified backup)."""
+    """Apply retention (never deletes the newest good backup, nor young or held ones)."""
     from steward import backup as core
 
     settings = get_settings()
     context = core.open_backup_context(settings)
     with core.backup_lock(settings):
-        _print_prune(core.prune_backups(context, dry_run=dry_run))
+        report = core.prune_backups(context, dry_run=dry_run)
+    if as_json:
+        print(json.dumps(asdict(report), indent=2))
+    else:
+        _print_prune(report)
+
+
+def _listed(m: Any) -> dict[str, Any]:
+    last = m.verification or {}
+    return {
+        "id": m.id,
+        "source": m.source,
+        "kind": m.kind,
+        "engine": m.engine,
+        "started_at": m.started_at.isoformat(),
+        "finished_at": m.finished_at.isoformat() if m.finished_at else None,
+        "size_bytes": m.size_bytes,
+        "duration_s": m.duration_s,
+        "tables": len(m.tables),
+        "rows": sum(int(t["rows"]) for t in m.tables.values()),
+        "encrypted": m.encrypted,
+        "good": m.good,
+        "verified_at": m.verified_at.isoformat() if m.verified_at else None,
+        "last_verification": {"at": last["at"], "ok": last["ok"]} if last else None,
+        "last_passed_at": m.last_passed_at,
+        "verifications": len(m.verifications),
+    }
+
+
+def _status(m: Any) -> str:
+    if m.verification and not m.verification.get("ok"):
+        return "FAILED"
+    return "yes" if m.good else "no"
 
 
 def _print_backups(backups: list[Any], title: str) -> None:
-    table = Table("id", "source", "engine", "started (UTC)", "size", "s", "tables", "verified")
-    table.title = title
+    # Plain aligned columns, never cut: an id is what a restore needs (--json for scripts).
+    rows = [["id", "kind", "engine", "started (UTC)", "size", "verified"]]
     for m in backups:
-        verified = m.verified_at.strftime("%Y-%m-%d %H:%M") if m.verified_at else "no"
-        if m.verification and not m.verification.get("ok"):
-            verified = "FAILED"
-        table.add_row(
-            m.id, m.kind, m.engine, m.started_at.strftime("%Y-%m-%d %H:%M"),
-            f"{m.size_bytes:,}", f"{m.duration_s:g}", str(len(m.tables)), verified,
-        )  # fmt: skip
-    out.print(table)
+        started = m.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+        rows.append([m.id, m.kind, m.engine, started, human_bytes(m.size_bytes), _status(m)])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    out.print(title, highlight=False, soft_wrap=True)
+    for row in rows:
+        line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        out.print(line.rstrip(), highlight=False, soft_wrap=True, markup=False)
 
 
 def _print_prune(report: Any) -> None:

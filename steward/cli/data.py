@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from steward.settings import get_settings, mask_url
+from steward.settings import Settings, get_settings, mask_url
+
+if TYPE_CHECKING:
+    from steward.statistics import StatisticsReport
 
 
 def register(app: typer.Typer) -> None:
@@ -35,3 +40,19 @@ def demo_data(
     out = Console()
     out.print(table)
     out.print(f"into {mask_url(settings.database_url)}", highlight=False)
+    report = analyze_demo_tables(settings, counts)
+    for line in report.lines():
+        out.print(line.removeprefix("- "), highlight=False)
+
+
+def analyze_demo_tables(settings: Settings, counts: dict[str, int]) -> StatisticsReport:
+    """ANALYZE the tables the demo data just filled: a bulk load leaves the planner blind."""
+    from steward.statistics import analyze_changed
+    from steward.storage import SqlClient
+
+    sql = SqlClient(settings)
+    try:
+        wanted = {name: f"demo-data wrote {rows:,} rows" for name, rows in counts.items() if rows}
+        return analyze_changed(sql.engine, wanted, settings.statistics, when="after demo-data")
+    finally:
+        sql.dispose()

@@ -7,6 +7,7 @@ every store as the demo left it.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -16,7 +17,9 @@ from rich.table import Table
 from steward.catalog import FLOWS
 from steward.cli.demo_report import describe_stats, describe_step
 from steward.cli.flow_runner import run_flow
+from steward.errors import ConfigError
 from steward.health import STEP_NAMES
+from steward.settings import EXAMPLE_MIGRATIONS as EXAMPLE
 from steward.settings import Settings, get_settings
 
 __all__ = ["run_demo"]
@@ -25,22 +28,13 @@ __all__ = ["run_demo"]
 def run_demo(*, rows: int, seed: int, console: Console) -> dict[str, Any]:
     """Migrate, generate demo data, run the catalogued flows with demo parameters, then
     ``nightly`` (which runs the nightly steps) and print its health report."""
-    from steward.demo import generate_demo_data
-
-    settings = get_settings()
+    settings = _on_example_schema(get_settings())
     console.print(f"[bold]Steward demo[/] — home {settings.home.resolve()}")
     results: dict[str, Any] = {}
     started = time.monotonic()
     _step(console, results, "migrate", lambda: run_flow("migrate", FLOWS["migrate"].demo or {}))
     console.print("generating synthetic data…")
-    _step(
-        console,
-        results,
-        "demo-data",
-        lambda: generate_demo_data(
-            settings, rows=rows, seed=seed, replace=True, show_progress=True
-        ),
-    )
+    _step(console, results, "demo-data", lambda: _fill_and_analyze(settings, rows, seed))
     for entry in FLOWS.values():
         if entry.name == "migrate" or entry.demo is None or entry.name in STEP_NAMES:
             continue  # the nightly job's steps run inside `nightly`, below
@@ -58,6 +52,34 @@ def run_demo(*, rows: int, seed: int, console: Console) -> dict[str, Any]:
     if failed is not None:
         raise failed
     return results
+
+
+def _on_example_schema(settings: Settings) -> Settings:
+    """The demo fills Steward's example schema: configure its migrations, refuse any other."""
+    chosen = {"alembic": settings.migrations.alembic, "mongo": settings.migrations.mongo}
+    others = {key: value for key, value in chosen.items() if value not in ("", EXAMPLE)}
+    if others:
+        key, value = next(iter(others.items()))
+        raise ConfigError(
+            f"migrations.{key} = {value!r}: steward demo fills Steward's example schema with "
+            "synthetic data, not an application's; run it with [migrations] unset (or "
+            '"example") on a scratch database'
+        )
+    for key, value in chosen.items():
+        if not value:  # the process's settings, for the flows run below
+            os.environ[f"STEWARD_MIGRATIONS__{key.upper()}"] = EXAMPLE
+    get_settings.cache_clear()
+    return get_settings()
+
+
+def _fill_and_analyze(settings: Settings, rows: int, seed: int) -> dict[str, int]:
+    """Demo data, then ANALYZE of the tables it filled (so tonight's plans see their sizes)."""
+    from steward.cli.data import analyze_demo_tables
+    from steward.demo import generate_demo_data
+
+    counts = generate_demo_data(settings, rows=rows, seed=seed, replace=True, show_progress=True)
+    analyze_demo_tables(settings, counts)
+    return counts
 
 
 def _step(console: Console, results: dict[str, Any], name: str, run: Any) -> None:

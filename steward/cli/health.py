@@ -60,6 +60,10 @@ def _print(report: dict[str, Any]) -> None:
         figures = component["error"] or _figures(name, component["stats"])
         table.add_row(name, f"[{style}]{status}[/]", latency, figures)
     out.print(table)
+    if report.get("attention"):
+        out.print("[bold yellow]Needs attention[/]:")
+        for line in report["attention"]:
+            out.print(f"- {line}", highlight=False, soft_wrap=True)
 
 
 def _figures(name: str, stats: dict[str, Any]) -> str:

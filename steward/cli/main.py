@@ -1,8 +1,9 @@
 """``steward``: config, run any flow locally, and the end-to-end demo.
 
 Concern-specific commands live in sibling modules (``migrate``, ``archive``, ``outbox``...)
-and are added to the app here. Steward errors print as one clear line and exit with code 2;
-nothing secret is printed (settings are masked).
+and are added to the app here. Steward errors print as one clear line and exit with code 2, or 1
+when a check ran and failed (:class:`~steward.errors.FailedCheck`: data expectations, a backup or
+archive verification, a store down, a failed nightly step); nothing secret is printed.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from steward.cli.interrupts import (
     exit_interrupted,
     install_interrupt_watchdog,
 )
-from steward.errors import StewardError
+from steward.errors import FailedCheck, StewardError
 from steward.settings import get_settings, mask_text, masked_settings
 
 app = typer.Typer(
@@ -101,23 +102,23 @@ def demo(
 
 
 def main() -> None:
-    """Console-script entry point: Steward errors become one clear line and exit code 2."""
+    """Console-script entry point: Steward errors become one clear line and exit code 2 (1 for a
+    failed check)."""
     _register_subcommands()
     install_interrupt_watchdog(sys.argv)
     try:
         # Without standalone mode click returns exit codes (typer.Exit, Ctrl-C = 130) as values.
         code = app(standalone_mode=False)
     except StewardError as exc:
-        message = mask_text(str(exc))
-        console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        failed_check = isinstance(exc, FailedCheck)
+        _print_error(mask_text(str(exc)), "failed:" if failed_check else "error:")
+        sys.exit(1 if failed_check else 2)
     except (typer.Abort, KeyboardInterrupt):
         exit_interrupted(sys.argv)
     except (typer.BadParameter, typer.Exit) as exc:
         code = getattr(exc, "exit_code", 2)
         if isinstance(exc, typer.BadParameter):
-            message = mask_text(exc.format_message())
-            console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+            _print_error(mask_text(exc.format_message()))
         sys.exit(code)
     except Exception as exc:  # click usage errors; database refusing a configured value
         import click
@@ -130,11 +131,18 @@ def main() -> None:
         refused = refused_value(exc)
         if refused is None:
             raise
-        console.print(f"[bold red]error:[/] {mask_text(refused)}", highlight=False, soft_wrap=True)
+        _print_error(mask_text(refused))
         sys.exit(2)
     if code == EXIT_INTERRUPTED:
         exit_interrupted(sys.argv)
     sys.exit(code if isinstance(code, int) and not isinstance(code, bool) else 0)
+
+
+def _print_error(message: str, label: str = "error:") -> None:
+    # The message is plain text: "[migrations]" in it is a settings section, not rich markup.
+    from rich.markup import escape
+
+    console.print(f"[bold red]{label}[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from steward.errors import StewardError
+
 __all__ = ["DOWN", "NOT_CONFIGURED", "UP", "ComponentHealth", "HealthReport", "probe"]
 
 Status = Literal["up", "down", "not configured"]
@@ -57,6 +59,12 @@ class HealthReport:
     def down(self) -> list[ComponentHealth]:
         return [c for c in self.components if c.down]
 
+    @property
+    def attention(self) -> list[str]:
+        """Problems of stores that are up: tomorrow's slowdowns (stale statistics, dead
+        tuples, wraparound...), each a line naming what and what to do."""
+        return [line for c in self.components for line in c.stats.get("attention", [])]
+
     def component(self, name: str) -> ComponentHealth | None:
         return next((c for c in self.components if c.name == name), None)
 
@@ -73,19 +81,29 @@ class HealthReport:
             "checked_at": self.checked_at,
             "elapsed_ms": self.elapsed_ms,
             "headline": self.headline(),
+            "attention": self.attention,
             "components": {c.name: c.to_dict() for c in self.components},
         }
 
 
 def probe(
-    name: str, target: str, reach: Callable[[], Any], errors: tuple[type[BaseException], ...]
+    name: str,
+    target: str,
+    reach: Callable[[], Any],
+    errors: tuple[type[BaseException], ...],
+    *,
+    hint: str,
 ) -> tuple[ComponentHealth, Any]:
-    """Call ``reach`` once, timing it; ``errors`` it raises mean the component is down."""
+    """Call ``reach`` once, timing it; ``errors`` it raises mean the component is down.
+
+    ``hint`` (what to check) follows a raw driver error; a Steward error already says it.
+    """
     started = time.perf_counter()
     try:
         handle = reach()
     except errors as exc:
-        return ComponentHealth(name, DOWN, target, error=_one_line(exc)), None
+        error = _one_line(exc) if isinstance(exc, StewardError) else f"{_one_line(exc)}; {hint}"
+        return ComponentHealth(name, DOWN, target, error=error), None
     latency = round((time.perf_counter() - started) * 1000, 2)
     return ComponentHealth(name, UP, target, latency_ms=latency), handle
 

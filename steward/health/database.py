@@ -1,5 +1,8 @@
 """Health of the SQL database: reach and latency, then size, connections in use vs the maximum,
-the largest tables with their dead-tuple share, and the oldest open transaction.
+the largest tables with their dead-tuple share, the oldest open transaction, and (PostgreSQL)
+the maintenance outlook: autovacuum, never-analysed or stale tables, dead tuples and the
+transaction ID age (:func:`steward.statistics.survey_maintenance`), with one "Needs attention"
+line per problem in ``stats["attention"]``.
 
 Every query here is fixed text over PostgreSQL's statistics views (or SQLite's pragmas); no
 name or value from configuration is pasted into SQL. The engine is built with a short connect
@@ -52,12 +55,16 @@ def check_database(settings: Settings, *, timeout: float = 2.0) -> ComponentHeal
         health, conn = probe(
             "database", mask_url(settings.database_url), lambda: _connect(engine),
             (sa.exc.SQLAlchemyError, StewardError, OSError),
+            hint="check database.url and that the server is up",
         )  # fmt: skip
         if conn is None:
-            health.error = f"{health.error}; check database.url and that the server is up"
             return health
         with conn:
-            health.stats = _postgres_stats(conn) if _is_postgres(engine) else _sqlite_stats(conn)
+            if _is_postgres(engine):
+                health.stats = _postgres_stats(conn)
+                health.stats |= _maintenance(conn, settings)
+            else:
+                health.stats = _sqlite_stats(conn)
         return health
     finally:
         engine.dispose()
@@ -103,6 +110,13 @@ def _postgres_stats(conn: Connection) -> dict[str, Any]:
         "oldest_transaction": _transaction(oldest) if oldest else None,
         "largest_tables": [_pg_table(row) for row in largest],
     }
+
+
+def _maintenance(conn: Connection, settings: Settings) -> dict[str, Any]:
+    from steward.statistics import maintenance_problems, survey_maintenance
+
+    survey = survey_maintenance(conn, settings.statistics)
+    return {"maintenance": survey, "attention": maintenance_problems(survey)}
 
 
 def _transaction(row: Any) -> dict[str, Any]:

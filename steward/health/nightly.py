@@ -15,7 +15,7 @@ night counts as failed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from steward.errors import ConfigError, closest_name
 
@@ -28,6 +28,7 @@ __all__ = [
     "SKIPPED",
     "STEP_NAMES",
     "NightlyStep",
+    "NightlyStepName",
     "StepOutcome",
     "blocked_by",
     "check_skip",
@@ -76,6 +77,19 @@ NIGHTLY_STEPS: tuple[NightlyStep, ...] = (
     NightlyStep("warm-cache", "flows.warm_cache:warm_cache"),
 )
 STEP_NAMES = tuple(step.name for step in NIGHTLY_STEPS)
+
+# The step names as a type: `nightly`'s `skip` parameter uses it, so the parameter schema a
+# Prefect server checks at run creation lists them (a typo is refused before any run starts).
+NightlyStepName = Literal[
+    "backup-databases",
+    "archive-to-s3",
+    "tier-archives",
+    "cleanup-outbox",
+    "validate-data",
+    "warm-cache",
+]
+if get_args(NightlyStepName) != STEP_NAMES:  # pragma: no cover  (a step added to one only)
+    raise RuntimeError("NightlyStepName must list NIGHTLY_STEPS' names, in order")
 
 
 @dataclass

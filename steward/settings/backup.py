@@ -17,9 +17,21 @@ _IDENTITY_PREFIX = "AGE-SECRET-KEY-1"
 
 
 class RetentionPolicy(BaseModel):
-    """Grandfather-father-son retention: the newest backup of each of the last N periods."""
+    """Grandfather-father-son retention: the newest backup of each of the last N periods, on top
+    of every backup younger than ``keep_within_hours`` and the ``keep_last`` newest."""
 
     model_config = ConfigDict(extra="forbid")
+
+    keep_within_hours: float = Field(
+        default=24,
+        ge=0,
+        le=24 * 3650,
+        description="Every backup younger than this many hours is kept, whatever the periods "
+        "say (a second backup the same day never deletes the first).",
+    )
+    keep_last: int = Field(
+        default=2, ge=1, le=1000, description="The N newest backups are always kept."
+    )
 
     keep_daily: int = Field(default=30, ge=0, le=3650, description="Days with a backup kept.")
     keep_weekly: int = Field(
@@ -104,6 +116,13 @@ class BackupSettings(BaseModel):
     )
     verify_random_older: bool = Field(
         default=False, description="Also verify one random older backup on each verify run."
+    )
+    hold_hours: float = Field(
+        default=24,
+        gt=0,
+        le=24 * 30,
+        description="Longest a run's hold on the backups it took or reported lasts (retention "
+        "never deletes a held backup); a hold ends with its run, or with its process.",
     )
     lock_timeout_s: float = Field(
         default=3600, gt=0, description="Seconds a backup run waits for another one to finish."

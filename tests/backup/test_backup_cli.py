@@ -3,6 +3,7 @@ subprocess): exit codes 0 / 1 / 2, one clear error line, and outcomes in the sto
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,10 +15,12 @@ from tests.backup.conftest import PASSWORD, table_rows
 STEWARD = str(Path(sys.executable).with_name("steward"))
 
 
-def _steward(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200"}
+def _steward(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, columns: int = 200
+) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, "COLUMNS": str(columns), **(env or {})}
     return subprocess.run(
-        [STEWARD, "backup", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+        [STEWARD, "backup", *args], capture_output=True, text=True, cwd=cwd, env=full, timeout=300
     )
 
 
@@ -54,6 +57,36 @@ def test_backup_list_verify_restore_prune_on_postgres(pg_settings, tmp_path, mak
 
     pruned = _steward("prune", "--dry-run", cwd=tmp_path)
     assert pruned.returncode == 0 and "would delete nothing: 1 backups are kept" in pruned.stdout
+
+
+def test_backup_list_never_cuts_an_id_and_has_json(sqlite_settings, tmp_path):
+    assert _steward(cwd=tmp_path).returncode == 0
+    [manifest] = list_backups(open_backup_context(sqlite_settings).store, "backups")
+    narrow = _steward("list", cwd=tmp_path, columns=80)
+    assert narrow.returncode == 0 and manifest.id in narrow.stdout
+    [row] = json.loads(_steward("list", "--json", cwd=tmp_path).stdout)
+    assert row["id"] == manifest.id and row["good"] is True and row["engine"] == "sqlite"
+    assert row["rows"] == 202 and row["size_bytes"] == manifest.size_bytes
+
+
+def test_list_and_verify_keep_to_their_own_source(sqlite_settings, tmp_path):
+    shop = {"STEWARD_SOURCE_NAME": "shop"}
+    big = {"STEWARD_SOURCE_NAME": "big"}
+    assert _steward("--no-verify", cwd=tmp_path, env=shop).returncode == 0
+    assert _steward("--no-verify", cwd=tmp_path, env=big).returncode == 0  # newer, other source
+    store = open_backup_context(sqlite_settings).store
+    [own] = list_backups(store, "backups", source="shop")
+    [other] = list_backups(store, "backups", source="big")
+
+    verified = _steward("verify", cwd=tmp_path, env=shop)
+    assert verified.returncode == 0 and f"verified 1 backup(s): {own.id}" in verified.stdout
+    assert list_backups(store, "backups", source="shop")[0].good
+    assert not list_backups(store, "backups", source="big")[0].good
+
+    listed = json.loads(_steward("list", "--json", cwd=tmp_path, env=shop).stdout)
+    assert [b["id"] for b in listed] == [own.id]
+    every = json.loads(_steward("list", "--json", "--all-sources", cwd=tmp_path, env=shop).stdout)
+    assert {b["id"] for b in every} == {own.id, other.id}
 
 
 def test_verify_failure_exits_1_and_unknown_id_exits_2(sqlite_settings, tmp_path):

@@ -53,14 +53,16 @@ def test_backup_flow_backs_up_verifies_and_prunes_on_postgres(pg_settings):
     everything = json.dumps(artifacts) + logs + json.dumps(summary)
     assert PASSWORD not in everything and "S3cr" not in everything
 
-    # Same day again: GFS keeps the newest backup per day, so the first one goes (after the
-    # second verified).
+    # Same day again (a manual run beside the nightly): the first backup, verified minutes
+    # ago and reported as restorable, stays (younger than 24 h, one of the 2 newest).
     second = backup_databases()
-    assert second["sources"]["database"]["pruned"] == [source["id"]]
+    assert second["sources"]["database"]["pruned"] == [] and second["kept"] == 2
     ctx = open_backup_context(pg_settings)
     assert [m.id for m in list_backups(ctx.store, "backups")] == [
-        second["sources"]["database"]["id"]
+        source["id"],
+        second["sources"]["database"]["id"],
     ]
+    assert list(ctx.store.list("backups/_runs/")) == []  # each run released its hold
 
 
 def test_backup_flow_dry_run_writes_nothing(pg_settings):
@@ -79,7 +81,10 @@ def test_backup_flow_on_the_embedded_default_says_why_documents_are_skipped(sqli
 
 
 def test_bad_sources_parameter_is_a_clear_error(sqlite_settings):
-    with pytest.raises(ConfigError, match="backup source 'databse' is not known"):
+    from prefect.exceptions import ParameterTypeError
+
+    # The parameter schema names the accepted values (the server refuses the run up front).
+    with pytest.raises(ParameterTypeError, match="Input should be 'database' or 'documents'"):
         backup_databases(sources=["databse"])
 
 
@@ -129,3 +134,43 @@ def test_verify_flow_newest_plus_a_random_older_one_or_one_by_id(sqlite_settings
     assert [b["id"] for b in one["backups"]] == [first] and one["backups"][0]["rows"] == 202
     with pytest.raises(ConfigError, match="no backup with id 'nope'"):
         verify_backups(backup_id="nope")
+
+
+def test_a_damaged_backup_loses_verified_and_every_default_falls_back_to_the_last_good(
+    pg_settings, make_pg_database
+):
+    from tests.backup.test_backup_cli import _steward
+
+    good = backup_databases()["sources"]["database"]["id"]
+    damaged = backup_databases()["sources"]["database"]["id"]  # verified by its run
+    ctx = open_backup_context(pg_settings)
+    [record] = [m for m in list_backups(ctx.store, "backups") if m.id == damaged][0].objects
+    path = Path(pg_settings.objects_url.removeprefix("file://")) / record["key"]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+    home = Path(pg_settings.home)
+    failed = _steward("verify", damaged, cwd=home)
+    assert failed.returncode == 1 and "corrupted" in failed.stderr
+
+    strict = {"STEWARD_BACKUP__SQL_RETENTION__KEEP_DAILY": "1",
+              "STEWARD_BACKUP__SQL_RETENTION__KEEP_WITHIN_HOURS": "0",
+              "STEWARD_BACKUP__SQL_RETENTION__KEEP_LAST": "1"}  # fmt: skip
+    pruned = _steward("prune", cwd=home, env=strict)
+    assert pruned.returncode == 0, pruned.stderr
+    assert {m.id for m in list_backups(ctx.store, "backups")} == {good, damaged}
+    kept = {row["id"]: row["reason"] for row in json.loads(
+        _steward("prune", "--dry-run", "--json", cwd=home, env=strict).stdout)["kept"]}  # fmt: skip
+    assert "newest verified" in kept[good]
+
+    listed = {b["id"]: b for b in json.loads(_steward("list", "--json", cwd=home).stdout)}
+    assert listed[damaged]["good"] is False and listed[damaged]["verified_at"] is None
+    assert listed[damaged]["last_verification"]["ok"] is False
+    assert listed[damaged]["verifications"] == 2 and listed[damaged]["last_passed_at"]
+    assert listed[good]["good"] is True
+
+    target = make_pg_database()
+    done = restore_backup(target=target)  # the default: the newest good backup
+    assert done["backup_id"] == good
+    assert table_rows(target, "orders") == table_rows(pg_settings.database_url, "orders")

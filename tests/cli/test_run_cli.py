@@ -56,6 +56,31 @@ def test_bad_parameter_is_one_line_and_exit_2(
     assert "Traceback" not in result.stderr and not (tmp_path / "home" / "steward.db").exists()
 
 
+@pytest.mark.parametrize(
+    ("flow", "pair", "message"),
+    [
+        ("check-health", "timeout_seconds=0", "Input should be greater than or equal to 0.1"),
+        ("relay-outbox", "batch_size=-5", "Input should be greater than or equal to 1"),
+        ("validate-data", "fail_on=sometimes", "Input should be 'critical', 'warning' or 'never'"),
+        ("nightly", 'skip=["warm-cahce"]', "did you mean 'warm-cache'?"),
+        ("archive-to-s3", "max_batches=0", "Input should be greater than or equal to 1"),
+        ("cleanup-outbox", "older_than_days=-1", "Input should be greater than or equal to 0"),
+        ("invalidate-cache", "max_seconds=0", "Input should be greater than 0"),
+        ("backup-databases", 'sources=["databse"]', "did you mean 'database'?"),
+    ],
+)
+def test_the_flows_own_ranges_and_names_are_checked_before_anything_runs(
+    tmp_path: Path, flow: str, pair: str, message: str
+) -> None:
+    result = _steward("run", flow, "-p", pair, cwd=tmp_path)
+
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: -p {pair}: ") and message in line, line
+    # Nothing started: no run, no embedded database, no temporary Prefect server.
+    assert not (tmp_path / "home").exists() and "Starting temporary server" not in result.stdout
+
+
 def test_unknown_flow_names_the_known_ones(tmp_path: Path) -> None:
     result = _steward("run", "archive-to-s4", cwd=tmp_path)
 

@@ -67,7 +67,6 @@ def test_prefect_yaml_is_valid_for_prefect_deploy(document: dict[str, Any]) -> N
     for deployment in model.deployments:
         # `prefect deploy --all` ignores --pool: each entry must name its work pool itself.
         assert deployment.work_pool and deployment.work_pool.name, deployment.name
-        assert deployment.concurrency_limit == 1, deployment.name
     # Every {{ ... }} must be one prefect understands (it has no filters such as `default`).
     for text in _strings(document):
         assert text.count("{{") == len(find_placeholders(text)), text
@@ -93,6 +92,27 @@ def test_every_catalog_flow_has_a_deployment_and_entrypoints_load(
         assert flow.name == catalog[entrypoint].name
 
 
+LONG_RUNNING = {"relay-outbox", "invalidate-cache"}
+SKIPPABLE = {"check-health"}
+
+
+def test_overlaps_queue_or_are_dropped_and_services_hold_no_lease(
+    document: dict[str, Any],
+) -> None:
+    for entry in document["deployments"]:
+        limit = entry.get("concurrency_limit")
+        if entry["name"] in LONG_RUNNING:
+            # A deployment limit is a lease renewed with the server: a server restart ends the
+            # run. These two are safe side by side and must outlive a restart.
+            assert limit is None, entry["name"]
+            assert entry["parameters"] == {"forever": True, "max_seconds": 3540}, entry["name"]
+            assert [s["cron"] for s in entry["schedules"]] == ["0 * * * *"], entry["name"]
+        elif entry["name"] in SKIPPABLE:
+            assert limit == {"limit": 1, "collision_strategy": "CANCEL_NEW"}, entry["name"]
+        else:
+            assert limit == 1, entry["name"]  # ENQUEUE: asked-for work waits its turn
+
+
 def test_every_schedule_parses(document: dict[str, Any]) -> None:
     for deployment in document["deployments"]:
         for schedule in deployment.get("schedules") or []:
@@ -113,7 +133,12 @@ def test_serve_builds_one_runner_deployment_per_entry(
         assert type(deployment).__name__ == "RunnerDeployment"
         assert deployment.flow_name == FLOWS[deployment.flow_name].name
         assert deployment.entrypoint.endswith(entry["entrypoint"])
-        assert deployment.concurrency_limit == entry["concurrency_limit"]
+        limit = entry.get("concurrency_limit")
+        if isinstance(limit, dict):
+            assert deployment.concurrency_limit == limit["limit"]
+            assert deployment.concurrency_options.collision_strategy == limit["collision_strategy"]
+        else:
+            assert deployment.concurrency_limit == limit
         assert deployment.tags == entry["tags"]
         assert deployment.parameters == (entry.get("parameters") or {})
         crons = [s.schedule.cron for s in deployment.schedules]
@@ -191,3 +216,29 @@ def test_serve_names_what_is_wrong_in_the_file(
 
     with pytest.raises(ConfigError, match=re.escape(message)):
         serve.build_deployments(path)
+
+
+@pytest.mark.parametrize(
+    ("flow_name", "parameters", "reason"),
+    [
+        ("check-health", {"timeout_seconds": 0}, "less than the minimum of 0.1"),
+        ("relay-outbox", {"batch_size": -5}, "less than the minimum of 1"),
+        ("validate-data", {"fail_on": "sometimes"}, "'sometimes' is not one of"),
+        ("nightly", {"skip": ["warm-cahce"]}, "'warm-cahce' is not one of"),
+        ("cleanup-outbox", {"older_than_days": -1}, "less than the minimum of 0"),
+        ("invalidate-cache", {"max_events": 0}, "less than the minimum of 1"),
+        ("backup-databases", {"sources": ["databse"]}, "'databse' is not one of"),
+    ],
+)
+def test_the_parameter_schema_a_server_enforces_refuses_bad_values(
+    flow_name: str, parameters: dict[str, Any], reason: str
+) -> None:
+    from prefect.utilities.callables import parameter_schema
+    from prefect.utilities.schema_tools.validation import ValidationError, validate
+
+    from steward.catalog import load_flow
+
+    schema = parameter_schema(load_flow(flow_name).fn).model_dump_for_openapi()
+    with pytest.raises(ValidationError, match=reason):  # what the server runs at run creation
+        validate(parameters, schema, raise_on_error=True)
+    validate({}, schema, raise_on_error=True)  # the defaults pass

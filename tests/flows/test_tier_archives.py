@@ -9,6 +9,7 @@ from typing import Any
 import boto3
 import pytest
 import sqlalchemy as sa
+from prefect.exceptions import ParameterTypeError
 
 from flows.tier_archives import tier_archives
 from steward.errors import ConfigError
@@ -152,7 +153,7 @@ def test_bad_parameters_are_rejected_before_anything_runs(make_settings, run_flo
     make_settings()
     with pytest.raises(ConfigError, match="prefix='/archive': .*relative key prefix ending in '/'"):
         tier_archives(prefix="/archive")
-    with pytest.raises(ConfigError, match="batch_size=0"):
+    with pytest.raises(ParameterTypeError, match="batch_size.*greater than or equal to 1"):
         tier_archives(batch_size=0)
     with pytest.raises(Exception, match="mode"):  # Prefect checks the Literal type first
         tier_archives(mode="move")

@@ -6,9 +6,10 @@ from __future__ import annotations
 import socket
 
 import pytest
+from prefect.exceptions import ParameterTypeError
 
 from flows.check_health import check_health
-from steward.errors import ConfigError, SourceUnavailable
+from steward.errors import SourceUnavailable
 from tests.conftest import read_artifacts
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -36,19 +37,23 @@ def test_a_down_store_fails_the_run_naming_it(make_settings) -> None:
     state = check_health(timeout_seconds=0.5, return_state=True)
 
     assert state.is_failed()
-    with pytest.raises(SourceUnavailable, match="cache DOWN .*check cache.url"):
+    with pytest.raises(SourceUnavailable, match="cache DOWN .*check cache.url") as raised:
         state.result()
+    assert str(raised.value).count("check cache.url") == 1  # said once, not twice
     assert "cache" in read_artifacts(state.state_details.flow_run_id)["health-check"]["description"]
 
 
 @pytest.mark.parametrize(
     ("params", "message"),
-    [({"timeout_seconds": 0}, "timeout_seconds=0"), ({"object_limit": 0}, "object_limit=0")],
+    [
+        ({"timeout_seconds": 0}, "timeout_seconds.*greater than or equal to 0.1"),
+        ({"object_limit": 0}, "object_limit.*greater than or equal to 1"),
+    ],
 )
 def test_bad_parameters_are_refused(make_settings, params, message) -> None:
     make_settings()
 
     state = check_health(**params, return_state=True)
 
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ParameterTypeError, match=message):
         state.result()
