@@ -34,6 +34,7 @@ from steward.archive.restore import (
 from steward.archive.sources import open_context
 from steward.errors import RestoreIncomplete
 from steward.settings import get_settings
+from steward.statistics import restored_rows
 from tasks.restore import restore_archived_batch
 from tasks.statistics import analyze_changed_tables, publish_statistics
 
@@ -95,7 +96,7 @@ def restore_archive(
         progress = create_progress_artifact(
             0.0, key="restore-progress", description=f"{len(entries)} archive batches selected"
         )
-        changed: dict[str, int] = {}
+        written: list[BatchRestore] = []
         for done, entry in enumerate(entries, start=1):
             source = sources[entry.table_name]
             result = restore_archived_batch(
@@ -103,24 +104,15 @@ def restore_archive(
             )
             report.add(result)
             if source.backend == "sql":
-                _count_changed(changed, result)
+                written.append(result)
             update_progress_artifact(progress, 100.0 * done / len(entries))
         _publish(report, dry_run)
     finally:
         ctx.sql.dispose()
-    statistics = _analyze_restored(changed) if not dry_run else []
+    statistics = _analyze_restored(restored_rows(written)) if not dry_run else []
     if report.failed and not dry_run:
         raise RestoreIncomplete(report.failure_message())
     return {"dry_run": dry_run, **report.to_dict(), "statistics": statistics}
-
-
-def _count_changed(changed: dict[str, int], result: BatchRestore) -> None:
-    outcome = result.outcome
-    if outcome is None:
-        return
-    rows = {result.table: outcome.restored + outcome.overwritten, **outcome.children_restored}
-    for table, count in rows.items():
-        changed[table] = changed.get(table, 0) + count
 
 
 def _analyze_restored(changed: dict[str, int]) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from steward.statistics import (
 )
 from steward.statistics.readers import warmer_tables
 from tests.conftest import PG_ADMIN_URL
-from tests.statistics.conftest import analyze_counts, explain, wait_for_stats
+from tests.planner.conftest import analyze_counts, explain, wait_for_stats
 
 PARAMS = {"currency": "EUR"}
 
