@@ -126,6 +126,8 @@ def _run(
         result = state.result(raise_on_failure=False)
         outcome.state = OK
         outcome.summary = result if isinstance(result, dict) else {"result": repr(result)[:500]}
+        if isinstance(outcome.summary.get("skipped"), str):  # e.g. no outbox: nothing to do
+            outcome.state, outcome.reason = SKIPPED, outcome.summary["skipped"]
     else:
         exc = state.result(raise_on_failure=False)
         outcome.state = FAILED

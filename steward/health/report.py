@@ -156,7 +156,11 @@ class _Facts:
         for tier in self.tiers:
             name = tier.get("storage_class")
             rows += [_row("tiers", f"{name} {k}", tier.get(k)) for k in _TIER_KEYS]
-        rows += [_row("outbox", k, v) for k, v in self.outbox.items() if k != "error"]
+        rows += [
+            _row("outbox", k, v)
+            for k, v in self.outbox.items()
+            if k not in ("error", "not_configured")
+        ]
         rows += [
             _row("validation", k, v)
             for k, v in self.validation.items()
@@ -267,6 +271,8 @@ def _tiers_section(facts: _Facts) -> list[str]:
 
 def _outbox_section(facts: _Facts) -> list[str]:
     o = facts.outbox
+    if o["not_configured"]:
+        return ["## Outbox", "", f"Outbox {o['not_configured']}; nothing to relay or clean.", ""]
     if o["error"]:
         return ["## Outbox", "", f"Outbox not readable: {o['error']}", ""]
     lag = o["lag_s"]

@@ -337,6 +337,15 @@ class ObjectStore(ABC):
         """Steward's lifecycle transitions installed for this store (empty when none)."""
         raise NotImplementedError(f"{type(self).__name__} does not report lifecycle rules")
 
+    def share_url(self, key: str, *, expires_seconds: int) -> tuple[str, str | None]:
+        """A link a browser opens, and when it stops working (None: it does not expire).
+
+        This default is the store URL plus the key (S3 overrides it with a presigned HTTPS
+        URL; the folder store gives a ``file://`` path).
+        """
+        validate_key(key)
+        return f"{self.url.rstrip('/')}/{key}", None
+
     def verify(self, key: str, *, size: int, sha256: str) -> ObjectInfo:
         """Check an object's recorded size and checksum against what the caller wrote.
 

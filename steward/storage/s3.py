@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import IO, Any, cast
 from urllib.parse import urlsplit
@@ -160,6 +160,18 @@ class S3Store(ObjectStore):
                     ) from None
                 raise
         return ObjectInfo(key, len(data), sha256, "STANDARD", self._clock(), user_metadata)
+
+    def share_url(self, key: str, *, expires_seconds: int) -> tuple[str, str | None]:
+        """A presigned HTTPS GET URL, served as HTML for ``.html`` keys; and its expiry."""
+        params = {"Bucket": self.bucket, "Key": self._full_key(key)}
+        if key.endswith(".html"):
+            params["ResponseContentType"] = "text/html; charset=utf-8"
+        with self._translated("signing a link to", key):
+            url = self._client.generate_presigned_url(
+                "get_object", Params=params, ExpiresIn=expires_seconds
+            )
+        expires = self._clock() + timedelta(seconds=expires_seconds)
+        return url, expires.isoformat(timespec="seconds")
 
     def delete(self, key: str) -> None:
         full_key = self._full_key(key)
