@@ -24,13 +24,7 @@ from prefect.artifacts import (
 )
 from prefect.utilities.annotations import quote
 
-from steward.archive.restore import (
-    BatchRestore,
-    RestoreReport,
-    RestoreRequest,
-    missing_keys,
-    plan_restore,
-)
+from steward.archive.restore import RestoreReport, RestoreRequest, missing_keys, plan_restore
 from steward.archive.sources import open_context
 from steward.errors import RestoreIncomplete
 from steward.settings import get_settings
@@ -96,7 +90,7 @@ def restore_archive(
         progress = create_progress_artifact(
             0.0, key="restore-progress", description=f"{len(entries)} archive batches selected"
         )
-        written: list[BatchRestore] = []
+        written: list[Any] = []  # the batches' results: rows back per table
         for done, entry in enumerate(entries, start=1):
             source = sources[entry.table_name]
             result = restore_archived_batch(
