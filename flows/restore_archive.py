@@ -96,7 +96,7 @@ def restore_archive(
         progress = create_progress_artifact(
             0.0, key="restore-progress", description=f"{len(entries)} archive batches selected"
         )
-        written: list[BatchRestore] = []
+        written: list[Any] = []  # the batches' results: rows back per table
         for done, entry in enumerate(entries, start=1):
             source = sources[entry.table_name]
             result = restore_archived_batch(

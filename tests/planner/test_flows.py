@@ -164,3 +164,20 @@ def test_cache_warm_command_analyses_before_reading(demo_db, redis_url, redis_cl
     assert "before cache warm reads: public.prices: analysed" in done.stdout
     wait_for_stats(engine, "prices", 1)
     assert analyze_counts(engine)["prices"] == 1
+
+
+def test_statistics_never_fail_the_run_they_serve(make_settings, run_flow):
+    from prefect import flow
+
+    from tasks.statistics import analyze_changed_tables
+
+    make_settings()
+
+    @flow(name="statistics-probe")
+    def probe() -> dict:
+        unreachable = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"
+        return analyze_changed_tables({"orders": "restored"}, "after restore", unreachable)
+
+    report, _ = run_flow(probe)
+    assert report["analyzed"] == [] and report["note"].startswith("statistics not checked:")
+    assert report["lines"] == [f"- after restore: {report['note']}"]
