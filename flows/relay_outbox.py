@@ -46,13 +46,16 @@ from steward.outbox import (
 from steward.settings import get_settings
 from tasks.outbox import (
     SLICE_SECONDS,
+    check_outbox_configured,
     read_outbox_status,
     relay_for,
     relay_outbox_batches,
     requeue_dead_events,
+    skip_unconfigured,
 )
 
-PROGRESS_EVERY_SECONDS = 2.0  # progress updates are API calls: not one per batch
+PROGRESS_EVERY_SECONDS = 2.0
+# progress updates are API calls: not one per batch
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,9 @@ def relay_outbox(
     )
     logger = get_run_logger()
     cfg = get_settings().outbox
+    missing = check_outbox_configured()
+    if missing is not None:
+        return skip_unconfigured("relay-outbox", missing)
     before = read_outbox_status()
     logger.info(
         "relay-outbox on table %r to %s: %s pending (oldest %.1f s), %s dead%s",

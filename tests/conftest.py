@@ -239,6 +239,8 @@ def make_settings(
 
     Overrides use env-var paths: ``make_settings(database__url=pg_url, objects__url=...)``.
     They are exported as ``STEWARD_*`` variables so flows run by Prefect see them too.
+    The tests run the example schema's migrations (``migrations__alembic="example"``) unless
+    an override says otherwise (``""`` = none configured).
     """
     for key in list(os.environ):
         if key.startswith("STEWARD_") and key != "STEWARD_TEST_PG":
@@ -247,6 +249,8 @@ def make_settings(
 
     def make(**overrides: str) -> Settings:
         monkeypatch.setenv("STEWARD_HOME", str(steward_home))
+        monkeypatch.setenv("STEWARD_MIGRATIONS__ALEMBIC", "example")
+        monkeypatch.setenv("STEWARD_MIGRATIONS__MONGO", "example")
         for key, value in overrides.items():
             monkeypatch.setenv(f"STEWARD_{key.upper()}", str(value))
         get_settings.cache_clear()

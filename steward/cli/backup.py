@@ -213,6 +213,22 @@ def restore_command(
         f"{done['tables']} tables, {done['rows']:,} rows",
         highlight=False,
     )
+    if manifest.engine in ("postgresql", "sqlite"):  # a dump restores rows, not statistics
+        _analyze_restored(settings, to, {name: f"restored from backup {manifest.id}"
+                                         for name in manifest.tables})  # fmt: skip
+
+
+def _analyze_restored(settings: Any, target: str, tables: dict[str, str]) -> None:
+    from steward.statistics import analyze_changed
+    from steward.storage import SqlClient
+
+    sql = SqlClient(settings, url=target)
+    try:
+        report = analyze_changed(sql.engine, tables, settings.statistics, when="after restore")
+    finally:
+        sql.dispose()
+    for line in report.lines():
+        out.print(line, highlight=False)
 
 
 @backup_app.command("prune")

@@ -34,6 +34,7 @@ from steward.settings.backup import (
 from steward.settings.cache import CacheSettings, InvalidationRule, WarmerSettings
 from steward.settings.diagnostics import check_environment, describe_errors
 from steward.settings.masking import mask_text, mask_url, masked_settings
+from steward.settings.migrations import EXAMPLE_MIGRATIONS, MigrationsSettings
 from steward.settings.outbox import OUTBOX_SINKS, OutboxSettings
 from steward.settings.statistics import StatisticsSettings
 from steward.settings.stores import (
@@ -57,6 +58,7 @@ __all__ = [
     "ARCHIVE_FORMATS",
     "BACKUP_SOURCES",
     "DEFAULT_PRICES",
+    "EXAMPLE_MIGRATIONS",
     "MIN_STORAGE_DAYS",
     "OUTBOX_SINKS",
     "TIER_ORDER",
@@ -68,6 +70,7 @@ __all__ = [
     "DatabaseSettings",
     "DocumentsSettings",
     "InvalidationRule",
+    "MigrationsSettings",
     "ObjectsSettings",
     "OutboxSettings",
     "PhysicalSettings",
@@ -120,6 +123,7 @@ class Settings(BaseSettings):
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
+    migrations: MigrationsSettings = Field(default_factory=MigrationsSettings)
     statistics: StatisticsSettings = Field(default_factory=StatisticsSettings)
 
     @classmethod
@@ -148,6 +152,11 @@ class Settings(BaseSettings):
     def objects_url(self) -> str:
         """The object-store URL in effect (a folder under home when none is set)."""
         return self.objects.url or (self.home / "objects").resolve().as_uri()
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        """True when no database.url is set: Steward's own SQLite file under home."""
+        return not self.database.url.get_secret_value()
 
     @property
     def uses_embedded_cache(self) -> bool:
