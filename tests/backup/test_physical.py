@@ -20,14 +20,14 @@ import sqlalchemy as sa
 from steward.backup import (
     list_backups,
     open_backup_context,
-    plan_retention,
+    physical_status,
+    prune_backups,
     setup_physical,
     take_physical_backup,
     verify_backup,
 )
 from steward.backup.fingerprint import pg_fingerprint
 from steward.errors import BackupVerificationFailed
-from steward.settings import RetentionPolicy
 from tests.backup.conftest import fill_postgres
 from tests.backup.test_backup_cli import _steward
 from tests.conftest import service_missing
@@ -106,6 +106,14 @@ def test_full_and_incremental_backups_are_verified_by_restore(physical, tmp_path
     assert "correct horse" not in shown.stdout + incr.stdout + incr.stderr
     assert not list(Path(ctx.config.physical.scratch_dir).iterdir())  # scratch removed
 
+    # Retention keeps only the newest here, and the full backup the incremental needs.
+    strict = {"STEWARD_BACKUP__SQL_RETENTION__KEEP_DAILY": "1",
+              "STEWARD_BACKUP__SQL_RETENTION__KEEP_WITHIN_HOURS": "0",
+              "STEWARD_BACKUP__SQL_RETENTION__KEEP_LAST": "1"}  # fmt: skip
+    pruned = json.loads(_steward("prune", "--json", cwd=tmp_path, env=strict).stdout)
+    assert pruned["deleted"] == []
+    assert {r["id"]: r["reason"] for r in pruned["kept"]}[full.id] == f"needed by {newest.id}"
+
 
 def test_point_in_time_recovery_gives_exactly_the_noted_moment(physical, physical_base):
     cluster, ctx, url = physical
@@ -150,8 +158,11 @@ def test_point_in_time_recovery_gives_exactly_the_noted_moment(physical, physica
                               "immediate", "stop"])  # fmt: skip
 
 
-def test_a_damaged_repository_file_fails_verification_and_retention_keeps_the_good(physical):
+def test_a_damaged_repository_file_fails_verification_and_retention_keeps_the_good(
+    physical, make_settings
+):
     _cluster, ctx, url = physical
+    oldest = verify_backup(ctx, take_physical_backup(ctx, "full"))
     good = verify_backup(ctx, take_physical_backup(ctx, "full"))
     _write(url, "UPDATE customers SET balance = balance + 1")
     damaged = verify_backup(ctx, take_physical_backup(ctx, "full"))
@@ -165,6 +176,17 @@ def test_a_damaged_repository_file_fails_verification_and_retention_keeps_the_go
     with pytest.raises(BackupVerificationFailed):
         verify_backup(ctx, damaged)
     assert not damaged.good and damaged.verifications[-1]["ok"] is False
-    strict = RetentionPolicy(keep_daily=1, keep_within_hours=0, keep_last=1)
-    plan = plan_retention([good, damaged], strict, now=datetime.now(UTC))
-    assert "newest verified" in plan.keep[good.id]
+
+    strict = open_backup_context(
+        make_settings(
+            backup__sql_retention__keep_daily="1",
+            backup__sql_retention__keep_within_hours="0",
+            backup__sql_retention__keep_last="1",
+        )
+    )
+    report = prune_backups(strict)
+    assert report.deleted_ids() == [oldest.id]  # pgBackRest expired it too
+    kept = {row["id"]: row["reason"] for row in report.kept}
+    assert "newest verified" in kept[good.id] and damaged.id in kept
+    labels = {b["label"] for b in physical_status(ctx)["backups"]}
+    assert labels == {good.physical["label"], damaged.physical["label"]}
