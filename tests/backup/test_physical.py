@@ -190,3 +190,41 @@ def test_a_damaged_repository_file_fails_verification_and_retention_keeps_the_go
     assert "newest verified" in kept[good.id] and damaged.id in kept
     labels = {b["label"] for b in physical_status(ctx)["backups"]}
     assert labels == {good.physical["label"], damaged.physical["label"]}
+
+
+def test_a_physical_backup_killed_outright_leaves_nothing_catalogued(physical, tmp_path):
+    import signal
+    import subprocess
+
+    import psycopg
+
+    from tests.backup.test_backup_cli import STEWARD
+
+    cluster, ctx, url = physical
+    blocker = psycopg.connect(url.replace("+psycopg", ""))
+    blocker.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")  # the mark step waits on it
+    run = subprocess.Popen([STEWARD, "backup", "physical", "run"], cwd=tmp_path,
+                           start_new_session=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        with psycopg.connect(cluster.admin_url, autocommit=True) as watcher:
+            for _ in range(1200):
+                row = watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = 'shop' "
+                    "AND wait_event_type = 'Lock' AND query LIKE 'LOCK TABLE%'"
+                ).fetchone()
+                if row and row[0]:
+                    break
+                time.sleep(0.1)
+            else:
+                raise AssertionError("the backup never reached its mark step")
+        os.killpg(run.pid, signal.SIGKILL)  # after pgBackRest copied, before the manifest
+        run.wait()
+    finally:
+        blocker.close()
+    assert list_backups(ctx.store, "backups") == []
+
+    good = verify_backup(ctx, take_physical_backup(ctx, "full"))
+    assert [m.id for m in list_backups(ctx.store, "backups")] == [good.id] and good.good
+    prune_backups(ctx)
+    assert list(ctx.store.list("backups/_runs/")) == []  # the killed run's hold lapsed
