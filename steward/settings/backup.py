@@ -83,6 +83,12 @@ class PhysicalSettings(BaseModel):
         description="Repository encryption passphrase (aes-256-cbc); empty = unencrypted repo.",
     )
     process_max: int = Field(default=2, ge=1, le=64, description="pgBackRest process-max.")
+    max_archive_lag_mb: int = Field(
+        default=64,
+        ge=1,
+        le=1024 * 1024,
+        description="WAL written but not archived beyond this many MB fails check-health.",
+    )
 
 
 class BackupSettings(BaseModel):

@@ -105,6 +105,10 @@ def test_full_and_incremental_backups_are_verified_by_restore(physical, tmp_path
     assert status["archiving_failing"] is False
     assert "correct horse" not in shown.stdout + incr.stdout + incr.stderr
     assert not list(Path(ctx.config.physical.scratch_dir).iterdir())  # scratch removed
+    from steward.health.database import check_database
+
+    archiving = check_database(ctx.settings).stats
+    assert archiving["failing"] == [] and archiving["wal_archiving"]["failing"] is False
 
     # Retention keeps only the newest here, and the full backup the incremental needs.
     strict = {"STEWARD_BACKUP__SQL_RETENTION__KEEP_DAILY": "1",
@@ -228,3 +232,33 @@ def test_a_physical_backup_killed_outright_leaves_nothing_catalogued(physical, t
     assert [m.id for m in list_backups(ctx.store, "backups")] == [good.id] and good.good
     prune_backups(ctx)
     assert list(ctx.store.list("backups/_runs/")) == []  # the killed run's hold lapsed
+
+
+def test_failing_wal_archiving_fails_the_health_check(
+    make_private_postgres, make_settings, tmp_path
+):
+    import subprocess
+
+    import psycopg
+
+    from steward.health.database import check_database
+    from tests.backup.test_backup_cli import STEWARD
+
+    cluster = make_private_postgres(settings={"archive_mode": "on", "archive_command": "'false'"})
+    url = cluster.create_database("shop")
+    settings = make_settings(database__url=url, backup__physical__data_dir=str(cluster.data_dir))
+    with psycopg.connect(cluster.admin_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t AS SELECT 1 AS x")
+        conn.execute("SELECT pg_switch_wal()")
+        for _ in range(200):  # until the archiver tried (and failed) once
+            if conn.execute("SELECT failed_count FROM pg_stat_archiver").fetchone()[0]:  # type: ignore[index]
+                break
+            time.sleep(0.1)
+    health = check_database(settings)
+    assert health.stats["wal_archiving"]["failing"] is True
+    [line] = health.stats["failing"]
+    assert line.startswith("WAL archiving is failing") and line in health.stats["attention"]
+
+    done = subprocess.run([STEWARD, "health"], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "COLUMNS": "200"}, timeout=120)  # fmt: skip
+    assert done.returncode == 1 and "WAL archiving is failing" in done.stdout
