@@ -98,6 +98,9 @@ def test_full_and_incremental_backups_are_verified_by_restore(physical, tmp_path
     [newest] = [m for m in list_backups(ctx.store, "backups") if m.id != full.id]
     assert newest.good and newest.tables["public.orders"]["rows"] == 1500
 
+    listed = {b["id"]: b for b in json.loads(_steward("list", "--json", cwd=tmp_path).stdout)}
+    assert listed[newest.id]["type"] == "incr" and listed[full.id]["type"] == "full"
+    assert "physical (incr)" in _steward("list", cwd=tmp_path).stdout
     shown = _steward("physical", "status", "--json", cwd=tmp_path)
     status = json.loads(shown.stdout)
     assert [b["type"] for b in status["backups"]] == ["full", "incr"]
