@@ -25,7 +25,6 @@ from prefect.artifacts import (
 from prefect.utilities.annotations import quote
 
 from steward.archive.restore import (
-    BatchRestore,
     RestoreReport,
     RestoreRequest,
     explain_not_restored,
