@@ -132,11 +132,13 @@ def run_plain(url: str, queries: list[str]) -> tuple[float, int]:
 def run_steward(settings: Any) -> tuple[float, float, int, int]:
     """(check seconds, run seconds, expectations, failed): suites one at a time."""
     from steward.validation import plan_validation, run_sql_suite
+    from steward.validation.readonly import read_only
 
     started = time.perf_counter()
     plan = plan_validation(settings)
     checked = time.perf_counter()
-    outcomes = [run_sql_suite(s, settings, plan.params) for s in plan.suites]
+    with read_only(settings) as conn:  # as `steward validate` runs them: one connection
+        outcomes = [run_sql_suite(s, settings, plan.params, conn=conn) for s in plan.suites]
     done = time.perf_counter()
     failed = sum(len(o.failed) for o in outcomes)
     return checked - started, done - checked, sum(len(s.expectations) for s in plan.suites), failed

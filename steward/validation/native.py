@@ -48,8 +48,16 @@ class Batch:
         return sa.literal_column(f"({self.sql})", sa.Boolean())
 
 
-# PostgreSQL type OIDs of the date / time columns (the only types the checks must know).
-_PG_TIME_TYPES = {1082: sa.Date(), 1114: sa.DateTime(), 1184: sa.DateTime(timezone=True)}
+# PostgreSQL type OIDs the checks need to know: dates and times (bounds, incremental marks)
+# and integers (incremental keys). Every other column is untyped (values bound as they are).
+_PG_TYPES: dict[int, Any] = {
+    1082: sa.Date(),
+    1114: sa.DateTime(),
+    1184: sa.DateTime(timezone=True),
+    20: sa.BigInteger(),
+    21: sa.SmallInteger(),
+    23: sa.Integer(),
+}
 
 
 def live_table(conn: Connection, name: str) -> sa.Table:
@@ -64,7 +72,7 @@ def live_table(conn: Connection, name: str) -> sa.Table:
     result.close()
     columns = []
     for item in description or []:
-        type_: Any = _PG_TIME_TYPES.get(item[1]) if isinstance(item[1], int) else None
+        type_: Any = _PG_TYPES.get(item[1]) if isinstance(item[1], int) else None
         columns.append(sa.Column(item[0], type_ if type_ is not None else sa.types.NULLTYPE))
     return sa.Table(name, sa.MetaData(), *columns)
 
