@@ -75,6 +75,13 @@ def fill(conninfo: str, events: int, aggregates: int) -> None:
         pg.execute("VACUUM ANALYZE outbox")
 
 
+def load_run(args: argparse.Namespace) -> None:
+    """Clear the streams, then refill the outbox. In that order: a long-running relay publishes
+    as soon as the events commit, and clearing Redis after the load would drop what it sent."""
+    redis.Redis.from_url(args.redis_url).flushdb()
+    fill(args.conninfo, args.events, args.aggregates)
+
+
 def start_workers(kind: str, relays: int, env: dict[str, str], args: argparse.Namespace) -> list:
     base = [sys.executable, "-m", "bench.outbox", "--worker", kind, "--conninfo", args.conninfo,
             "--redis-url", args.redis_url, "--batch-size", str(args.batch_size),
@@ -134,8 +141,7 @@ def wait_listening(args: argparse.Namespace, relays: int) -> None:
 
 
 def time_served_run(args: argparse.Namespace) -> dict[str, float]:
-    fill(args.conninfo, args.events, args.aggregates)
-    redis.Redis.from_url(args.redis_url).flushdb()
+    load_run(args)
     with psycopg.connect(args.conninfo, autocommit=True) as pg:
         started = time.perf_counter()
         pg.execute("SELECT pg_notify('steward_outbox', '')")
@@ -149,8 +155,7 @@ def time_served_run(args: argparse.Namespace) -> dict[str, float]:
 
 def run_once(processes: list, args: argparse.Namespace) -> dict[str, float]:
     """Refill the outbox, let the workers go, wait for all: rate, duplicates and step times."""
-    fill(args.conninfo, args.events, args.aggregates)
-    redis.Redis.from_url(args.redis_url).flushdb()
+    load_run(args)
     started = time.perf_counter()
     for process in processes:
         process.stdin.write("go\n")
@@ -194,8 +199,7 @@ def run_killed(relays: int, env: dict[str, str], args: argparse.Namespace) -> di
     A relay killed between publishing and marking leaves its batch pending: it is published
     again, and the second copies are the duplicates at-least-once delivery allows.
     """
-    fill(args.conninfo, args.events, args.aggregates)
-    redis.Redis.from_url(args.redis_url).flushdb()
+    load_run(args)
     processes = start_workers("core", relays, env, args)
     started, kills = time.perf_counter(), 0
     for process in processes:
@@ -302,17 +306,22 @@ def create_database(args: argparse.Namespace) -> str:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
     args.conninfo = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    create_outbox(args.conninfo)
+    return name
+
+
+def create_outbox(conninfo: str) -> None:
+    """The outbox table (migration 0001) in the database at ``conninfo``."""
     import sqlalchemy as sa
     from alembic import command
     from alembic.config import Config
 
-    engine = sa.create_engine(args.conninfo.replace("postgresql://", "postgresql+psycopg://", 1))
+    engine = sa.create_engine(conninfo.replace("postgresql://", "postgresql+psycopg://", 1))
     cfg = Config(toml_file=str(REPO / "pyproject.toml"))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "0001")
     engine.dispose()
-    return name
 
 
 def print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:

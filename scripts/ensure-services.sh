@@ -46,6 +46,12 @@ if ! command -v age >/dev/null 2>&1; then
   apt_install age
 fi
 
+# Headless Chromium: tests render the validation Data Docs pages offline, as a browser would.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "ensure-services: installing chromium (Data Docs rendering tests)"
+  apt_install chromium
+fi
+
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "ensure-services: installing Redis"
   apt_install redis-server

@@ -95,6 +95,7 @@ def build_report(
         _validation_section(facts),
         _cache_section(facts),
         _stores_section(health),
+        _statistics_section(outcomes),
     ]
     markdown = "\n".join(line for section in sections for line in section) + "\n"
     return NightlyReport(headline, attention, markdown, facts.rows(outcomes))
@@ -345,3 +346,17 @@ def _database_line(db: dict[str, Any]) -> str:
         for t in db.get("largest_tables") or []
     ]
     return text + (f"; largest: {', '.join(tables)}." if tables else ".")
+
+
+def _statistics_section(outcomes: dict[str, StepOutcome]) -> list[str]:
+    """Tables the steps analysed tonight (or could not), from their summaries' statistics."""
+    lines = [
+        str(line)
+        for o in outcomes.values()
+        for report in o.summary.get("statistics") or []
+        if isinstance(report, dict) and (report.get("analyzed") or report.get("not_analyzed"))
+        for line in report.get("lines") or []
+    ]
+    if not lines:
+        return []
+    return ["", "## Planner statistics", "", *lines]

@@ -97,7 +97,22 @@ def test_misspelt_environment_section(tmp_path: Path) -> None:
     )
 
     line = _one_error_line(result)
-    assert "STEWARD_DATABSE__URL" in line and "did you mean 'STEWARD_DATABASE'?" in line
+    assert "STEWARD_DATABSE__URL" in line and "did you mean 'STEWARD_DATABASE__URL'?" in line
+
+
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [
+        ("STEWARD_DATABSE__URI", "STEWARD_DATABASE__URL"),
+        ("STEWARD_OBJETS__SECRET_ACCESS_KEY", "STEWARD_OBJECTS__SECRET_ACCESS_KEY"),
+        ("STEWARD_DATABSE", "STEWARD_DATABASE"),
+    ],
+)
+def test_misspelt_environment_variable_suggests_the_whole_name(
+    tmp_path: Path, name: str, meant: str
+) -> None:
+    line = _one_error_line(_steward(tmp_path, "config", "show", **{name: PASSWORD}))
+    assert f"{name}: not a Steward setting; did you mean {meant!r}?" in line
 
 
 @pytest.mark.usefixtures("prefect_harness")

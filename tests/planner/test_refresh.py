@@ -18,7 +18,7 @@ from steward.statistics import (
 )
 from steward.statistics.readers import warmer_tables
 from tests.conftest import PG_ADMIN_URL
-from tests.statistics.conftest import analyze_counts, explain, wait_for_stats
+from tests.planner.conftest import analyze_counts, explain, wait_for_stats
 
 PARAMS = {"currency": "EUR"}
 
@@ -159,3 +159,19 @@ def _eventually(make, ready, attempts: int = 150):
             return result
         time.sleep(0.1)
     return result
+
+
+def test_a_table_another_session_locks_is_reported_not_waited_for(demo_db):
+    settings, engine = demo_db
+    quick = settings.statistics.model_copy(update={"lock_timeout_ms": 200})
+    holder = engine.connect()
+    holder.begin()
+    holder.exec_driver_sql("LOCK TABLE products IN SHARE UPDATE EXCLUSIVE MODE")  # as VACUUM does
+    try:
+        report = analyze_changed(engine, {"products": "x", "prices": "y"}, quick, when="t")
+    finally:
+        holder.rollback()
+        holder.close()
+    locked, free = report.outcomes
+    assert "another session held a lock on it for over 200 ms" in locked.not_analyzed
+    assert free.analyzed  # the next table is still analysed
