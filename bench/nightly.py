@@ -196,6 +196,7 @@ def bench(rows: int, keep: bool) -> None:
             "STEWARD_DATABASE__URL": _url(name),
             "STEWARD_CACHE__URL": redis_url,
             "STEWARD_OBJECTS__URL": (folder / "objects").as_uri(),
+            "STEWARD_MIGRATIONS__ALEMBIC": "example",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         }
     )
