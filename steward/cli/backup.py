@@ -170,7 +170,10 @@ def restore_command(
     backup_id: str = typer.Argument(..., help="Backup id (see `steward backup list`)."),
     to: str = typer.Option(..., "--to", help="Target database URL (or MongoDB database name)."),
     replace: bool = typer.Option(
-        False, "--replace", help="Allow a non-empty target: drop and recreate what it holds."
+        False,
+        "--replace",
+        help="Allow a non-empty target: drop and recreate what the backup holds, in one "
+        "transaction (a failure changes nothing).",
     ),
 ) -> None:
     """Restore one backup into a target database (refused when not empty, unless --replace)."""
@@ -185,6 +188,8 @@ def restore_command(
             lambda: core.restore_backup(context, manifest, to, replace=replace),
         )
     action = "replaced the contents of" if done["replaced"] else "restored into"
+    if done.get("created"):
+        action = "created and restored into"
     out.print(
         f"{action} {done['target']}: backup {done['backup_id']} ({done['engine']}), "
         f"{done['tables']} tables, {done['rows']:,} rows",

@@ -67,11 +67,11 @@ def test_nothing_is_acknowledged_when_applying_fails(
     env.invalidate()
     env.publish(("product", 9, "StockAdjusted"))
 
-    def redis_gone(self: KeySpace, keys: object, batch: int = 1000) -> int:
+    def redis_gone(self: KeySpace, first: object, then: object, batch: int = 1000) -> int:
         raise SourceUnavailable("Redis unreachable (injected)")
 
     with monkeypatch.context() as patch:
-        patch.setattr(KeySpace, "unlink", redis_gone)
+        patch.setattr(KeySpace, "unlink_in_order", redis_gone)
         with pytest.raises(SourceUnavailable):
             env.invalidate()
     assert env.pending("product") == 1  # read, not acknowledged
