@@ -18,6 +18,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import redis
+from redis.exceptions import MasterDownError, ReadOnlyError, TryAgainError
+from redis.exceptions import OutOfMemoryError  # type: ignore[attr-defined]  # (stubs lag)
 
 from steward.cache.reruns import RerunWorker
 from steward.errors import is_transient
@@ -117,10 +119,16 @@ class ReadLoop:
 _TERMINAL = ("password", "noauth", "wrongpass", "does not exist", "pg_hba.conf")
 
 
+# Redis replies that pass: a replica during a failover, memory full until keys expire.
+_PASSING_REPLIES = (ReadOnlyError, MasterDownError, OutOfMemoryError, TryAgainError)
+
+
 def survivable(exc: BaseException) -> bool:
     """Transient errors a long-running invalidator waits out; a lost group is rejoined."""
-    if isinstance(exc, redis.ResponseError) and "NOGROUP" in str(exc):
-        return True  # Redis came back without our group (no persistence): join again
+    if isinstance(exc, _PASSING_REPLIES):
+        return True
+    if isinstance(exc, redis.ResponseError):  # Redis came back without our group: join again
+        return str(exc).startswith("NOGROUP")
     if not is_transient(exc):
         return False
     text = str(exc).lower()
