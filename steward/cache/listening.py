@@ -18,8 +18,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import redis
-from redis.exceptions import MasterDownError, ReadOnlyError, TryAgainError
-from redis.exceptions import OutOfMemoryError  # type: ignore[attr-defined]  # (stubs lag)
 
 from steward.cache.reruns import RerunWorker
 from steward.errors import is_transient
@@ -120,7 +118,11 @@ _TERMINAL = ("password", "noauth", "wrongpass", "does not exist", "pg_hba.conf")
 
 
 # Redis replies that pass: a replica during a failover, memory full until keys expire.
-_PASSING_REPLIES = (ReadOnlyError, MasterDownError, OutOfMemoryError, TryAgainError)
+_PASSING_REPLIES = tuple(
+    getattr(redis.exceptions, name)
+    for name in ("ReadOnlyError", "MasterDownError", "OutOfMemoryError", "TryAgainError")
+    if hasattr(redis.exceptions, name)  # (the type stubs lack some)
+)
 
 
 def survivable(exc: BaseException) -> bool:
