@@ -129,8 +129,8 @@ def survivable(exc: BaseException) -> bool:
     """Transient errors a long-running invalidator waits out; a lost group is rejoined."""
     if isinstance(exc, _PASSING_REPLIES):
         return True
-    if isinstance(exc, redis.ResponseError):  # Redis came back without our group: join again
-        return str(exc).startswith("NOGROUP")
+    if isinstance(exc, redis.ResponseError):  # Redis lost the stream or our group: join again
+        return str(exc).startswith(("NOGROUP", "UNBLOCKED"))
     if not is_transient(exc):
         return False
     text = str(exc).lower()
