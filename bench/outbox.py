@@ -22,6 +22,9 @@ consumers drop them by event id). Each worker also times the three steps of ever
 round with what is left (Prefect's per-run cost). Runs are repeated (``--repeat``, interleaved
 across kinds so machine noise spreads evenly); the best and the median are printed. Uses its
 own PostgreSQL database and its own redis-server on a free port (or ``--redis-url``).
+
+Then the broker sinks (``--brokers rabbitmq,nats``, the default; ``none`` = off), each beside
+its raw client in the same run (:mod:`bench.outbox_brokers`); ``--relays ""`` runs only them.
 """
 
 from __future__ import annotations
@@ -73,6 +76,13 @@ def fill(conninfo: str, events: int, aggregates: int) -> None:
                      '{"source": "bench"}')
                 )  # fmt: skip
         pg.execute("VACUUM ANALYZE outbox")
+
+
+def load_run(args: argparse.Namespace) -> None:
+    """Clear the streams, then refill the outbox. In that order: a long-running relay publishes
+    as soon as the events commit, and clearing Redis after the load would drop what it sent."""
+    redis.Redis.from_url(args.redis_url).flushdb()
+    fill(args.conninfo, args.events, args.aggregates)
 
 
 def start_workers(kind: str, relays: int, env: dict[str, str], args: argparse.Namespace) -> list:
@@ -134,8 +144,7 @@ def wait_listening(args: argparse.Namespace, relays: int) -> None:
 
 
 def time_served_run(args: argparse.Namespace) -> dict[str, float]:
-    fill(args.conninfo, args.events, args.aggregates)
-    redis.Redis.from_url(args.redis_url).flushdb()
+    load_run(args)
     with psycopg.connect(args.conninfo, autocommit=True) as pg:
         started = time.perf_counter()
         pg.execute("SELECT pg_notify('steward_outbox', '')")
@@ -149,8 +158,7 @@ def time_served_run(args: argparse.Namespace) -> dict[str, float]:
 
 def run_once(processes: list, args: argparse.Namespace) -> dict[str, float]:
     """Refill the outbox, let the workers go, wait for all: rate, duplicates and step times."""
-    fill(args.conninfo, args.events, args.aggregates)
-    redis.Redis.from_url(args.redis_url).flushdb()
+    load_run(args)
     started = time.perf_counter()
     for process in processes:
         process.stdin.write("go\n")
@@ -194,8 +202,7 @@ def run_killed(relays: int, env: dict[str, str], args: argparse.Namespace) -> di
     A relay killed between publishing and marking leaves its batch pending: it is published
     again, and the second copies are the duplicates at-least-once delivery allows.
     """
-    fill(args.conninfo, args.events, args.aggregates)
-    redis.Redis.from_url(args.redis_url).flushdb()
+    load_run(args)
     processes = start_workers("core", relays, env, args)
     started, kills = time.perf_counter(), 0
     for process in processes:
@@ -302,17 +309,22 @@ def create_database(args: argparse.Namespace) -> str:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
     args.conninfo = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    create_outbox(args.conninfo)
+    return name
+
+
+def create_outbox(conninfo: str) -> None:
+    """The outbox table (migration 0001) in the database at ``conninfo``."""
     import sqlalchemy as sa
     from alembic import command
     from alembic.config import Config
 
-    engine = sa.create_engine(args.conninfo.replace("postgresql://", "postgresql+psycopg://", 1))
+    engine = sa.create_engine(conninfo.replace("postgresql://", "postgresql+psycopg://", 1))
     cfg = Config(toml_file=str(REPO / "pyproject.toml"))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "0001")
     engine.dispose()
-    return name
 
 
 def print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
@@ -347,6 +359,18 @@ def print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
               f"{other:>9}")  # fmt: skip
 
 
+def run_broker_section(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The broker sinks beside their raw clients, on this run's database (see outbox_brokers)."""
+    brokers = [b for b in args.brokers.split(",") if b and b != "none"]
+    if not brokers:
+        return []
+    from bench.outbox_brokers import run_brokers
+
+    args.database_url = args.conninfo.replace("postgresql://", "postgresql+psycopg://", 1)
+    args.refill = lambda: fill(args.conninfo, args.events, args.aggregates)
+    return run_brokers(brokers, args)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
@@ -354,7 +378,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=5_000)
     parser.add_argument("--max-aggregates", type=int, default=1_000)
     parser.add_argument("--maxlen", type=int, default=1_000_000)
-    parser.add_argument("--relays", default="1,2", help="relay counts to run, e.g. 1,2")
+    parser.add_argument(
+        "--relays", default="1,2", help='relay counts to run, e.g. 1,2 ("" = broker sinks only)'
+    )
     parser.add_argument("--kinds", default="raw,core,flow,served")
     parser.add_argument("--repeat", type=int, default=3, help="runs per scenario")
     parser.add_argument("--redis-url", default="")
@@ -366,6 +392,11 @@ def main() -> None:
         "--worker", choices=["raw", "core", "flow", "served"], help=argparse.SUPPRESS
     )
     parser.add_argument("--conninfo", default="", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--brokers", default="rabbitmq,nats",
+        help="broker sinks measured beside their raw clients (bench.outbox_brokers); none = off",
+    )  # fmt: skip
+    parser.add_argument("--in-flight", type=int, default=256, help="broker sinks: in flight")
     args = parser.parse_args()
     if args.worker:
         worker(args)
@@ -388,14 +419,16 @@ def main() -> None:
         STEWARD_OUTBOX__MAX_AGGREGATES_PER_BATCH=str(args.max_aggregates),
         STEWARD_OUTBOX__STREAM_MAXLEN=str(args.maxlen),
     )
-    rows, killed = [], None
-    with_prefect = {"flow", "served"} & set(args.kinds.split(","))
+    rows, killed, broker_rows = [], None, []
+    relay_counts = [int(n) for n in args.relays.split(",") if n]  # "" = broker sinks only
+    with_prefect = relay_counts and {"flow", "served"} & set(args.kinds.split(","))
     prefect = start_prefect_server(env, args) if with_prefect else None
     try:
-        for relays in (int(n) for n in args.relays.split(",")):
+        for relays in relay_counts:
             rows += run_relay_count(relays, env, args)
         if args.kill_every:
-            killed = run_killed(max(int(n) for n in args.relays.split(",")), env, args)
+            killed = run_killed(max(relay_counts), env, args)
+        broker_rows = run_broker_section(args)
     finally:
         for process in (server, prefect):
             if process is not None:
@@ -404,7 +437,12 @@ def main() -> None:
         with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         shutil.rmtree(args.tmp, ignore_errors=True)
-    print_table(rows, args)
+    if rows:
+        print_table(rows, args)
+    if broker_rows:
+        from bench.outbox_brokers import print_brokers
+
+        print_brokers(broker_rows, args)
     if killed is not None:
         print(f"\nSteward relay core x{killed['relays']}, one killed (kill -9) every "
               f"{args.kill_every} s and replaced: {killed['kills']} kills, "

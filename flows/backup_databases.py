@@ -37,6 +37,7 @@ from steward.backup import (
 from steward.errors import BackupVerificationFailed
 from steward.settings import get_settings
 from tasks.backup import back_up_source, prune_old_backups, verify_one_backup
+from tasks.events import emit_steward_event
 
 
 @flow(
@@ -90,9 +91,23 @@ def backup_databases(
         report = None if reason else prune_old_backups(dry_run=False)
     summary = _summary(manifests, failures, report, skipped, dry_run=False, pruned_reason=reason)
     _publish(summary)
+    if verify:
+        _emit_verifications(manifests, failures)
     if failures:
         raise BackupVerificationFailed("; ".join(failures.values()))
     return summary
+
+
+def _emit_verifications(manifests: dict[str, Manifest], failures: dict[str, str]) -> None:
+    for kind, manifest in manifests.items():
+        if kind in failures:
+            details = {"source": kind, "problem": failures[kind]}
+            emit_steward_event("backup.verification-failed", "backup", manifest.id, details)
+        else:
+            check = manifest.verification or {}
+            details = {"source": kind, "engine": manifest.engine, "tables": check.get("tables"),
+                       "rows": check.get("rows")}  # fmt: skip
+            emit_steward_event("backup.verified", "backup", manifest.id, details)
 
 
 def _standalone() -> bool:

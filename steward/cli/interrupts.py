@@ -57,10 +57,38 @@ _said = threading.Event()
 _watchdog_started = threading.Event()
 
 
+# `steward run FLOW` leaves what the command running the same flow leaves.
+_COMMAND_OF_FLOW = {
+    "archive-to-s3": "archive",
+    "restore-archive": "restore",
+    "migrate": "migrate",
+    "tier-archives": "tier",
+    "relay-outbox": "outbox",
+}
+_OPTIONS_WITH_VALUE = ("-p", "--param")
+
+
 def state_left(argv: list[str]) -> str:
-    """The sentence for the command named in ``argv`` (the first word that is not an option)."""
-    words = [word for word in argv[1:] if not word.startswith("-")]
-    return _STATE_LEFT.get(words[0] if words else "", _GENERIC)
+    """The sentence for the command named in ``argv`` (the first word that is not an option);
+    for ``run FLOW``, the sentence of the command that runs that flow."""
+    words = _words(argv[1:])
+    command = words[0] if words else ""
+    if command == "run" and len(words) > 1:
+        command = _COMMAND_OF_FLOW.get(words[1], "run")
+    return _STATE_LEFT.get(command, _GENERIC)
+
+
+def _words(args: list[str]) -> list[str]:
+    """The arguments that are not options nor the values of ``-p``."""
+    words, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in _OPTIONS_WITH_VALUE:
+            skip = True
+        elif not arg.startswith("-"):
+            words.append(arg)
+    return words
 
 
 def on_abandon(cleanup: Callable[[], None]) -> None:

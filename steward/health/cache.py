@@ -27,9 +27,9 @@ def check_cache(settings: Settings, *, timeout: float = 2.0) -> ComponentHealth:
         health, _ = probe(
             "cache", client.display_url, client.ping,
             (redis.RedisError, StewardError, OSError),
+            hint="check cache.url and that Redis is up",
         )  # fmt: skip
         if health.down:
-            health.error = f"{health.error}; check cache.url and that Redis is up"
             return health
         try:
             health.stats = _stats(client.redis.info(), client.redis.dbsize())

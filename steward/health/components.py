@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from steward.errors import StewardError
+
 __all__ = ["DOWN", "NOT_CONFIGURED", "UP", "ComponentHealth", "HealthReport", "probe"]
 
 Status = Literal["up", "down", "not configured"]
@@ -85,14 +87,23 @@ class HealthReport:
 
 
 def probe(
-    name: str, target: str, reach: Callable[[], Any], errors: tuple[type[BaseException], ...]
+    name: str,
+    target: str,
+    reach: Callable[[], Any],
+    errors: tuple[type[BaseException], ...],
+    *,
+    hint: str,
 ) -> tuple[ComponentHealth, Any]:
-    """Call ``reach`` once, timing it; ``errors`` it raises mean the component is down."""
+    """Call ``reach`` once, timing it; ``errors`` it raises mean the component is down.
+
+    ``hint`` (what to check) follows a raw driver error; a Steward error already says it.
+    """
     started = time.perf_counter()
     try:
         handle = reach()
     except errors as exc:
-        return ComponentHealth(name, DOWN, target, error=_one_line(exc)), None
+        error = _one_line(exc) if isinstance(exc, StewardError) else f"{_one_line(exc)}; {hint}"
+        return ComponentHealth(name, DOWN, target, error=error), None
     latency = round((time.perf_counter() - started) * 1000, 2)
     return ComponentHealth(name, UP, target, latency_ms=latency), handle
 

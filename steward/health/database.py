@@ -55,9 +55,9 @@ def check_database(settings: Settings, *, timeout: float = 2.0) -> ComponentHeal
         health, conn = probe(
             "database", mask_url(settings.database_url), lambda: _connect(engine),
             (sa.exc.SQLAlchemyError, StewardError, OSError),
+            hint="check database.url and that the server is up",
         )  # fmt: skip
         if conn is None:
-            health.error = f"{health.error}; check database.url and that the server is up"
             return health
         with conn:
             if _is_postgres(engine):

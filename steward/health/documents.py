@@ -29,9 +29,9 @@ def check_documents(
         health, _ = probe(
             "documents", mask_url(raw) if raw else docs.display_url,
             lambda: docs.client.admin.command("ping"), (PyMongoError, StewardError, OSError),
+            hint="check documents.url and that MongoDB is up",
         )  # fmt: skip
         if health.down:
-            health.error = f"{health.error}; check documents.url and that MongoDB is up"
             return health
         health.stats = _stats(docs)
         return health

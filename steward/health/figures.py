@@ -134,6 +134,7 @@ def outbox_figures(cleanup: Any, backlog: dict[str, Any]) -> dict[str, Any]:
         "lag_s": first(backlog, "oldest_pending_age_seconds"),
         "removed": first(cleanup, "rows_removed", "removed", "deleted"),
         "error": first(backlog, "error"),
+        "not_configured": first(backlog, "not_configured"),
     }
 
 

@@ -35,10 +35,9 @@ def check_objects(
         return ComponentHealth("objects", DOWN, target, error=str(exc).splitlines()[0][:300])
     health, listed = probe(
         "objects", target, lambda: list(islice(store.list("", details=False), limit + 1)),
-        (StewardError, OSError),
+        (StewardError, OSError), hint="check objects.url / objects.endpoint_url",
     )  # fmt: skip
     if listed is None:
-        health.error = f"{health.error}; check objects.url / objects.endpoint_url"
         return health
     health.stats = _stats(listed[:limit], len(listed) > limit, settings.tiering.prices)
     return health

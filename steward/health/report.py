@@ -95,6 +95,7 @@ def build_report(
         _validation_section(facts),
         _cache_section(facts),
         _stores_section(health),
+        _statistics_section(outcomes),
     ]
     markdown = "\n".join(line for section in sections for line in section) + "\n"
     return NightlyReport(headline, attention, markdown, facts.rows(outcomes))
@@ -155,7 +156,11 @@ class _Facts:
         for tier in self.tiers:
             name = tier.get("storage_class")
             rows += [_row("tiers", f"{name} {k}", tier.get(k)) for k in _TIER_KEYS]
-        rows += [_row("outbox", k, v) for k, v in self.outbox.items() if k != "error"]
+        rows += [
+            _row("outbox", k, v)
+            for k, v in self.outbox.items()
+            if k not in ("error", "not_configured")
+        ]
         rows += [
             _row("validation", k, v)
             for k, v in self.validation.items()
@@ -266,6 +271,8 @@ def _tiers_section(facts: _Facts) -> list[str]:
 
 def _outbox_section(facts: _Facts) -> list[str]:
     o = facts.outbox
+    if o["not_configured"]:
+        return ["## Outbox", "", f"Outbox {o['not_configured']}; nothing to relay or clean.", ""]
     if o["error"]:
         return ["## Outbox", "", f"Outbox not readable: {o['error']}", ""]
     lag = o["lag_s"]
@@ -339,3 +346,17 @@ def _database_line(db: dict[str, Any]) -> str:
         for t in db.get("largest_tables") or []
     ]
     return text + (f"; largest: {', '.join(tables)}." if tables else ".")
+
+
+def _statistics_section(outcomes: dict[str, StepOutcome]) -> list[str]:
+    """Tables the steps analysed tonight (or could not), from their summaries' statistics."""
+    lines = [
+        str(line)
+        for o in outcomes.values()
+        for report in o.summary.get("statistics") or []
+        if isinstance(report, dict) and (report.get("analyzed") or report.get("not_analyzed"))
+        for line in report.get("lines") or []
+    ]
+    if not lines:
+        return []
+    return ["", "## Planner statistics", "", *lines]

@@ -38,11 +38,11 @@ def check_environment(root: type[BaseModel], environ: Mapping[str, str]) -> None
         upper = name.upper()
         if not upper.startswith(ENV_PREFIX) or upper.startswith(NOT_SETTINGS):
             continue
-        section = upper[len(ENV_PREFIX) :].split("__", 1)[0]
+        section, *rest = upper[len(ENV_PREFIX) :].split("__")
         if section not in sections:
-            candidates = [f"{ENV_PREFIX}{s}" for s in sorted(sections)]
-            guess = _closest(f"{ENV_PREFIX}{section}", candidates)
-            problems.append(f"  {name}: not a Steward setting{guess}")
+            guess = _env_guess(root, section, rest)
+            hint = f"; did you mean {guess!r}?" if guess else ""
+            problems.append(f"  {name}: not a Steward setting{hint}")
     if len(problems) == 1:
         raise ConfigError(
             f"unknown environment variable {problems[0].strip()} (value not shown); fix the "
@@ -84,6 +84,22 @@ def describe_errors(root: type[BaseModel], exc: ValidationError) -> str:
     if len(lines) == 1:  # one bad key: one line
         return "invalid Steward configuration: " + lines[0].strip()
     return "invalid Steward configuration:\n" + "\n".join(lines)
+
+
+def _env_guess(root: type[BaseModel], section: str, rest: list[str]) -> str | None:
+    """The variable a misspelt one meant, whole: ``STEWARD_DATABSE__URL`` ->
+    ``STEWARD_DATABASE__URL`` (each nested key matched at its level), else its section alone."""
+    first = closest_name(section, list(root.model_fields))
+    if first is None:
+        return None
+    loc = [first]
+    for part in rest:
+        valid = _fields_at(root, loc)
+        match = closest_name(part, valid) if valid else None
+        if match is None:
+            return ENV_PREFIX + loc[0].upper()
+        loc.append(match)
+    return ENV_PREFIX + "__".join(p.upper() for p in loc)
 
 
 def _closest(name: str, candidates: list[str]) -> str:

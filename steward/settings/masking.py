@@ -28,8 +28,13 @@ _SECRET_HINTS = (
     "password", "passwd", "pass", "pwd", "secret", "token", "key_id", "access_key", "url",
     "uri", "dsn", "identity", "credential", "auth",
 )  # fmt: skip
+# Query keys whose values are secrets (passwords, presigned-URL signatures and credentials, API
+# keys). Not every key holding "key" or "token": S3's `max-keys`, `key-marker` and
+# `continuation-token` are listing parameters, shown as they are.
 _QUERY_SECRET = re.compile(
-    r"pass|pwd|secret|token|credential|signature|^sig$|key|authmechanismproperties", re.I
+    r"pass|pwd|secret|(?<!continuation-)token|credential|signature|^sig$|^key$|"
+    r"(api|access|private|account|master)[-_]?key|authmechanismproperties",
+    re.I,
 )
 _URL_START = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?P<rest>.*)$", re.DOTALL)
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")

@@ -33,7 +33,9 @@ def translate_errors(what: str) -> Iterator[None]:
             "(STEWARD_CACHE__URL)"
         ) from None
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise SourceUnavailable(f"{what}: Redis unreachable ({exc}); check cache.url") from None
+        raise SourceUnavailable(
+            f"{what}: Redis unreachable ({exc}); check cache.url and that Redis is up"
+        ) from None
 
 
 def _is_auth_error(exc: redis.RedisError) -> bool:

@@ -76,3 +76,4 @@ def test_run_check_health_exits_1_when_a_store_is_down(tmp_path: Path) -> None:
 
     line = _failed_line(result)
     assert "check-health: " in line and "cache DOWN" in line
+    assert line.count("check cache.url") == 1

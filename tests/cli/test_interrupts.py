@@ -122,9 +122,53 @@ def test_ctrl_c_during_demo_data_exits_130_and_says_how_to_resume(tmp_path: Path
         (["steward", "migrate", "--down"], "last finished revision"),
         (["steward", "outbox", "relay"], "delivered again (at least once)"),
         (["steward"], "run the same command again to resume"),
+        (["steward", "run", "archive-to-s3"], "verified archive object; run `steward arch"),
+        (["steward", "run", "-p", "dry_run=false", "archive-to-s3"], "verified archive object"),
+        (["steward", "run", "restore-archive", "-p", "keys=[1]"], "rows already back are"),
+        (["steward", "run", "migrate"], "last finished revision"),
+        (["steward", "run", "tier-archives"], "keep their new storage class"),
+        (["steward", "run", "relay-outbox"], "delivered again (at least once)"),
+        (["steward", "run", "validate-data"], "run the same command again to resume"),
     ],
 )
 def test_every_command_says_what_an_interrupt_left(argv: list[str], words: str) -> None:
     from steward.cli.interrupts import state_left
 
     assert words in state_left(argv)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_ctrl_c_during_run_archive_to_s3_says_what_the_archive_left(tmp_path: Path) -> None:
+    import sqlite3
+
+    env = _env(tmp_path / "home")
+    for args in (["migrate"], ["demo-data", "--rows", "300"]):
+        done = subprocess.run(
+            [STEWARD, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, done.stderr
+    database = tmp_path / "home" / "steward.db"
+    writer = sqlite3.connect(database, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # the archive blocks on its first write: mid-run
+    users = writer.execute("SELECT count(*) FROM users").fetchone()[0]
+    process = subprocess.Popen(
+        [STEWARD, "run", "archive-to-s3"], cwd=tmp_path, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stderr is not None
+    for line in process.stderr:
+        if "Beginning flow run" in line:
+            break
+    time.sleep(2)
+
+    _, err = _interrupt(process)
+    writer.execute("ROLLBACK")
+
+    assert process.returncode == 130, err
+    assert "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == (
+        "interrupted: every row is still in the source or in a verified archive object; run "
+        "`steward archive` again to finish (no duplicates)"
+    )
+    assert writer.execute("SELECT count(*) FROM users").fetchone()[0] == users
+    writer.close()

@@ -78,7 +78,14 @@ def test_wrong_database_credentials_say_authentication_failed(tmp_path: Path, pg
     host_and_db = pg_url.split("@", 1)[1]
     url = f"postgresql+psycopg://steward_nobody:{PASSWORD}@{host_and_db}"
 
-    line = _one_error_line(_steward(tmp_path, "migrate", "--status", STEWARD_DATABASE__URL=url))
+    result = _steward(
+        tmp_path,
+        "migrate",
+        "--status",
+        STEWARD_DATABASE__URL=url,
+        STEWARD_MIGRATIONS__ALEMBIC="example",
+    )
+    line = _one_error_line(result)
 
     assert "authentication failed" in line and "steward_nobody" in line
     assert "unreachable" not in line
@@ -90,7 +97,22 @@ def test_misspelt_environment_section(tmp_path: Path) -> None:
     )
 
     line = _one_error_line(result)
-    assert "STEWARD_DATABSE__URL" in line and "did you mean 'STEWARD_DATABASE'?" in line
+    assert "STEWARD_DATABSE__URL" in line and "did you mean 'STEWARD_DATABASE__URL'?" in line
+
+
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [
+        ("STEWARD_DATABSE__URI", "STEWARD_DATABASE__URL"),
+        ("STEWARD_OBJETS__SECRET_ACCESS_KEY", "STEWARD_OBJECTS__SECRET_ACCESS_KEY"),
+        ("STEWARD_DATABSE", "STEWARD_DATABASE"),
+    ],
+)
+def test_misspelt_environment_variable_suggests_the_whole_name(
+    tmp_path: Path, name: str, meant: str
+) -> None:
+    line = _one_error_line(_steward(tmp_path, "config", "show", **{name: PASSWORD}))
+    assert f"{name}: not a Steward setting; did you mean {meant!r}?" in line
 
 
 @pytest.mark.usefixtures("prefect_harness")
@@ -101,6 +123,7 @@ def test_policy_where_value_that_does_not_fit_its_column(
 
     env = {
         "STEWARD_DATABASE__URL": make_pg_database(),
+        "STEWARD_MIGRATIONS__ALEMBIC": "example",
         "PREFECT_API_URL": str(PREFECT_API_URL.value()),
     }
     for args in (["migrate"], ["demo-data", "--rows", "300"]):

@@ -37,8 +37,9 @@ def test_a_down_store_fails_the_run_naming_it(make_settings) -> None:
     state = check_health(timeout_seconds=0.5, return_state=True)
 
     assert state.is_failed()
-    with pytest.raises(SourceUnavailable, match="cache DOWN .*check cache.url"):
+    with pytest.raises(SourceUnavailable, match="cache DOWN .*check cache.url") as raised:
         state.result()
+    assert str(raised.value).count("check cache.url") == 1  # said once, not twice
     assert "cache" in read_artifacts(state.state_details.flow_run_id)["health-check"]["description"]
 
 

@@ -142,7 +142,7 @@ def test_unreachable_s3_endpoint_is_down(make_settings) -> None:
 
     health = check_objects(settings, timeout=0.5)
 
-    assert health.status == DOWN and "objects.url" in health.error
+    assert health.status == DOWN and "check objects.endpoint_url" in health.error
 
 
 def test_passwords_never_appear_in_the_report(make_settings) -> None:

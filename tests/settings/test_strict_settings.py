@@ -14,7 +14,14 @@ import pytest
 from pydantic import BaseModel
 
 from steward.errors import ConfigError
-from steward.settings import Settings, get_settings, load_settings, mask_url, masked_settings
+from steward.settings import (
+    Settings,
+    get_settings,
+    load_settings,
+    mask_text,
+    mask_url,
+    masked_settings,
+)
 from steward.settings.diagnostics import _model_in
 
 AWKWARD_PASSWORDS = [
@@ -143,10 +150,11 @@ def test_policy_where_of_the_wrong_type_names_the_key(
 @pytest.mark.parametrize(
     ("variable", "guess"),
     [
-        ("STEWARD_DATABSE__URL", "STEWARD_DATABASE"),
-        ("STEWARD_OUTBX__BATCH_SIZE", "STEWARD_OUTBOX"),
+        ("STEWARD_DATABSE__URL", "STEWARD_DATABASE__URL"),
+        ("STEWARD_OUTBX__BATCH_SIZE", "STEWARD_OUTBOX__BATCH_SIZE"),
         ("STEWARD_ARCHIV", "STEWARD_ARCHIVE"),
-        ("steward_cach__url", "STEWARD_CACHE"),
+        ("steward_cach__url", "STEWARD_CACHE__URL"),
+        ("STEWARD_CACH__NOT_A_KEY", "STEWARD_CACHE"),
     ],
 )
 def test_misspelt_environment_section_is_refused(
@@ -243,6 +251,32 @@ def test_mask_url_leaves_urls_without_password_unchanged(url: str) -> None:
     ],
 )
 def test_mask_url_hides_secret_query_values(url: str) -> None:
+    masked = mask_url(url)
+    assert "qs-secret" not in masked and "=***" in masked
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:1/bucket?list-type=2&prefix=archive%2F&max-keys=1000&encoding-type=url",
+        "https://s3.example/bucket?key-marker=a%2Fb&continuation-token=1Abc&upload-id-marker=x",
+    ],
+)
+def test_mask_url_shows_query_values_that_are_not_secrets(url: str) -> None:
+    assert mask_url(url) == url
+    assert mask_text(f'Could not connect to the endpoint URL: "{url}"') == (
+        f'Could not connect to the endpoint URL: "{url}"'
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://s3.example/b/k?AWSAccessKeyId=qs-secret&Expires=1&Signature=qs-secret",
+        "https://maps.example/api?key=qs-secret&api_key=qs-secret&X-Amz-Security-Token=qs-secret",
+    ],
+)
+def test_mask_url_hides_presigned_and_api_key_values(url: str) -> None:
     masked = mask_url(url)
     assert "qs-secret" not in masked and "=***" in masked
 
