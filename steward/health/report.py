@@ -127,7 +127,13 @@ class _Facts:
         self.cache = figures.cache_figures(summary("warm-cache"), cache_stats)
 
     def attention(self) -> list[str]:
-        items = [_step_problem(o) for o in self.outcomes.values() if o.state in (FAILED, NOT_RUN)]
+        down = {n: c for n, c in self.components.items() if c["status"] == "down"}
+        hints = {_hint(c.get("error")) for c in down.values()} - {""}
+        items = [
+            _without(_step_problem(o), hints)  # said once, with the store that is down
+            for o in self.outcomes.values()
+            if o.state in (FAILED, NOT_RUN)
+        ]
         ran = self.outcomes.get("backup-databases")
         if ran and ran.state == OK and self.backup["verified"] is False:
             items.append("the backup was not proven restorable (verification failed or off)")
@@ -143,7 +149,10 @@ class _Facts:
         failed = self.validation["failed"]
         if isinstance(failed, int) and failed > 0:
             items.append(f"{failed} expectations failed validation")
-        items += [f"{name} is down" for name, c in self.components.items() if c["status"] == "down"]
+        items += [
+            f"{name} is down" + (f" ({_hint(c.get('error'))})" if _hint(c.get("error")) else "")
+            for name, c in down.items()
+        ]
         items += _database_problems(self.components.get("database", {}).get("stats", {}))
         return items
 
@@ -187,6 +196,19 @@ _TIER_KEYS = ("objects", "bytes", "monthly_cost_usd")
 def _row(section: str, figure: str, value: Any) -> dict[str, Any]:
     shown = value if isinstance(value, int | float | str) or value is None else str(value)
     return {"section": section, "figure": figure, "value": shown}
+
+
+def _hint(error: Any) -> str:
+    """The "check …" advice at the end of a store's error, if any."""
+    text = str(error or "")
+    at = text.rfind("; check ")
+    return text[at + 2 :].strip() if at >= 0 else ""
+
+
+def _without(problem: str, hints: set[str]) -> str:
+    for hint in hints:
+        problem = problem.replace(f"; {hint}", "")
+    return problem
 
 
 def _step_problem(outcome: StepOutcome) -> str:

@@ -170,7 +170,7 @@ def test_problems_found_by_steps_and_stores_need_attention() -> None:
         "2 outbox events are dead letters",
         "the oldest pending outbox event waits for 2.0 h",
         "1 expectations failed validation",
-        "cache is down",
+        "cache is down (check cache.url)",
     ]
     assert "outcome: FAILED" in report.markdown
     assert "expectation: total_matches_items, count: 3, sample_keys: [17, 42]" in report.markdown
@@ -307,3 +307,26 @@ def test_step_durations_show_work_and_waiting_on_prefect_apart() -> None:
     figures = {(r["section"], r["figure"]): r["value"] for r in report.rows}
     assert figures[("steps", "cleanup-outbox work seconds")] == 1.0
     assert figures[("steps", "cleanup-outbox waiting seconds")] == 207.7
+
+
+def test_a_store_down_and_the_step_it_broke_give_the_advice_once() -> None:
+    advice = "check cache.url and that Redis is up"
+    night = outcomes()
+    night["warm-cache"] = StepOutcome(
+        "warm-cache",
+        FAILED,
+        error=f"SourceUnavailable: warming: Redis unreachable (refused); {advice}",
+    )
+    health = {**HEALTH, "components": {**HEALTH["components"]}}
+    health["components"]["cache"] = {
+        "status": "down", "latency_ms": None, "target": "redis://cache:6379/0",
+        "error": f"redis://cache:6379/0: Redis unreachable (refused); {advice}", "stats": {},
+    }  # fmt: skip
+
+    report = build_report(night, health, BACKLOG, title="Steward nightly")
+
+    assert report.headline.count(advice) == 1
+    assert "warm-cache failed (SourceUnavailable: warming: Redis unreachable (refused))" in (
+        report.headline
+    )
+    assert f"cache is down ({advice})" in report.headline
