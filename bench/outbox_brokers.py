@@ -3,10 +3,10 @@
 For each broker, in the same run and on the same events (N events over A aggregates per type,
 two types, the benchmark's payloads), interleaved over ``--repeat`` runs:
 
-- ``raw client``: the client library alone (aio-pika / nats-py) publishing every event with
-  the same guarantee, a broker confirmation (publisher confirm / JetStream ack) awaited for
-  each, ``--in-flight`` at once, and no ordering rule at all: the fastest way to get the
-  same messages confirmed;
+- ``raw client``: the client library alone (aio-pika / nats-py) publishing the same messages
+  (body, properties, headers) with the same guarantee, a broker confirmation (publisher
+  confirm / JetStream ack) awaited for each, ``--in-flight`` at once, and no ordering rule at
+  all: the fastest way to get the same messages confirmed;
 - ``Steward sink``: :class:`RabbitMQSink` / :class:`JetStreamSink` ``publish`` on the same
   events in batches of ``--batch-size`` (order kept per aggregate: each event waits for its
   predecessor's confirmation);
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
@@ -30,15 +31,56 @@ from typing import Any
 from steward.outbox import OutboxEvent, OutboxRelay, drain
 from steward.outbox.broker_sinks import build_broker_sink
 from steward.settings import load_settings
-from tests.outbox.brokers import (
-    NATS_URL,
-    RABBIT_URL,
-    bind_queue,
-    delete_rabbit,
-    delete_stream,
-)
+
+RABBIT_URL = os.environ.get("STEWARD_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672/")
+NATS_URL = os.environ.get("STEWARD_TEST_NATS", "nats://127.0.0.1:4222")
 
 __all__ = ["run_brokers", "print_brokers"]
+
+
+def bind_queue(exchange: str) -> str:
+    """The durable topic exchange and a durable queue bound to it with ``#``."""
+    import aio_pika
+
+    queue = f"{exchange}-q"
+
+    async def run() -> None:
+        async with await aio_pika.connect(RABBIT_URL) as connection:
+            channel = await connection.channel()
+            ex = await channel.declare_exchange(exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+            await (await channel.declare_queue(queue, durable=True)).bind(ex, "#")
+
+    asyncio.run(run())
+    return queue
+
+
+def delete_rabbit(exchange: str, queues: list[str]) -> None:
+    import aio_pika
+
+    async def run() -> None:
+        async with await aio_pika.connect(RABBIT_URL) as connection:
+            channel = await connection.channel()
+            for name in queues:
+                await channel.queue_delete(name)
+            await channel.exchange_delete(exchange)
+
+    asyncio.run(run())
+
+
+def delete_stream(stream: str) -> None:
+    import nats
+    from nats.js.errors import NotFoundError
+
+    async def run() -> None:
+        client = await nats.connect(NATS_URL)
+        try:
+            await client.jetstream().delete_stream(stream)
+        except NotFoundError:
+            pass
+        finally:
+            await client.close()
+
+    asyncio.run(run())
 
 
 def make_events(count: int, aggregates: int) -> list[OutboxEvent]:
@@ -66,10 +108,17 @@ async def _raw_rabbit(events: list[OutboxEvent], exchange: str, in_flight: int) 
 
         async def one(ev: OutboxEvent) -> None:
             async with gate:
+                headers = {
+                    "aggregate_type": ev.aggregate_type,
+                    "aggregate_id": ev.aggregate_id,
+                    "seq": ev.seq,
+                    "occurred_at": ev.created_at.isoformat(),
+                    "event_headers": ev.headers,
+                }  # the same message the sink sends
                 message = aio_pika.Message(
-                    ev.payload.encode(), message_id=ev.event_id, type=ev.event_type,
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    content_type="application/json",
+                    ev.payload.encode(), headers=headers, message_id=ev.event_id,
+                    type=ev.event_type, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    content_type="application/json", timestamp=ev.created_at,
                 )  # fmt: skip
                 await ex.publish(message, f"{ev.aggregate_type}.{ev.event_type}")
 
@@ -89,9 +138,18 @@ async def _raw_nats(events: list[OutboxEvent], stream: str, prefix: str, in_flig
 
         async def one(ev: OutboxEvent) -> None:
             async with gate:
+                headers = {
+                    "Nats-Msg-Id": ev.event_id,
+                    "Steward-Event-Type": ev.event_type,
+                    "Steward-Aggregate-Type": ev.aggregate_type,
+                    "Steward-Aggregate-Id": ev.aggregate_id,
+                    "Steward-Seq": str(ev.seq),
+                    "Steward-Occurred-At": ev.created_at.isoformat(),
+                    "Steward-Event-Headers": ev.headers or "",
+                }  # as the sink sends
                 await js.publish(
                     f"{prefix}.{ev.aggregate_type}.{ev.event_type}", ev.payload.encode(),
-                    headers={"Nats-Msg-Id": ev.event_id},
+                    headers=headers,
                 )  # fmt: skip
 
         started = time.perf_counter()

@@ -1,9 +1,11 @@
 """Flow ``invalidate-cache``: keep Redis correct from the outbox events the relay publishes.
 
 Reads the outbox's Redis Streams as the consumer group ``cache.consumer_group``, applies
-``[[cache.invalidations]]`` (keys deleted, patterns deleted with SCAN + UNLINK, warmers rerun)
-and acknowledges a batch only after its cache changes are done; copies of an event already
-handled are dropped by event id. The deployment runs it like the relay: one long-running run an
+``[[cache.invalidations]]`` (keys deleted with their cache-aside leases, patterns deleted with
+SCAN + UNLINK) and acknowledges a batch only after its deletes are done, recording the warmer
+reruns it asks for in the same write; reruns run beside the deletes, coalesced (one per warmer
+per round), and a run ends once none is left. Copies of an event already handled are dropped
+by event id. The deployment runs it like the relay: one long-running run an
 hour (``forever=True, max_seconds=3540``) that listens for events as they arrive, instead of a
 run every minute. ``forever=True`` alone keeps listening until SIGTERM (what
 ``steward cache invalidate --forever`` does outside Prefect); without ``forever`` a run drains

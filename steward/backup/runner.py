@@ -24,6 +24,7 @@ from steward.backup.catalogue import (
 from steward.backup.context import BackupContext, encryption_record
 from steward.backup.holds import held_backups
 from steward.backup.mongo import backup_mongo, restore_mongo, verify_mongo
+from steward.backup.physical import backup_physical, verify_physical
 from steward.backup.postgres import backup_postgres
 from steward.backup.postgres_restore import restore_postgres, verify_postgres
 from steward.backup.retention import plan_retention
@@ -39,6 +40,7 @@ __all__ = [
     "restore_backup",
     "selected_sources",
     "take_backup",
+    "take_physical_backup",
     "verify_backup",
 ]
 
@@ -95,9 +97,40 @@ def take_backup(ctx: BackupContext, kind: str) -> Manifest:
     return manifest
 
 
+def take_physical_backup(ctx: BackupContext, backup_type: str = "full") -> Manifest:
+    """A pgBackRest backup of the cluster (full / diff / incr), catalogued like the others."""
+    if not ctx.settings.database_url.startswith("postgres"):
+        raise ConfigError("physical backups need PostgreSQL: database.url is not postgresql://")
+    started = ctx.clock()
+    manifest = Manifest(
+        id=new_backup_id(started),
+        prefix=ctx.config.prefix,
+        source=ctx.settings.source_name,
+        kind="cluster",
+        engine="physical",
+        server_version="",
+        database=mask_url(ctx.settings.database_url),
+        started_at=started,
+        encryption={"client": "pgbackrest aes-256-cbc" if _ciphered(ctx) else "none"},
+    )
+    backup_physical(ctx, manifest, backup_type)
+    manifest.finished_at = ctx.clock()
+    write_manifest(ctx.store, manifest)
+    return manifest
+
+
+def _ciphered(ctx: BackupContext) -> bool:
+    return bool(ctx.config.physical.cipher_pass.get_secret_value())
+
+
 def verify_backup(ctx: BackupContext, manifest: Manifest) -> Manifest:
     """Restore into scratch, compare, record the outcome in the manifest; raise on mismatch."""
-    check = {"postgresql": verify_postgres, "sqlite": verify_sqlite, "mongodb": verify_mongo}
+    check = {
+        "postgresql": verify_postgres,
+        "sqlite": verify_sqlite,
+        "mongodb": verify_mongo,
+        "physical": verify_physical,
+    }
     try:
         problems = check[manifest.engine](ctx, manifest)
     except ObjectCorrupted as exc:  # damaged in the store: this backup cannot be restored

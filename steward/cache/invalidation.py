@@ -88,7 +88,7 @@ class Invalidator:
         self._warmer: CacheWarmer | None = None
         self.consumer = StreamConsumer(
             self.cache.redis,
-            self.streams() or [self.stream_prefix + "_unused"],
+            [self.stream_prefix + "_unused"],  # the watched streams are listed on joining
             group=group,
             consumer=settings.cache.consumer_name,
             dedupe_prefix=f"{self.cache.prefix}dedupe:",
@@ -133,9 +133,9 @@ class Invalidator:
             ReadLoop(self, report, stop, worker, forever, on_outage or log_outage).run(
                 max_events, None if max_seconds is None else started + max_seconds, on_batch
             )
-        except BaseException:
-            if worker is not None:
-                worker.abandon()
+        except BaseException as exc:
+            if worker is not None:  # Ctrl-C: do not wait for a rerun round to end
+                worker.abandon(wait=isinstance(exc, Exception))
             raise
         if worker is not None:
             report.warmers_refreshed = worker.finish()
@@ -158,7 +158,10 @@ class Invalidator:
     def _rerun(self, names: list[str]) -> dict[str, int]:
         written: dict[str, int] = {}
         known = {w.name for w in self.settings.cache.warmers}
-        for unit in self.warmer.warm([n for n in names if n in known]):
+        names = [n for n in names if n in known]  # one since removed from the settings: done
+        if not names:
+            return written  # (warm([]) would mean every warmer)
+        for unit in self.warmer.warm(names):
             for warmed in unit.warmers:
                 written[warmed.warmer] = written.get(warmed.warmer, 0) + warmed.keys
         return written
@@ -173,6 +176,7 @@ class Invalidator:
         """
         client, group = self.cache.redis, self.consumer.group
         marker = started_key(self.cache.prefix, group)
+        self._list_streams()
         with translate_errors(f"joining the outbox streams on {self.cache.display_url}"):
             missing = [s for s in self.consumer.streams if not self._has_group(s)]
             joined = len(missing) < len(self.consumer.streams) or client.exists(marker)
@@ -184,6 +188,10 @@ class Invalidator:
                     if "BUSYGROUP" not in str(exc):
                         raise
             client.set(marker, "1")
+
+    def _list_streams(self) -> None:
+        """Watch the rules' streams as they are now (wildcards: every existing one)."""
+        self.consumer.streams = self.streams() or [self.stream_prefix + "_unused"]
 
     def _has_group(self, stream: str) -> bool:
         if not self.cache.redis.exists(stream):
@@ -267,6 +275,7 @@ class Invalidator:
         """Per stream: entries in it, pending (read, not acknowledged) and lag for the group."""
         rows = []
         client, group = self.cache.redis, self.consumer.group
+        self._list_streams()
         with translate_errors(f"reading stream info on {self.cache.display_url}"):
             for stream in self.consumer.streams:
                 if not client.exists(stream):

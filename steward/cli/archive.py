@@ -349,8 +349,12 @@ def _print_restore(report: Any, dry_run: bool) -> None:
         out.print("conflicts (exist in the source again, left as they are): " + ", ".join(
             report.conflict_keys[:20]
         ), highlight=False)  # fmt: skip
-    if report.missing_keys:
-        out.print("not in any archive: " + ", ".join(report.missing_keys[:20]), highlight=False)
+    for key, why in list(report.not_restored.items())[:20]:
+        out.print(f"not restored: {key}: {why}", highlight=False)
+    if report.not_restored_count > 20:
+        out.print(
+            f"… and {report.not_restored_count - 20} more key(s) not restored", highlight=False
+        )
     for item in report.pending:
         out.print(
             f"pending: {item['object_key']} is in {item['storage_class']}; a restore was "

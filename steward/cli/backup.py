@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from steward.cli.backup_physical import physical_app, restore_to_time_command
 from steward.cli.demo_report import human_bytes
 from steward.errors import BackupVerificationFailed, ConfigError
 from steward.settings import get_settings
@@ -32,7 +33,8 @@ T = TypeVar("T")
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``backup`` (with ``list``, ``verify``, ``restore``, ``prune``) to the app."""
+    """Add ``backup`` (with ``list``, ``verify``, ``restore``, ``prune``, ``physical``)."""
+    backup_app.add_typer(physical_app, name="physical")
     app.add_typer(backup_app, name="backup")
 
 
@@ -167,15 +169,34 @@ def verify_command(
 
 @backup_app.command("restore")
 def restore_command(
-    backup_id: str = typer.Argument(..., help="Backup id (see `steward backup list`)."),
-    to: str = typer.Option(..., "--to", help="Target database URL (or MongoDB database name)."),
+    backup_id: str | None = typer.Argument(
+        None, help="Backup id (see `steward backup list`); not with --to-time."
+    ),
+    to: str = typer.Option(
+        ...,
+        "--to",
+        help="Target database URL (or MongoDB database name); a data folder with --to-time.",
+    ),
+    to_time: str | None = typer.Option(
+        None,
+        "--to-time",
+        help="Point-in-time recovery (physical backups): the moment, "
+        "e.g. 2026-12-06T18:30:00+00:00.",
+    ),
     replace: bool = typer.Option(
-        False, "--replace", help="Allow a non-empty target: drop and recreate what it holds."
+        False,
+        "--replace",
+        help="Allow a non-empty target: drop and recreate what the backup holds, in one "
+        "transaction (a failure changes nothing).",
     ),
 ) -> None:
     """Restore one backup into a target database (refused when not empty, unless --replace)."""
     from steward import backup as core
 
+    if to_time is not None:
+        return restore_to_time_command(to_time, to)
+    if backup_id is None:
+        raise ConfigError("name the backup id to restore (`steward backup list`), or --to-time")
     settings = get_settings()
     context = core.open_backup_context(settings)
     manifest = core.find_backup(context.store, settings.backup.prefix, backup_id)
@@ -185,6 +206,8 @@ def restore_command(
             lambda: core.restore_backup(context, manifest, to, replace=replace),
         )
     action = "replaced the contents of" if done["replaced"] else "restored into"
+    if done.get("created"):
+        action = "created and restored into"
     out.print(
         f"{action} {done['target']}: backup {done['backup_id']} ({done['engine']}), "
         f"{done['tables']} tables, {done['rows']:,} rows",

@@ -114,10 +114,16 @@ def relay(
 
 
 def _relay_forever(batch_size: int | None) -> None:
-    from steward.outbox import RunTotals, run_forever
+    from steward.outbox import RunTotals, run_forever, survivable
 
     relay = _relay()
-    missing = relay.missing_reason()
+    try:
+        missing = relay.missing_reason()
+    except Exception as exc:  # the database is away: run_forever waits for it
+        if not survivable(exc):
+            relay.close()
+            raise
+        missing = None
     if missing is not None:
         relay.close()
         raise ConfigError(f"outbox {missing}; there is nothing to relay")

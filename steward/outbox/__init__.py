@@ -41,7 +41,7 @@ from steward.outbox.install import (
 )
 from steward.outbox.relay import OutboxRelay, build_sinks
 from steward.outbox.runs import BatchReport, RunTotals, drain, relay_slice
-from steward.outbox.service import run_forever
+from steward.outbox.service import run_forever, survivable
 from steward.outbox.sinks import (
     EventHistorySink,
     RedisStreamsSink,
@@ -95,4 +95,5 @@ __all__ = [
     "parse_event_id",
     "relay_slice",
     "run_forever",
+    "survivable",
 ]

@@ -25,7 +25,12 @@ from pydantic_settings import (
 
 from steward.errors import ConfigError
 from steward.settings.archive import ARCHIVE_FORMATS, ArchivePolicy, ArchiveSettings
-from steward.settings.backup import BACKUP_SOURCES, BackupSettings, RetentionPolicy
+from steward.settings.backup import (
+    BACKUP_SOURCES,
+    BackupSettings,
+    PhysicalSettings,
+    RetentionPolicy,
+)
 from steward.settings.cache import CacheSettings, InvalidationRule, WarmerSettings
 from steward.settings.diagnostics import check_environment, describe_errors
 from steward.settings.masking import mask_text, mask_url, masked_settings
@@ -73,6 +78,7 @@ __all__ = [
     "MigrationsSettings",
     "ObjectsSettings",
     "OutboxSettings",
+    "PhysicalSettings",
     "RetentionPolicy",
     "SECRET_BLOCK_PREFIX",
     "Settings",

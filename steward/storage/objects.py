@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, cast
 
 from steward.errors import (
     ConfigError,
@@ -320,6 +320,17 @@ class ObjectStore(ABC):
     @abstractmethod
     def delete(self, key: str) -> None:
         """Remove an object. Deleting a missing object is not an error (idempotent reruns)."""
+
+    def copy(self, source: str, target: str, *, storage_class: str = "STANDARD") -> ObjectInfo:
+        """Copy object ``source`` to ``target`` (its checksum and user metadata kept).
+
+        This default reads the source (checksum-verified) and writes it again; stores that
+        can copy in place override it (S3: a server-side copy).
+        """
+        metadata = self.head(source).metadata
+        with self.open(source) as reader:
+            stream = cast(IO[bytes], reader)  # read() is all put needs
+            return self.put(target, stream, storage_class=storage_class, metadata=metadata)
 
     @abstractmethod
     def set_storage_class(self, key: str, storage_class: str) -> ObjectInfo:

@@ -170,7 +170,8 @@ class _Drafter:
         self._not_in_future()
         self._value_sets_and_ranges()
         updated = p.columns.get("updated_at")
-        incremental = "updated_at" if updated and updated.kind == "timestamp" else None
+        # Incremental runs report keys and slice the key range: only tables with a key.
+        incremental = "updated_at" if updated and updated.kind == "timestamp" and p.key else None
         return DraftSuite(p.name, p.name, p.key, self.items, self.severity, incremental, self.notes)
 
     # --- building blocks -------------------------------------------------------------

@@ -67,11 +67,11 @@ def test_nothing_is_acknowledged_when_applying_fails(
     env.invalidate()
     env.publish(("product", 9, "StockAdjusted"))
 
-    def redis_gone(self: KeySpace, keys: object, batch: int = 1000) -> int:
+    def redis_gone(self: KeySpace, first: object, then: object, batch: int = 1000) -> int:
         raise SourceUnavailable("Redis unreachable (injected)")
 
     with monkeypatch.context() as patch:
-        patch.setattr(KeySpace, "unlink", redis_gone)
+        patch.setattr(KeySpace, "unlink_in_order", redis_gone)
         with pytest.raises(SourceUnavailable):
             env.invalidate()
     assert env.pending("product") == 1  # read, not acknowledged
@@ -109,3 +109,18 @@ def test_patterns_and_versioned_namespaces(env: Env) -> None:
     assert env.redis.exists("steward:order:1", "steward:order:2") == 0
     assert report["pattern_keys_deleted"] == 4 and report["keys_deleted"] == 1
     assert json.loads(json.dumps(report))["acked"] == 3
+
+
+def test_a_recorded_rerun_survives_a_crash_and_one_of_a_removed_warmer_is_dropped(
+    env: Env,
+) -> None:
+    # What a run that crashed after acknowledging left behind (the requests are recorded first).
+    env.redis.hset("steward:reruns:steward-cache", mapping={"price-lists": 3, "gone": 1})
+
+    report = env.invalidate()
+
+    assert report["events"] == 0
+    assert set(report["warmers_refreshed"]) == {"category-tree", "top-sellers", "price-lists"}
+    assert env.redis.get("steward:catalog:current") == b"v1"
+    assert env.redis.exists("steward:reruns:steward-cache") == 0
+    assert not list(env.redis.scan_iter(match="steward:product:*"))  # nothing else warmed

@@ -98,14 +98,18 @@ def test_invalidate_forever_survives_a_redis_restart(
         cache__invalidations=json.dumps([PRODUCT_RULE]),
     )  # fmt: skip
     client = redis.Redis.from_url(private_redis.url)
+    private_redis.stop()  # away when it starts, too
     listener = listen()
+    assert _wait(lambda: listener.said("reconnect attempt"))
+    private_redis.start()
     assert _wait(lambda: _joined(client))
     client.set("steward:product:42", "stale")
     _event(client, 42)
     assert _wait(lambda: not client.exists("steward:product:42"))
 
+    said = listener.log.read_text().count("reconnect attempt")
     private_redis.stop()
-    assert _wait(lambda: listener.said("reconnect attempt"))
+    assert _wait(lambda: listener.log.read_text().count("reconnect attempt") > said)
     private_redis.start()  # the same keys, streams and group (append-only file)
     client.set("steward:product:43", "stale")
     _event(client, 43)

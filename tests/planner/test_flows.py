@@ -129,7 +129,11 @@ def test_restore_backup_analyses_every_restored_table(make_settings, make_pg_dat
 def test_demo_data_command_analyses_the_tables_it_filled(make_pg_database, tmp_path):
     url = make_pg_database()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STEWARD_")}
-    env |= {"STEWARD_HOME": str(tmp_path), "STEWARD_DATABASE__URL": url}
+    env |= {
+        "STEWARD_HOME": str(tmp_path),
+        "STEWARD_DATABASE__URL": url,
+        "STEWARD_MIGRATIONS__ALEMBIC": "example",
+    }
     engine = sa.create_engine(url)
     subprocess.run([STEWARD, "migrate"], env=env, check=True, capture_output=True, timeout=300)
     autovacuum_off(engine)
@@ -164,3 +168,20 @@ def test_cache_warm_command_analyses_before_reading(demo_db, redis_url, redis_cl
     assert "before cache warm reads: public.prices: analysed" in done.stdout
     wait_for_stats(engine, "prices", 1)
     assert analyze_counts(engine)["prices"] == 1
+
+
+def test_statistics_never_fail_the_run_they_serve(make_settings, run_flow):
+    from prefect import flow
+
+    from tasks.statistics import analyze_changed_tables
+
+    make_settings()
+
+    @flow(name="statistics-probe")
+    def probe() -> dict:
+        unreachable = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"
+        return analyze_changed_tables({"orders": "restored"}, "after restore", unreachable)
+
+    report, _ = run_flow(probe)
+    assert report["analyzed"] == [] and report["note"].startswith("statistics not checked:")
+    assert report["lines"] == [f"- after restore: {report['note']}"]

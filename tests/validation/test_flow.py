@@ -95,13 +95,19 @@ def test_a_critical_failure_fails_the_run_and_is_named_everywhere(app_settings) 
 def test_a_warning_leaves_the_run_completed_with_the_warning_listed(app_settings) -> None:
     settings = app_settings()
     two_hours_ago = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S.%f")
+    last_of_its_aggregate = (
+        "SELECT MIN(o.seq) FROM outbox o WHERE o.status = 'published' AND NOT EXISTS (SELECT 1 "
+        "FROM outbox p WHERE p.aggregate_type = o.aggregate_type AND "
+        "p.aggregate_id = o.aggregate_id AND p.seq > o.seq)"
+    )
     with connect(settings) as conn:
+        seq = conn.execute(sa.text(last_of_its_aggregate)).scalar()
         conn.execute(
             sa.text(
                 "UPDATE outbox SET status = 'pending', published_at = NULL, created_at = :t "
-                "WHERE seq = 1"
+                "WHERE seq = :s"
             ),
-            {"t": two_hours_ago},
+            {"t": two_hours_ago, "s": seq},
         )
     state, artifacts = run(suites=["outbox"], docs=False, scrub_objects=0)
     assert state.is_completed()
