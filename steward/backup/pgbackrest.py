@@ -42,7 +42,9 @@ def write_config(settings: Settings) -> Path:
     lines = [
         "[global]",
         f"repo1-path={physical.repo_path}",
-        f"repo1-retention-full={physical.retention_full}",
+        # Steward expires backups itself (`expire --set`, from [backup] sql_retention), so that
+        # the newest good backup and whatever it depends on are never removed.
+        "repo1-retention-full=9999999",
         f"process-max={physical.process_max}",
         "start-fast=y",
         "log-level-console=warn",

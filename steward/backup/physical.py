@@ -48,6 +48,9 @@ from steward.storage import create_sql_engine, translate_sql_errors
 
 __all__ = [
     "backup_physical",
+    "expire_physical",
+    "physical_chain",
+    "physical_labels",
     "physical_status",
     "restore_to_time",
     "setup_physical",
@@ -125,8 +128,30 @@ def _mark_and_fingerprint(
         engine.dispose()
 
 
+def physical_labels(ctx: BackupContext) -> set[str]:
+    """Labels of the backups pgBackRest's repository holds now."""
+    return set(physical_chain(ctx))
+
+
+def physical_chain(ctx: BackupContext) -> dict[str, str]:
+    """Label -> the label it depends on (its ``prior``; "" for a full backup)."""
+    return {b["label"]: b.get("prior") or "" for b in info(ctx.settings).get("backup", [])}
+
+
+def expire_physical(ctx: BackupContext, manifest: Manifest) -> None:
+    """Remove one backup (and the WAL only it needed) from pgBackRest's repository."""
+    label = manifest.physical.get("label")
+    if label in physical_labels(ctx):
+        pgbackrest(ctx.settings, "expire", f"--set={label}")
+
+
 def verify_physical(ctx: BackupContext, manifest: Manifest) -> list[str]:
     """Restore into a scratch cluster, recover to the restore point, compare; the differences."""
+    if manifest.physical.get("label") not in physical_labels(ctx):
+        raise ConfigError(
+            f"backup {manifest.id}: pgBackRest no longer holds {manifest.physical.get('label')} "
+            "(removed from its repository); `steward backup prune` removes its manifest"
+        )
     root = ctx.config.physical.scratch_dir or ctx.settings.home.resolve() / "spool"
     root.mkdir(parents=True, exist_ok=True)
     folder = root / f"pgverify-{secrets.token_hex(4)}"

@@ -263,6 +263,8 @@ def _listed(m: Any) -> dict[str, Any]:
         "tables": len(m.tables),
         "rows": sum(int(t["rows"]) for t in m.tables.values()),
         "encrypted": m.encrypted,
+        "type": m.physical.get("type", "logical"),  # physical: full / diff / incr
+        "database_size": m.physical.get("database_size"),
         "good": m.good,
         "verified_at": m.verified_at.isoformat() if m.verified_at else None,
         "last_verification": {"at": last["at"], "ok": last["ok"]} if last else None,
@@ -282,7 +284,9 @@ def _print_backups(backups: list[Any], title: str) -> None:
     rows = [["id", "kind", "engine", "started (UTC)", "size", "verified"]]
     for m in backups:
         started = m.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
-        rows.append([m.id, m.kind, m.engine, started, human_bytes(m.size_bytes), _status(m)])
+        engine = f"{m.engine} ({m.physical['type']})" if m.physical else m.engine
+        size = m.physical.get("repository_size", m.size_bytes) if m.physical else m.size_bytes
+        rows.append([m.id, m.kind, engine, started, human_bytes(size), _status(m)])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     out.print(title, highlight=False, soft_wrap=True)
     for row in rows:

@@ -43,7 +43,10 @@ class RetentionPolicy(BaseModel):
 
 
 class PhysicalSettings(BaseModel):
-    """Physical backups of the PostgreSQL cluster with pgBackRest, and point-in-time recovery."""
+    """Physical backups of the PostgreSQL cluster with pgBackRest, and point-in-time recovery.
+
+    Retention follows ``[backup] sql_retention`` like logical backups (Steward removes expired
+    sets with ``pgbackrest expire --set``, keeping whatever a kept backup depends on)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -80,8 +83,11 @@ class PhysicalSettings(BaseModel):
         description="Repository encryption passphrase (aes-256-cbc); empty = unencrypted repo.",
     )
     process_max: int = Field(default=2, ge=1, le=64, description="pgBackRest process-max.")
-    retention_full: int = Field(
-        default=2, ge=1, le=100, description="Full backups kept (repo1-retention-full)."
+    max_archive_lag_mb: int = Field(
+        default=64,
+        ge=1,
+        le=1024 * 1024,
+        description="WAL written but not archived beyond this many MB fails check-health.",
     )
 
 

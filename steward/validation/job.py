@@ -77,6 +77,9 @@ def validate_one(
         return run_mongo_suite(suite, settings, params)
     if not suite.incremental:
         return run_sql_suite(suite, settings, params, conn=conn)
+    if conn is None:  # the window and the run share one read-only connection
+        with read_only(settings) as opened:
+            return validate_one(settings, suite, params, full=full, store=store, conn=opened)
     store = store or open_object_store(settings)
     window = open_window(settings, suite, store, full=full, conn=conn)
     outcome = run_sql_suite(suite, settings, params, batch=window.batch, conn=conn)

@@ -20,14 +20,14 @@ import sqlalchemy as sa
 from steward.backup import (
     list_backups,
     open_backup_context,
-    plan_retention,
+    physical_status,
+    prune_backups,
     setup_physical,
     take_physical_backup,
     verify_backup,
 )
 from steward.backup.fingerprint import pg_fingerprint
 from steward.errors import BackupVerificationFailed
-from steward.settings import RetentionPolicy
 from tests.backup.conftest import fill_postgres
 from tests.backup.test_backup_cli import _steward
 from tests.conftest import service_missing
@@ -98,6 +98,9 @@ def test_full_and_incremental_backups_are_verified_by_restore(physical, tmp_path
     [newest] = [m for m in list_backups(ctx.store, "backups") if m.id != full.id]
     assert newest.good and newest.tables["public.orders"]["rows"] == 1500
 
+    listed = {b["id"]: b for b in json.loads(_steward("list", "--json", cwd=tmp_path).stdout)}
+    assert listed[newest.id]["type"] == "incr" and listed[full.id]["type"] == "full"
+    assert "physical (incr)" in _steward("list", cwd=tmp_path).stdout
     shown = _steward("physical", "status", "--json", cwd=tmp_path)
     status = json.loads(shown.stdout)
     assert [b["type"] for b in status["backups"]] == ["full", "incr"]
@@ -105,6 +108,18 @@ def test_full_and_incremental_backups_are_verified_by_restore(physical, tmp_path
     assert status["archiving_failing"] is False
     assert "correct horse" not in shown.stdout + incr.stdout + incr.stderr
     assert not list(Path(ctx.config.physical.scratch_dir).iterdir())  # scratch removed
+    from steward.health.database import check_database
+
+    archiving = check_database(ctx.settings).stats
+    assert archiving["failing"] == [] and archiving["wal_archiving"]["failing"] is False
+
+    # Retention keeps only the newest here, and the full backup the incremental needs.
+    strict = {"STEWARD_BACKUP__SQL_RETENTION__KEEP_DAILY": "1",
+              "STEWARD_BACKUP__SQL_RETENTION__KEEP_WITHIN_HOURS": "0",
+              "STEWARD_BACKUP__SQL_RETENTION__KEEP_LAST": "1"}  # fmt: skip
+    pruned = json.loads(_steward("prune", "--json", cwd=tmp_path, env=strict).stdout)
+    assert pruned["deleted"] == []
+    assert {r["id"]: r["reason"] for r in pruned["kept"]}[full.id] == f"needed by {newest.id}"
 
 
 def test_point_in_time_recovery_gives_exactly_the_noted_moment(physical, physical_base):
@@ -150,8 +165,11 @@ def test_point_in_time_recovery_gives_exactly_the_noted_moment(physical, physica
                               "immediate", "stop"])  # fmt: skip
 
 
-def test_a_damaged_repository_file_fails_verification_and_retention_keeps_the_good(physical):
+def test_a_damaged_repository_file_fails_verification_and_retention_keeps_the_good(
+    physical, make_settings
+):
     _cluster, ctx, url = physical
+    oldest = verify_backup(ctx, take_physical_backup(ctx, "full"))
     good = verify_backup(ctx, take_physical_backup(ctx, "full"))
     _write(url, "UPDATE customers SET balance = balance + 1")
     damaged = verify_backup(ctx, take_physical_backup(ctx, "full"))
@@ -165,6 +183,85 @@ def test_a_damaged_repository_file_fails_verification_and_retention_keeps_the_go
     with pytest.raises(BackupVerificationFailed):
         verify_backup(ctx, damaged)
     assert not damaged.good and damaged.verifications[-1]["ok"] is False
-    strict = RetentionPolicy(keep_daily=1, keep_within_hours=0, keep_last=1)
-    plan = plan_retention([good, damaged], strict, now=datetime.now(UTC))
-    assert "newest verified" in plan.keep[good.id]
+
+    strict = open_backup_context(
+        make_settings(
+            backup__sql_retention__keep_daily="1",
+            backup__sql_retention__keep_within_hours="0",
+            backup__sql_retention__keep_last="1",
+        )
+    )
+    report = prune_backups(strict)
+    assert report.deleted_ids() == [oldest.id]  # pgBackRest expired it too
+    kept = {row["id"]: row["reason"] for row in report.kept}
+    assert "newest verified" in kept[good.id] and damaged.id in kept
+    labels = {b["label"] for b in physical_status(ctx)["backups"]}
+    assert labels == {good.physical["label"], damaged.physical["label"]}
+
+
+def test_a_physical_backup_killed_outright_leaves_nothing_catalogued(physical, tmp_path):
+    import signal
+    import subprocess
+
+    import psycopg
+
+    from tests.backup.test_backup_cli import STEWARD
+
+    cluster, ctx, url = physical
+    blocker = psycopg.connect(url.replace("+psycopg", ""))
+    blocker.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")  # the mark step waits on it
+    run = subprocess.Popen([STEWARD, "backup", "physical", "run"], cwd=tmp_path,
+                           start_new_session=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        with psycopg.connect(cluster.admin_url, autocommit=True) as watcher:
+            for _ in range(1200):
+                row = watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = 'shop' "
+                    "AND wait_event_type = 'Lock' AND query LIKE 'LOCK TABLE%'"
+                ).fetchone()
+                if row and row[0]:
+                    break
+                time.sleep(0.1)
+            else:
+                raise AssertionError("the backup never reached its mark step")
+        os.killpg(run.pid, signal.SIGKILL)  # after pgBackRest copied, before the manifest
+        run.wait()
+    finally:
+        blocker.close()
+    assert list_backups(ctx.store, "backups") == []
+
+    good = verify_backup(ctx, take_physical_backup(ctx, "full"))
+    assert [m.id for m in list_backups(ctx.store, "backups")] == [good.id] and good.good
+    prune_backups(ctx)
+    assert list(ctx.store.list("backups/_runs/")) == []  # the killed run's hold lapsed
+
+
+def test_failing_wal_archiving_fails_the_health_check(
+    make_private_postgres, make_settings, tmp_path
+):
+    import subprocess
+
+    import psycopg
+
+    from steward.health.database import check_database
+    from tests.backup.test_backup_cli import STEWARD
+
+    cluster = make_private_postgres(settings={"archive_mode": "on", "archive_command": "'false'"})
+    url = cluster.create_database("shop")
+    settings = make_settings(database__url=url, backup__physical__data_dir=str(cluster.data_dir))
+    with psycopg.connect(cluster.admin_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t AS SELECT 1 AS x")
+        conn.execute("SELECT pg_switch_wal()")
+        for _ in range(200):  # until the archiver tried (and failed) once
+            if conn.execute("SELECT failed_count FROM pg_stat_archiver").fetchone()[0]:  # type: ignore[index]
+                break
+            time.sleep(0.1)
+    health = check_database(settings)
+    assert health.stats["wal_archiving"]["failing"] is True
+    [line] = health.stats["failing"]
+    assert line.startswith("WAL archiving is failing") and line in health.stats["attention"]
+
+    done = subprocess.run([STEWARD, "health"], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "COLUMNS": "200"}, timeout=120)  # fmt: skip
+    assert done.returncode == 1 and "WAL archiving is failing" in done.stdout
