@@ -121,13 +121,11 @@ def main() -> None:
             _print_error(mask_text(exc.format_message()))
         sys.exit(code)
     except Exception as exc:  # click usage errors; database refusing a configured value
-        import click
-
         from steward.storage import refused_value
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+        if isinstance(exc, _click_errors()):
+            _show_usage_error(exc)
+            sys.exit(getattr(exc, "exit_code", 2))
         refused = refused_value(exc)
         if refused is None:
             raise
@@ -136,6 +134,27 @@ def main() -> None:
     if code == EXIT_INTERRUPTED:
         exit_interrupted(sys.argv)
     sys.exit(code if isinstance(code, int) and not isinstance(code, bool) else 0)
+
+
+def _click_errors() -> tuple[type[Exception], ...]:
+    """Usage errors (unknown command or option, missing argument) from click, or from the copy
+    of click that newer typer releases carry (their errors derive from typer.TyperException)."""
+    import click
+
+    vendored = getattr(typer, "TyperException", None)
+    return (click.ClickException,) + ((vendored,) if vendored else ())
+
+
+def _show_usage_error(exc: Exception) -> None:
+    """A bare group (``steward``, ``steward config``): its help. Anything else: one line naming
+    what is wrong and where the options are listed."""
+    if type(exc).__name__ == "NoArgsIsHelpError":  # click >= 8.2 raises it for no_args_is_help
+        exc.show()  # type: ignore[attr-defined]
+        return
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else "steward"
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    _print_error(mask_text(f"{message.rstrip('.')} (see `{where} --help`)"))
 
 
 def _print_error(message: str, label: str = "error:") -> None:

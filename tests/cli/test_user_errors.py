@@ -137,3 +137,23 @@ def test_policy_where_value_that_does_not_fit_its_column(
 
     assert "the database refused a value: operator does not exist" in line
     assert "archive.policies[].where" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("nosuchcmd",), "No such command 'nosuchcmd' (see `steward --help`)"),
+        (("archive", "--nosuch"), "No such option: --nosuch (see `steward archive --help`)"),
+    ],
+)
+def test_unknown_command_or_option(tmp_path: Path, args: tuple[str, ...], fragment: str) -> None:
+    # typer >= 0.2x carries its own click: its usage errors used to end in a traceback, exit 1.
+    assert fragment in _one_error_line(_steward(tmp_path, *args))
+
+
+@pytest.mark.parametrize("args", [(), ("outbox",)])
+def test_a_bare_command_group_prints_its_help(tmp_path: Path, args: tuple[str, ...]) -> None:
+    result = _steward(tmp_path, *args)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "Commands" in result.stdout + result.stderr and "status" in result.stdout + result.stderr
