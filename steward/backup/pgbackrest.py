@@ -47,6 +47,7 @@ def write_config(settings: Settings) -> Path:
         "repo1-retention-full=9999999",
         f"process-max={physical.process_max}",
         "start-fast=y",
+        "archive-timeout=600",  # after heavy writes the archiver has a backlog to push first
         "log-level-console=warn",
         "log-level-file=off",
         f"lock-path={config_path(settings).parent / 'lock'}",

@@ -83,6 +83,11 @@ class PhysicalSettings(BaseModel):
         description="Repository encryption passphrase (aes-256-cbc); empty = unencrypted repo.",
     )
     process_max: int = Field(default=2, ge=1, le=64, description="pgBackRest process-max.")
+    nightly_type: Literal["off", "full", "diff", "incr"] = Field(
+        default="incr",
+        description="The physical backup `backup-databases` (nightly) takes when data_dir is "
+        "set; pgBackRest takes a full one while none exists. 'off' = only on demand.",
+    )
     max_archive_lag_mb: int = Field(
         default=64,
         ge=1,

@@ -265,3 +265,16 @@ def test_failing_wal_archiving_fails_the_health_check(
     done = subprocess.run([STEWARD, "health"], capture_output=True, text=True, cwd=tmp_path,
                           env={**os.environ, "COLUMNS": "200"}, timeout=120)  # fmt: skip
     assert done.returncode == 1 and "WAL archiving is failing" in done.stdout
+
+
+def test_the_backup_flow_takes_and_verifies_a_physical_backup_too(physical, prefect_harness):
+    from flows.backup_databases import backup_databases
+
+    _cluster, ctx, _url = physical
+    summary = backup_databases(sources=["database"])
+    assert set(summary["sources"]) == {"database", "cluster"}
+    cluster = summary["sources"]["cluster"]
+    assert cluster["engine"] == "physical" and cluster["verified"] is True
+    assert cluster["size_bytes"] > 0 and summary["failed_verification"] == []
+    [physical_backup] = [m for m in list_backups(ctx.store, "backups") if m.engine == "physical"]
+    assert physical_backup.physical["type"] == "full"  # no full yet: pgBackRest took one
