@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -88,6 +89,9 @@ class ArchiveContext:
             self.hook(point)
 
 
+_BUDGET_LOCK = threading.Lock()
+
+
 @dataclass
 class Budget:
     """Limits of one run: number of batches and wall-clock seconds (None = unlimited)."""
@@ -101,6 +105,15 @@ class Budget:
         if self.max_batches is not None and self.batches >= self.max_batches:
             return False
         return self.seconds is None or time.monotonic() - self.started < self.seconds
+
+    def take(self) -> bool:
+        """Count one more batch (tables archived at once share the budget); False when the
+        budget was already spent."""
+        with _BUDGET_LOCK:
+            if self.max_batches is not None and self.batches >= self.max_batches:
+                return False
+            self.batches += 1
+            return True
 
 
 @dataclass
@@ -160,6 +173,7 @@ class TableReport:
     children: dict[str, int] = field(default_factory=dict)  # child rows archived per table
     kept: int = 0
     kept_reason: str = ""
+    busy: bool = False  # another run held the table: this run left it to that one
 
     def add(self, result: BatchResult) -> None:
         self.rows_archived += result.deleted
