@@ -44,6 +44,7 @@ from steward.outbox import (
     run_forever,
 )
 from steward.settings import get_settings
+from tasks.events import emit_steward_event
 from tasks.outbox import (
     SLICE_SECONDS,
     check_outbox_configured,
@@ -125,6 +126,12 @@ def relay_outbox(
     after = read_outbox_status()
     summary = _summary(run, totals, after, requeued, seconds)
     _publish(summary, after)
+    if summary["went_dead"]:
+        emit_steward_event(
+            "outbox.dead-letters", "outbox", cfg.table,
+            {"went_dead": summary["went_dead"], "dead": summary["dead"],
+             "reasons": [group["reason"] for group in after["dead_by_reason"]][:10]},
+        )  # fmt: skip
     return summary
 
 

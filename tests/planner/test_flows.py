@@ -129,7 +129,11 @@ def test_restore_backup_analyses_every_restored_table(make_settings, make_pg_dat
 def test_demo_data_command_analyses_the_tables_it_filled(make_pg_database, tmp_path):
     url = make_pg_database()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STEWARD_")}
-    env |= {"STEWARD_HOME": str(tmp_path), "STEWARD_DATABASE__URL": url}
+    env |= {
+        "STEWARD_HOME": str(tmp_path),
+        "STEWARD_DATABASE__URL": url,
+        "STEWARD_MIGRATIONS__ALEMBIC": "example",
+    }
     engine = sa.create_engine(url)
     subprocess.run([STEWARD, "migrate"], env=env, check=True, capture_output=True, timeout=300)
     autovacuum_off(engine)
