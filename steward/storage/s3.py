@@ -14,6 +14,7 @@ SHA-256 travels as user metadata.
 
 from __future__ import annotations
 
+import base64
 import builtins
 import hashlib
 import re
@@ -77,6 +78,17 @@ _RESTORE = re.compile(
 )
 
 
+def _hex_checksum(value: str | None) -> str:
+    """S3's full-object SHA-256 (base64) as hex; "" for none or a multipart upload's
+    checksum of part checksums (``…-N``)."""
+    if not value or "-" in value:
+        return ""
+    try:
+        return base64.b64decode(value).hex()
+    except ValueError:
+        return ""
+
+
 def _code(exc: boto_errors.ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
@@ -132,6 +144,7 @@ class S3Store(ObjectStore):
             extra = {
                 "Metadata": {**user_metadata, "sha256": sha256},
                 "StorageClass": storage_class,
+                "ChecksumAlgorithm": "SHA256",  # S3 checks the bytes it receives against it
                 **self._sse,
             }
             with self._translated("writing", key):
@@ -265,7 +278,9 @@ class S3Store(ObjectStore):
         full_key = self._full_key(key)
         try:
             with self._translated("inspecting", key):
-                response = self._client.head_object(Bucket=self.bucket, Key=full_key)
+                response = self._client.head_object(
+                    Bucket=self.bucket, Key=full_key, ChecksumMode="ENABLED"
+                )
         except ObjectNotFound:
             self._check_bucket()  # a HEAD on a missing bucket is a bare 404 too
             raise
@@ -280,6 +295,7 @@ class S3Store(ObjectStore):
             metadata=metadata,
             restore=restore,
             restore_expires=expires,
+            stored_sha256=_hex_checksum(response.get("ChecksumSHA256")),
         )
 
     def list(self, prefix: str = "", *, details: bool = True) -> Iterator[ObjectInfo]:
