@@ -7,8 +7,9 @@ backed up and restored two ways in the same run:
   streamed into the object store (the folder store) with SHA-256 while streaming, per-table
   counts + checksums in the dump's snapshot, and the manifest. Verification excluded.
 - verify: a plain ``pg_restore`` of the baseline file into a new database (baseline) against
-  :func:`verify_backup` — download + checksum, ``pg_restore --jobs`` into a scratch database,
-  fingerprints compared, manifest rewritten, scratch dropped.
+  :func:`verify_backup` — the dump streamed from the store (SHA-256 checked on the way) into
+  ``pg_restore``'s stdin in a scratch database, fingerprints compared, manifest rewritten,
+  scratch dropped.
 
 Steward's steps run in a child process so their peak RSS is their own (pg_dump / pg_restore
 are separate processes either way). Run two sizes to see that peak RSS stays flat.
@@ -150,7 +151,7 @@ def run(rows: int, repeat: int) -> list[dict[str, object]]:
             return [
                 _row("backup (dump+upload+sha256+fingerprint+manifest)", "pg_dump -Fc -f file",
                      best["pg_dump"], best["backup"], rss["backup"], size, baseline_bytes),
-                _row("verify (download+pg_restore --jobs+compare)", "pg_restore into a new db",
+                _row("verify (stream into pg_restore+compare)", "pg_restore into a new db",
                      best["pg_restore"], best["verify"], rss["verify"], size, baseline_bytes),
             ]  # fmt: skip
     finally:

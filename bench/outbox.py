@@ -22,6 +22,9 @@ consumers drop them by event id). Each worker also times the three steps of ever
 round with what is left (Prefect's per-run cost). Runs are repeated (``--repeat``, interleaved
 across kinds so machine noise spreads evenly); the best and the median are printed. Uses its
 own PostgreSQL database and its own redis-server on a free port (or ``--redis-url``).
+
+Then the broker sinks (``--brokers rabbitmq,nats``, the default; ``none`` = off), each beside
+its raw client in the same run (:mod:`bench.outbox_brokers`); ``--relays ""`` runs only them.
 """
 
 from __future__ import annotations
@@ -356,6 +359,18 @@ def print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
               f"{other:>9}")  # fmt: skip
 
 
+def run_broker_section(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The broker sinks beside their raw clients, on this run's database (see outbox_brokers)."""
+    brokers = [b for b in args.brokers.split(",") if b and b != "none"]
+    if not brokers:
+        return []
+    from bench.outbox_brokers import run_brokers
+
+    args.database_url = args.conninfo.replace("postgresql://", "postgresql+psycopg://", 1)
+    args.refill = lambda: fill(args.conninfo, args.events, args.aggregates)
+    return run_brokers(brokers, args)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
@@ -363,7 +378,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=5_000)
     parser.add_argument("--max-aggregates", type=int, default=1_000)
     parser.add_argument("--maxlen", type=int, default=1_000_000)
-    parser.add_argument("--relays", default="1,2", help="relay counts to run, e.g. 1,2")
+    parser.add_argument(
+        "--relays", default="1,2", help='relay counts to run, e.g. 1,2 ("" = broker sinks only)'
+    )
     parser.add_argument("--kinds", default="raw,core,flow,served")
     parser.add_argument("--repeat", type=int, default=3, help="runs per scenario")
     parser.add_argument("--redis-url", default="")
@@ -375,6 +392,11 @@ def main() -> None:
         "--worker", choices=["raw", "core", "flow", "served"], help=argparse.SUPPRESS
     )
     parser.add_argument("--conninfo", default="", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--brokers", default="rabbitmq,nats",
+        help="broker sinks measured beside their raw clients (bench.outbox_brokers); none = off",
+    )  # fmt: skip
+    parser.add_argument("--in-flight", type=int, default=256, help="broker sinks: in flight")
     args = parser.parse_args()
     if args.worker:
         worker(args)
@@ -397,14 +419,16 @@ def main() -> None:
         STEWARD_OUTBOX__MAX_AGGREGATES_PER_BATCH=str(args.max_aggregates),
         STEWARD_OUTBOX__STREAM_MAXLEN=str(args.maxlen),
     )
-    rows, killed = [], None
-    with_prefect = {"flow", "served"} & set(args.kinds.split(","))
+    rows, killed, broker_rows = [], None, []
+    relay_counts = [int(n) for n in args.relays.split(",") if n]  # "" = broker sinks only
+    with_prefect = relay_counts and {"flow", "served"} & set(args.kinds.split(","))
     prefect = start_prefect_server(env, args) if with_prefect else None
     try:
-        for relays in (int(n) for n in args.relays.split(",")):
+        for relays in relay_counts:
             rows += run_relay_count(relays, env, args)
         if args.kill_every:
-            killed = run_killed(max(int(n) for n in args.relays.split(",")), env, args)
+            killed = run_killed(max(relay_counts), env, args)
+        broker_rows = run_broker_section(args)
     finally:
         for process in (server, prefect):
             if process is not None:
@@ -413,7 +437,12 @@ def main() -> None:
         with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         shutil.rmtree(args.tmp, ignore_errors=True)
-    print_table(rows, args)
+    if rows:
+        print_table(rows, args)
+    if broker_rows:
+        from bench.outbox_brokers import print_brokers
+
+        print_brokers(broker_rows, args)
     if killed is not None:
         print(f"\nSteward relay core x{killed['relays']}, one killed (kill -9) every "
               f"{args.kill_every} s and replaced: {killed['kills']} kills, "

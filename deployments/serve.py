@@ -68,12 +68,21 @@ def build_deployments(path: Path = PREFECT_FILE) -> list[Any]:
                 tags=list(spec.get("tags") or []),
                 parameters=dict(spec.get("parameters") or {}),
                 schedules=[_schedule(spec["name"], s) for s in spec.get("schedules") or []],
-                concurrency_limit=spec.get("concurrency_limit"),
+                concurrency_limit=_concurrency_limit(spec.get("concurrency_limit")),
                 paused=spec.get("paused"),
                 version=spec.get("version"),
             )
         )
     return deployments
+
+
+def _concurrency_limit(spec: int | dict[str, Any] | None) -> Any:
+    """A prefect.yaml ``concurrency_limit`` (a number, or limit + collision_strategy)."""
+    if not isinstance(spec, dict):
+        return spec
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig
+
+    return ConcurrencyLimitConfig(**spec)
 
 
 def _schedule(deployment: str, spec: dict[str, Any]) -> Any:

@@ -35,8 +35,9 @@ from steward.archive.batch import Source
 from steward.archive.runner import archive_table
 from steward.archive.sources import open_context, open_sources
 from steward.settings import get_settings
-from steward.statistics.readers import archive_tables
+from steward.statistics import archive_tables, archived_rows
 from tasks.archive import TASK_STEPS, estimate_archive
+from tasks.events import emit_steward_event
 from tasks.statistics import (
     analyze_archived_tables,
     publish_statistics,
@@ -90,22 +91,13 @@ def archive_to_s3(
         else:
             rows_before = read_table_rows(read)
             summary = _archive(ctx, sources, Budget(max_batches, time_budget_seconds))
-            removed = {t: n for t, n in _removed(summary).items() if t in read}
+            removed = {t: n for t, n in archived_rows(summary["tables"]).items() if t in read}
             statistics.append(analyze_archived_tables(removed, rows_before))
         summary["statistics"] = statistics
         publish_statistics("archive-to-s3", statistics)
         return summary
     finally:
         ctx.sql.dispose()
-
-
-def _removed(summary: dict[str, Any]) -> dict[str, int]:
-    """Rows this run deleted per table: each policy's roots and its children."""
-    removed: dict[str, int] = {}
-    for table, report in summary["tables"].items():
-        for name, rows in [(table, report["rows_archived"]), *report["children"].items()]:
-            removed[name] = removed.get(name, 0) + rows
-    return removed
 
 
 def _dry_run(ctx: ArchiveContext, sources: list[Source]) -> dict[str, Any]:
@@ -163,6 +155,10 @@ def _archive(ctx: ArchiveContext, sources: list[Source], budget: Budget) -> dict
     if not total:
         update_progress_artifact(progress, 100.0)
     _publish(reports)
+    for r in reports:
+        if r.kept:
+            details = {"kept": r.kept, "reason": r.kept_reason, "rows_archived": r.rows_archived}
+            emit_steward_event("archive.rows-kept", "archive", r.table, details)
     cutoffs = {s.name: s.cutoff.isoformat() for s in sources}
     _publish_notes(
         [(r.table, r.rows_archived, r.kept, r.kept_reason, cutoffs[r.table]) for r in reports],

@@ -21,7 +21,13 @@ from prefect.artifacts import (
 from pydantic import Field
 
 from steward.settings import Settings, get_settings
-from tasks.outbox import count_published_events, delete_published_events, measure_outbox_table
+from tasks.outbox import (
+    check_outbox_configured,
+    count_published_events,
+    delete_published_events,
+    measure_outbox_table,
+    skip_unconfigured,
+)
 
 
 @flow(
@@ -47,6 +53,9 @@ def cleanup_outbox(
     settings = get_settings()
     cfg = settings.outbox
     days = cfg.cleanup_after_days if older_than_days is None else older_than_days
+    missing = check_outbox_configured()
+    if missing is not None:
+        return skip_unconfigured("cleanup-outbox", missing)
     batch_size = batch_size or cfg.cleanup_batch_size
     before_time = datetime.now(UTC) - timedelta(days=days)
     size_before = measure_outbox_table()

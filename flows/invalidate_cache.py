@@ -1,11 +1,15 @@
 """Flow ``invalidate-cache``: keep Redis correct from the outbox events the relay publishes.
 
 Reads the outbox's Redis Streams as the consumer group ``cache.consumer_group``, applies
-``[[cache.invalidations]]`` (keys deleted, patterns deleted with SCAN + UNLINK, warmers rerun)
-and acknowledges a batch only after its cache changes are done; copies of an event already
-handled are dropped by event id. Scheduled every minute: each run drains what is there (up to
-``max_seconds``). ``forever=True`` keeps listening until SIGTERM (what
-``steward cache invalidate --forever`` does outside Prefect). ``dry_run`` reports the backlog.
+``[[cache.invalidations]]`` (keys deleted with their cache-aside leases, patterns deleted with
+SCAN + UNLINK) and acknowledges a batch only after its deletes are done, recording the warmer
+reruns it asks for in the same write; reruns run beside the deletes, coalesced (one per warmer
+per round), and a run ends once none is left. Copies of an event already handled are dropped
+by event id. The deployment runs it like the relay: one long-running run an
+hour (``forever=True, max_seconds=3540``) that listens for events as they arrive, instead of a
+run every minute. ``forever=True`` alone keeps listening until SIGTERM (what
+``steward cache invalidate --forever`` does outside Prefect); without ``forever`` a run drains
+what is there (up to ``max_seconds``, default 50 s). ``dry_run`` reports the backlog.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from tasks.cache import (
     read_invalidation_lag,
 )
 
+DRAIN_SECONDS = 50.0  # a run without forever drains for at most this long by default
 TOTALS = ("batches", "events", "matched", "unmatched", "duplicates", "keys_deleted",
           "pattern_keys_deleted", "acked")  # fmt: skip
 
@@ -37,7 +42,7 @@ TOTALS = ("batches", "events", "matched", "unmatched", "duplicates", "keys_delet
 )
 def invalidate_cache(
     max_events: Annotated[int, Field(ge=1)] | None = None,
-    max_seconds: Annotated[float, Field(gt=0)] = 50.0,
+    max_seconds: Annotated[float, Field(gt=0)] | None = None,
     forever: bool = False,
     from_beginning: bool = False,
     dry_run: bool = False,
@@ -46,9 +51,10 @@ def invalidate_cache(
 
     Args:
         max_events: Stop after about this many events; empty = no limit.
-        max_seconds: Stop starting batches after this many seconds (scheduled runs end before
-            the next minute's run).
-        forever: Keep listening for new events until SIGTERM (long-running mode).
+        max_seconds: Stop starting batches after this many seconds; empty = 50 s, or with
+            forever: until SIGTERM (the deployment's hourly run listens for 3540 s).
+        forever: Keep listening for new events (long-running mode) until SIGTERM or
+            max_seconds.
         from_beginning: When this run creates the consumer group, read the streams' history
             too (default: only events published from now on).
         dry_run: Only report each stream's backlog for the group; change and acknowledge nothing.
@@ -81,18 +87,20 @@ def _empty() -> dict[str, Any]:
 
 
 def _run(
-    max_events: int | None, max_seconds: float, forever: bool, from_beginning: bool
+    max_events: int | None, max_seconds: float | None, forever: bool, from_beginning: bool
 ) -> dict[str, Any]:
     totals = _empty()
     stop = threading.Event()
     previous = None
     if forever and threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    deadline = time.monotonic() + max_seconds
+    if max_seconds is None and not forever:
+        max_seconds = DRAIN_SECONDS
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
     events_left = max_events
     try:
         while not stop.is_set():
-            left = SLICE_SECONDS if forever else deadline - time.monotonic()
+            left = SLICE_SECONDS if deadline is None else deadline - time.monotonic()
             report = apply_invalidation_events(
                 max_events=min(events_left or SLICE_EVENTS, SLICE_EVENTS),
                 seconds=max(0.1, min(SLICE_SECONDS, left)),
@@ -104,7 +112,9 @@ def _run(
                 events_left -= report["events"]
                 if events_left <= 0:
                     break
-            if not forever and (not report["events"] or time.monotonic() >= deadline):
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if not forever and not report["events"]:
                 break
     finally:
         if previous is not None:

@@ -4,7 +4,14 @@ Steps run as subflows, in order: backup-databases (verified by a restore) -> arc
 tier-archives -> cleanup-outbox -> validate-data -> warm-cache. A failed step does not stop
 the independent ones after it; the archive and the tiering do not run after a failed backup
 (it is their safety net). The run ends Failed when a critical step (backup, archive,
-validation) failed; the report's headline names every problem either way.
+validation) failed, ``Completed`` named "Completed with warnings" when the report needs attention
+otherwise (a non-critical step failed, dead letters, a store down...), plain Completed when all
+is good; the report's headline names every problem either way. The steps' runs are tagged
+``steward`` (and ``nightly-step``), so the automations on Steward runs see them too.
+
+One nightly run per database at a time, however it started (the deployment, ``steward run
+nightly``, a second server): a second run waits ``wait_for_lock_seconds`` for the first, then
+stops without changing anything (see ``steward.health.nightly_lock``).
 
 Artifacts: ``nightly-health-report`` (markdown, one page; its history is the nights' history)
 and ``nightly-health-figures`` (a table of the same figures, for trends).
@@ -15,11 +22,16 @@ from __future__ import annotations
 import importlib
 import inspect
 import time
+from contextlib import ExitStack
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, tags
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.client.orchestration import get_client
+from prefect.runtime import flow_run
+from prefect.states import Completed
+from pydantic import Field
 
 from steward.errors import NightlyStepsFailed
 from steward.health import (
@@ -36,18 +48,26 @@ from steward.health import (
     build_report,
     check_skip,
     failed_critical,
+    nightly_lock,
 )
+from steward.settings import get_settings
 from tasks.health import check_stores, read_outbox_backlog
 
 REPORT_KEY = "nightly-health-report"
 FIGURES_KEY = "nightly-health-figures"
+WARNINGS_STATE = "Completed with warnings"  # a nightly that finished but needs attention
+STEP_TAGS = ("steward", "nightly-step")
 
 
 @flow(
     name="nightly",
     description="Backup, archive, tier, clean the outbox, validate, warm the cache; then report.",
 )
-def nightly(skip: list[NightlyStepName] | None = None, dry_run: bool = False) -> dict[str, Any]:
+def nightly(
+    skip: list[NightlyStepName] | None = None,
+    dry_run: bool = False,
+    wait_for_lock_seconds: Annotated[float, Field(ge=0, le=86_400)] = 0.0,
+) -> Any:
     """Run the nightly steps as subflows and publish the health report.
 
     Args:
@@ -55,6 +75,9 @@ def nightly(skip: list[NightlyStepName] | None = None, dry_run: bool = False) ->
             tier-archives, cleanup-outbox, validate-data, warm-cache. Empty = run all.
         dry_run: Pass dry_run to every step that changes data (steps that cannot dry-run
             are left out); nothing changes.
+        wait_for_lock_seconds: When another nightly run of the same database is under way
+            (one started elsewhere, e.g. `steward run nightly`), wait this long for it
+            (0-86400 s), then stop without changing anything. 0 = stop at once.
     """
     skipped = check_skip(skip)
     logger = get_run_logger()
@@ -63,10 +86,15 @@ def nightly(skip: list[NightlyStepName] | None = None, dry_run: bool = False) ->
         " (dry run)" if dry_run else "",
         " -> ".join(s.name + (" [skipped]" if s.name in skipped else "") for s in NIGHTLY_STEPS),
     )
-    outcomes: dict[str, StepOutcome] = {}
-    for step in NIGHTLY_STEPS:
-        outcomes[step.name] = run_step(step, skipped, outcomes, dry_run)
-    summary = _report(outcomes, dry_run)
+    with ExitStack() as stack:
+        if not dry_run:  # a dry run changes nothing: it may run beside a real one
+            name = str(flow_run.get_name() or "steward")
+            stack.enter_context(nightly_lock(get_settings(), name, wait_for_lock_seconds))
+        outcomes: dict[str, StepOutcome] = {}
+        with tags(*STEP_TAGS):  # the steps' runs carry `steward`: automations see them
+            for step in NIGHTLY_STEPS:
+                outcomes[step.name] = run_step(step, skipped, outcomes, dry_run)
+        summary = _report(outcomes, dry_run)
     critical = failed_critical(outcomes)
     if critical:
         error = NightlyStepsFailed(
@@ -75,6 +103,9 @@ def nightly(skip: list[NightlyStepName] | None = None, dry_run: bool = False) ->
         )
         error.summary = summary  # for callers in this process (`steward demo` prints it)
         raise error
+    if summary["attention"]:
+        # Not a plain green Completed: a state of its own an automation can match on.
+        return Completed(name=WARNINGS_STATE, message=summary["headline"][:500], data=summary)
     return summary
 
 
@@ -122,10 +153,13 @@ def _run(
         return outcome
     finally:
         outcome.duration_s = round(time.monotonic() - started, 2)
+    outcome.work_s = _running_seconds(state.state_details.flow_run_id)
     if state.is_completed():
         result = state.result(raise_on_failure=False)
         outcome.state = OK
         outcome.summary = result if isinstance(result, dict) else {"result": repr(result)[:500]}
+        if isinstance(outcome.summary.get("skipped"), str):  # e.g. no outbox: nothing to do
+            outcome.state, outcome.reason = SKIPPED, outcome.summary["skipped"]
     else:
         exc = state.result(raise_on_failure=False)
         outcome.state = FAILED
@@ -135,6 +169,16 @@ def _run(
         outcome.error = detail.strip().splitlines()[0][:300] if detail.strip() else state.name
         get_run_logger().error("%s failed: %s", step.name, outcome.error)
     return outcome
+
+
+def _running_seconds(flow_run_id: Any) -> float | None:
+    """How long the step's run was Running (its work), as Prefect recorded it."""
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(flow_run_id)
+    except Exception:  # a figure of the report is not worth failing the night
+        return None
+    return round(run.total_run_time.total_seconds(), 2)
 
 
 def load_step_flow(step: NightlyStep) -> Any:

@@ -1,4 +1,5 @@
-"""Flow ``relay-outbox``: deliver outbox events to Redis Streams and the event history.
+"""Flow ``relay-outbox``: deliver outbox events to the configured sinks (Redis Streams, the
+event history, RabbitMQ, NATS JetStream); skipped when the application has no outbox.
 
 One-shot mode (``steward outbox relay``, ad hoc runs): relay batches until nothing is due or
 ``max_seconds`` (default ``outbox.run_seconds``) pass. Long-running mode (``forever=True``, the
@@ -44,15 +45,19 @@ from steward.outbox import (
     run_forever,
 )
 from steward.settings import get_settings
+from tasks.events import emit_steward_event
 from tasks.outbox import (
     SLICE_SECONDS,
+    check_outbox_configured,
     read_outbox_status,
     relay_for,
     relay_outbox_batches,
     requeue_dead_events,
+    skip_unconfigured,
 )
 
-PROGRESS_EVERY_SECONDS = 2.0  # progress updates are API calls: not one per batch
+PROGRESS_EVERY_SECONDS = 2.0
+# progress updates are API calls: not one per batch
 
 
 @dataclass(frozen=True)
@@ -71,8 +76,8 @@ class RelayRun:
 
 @flow(
     name="relay-outbox",
-    description="Deliver outbox events to Redis Streams and the S3 event history, in order "
-    "per aggregate, at least once.",
+    description="Deliver outbox events to Redis Streams, the S3 event history, RabbitMQ or NATS "
+    "JetStream, in order per aggregate, at least once.",
 )
 def relay_outbox(
     dry_run: bool = False,
@@ -104,6 +109,9 @@ def relay_outbox(
     )
     logger = get_run_logger()
     cfg = get_settings().outbox
+    missing = check_outbox_configured()
+    if missing is not None:
+        return skip_unconfigured("relay-outbox", missing)
     before = read_outbox_status()
     logger.info(
         "relay-outbox on table %r to %s: %s pending (oldest %.1f s), %s dead%s",
@@ -119,6 +127,12 @@ def relay_outbox(
     after = read_outbox_status()
     summary = _summary(run, totals, after, requeued, seconds)
     _publish(summary, after)
+    if summary["went_dead"]:
+        emit_steward_event(
+            "outbox.dead-letters", "outbox", cfg.table,
+            {"went_dead": summary["went_dead"], "dead": summary["dead"],
+             "reasons": [group["reason"] for group in after["dead_by_reason"]][:10]},
+        )  # fmt: skip
     return summary
 
 

@@ -25,15 +25,15 @@ from prefect.artifacts import (
 from prefect.utilities.annotations import quote
 
 from steward.archive.restore import (
-    BatchRestore,
     RestoreReport,
     RestoreRequest,
-    missing_keys,
+    explain_not_restored,
     plan_restore,
 )
 from steward.archive.sources import open_context
 from steward.errors import RestoreIncomplete
 from steward.settings import get_settings
+from steward.statistics import restored_rows
 from tasks.restore import restore_archived_batch
 from tasks.statistics import analyze_changed_tables, publish_statistics
 
@@ -91,11 +91,11 @@ def restore_archive(
             " (overwrite)" if overwrite else "",
             " — dry run, nothing will be written" if dry_run else "",
         )
-        report = RestoreReport(missing_keys=[str(k) for k in missing_keys(entries, wanted)][:100])
+        report = RestoreReport()
         progress = create_progress_artifact(
             0.0, key="restore-progress", description=f"{len(entries)} archive batches selected"
         )
-        changed: dict[str, int] = {}
+        written: list[Any] = []  # the batches' results: rows back per table
         for done, entry in enumerate(entries, start=1):
             source = sources[entry.table_name]
             result = restore_archived_batch(
@@ -103,24 +103,17 @@ def restore_archive(
             )
             report.add(result)
             if source.backend == "sql":
-                _count_changed(changed, result)
+                written.append(result)
             update_progress_artifact(progress, 100.0 * done / len(entries))
+        if keys and table:
+            explain_not_restored(ctx.sql, sources[table], table, wanted, report)
         _publish(report, dry_run)
     finally:
         ctx.sql.dispose()
-    statistics = _analyze_restored(changed) if not dry_run else []
+    statistics = _analyze_restored(restored_rows(written)) if not dry_run else []
     if report.failed and not dry_run:
         raise RestoreIncomplete(report.failure_message())
     return {"dry_run": dry_run, **report.to_dict(), "statistics": statistics}
-
-
-def _count_changed(changed: dict[str, int], result: BatchRestore) -> None:
-    outcome = result.outcome
-    if outcome is None:
-        return
-    rows = {result.table: outcome.restored + outcome.overwritten, **outcome.children_restored}
-    for table, count in rows.items():
-        changed[table] = changed.get(table, 0) + count
 
 
 def _analyze_restored(changed: dict[str, int]) -> list[dict[str, Any]]:
@@ -151,6 +144,16 @@ def _publish(report: RestoreReport, dry_run: bool) -> None:
         ],
         description="restore-archive" + (" (dry run)" if dry_run else ""),
     )
+    if report.not_restored:
+        lines = "\n".join(f"| `{key}` | {why} |" for key, why in report.not_restored.items())
+        create_markdown_artifact(
+            key="restore-not-restored",
+            markdown=f"# Keys not restored ({report.not_restored_count})\n\n"
+            f"| key | why |\n|---|---|\n{lines}\n",
+            description="restore-archive: every requested key that did not come back, and why",
+        )
+        for key, why in list(report.not_restored.items())[:20]:
+            logger.warning("key %s not restored: %s", key, why)
     if report.conflicts:
         logger.warning(
             "%s key(s) exist in the source again and were left as they are (overwrite=false): %s",

@@ -1,9 +1,10 @@
 """Flow ``restore-backup`` (on demand): restore a backup into a target database.
 
 The chosen backup (default: the newest verified database backup) is loaded into ``target``;
-a non-empty target is refused unless ``replace``. The target URL is shown masked everywhere;
-prefer a URL without a password (libpq's PGPASSWORD / ~/.pgpass apply), as flow parameters
-are stored by the Prefect server.
+a missing PostgreSQL target database is created; a non-empty target is refused unless
+``replace``, and a restore over an existing database is all or nothing (one transaction).
+The target URL is shown masked everywhere; prefer a URL without a password (libpq's
+PGPASSWORD / ~/.pgpass apply), as flow parameters are stored by the Prefect server.
 """
 
 from __future__ import annotations
@@ -59,7 +60,13 @@ def restore_backup(
         markdown=(
             f"# restore-backup\n\nRestored backup `{done['backup_id']}` ({done['engine']}, "
             f"{done['tables']} tables, {done['rows']:,} rows) into `{done['target']}`"
-            + (", replacing what it held." if done["replaced"] else " (it was empty).")
+            + (
+                ", replacing what it held."
+                if done["replaced"]
+                else " (created for it)."
+                if done.get("created")
+                else " (it was empty)."
+            )
         ),
         description="restore-backup: what was restored where",
     )

@@ -1,11 +1,13 @@
 """Flow ``validate-data``: prove the data still obeys its rules (a step of ``nightly``).
 
 Every suite in ``expectations/`` is checked first (known expectation types, tables, columns,
-custom SQL that compiles), so a bad suite stops the run before anything executes. Then one
-Great Expectations run per suite, inside the database (SQL push-down) or over MongoDB in
-chunks; samples of archive and backup objects are re-read against their manifests; Data Docs
-are built and uploaded. A failed critical expectation fails the run (``fail_on``); warnings leave
-it Completed with the warnings listed.
+custom SQL that compiles), so a bad suite stops the run before anything executes. Then each
+suite runs inside the database (Steward's SQL for the common expectation types, Great
+Expectations for the rest; incremental suites check only changed rows and a rotating slice)
+or over MongoDB in chunks; samples of archive and backup objects are re-read against their
+manifests; Data Docs pages (self-contained HTML) are written to the object store. A failed
+critical expectation fails the run (``fail_on``); warnings leave it Completed with the warnings
+listed.
 """
 
 from __future__ import annotations
@@ -18,17 +20,20 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from steward.errors import ValidationFailed
 from steward.settings import get_settings
-from steward.statistics.readers import suite_tables
+from steward.statistics import suite_tables
 from steward.validation import (
+    REPORT_KEY,
     ScrubOutcome,
     SuiteOutcome,
     ValidationPlan,
+    failure_error,
     render_markdown,
+    scrub_samples,
     summarize,
     table_rows,
 )
+from tasks.events import emit_steward_event
 from tasks.statistics import publish_statistics, refresh_statistics_for_reads
 from tasks.validation import (
     check_suites,
@@ -37,9 +42,7 @@ from tasks.validation import (
     validate_suite,
 )
 
-FAIL_ON = ("critical", "warning", "never")
 PARALLEL_SUITES = 3
-REPORT_KEY = "validate-data-report"
 TABLE_KEY = "validate-data-suites"
 
 
@@ -47,14 +50,15 @@ TABLE_KEY = "validate-data-suites"
     name="validate-data",
     # Suites run side by side: while one waits on the database, another builds its queries.
     task_runner=ThreadPoolTaskRunner(max_workers=PARALLEL_SUITES),
-    description="Run the Great Expectations suites in the database, scrub archive objects, "
-    "publish Data Docs; fail on a critical failure.",
+    description="Run the expectation suites in the database (incremental where configured), "
+    "scrub archive objects, publish Data Docs; fail on a critical failure.",
 )
 def validate_data(
     suites: list[str] | None = None,
     fail_on: Literal["critical", "warning", "never"] = "critical",
     docs: bool = True,
     scrub_objects: Annotated[int, Field(ge=0, le=10_000)] | None = None,
+    full: bool = False,
 ) -> dict[str, Any]:
     """Validate the data against the suites in ``expectations/``; returns the summary.
 
@@ -62,38 +66,53 @@ def validate_data(
         suites: Suite names to run (see `steward validate list`); empty = every suite.
         fail_on: When the run fails: "critical" (a critical expectation failed, the default),
             "warning" (any expectation failed) or "never" (report only).
-        docs: Build GX Data Docs locally and upload them under validation.docs_prefix.
+        docs: Write Data Docs pages (offline HTML) under validation.docs_prefix.
         scrub_objects: Archive objects to re-read against the manifest; empty =
             validation.scrub_objects, 0 = no scrub (backups: validation.scrub_backup_objects).
+        full: Check every row of incremental suites too (they run in full weekly anyway:
+            validation.full_every_days).
     """
     plan: ValidationPlan = check_suites(suites or None)
     statistics = refresh_statistics_for_reads(
         lambda engine: suite_tables(engine, plan.suites, plan.params), "before validate-data reads"
     )
-    futures = [validate_suite.submit(s, plan.params) for s in plan.suites]
+    futures = [validate_suite.submit(s, plan.params, full) for s in plan.suites]
     outcomes: list[SuiteOutcome] = [future.result() for future in futures]
     outcomes += [
         SuiteOutcome(name, "mongo", name, skipped=reason) for name, reason in plan.skipped.items()
     ]
-    scrub: ScrubOutcome = scrub_stored_objects(*_scrub_samples(scrub_objects))
-    docs_url = None
+    scrub: ScrubOutcome = scrub_stored_objects(*scrub_samples(get_settings(), scrub_objects))
+    summary = summarize(outcomes, scrub, None)
     if docs:
-        docs_url = publish_data_docs(plan, outcomes, _run_name()).url
-    summary = summarize(outcomes, scrub, docs_url)
+        site = publish_data_docs(outcomes, _run_name())
+        summary = summarize(outcomes, scrub, site.url, site.pages, site.expires_at)
     summary["statistics"] = [statistics]
     _publish(summary, outcomes)
     publish_statistics("validate-data", summary["statistics"])
-    _fail_if_needed(summary, fail_on)
+    _emit_failures(summary)
+    error = failure_error(summary, fail_on)
+    if error is not None:
+        raise error
     return summary
 
 
-def _scrub_samples(scrub_objects: int | None) -> tuple[int, int]:
-    """(archive objects, backup objects) to re-read; scrub_objects=0 turns both off."""
-    settings = get_settings().validation
-    if scrub_objects == 0:
-        return 0, 0
-    archive = settings.scrub_objects if scrub_objects is None else scrub_objects
-    return archive, settings.scrub_backup_objects
+def _emit_failures(summary: dict[str, Any]) -> None:
+    """One ``steward.validation.failed`` event per suite with a failed expectation."""
+    by_suite: dict[str, list[dict[str, Any]]] = {}
+    for failure in summary["failures"]:
+        by_suite.setdefault(failure["suite"], []).append(failure)
+    for suite, failures in by_suite.items():
+        payload = {
+            "suite": suite,
+            "critical": sum(f["severity"] == "critical" for f in failures),
+            "warning": sum(f["severity"] == "warning" for f in failures),
+            "failures": [
+                {"expectation": f.get("expectation"), "severity": f["severity"],
+                 "unexpected_count": f.get("unexpected_count")}
+                for f in failures[:20]
+            ],
+        }  # fmt: skip
+        emit_steward_event("validation.failed", "validation", suite, payload)
 
 
 def _run_name() -> str:
@@ -124,22 +143,3 @@ def _publish(summary: dict[str, Any], outcomes: list[SuiteOutcome]) -> None:
             item.get("sample") or [],
             item.get("error") or item.get("problem") or "",
         )
-
-
-def _fail_if_needed(summary: dict[str, Any], fail_on: str) -> None:
-    critical, warning = summary["failed_critical"], summary["failed_warning"]
-    if fail_on == "never" or (critical == 0 and (fail_on == "critical" or warning == 0)):
-        return
-    names = ", ".join(
-        f"{f['suite']}/{f.get('expectation') or f.get('object_key')} "
-        f"({f.get('unexpected_count') if f.get('unexpected_count') is not None else 'error'})"
-        for f in summary["failures"]
-        if fail_on == "warning" or f["severity"] == "critical"
-    )
-    error = ValidationFailed(
-        f"validate-data: {critical} critical and {warning} warning expectation(s) failed: "
-        f"{names}; see the {REPORT_KEY} artifact"
-        + (f" and the Data Docs at {summary['data_docs_url']}" if summary["data_docs_url"] else "")
-    )
-    error.summary = summary  # for callers in this process
-    raise error

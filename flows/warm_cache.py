@@ -19,7 +19,7 @@ from pydantic import Field
 from steward.cache import plan_units
 from steward.errors import ConfigError
 from steward.settings import get_settings
-from steward.statistics.readers import warmer_tables
+from steward.statistics import warmer_tables
 from tasks.cache import read_cache_stats, warm_cache_unit
 from tasks.statistics import publish_statistics, refresh_statistics_for_reads
 

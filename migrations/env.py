@@ -3,8 +3,8 @@
 Steward's migration runner passes an open connection (holding the migration lock) in
 ``config.attributes["connection"]``; plain ``alembic`` commands build an engine from Steward's
 settings. Offline mode (``--sql``, Steward's dry run) renders SQL for the configured dialect.
-The runner also passes ``config.attributes["on_version_apply"]`` (callbacks that record each
-applied revision's checksum inside that revision's own transaction).
+The runner adds its checksum callbacks (``on_version_apply``) to what this file configures
+(:mod:`steward.migrations.environment`), as it does for an application's own ``env.py``.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ def _run_with(connection) -> None:  # type: ignore[no-untyped-def]
         connection=connection,
         render_as_batch=connection.dialect.name == "sqlite",
         transaction_per_migration=True,
-        on_version_apply=config.attributes.get("on_version_apply", ()),
     )
     with context.begin_transaction():
         context.run_migrations()

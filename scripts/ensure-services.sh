@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Make sure PostgreSQL and Redis are reachable on 127.0.0.1: install them with
-# apt-get when absent, start them when stopped. Used by `make test` locally and in CI.
+# Make sure PostgreSQL, Redis, RabbitMQ and NATS (with JetStream) are reachable on 127.0.0.1:
+# install them with apt-get when absent, start them when stopped. Used by `make test` locally
+# and in CI.
 set -euo pipefail
 
 SUDO=""
@@ -8,6 +9,7 @@ if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; f
 
 pg_ready() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
 redis_ready() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 apt_updated=""
 apt_install() {
@@ -44,6 +46,17 @@ if ! command -v age >/dev/null 2>&1; then
   apt_install age
 fi
 
+# Physical backups and point-in-time recovery drive pgBackRest (engine "physical").
+if ! command -v pgbackrest >/dev/null 2>&1; then
+  echo "ensure-services: installing pgbackrest (physical backups, PITR)"
+  apt_install pgbackrest
+fi
+# Headless Chromium: tests render the validation Data Docs pages offline, as a browser would.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "ensure-services: installing chromium (Data Docs rendering tests)"
+  apt_install chromium
+fi
+
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "ensure-services: installing Redis"
   apt_install redis-server
@@ -54,4 +67,27 @@ if ! redis_ready; then
 fi
 for _ in $(seq 1 30); do redis_ready && break; sleep 1; done
 redis_ready || { echo "ensure-services: Redis did not come up on 127.0.0.1:6379" >&2; exit 1; }
-echo "ensure-services: PostgreSQL and Redis are up"
+# The outbox relay's broker sinks are tested against RabbitMQ (5672, guest/guest) and NATS
+# JetStream (4222). Debian packages: rabbitmq-server, nats-server.
+if ! command -v rabbitmq-server >/dev/null 2>&1; then
+  echo "ensure-services: installing RabbitMQ"
+  apt_install rabbitmq-server
+fi
+if ! port_open 5672; then
+  echo "ensure-services: starting RabbitMQ"
+  $SUDO rabbitmq-server -detached
+fi
+if ! command -v nats-server >/dev/null 2>&1; then
+  echo "ensure-services: installing NATS"
+  apt_install nats-server
+fi
+if ! port_open 4222; then
+  echo "ensure-services: starting NATS with JetStream"
+  $SUDO mkdir -p /var/lib/nats-server
+  $SUDO start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
+    -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server
+fi
+for _ in $(seq 1 120); do port_open 5672 && port_open 4222 && break; sleep 1; done
+port_open 5672 || { echo "ensure-services: RabbitMQ did not come up on 127.0.0.1:5672" >&2; exit 1; }
+port_open 4222 || { echo "ensure-services: NATS did not come up on 127.0.0.1:4222" >&2; exit 1; }
+echo "ensure-services: PostgreSQL, Redis, RabbitMQ and NATS are up"

@@ -25,6 +25,7 @@ Hierarchy::
     │   └── MigrationChecksumMismatch   (terminal) an applied migration file was edited
     ├── PayloadRejected                 (terminal) a payload a sink refuses (poison event)
     ├── RelayConflict                   (transient) an outbox batch hit a deadlock; it rolled back
+    ├── NightlyBusy                     (transient) another nightly run of the source holds its lock
     └── NightlyStepsFailed              (check) a critical step of the nightly job failed
 
 ``Transient`` and ``Terminal`` are mixins: retries (``retry_condition_fn`` on tasks) apply to
@@ -52,6 +53,7 @@ __all__ = [
     "MigrationChecksumMismatch",
     "MigrationError",
     "MigrationLocked",
+    "NightlyBusy",
     "NightlyStepsFailed",
     "ObjectArchived",
     "ObjectCorrupted",
@@ -191,6 +193,10 @@ class RelayConflict(StewardError, Transient):
 
     Its transaction rolled back (nothing was marked) and retrying the batch is safe.
     """
+
+
+class NightlyBusy(StewardError, Transient):
+    """Another nightly run of the same source holds the nightly lock; this run changed nothing."""
 
 
 class NightlyStepsFailed(StewardError, Terminal, FailedCheck):

@@ -85,6 +85,10 @@ def apply_invalidation_events(
 ) -> dict[str, Any]:
     """Read outbox events from the streams, apply the invalidation rules, acknowledge.
 
+    Keys are deleted and each batch acknowledged at once; the warmer reruns the events ask for
+    are recorded with the acknowledgement and run beside the deletes, once per warmer per round.
+    The task returns once no recorded rerun is left.
+
     Args:
         max_events: Stop after about this many events (whole batches).
         seconds: Stop starting batches after this long.

@@ -17,6 +17,7 @@ from steward.migrations import (
     MigrationRunner,
     MongoMigration,
     MongoMigrationRunner,
+    resolve_mongo,
 )
 from steward.settings import get_settings
 from steward.storage import DocumentsClient
@@ -122,9 +123,11 @@ def apply_mongo_migrations(
         names = ", ".join(m.name for m in steps) or "nothing"
         logger.info("MongoDB: %s %s%s", direction, names, " (dry run)" if dry_run else "")
 
-    documents = DocumentsClient(get_settings())
+    settings = get_settings()
+    location = resolve_mongo(settings)
+    documents = DocumentsClient(settings)
     try:
-        runner = MongoMigrationRunner(documents, lock_timeout=lock_timeout)
+        runner = MongoMigrationRunner(documents, location=location, lock_timeout=lock_timeout)
         result = runner.migrate(target, direction, dry_run=dry_run, on_plan=log_plan)
     finally:
         documents.close()

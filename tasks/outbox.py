@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from steward.outbox import OutboxRelay, relay_slice
@@ -20,6 +21,7 @@ from steward.settings import Settings, get_settings
 from tasks.retry_policy import retry_transient
 
 __all__ = [
+    "check_outbox_configured",
     "count_published_events",
     "delete_published_events",
     "measure_outbox_table",
@@ -27,6 +29,7 @@ __all__ = [
     "relay_outbox_batches",
     "relay_for",
     "requeue_dead_events",
+    "skip_unconfigured",
 ]
 
 # One task run relays this many events at most, or for this long: many batches, not one. Each
@@ -126,6 +129,39 @@ def requeue_dead_events(event_ids: list[str], aggregates: list[str], dry_run: bo
     )
     get_run_logger().info("%s %s dead events", "would requeue" if dry_run else "requeued", count)
     return count
+
+
+@task(
+    name="check-outbox-configured",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=retry_transient,
+)
+def check_outbox_configured() -> str | None:
+    """Look for the outbox table (the outbox is optional).
+
+    Returns:
+        None when there is one; otherwise why not (``not configured: ...``), for the run's
+        summary. An ``outbox.table`` set explicitly but missing raises ConfigError.
+    """
+    reason = relay_for(get_settings()).missing_reason()
+    if reason is not None:
+        get_run_logger().info("outbox %s", reason)
+    return reason
+
+
+def skip_unconfigured(flow_name: str, reason: str) -> dict[str, Any]:
+    """The summary (and artifact) of a flow run skipped because there is no outbox.
+
+    ``skipped`` holds the reason: the nightly report shows the step as skipped, not failed.
+    """
+    create_markdown_artifact(
+        f"**{flow_name}** skipped: the outbox is {reason}.",
+        key=f"{flow_name}-summary",
+        description=f"{flow_name}: outbox not configured",
+    )
+    return {"skipped": f"outbox {reason}", "not_configured": True}
 
 
 @task(

@@ -17,11 +17,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import sqlalchemy as sa
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy.engine import Engine
 
+from steward.errors import StewardError
 from steward.settings import get_settings
 from steward.statistics import (
     StatisticsReport,
@@ -42,19 +44,31 @@ __all__ = [
 ]
 
 
-def _with_engine(work: Callable[[Engine], Any], url: str | None = None) -> Any:
-    sql = SqlClient(get_settings(), url=url)
+def _with_engine(
+    when: str, work: Callable[[Engine], StatisticsReport], url: str | None = None
+) -> StatisticsReport:
+    """Run ``work`` on an engine. Statistics never fail a run: a database error becomes the
+    report's note (the flow's own steps meet, and report, an unreachable database anyway)."""
     try:
-        return work(sql.engine)
-    finally:
-        sql.dispose()
+        sql = SqlClient(get_settings(), url=url)
+        try:
+            return work(sql.engine)
+        finally:
+            sql.dispose()
+    except (sa.exc.SQLAlchemyError, StewardError) as exc:
+        text = str(exc).strip().splitlines()
+        return StatisticsReport(
+            when, note=f"statistics not checked: {text[0] if text else type(exc).__name__}"
+        )
 
 
 def _logged(report: StatisticsReport) -> dict[str, Any]:
     logger = get_run_logger()
     for outcome in report.outcomes:
         (logger.info if outcome.analyzed else logger.warning)("%s: %s", report.when, outcome.line())
-    if not report.outcomes:
+    if report.note and not report.checked:
+        logger.warning("%s: %s", report.when, report.note)
+    elif not report.outcomes:
         logger.info(
             "%s: %s table(s) checked, none needed ANALYZE", report.when, len(report.checked)
         )
@@ -75,9 +89,10 @@ def refresh_statistics_for_reads(
     settings = get_settings().statistics
     return _logged(
         _with_engine(
+            when,
             lambda engine: refresh_before_reads(
                 engine, find_tables(engine), settings, when=when, dry_run=dry_run
-            )
+            ),
         )
     )
 
@@ -91,6 +106,7 @@ def analyze_changed_tables(
     settings = get_settings().statistics
     return _logged(
         _with_engine(
+            when,
             lambda engine: analyze_changed(engine, dict(tables), settings, when=when),
             database_url,
         )
@@ -107,24 +123,30 @@ def analyze_restored_backup(backup_id: str, target: str) -> dict[str, Any]:
     from steward.backup import find_backup, open_backup_context
 
     settings = get_settings()
-    ctx = open_backup_context(settings)
-    manifest = find_backup(ctx.store, ctx.config.prefix, backup_id)
-    why = f"restored from backup {backup_id}"
-    tables = {name: why for name in manifest.tables}
-    return _logged(
-        _with_engine(
-            lambda engine: analyze_changed(
-                engine, tables, settings.statistics, when="after restore-backup"
-            ),
-            target,
-        )
-    )
+    when = "after restore-backup"
+
+    def analyze(engine: Engine) -> StatisticsReport:
+        ctx = open_backup_context(settings)
+        manifest = find_backup(ctx.store, ctx.config.prefix, backup_id)
+        tables = {name: f"restored from backup {backup_id}" for name in manifest.tables}
+        return analyze_changed(engine, tables, settings.statistics, when=when)
+
+    return _logged(_with_engine(when, analyze, target))
 
 
 @task(name="read-table-rows", cache_policy=NO_CACHE)
 def read_table_rows(tables: list[str]) -> dict[str, int]:
-    """Rows per table as the statistics know them (before an archive run)."""
-    return dict(_with_engine(lambda engine: table_rows(engine, tables)))
+    """Rows per table as the statistics know them (before an archive run); empty when the
+    database cannot tell (no table is then analysed for the share it lost)."""
+    try:
+        sql = SqlClient(get_settings())
+        try:
+            return table_rows(sql.engine, tables)
+        finally:
+            sql.dispose()
+    except (sa.exc.SQLAlchemyError, StewardError) as exc:
+        get_run_logger().warning("statistics: row counts not read (%s)", exc)
+        return {}
 
 
 @task(name="analyze-archived-tables", cache_policy=NO_CACHE)
@@ -135,9 +157,10 @@ def analyze_archived_tables(
     settings = get_settings().statistics
     return _logged(
         _with_engine(
+            "after archive-to-s3",
             lambda engine: analyze_after_archive(
                 engine, removed, rows_before, settings, dry_run=dry_run
-            )
+            ),
         )
     )
 

@@ -19,10 +19,9 @@ from steward.validation import (
     ValidationPlan,
     build_data_docs,
     plan_validation,
-    run_mongo_suite,
-    run_sql_suite,
     scrub_archive,
     scrub_backups,
+    validate_one,
 )
 from tasks.retry_policy import retry_transient
 
@@ -52,29 +51,30 @@ def check_suites(suites: list[str] | None = None) -> ValidationPlan:
 
 
 @task(name="validate-suite", cache_policy=NO_CACHE, **RETRY)  # type: ignore[call-overload]
-def validate_suite(suite: SuiteSpec, params: dict[str, int | float]) -> SuiteOutcome:
-    """Run one suite (one GX validation) on its table or collection.
+def validate_suite(
+    suite: SuiteSpec, params: dict[str, int | float], full: bool = False
+) -> SuiteOutcome:
+    """Run one suite on its table (all rows, or an incremental suite's changed rows) or
+    collection.
 
     Args:
         suite: the checked suite.
         params: numeric suite parameters from the settings.
+        full: check every row even of an incremental suite.
 
     Returns:
         Counts per expectation and samples of failing keys / rows.
     """
-    settings = get_settings()
-    if suite.datasource == "mongo":
-        outcome = run_mongo_suite(suite, settings, params)
-    else:
-        outcome = run_sql_suite(suite, settings, params)
+    outcome = validate_one(get_settings(), suite, params, full=full)
     get_run_logger().info(
-        "suite %s on %s: %s (%s expectations, %s failed) in %.2f s",
+        "suite %s on %s: %s (%s expectations, %s failed) in %.2f s; rows: %s",
         suite.name,
         suite.target,
         outcome.status,
         len(outcome.expectations),
         len(outcome.failed),
         outcome.seconds,
+        outcome.batch or "all",
     )
     return outcome
 
@@ -103,23 +103,15 @@ def scrub_stored_objects(archive_sample: int, backup_sample: int) -> ScrubOutcom
 
 
 @task(name="publish-data-docs", cache_policy=NO_CACHE, **RETRY)  # type: ignore[call-overload]
-def publish_data_docs(
-    plan: ValidationPlan, outcomes: list[SuiteOutcome], run_name: str
-) -> DataDocs:
-    """Build GX Data Docs for this run under the Steward home and upload them to the store.
+def publish_data_docs(outcomes: list[SuiteOutcome], run_name: str) -> DataDocs:
+    """Write this run's Data Docs pages (self-contained HTML) and the index to the store.
 
     Args:
-        plan: the checked plan (suites and parameters).
         outcomes: the suites' results.
         run_name: the run's name shown in Data Docs.
     """
-    docs = build_data_docs(
-        get_settings(),
-        plan.suites,
-        outcomes,
-        plan.params,
-        dialect=plan.dialect,
-        run_name=run_name,
+    docs = build_data_docs(get_settings(), outcomes, run_name=run_name)
+    get_run_logger().info(
+        "Data Docs: %s files written, %s old pages pruned; %s", docs.files, docs.pruned, docs.url
     )
-    get_run_logger().info("Data Docs: %s files, %s", docs.files, docs.url)
     return docs

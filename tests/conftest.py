@@ -239,6 +239,8 @@ def make_settings(
 
     Overrides use env-var paths: ``make_settings(database__url=pg_url, objects__url=...)``.
     They are exported as ``STEWARD_*`` variables so flows run by Prefect see them too.
+    The tests run the example schema's migrations (``migrations__alembic="example"``) unless
+    an override says otherwise (``""`` = none configured).
     """
     for key in list(os.environ):
         if key.startswith("STEWARD_") and key != "STEWARD_TEST_PG":
@@ -247,6 +249,8 @@ def make_settings(
 
     def make(**overrides: str) -> Settings:
         monkeypatch.setenv("STEWARD_HOME", str(steward_home))
+        monkeypatch.setenv("STEWARD_MIGRATIONS__ALEMBIC", "example")
+        monkeypatch.setenv("STEWARD_MIGRATIONS__MONGO", "example")
         for key, value in overrides.items():
             monkeypatch.setenv(f"STEWARD_{key.upper()}", str(value))
         get_settings.cache_clear()
@@ -281,6 +285,33 @@ def read_artifacts(flow_run_id: Any) -> dict[str, dict[str, Any]]:
     with get_client(sync_client=True) as client:
         found = client.request("POST", "/artifacts/filter", json=query).json()
     return {artifact["key"]: artifact for artifact in found}
+
+
+def read_events(name: str, run_id: Any, timeout_s: float = 60.0) -> list[Any]:
+    """Events called ``name`` related to flow run ``run_id`` (they are persisted asynchronously)."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with get_client(sync_client=True) as client:
+            response = client.request(
+                "POST",
+                "/events/filter",
+                json={
+                    "filter": EventFilter(
+                        event=EventNameFilter(name=[name]),
+                        related=EventRelatedFilter(id=[f"prefect.flow-run.{run_id}"]),
+                    ).model_dump(mode="json"),
+                    "limit": 50,
+                },
+            )
+        found = response.json()["events"]
+        if found or time.monotonic() > deadline:
+            return list(found)
+        time.sleep(0.5)
 
 
 @pytest.fixture

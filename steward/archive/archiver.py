@@ -1,26 +1,34 @@
-"""The archive protocol: read, write, verify, then the guarded delete — resumable at any step.
+"""The archive protocol: read, write, verify, delete, publish — resumable at any step.
 
 Per batch::
 
     read     next keyset batch of qualifying rows (an aggregate's roots with their children)
-    write    manifest entry 'writing' (committed) -> one object per table put to the store
-    verify   each object: size + SHA-256 vs what was written, read back, decode, rows and
-             keys -> 'verified' (the batch as a unit)
-    finish   guarded delete of unchanged rows (children first) + 'complete' (one transaction
-             for SQL sources)
+    write    manifest entry 'writing' (committed) -> one object per table put to the store,
+             staged (final key + ``.staged``: no reader's ``*.parquet`` pattern sees it)
+    verify   each staged object: size + SHA-256 vs what was written, read back, decode, rows
+             and keys -> 'verified' (the batch as a unit)
+    delete   guarded delete of unchanged rows (children first) + 'deleted' with the keys kept
+             (one transaction for SQL sources)
+    publish  the final objects: a copy of the staged ones, or a rewrite without the rows that
+             stayed (and their children), checked again -> 'complete' -> staged removed
+             (:mod:`~steward.archive.publish`)
 
-Before reading anything new, a run resolves what an earlier run left unfinished: a 'writing'
-entry whose object is missing is abandoned (its rows were never deleted and are read again);
-one whose object is there is verified and finished; a 'verified' entry is finished (rows
-already gone count as deleted for MongoDB; for SQL the delete and the manifest commit
-together, so they were removed by someone else and are recorded as skipped). Objects under
-the table's prefix that no live entry names are removed: no row was ever deleted on their
-strength. So every row ends up either in the source or in exactly one complete object.
+So a complete object holds exactly the rows that left the source, and the final keys never
+show a row that did not leave. Before reading anything new, a run resolves what an earlier
+run left unfinished (:mod:`~steward.archive.recovery`): a 'writing' entry whose staged object
+is missing is abandoned (its rows were never deleted and are read again); one whose object is
+there is verified and finished; a 'verified' entry is finished (rows already gone count as
+deleted for MongoDB; for SQL the delete and the manifest commit together, so they were
+removed by someone else and are recorded as skipped); a 'deleted' entry is published.
+Objects under the table's prefix that no live entry names are removed: no row was ever
+deleted on their strength. So every row ends up either in the source or in exactly one
+complete object.
 
-Recovery lives in :mod:`~steward.archive.recovery`, the loop in :mod:`~steward.archive.runner`.
-``hook`` (tests) is called at named points: manifest_written, object_written,
-object_verified, rows_deleting (after each delete statement), rows_deleted (before the manifest
-update).
+The loop lives in :mod:`~steward.archive.runner`. ``hook`` (tests) is called at named
+points: manifest_written, object_written, object_verified, rows_deleting (after each delete
+statement), rows_deleted (before the manifest update), batch_deleted (after that commit),
+object_published (final objects written and checked), batch_completed (before the staged
+objects are removed).
 """
 
 from __future__ import annotations
@@ -39,7 +47,8 @@ import pyarrow as pa
 from steward.archive import manifest
 from steward.archive.batch import ArchivedRows, DeleteOutcome, Source, SourceBatch
 from steward.archive.formats import META_KEY
-from steward.archive.manifest import ManifestEntry, PartEntry
+from steward.archive.manifest import ManifestEntry, PartEntry, staged_key
+from steward.archive.publish import publish_batch, remove_staged
 from steward.errors import (
     ArchiveVerificationFailed,
 )
@@ -107,8 +116,16 @@ class WrittenObject:
 
 @dataclass
 class VerifiedBatch:
+    """A verified batch: its entry, its rows as decoded, and where its verified bytes are
+    (final key -> staged key; the final key itself for batches written before staging)."""
+
     entry: ManifestEntry
     archived: ArchivedRows
+    located: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key in self.entry.object_keys:
+            self.located.setdefault(key, staged_key(key))
 
 
 @dataclass
@@ -123,6 +140,7 @@ class BatchResult:
     bytes: int
     resumed: bool = False
     children: dict[str, int] = field(default_factory=dict)  # child rows deleted per table
+    objects: int = 1  # objects published (0 when every row changed meanwhile)
 
 
 @dataclass
@@ -146,7 +164,7 @@ class TableReport:
     def add(self, result: BatchResult) -> None:
         self.rows_archived += result.deleted
         self.rows_skipped += result.skipped
-        self.objects += 1 + len(result.children)
+        self.objects += result.objects
         self.bytes += result.bytes
         self.resumed_batches += int(result.resumed)
         for table, rows in result.children.items():
@@ -166,16 +184,18 @@ def table_prefix(settings: Settings, source: Source) -> str:
 
 
 def _object_key(ctx: ArchiveContext, source: Source, batch_id: str, part: str = "") -> str:
-    """The root object ``…/dt=DAY/BATCH.parquet``; a child table's ``…/BATCH.TABLE.parquet``."""
+    """The root object ``{table}/dt=DAY/BATCH.parquet``; a child table's
+    ``{table}/{child}/dt=DAY/BATCH.parquet`` — so ``{table}/dt=*/*.parquet`` reads the root
+    table alone and ``{table}/{child}/dt=*/*.parquet`` one child table."""
     day = ctx.clock().strftime("%Y-%m-%d")
     extension = "parquet" if source.format == "parquet" else "jsonl.gz"
-    name = f"{batch_id}.{part}" if part else batch_id
-    return f"{table_prefix(ctx.settings, source)}dt={day}/{name}.{extension}"
+    folder = f"{part}/" if part else ""
+    return f"{table_prefix(ctx.settings, source)}{folder}dt={day}/{batch_id}.{extension}"
 
 
 def _initial_class(source: Source) -> str:
-    # Cold objects cannot be read back for verification: write them readable, move them
-    # to the cold class once the batch is complete.
+    # Cold objects cannot be read back for verification: staged objects are written
+    # readable, the final ones in the policy's class.
     return "STANDARD" if source.storage_class in COLD_CLASSES else source.storage_class
 
 
@@ -222,10 +242,10 @@ def write_batch(ctx: ArchiveContext, source: Source, batch: SourceBatch) -> Writ
     ctx.fire("manifest_written")
     for part in entry.parts:  # children first: the root object completes the batch
         data = encoded[part.table_name][0]
-        _put(ctx, part.object_key, data, entry, part.rows)
+        _put(ctx, staged_key(part.object_key), data, entry, part.rows)
         part.bytes, part.sha256 = len(data), hashlib.sha256(data).hexdigest()
     data = source.encode(batch)
-    _put(ctx, entry.object_key, data, entry, entry.rows)
+    _put(ctx, staged_key(entry.object_key), data, entry, entry.rows)
     ctx.fire("object_written")
     return WrittenObject(entry, len(data), hashlib.sha256(data).hexdigest(), batch.versions)
 
@@ -245,21 +265,22 @@ def _put(ctx: ArchiveContext, key: str, data: bytes, entry: ManifestEntry, rows:
 
 
 def verify_batch(ctx: ArchiveContext, source: Source, written: WrittenObject) -> VerifiedBatch:
-    """Check the stored object against what was written and read it back; -> 'verified'."""
+    """Check the staged objects against what was written and read them back; -> 'verified'."""
     entry = written.entry
     expected: list[tuple[str, int | None, str | None]] = [
         (entry.object_key, written.size, written.sha256)
     ]
     expected += [(p.object_key, p.bytes, p.sha256) for p in entry.parts]
     for key, size, sha256 in expected:
-        info = ctx.store.head(key)
+        info = ctx.store.head(staged_key(key))
         if info.size != size or info.sha256 != sha256:
             raise ArchiveVerificationFailed(
-                f"archive object {key!r} (table {source.name!r}) holds {info.size} "
+                f"archive object {staged_key(key)!r} (table {source.name!r}) holds {info.size} "
                 f"bytes sha256 {info.sha256[:16]}…, but {size} bytes sha256 "
                 f"{(sha256 or '')[:16]}… were written; no row was deleted, rerun the archive"
             )
-    archived = read_back(ctx, source, entry)
+    located = {key: staged_key(key) for key in entry.object_keys}
+    archived = read_back(ctx, source, entry, located)
     attach_versions(archived, source, written.versions)
     with ctx.sql.begin() as conn:
         manifest.mark_verified(
@@ -267,7 +288,7 @@ def verify_batch(ctx: ArchiveContext, source: Source, written: WrittenObject) ->
         )
     entry.bytes, entry.sha256 = written.size, written.sha256
     ctx.fire("object_verified")
-    return VerifiedBatch(entry, archived)
+    return VerifiedBatch(entry, archived, located)
 
 
 def attach_versions(
@@ -284,50 +305,65 @@ def attach_versions(
 def finish_batch(
     ctx: ArchiveContext, source: Source, verified: VerifiedBatch, *, resumed: bool = False
 ) -> BatchResult:
-    """Delete the rows still equal to the archive and mark the batch complete."""
+    """Delete the rows still equal to the archive ('deleted'), then publish the final objects
+    holding exactly those rows ('complete')."""
     entry = verified.entry
 
-    def complete(conn: Any, outcome: DeleteOutcome) -> None:
-        manifest.mark_complete(
-            conn,
-            entry.batch_id,
-            deleted=len(outcome.deleted),
-            skipped=outcome.skipped,
-            storage_class=entry.storage_class,
-        )
+    def record(conn: Any, outcome: DeleteOutcome) -> None:
+        if outcome.deleted:
+            manifest.mark_deleted(
+                conn, entry.batch_id, deleted=len(outcome.deleted), skipped=outcome.skipped
+            )
+        else:
+            manifest.mark_abandoned(
+                conn, entry.batch_id, "every row changed while it was archived; none left"
+            )
 
-    outcome = source.delete_unchanged(verified.archived, complete, ctx.fire)
-    if source.storage_class != entry.storage_class:
-        ctx.store.set_storage_class(entry.object_key, source.storage_class)
-        with ctx.sql.begin() as conn:
-            manifest.record_storage_class(conn, entry.object_key, source.storage_class)
-    size = entry.bytes if entry.bytes is not None else ctx.store.head(entry.object_key).size
-    return BatchResult(
+    outcome = source.delete_unchanged(verified.archived, record, ctx.fire)
+    ctx.fire("batch_deleted")
+    result = BatchResult(
         batch_id=entry.batch_id,
         object_key=entry.object_key,
         rows=len(verified.archived.keys),
         deleted=len(outcome.deleted),
         skipped=len(outcome.skipped),
-        bytes=size + sum(part.bytes or 0 for part in entry.parts),
+        bytes=0,
         resumed=resumed,
         children=dict(outcome.children),
+        objects=0,
     )
+    if not outcome.deleted:
+        remove_staged(ctx, verified.located)
+        return result
+    root, parts = publish_batch(ctx, source, entry, verified.located, set(outcome.skipped))
+    result.bytes = root.bytes + sum(part.bytes for part in parts.values())
+    result.objects = 1 + len(parts)
+    return result
 
 
-def read_back(ctx: ArchiveContext, source: Source, entry: ManifestEntry) -> ArchivedRows:
-    """Read a batch's objects (checksum-verified by the store), decode them, check rows and
-    keys; an aggregate's child tables come back in ``children``."""
-    archived = _decoded(ctx, entry.object_key, entry.format, source.decode)
+def read_back(
+    ctx: ArchiveContext,
+    source: Source,
+    entry: ManifestEntry,
+    located: dict[str, str] | None = None,
+) -> ArchivedRows:
+    """Read a batch's objects (checksum-verified by the store; from ``located`` where given),
+    decode them, check rows and keys; an aggregate's child tables come back in ``children``."""
+    where = located or {}
+    archived = _decoded(
+        ctx, where.get(entry.object_key, entry.object_key), entry.format, source.decode
+    )
     _check_keys(entry, archived)
     for part in entry.parts:
 
         def decode(data: bytes, *, fmt: str, table: str = part.table_name) -> ArchivedRows:
             return source.decode_part(table, data, fmt=fmt)
 
-        child = _decoded(ctx, part.object_key, entry.format, decode)
+        key = where.get(part.object_key, part.object_key)
+        child = _decoded(ctx, key, entry.format, decode)
         if len(child.keys) != part.rows or len(set(child.keys)) != len(child.keys):
             raise ArchiveVerificationFailed(
-                f"archive object {part.object_key!r} holds {len(child.keys)} rows of table "
+                f"archive object {key!r} holds {len(child.keys)} rows of table "
                 f"{part.table_name!r}, the manifest expects {part.rows}; no row was deleted"
             )
         archived.children[part.table_name] = child

@@ -132,6 +132,16 @@ class Source(Protocol):
         """Keys and guarded values of an object in format ``fmt`` (rows too when ``full``)."""
         ...
 
+    def without(
+        self, data: bytes, *, fmt: str, table: str | None, roots: set[Any], batch_id: str
+    ) -> bytes:
+        """An object's bytes (the root's, or child ``table``'s) without the rows of ``roots``."""
+        ...
+
+    def present_keys(self, keys: Sequence[Any]) -> set[Any]:
+        """Which of ``keys`` are in the source now."""
+        ...
+
     def coerce_key(self, value: Any) -> Any: ...
 
     def delete_unchanged(self, archived: ArchivedRows, finish: Finish, hook: Hook) -> DeleteOutcome:

@@ -10,10 +10,12 @@ a zone; Steward writes UTC, so they are archived as UTC.
 UUIDs as strings, JSON columns as JSON; decoding uses the column types to restore them.
 Batches are built column-wise (one Arrow array per column), never row by row.
 
-PostgreSQL's ``infinity`` / ``-infinity`` timestamps are kept as the largest / smallest int64
-microsecond value (readers see them as far-future / far-past instants; ``"infinity"`` in
-jsonl.gz) and come back as the strings ``"infinity"`` / ``"-infinity"``, which PostgreSQL
-parses into exactly those values again.
+PostgreSQL's ``infinity`` / ``-infinity`` timestamps are stored as the int64 microsecond values
+Arrow-based readers use for them: DuckDB reads ``2**63 - 1`` as ``infinity`` and
+``-(2**63 - 1)`` as ``-infinity`` (the smallest int64 is pandas' NaT and DuckDB's year 290309
+BC, so it is only accepted when reading objects written before). In jsonl.gz they are the
+strings ``"infinity"`` / ``"-infinity"``. They come back as those strings, which PostgreSQL
+parses into exactly the values archived.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ import sqlalchemy as sa
 from steward.errors import ConfigError
 
 __all__ = [
-    "INT64_MAX",
-    "INT64_MIN",
+    "NEG_INFINITY_US",
+    "POS_INFINITY_US",
     "ColumnSpec",
     "column_specs",
     "decode_table",
@@ -52,8 +54,14 @@ __all__ = [
 
 PARQUET, JSONL = "parquet", "jsonl.gz"
 META_KEY = b"steward.archive"
-INT64_MAX, INT64_MIN = 2**63 - 1, -(2**63)
-INFINITY = {INT64_MAX: "infinity", INT64_MIN: "-infinity"}
+POS_INFINITY_US = 2**63 - 1  # DuckDB's (and Arrow readers') infinity timestamp
+NEG_INFINITY_US = -(2**63 - 1)  # DuckDB's -infinity: one above the smallest int64
+_OLD_NEG_INFINITY_US = -(2**63)  # what objects written before 2026-12 hold for -infinity
+INFINITY = {
+    POS_INFINITY_US: "infinity",
+    NEG_INFINITY_US: "-infinity",
+    _OLD_NEG_INFINITY_US: "-infinity",
+}
 
 
 @dataclass(frozen=True)
@@ -214,9 +222,9 @@ def time_range(column: pa.ChunkedArray) -> tuple[datetime | None, datetime | Non
 def _instant(micros: int | None) -> datetime | None:
     if micros is None:
         return None
-    if micros == INT64_MAX:
+    if micros == POS_INFINITY_US:
         return datetime.max.replace(tzinfo=UTC)
-    if micros == INT64_MIN:
+    if micros in (NEG_INFINITY_US, _OLD_NEG_INFINITY_US):
         return datetime.min.replace(tzinfo=UTC)
     return _EPOCH + timedelta(microseconds=micros)
 
@@ -245,7 +253,8 @@ def guard_columns(table: pa.Table, specs: Sequence[ColumnSpec]) -> list[list[Any
     for spec in specs:
         column = table.column(spec.name)
         if spec.kind in _TIMESTAMPS:
-            columns.append(column.cast(pa.int64()).to_pylist())
+            micros = column.cast(pa.int64()).to_pylist()
+            columns.append([NEG_INFINITY_US if m == _OLD_NEG_INFINITY_US else m for m in micros])
         else:
             columns.append(_from_arrow_values(spec, column.to_pylist()))
     return columns
@@ -345,7 +354,7 @@ def _parse(spec: ColumnSpec, value: Any) -> Any:
     kind = spec.kind
     if kind in _TIMESTAMPS:
         if value in ("infinity", "-infinity"):
-            return INT64_MAX if value == "infinity" else INT64_MIN
+            return POS_INFINITY_US if value == "infinity" else NEG_INFINITY_US
         return _epoch_micros(datetime.fromisoformat(value))
     if kind == "date":
         return date.fromisoformat(value)

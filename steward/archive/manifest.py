@@ -2,16 +2,23 @@
 
 States of a batch (an object and the rows it holds)::
 
-    writing ──> verified ──> complete
+    writing ──> verified ──> deleted ──> complete
        │            │
-       └────────────┴──> abandoned   (object missing or unreadable; no row was deleted)
+       └────────────┴──> abandoned   (object missing or unreadable, or every row changed
+                                      meanwhile; no row was deleted)
 
 ``writing`` is committed *before* the object is written, so every object under the archive
 prefix has an entry (an object without one is an orphan nobody relied on and is removed).
-``verified`` means the object was read back and matched size, SHA-256, row count and keys.
-For SQL sources the guarded delete and the move to ``complete`` commit in one transaction;
-``skipped_keys`` lists the keys the object holds that were *not* deleted (changed since they
-were read), so a restore never brings them back.
+Objects are first written *staged*, under their final key plus ``.staged`` (no reader's
+``*.parquet`` / ``*.jsonl.gz`` pattern matches them). ``verified`` means the staged object
+was read back and matched size, SHA-256, row count and keys. For SQL sources the guarded
+delete and the move to ``deleted`` commit in one transaction; ``skipped_keys`` lists the keys
+read that were *not* deleted (changed since they were read). Then the final object is
+published: a copy of the staged one, or, when rows were skipped, a rewrite without them (and
+without their children), verified again; the move to ``complete`` records its rows, key
+range, size and SHA-256, and only then is the staged object removed. So a complete object
+holds exactly the rows that left the source, and a reader of the final keys never sees a row
+that did not leave, nor one twice.
 
 An aggregate's batch (root rows and their children) is one manifest entry: the root rows'
 object is the entry's ``object_key``; ``steward_archive_parts`` lists one more object per child
@@ -40,6 +47,7 @@ from steward.storage import utcnow
 __all__ = [
     "ABANDONED",
     "COMPLETE",
+    "DELETED",
     "UNFINISHED",
     "VERIFIED",
     "WRITING",
@@ -52,10 +60,19 @@ __all__ = [
     "parts_table",
     "record_storage_class",
     "runs_table",
+    "staged_key",
 ]
 
-WRITING, VERIFIED, COMPLETE, ABANDONED = "writing", "verified", "complete", "abandoned"
-UNFINISHED = (WRITING, VERIFIED)
+WRITING, VERIFIED, DELETED = "writing", "verified", "deleted"
+COMPLETE, ABANDONED = "complete", "abandoned"
+UNFINISHED = (WRITING, VERIFIED, DELETED)
+STAGED_SUFFIX = ".staged"
+
+
+def staged_key(object_key: str) -> str:
+    """Where a batch's object is written until its rows have left the source."""
+    return object_key + STAGED_SUFFIX
+
 
 metadata = sa.MetaData()
 TS = sa.DateTime(timezone=True)
@@ -286,19 +303,55 @@ def mark_verified(
         )
 
 
+def mark_deleted(conn: Connection, batch_id: str, *, deleted: int, skipped: Sequence[Any]) -> None:
+    """Rows deleted: call it inside the transaction of the guarded delete."""
+    _update(
+        conn,
+        batch_id,
+        state=DELETED,
+        deleted_rows=deleted,
+        skipped_keys=[encode_key(k) for k in skipped],
+    )
+
+
+@dataclass
+class Published:
+    """A published object: rows, key range (root only), size and SHA-256."""
+
+    rows: int
+    bytes: int
+    sha256: str
+    key_min: Any = None
+    key_max: Any = None
+
+
 def mark_complete(
-    conn: Connection, batch_id: str, *, deleted: int, skipped: Sequence[Any], storage_class: str
+    conn: Connection,
+    batch_id: str,
+    *,
+    root: Published,
+    parts: dict[str, Published],
+    storage_class: str,
 ) -> None:
-    """Move a batch to ``complete``: call it inside the transaction of the guarded delete."""
+    """The final objects hold exactly the deleted rows: record what they hold."""
     _update(
         conn,
         batch_id,
         state=COMPLETE,
-        deleted_rows=deleted,
-        skipped_keys=[encode_key(k) for k in skipped],
+        rows=root.rows,
+        key_min=_dump_key(root.key_min),
+        key_max=_dump_key(root.key_max),
+        bytes=root.bytes,
+        sha256=root.sha256,
         storage_class=storage_class,
         completed_at=utcnow(),
     )
+    for table, part in parts.items():
+        conn.execute(
+            parts_table.update()
+            .where(parts_table.c.batch_id == batch_id, parts_table.c.table_name == table)
+            .values(rows=part.rows, bytes=part.bytes, sha256=part.sha256)
+        )
 
 
 def mark_abandoned(conn: Connection, batch_id: str, note: str) -> None:
@@ -376,9 +429,17 @@ def entries(
 
 
 def live_object_keys(conn: Connection, source: str, table: str) -> set[str]:
-    """Object keys of every entry that is not abandoned: the objects that must stay."""
+    """Object keys that must stay: every object of an entry that is not abandoned, and the
+    staged copies of unfinished entries."""
     t, p = manifest_table, parts_table
     live = sa.and_(t.c.source == source, t.c.table_name == table, t.c.state != ABANDONED)
-    keys = set(conn.execute(sa.select(t.c.object_key).where(live)).scalars())
-    parts = sa.select(p.c.object_key).join(t, t.c.batch_id == p.c.batch_id).where(live)
-    return keys | set(conn.execute(parts).scalars())
+    keys: set[str] = set()
+    rows = conn.execute(sa.select(t.c.object_key, t.c.state).where(live)).all()
+    parts = conn.execute(
+        sa.select(p.c.object_key, t.c.state).join(t, t.c.batch_id == p.c.batch_id).where(live)
+    ).all()
+    for key, state in [*rows, *parts]:
+        keys.add(key)
+        if state in UNFINISHED:
+            keys.add(staged_key(key))
+    return keys

@@ -103,9 +103,12 @@ class MongoSource:
     # Formats ---------------------------------------------------------------------------------
 
     def encode(self, batch: SourceBatch) -> bytes:
+        return self._encode(batch, self.format)
+
+    def _encode(self, batch: SourceBatch, fmt: str) -> bytes:
         docs = batch.payload
         lines = [json_util.dumps(doc, json_options=CANONICAL_JSON_OPTIONS) for doc in docs]
-        if self.format == JSONL:
+        if fmt == JSONL:
             return gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0)
         ids = [json_util.dumps(doc["_id"]) for doc in docs]
         stamps = [
@@ -141,6 +144,14 @@ class MongoSource:
         keys = [doc["_id"] for doc in docs]
         guard = {doc["_id"]: self._guard_of(doc) for doc in docs}
         return ArchivedRows(keys=keys, guard=guard, payload=docs if full else None)
+
+    def without(
+        self, data: bytes, *, fmt: str, table: str | None, roots: set[Any], batch_id: str
+    ) -> bytes:
+        """The object re-encoded without the documents whose ``_id`` is in ``roots``."""
+        docs = [d for d in self.decode(data, full=True, fmt=fmt).payload if d["_id"] not in roots]
+        batch = SourceBatch(batch_id, docs, [d["_id"] for d in docs], None, None)
+        return self._encode(batch, fmt)
 
     def _guard_of(self, doc: dict[str, Any]) -> tuple[Any, ...]:
         if self._guard_fields is None:
@@ -188,6 +199,9 @@ class MongoSource:
             yield from self.collection.find(query, **options)
 
     # Restore ---------------------------------------------------------------------------------
+
+    def present_keys(self, keys: Sequence[Any]) -> set[Any]:
+        return {d["_id"] for d in self._find_ids(keys, projection={"_id": 1})}
 
     def coerce_key(self, value: Any) -> Any:
         """An ``_id`` given as text: ObjectId when it looks like one."""

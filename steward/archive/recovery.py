@@ -1,11 +1,15 @@
 """Crash recovery: finish or abandon what an earlier run left, remove orphan objects.
 
-A 'writing' entry whose object is missing is abandoned (its rows were never deleted and are
-read again); one whose object is there is verified and finished. A 'verified' entry is
-finished (for MongoDB, documents already gone count as deleted: the delete may have happened
-before the crash; for SQL the delete commits together with 'complete', so rows already gone
-were removed by someone else and are recorded as skipped). Objects under the table's prefix
-that no live entry names are removed: no row was ever deleted on their strength.
+A 'writing' entry whose staged objects are not all there is abandoned (its rows were never
+deleted and are read again); one whose objects are there is verified and finished. A
+'verified' entry is finished (for MongoDB, documents already gone count as deleted: the
+delete may have happened before the crash; for SQL the delete commits together with
+'deleted', so rows already gone were removed by someone else and are recorded as skipped). A
+'deleted' entry is published from its staged objects. Objects under the table's prefix that
+no live entry names are removed: no row was ever deleted on their strength.
+
+Entries written before objects were staged have their objects at the final keys: those are
+used where no staged copy exists.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from steward.archive.archiver import (
     table_prefix,
 )
 from steward.archive.batch import Source
-from steward.archive.manifest import ManifestEntry
+from steward.archive.manifest import ManifestEntry, staged_key
+from steward.archive.publish import publish_batch
 from steward.errors import (
     ArchiveVerificationFailed,
     IntegrityViolation,
@@ -51,6 +56,9 @@ def resolve_unfinished(ctx: ArchiveContext, source: Source) -> Resolution:
         )
     resolution = Resolution()
     for entry in pending:
+        if entry.state == manifest.DELETED:
+            resolution.finished.append(_publish_deleted(ctx, source, entry))
+            continue
         if entry.state == manifest.WRITING:
             verified = _adopt_written(ctx, source, entry)
         else:
@@ -66,9 +74,10 @@ def resolve_unfinished(ctx: ArchiveContext, source: Source) -> Resolution:
 def _adopt_written(
     ctx: ArchiveContext, source: Source, entry: ManifestEntry
 ) -> VerifiedBatch | None:
-    """A batch left 'writing': verify it if every object of it is there, else abandon it."""
+    """A batch left 'writing': verify it if every staged object is there, else abandon it."""
+    located = {key: staged_key(key) for key in entry.object_keys}
     try:
-        infos = [ctx.store.head(key) for key in entry.object_keys]
+        infos = [ctx.store.head(location) for location in located.values()]
     except ObjectNotFound:
         _abandon(ctx, entry, "an object was never written; its rows stay in the source")
         return None
@@ -76,7 +85,7 @@ def _adopt_written(
         _abandon(ctx, entry, "object is cold and was never verified")
         return None
     try:
-        archived = read_back(ctx, source, entry)
+        archived = read_back(ctx, source, entry, located)
     except (ObjectCorrupted, ArchiveVerificationFailed) as exc:
         _abandon(ctx, entry, f"object failed verification: {exc}")
         return None
@@ -88,38 +97,79 @@ def _adopt_written(
             conn, entry.batch_id, size=root.size, sha256=root.sha256, parts=entry.parts
         )
     entry.bytes, entry.sha256 = root.size, root.sha256
-    return VerifiedBatch(entry, archived)
+    return VerifiedBatch(entry, archived, located)
+
+
+def _locate(ctx: ArchiveContext, entry: ManifestEntry) -> dict[str, str]:
+    """Where each object's verified bytes are: staged, else (older batches) the final key."""
+    located = {}
+    for key in entry.object_keys:
+        staged = staged_key(key)
+        if ctx.store.exists(staged):
+            located[key] = staged
+        elif ctx.store.exists(key):
+            located[key] = key
+        else:
+            raise ObjectNotFound(f"object {staged!r} (and {key!r}) is missing")
+    return located
 
 
 def _reread_verified(
     ctx: ArchiveContext, source: Source, entry: ManifestEntry
 ) -> VerifiedBatch | None:
-    expected = [(entry.object_key, entry.bytes, entry.sha256)]
-    expected += [(p.object_key, p.bytes, p.sha256) for p in entry.parts]
     try:
+        located = _locate(ctx, entry)
+        expected = [(entry.object_key, entry.bytes, entry.sha256)]
+        expected += [(p.object_key, p.bytes, p.sha256) for p in entry.parts]
         for key, size, sha256 in expected:
-            info = ctx.store.head(key)
+            info = ctx.store.head(located[key])
             if info.sha256 != sha256 or info.size != size:
-                raise ObjectCorrupted(f"object {key!r} changed since verification")
-        return VerifiedBatch(entry, read_back(ctx, source, entry))
+                raise ObjectCorrupted(f"object {located[key]!r} changed since verification")
+        return VerifiedBatch(entry, read_back(ctx, source, entry, located), located)
     except (ObjectNotFound, ObjectCorrupted, ObjectArchived, ArchiveVerificationFailed) as exc:
         if source.backend != "sql":
             raise IntegrityViolation(
                 f"verified archive batch {entry.batch_id} of collection {source.name!r} "
                 f"cannot be read back ({exc}); some of its documents may already be deleted. "
-                f"Recover object {entry.object_key!r} from a store backup before rerunning"
+                f"Recover object {staged_key(entry.object_key)!r} from a store backup before "
+                "rerunning"
             ) from None
-        # SQL deletes commit with 'complete', so no row of a verified batch is gone yet.
+        # SQL deletes commit with 'deleted', so no row of a verified batch is gone yet.
         _abandon(ctx, entry, f"verified object unreadable: {exc}")
         return None
+
+
+def _publish_deleted(ctx: ArchiveContext, source: Source, entry: ManifestEntry) -> BatchResult:
+    """A batch whose rows left the source: publish its final objects from the staged ones."""
+    try:
+        located = _locate(ctx, entry)
+    except ObjectNotFound as exc:
+        raise IntegrityViolation(
+            f"archive batch {entry.batch_id} of table {source.name!r} deleted its rows but its "
+            f"verified object is gone ({exc}); recover it from a store backup before rerunning"
+        ) from None
+    skipped = set(entry.skipped_keys)
+    root, parts = publish_batch(ctx, source, entry, located, skipped)
+    return BatchResult(
+        batch_id=entry.batch_id,
+        object_key=entry.object_key,
+        rows=entry.rows,
+        deleted=root.rows,
+        skipped=len(skipped),
+        bytes=root.bytes + sum(part.bytes for part in parts.values()),
+        resumed=True,
+        children={table: part.rows for table, part in parts.items()},
+        objects=1 + len(parts),
+    )
 
 
 def _abandon(ctx: ArchiveContext, entry: ManifestEntry, note: str) -> None:
     """Mark the batch abandoned and remove whatever objects of it exist (no row was deleted
     on their strength)."""
     for key in entry.object_keys:
-        if ctx.store.exists(key):
-            ctx.store.delete(key)
+        for location in (staged_key(key), key):
+            if ctx.store.exists(location):
+                ctx.store.delete(location)
     with ctx.sql.begin() as conn:
         manifest.mark_abandoned(conn, entry.batch_id, note)
 

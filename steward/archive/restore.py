@@ -16,7 +16,7 @@ For SQL tables the inserted rows, the manifest mark (``restored_at``, ``restored
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,6 +30,12 @@ from steward.archive.locking import table_lock
 from steward.archive.manifest import ManifestEntry
 from steward.archive.mongo_source import MongoSource
 from steward.archive.policy import resolve_mongo_policy, resolve_sql_policies
+from steward.archive.restore_report import (
+    MAX_LISTED,
+    BatchRestore,
+    RestoreReport,
+    explain_not_restored,
+)
 from steward.archive.sql_source import SqlSource
 from steward.errors import ConfigError
 from steward.settings import ArchivePolicy
@@ -39,7 +45,7 @@ __all__ = [
     "BatchRestore",
     "RestoreReport",
     "RestoreRequest",
-    "missing_keys",
+    "explain_not_restored",
     "plan_restore",
     "restore",
     "restore_batch",
@@ -53,7 +59,6 @@ RESTORE_DELAYS = {
     ("DEEP_ARCHIVE", "Standard"): timedelta(hours=12),
     ("DEEP_ARCHIVE", "Bulk"): timedelta(hours=48),
 }
-MAX_LISTED = 100  # conflicts / missing keys listed in a report (all are counted)
 _INFINITE = {
     "infinity": datetime.max.replace(tzinfo=UTC),
     "-infinity": datetime.min.replace(tzinfo=UTC),
@@ -90,83 +95,6 @@ class RestoreRequest:
             )
         if self.ts_from and self.ts_to and normalize(self.ts_from) > normalize(self.ts_to):
             raise ConfigError(f"restore range is empty: from {self.ts_from} is after {self.ts_to}")
-
-
-@dataclass
-class BatchRestore:
-    """What restoring one batch did: an outcome, or a pending cold-storage restore."""
-
-    batch_id: str
-    table: str
-    outcome: RestoreOutcome | None = None
-    pending: dict[str, str] | None = None
-    skipped_changed: int = 0
-    superseded: int = 0  # rows a newer batch already restored in this run
-
-
-@dataclass
-class RestoreReport:
-    """Totals of a restore run (JSON-friendly through :meth:`to_dict`)."""
-
-    batches: int = 0
-    restored: int = 0
-    overwritten: int = 0
-    conflicts: int = 0
-    conflict_keys: list[str] = field(default_factory=list)
-    skipped_changed: int = 0
-    superseded: int = 0
-    missing_keys: list[str] = field(default_factory=list)
-    pending: list[dict[str, str]] = field(default_factory=list)
-    children_restored: dict[str, int] = field(default_factory=dict)
-    clash_count: int = 0
-    clashes: list[str] = field(default_factory=list)  # "table:key (constraint)"
-    seen: dict[str, set[Any]] = field(default_factory=dict, repr=False)  # keys restored
-
-    def add(self, result: BatchRestore) -> None:
-        if result.pending is not None:
-            self.pending.append(result.pending)
-            return
-        outcome = result.outcome or RestoreOutcome()
-        self.batches += 1
-        self.restored += outcome.restored
-        self.overwritten += outcome.overwritten
-        self.conflicts += len(outcome.conflicts)
-        self.skipped_changed += result.skipped_changed
-        self.superseded += result.superseded
-        room = MAX_LISTED - len(self.conflict_keys)
-        self.conflict_keys += [f"{result.table}:{k}" for k in outcome.conflicts[:room]]
-        for table, rows in outcome.children_restored.items():
-            self.children_restored[table] = self.children_restored.get(table, 0) + rows
-        self.clash_count += len(outcome.clashes)
-        self.clashes += [str(c) for c in outcome.clashes[: MAX_LISTED - len(self.clashes)]]
-
-    @property
-    def status(self) -> str:
-        if self.pending:
-            return "pending"
-        return "incomplete" if self.failed else "complete"
-
-    @property
-    def failed(self) -> bool:
-        return bool(self.conflicts or self.clash_count)
-
-    def failure_message(self) -> str:
-        """What could not come back and how to resolve it (one paragraph)."""
-        listed = self.clashes + [f"{k} (the row exists again)" for k in self.conflict_keys]
-        return (
-            f"{self.conflicts + self.clash_count} archived row(s) could not be restored, all "
-            f"other rows were: {', '.join(listed[:20])}"
-            f"{' …' if len(listed) > 20 else ''}. Rows whose key exists again: rerun with "
-            "overwrite to replace them by their archived values. Rows refused by a unique or "
-            "check constraint: change or remove the clashing row in the table (the constraint "
-            "is named); by a foreign key: restore the rows they reference first. Then rerun "
-            "the same restore — rows already back are skipped"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("seen")
-        return {"status": self.status, **data}
 
 
 def plan_restore(
@@ -213,6 +141,7 @@ def restore_batch(
     """Restore the selected rows of one batch (with their children) into the source, or ask
     for a cold restore. ``seen``: keys already restored in this run (newer copies win)."""
     result = BatchRestore(batch_id=entry.batch_id, table=entry.table_name)
+    result.key_range = (entry.key_min, entry.key_max)
     result.pending = _ensure_readable(ctx, entry, request)
     if result.pending is not None:
         return result
@@ -223,6 +152,9 @@ def restore_batch(
     chosen = [row for row in archived.payload if _wanted(source, row, request, wanted)]
     fresh = [row for row in chosen if row[source.key_name] not in done]
     rows = [row for row in fresh if row[source.key_name] not in skipped]
+    if request.keys:
+        result.found = [row[source.key_name] for row in chosen]
+        result.changed = [row[source.key_name] for row in fresh if row[source.key_name] in skipped]
     result.superseded = len(chosen) - len(fresh)
     result.skipped_changed = len(fresh) - len(rows)
     children = {
@@ -276,18 +208,14 @@ def restore(
     """Restore everything ``request`` selects (plain Python: CLI and tests)."""
     entries, sources, keys = plan_restore(ctx, request)
     report = RestoreReport()
-    report.missing_keys = [str(k) for k in missing_keys(entries, keys)][:MAX_LISTED]
     for entry in entries:
         result = restore_batch(ctx, sources[entry.table_name], entry, request, keys, report.seen)
         report.add(result)
         if on_batch is not None:
             on_batch(result)
+    if request.keys and request.table:
+        explain_not_restored(ctx.sql, sources[request.table], request.table, keys, report)
     return report
-
-
-def missing_keys(entries: Sequence[ManifestEntry], keys: Sequence[Any]) -> list[Any]:
-    """Requested keys no complete batch can hold (never archived, or skipped everywhere)."""
-    return [k for k in keys if not any(e.holds_key(k) and k not in e.skipped_keys for e in entries)]
 
 
 def _wanted(source: Source, row: dict[str, Any], request: RestoreRequest, keys: set[Any]) -> bool:

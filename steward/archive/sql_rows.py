@@ -9,7 +9,7 @@ Used for the root table of a policy and for each child table of an aggregate.
 - The change guard on PostgreSQL is the row version ``xmin``: any UPDATE, whatever it
   changes, gives the row a new one. Without a version (SQLite, or a batch resumed after a
   crash) the whole row is compared with its archived copy.
-- Timestamps travel as epoch microseconds; ``±infinity`` as the largest / smallest int64.
+- Timestamps travel as epoch microseconds; ``±infinity`` as ``±(2**63 - 1)`` (DuckDB's values).
 - Restores insert a batch at once inside a savepoint and, if the database refuses it, row by
   row, so one clash (a reused unique value) keeps back only its own row and is reported with
   the table, the key and the constraint.
@@ -27,7 +27,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
-from steward.archive.formats import INT64_MAX, INT64_MIN, ColumnSpec, guard_values, to_arrow
+from steward.archive.formats import (
+    NEG_INFINITY_US,
+    POS_INFINITY_US,
+    ColumnSpec,
+    guard_values,
+    to_arrow,
+)
 
 __all__ = ["Clash", "TableRows", "key_array", "pg_micros"]
 
@@ -72,13 +78,14 @@ def _array_item(value: Any) -> str:
 
 
 def pg_micros(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-    """A timestamp as epoch microseconds; ``infinity`` / ``-infinity`` as int64 max / min."""
+    """A timestamp as epoch microseconds; ``infinity`` / ``-infinity`` as DuckDB reads them
+    (``2**63 - 1`` / ``-(2**63 - 1)``)."""
     micros = sa.cast(sa.extract("epoch", column) * 1_000_000, sa.BigInteger)
     return sa.case(
         (column.is_(None), sa.null()),
         (sa.func.isfinite(column), micros),
-        (column > sa.func.now(), sa.literal(INT64_MAX, sa.BigInteger)),
-        else_=sa.literal(INT64_MIN, sa.BigInteger),
+        (column > sa.func.now(), sa.literal(POS_INFINITY_US, sa.BigInteger)),
+        else_=sa.literal(NEG_INFINITY_US, sa.BigInteger),
     )
 
 
@@ -236,11 +243,13 @@ class TableRows:
 
     # Restore ---------------------------------------------------------------------------------
 
-    def existing_keys(self, conn: Connection, keys: Sequence[Any]) -> set[Any]:
+    def existing_keys(
+        self, conn: Connection, keys: Sequence[Any], *, lock: bool = True
+    ) -> set[Any]:
         found: set[Any] = set()
         for chunk in _chunks(keys):
             query = sa.select(self.key).where(self.key_in(chunk))
-            if self.postgres:
+            if self.postgres and lock:
                 query = query.with_for_update()
             found.update(conn.execute(query).scalars())
         return found

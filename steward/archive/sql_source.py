@@ -191,6 +191,19 @@ class SqlSource:
             parents=dict(zip(keys, parents, strict=True)) if parent else {},
         )
 
+    def without(
+        self, data: bytes, *, fmt: str, table: str | None, roots: set[Any], batch_id: str
+    ) -> bytes:
+        """The object re-encoded without the rows of ``roots`` (a child's: by its parent)."""
+        if table is None:
+            rows, column = self.root, self.key_name
+        else:
+            child, rows = self.parts[table]
+            column = child.parent.name
+        arrow = decode_table(data, fmt, rows.specs)
+        keep = [value not in roots for value in arrow.column(column).to_pylist()]
+        return encode_table(arrow.filter(pa.array(keep, pa.bool_())), fmt)
+
     def _rows(self, arrow: pa.Table, rows: TableRows) -> list[dict[str, Any]]:
         unknown = [name for name in arrow.column_names if name not in rows.table.c]
         if unknown:
@@ -282,6 +295,10 @@ class SqlSource:
         return archived.guard
 
     # Restore ---------------------------------------------------------------------------------
+
+    def present_keys(self, keys: Sequence[Any]) -> set[Any]:
+        with self.sql.connect() as conn:
+            return self.root.existing_keys(conn, keys, lock=False)
 
     def coerce_key(self, value: Any) -> Any:
         """A key given on the command line or as a parameter, as the column's Python type."""

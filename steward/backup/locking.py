@@ -8,6 +8,7 @@ back up the same database). Both wait up to ``backup.lock_timeout_s``, then rais
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ from filelock import FileLock, Timeout
 
 from steward.errors import BackupBusy
 from steward.settings import Settings
-from steward.storage import create_sql_engine
+from steward.storage import create_sql_engine, translate_sql_errors
 
 __all__ = ["backup_lock"]
 
@@ -56,18 +57,26 @@ def _advisory_lock(settings: Settings) -> Iterator[None]:
     key = int.from_bytes(hashlib.sha256(LOCK_NAME.encode()).digest()[:8], "big", signed=True)
     engine = create_sql_engine(settings)
     try:
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        with translate_sql_errors("taking the backup lock"):
+            conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             timeout_ms = int(settings.backup.lock_timeout_s * 1000)
             conn.execute(
                 sa.text("SELECT set_config('lock_timeout', :ms, false)"), {"ms": f"{timeout_ms}ms"}
             )
             try:
                 conn.execute(sa.select(sa.func.pg_advisory_lock(key)))
-            except sa.exc.OperationalError:
+            except sa.exc.OperationalError as exc:
+                if "lock timeout" not in str(exc.orig):
+                    raise
                 raise _busy(settings) from None
-            try:
-                yield
-            finally:
+        try:
+            yield
+        finally:
+            # A session lock: when the server went away meanwhile, it went with the session,
+            # and the error that ended the block (not this one) is the one to report.
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
                 conn.execute(sa.select(sa.func.pg_advisory_unlock(key)))
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
+                conn.close()
     finally:
         engine.dispose()

@@ -148,10 +148,11 @@ def mongo_fingerprint(db: Any) -> dict[str, dict[str, Any]]:
 
 
 def _load_collection(
-    ctx: BackupContext, manifest: Manifest, record: dict[str, Any], db: Any
+    ctx: BackupContext, manifest: Manifest, record: dict[str, Any], db: Any, prefix: str = ""
 ) -> None:
-    name = record["collection"]
-    spec = manifest.tables[name]
+    """Load one collection's object into ``db`` (under ``prefix`` + its name)."""
+    spec = manifest.tables[record["collection"]]
+    name = prefix + record["collection"]
     if spec.get("options"):
         db.create_collection(name, **spec["options"])
     collection = db[name]
@@ -190,12 +191,28 @@ def restore_mongo(
             f"restore target database {database!r} is not empty ({len(existing)} collections): "
             "restore into a new database, or pass --replace (replace=true) to drop them first"
         )
-    for name in existing:
-        if name in manifest.tables:
-            db.drop_collection(name)
-    for record in manifest.objects:
-        _load_collection(ctx, manifest, record, db)
+    if not existing:
+        for record in manifest.objects:
+            _load_collection(ctx, manifest, record, db)
+    else:
+        _load_then_swap(ctx, manifest, db)
     return {"target": database, "replaced": bool(existing), "tables": len(manifest.tables)}
+
+
+def _load_then_swap(ctx: BackupContext, manifest: Manifest, db: Any) -> None:
+    """Load every collection under a temporary name, then rename each over the old one: a
+    failure while loading (a damaged object) leaves the target as it was."""
+    stage = f"_steward_restore_{secrets.token_hex(4)}."
+    try:
+        for record in manifest.objects:
+            _load_collection(ctx, manifest, record, db, prefix=stage)
+    except BaseException:
+        for name in db.list_collection_names():
+            if name.startswith(stage):
+                db.drop_collection(name)
+        raise
+    for name in manifest.tables:
+        db[stage + name].rename(name, dropTarget=True)
 
 
 def verify_mongo(ctx: BackupContext, manifest: Manifest) -> list[str]:

@@ -18,10 +18,15 @@ from typing import IO, Any
 
 from sqlalchemy.engine import URL, make_url
 
-from steward.errors import ConfigError, StewardError
+from steward.errors import ConfigError, SourceUnavailable, StewardError
 
 __all__ = ["PgTool", "find_pg_tool", "libpq_env", "server_major"]
 
+_LOST = re.compile(
+    r"terminating connection|server closed the connection|could not connect|connection to "
+    r"server .* failed|shutting down|connection refused|no connection to the server",
+    re.IGNORECASE,
+)
 _VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 _LIBPQ_QUERY = {"sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT"}
 
@@ -91,6 +96,11 @@ class _Running:
         self._errors.close()
         if code != 0:
             tail = " | ".join(text.splitlines()[-5:]) or "no error output"
+            if _LOST.search(text):  # the server, not the data: transient, exit code 2
+                raise SourceUnavailable(
+                    f"{self.name} lost the database while {what}: {tail}; nothing was kept: "
+                    "run again once the server is up"
+                )
             raise StewardError(f"{self.name} failed while {what} (exit code {code}): {tail}")
 
     def kill(self) -> None:

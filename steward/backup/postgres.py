@@ -26,8 +26,9 @@ from steward.backup.context import BackupContext, spool_folder, upload_stream
 from steward.backup.fingerprint import pg_fingerprint
 from steward.backup.pg_tools import find_pg_tool, libpq_env, server_major
 from steward.backup.postgres_restore import DIR_PREFIX
+from steward.errors import SourceUnavailable
 from steward.settings import mask_url
-from steward.storage import create_sql_engine
+from steward.storage import create_sql_engine, translate_sql_errors
 
 __all__ = ["backup_postgres"]
 
@@ -38,25 +39,38 @@ def backup_postgres(ctx: BackupContext, manifest: Manifest) -> None:
     """Dump the configured database into ``manifest``'s folder and fill in the manifest."""
     engine = create_sql_engine(ctx.settings)
     try:
-        with engine.connect() as conn:
-            conn.execution_options(isolation_level="REPEATABLE READ")
-            conn.begin()
-            version_num = int(conn.execute(sa.text("SHOW server_version_num")).scalar_one())
-            manifest.server_version = str(conn.execute(sa.text("SHOW server_version")).scalar_one())
-            snapshot = str(conn.execute(sa.text("SELECT pg_export_snapshot()")).scalar_one())
-            tool = find_pg_tool("pg_dump", server_major(version_num), ctx.config.pg_bin_dir)
-            fingerprint = _Fingerprint(conn)
-            dump = _dump_directory if ctx.config.pg_format == "directory" else _stream_dump
+        with translate_sql_errors("backing up the database"):
+            conn = engine.connect()
             try:
-                dump(ctx, manifest, tool, snapshot, engine.url)
-            except BaseException:
-                fingerprint.result()  # its failure (which ended the snapshot) explains the dump's
-                raise
-            manifest.tables = fingerprint.result()
-            conn.rollback()  # read-only: the snapshot is released, nothing to commit
+                _dump_in_snapshot(ctx, manifest, conn, engine.url)
+            finally:
+                # On a server that went away, closing fails too; the error above says why.
+                with contextlib.suppress(sa.exc.SQLAlchemyError):
+                    conn.close()
     finally:
         engine.dispose()
     manifest.point_in_time = True
+
+
+def _dump_in_snapshot(ctx: BackupContext, manifest: Manifest, conn: Any, url: URL) -> None:
+    conn.execution_options(isolation_level="REPEATABLE READ")
+    conn.begin()
+    version_num = int(conn.execute(sa.text("SHOW server_version_num")).scalar_one())
+    manifest.server_version = str(conn.execute(sa.text("SHOW server_version")).scalar_one())
+    snapshot = str(conn.execute(sa.text("SELECT pg_export_snapshot()")).scalar_one())
+    tool = find_pg_tool("pg_dump", server_major(version_num), ctx.config.pg_bin_dir)
+    fingerprint = _Fingerprint(conn)
+    dump = _dump_directory if ctx.config.pg_format == "directory" else _stream_dump
+    try:
+        dump(ctx, manifest, tool, snapshot, url)
+    except SourceUnavailable:
+        fingerprint.wait()  # lost with the same server: pg_dump's words say why
+        raise
+    except BaseException:
+        fingerprint.result()  # its failure (which ended the snapshot) explains the dump's
+        raise
+    manifest.tables = fingerprint.result()
+    conn.rollback()  # read-only: the snapshot is released, nothing to commit
 
 
 def _stream_dump(
@@ -124,6 +138,9 @@ class _Fingerprint:
             self._value = pg_fingerprint(conn)
         except BaseException as exc:
             self._error = exc
+
+    def wait(self) -> None:
+        self._thread.join()
 
     def result(self) -> dict[str, dict[str, Any]]:
         self._thread.join()

@@ -172,21 +172,32 @@ class CacheAside:
         return loader()  # lease holder stuck or Redis gone: serve the caller anyway
 
     def _load_leased(self, target: _Target, token: str, loader: Callable[[], Any], ttl: int) -> Any:
+        value = self._read(target.full, target.shape)  # filled while we took the lease?
+        if value is not None:
+            self._release_quietly(target, token)
+            return value
         try:
-            value = self._read(target.full, target.shape)  # filled while we took the lease?
-            if value is not None:
-                return value
-            loaded = loader()
-            payload, as_read = encode(target.shape, loaded, target.full)
-            if not payload:
-                return as_read  # an empty hash / sorted set: Redis cannot store it
-            self._fill(
-                keys=[target.lease, target.full, target.current_key or target.lease],
-                args=[token, ttl or 0, target.shape, target.generation, *payload],
-            )
-            return as_read
-        finally:
+            payload, as_read = encode(target.shape, loader(), target.full)
+        except BaseException:
+            self._release_quietly(target, token)
+            raise
+        try:  # the fill also releases the lease; Redis gone now: the value, uncached
+            if payload:  # (an empty hash / sorted set cannot be stored)
+                self._fill(
+                    keys=[target.lease, target.full, target.current_key or target.lease],
+                    args=[token, ttl or 0, target.shape, target.generation, *payload],
+                )
+            else:
+                self._release(keys=[target.lease], args=[token])
+        except _OFFLINE:
+            pass
+        return as_read
+
+    def _release_quietly(self, target: _Target, token: str) -> None:
+        try:
             self._release(keys=[target.lease], args=[token])
+        except _OFFLINE:
+            pass  # it expires after lock_ms
 
     def _wait(self, target: _Target) -> Any:
         """Poll until the key is filled (its value) or the lease is gone (None)."""

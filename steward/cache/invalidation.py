@@ -20,7 +20,6 @@ way. Only terminal errors (bad credentials, bad settings) end it.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -30,18 +29,16 @@ from typing import Any
 import redis
 
 from steward.cache.keyspace import KeySpace
+from steward.cache.listening import ReadLoop, log_outage
 from steward.cache.positions import started_key
 from steward.cache.reruns import RerunQueue, RerunWorker, rerun_key
 from steward.cache.rules import Actions, KeyDeleter, plan_actions, watched_streams
 from steward.cache.warming import CacheWarmer
-from steward.errors import is_transient
-from steward.outbox import StreamConsumer, StreamMessage, backoff_delay, describe_error
+from steward.outbox import StreamConsumer, StreamMessage
 from steward.settings import Settings
 from steward.storage.cache import CacheClient, CommandBatch, translate_errors
 
 __all__ = ["Actions", "InvalidationReport", "Invalidator", "plan_actions"]
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -91,7 +88,7 @@ class Invalidator:
         self._warmer: CacheWarmer | None = None
         self.consumer = StreamConsumer(
             self.cache.redis,
-            self.streams() or [self.stream_prefix + "_unused"],
+            [self.stream_prefix + "_unused"],  # the watched streams are listed on joining
             group=group,
             consumer=settings.cache.consumer_name,
             dedupe_prefix=f"{self.cache.prefix}dedupe:",
@@ -131,14 +128,14 @@ class Invalidator:
         if not self.rules:
             return report  # no [[cache.invalidations]]: nothing to listen for
         stop = stop or threading.Event()
-        worker = self._worker(forever, on_outage or _log_outage)
+        worker = self._worker(forever, on_outage or log_outage)
         try:
-            _Loop(self, report, stop, worker, forever, on_outage or _log_outage).run(
+            ReadLoop(self, report, stop, worker, forever, on_outage or log_outage).run(
                 max_events, None if max_seconds is None else started + max_seconds, on_batch
             )
-        except BaseException:
-            if worker is not None:
-                worker.abandon()
+        except BaseException as exc:
+            if worker is not None:  # Ctrl-C: do not wait for a rerun round to end
+                worker.abandon(wait=isinstance(exc, Exception))
             raise
         if worker is not None:
             report.warmers_refreshed = worker.finish()
@@ -161,7 +158,10 @@ class Invalidator:
     def _rerun(self, names: list[str]) -> dict[str, int]:
         written: dict[str, int] = {}
         known = {w.name for w in self.settings.cache.warmers}
-        for unit in self.warmer.warm([n for n in names if n in known]):
+        names = [n for n in names if n in known]  # one since removed from the settings: done
+        if not names:
+            return written  # (warm([]) would mean every warmer)
+        for unit in self.warmer.warm(names):
             for warmed in unit.warmers:
                 written[warmed.warmer] = written.get(warmed.warmer, 0) + warmed.keys
         return written
@@ -176,6 +176,7 @@ class Invalidator:
         """
         client, group = self.cache.redis, self.consumer.group
         marker = started_key(self.cache.prefix, group)
+        self._list_streams()
         with translate_errors(f"joining the outbox streams on {self.cache.display_url}"):
             missing = [s for s in self.consumer.streams if not self._has_group(s)]
             joined = len(missing) < len(self.consumer.streams) or client.exists(marker)
@@ -187,6 +188,10 @@ class Invalidator:
                     if "BUSYGROUP" not in str(exc):
                         raise
             client.set(marker, "1")
+
+    def _list_streams(self) -> None:
+        """Watch the rules' streams as they are now (wildcards: every existing one)."""
+        self.consumer.streams = self.streams() or [self.stream_prefix + "_unused"]
 
     def _has_group(self, stream: str) -> bool:
         if not self.cache.redis.exists(stream):
@@ -270,6 +275,7 @@ class Invalidator:
         """Per stream: entries in it, pending (read, not acknowledged) and lag for the group."""
         rows = []
         client, group = self.cache.redis, self.consumer.group
+        self._list_streams()
         with translate_errors(f"reading stream info on {self.cache.display_url}"):
             for stream in self.consumer.streams:
                 if not client.exists(stream):
@@ -288,106 +294,6 @@ class Invalidator:
     def close(self) -> None:
         if self._warmer is not None:
             self._warmer.close()
-
-
-class _Loop:
-    """One run's read / delete / acknowledge loop, with reconnects when ``forever``."""
-
-    def __init__(
-        self,
-        invalidator: Invalidator,
-        report: InvalidationReport,
-        stop: threading.Event,
-        worker: RerunWorker | None,
-        forever: bool,
-        on_outage: Callable[[str], None],
-    ) -> None:
-        self.inv = invalidator
-        self.report = report
-        self.stop = stop
-        self.worker = worker
-        self.forever = forever
-        self.on_outage = on_outage
-        self.block_ms = invalidator.consumer.block_ms
-
-    def run(
-        self,
-        max_events: int | None,
-        deadline: float | None,
-        on_batch: Callable[[InvalidationReport], None] | None,
-    ) -> None:
-        attempts, outage_started, messages = 0, 0.0, None
-        taking = True  # False once a limit is reached or (not forever) the streams are drained
-        while not self.stop.is_set():
-            try:
-                if messages is None:  # (re)joining: own unacknowledged entries first
-                    self.inv.join_groups()
-                    messages = self.inv.read_pending()
-                if messages:
-                    self._handle(messages, on_batch)
-                    limit = max_events is not None and self.report.events >= max_events
-                    taking = taking and not limit
-                if deadline is not None and time.monotonic() >= deadline:
-                    taking = False
-                if not taking and self._reruns_done():
-                    return
-                # While a rerun round finishes, deletes go on (briefly blocking reads).
-                block = self.block_ms if (self.forever and taking) else (0 if taking else 200)
-                messages = self.inv.next_batch(block_ms=block)
-                if not messages and not self.forever:
-                    taking = False
-            except Exception as exc:
-                if not (self.forever and _survivable(exc)):
-                    raise
-                attempts += 1
-                outage_started = outage_started or time.monotonic()
-                self._wait_out(exc, attempts)
-                messages = None
-                continue
-            if attempts:
-                seconds = time.monotonic() - outage_started
-                self.on_outage(f"cache invalidation: reconnected after {attempts} attempts "
-                               f"({seconds:.1f} s)")  # fmt: skip
-                attempts, outage_started = 0, 0.0
-
-    def _handle(
-        self, messages: list[StreamMessage], on_batch: Callable[[InvalidationReport], None] | None
-    ) -> None:
-        warmers = self.inv.handle(messages, self.report)
-        if warmers and self.worker is not None:
-            self.worker.wake()
-        if on_batch:
-            on_batch(self.report)
-
-    def _reruns_done(self) -> bool:
-        return self.worker is None or self.worker.idle()
-
-    def _wait_out(self, exc: BaseException, attempts: int) -> None:
-        maximum = self.inv.settings.cache.reconnect_max_seconds
-        delay = backoff_delay(attempts, base=0.5, maximum=maximum, jitter=0.5)
-        self.on_outage(
-            f"cache invalidation: {describe_error(exc)}; reconnect attempt {attempts} "
-            f"in {delay:.1f} s"
-        )
-        self.stop.wait(delay)
-
-
-# A connection refused for these reasons will be refused again: stop and say so.
-_TERMINAL = ("password", "noauth", "wrongpass", "does not exist", "pg_hba.conf")
-
-
-def _survivable(exc: BaseException) -> bool:
-    """Transient errors a long-running invalidator waits out; a lost group is rejoined."""
-    if isinstance(exc, redis.ResponseError) and "NOGROUP" in str(exc):
-        return True  # Redis came back without our group (no persistence): join again
-    if not is_transient(exc):
-        return False
-    text = str(exc).lower()
-    return not any(marker in text for marker in _TERMINAL)
-
-
-def _log_outage(message: str) -> None:
-    log.warning("%s", message)
 
 
 def _groups(raw: list[dict[Any, Any]]) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ from typing import Any
 import redis
 
 from steward.cache.shapes import READ_VERSIONED, Shape
+from steward.storage.cache import BulkSender, CommandBatch
 
 __all__ = ["KeySpace", "glob_escape", "parse_generation"]
 
@@ -136,6 +137,25 @@ class KeySpace:
         if chunk:
             removed += int(self.client.unlink(*chunk))
         return removed
+
+    def unlink_in_order(self, first: list[str], then: list[str], *, batch: int = 1000) -> int:
+        """UNLINK every key of ``first``, then every key of ``then``, in one write (Redis runs a
+        connection's commands in order); how many keys of ``then`` existed."""
+        if not first and not then:
+            return 0
+        commands = CommandBatch()
+        for start in range(0, len(first), batch):
+            commands.add(b"UNLINK", *(k.encode() for k in first[start : start + batch]))
+        skip = commands.count
+        for start in range(0, len(then), batch):
+            commands.add(b"UNLINK", *(k.encode() for k in then[start : start + batch]))
+        sender = BulkSender(self.client)
+        try:
+            sender.send(commands)
+            replies = sender.flush()
+        finally:
+            sender.close()
+        return sum(int(n) for n in replies[skip:])
 
     def remove_old_generations(self, namespace: str, current: int) -> int:
         """UNLINK every generation of ``namespace`` older than ``current``; keys removed."""

@@ -124,11 +124,12 @@ class RerunWorker:
             raise self.error
         return self.totals()
 
-    def abandon(self) -> None:
+    def abandon(self, *, wait: bool = True) -> None:
         """Stop after the current round (what is left stays recorded for the next run)."""
         self._stop.set()
         self._wake.set()
-        self._thread.join()
+        if wait:
+            self._thread.join()
 
     def totals(self) -> dict[str, int]:
         with self._lock:

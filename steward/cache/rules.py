@@ -112,14 +112,13 @@ class KeyDeleter:
         deleted = Deleted()
         generations = self._generations(actions)
         leases, values = [], []
-        for namespace, logical in sorted(actions.keys, key=lambda k: (k[0] or "", k[1])):
+        for namespace, logical in actions.keys:
             leases.append(self.keyspace.lease_key(logical, namespace))
             full = self._full(namespace, logical, generations)
             if full is not None:  # None: never warmed, but a fill may be loading anyway
                 values.append(full)
-        self.keyspace.unlink(leases)
-        deleted.keys = self.keyspace.unlink(values)
-        for namespace, pattern in sorted(actions.patterns, key=lambda k: (k[0] or "", k[1])):
+        deleted.keys = self.keyspace.unlink_in_order(leases, values)
+        for namespace, pattern in actions.patterns:
             lease_glob = glob_escape(self.keyspace.lease_key("", namespace)) + pattern
             self.keyspace.unlink_matching(lease_glob)
             full = self._full(namespace, pattern, generations, glob=True)

@@ -67,6 +67,13 @@ def archive(
     if ctx.invoked_subcommand is not None:
         return
     from steward.archive import Budget, archive_table, open_context, open_sources, plan_table
+    from steward.statistics import (
+        analyze_after_archive,
+        archive_tables,
+        archived_rows,
+        refresh_before_reads,
+        table_rows,
+    )
 
     context = open_context(get_settings())
     try:
@@ -78,11 +85,21 @@ def archive(
             return
         budget = Budget(max_batches, time_budget)
         reports = []
+        read = archive_tables(sources)
+        stats_settings = context.settings.statistics
+        engine = context.sql.engine
+        before = refresh_before_reads(engine, read, stats_settings, when="before archive reads")
+        rows_before = table_rows(engine, read)
         with _progress() as progress:
             for source in sources:
                 bar = progress.add_task(f"archiving {source.name}", total=source.count())
                 reports.append(archive_table(context, source, budget, _advancer(progress, bar)))
+        removed = archived_rows({r.table: r.to_dict() for r in reports})
+        after = analyze_after_archive(
+            engine, {t: n for t, n in removed.items() if t in read}, rows_before, stats_settings
+        )
         _print_reports(reports)
+        _print_statistics([*before.lines(), *after.lines()])
         for report in reports:
             if report.interrupted_runs:
                 out.print(
@@ -277,14 +294,39 @@ def restore_command(
         dry_run=dry_run,
     )
     request.check()
+    import sqlalchemy as sa
+
+    from steward.statistics import analyze_changed, restored_rows
+
     context = open_context(get_settings())
+    results: list[Any] = []
+
+    def advance(result: Any) -> None:
+        results.append(result)
+        progress.advance(bar)
+
     try:
         with _progress() as progress:
             bar = progress.add_task("restoring batches", total=None)
-            report = restore(context, request, lambda _result: progress.advance(bar))
+            report = restore(context, request, advance)
+        sql_tables = set(sa.inspect(context.sql.engine).get_table_names())
+        wanted = {
+            table: f"restore put back {rows:,} row(s)"
+            for table, rows in restored_rows(results).items()
+            if rows and table in sql_tables and not dry_run
+        }
+        statistics = analyze_changed(
+            context.sql.engine, wanted, context.settings.statistics, when="after restore"
+        )
     finally:
         context.sql.dispose()
     _print_restore(report, dry_run)
+    _print_statistics(statistics.lines() if wanted else [])
+
+
+def _print_statistics(lines: list[str]) -> None:
+    for line in lines:
+        out.print(line, highlight=False)
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -307,8 +349,12 @@ def _print_restore(report: Any, dry_run: bool) -> None:
         out.print("conflicts (exist in the source again, left as they are): " + ", ".join(
             report.conflict_keys[:20]
         ), highlight=False)  # fmt: skip
-    if report.missing_keys:
-        out.print("not in any archive: " + ", ".join(report.missing_keys[:20]), highlight=False)
+    for key, why in list(report.not_restored.items())[:20]:
+        out.print(f"not restored: {key}: {why}", highlight=False)
+    if report.not_restored_count > 20:
+        out.print(
+            f"… and {report.not_restored_count - 20} more key(s) not restored", highlight=False
+        )
     for item in report.pending:
         out.print(
             f"pending: {item['object_key']} is in {item['storage_class']}; a restore was "

@@ -37,10 +37,18 @@ def warm(
     dry_run: bool = typer.Option(False, "--dry-run", help="Check and count rows; write nothing."),
 ) -> None:
     """Run the warmers in cache.warmers (all enabled ones, or --warmer ones)."""
-    from steward.cache import CacheWarmer
+    from steward.cache import CacheWarmer, plan_units
+    from steward.statistics import refresh_before_reads, warmer_tables
 
-    cache = CacheWarmer(get_settings())
+    settings = get_settings()
+    cache = CacheWarmer(settings)
     try:
+        chosen = [w for unit in plan_units(settings, warmer or None) for w in unit.warmers]
+        engine = cache.sql.engine
+        statistics = refresh_before_reads(
+            engine, warmer_tables(engine, chosen), settings.statistics,
+            when="before cache warm reads", dry_run=dry_run,
+        )  # fmt: skip
         with err.status("warming…") as status:
 
             def progress(name: str, rows: int) -> None:
@@ -59,6 +67,8 @@ def warm(
                 f"{item.keys_per_second:,.0f}",
             )  # fmt: skip
     out.print(table)
+    for line in statistics.lines():
+        out.print(line, highlight=False)
 
 
 @cache_app.command("invalidate")

@@ -7,6 +7,7 @@ every store as the demo left it.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -16,7 +17,9 @@ from rich.table import Table
 from steward.catalog import FLOWS
 from steward.cli.demo_report import describe_stats, describe_step
 from steward.cli.flow_runner import run_flow
+from steward.errors import ConfigError
 from steward.health import STEP_NAMES
+from steward.settings import EXAMPLE_MIGRATIONS as EXAMPLE
 from steward.settings import Settings, get_settings
 
 __all__ = ["run_demo"]
@@ -25,7 +28,7 @@ __all__ = ["run_demo"]
 def run_demo(*, rows: int, seed: int, console: Console) -> dict[str, Any]:
     """Migrate, generate demo data, run the catalogued flows with demo parameters, then
     ``nightly`` (which runs the nightly steps) and print its health report."""
-    settings = get_settings()
+    settings = _on_example_schema(get_settings())
     console.print(f"[bold]Steward demo[/] — home {settings.home.resolve()}")
     results: dict[str, Any] = {}
     started = time.monotonic()
@@ -49,6 +52,24 @@ def run_demo(*, rows: int, seed: int, console: Console) -> dict[str, Any]:
     if failed is not None:
         raise failed
     return results
+
+
+def _on_example_schema(settings: Settings) -> Settings:
+    """The demo fills Steward's example schema: configure its migrations, refuse any other."""
+    chosen = {"alembic": settings.migrations.alembic, "mongo": settings.migrations.mongo}
+    others = {key: value for key, value in chosen.items() if value not in ("", EXAMPLE)}
+    if others:
+        key, value = next(iter(others.items()))
+        raise ConfigError(
+            f"migrations.{key} = {value!r}: steward demo fills Steward's example schema with "
+            "synthetic data, not an application's; run it with [migrations] unset (or "
+            '"example") on a scratch database'
+        )
+    for key, value in chosen.items():
+        if not value:  # the process's settings, for the flows run below
+            os.environ[f"STEWARD_MIGRATIONS__{key.upper()}"] = EXAMPLE
+    get_settings.cache_clear()
+    return get_settings()
 
 
 def _fill_and_analyze(settings: Settings, rows: int, seed: int) -> dict[str, int]:

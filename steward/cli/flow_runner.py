@@ -21,7 +21,13 @@ from steward.catalog import load_flow
 from steward.cli.interrupts import on_abandon, state_left
 from steward.errors import ConfigError, SourceUnavailable, StewardError, closest_name
 
-__all__ = ["bind_params", "expected_error", "parse_params", "run_flow"]
+__all__ = [
+    "bind_params",
+    "expected_error",
+    "parse_params",
+    "prefect_api_configured",
+    "run_flow",
+]
 
 
 def parse_params(pairs: list[str]) -> dict[str, Any]:
@@ -67,6 +73,26 @@ def run_flow(name: str, params: dict[str, Any]) -> Any:
             "busy?); run the command again, raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_"
             "SECONDS, or start `prefect server start` once and set PREFECT_API_URL to it"
         ) from None
+
+
+def prefect_api_configured() -> bool:
+    """Whether runs go to a Prefect server: ``PREFECT_API_URL`` in the environment or in the
+    active Prefect profile (read as TOML: importing Prefect costs a second or more).
+    """
+    if os.environ.get("PREFECT_API_URL"):
+        return True
+    import tomllib
+    from pathlib import Path
+
+    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect")
+    path = Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml")
+    try:
+        profiles = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+    active = os.environ.get("PREFECT_PROFILE") or profiles.get("active") or "ephemeral"
+    profile = (profiles.get("profiles") or {}).get(active) or {}
+    return bool(profile.get("PREFECT_API_URL"))
 
 
 def expected_error(exc: BaseException) -> bool:

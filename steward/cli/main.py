@@ -111,17 +111,14 @@ def main() -> None:
         code = app(standalone_mode=False)
     except StewardError as exc:
         failed_check = isinstance(exc, FailedCheck)
-        label = "failed:" if failed_check else "error:"
-        message = mask_text(str(exc))
-        console.print(f"[bold red]{label}[/] {message}", highlight=False, soft_wrap=True)
+        _print_error(mask_text(str(exc)), "failed:" if failed_check else "error:")
         sys.exit(1 if failed_check else 2)
     except (typer.Abort, KeyboardInterrupt):
         exit_interrupted(sys.argv)
     except (typer.BadParameter, typer.Exit) as exc:
         code = getattr(exc, "exit_code", 2)
         if isinstance(exc, typer.BadParameter):
-            message = mask_text(exc.format_message())
-            console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+            _print_error(mask_text(exc.format_message()))
         sys.exit(code)
     except Exception as exc:  # click usage errors; database refusing a configured value
         import click
@@ -134,11 +131,18 @@ def main() -> None:
         refused = refused_value(exc)
         if refused is None:
             raise
-        console.print(f"[bold red]error:[/] {mask_text(refused)}", highlight=False, soft_wrap=True)
+        _print_error(mask_text(refused))
         sys.exit(2)
     if code == EXIT_INTERRUPTED:
         exit_interrupted(sys.argv)
     sys.exit(code if isinstance(code, int) and not isinstance(code, bool) else 0)
+
+
+def _print_error(message: str, label: str = "error:") -> None:
+    # The message is plain text: "[migrations]" in it is a settings section, not rich markup.
+    from rich.markup import escape
+
+    console.print(f"[bold red]{label}[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

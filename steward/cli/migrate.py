@@ -66,6 +66,7 @@ def migrate(
     if status:
         _print_status(include_mongo)
         return
+    _check_configured(include_mongo)
 
     params: dict[str, Any] = {
         "direction": "downgrade" if down else "upgrade",
@@ -92,6 +93,15 @@ def migrate(
             sys.stdout.write(f"-- MongoDB ({summary['direction']}): {planned}\n")
         return
     _print_applied(summary)
+
+
+def _check_configured(include_mongo: bool) -> None:
+    """Refuse at once (before a flow run starts) when no migrations are configured."""
+    from steward.migrations import resolve_alembic, resolve_mongo
+
+    resolve_alembic(get_settings())
+    if include_mongo:
+        resolve_mongo(get_settings())
 
 
 def _confirm_drop_everything() -> bool:
@@ -152,12 +162,13 @@ def _print_status(include_mongo: bool) -> None:
 
 
 def _print_mongo_status() -> None:
-    from steward.migrations import MongoMigrationRunner
+    from steward.migrations import MongoMigrationRunner, resolve_mongo
     from steward.storage import DocumentsClient
 
+    location = resolve_mongo(get_settings())
     documents = DocumentsClient(get_settings())
     try:
-        rows = MongoMigrationRunner(documents).status()
+        rows = MongoMigrationRunner(documents, location=location).status()
     finally:
         documents.close()
     table = Table("migration", "state", "applied at", title="MongoDB migrations")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -19,7 +20,8 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from steward.cli.flow_runner import run_flow
-from steward.settings import get_settings
+from steward.errors import ConfigError
+from steward.settings import get_settings, mask_url
 
 __all__ = ["register"]
 
@@ -46,9 +48,13 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
     """Pending events, how many are retrying, dead events, and the oldest pending age (lag)."""
     relay = _relay()
     try:
-        shown = relay.status()
+        missing = relay.missing_reason()
+        shown = relay.status() if missing is None else {"not_configured": missing}
     finally:
         relay.close()
+    if missing is not None and not as_json:
+        out.print(f"outbox {missing}", highlight=False)
+        return
     if as_json:
         out.print_json(json.dumps(shown))
         return
@@ -108,9 +114,19 @@ def relay(
 
 
 def _relay_forever(batch_size: int | None) -> None:
-    from steward.outbox import RunTotals, run_forever
+    from steward.outbox import RunTotals, run_forever, survivable
 
     relay = _relay()
+    try:
+        missing = relay.missing_reason()
+    except Exception as exc:  # the database is away: run_forever waits for it
+        if not survivable(exc):
+            relay.close()
+            raise
+        missing = None
+    if missing is not None:
+        relay.close()
+        raise ConfigError(f"outbox {missing}; there is nothing to relay")
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -180,8 +196,47 @@ def cleanup(
 
 
 def _print_summary(name: str, summary: dict[str, Any]) -> None:
+    if summary.get("skipped"):
+        out.print(f"{name} skipped: {summary['skipped']}", highlight=False)
+        return
     table = Table("field", "value", title=name + (" (dry run)" if summary.get("dry_run") else ""))
     for key, value in summary.items():
         if key != "dry_run":
             table.add_row(key, json.dumps(value) if isinstance(value, list | dict) else str(value))
     out.print(table)
+
+
+@outbox_app.command("install")
+def install(
+    print_only: bool = typer.Option(
+        False,
+        "--print",
+        help="Print the DDL and an Alembic operation for your own migrations; change nothing.",
+    ),
+) -> None:
+    """Create the outbox table (outbox.table) on PostgreSQL or SQLite, or --print its DDL."""
+    import sqlalchemy as sa
+
+    from steward.outbox import alembic_operations, install_outbox, outbox_ddl, outbox_table
+    from steward.storage import SqlClient
+
+    settings = get_settings()
+    name = settings.outbox.table
+    if print_only:
+        dialect = sa.engine.make_url(settings.database_url).get_backend_name()
+        # Plain text, unwrapped: it is meant to be pasted.
+        sys.stdout.write(f"-- outbox table {name!r} for {dialect}\n{outbox_ddl(dialect, name)}\n")
+        sys.stdout.write(alembic_operations(name))
+        return
+    sql = SqlClient(settings)
+    try:
+        with sql.begin() as conn:
+            created = install_outbox(conn, name)
+            outbox_table(conn, name)  # an existing table must hold the contract's columns
+    finally:
+        sql.dispose()
+    where = mask_url(settings.database_url)
+    if created:
+        out.print(f"created outbox table {name!r} on {where}", highlight=False)
+    else:
+        out.print(f"outbox table {name!r} already exists on {where}; nothing changed")

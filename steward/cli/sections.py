@@ -5,7 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from steward.cli import archive, backup, cache, data, health, migrate, outbox, tiering, validate
+from steward.cli import (
+    archive,
+    backup,
+    cache,
+    data,
+    health,
+    init,
+    migrate,
+    outbox,
+    tiering,
+    validate,
+)
 
 SUBCOMMANDS: list[Callable[[Any], None]] = [
     migrate.register,
@@ -17,4 +28,5 @@ SUBCOMMANDS: list[Callable[[Any], None]] = [
     health.register,
     validate.register,
     cache.register,
+    init.register,
 ]

@@ -1,7 +1,11 @@
-"""``steward validate``: run the Great Expectations suites (the ``validate-data`` flow).
+"""``steward validate``: run the suites (the ``validate-data`` flow, or directly).
 
-``steward validate list`` reads the suite index only (no GX import, no database). Exit codes:
-0 every critical expectation held, 1 a critical expectation failed, 2 a bad suite or setting.
+With a Prefect server configured (``PREFECT_API_URL``) the run is the ``validate-data`` flow,
+recorded in Prefect; without one, the same work runs in this process (no temporary Prefect
+server, GX imported only if a suite needs it). ``validate list`` / ``validate check`` read the
+suite files only (no database). ``validate init`` drafts suites from the live schema.
+Exit codes: 0 every critical expectation held, 1 a critical expectation failed, 2 a bad suite
+or setting.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from steward.cli.flow_runner import run_flow
+from steward.cli.flow_runner import prefect_api_configured, run_flow
 from steward.errors import IntegrityViolation
 from steward.settings import get_settings
 
@@ -46,17 +50,22 @@ def validate(
     scrub: int | None = typer.Option(
         None, "--scrub", help="Archive objects to re-read (default: validation.scrub_objects)."
     ),
+    full: bool = typer.Option(
+        False, "--full", help="Check every row of incremental suites too (not only changes)."
+    ),
 ) -> None:
     """Run the suites in the database; print the outcome per suite and every failure."""
     if ctx.invoked_subcommand is not None:
         return
     params: dict[str, Any] = {"suites": suite or None, "fail_on": fail_on, "docs": docs}
+    params["full"] = full
     if scrub is not None:
         params["scrub_objects"] = scrub
     failed: IntegrityViolation | None = None
+    summary: dict[str, Any] | None = None
     with Console(stderr=True).status("running validate-data…"):
         try:
-            summary = run_flow("validate-data", params)
+            summary = _run(params)
         except IntegrityViolation as exc:
             summary, failed = getattr(exc, "summary", None), exc
     if summary:
@@ -66,9 +75,57 @@ def validate(
         sys.exit(1)
 
 
+def _run(params: dict[str, Any]) -> dict[str, Any]:
+    if prefect_api_configured():
+        return dict(run_flow("validate-data", params))
+    from datetime import UTC, datetime
+
+    from steward.validation import run_validation
+
+    name = f"cli-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    summary, _ = run_validation(
+        get_settings(),
+        params["suites"],
+        fail_on=params["fail_on"],
+        docs=params["docs"],
+        scrub_objects=params.get("scrub_objects"),
+        full=params["full"],
+        run_name=name,
+    )
+    return summary
+
+
+@validate_app.command("check")
+def check_suites() -> None:
+    """Check every suite file without touching the database: types, arguments, queries."""
+    from steward.validation import load_suites
+
+    settings = get_settings()
+    suites = load_suites(settings.validation.expectations_dir)
+    _raise_problems(suites, settings)
+    count = sum(len(s.expectations) for s in suites)
+    Console().print(
+        f"{len(suites)} suites, {count} expectations in {settings.validation.expectations_dir}: "
+        "no problems found (tables, columns and queries are checked against the database when "
+        "`steward validate` runs)",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _raise_problems(suites: list[Any], settings: Any) -> None:
+    import sqlalchemy as sa
+
+    from steward.validation import suite_parameters, suite_problems
+    from steward.validation.checks import raise_problems
+
+    dialect = sa.make_url(settings.database_url).get_backend_name()
+    raise_problems(suite_problems(suites, dialect, suite_parameters(settings)))
+
+
 @validate_app.command("list")
 def list_suites() -> None:
-    """List the suites in the index: target, expectations and their severities."""
+    """List the suites in the index: target, expectations, severities; then check them."""
     from steward.validation import load_suites
 
     settings = get_settings()
@@ -86,6 +143,7 @@ def list_suites() -> None:
             str(spec.file),
         )
     Console().print(table)
+    _raise_problems(suites, settings)
 
 
 @validate_app.command("init")
@@ -147,5 +205,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"{len(scrub.get('failures', []))} failed {scrub.get('note', '')}",
         highlight=False,
     )
+    for name, batch in (summary.get("batches") or {}).items():
+        out.print(f"  {name}: checked {batch}", highlight=False)
+    pages = summary.get("data_docs_pages") or {}
+    failing = dict.fromkeys(f["suite"] for f in summary["failures"] if f["suite"] in pages)
+    for name in failing:
+        out.print(f"Data Docs, {name}: {pages[name]}", highlight=False, soft_wrap=True)
     if summary.get("data_docs_url"):
-        out.print(f"Data Docs: {summary['data_docs_url']}")
+        expires = summary.get("data_docs_expires")
+        until = f" (link valid until {expires} UTC)" if expires else ""
+        out.print(f"Data Docs: {summary['data_docs_url']}{until}", highlight=False, soft_wrap=True)

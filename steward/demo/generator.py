@@ -1,11 +1,14 @@
 """Synthetic data for the example e-commerce schema (``steward demo-data``, ``steward demo``).
 
 Fills the tables of revision 0001 at a chosen scale with data that gives every flow work:
-users, a category tree, products with messy brand spellings and JSON attributes, price periods,
+users, a category tree, products with JSON attributes (brands spelled messily before revision
+0003 normalised them, canonically after), price periods,
 inventory (``reserved`` = active reservations, never above ``on_hand``), orders whose ``total``
 is the sum of their items, payments, reservations, inventory movements and audit entries over
 the past 400 days, and an outbox that is mostly published (past 60 days) with pending events
-for several aggregates at the end. 12-15 % of users, products and orders are soft-deleted with
+for several aggregates at the end. Orders name only users and products that existed (and were
+not deleted) when they were placed; every soft-deleted order has its ``soft_delete`` audit
+entry. 12-15 % of users, products and orders are soft-deleted with
 ``deleted_at`` uniform over the past 400 days (after the row's creation, ``updated_at`` =
 ``deleted_at``).
 
@@ -35,6 +38,7 @@ from steward.storage import SqlClient
 __all__ = ["COLUMNS", "DEMO_TABLES", "generate_demo_data"]
 
 DEMO_TABLES: tuple[str, ...] = tuple(COLUMNS)  # parents before children
+BRAND_REVISION_TABLE = "brand_normalization_backup"  # exists once revision 0003 ran
 _JSON_COLUMNS = {
     "products": ("attributes",),
     "outbox": ("payload", "headers"),
@@ -70,11 +74,13 @@ def generate_demo_data(
     if rows < 100:
         raise ConfigError(f"demo data: rows={rows} is too small; ask for at least 100 rows")
     anchor = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
-    demo = DemoRows(rows, seed=seed, now=anchor)
     client = SqlClient(settings)
     try:
         with client.begin() as conn:
             tables = _reflect_demo_tables(conn)
+            # Revision 0003 normalised brands: from then on the application writes clean ones.
+            clean = BRAND_REVISION_TABLE in sa.inspect(conn).get_table_names()
+            demo = DemoRows(rows, seed=seed, now=anchor, clean_brands=clean)
             _clear_or_refuse(conn, tables, replace=replace)
             with (
                 _progress(show_progress, demo.expected_total) as advance,

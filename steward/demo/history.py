@@ -93,6 +93,8 @@ class History:
         self.n_orders, self.n_movements = sizes["orders"], sizes["inventory_movements"]
         self.n_outbox, self.n_audit = sizes["outbox"], sizes["audit_log"]
         self.product_times = products
+        # (order id, deleted_at, deleted_by, reason): each soft delete has its audit entry
+        self.deleted_orders: list[tuple[int, dt.datetime, str, str]] = []
 
     def _rng(self, table: str) -> Rng:
         return Rng(f"steward-demo:{self.seed}:{table}")
@@ -138,22 +140,39 @@ class History:
         pending = max(12, round(n * 0.03))
         published = n - pending
         streams: list[list[Any]] = []
+        held: set[tuple[str, str]] = set()  # a dead event holds its aggregate: nothing after it
         for i in range(published):
             t = -60 * DAY + (60 * DAY - 3600) * (i + rng.random()) / published
             status = "dead" if rng.random() < 0.005 else "published"
-            yield self._event(rng, i + 1, self._advance(rng, streams, 40), t, status)
+            event = self._advance(rng, streams, 40, held)
+            if status == "dead":
+                held.add((event[0], event[1]))
+                streams[:] = [s for s in streams if (s[0], s[1]) != (event[0], event[1])]
+            yield self._event(rng, i + 1, event, t, status)
         streams = []  # aggregates still open in the published phase never got their later events
         for i in range(pending):
             t = -1800 + 1800 * (i + rng.random()) / pending
             event = self._advance(rng, streams, max(3, pending // 4))
             yield self._event(rng, published + i + 1, event, t, "pending")
 
-    def _advance(self, rng: Rng, streams: list[list[Any]], cap: int) -> tuple[str, ...]:
-        """Next event of a random open aggregate (or of a new one): per-aggregate order holds."""
+    def _advance(
+        self,
+        rng: Rng,
+        streams: list[list[Any]],
+        cap: int,
+        held: set[tuple[str, str]] | None = None,
+    ) -> tuple[str, ...]:
+        """Next event of a random open aggregate (or of a new one): per-aggregate order holds;
+        an aggregate in ``held`` (behind a dead event) gets no new events."""
         if not streams or (len(streams) < cap and rng.random() < 0.3):
             kind = rng.pick(("order", "order", "product", "user"))
             top = {"order": self.n_orders, "product": self.n_products, "user": self.n_users}[kind]
-            streams.append([kind, str(rng.between(1, top)), 0])
+            aggregate = str(rng.between(1, top))
+            for _ in range(100):  # (bounded: a tiny data set could have every aggregate held)
+                if not held or (kind, aggregate) not in held:
+                    break
+                aggregate = str(rng.between(1, top))
+            streams.append([kind, aggregate, 0])
         stream = rng.pick(streams)
         kind, aggregate_id, step = stream
         stream[2] += 1
@@ -194,3 +213,5 @@ class History:
             )
             details = {"ip": f"192.0.2.{rng.between(1, 254)}", "via": rng.pick(CHANNELS)}
             yield (i + 1, self._at(t), actor, action, entity, entity_id, details)
+        for i, (order_id, at, actor, reason) in enumerate(self.deleted_orders, start=n + 1):
+            yield (i, at, actor, "soft_delete", "order", str(order_id), {"reason": reason})

@@ -74,8 +74,12 @@ def _slug(text: str) -> str:
 class DemoRows:
     """Rows for about ``rows`` rows in total, deterministic for ``seed`` and ``now``."""
 
-    def __init__(self, rows: int, *, seed: int, now: dt.datetime) -> None:
+    def __init__(
+        self, rows: int, *, seed: int, now: dt.datetime, clean_brands: bool = False
+    ) -> None:
         self.seed, self.now = seed, now
+        self.clean_brands = clean_brands  # brands as revision 0003 leaves them (canonical)
+        self.deleted_orders: list[tuple[int, dt.datetime, str, str]] = []  # for the audit log
         self._epoch = now.timestamp()
 
         def share(fraction: float, least: int) -> int:
@@ -139,6 +143,7 @@ class DemoRows:
         history = History(
             seed=self.seed, now=self.now, sizes=self.sizes, products=self.times["products"]
         )
+        history.deleted_orders = self.deleted_orders
         yield from _chunked("inventory_movements", history.movements(self.on_hand))
         yield from _chunked("outbox", history.outbox())
         yield from _chunked("audit_log", history.audit_log())
@@ -169,14 +174,15 @@ class DemoRows:
         return (self._at(t), rng.pick(DELETERS), rng.pick(REASONS[table]))
 
     def _pick(self, rng: Rng, t: float, table: str) -> int:
-        """Index of an entity created before t, preferring one not soft-deleted by then."""
+        """Index of an entity created before t and not soft-deleted by then (an order never
+        names a deleted user or product)."""
         deleted = self.user_deleted if table == "users" else self.product_deleted
         bound = max(1, self.times[table].count_before(t))
-        for _ in range(3):
-            index = rng.below(bound)
-            gone = deleted.get(index)
+        index = rng.below(bound)
+        for candidate in (*range(index, -1, -1), *range(index + 1, bound)):
+            gone = deleted.get(candidate)
             if gone is None or gone > t:
-                break
+                return candidate
         return index
 
     # --- users, categories, products, prices ----------------------------------------------
@@ -238,7 +244,10 @@ class DemoRows:
         deleted = self.product_deleted.get(i)
         updated = deleted if deleted is not None else created - rng.random() * created
         sku = f"{_slug(brand)[:3].upper()}-{i + 1:07d}"
-        row = (i + 1, sku, f"{name} {model}", _messy(rng, brand), category, attributes)
+        spelled = _messy(rng, brand)
+        if self.clean_brands and spelled is not None:
+            spelled = brand
+        row = (i + 1, sku, f"{name} {model}", spelled, category, attributes)
         return (
             row
             + (self._at(created), self._at(updated))
@@ -286,12 +295,16 @@ class DemoRows:
             item = (self._next_id("order_items"), order_id, product + 1, quantity, _cents(unit))
             batch["order_items"].append(item)
         self._payments(rng, order_id, status, (total, currency), created, batch["payments"])
-        self._reserve(rng, order_id, status, lines, created, batch["inventory_reservations"])
+        held = "pending" if deleted is None else "deleted"  # a deleted order holds no stock
+        self._reserve(rng, order_id, status, lines, created, batch["inventory_reservations"], held)
         updated = (
             deleted if deleted is not None else created - rng.random() * max(created, -6 * DAY)
         )
         row = (order_id, user + 1, status, currency, _cents(total), self._at(created))
-        return row + (self._at(updated),) + self._soft_delete(rng, "orders", deleted)
+        removal = self._soft_delete(rng, "orders", deleted)
+        if removal[0] is not None:
+            self.deleted_orders.append((order_id, *removal))
+        return row + (self._at(updated),) + removal
 
     def _order_lines(self, rng: Rng, created: float, currency: str) -> list[tuple[int, int, int]]:
         """``(product index, quantity, unit cents)``: prices in effect at ``created``."""
@@ -335,10 +348,11 @@ class DemoRows:
         lines: list[tuple[int, int, int]],
         created: float,
         out: list[Row],
+        held: str = "pending",
     ) -> None:
-        """Pending orders hold stock (active, expiring in a day); some older orders kept theirs."""
+        """Live pending orders hold stock (active, expiring in a day); some others kept theirs."""
         if status == "pending":
-            state = "active"
+            state = "active" if held == "pending" else "released"
         elif rng.random() < self.reservation_odds:
             state = "released" if status in ("cancelled", "refunded") else "consumed"
         else:

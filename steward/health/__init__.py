@@ -5,6 +5,7 @@
 - ``database`` / ``cache`` / ``objects`` / ``documents``: one check per store.
 - ``outbox``: the outbox backlog (pending, dead letters, lag) for the report.
 - ``nightly``: the nightly job's steps, their order, needs and criticality; skip validation.
+- ``nightly_lock``: one nightly run per source at a time, however it was started.
 - ``figures`` / ``report``: the health report built from the steps' summaries.
 """
 
@@ -34,6 +35,7 @@ from steward.health.nightly import (
     check_skip,
     failed_critical,
 )
+from steward.health.nightly_lock import nightly_lock
 from steward.health.objects import check_objects
 from steward.health.outbox import outbox_backlog
 from steward.health.report import NightlyReport, build_report, human_bytes
@@ -67,5 +69,6 @@ __all__ = [
     "failed_critical",
     "hit_ratio",
     "human_bytes",
+    "nightly_lock",
     "outbox_backlog",
 ]

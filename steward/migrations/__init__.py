@@ -2,6 +2,10 @@
 
 - ``sql``: :class:`MigrationRunner` (plan, upgrade, downgrade, dry run with the SQL, checksums of
   applied revisions so an edited migration is refused).
+- ``sources``: which migrations are the application's (``[migrations]``), and the refusal to
+  run them over a database that has tables but no Alembic version table.
+- ``environment``: runs any ``env.py`` (the example's or an application's) with Steward's
+  checksum hooks attached.
 - ``lock``: one runner at a time (PostgreSQL advisory lock; a file lock on SQLite).
 - ``mongo``: :class:`MongoMigrationRunner` (lock document, changelog with checksums).
 """
@@ -16,8 +20,15 @@ from steward.migrations.mongo import (
     MongoMigrationRunner,
     MongoResult,
 )
-from steward.migrations.sql import (
+from steward.migrations.sources import (
     DEFAULT_SCRIPT_LOCATION,
+    VERSION_TABLE,
+    AlembicSource,
+    refuse_existing_schema,
+    resolve_alembic,
+    resolve_mongo,
+)
+from steward.migrations.sql import (
     AppliedRecord,
     MigrationPlan,
     MigrationResult,
@@ -36,6 +47,8 @@ __all__ = [
     "LOCK_COLLECTION",
     "LOCK_ID",
     "LOCK_KEY",
+    "VERSION_TABLE",
+    "AlembicSource",
     "AppliedRecord",
     "MigrationPlan",
     "MigrationResult",
@@ -49,4 +62,7 @@ __all__ = [
     "checksums_table",
     "file_sha256",
     "migration_lock",
+    "refuse_existing_schema",
+    "resolve_alembic",
+    "resolve_mongo",
 ]

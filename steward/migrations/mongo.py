@@ -37,6 +37,7 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from steward.errors import ConfigError, MigrationChecksumMismatch, MigrationError, MigrationLocked
+from steward.migrations.sources import DEFAULT_MONGO_LOCATION
 from steward.migrations.sql import file_sha256
 from steward.storage import DocumentsClient
 from steward.storage import translate_document_errors as translate_errors
@@ -51,7 +52,6 @@ __all__ = [
     "MongoResult",
 ]
 
-DEFAULT_MONGO_LOCATION = Path(__file__).resolve().parents[2] / "migrations" / "mongo"
 CHANGELOG_COLLECTION = "steward_migrations"
 LOCK_COLLECTION = "steward_locks"
 LOCK_ID = "migrate"

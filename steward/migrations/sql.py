@@ -32,15 +32,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
 from steward.errors import ConfigError, MigrationChecksumMismatch, MigrationError
+from steward.migrations.environment import alembic_config, run_alembic
 from steward.migrations.lock import migration_lock
+from steward.migrations.sources import (
+    DEFAULT_SCRIPT_LOCATION,
+    AlembicSource,
+    refuse_existing_schema,
+    resolve_alembic,
+)
 from steward.settings import Settings
 from steward.storage import SqlClient
 
@@ -58,7 +63,6 @@ __all__ = [
 ]
 
 Direction = Literal["upgrade", "downgrade"]
-DEFAULT_SCRIPT_LOCATION = Path(__file__).resolve().parents[2] / "migrations"
 _RELATIVE = re.compile(r"[+-]\d+")
 
 metadata = sa.MetaData()
@@ -75,18 +79,6 @@ checksums_table = sa.Table(
 def file_sha256(path: Path) -> str:
     """SHA-256 of a migration file (line endings normalised, so a CRLF checkout still matches)."""
     return hashlib.sha256(path.read_bytes().replace(b"\r\n", b"\n")).hexdigest()
-
-
-def alembic_config(
-    script_location: Path | None = None, *, output_buffer: Any = None, **attributes: Any
-) -> Config:
-    """An Alembic Config built in code (independent of the working directory)."""
-    location = Path(script_location or DEFAULT_SCRIPT_LOCATION).resolve()
-    cfg = Config(output_buffer=output_buffer, stdout=io.StringIO())
-    cfg.set_main_option("script_location", str(location).replace("%", "%%"))
-    cfg.set_main_option("path_separator", "os")
-    cfg.attributes.update(attributes)
-    return cfg
 
 
 @dataclass(frozen=True)
@@ -146,7 +138,11 @@ class MigrationStatus:
 
 
 class MigrationRunner:
-    """Runs the Alembic migrations of ``script_location`` against the configured database."""
+    """Runs the application's Alembic migrations (``[migrations] alembic``) on the database.
+
+    ``script_location`` (a folder) or ``source`` overrides the settings; with neither, the
+    source comes from :func:`~steward.migrations.sources.resolve_alembic`.
+    """
 
     def __init__(
         self,
@@ -154,21 +150,32 @@ class MigrationRunner:
         *,
         url: str | None = None,
         script_location: Path | str | None = None,
+        source: AlembicSource | None = None,
         lock_timeout: float = 60.0,
         poll_interval: float = 0.2,
     ) -> None:
+        if source is None and script_location is not None:
+            folder = Path(script_location).resolve()
+            source = AlembicSource(folder, is_example=folder == DEFAULT_SCRIPT_LOCATION)
+        self.source = source or resolve_alembic(settings)
         self.sql = SqlClient(settings, url=url)
-        self.script_location = Path(script_location or DEFAULT_SCRIPT_LOCATION).resolve()
+        self.script_location = self.source.script_location
         self.lock_timeout = lock_timeout
         self.poll_interval = poll_interval
         try:
-            self.script = ScriptDirectory.from_config(alembic_config(self.script_location))
+            self.script = ScriptDirectory.from_config(self._config())
         except CommandError as exc:
             raise ConfigError(f"migrations folder {self.script_location}: {exc}") from None
         self.revisions = self._linear_history()
 
     def dispose(self) -> None:
         self.sql.dispose()
+
+    def _config(self, *, hide_password: bool = True, **attributes: Any) -> Any:
+        url = self.sql.engine.url.render_as_string(hide_password=hide_password)
+        return alembic_config(
+            self.script_location, options=self.source.options, url=url, **attributes
+        )
 
     # History and targets ----------------------------------------------------------------
     def _linear_history(self) -> list[Revision]:
@@ -315,6 +322,7 @@ class MigrationRunner:
         """Apply the plan to ``target`` under the lock; ``on_plan`` sees it before any change."""
         with self.lock(), self.sql.connect() as conn:
             current = self._current(conn)
+            self._refuse_existing_schema(conn, current, direction)
             self._verify(conn, current)
             plan = self.plan(current, target, direction)
             self._sync_records(conn, current)
@@ -331,12 +339,20 @@ class MigrationRunner:
     def downgrade(self, target: str = "-1", **kwargs: Any) -> MigrationResult:
         return self.migrate(target, "downgrade", **kwargs)
 
+    def _refuse_existing_schema(
+        self, conn: Connection, current: str | None, direction: str
+    ) -> None:
+        if current is None and direction == "upgrade":
+            refuse_existing_schema(conn, self.source, self.sql.display_url)
+
     def _run_alembic(self, conn: Connection, plan: MigrationPlan, applied: list[Revision]) -> None:
+        # The example's env.py runs on `conn`; an application's env.py opens its own
+        # connection from sqlalchemy.url. Either way the hook writes on the revision's own.
         hook = partial(self._record_step, applied)
-        cfg = alembic_config(self.script_location, connection=conn, on_version_apply=[hook])
-        run = command.upgrade if plan.direction == "upgrade" else command.downgrade
+        cfg = self._config(hide_password=False, connection=conn)
+        conn.commit()
         try:
-            run(cfg, plan.alembic_target)
+            run_alembic(cfg, plan.direction, plan.alembic_target, hooks=[hook])
         except (sa.exc.SQLAlchemyError, CommandError) as exc:
             failed = plan.steps[len(applied)] if len(applied) < len(plan.steps) else None
             where = f"revision {failed.revision} ({failed.path})" if failed else "alembic"
@@ -352,6 +368,7 @@ class MigrationRunner:
         """Dry run: the SQL from the current revision to ``target``; nothing is applied."""
         with self.sql.connect() as conn:
             current = self._current(conn)
+            self._refuse_existing_schema(conn, current, direction)
             self._verify(conn, current)
             conn.rollback()
         plan = self.plan(current, target, direction)
@@ -362,10 +379,11 @@ class MigrationRunner:
         if not plan.steps:
             return plan, header + "-- nothing to do: the database is already there\n"
         buffer = io.StringIO()
-        url = self.sql.engine.url.render_as_string(hide_password=True)
-        cfg = alembic_config(self.script_location, output_buffer=buffer, url=url)
-        run = command.upgrade if plan.direction == "upgrade" else command.downgrade
-        run(cfg, f"{current or 'base'}:{plan.alembic_target}", sql=True)
+        cfg = self._config(output_buffer=buffer)
+        cfg.attributes["url"] = cfg.get_main_option("sqlalchemy.url")  # the example's env.py
+        run_alembic(
+            cfg, plan.direction, plan.alembic_target, sql=True, starting_rev=current or "base"
+        )
         return plan, header + buffer.getvalue()
 
     # Locking ----------------------------------------------------------------------------------

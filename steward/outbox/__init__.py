@@ -10,6 +10,7 @@ What this package owns:
 - ``runs``: batch reports and the drain loops a flow or the CLI runs.
 - ``service``: the long-running relay (``steward outbox relay --forever``).
 - ``sinks``: Redis Streams and the event history in the object store.
+- ``install``: the optional outbox: whether there is one, and ``steward outbox install``.
 - ``streams``: :class:`StreamConsumer`, a consumer-group reader with dedupe by event id.
 """
 
@@ -31,9 +32,16 @@ from steward.outbox.events import (
     parse_aggregate,
     parse_event_id,
 )
+from steward.outbox.install import (
+    alembic_operations,
+    install_outbox,
+    outbox_ddl,
+    outbox_missing_reason,
+    outbox_table_definition,
+)
 from steward.outbox.relay import OutboxRelay, build_sinks
 from steward.outbox.runs import BatchReport, RunTotals, drain, relay_slice
-from steward.outbox.service import run_forever
+from steward.outbox.service import run_forever, survivable
 from steward.outbox.sinks import (
     EventHistorySink,
     RedisStreamsSink,
@@ -67,6 +75,7 @@ __all__ = [
     "SinkResult",
     "StreamConsumer",
     "StreamMessage",
+    "alembic_operations",
     "backoff_delay",
     "build_sinks",
     "compact_json",
@@ -76,10 +85,15 @@ __all__ = [
     "enqueue",
     "enqueue_many",
     "history_key_segment",
+    "install_outbox",
+    "outbox_ddl",
+    "outbox_missing_reason",
+    "outbox_table_definition",
     "history_source_name",
     "outbox_table",
     "parse_aggregate",
     "parse_event_id",
     "relay_slice",
     "run_forever",
+    "survivable",
 ]

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from steward.errors import RelayConflict
+from steward.outbox.broker_sinks import build_broker_sink
 from steward.outbox.dead_letters import (
     DeadGroup,
     dead_filter,
@@ -46,6 +47,7 @@ from steward.outbox.events import (
     parse_aggregate,
     parse_event_id,
 )
+from steward.outbox.install import outbox_missing_reason
 from steward.outbox.runs import BatchReport
 from steward.outbox.sinks import (
     EventHistorySink,
@@ -253,6 +255,11 @@ class OutboxRelay:
         )
 
     # Operating ---------------------------------------------------------------------------
+    def missing_reason(self) -> str | None:
+        """Why there is no outbox to work on (``not configured: ...``), or None."""
+        with self.transaction("looking for the outbox table") as conn:
+            return outbox_missing_reason(self.settings, conn)
+
     def status(self) -> dict[str, Any]:
         """Pending, retrying, dead, the oldest pending event's age (see OutboxTable.status),
         dead events grouped by reason (``dead_by_reason``) and the aggregates held behind a
@@ -309,6 +316,10 @@ class OutboxRelay:
 
     def close(self) -> None:
         self.sql.dispose()
+        for sink in self._sinks or ():
+            close = getattr(sink, "close", None)
+            if close is not None:
+                close()
 
 
 def build_sinks(settings: Settings) -> list[Sink]:
@@ -334,6 +345,8 @@ def build_sinks(settings: Settings) -> list[Sink]:
             store = open_object_store(settings)
             source = cfg.history_source or history_source_name(settings.database_url)
             sinks.append(EventHistorySink(store, prefix=cfg.history_prefix, source=source))
+        else:
+            sinks.append(build_broker_sink(settings, name))
     return sinks
 
 

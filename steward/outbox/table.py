@@ -122,8 +122,8 @@ def outbox_table(bind: Engine | Connection, name: str = "outbox") -> OutboxTable
         inspector = sa.inspect(bind)
         if not inspector.has_table(name):
             raise ConfigError(
-                f"outbox.table = {name!r}: no such table in the database; run `steward "
-                "migrate` (example schema) or create it per the README's outbox table contract"
+                f"outbox.table = {name!r}: no such table in the database; create it with "
+                "`steward outbox install` (or --print for your migrations)"
             )
         present = {column["name"] for column in inspector.get_columns(name)}
         missing = [column for column in REQUIRED_COLUMNS if column not in present]

@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,11 +25,22 @@ from pydantic_settings import (
 
 from steward.errors import ConfigError
 from steward.settings.archive import ARCHIVE_FORMATS, ArchivePolicy, ArchiveSettings
-from steward.settings.backup import BACKUP_SOURCES, BackupSettings, RetentionPolicy
+from steward.settings.backup import (
+    BACKUP_SOURCES,
+    BackupSettings,
+    PhysicalSettings,
+    RetentionPolicy,
+)
 from steward.settings.cache import CacheSettings, InvalidationRule, WarmerSettings
 from steward.settings.diagnostics import check_environment, describe_errors
 from steward.settings.masking import mask_text, mask_url, masked_settings
+from steward.settings.migrations import EXAMPLE_MIGRATIONS, MigrationsSettings
 from steward.settings.outbox import OUTBOX_SINKS, OutboxSettings
+from steward.settings.references import (
+    SECRET_BLOCK_PREFIX,
+    register_secret_resolver,
+    resolve_secret_references,
+)
 from steward.settings.statistics import StatisticsSettings
 from steward.settings.stores import (
     DatabaseSettings,
@@ -52,6 +63,7 @@ __all__ = [
     "ARCHIVE_FORMATS",
     "BACKUP_SOURCES",
     "DEFAULT_PRICES",
+    "EXAMPLE_MIGRATIONS",
     "MIN_STORAGE_DAYS",
     "OUTBOX_SINKS",
     "TIER_ORDER",
@@ -63,9 +75,12 @@ __all__ = [
     "DatabaseSettings",
     "DocumentsSettings",
     "InvalidationRule",
+    "MigrationsSettings",
     "ObjectsSettings",
     "OutboxSettings",
+    "PhysicalSettings",
     "RetentionPolicy",
+    "SECRET_BLOCK_PREFIX",
     "Settings",
     "StatisticsSettings",
     "TierTransition",
@@ -78,6 +93,7 @@ __all__ = [
     "load_settings",
     "mask_text",
     "mask_url",
+    "register_secret_resolver",
     "masked_settings",
 ]
 
@@ -120,6 +136,7 @@ class Settings(BaseSettings):
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
+    migrations: MigrationsSettings = Field(default_factory=MigrationsSettings)
     statistics: StatisticsSettings = Field(default_factory=StatisticsSettings)
 
     @classmethod
@@ -137,6 +154,11 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
         return tuple(sources)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_secret_blocks(cls, data: Any) -> Any:
+        return resolve_secret_references(cls, data)
+
     # Resolved locations -------------------------------------------------------------------
     @property
     def database_url(self) -> str:
@@ -148,6 +170,11 @@ class Settings(BaseSettings):
     def objects_url(self) -> str:
         """The object-store URL in effect (a folder under home when none is set)."""
         return self.objects.url or (self.home / "objects").resolve().as_uri()
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        """True when no database.url is set: Steward's own SQLite file under home."""
+        return not self.database.url.get_secret_value()
 
     @property
     def uses_embedded_cache(self) -> bool:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from steward.settings.brokers import NatsSinkSettings, RabbitMQSinkSettings
+
 __all__ = ["OUTBOX_SINKS", "OutboxSettings"]
 
-OUTBOX_SINKS = ("redis_streams", "event_history")
+OUTBOX_SINKS = ("redis_streams", "event_history", "rabbitmq", "nats")
 
 
 class OutboxSettings(BaseModel):
@@ -52,8 +54,25 @@ class OutboxSettings(BaseModel):
         "past it (no waiting, but a requeued event then arrives after its successors).",
     )
     sinks: list[str] = Field(
-        default_factory=lambda: list(OUTBOX_SINKS),
-        description="Where events go: redis_streams and/or event_history (object store).",
+        default_factory=lambda: ["redis_streams", "event_history"],
+        description="Where events go, in this order: redis_streams, event_history (object "
+        "store), rabbitmq, nats. An event is published once every sink took it.",
+    )
+    rabbitmq: RabbitMQSinkSettings = Field(default_factory=RabbitMQSinkSettings)
+    nats: NatsSinkSettings = Field(default_factory=NatsSinkSettings)
+    broker_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="RabbitMQ / NATS sinks: longest wait to connect or for a publish "
+        "confirmation (ack); past it the event is retried with backoff.",
+    )
+    broker_max_in_flight: int = Field(
+        default=256,
+        ge=1,
+        le=10_000,
+        description="RabbitMQ / NATS sinks: aggregates published at once. Within an "
+        "aggregate each event waits for the previous one's confirmation (order kept).",
     )
     stream_key_prefix: str = Field(
         default="events:",

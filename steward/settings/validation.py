@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = ["SHIPPED_EXPECTATIONS", "ValidationSettings"]
 
@@ -28,7 +28,44 @@ class ValidationSettings(BaseModel):
     outbox_max_lag_seconds: int = Field(
         default=3600,
         ge=1,
-        description="A pending outbox event older than this many seconds is a failure.",
+        description="A pending outbox event older than this many seconds is a warning.",
+    )
+    outbox_critical_lag_seconds: int = Field(
+        default=6 * 3600,
+        ge=1,
+        description="A pending outbox event older than this many seconds is a critical failure "
+        "(the relay is down, not just behind); must be >= outbox_max_lag_seconds.",
+    )
+    full_every_days: int = Field(
+        default=7,
+        ge=0,
+        le=366,
+        description="Incremental suites run in full when their last full run is this many days "
+        "old (0 = always full); `steward validate --full` forces one.",
+    )
+    incremental_overlap_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=86_400,
+        description="An incremental run re-checks rows this many seconds older than the last "
+        "passing run's high-water mark (commits that landed late, clock skew).",
+    )
+    state_prefix: str = Field(
+        default="validation/state/",
+        description="Object-store prefix of the incremental state (high-water mark per suite).",
+    )
+    docs_keep_runs: int = Field(
+        default=30,
+        ge=1,
+        le=10_000,
+        description="Data Docs: run pages kept per suite (older pages are deleted).",
+    )
+    docs_url_expiry_seconds: int = Field(
+        default=7 * 86_400,
+        ge=60,
+        le=7 * 86_400,
+        description="Data Docs on S3: lifetime of the presigned HTTPS link in the report "
+        "(S3 allows at most 7 days).",
     )
     scrub_objects: int = Field(
         default=5,
@@ -53,7 +90,7 @@ class ValidationSettings(BaseModel):
         description="Documents per pandas batch when validating a MongoDB collection.",
     )
 
-    @field_validator("docs_prefix")
+    @field_validator("docs_prefix", "state_prefix")
     @classmethod
     def _check_prefix(cls, value: str) -> str:
         if not value or value.startswith("/") or not value.endswith("/") or ".." in value:
@@ -61,3 +98,12 @@ class ValidationSettings(BaseModel):
                 "accepted: a relative key prefix ending in '/', e.g. 'docs/validation/'"
             )
         return value
+
+    @model_validator(mode="after")
+    def _check_lags(self) -> ValidationSettings:
+        if self.outbox_critical_lag_seconds < self.outbox_max_lag_seconds:
+            raise ValueError(
+                f"outbox_critical_lag_seconds ({self.outbox_critical_lag_seconds}) must be >= "
+                f"outbox_max_lag_seconds ({self.outbox_max_lag_seconds})"
+            )
+        return self

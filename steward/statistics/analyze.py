@@ -64,6 +64,8 @@ class StatisticsReport:
 
     def lines(self) -> list[str]:
         """Markdown bullets: every table acted on (or that should have been), and why."""
+        if not self.outcomes and not self.checked and self.note:
+            return [f"- {self.when}: {self.note}"]
         if not self.outcomes:
             checked = f"{len(self.checked)} table(s) checked" if self.checked else "no table"
             return [f"- {self.when}: {checked}, none needed ANALYZE" + self._note()]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from steward.settings import StatisticsSettings
@@ -48,8 +49,14 @@ def table_rows(engine: Engine, tables: Iterable[str]) -> dict[str, int]:
     """Rows per table as the statistics know them (taken before an archive run)."""
     names = list(dict.fromkeys(tables))
     with engine.connect() as conn:
-        if conn.dialect.name != "postgresql":
-            return {}
+        if conn.dialect.name != "postgresql":  # SQLite keeps no row estimates: count them
+            existing = set(sa.inspect(conn).get_table_names())
+            quote = conn.dialect.identifier_preparer.quote
+            return {
+                name: int(conn.exec_driver_sql(f"SELECT count(*) FROM {quote(name)}").scalar_one())
+                for name in names
+                if name in existing
+            }
         found = resolve_tables(conn, names, read_table_stats(conn, names))
     return {name: table.rows for name, table in found.items() if table is not None}
 
@@ -62,11 +69,14 @@ def analyze_after_archive(
     *,
     dry_run: bool = False,
 ) -> StatisticsReport:
-    """ANALYZE each table whose removed rows exceed ``archive_share`` of its rows before."""
+    """ANALYZE each table whose removed rows exceed ``archive_share`` of its rows before
+    (a table missing from ``rows_before``, its size unknown, is left alone)."""
     report = StatisticsReport("after archive-to-s3", checked=[t for t, n in removed.items() if n])
     wanted = {}
     for table, count in removed.items():
-        before = max(rows_before.get(table, 0), count)
+        if table not in rows_before:
+            continue
+        before = max(rows_before[table], count)
         if count and count > settings.archive_share * before:
             wanted[table] = (
                 f"the archive removed {count:,} of {before:,} rows ({count / before:.0%}, over "

@@ -117,6 +117,10 @@ class FolderStore(ObjectStore):
         self._write_sidecar(key, sidecar)
         return self._info(key, sidecar)
 
+    def share_url(self, key: str, *, expires_seconds: int) -> tuple[str, str | None]:
+        """The object's ``file://`` URL (it does not expire)."""
+        return self._data_path(key).resolve().as_uri(), None
+
     def delete(self, key: str) -> None:
         # Sidecar first: the object disappears from head/list before its bytes go.
         self._meta_path(key).unlink(missing_ok=True)

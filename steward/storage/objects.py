@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, cast
 
 from steward.errors import (
     ConfigError,
@@ -321,6 +321,17 @@ class ObjectStore(ABC):
     def delete(self, key: str) -> None:
         """Remove an object. Deleting a missing object is not an error (idempotent reruns)."""
 
+    def copy(self, source: str, target: str, *, storage_class: str = "STANDARD") -> ObjectInfo:
+        """Copy object ``source`` to ``target`` (its checksum and user metadata kept).
+
+        This default reads the source (checksum-verified) and writes it again; stores that
+        can copy in place override it (S3: a server-side copy).
+        """
+        metadata = self.head(source).metadata
+        with self.open(source) as reader:
+            stream = cast(IO[bytes], reader)  # read() is all put needs
+            return self.put(target, stream, storage_class=storage_class, metadata=metadata)
+
     @abstractmethod
     def set_storage_class(self, key: str, storage_class: str) -> ObjectInfo:
         """Move an object to another storage class (S3: copy onto itself), keeping its checksum."""
@@ -336,6 +347,15 @@ class ObjectStore(ABC):
     def get_lifecycle(self) -> builtins.list[LifecycleRule]:
         """Steward's lifecycle transitions installed for this store (empty when none)."""
         raise NotImplementedError(f"{type(self).__name__} does not report lifecycle rules")
+
+    def share_url(self, key: str, *, expires_seconds: int) -> tuple[str, str | None]:
+        """A link a browser opens, and when it stops working (None: it does not expire).
+
+        This default is the store URL plus the key (S3 overrides it with a presigned HTTPS
+        URL; the folder store gives a ``file://`` path).
+        """
+        validate_key(key)
+        return f"{self.url.rstrip('/')}/{key}", None
 
     def verify(self, key: str, *, size: int, sha256: str) -> ObjectInfo:
         """Check an object's recorded size and checksum against what the caller wrote.

@@ -12,8 +12,8 @@ from typing import Any
 
 from steward.settings import Settings
 from steward.storage import DocumentsClient
+from steward.validation.gx_runner import convert_result, gx_suite, new_context
 from steward.validation.outcome import ExpectationOutcome, SuiteOutcome
-from steward.validation.runner import convert_result, gx_suite, new_context
 from steward.validation.suites import SuiteSpec
 
 __all__ = ["run_mongo_suite"]

@@ -45,6 +45,7 @@ class SuiteOutcome:
     skipped: str | None = None
     seconds: float = 0.0
     gx_result: dict[str, Any] | None = None
+    batch: str | None = None  # incremental run: which rows were checked (None = all)
 
     @property
     def failed(self) -> list[ExpectationOutcome]:
@@ -92,9 +93,17 @@ class ScrubOutcome:
 
 
 def summarize(
-    suites: list[SuiteOutcome], scrub: ScrubOutcome | None, docs_url: str | None
+    suites: list[SuiteOutcome],
+    scrub: ScrubOutcome | None,
+    docs_url: str | None,
+    docs_pages: dict[str, str] | None = None,
+    docs_expires: str | None = None,
 ) -> dict[str, Any]:
-    """The flow's return value (the nightly job reads it)."""
+    """The flow's return value (the nightly job reads it).
+
+    ``docs_pages`` maps each suite to its Data Docs page of this run; ``docs_expires`` is
+    when those links stop working (presigned S3 links), None when they do not expire.
+    """
     failures = [
         {
             "suite": s.suite,
@@ -123,6 +132,9 @@ def summarize(
         "per_suite": {s.suite: s.status for s in suites},
         "scrub": asdict(scrub) if scrub else None,
         "data_docs_url": docs_url,
+        "data_docs_pages": docs_pages or {},
+        "data_docs_expires": docs_expires,
+        "batches": {s.suite: s.batch for s in suites if s.batch},
     }
 
 
@@ -169,9 +181,23 @@ def render_markdown(summary: dict[str, Any], suites: list[SuiteOutcome]) -> str:
     for item in summary["failures"]:
         lines.append(_failure_line(item))
     lines += ["", _scrub_line(summary.get("scrub")), ""]
-    docs = summary.get("data_docs_url")
-    lines.append(f"Data Docs: {docs}" if docs else "Data Docs: not built (docs=False).")
+    lines += _docs_lines(summary)
     return "\n".join(lines) + "\n"
+
+
+def _docs_lines(summary: dict[str, Any]) -> list[str]:
+    """Markdown links: the failing suites' pages first, then the index; the expiry stated."""
+    docs = summary.get("data_docs_url")
+    if not docs:
+        return ["Data Docs: not built (docs=False)."]
+    pages = summary.get("data_docs_pages") or {}
+    failing = list(dict.fromkeys(f["suite"] for f in summary["failures"] if f["suite"] in pages))
+    links = [f"[{name} (failed)]({pages[name]})" for name in failing]
+    lines = ["Data Docs: " + ", ".join([*links, f"[all runs]({docs})"])]
+    expires = summary.get("data_docs_expires")
+    if expires:
+        lines.append(f"These links are presigned and stop working at {expires} UTC.")
+    return lines
 
 
 def _failure_line(item: dict[str, Any]) -> str:

@@ -28,6 +28,7 @@ def suite_parameters(settings: Settings) -> dict[str, int | float]:
     return {
         "outbox_max_attempts": settings.outbox.max_attempts,
         "outbox_max_lag_seconds": settings.validation.outbox_max_lag_seconds,
+        "outbox_critical_lag_seconds": settings.validation.outbox_critical_lag_seconds,
     }
 
 

@@ -8,7 +8,6 @@ gets its own engine whose sessions are read-only from the start (PostgreSQL
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,8 +20,6 @@ from steward.settings import Settings
 from steward.storage import create_sql_engine
 
 __all__ = ["GxConnection", "batch_subquery", "gx_connection", "read_only"]
-
-_JOIN = re.compile(r"\bJOIN\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -47,11 +44,14 @@ def read_only(settings: Settings) -> Iterator[Connection]:
     else:
         engine = create_sql_engine(settings)
     try:
-        with engine.connect() as conn, conn.begin() as transaction:
+        with engine.connect() as conn:
+            conn.begin()  # (a caller may roll back and begin again after an error)
             if target.dialect == "postgresql":
                 conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-            yield conn
-            transaction.rollback()
+            try:
+                yield conn
+            finally:
+                conn.rollback()
     finally:
         engine.dispose()
 
@@ -73,12 +73,9 @@ def gx_connection(settings: Settings) -> GxConnection:
 
 
 def batch_subquery(conn: Connection, table: str, query: str) -> str:
-    """What GX puts in place of ``{batch}`` for a whole table (identifier quoted).
+    """What ``{batch}`` becomes in a custom query over the whole table: the quoted table name.
 
-    GX leaves the alias to the query when it joins (``FROM {batch} AS o JOIN ...``) and
-    aliases the batch ``subselect`` otherwise.
+    (GX once put ``(SELECT * FROM t) AS subselect`` there, which broke any query that gave the
+    batch its own alias without a JOIN; a plain table name works in every position.)
     """
-    quoted = conn.dialect.identifier_preparer.quote(table)
-    if _JOIN.search(query):
-        return f"(SELECT * FROM {quoted})"
-    return f"(SELECT * FROM {quoted}) AS subselect"
+    return conn.dialect.identifier_preparer.quote(table)

@@ -1,217 +1,90 @@
-"""Run one suite with Great Expectations in an ephemeral context; SQL suites run in the database.
+"""Run one SQL suite: native expectations compiled by Steward, the rest by Great Expectations.
 
-A SQL suite is one GX validation of a whole-table batch of the configured database (GX's SQL
-datasource compiles each expectation to SQL: nothing is pulled into pandas). GX is imported
-here, inside functions, so other commands never pay its start-up.
+Native types (:mod:`steward.validation.expectation_types`) run as a handful of queries in a
+read-only transaction (:mod:`steward.validation.native`), without importing GX; a suite that
+also holds other types hands those to GX (:mod:`steward.validation.gx_runner`), imported
+once per process and only then. An incremental run checks only the rows of its
+:class:`~steward.validation.native.Batch` (see :mod:`steward.validation.incremental`).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Any
 
 import sqlalchemy as sa
 
 from steward.errors import SourceUnavailable
 from steward.settings import Settings, mask_url
-from steward.validation.checks import build_gx_expectation
+from steward.validation.expectation_types import is_native
+from steward.validation.native import Batch, run_native
 from steward.validation.outcome import ExpectationOutcome, SuiteOutcome
-from steward.validation.readonly import batch_subquery, gx_connection, read_only
-from steward.validation.suites import ExpectationSpec, SuiteSpec, render_query
+from steward.validation.readonly import read_only
+from steward.validation.suites import ExpectationSpec, SuiteSpec
 
-BOOLEAN_ONLY = {"result_format": "BOOLEAN_ONLY"}
-
-__all__ = ["convert_result", "gx_suite", "new_context", "run_sql_suite"]
-
-
-def new_context() -> Any:
-    """An ephemeral GX context: nothing on disk (no temporary docs site), no progress bars."""
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import (
-        DataContextConfig,
-        InMemoryStoreBackendDefaults,
-        ProgressBarsConfig,
-    )
-
-    config = DataContextConfig(
-        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
-        progress_bars=ProgressBarsConfig(globally=False),
-        analytics_enabled=False,
-    )
-    return gx.get_context(mode="ephemeral", project_config=config)
-
-
-def gx_suite(suite: SuiteSpec, dialect: str, params: dict[str, int | float]) -> Any:
-    """The GX ExpectationSuite built from the file (queries rendered for ``dialect``)."""
-    import great_expectations as gx
-
-    built = gx.ExpectationSuite(name=suite.name, meta=dict(suite.gx_meta))
-    for spec in suite.expectations:
-        built.add_expectation(build_gx_expectation(suite, spec, dialect, params))
-    return built
+__all__ = ["run_sql_suite"]
 
 
 def run_sql_suite(
-    suite: SuiteSpec, settings: Settings, params: dict[str, int | float]
+    suite: SuiteSpec,
+    settings: Settings,
+    params: dict[str, int | float],
+    *,
+    batch: Batch | None = None,
+    conn: sa.Connection | None = None,
 ) -> SuiteOutcome:
-    """Validate the suite's table in the database; failing rows sampled read-only.
+    """Validate the suite's table (or only ``batch`` of it) in the database.
 
-    Two passes: every expectation with BOOLEAN_ONLY results (one count per check, no lists of
-    unexpected values: the cheap pass clean data needs), then only the failed ones again with
-    SUMMARY results for their counts and failing keys.
+    ``conn``: a read-only connection to reuse (suites run one after another); None = open one.
+
+    Raises:
+        SourceUnavailable: the database cannot be reached (transient; retried by the task).
     """
     started = time.monotonic()
-    connection = gx_connection(settings)
-    context = new_context()
-    # Names unique per suite: suites may run in parallel threads, and GX falls back to the
-    # process-wide "current" context in places; a lookup there then fails loudly.
-    name = f"database-{suite.name}"
-    try:
-        if connection.dialect == "sqlite":
-            source = context.data_sources.add_sqlite(name=name, connection_string=connection.url)
-        else:
-            source = context.data_sources.add_postgres(
-                name=name, connection_string=connection.url, kwargs=connection.kwargs
-            )
-    except ConnectionError as exc:  # GX's TestConnectionError: the database is unreachable
-        raise SourceUnavailable(
-            f"suite {suite.name!r}: cannot reach the database {mask_url(connection.url)}: "
-            f"{_without_secret(str(exc), connection.url).splitlines()[0]}; check database.url"
-        ) from None
-    asset = source.add_table_asset(name=suite.target, table_name=suite.target)
-    batch = asset.add_batch_definition_whole_table("whole-table")
-    result = _validate(context, batch, suite, connection.dialect, params, BOOLEAN_ONLY)
-    failed = [_name_of(item) for item in result.results if not item.success]
-    if failed:
-        retry = replace(
-            suite, expectations=tuple(e for e in suite.expectations if e.name in failed)
-        )
-        details = _validate(
-            context, batch, retry, connection.dialect, params, _result_format(suite, settings)
-        )
-        by_name = {_name_of(item): item for item in details.results}
-        result.results = [by_name.get(_name_of(item), item) for item in result.results]
-    outcome = convert_result(suite, result, "sql")
-    _sample_failed_queries(suite, outcome, settings, params)
+    native = [s for s in suite.expectations if is_native(s.type, s.kwargs)]
+    others = [s for s in suite.expectations if not is_native(s.type, s.kwargs)]
+    results: dict[str, ExpectationOutcome] = {}
+    if native:
+        results.update(_run_native(suite, settings, params, native, batch, conn))
+    if others:
+        from steward.validation.gx_runner import run_gx_expectations
+
+        gx = run_gx_expectations(replace(suite, expectations=tuple(others)), settings, params)
+        results.update({e.name: e for e in gx.expectations})
+    outcome = SuiteOutcome(
+        suite.name, "sql", suite.target, [results[s.name] for s in suite.expectations]
+    )
+    outcome.batch = batch.description if batch is not None else None
     outcome.seconds = time.monotonic() - started
     return outcome
 
 
-def _validate(
-    context: Any,
-    batch: Any,
+def _run_native(
     suite: SuiteSpec,
-    dialect: str,
+    settings: Settings,
     params: dict[str, int | float],
-    result_format: Any,
-) -> Any:
-    import great_expectations as gx
+    specs: list[ExpectationSpec],
+    batch: Batch | None,
+    conn: sa.Connection | None,
+) -> dict[str, ExpectationOutcome]:
+    keys = settings.validation.sample_keys
+    if conn is not None:
+        return run_native(conn, suite, specs, params, batch=batch, sample_keys=keys)
+    try:
+        with read_only(settings) as opened:
+            return run_native(opened, suite, specs, params, batch=batch, sample_keys=keys)
+    except sa.exc.OperationalError as exc:  # queries' own errors are caught per expectation
+        raise _unreachable(suite, settings, exc) from None
 
-    built = gx_suite(suite, dialect, params)
-    built.name = f"{suite.name}-{len(context.suites.all())}"  # unique in this context
-    built = context.suites.add(built)
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name=built.name, data=batch, suite=built)
-    )
-    result = definition.run(expectation_parameters=dict(params), result_format=result_format)
-    result.suite_name = suite.name
-    return result
 
-
-def _without_secret(text: str, url: str) -> str:
+def _unreachable(suite: SuiteSpec, settings: Settings, exc: BaseException) -> SourceUnavailable:
+    first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    url = settings.database_url
+    text = first[0] if first else type(exc).__name__
     password = sa.make_url(url).password
-    return text.replace(str(password), "***") if password else text
-
-
-def _name_of(item: Any) -> str:
-    return str((item.expectation_config.meta or {}).get("name", item.expectation_config.type))
-
-
-def _result_format(suite: SuiteSpec, settings: Settings) -> dict[str, Any]:
-    return {
-        "result_format": "SUMMARY",
-        "unexpected_index_column_names": list(suite.key),
-        "partial_unexpected_count": settings.validation.sample_keys,
-    }
-
-
-def convert_result(suite: SuiteSpec, result: Any, datasource: str) -> SuiteOutcome:
-    """GX's suite validation result as a :class:`SuiteOutcome` (plus its JSON for Data Docs)."""
-    specs = {spec.name: spec for spec in suite.expectations}
-    outcomes = []
-    for item in result.results:
-        name = (item.expectation_config.meta or {}).get("name", item.expectation_config.type)
-        spec = specs.get(name)
-        outcomes.append(_expectation_outcome(item, spec, suite.key))
-    outcome = SuiteOutcome(suite.name, datasource, suite.target, outcomes)
-    outcome.gx_result = result.to_json_dict()
-    return outcome
-
-
-def _expectation_outcome(
-    item: Any, spec: ExpectationSpec | None, key: tuple[str, ...]
-) -> ExpectationOutcome:
-    config = item.expectation_config
-    data = item.result or {}
-    error = None
-    if item.exception_info and item.exception_info.get("raised_exception") is not False:
-        error = _exception_message(item.exception_info)
-    if spec is not None and spec.is_query:
-        count = data.get("observed_value")
-    else:
-        count = data.get("unexpected_count")
-    sample = [_key_of(row, key) for row in data.get("partial_unexpected_index_list") or []]
-    return ExpectationOutcome(
-        name=spec.name if spec else config.type,
-        type=config.type,
-        severity=spec.severity if spec else "critical",
-        success=bool(item.success) and error is None,
-        unexpected_count=count if isinstance(count, int) else None,
-        element_count=data.get("element_count"),
-        sample=sample,
-        error=error,
-        description=spec.description if spec else None,
+    if password:
+        text = text.replace(str(password), "***")
+    return SourceUnavailable(
+        f"suite {suite.name!r}: cannot reach the database {mask_url(url)}: {text}; "
+        "check database.url"
     )
-
-
-def _exception_message(info: dict[str, Any]) -> str | None:
-    if "exception_message" in info:
-        return str(info["exception_message"]).splitlines()[0] if info["exception_message"] else None
-    for value in info.values():  # keyed by metric id when several metrics failed
-        if isinstance(value, dict) and value.get("exception_message"):
-            return str(value["exception_message"]).splitlines()[0]
-    return None
-
-
-def _key_of(row: Any, key: tuple[str, ...]) -> Any:
-    if isinstance(row, dict) and key:
-        values = [row.get(k) for k in key]
-        return values[0] if len(values) == 1 else values
-    return row
-
-
-def _sample_failed_queries(
-    suite: SuiteSpec, outcome: SuiteOutcome, settings: Settings, params: dict
-) -> None:
-    """Failing rows of custom-SQL expectations: the first N rows the query returns."""
-    failed = [e for e in outcome.failed if e.type == "unexpected_rows_expectation" and not e.error]
-    if not failed:
-        return
-    specs = {spec.name: spec for spec in suite.expectations}
-    with read_only(settings) as conn:
-        for item in failed:
-            query = render_query(specs[item.name].query_for(conn.dialect.name), params, "")
-            sql = query.replace("{batch}", batch_subquery(conn, suite.target, query))
-            # Driver-level: the query is the suite's own text (its colons are not binds);
-            # the limit is a validated int setting.
-            limit = int(settings.validation.sample_keys)
-            rows = conn.exec_driver_sql(f"SELECT * FROM ({sql}) AS violating LIMIT {limit}")
-            item.sample = [_json_row(row._mapping) for row in rows]
-
-
-def _json_row(mapping: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, value in mapping.items():
-        out[name] = value if isinstance(value, int | float | str | None) else str(value)
-    return out

@@ -23,7 +23,7 @@ from steward.validation.outcome import ScrubOutcome
 __all__ = ["MANIFEST_TABLE", "scrub_archive"]
 
 MANIFEST_TABLE = "steward_archive_manifest"
-FINISHED_STATES = ("verified", "complete")
+FINISHED_STATES = ("complete",)  # objects of unfinished batches are still staged
 
 
 def scrub_archive(

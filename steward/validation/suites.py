@@ -77,6 +77,8 @@ class SuiteSpec:
     key: tuple[str, ...]
     expectations: tuple[ExpectationSpec, ...]
     gx_meta: dict[str, Any] = field(default_factory=dict)
+    incremental: str | None = None  # column: timestamp (updated_at) or increasing key
+    sample_percent: float = 1.0  # incremental runs also check this share of the other rows
 
     def where(self, expectation: ExpectationSpec | None = None) -> str:
         """``file`` or ``file, expectation 'name'`` for error messages."""
@@ -151,11 +153,37 @@ def _load_entry(directory: Path, index_path: Path, i: int, entry: Any) -> SuiteS
     key = entry.get("key") or []
     if not isinstance(key, list) or not all(isinstance(k, str) for k in key):
         raise ConfigError(f"{where}: key must be a list of column names, got {key!r}")
+    column, sample = _incremental(where, entry.get("incremental"), datasource)
     path = directory / str(entry["file"])
     gx_suite = _read_json(path, f"suite file of {entry['suite']!r}")
     expectations = _expectations(path, gx_suite, entry["severity"])
     meta = gx_suite.get("meta") if isinstance(gx_suite.get("meta"), dict) else {}
-    return SuiteSpec(str(entry["suite"]), path, datasource, target, tuple(key), expectations, meta)
+    return SuiteSpec(
+        str(entry["suite"]), path, datasource, target, tuple(key), expectations, meta,
+        column, sample,
+    )  # fmt: skip
+
+
+def _incremental(where: str, value: Any, datasource: str) -> tuple[str | None, float]:
+    """``"incremental": "updated_at"`` or ``{"column": ..., "sample_percent": 1}``."""
+    if value is None:
+        return None, 1.0
+    if datasource != "sql":
+        raise ConfigError(f"{where}: incremental applies to SQL suites only")
+    if isinstance(value, str):
+        value = {"column": value}
+    if not isinstance(value, dict) or not isinstance(value.get("column"), str):
+        raise ConfigError(
+            f"{where}: incremental must be a column name or {{'column': ..., 'sample_percent': "
+            f"1}}, got {value!r}"
+        )
+    extra = sorted(set(value) - {"column", "sample_percent"})
+    if extra:
+        raise ConfigError(f"{where}: incremental has unknown key(s) {', '.join(extra)}")
+    sample = value.get("sample_percent", 1.0)
+    if isinstance(sample, bool) or not isinstance(sample, int | float) or not 0 <= sample <= 100:
+        raise ConfigError(f"{where}: incremental.sample_percent must be 0-100, got {sample!r}")
+    return value["column"], float(sample)
 
 
 def _expectations(path: Path, gx_suite: Any, severity: Any) -> tuple[ExpectationSpec, ...]:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -160,23 +162,47 @@ def _root_of(ctx: ArchiveContext, table: str) -> str | None:
 
 
 def archived_keys(ctx: ArchiveContext, table: str) -> list[Any]:
-    """Keys restorable from complete objects (object keys minus skipped), with repeats; for
-    a child table of an aggregate, the rows of its root's objects whose root was deleted."""
+    """Keys held by complete objects, with repeats (every key in an object must have left the
+    source: skipped keys are NOT subtracted); for a child table of an aggregate, the rows of
+    its root's objects."""
     root = _root_of(ctx, table) or table
     with ctx.sql.connect() as conn:
         done = manifest.entries(conn, table=root, states=[manifest.COMPLETE])
     (source,) = [s for s in open_sources(ctx, [root])]
     keys: list[Any] = []
     for entry in done:
-        skipped = set(entry.skipped_keys)
         if root == table:
             decoded = source.decode(ctx.store.get_bytes(entry.object_key), fmt=entry.format)
-            keys += [k for k in decoded.keys if k not in skipped]
+            keys += decoded.keys
             continue
         (part,) = [p for p in entry.parts if p.table_name == table]
         child = source.decode_part(table, ctx.store.get_bytes(part.object_key), fmt=entry.format)
-        keys += [k for k in child.keys if child.parents[k] not in skipped]
+        keys += child.keys
     return keys
+
+
+def duckdb_query(ctx: ArchiveContext, sql: str) -> list[tuple[Any, ...]]:
+    """Run ``sql`` in DuckDB with ``{archive}`` standing for the archive prefix as a folder,
+    as a reader of the store sees it: the folder store's own folder, or (S3) every object
+    under the prefix copied through the store into a temporary folder (no httpfs offline).
+    A pattern matching no file reads as no rows."""
+    import duckdb
+
+    root = getattr(ctx.store, "root", None)
+    with tempfile.TemporaryDirectory() as mirror:
+        if root is None:
+            root = Path(mirror)
+            for info in ctx.store.list("archive/", details=False):
+                path = root / info.key
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(ctx.store.get_bytes(info.key))
+        with duckdb.connect() as con:
+            try:
+                return con.sql(sql.replace("{archive}", str(Path(root) / "archive"))).fetchall()
+            except duckdb.IOException as exc:
+                if "No files found" in str(exc):
+                    return []  # nothing published yet
+                raise
 
 
 def assert_each_row_once(ctx: ArchiveContext, before: dict[str, TableSnapshot]) -> None:

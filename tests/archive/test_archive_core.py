@@ -135,9 +135,12 @@ def test_rows_changed_between_read_and_delete_stay_and_are_never_restored(app_se
     )
     assert int(changed["updated"]) not in archived_keys(ctx, "users")
 
+    stored = users.decode(ctx.store.get_bytes(entry.object_key), fmt=entry.format).keys
+    assert len(stored) == entry.rows == report.rows_archived  # the object: exactly what left
+    assert not set(entry.skipped_keys) & set(stored)
+
     result = restore(ctx, RestoreRequest(batch_id=entry.batch_id))
-    assert result.conflicts == 0
-    assert result.skipped_changed == 2
+    assert result.conflicts == 0 and result.restored == entry.rows
     assert "Changed" in snapshot(ctx, "users").rows[int(changed["updated"])]
 
 
@@ -171,7 +174,8 @@ def test_rerun_removes_orphan_objects_and_abandons_batches_without_object(app_se
     orphan = f"{table_prefix(ctx.settings, outbox)}dt=2026-11-19/leftover.parquet"
     ctx.store.put(orphan, b"not an archive anyone recorded")
     batch = read_batch(ctx, outbox, None)
-    ctx.store.delete(write_batch(ctx, outbox, batch).entry.object_key)  # crash before the put
+    written = write_batch(ctx, outbox, batch).entry
+    ctx.store.delete(manifest.staged_key(written.object_key))  # crash before the put
 
     report = archive_table(ctx, outbox)
 

@@ -15,7 +15,16 @@ from steward.archive import archive_table, open_sources, sql_rows
 
 from .conftest import NOW, assert_each_row_once, restore_everything, snapshots
 
-POINTS = ["manifest_written", "object_written", "object_verified", "rows_deleting", "rows_deleted"]
+POINTS = [
+    "manifest_written",
+    "object_written",
+    "object_verified",
+    "rows_deleting",
+    "rows_deleted",
+    "batch_deleted",
+    "object_published",
+    "batch_completed",
+]
 RUNNER = Path(__file__).with_name("crash_runner.py")
 REPO = Path(__file__).resolve().parents[2]
 # Soft-deleted rows (users), JSON (audit_log), UUIDs + a where condition (outbox), and an
@@ -48,6 +57,8 @@ def _rerun_and_check(contexts, settings, before, point: str) -> None:
     # started after the interrupted one may be unfinished too.)
     if point == "manifest_written":
         assert sum(r.abandoned_batches for r in reports) == 1
+    elif point == "batch_completed":  # complete already: its staged copies are orphans now
+        assert sum(r.orphans_removed for r in reports) >= 1
     else:
         assert sum(r.resumed_batches for r in reports) >= 1
     assert_each_row_once(ctx, before)

@@ -1,18 +1,23 @@
 """PostgreSQL ``infinity`` / ``-infinity`` timestamps: a qualifying row with ``-infinity`` and
-``infinity`` in another column is planned, archived (Parquet and jsonl.gz) and restored to
-exactly those values."""
+``infinity`` in another column is planned, archived (Parquet and jsonl.gz), read by DuckDB as
+its own ``infinity`` / ``-infinity``, and restored to exactly those values (also from objects
+written before, which hold the smallest int64 for ``-infinity``)."""
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
 from steward.archive import manifest
+from steward.archive.formats import ColumnSpec, python_columns
 from steward.archive.restore import RestoreRequest, restore
 from steward.archive.runner import archive_table, plan_table
 from steward.archive.sources import open_sources
 
-pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+from .conftest import duckdb_query
+
+ON_POSTGRES = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 COLUMNS = "created_at::text, updated_at::text, deleted_at::text"
 
 
@@ -25,6 +30,7 @@ def _as_text(ctx, ids: list[int]) -> dict[int, tuple[str, ...]]:
     return {row[0]: tuple(row[1:]) for row in rows}
 
 
+@ON_POSTGRES
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl.gz"])
 def test_infinite_timestamps_round_trip(fmt, app_settings, contexts):
     ctx = contexts(app_settings(rows=0, archive__format=fmt))
@@ -49,8 +55,29 @@ def test_infinite_timestamps_round_trip(fmt, app_settings, contexts):
     with ctx.sql.connect() as conn:
         (entry,) = manifest.entries(conn, table="users")
     assert entry.ts_min is not None and entry.ts_min.year == 1  # -infinity, clamped
+    if fmt == "parquet":
+        in_duckdb = duckdb_query(
+            ctx,
+            "SELECT id, created_at = '-infinity'::TIMESTAMPTZ, isinf(created_at), "
+            "updated_at = 'infinity'::TIMESTAMPTZ, deleted_at = '-infinity'::TIMESTAMPTZ "
+            "FROM read_parquet('{archive}/app/users/dt=*/*.parquet') ORDER BY id",
+        )
+        assert in_duckdb == [
+            (1, True, True, True, True),
+            (2, False, False, True, False),
+            (3, True, True, False, False),
+        ]
 
     back = restore(ctx, RestoreRequest(batch_id=entry.batch_id))
     assert back.restored == 3 and not back.failed
     assert _as_text(ctx, [1, 2, 3]) == before
     assert before[1] == ("-infinity", "infinity", "-infinity")
+
+
+def test_objects_written_before_keep_minus_infinity():
+    """Older objects hold -infinity as the smallest int64: it still restores as -infinity."""
+    micros = pa.array([-(2**63), -(2**63 - 1), 2**63 - 1, 0], pa.int64())
+    table = pa.table({"at": micros.cast(pa.timestamp("us", tz="UTC"))})
+    values = python_columns(table, [ColumnSpec("at", "timestamptz")])["at"]
+    assert values[:3] == ["-infinity", "-infinity", "infinity"]
+    assert values[3].year == 1970

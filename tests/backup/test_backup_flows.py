@@ -81,7 +81,10 @@ def test_backup_flow_on_the_embedded_default_says_why_documents_are_skipped(sqli
 
 
 def test_bad_sources_parameter_is_a_clear_error(sqlite_settings):
-    with pytest.raises(ConfigError, match="backup source 'databse' is not known"):
+    from prefect.exceptions import ParameterTypeError
+
+    # The parameter schema names the accepted values (the server refuses the run up front).
+    with pytest.raises(ParameterTypeError, match="Input should be 'database' or 'documents'"):
         backup_databases(sources=["databse"])
 
 
@@ -150,20 +153,22 @@ def test_a_damaged_backup_loses_verified_and_every_default_falls_back_to_the_las
     home = Path(pg_settings.home)
     failed = _steward("verify", damaged, cwd=home)
     assert failed.returncode == 1 and "corrupted" in failed.stderr
+
+    strict = {"STEWARD_BACKUP__SQL_RETENTION__KEEP_DAILY": "1",
+              "STEWARD_BACKUP__SQL_RETENTION__KEEP_WITHIN_HOURS": "0",
+              "STEWARD_BACKUP__SQL_RETENTION__KEEP_LAST": "1"}  # fmt: skip
+    pruned = _steward("prune", cwd=home, env=strict)
+    assert pruned.returncode == 0, pruned.stderr
+    assert {m.id for m in list_backups(ctx.store, "backups")} == {good, damaged}
+    kept = {row["id"]: row["reason"] for row in json.loads(
+        _steward("prune", "--dry-run", "--json", cwd=home, env=strict).stdout)["kept"]}  # fmt: skip
+    assert "newest verified" in kept[good]
+
     listed = {b["id"]: b for b in json.loads(_steward("list", "--json", cwd=home).stdout)}
     assert listed[damaged]["good"] is False and listed[damaged]["verified_at"] is None
     assert listed[damaged]["last_verification"]["ok"] is False
     assert listed[damaged]["verifications"] == 2 and listed[damaged]["last_passed_at"]
     assert listed[good]["good"] is True
-
-    strict = {"STEWARD_BACKUP__SQL_RETENTION__KEEP_DAILY": "1",
-              "STEWARD_BACKUP__SQL_RETENTION__KEEP_WITHIN_HOURS": "0",
-              "STEWARD_BACKUP__SQL_RETENTION__KEEP_LAST": "1"}  # fmt: skip
-    pruned = _steward("prune", "--json", cwd=home, env=strict)
-    assert pruned.returncode == 0, pruned.stderr
-    kept = {row["id"]: row["reason"] for row in json.loads(pruned.stdout)["kept"]}
-    assert "newest verified" in kept[good]
-    assert {m.id for m in list_backups(ctx.store, "backups")} == {good, damaged}
 
     target = make_pg_database()
     done = restore_backup(target=target)  # the default: the newest good backup

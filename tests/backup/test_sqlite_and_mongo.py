@@ -7,13 +7,14 @@ import sqlite3
 from contextlib import closing
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import mongomock
 import pytest
 from bson import Decimal128, Int64, ObjectId
 
 from steward.backup import list_backups, restore_backup, take_backup, verify_backup
-from steward.errors import BackupVerificationFailed, ConfigError
+from steward.errors import BackupVerificationFailed, ConfigError, ObjectCorrupted
 from steward.storage import DocumentsClient
 
 
@@ -106,6 +107,18 @@ def test_mongo_export_format_and_round_trip(sqlite_settings, ctx_for):
 
     with pytest.raises(ConfigError, match="database 'restored' is not empty"):
         restore_backup(ctx, manifest, "restored")
+
+    # --replace over a target that moved on, from a backup with one damaged object: nothing
+    # changes (every collection loads under a temporary name before any is swapped in).
+    restored.templates.delete_many({"_id": {"$in": [d["_id"] for d in original[:5]]}})
+    before = {n: list(restored[n].find().sort("_id", 1)) for n in restored.list_collection_names()}
+    record = next(o for o in manifest.objects if o["collection"] == "preferences")
+    path = Path(sqlite_settings.objects_url.removeprefix("file://")) / record["key"]
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(ObjectCorrupted):
+        restore_backup(ctx, manifest, "restored", replace=True)
+    after = {n: list(restored[n].find().sort("_id", 1)) for n in restored.list_collection_names()}
+    assert after == before
 
 
 def test_mongo_verify_catches_a_changed_checksum(sqlite_settings, ctx_for):

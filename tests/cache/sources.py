@@ -26,3 +26,27 @@ def numbered_rows(conn: Any, params: Mapping[str, Any]) -> Iterator[dict[str, An
 
 def not_mappings(conn: Any, params: Mapping[str, Any]) -> Iterator[Any]:
     yield (1, 2)
+
+
+def product_rows(conn: Any, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every product's id and name, read in one statement (one snapshot), then yielded one by
+    one; ``HOOKS['row']`` (if set) is called with each row number first."""
+    import sqlalchemy as sa
+
+    rows = conn.execute(sa.text("SELECT id, name FROM products ORDER BY id")).all()
+    for n, (product_id, name) in enumerate(rows):
+        hook = HOOKS.get("row")
+        if hook is not None:
+            hook(n)
+        yield {"id": product_id, "name": name}
+
+
+def held_rows(conn: Any, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """A warmer that takes as long as the test wants: ``HOOKS['start']`` (if set) is called
+    with the run number before the first row; ``RUNS['held']`` counts the runs."""
+    RUNS["held"] = RUNS.get("held", 0) + 1
+    hook = HOOKS.get("start")
+    if hook is not None:
+        hook(RUNS["held"])
+    for n in range(int(params.get("rows", 3))):
+        yield {"id": n, "run": RUNS["held"]}

@@ -11,6 +11,7 @@ import redis
 
 from steward.cache import CacheAside, CacheWarmer, get_or_load, read_stats
 from steward.settings import Settings
+from tests.fixtures.private_servers import PrivateRedis
 
 
 def test_fifty_concurrent_calls_on_a_cold_key_run_the_loader_once(
@@ -95,3 +96,19 @@ def test_versioned_reads_follow_the_current_generation(
     assert missing == {"x": 1}
     assert redis_client.get("steward:catalog:v1:category:none") == b'{"x":1}'
     assert redis_client.hgetall("steward:stats:catalog") == {b"hits": b"1", b"misses": b"2"}
+
+
+def test_redis_gone_while_loading_runs_the_loader_once(private_redis: PrivateRedis) -> None:
+    client = redis.Redis.from_url(private_redis.url, socket_timeout=2, socket_connect_timeout=2)
+    aside = CacheAside(client, "steward:")
+    calls: list[int] = []
+
+    def loader() -> dict[str, int]:
+        calls.append(1)
+        private_redis.stop()  # Redis goes away between the miss and the fill
+        return {"id": 3}
+
+    assert aside.get_or_load("product:3", loader, 60) == {"id": 3}
+    assert calls == [1]  # served uncached, not loaded a second time
+    private_redis.start()
+    assert client.exists("steward:product:3") == 0

@@ -90,6 +90,38 @@ def test_invalidate_cache_flow_applies_an_outbox_event(
     assert "max_seconds" in str(bad) and "greater than 0" in str(bad)
 
 
+def test_one_long_running_run_applies_events_as_they_arrive_then_ends(
+    flow_settings: Settings, redis_client: redis.Redis
+) -> None:
+    """The deployment's shape (forever + max_seconds): one run listens, not a run a minute."""
+    import threading
+    import time
+
+    _run(warm_cache, warmers=["product-detail"])
+    _run(invalidate_cache)  # joins the streams
+    assert redis_client.exists("steward:product:3", "steward:product:4") == 2
+    found: dict[str, Any] = {}
+    listener = threading.Thread(
+        target=lambda: found.update(run=_run(invalidate_cache, forever=True, max_seconds=20))
+    )
+    listener.start()
+    engine = sa.create_engine(flow_settings.database_url)
+    relay = OutboxRelay.from_settings(flow_settings)
+    for product in (3, 4):  # two events, published while the one run listens
+        time.sleep(3)
+        with engine.begin() as conn:
+            enqueue(conn, "product", product, "PriceChanged", {"price": "9.99"})
+        relay.relay_batch()
+    relay.close()
+    engine.dispose()
+    listener.join(timeout=120)
+
+    summary, _ = found["run"]
+    assert not listener.is_alive() and summary["events"] == 2 and summary["acked"] == 2
+    assert redis_client.exists("steward:product:3", "steward:product:4") == 0
+    assert summary["seconds"] >= 20  # it kept listening until max_seconds, then ended
+
+
 def test_redis_down_is_retried_then_fails_with_the_old_generation_current(
     prefect_harness: None, make_settings: Callable[..., Settings], cache_pg_url: str,
     private_redis: RedisServer, monkeypatch: pytest.MonkeyPatch,

@@ -68,6 +68,7 @@ def test_awkward_password_never_appears_anywhere(
     env = {
         "STEWARD_DATABASE__URL": f"{scheme}://postgres:{password}@{host_and_db}",
         "STEWARD_CACHE__URL": f"redis://:{password}@{redis_host}",
+        "STEWARD_MIGRATIONS__ALEMBIC": "example",
         "STEWARD_OBJECTS__ACCESS_KEY_ID": f"AKIA{password}",
         "STEWARD_OBJECTS__SECRET_ACCESS_KEY": password,
     }

@@ -78,7 +78,14 @@ def test_wrong_database_credentials_say_authentication_failed(tmp_path: Path, pg
     host_and_db = pg_url.split("@", 1)[1]
     url = f"postgresql+psycopg://steward_nobody:{PASSWORD}@{host_and_db}"
 
-    line = _one_error_line(_steward(tmp_path, "migrate", "--status", STEWARD_DATABASE__URL=url))
+    result = _steward(
+        tmp_path,
+        "migrate",
+        "--status",
+        STEWARD_DATABASE__URL=url,
+        STEWARD_MIGRATIONS__ALEMBIC="example",
+    )
+    line = _one_error_line(result)
 
     assert "authentication failed" in line and "steward_nobody" in line
     assert "unreachable" not in line
@@ -116,6 +123,7 @@ def test_policy_where_value_that_does_not_fit_its_column(
 
     env = {
         "STEWARD_DATABASE__URL": make_pg_database(),
+        "STEWARD_MIGRATIONS__ALEMBIC": "example",
         "PREFECT_API_URL": str(PREFECT_API_URL.value()),
     }
     for args in (["migrate"], ["demo-data", "--rows", "300"]):

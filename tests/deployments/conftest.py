@@ -1,9 +1,13 @@
-"""A real ``prefect server`` started from the project's virtualenv, shared by the session.
+"""Real ``prefect server`` processes backed by PostgreSQL, started as the README says.
 
-``prefect_server`` yields the server's API URL (``http://127.0.0.1:PORT/api``). The server runs
-with its own ``PREFECT_HOME`` (a temporary folder: its SQLite database, profiles and logs), on a
-free port, with analytics off and a short scheduler loop, and is killed at teardown.
-``prefect_env`` is the environment a ``prefect`` CLI / worker subprocess needs to talk to it.
+Each server is ``scripts/prefect-server.sh`` (what ``make prefect-server`` runs) with its own fresh
+database on the machine's PostgreSQL (never Prefect's default SQLite, which locks under load), its
+own ``PREFECT_HOME`` and a free port; its database is dropped at teardown.
+
+- ``prefect_server``: the API URL (``http://127.0.0.1:PORT/api``) of the server shared by the
+  session; ``prefect_env`` is the environment a ``prefect`` CLI / worker subprocess needs for it.
+- ``private_prefect_server``: a :class:`PrefectServer` of the test's own (``.restart()``,
+  ``.stop()``, ``.start()``, ``.api_url``, ``.env()``), for tests that restart the server.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import PG_ADMIN_URL, _create_database, _drop_database
 from tests.fixtures.private_servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,26 +87,80 @@ def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("prefect-home")
 
 
+class PrefectServer:
+    """One ``scripts/prefect-server.sh`` server on a fresh PostgreSQL database of its own."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self.database = _create_database()
+        self.pg_url = PG_ADMIN_URL.rsplit("/", 1)[0]
+        self.log = home / "server.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def env(self) -> dict[str, str]:
+        """Environment of CLI / worker processes talking to this server."""
+        return server_env(self.home, self.api_url)
+
+    def start(self) -> None:
+        env = {
+            **server_env(self.home),
+            "PREFECT_PG_URL": self.pg_url,
+            "PREFECT_DB": self.database,
+            "PREFECT_PORT": str(self.port),
+            "PREFECT_BIN": str(VENV_BIN / "prefect"),
+        }
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                ["bash", str(REPO / "scripts" / "prefect-server.sh")],
+                cwd=self.home,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stop() ends all of it
+            )
+        _wait_healthy(self.api_url, self.process, self.log)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        _drop_database(self.database)
+
+
 @pytest.fixture(scope="session")
-def prefect_server(prefect_home: Path) -> Iterator[str]:
-    """API URL of a real ``prefect server`` from .venv, on a free port; killed at teardown."""
-    port = free_port()
-    api_url = f"http://127.0.0.1:{port}/api"
-    log = prefect_home / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [VENV_BIN / "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=prefect_home,
-            env=server_env(prefect_home),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: teardown kills all of it
-        )
+def session_prefect_server(prefect_home: Path) -> Iterator[PrefectServer]:
+    """The real PostgreSQL-backed ``prefect server`` shared by the session."""
+    server = PrefectServer(prefect_home)
     try:
-        _wait_healthy(api_url, process, log)
-        yield api_url
+        server.start()
+        yield server
     finally:
-        stop_process(process)
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def prefect_server(session_prefect_server: PrefectServer) -> str:
+    """API URL of the session's real PostgreSQL-backed ``prefect server``."""
+    return session_prefect_server.api_url
+
+
+@pytest.fixture
+def private_prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """A PostgreSQL-backed Prefect server of the test's own, which it may stop and restart."""
+    server = PrefectServer(tmp_path_factory.mktemp("private-prefect"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture(scope="session")

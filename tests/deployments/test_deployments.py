@@ -67,7 +67,6 @@ def test_prefect_yaml_is_valid_for_prefect_deploy(document: dict[str, Any]) -> N
     for deployment in model.deployments:
         # `prefect deploy --all` ignores --pool: each entry must name its work pool itself.
         assert deployment.work_pool and deployment.work_pool.name, deployment.name
-        assert deployment.concurrency_limit == 1, deployment.name
     # Every {{ ... }} must be one prefect understands (it has no filters such as `default`).
     for text in _strings(document):
         assert text.count("{{") == len(find_placeholders(text)), text
@@ -93,6 +92,27 @@ def test_every_catalog_flow_has_a_deployment_and_entrypoints_load(
         assert flow.name == catalog[entrypoint].name
 
 
+LONG_RUNNING = {"relay-outbox", "invalidate-cache"}
+SKIPPABLE = {"check-health"}
+
+
+def test_overlaps_queue_or_are_dropped_and_services_hold_no_lease(
+    document: dict[str, Any],
+) -> None:
+    for entry in document["deployments"]:
+        limit = entry.get("concurrency_limit")
+        if entry["name"] in LONG_RUNNING:
+            # A deployment limit is a lease renewed with the server: a server restart ends the
+            # run. These two are safe side by side and must outlive a restart.
+            assert limit is None, entry["name"]
+            assert entry["parameters"] == {"forever": True, "max_seconds": 3540}, entry["name"]
+            assert [s["cron"] for s in entry["schedules"]] == ["0 * * * *"], entry["name"]
+        elif entry["name"] in SKIPPABLE:
+            assert limit == {"limit": 1, "collision_strategy": "CANCEL_NEW"}, entry["name"]
+        else:
+            assert limit == 1, entry["name"]  # ENQUEUE: asked-for work waits its turn
+
+
 def test_every_schedule_parses(document: dict[str, Any]) -> None:
     for deployment in document["deployments"]:
         for schedule in deployment.get("schedules") or []:
@@ -113,7 +133,12 @@ def test_serve_builds_one_runner_deployment_per_entry(
         assert type(deployment).__name__ == "RunnerDeployment"
         assert deployment.flow_name == FLOWS[deployment.flow_name].name
         assert deployment.entrypoint.endswith(entry["entrypoint"])
-        assert deployment.concurrency_limit == entry["concurrency_limit"]
+        limit = entry.get("concurrency_limit")
+        if isinstance(limit, dict):
+            assert deployment.concurrency_limit == limit["limit"]
+            assert deployment.concurrency_options.collision_strategy == limit["collision_strategy"]
+        else:
+            assert deployment.concurrency_limit == limit
         assert deployment.tags == entry["tags"]
         assert deployment.parameters == (entry.get("parameters") or {})
         crons = [s.schedule.cron for s in deployment.schedules]

@@ -100,6 +100,21 @@ def test_scheduled_deployment_gets_scheduled_runs(
     assert "Can't evaluate bulk DML" not in (prefect_home / "server.log").read_text()
 
 
+def test_the_server_keeps_its_state_in_its_own_postgresql_database(
+    session_prefect_server: Any, prefect_env: dict[str, str], work_pool: str
+) -> None:
+    import psycopg
+
+    from tests.conftest import PG_ADMIN_URL
+
+    url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{session_prefect_server.database}"
+    with psycopg.connect(url) as conn:
+        pools = [row[0] for row in conn.execute("SELECT name FROM work_pool")]
+    assert work_pool in pools  # what the CLI created went to PostgreSQL, not to SQLite
+    assert not list(session_prefect_server.home.glob("*.db"))
+    assert "database is locked" not in session_prefect_server.log.read_text()
+
+
 def test_prefect_deploy_records_the_checkout_as_working_directory(
     prefect_server: str, prefect_env: dict[str, str], work_pool: str
 ) -> None:

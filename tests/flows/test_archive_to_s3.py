@@ -88,6 +88,32 @@ def test_archive_flow_dry_run_then_run_then_restore(app, run_flow):
         restore_archive(table="outbox", keys=[entry.key_min])  # exists again: not restored
 
 
+def test_restore_by_key_explains_every_key_it_did_not_restore(app, run_flow):
+    """Keys inside an archived batch's key range that are live rows, never archived, or
+    exist again: each is reported with why (restore-archive -p keys='[42, 43]' said nothing)."""
+    settings, engine = app
+    archive_to_s3(tables=["outbox"], batch_size=10)
+    with engine.connect() as conn:
+        done = manifest.entries(conn, table="outbox", states=[manifest.COMPLETE])
+        present = {int(r[0]) for r in conn.execute(sa.text("SELECT seq FROM outbox"))}
+    live = next(k for k in sorted(present) if any(e.holds_key(k) for e in done))
+    archived = done[0].key_min
+    absent = 10**9
+
+    summary, artifacts = run_flow(restore_archive, table="outbox", keys=[live, archived, absent])
+    assert summary["restored"] == 1 and summary["not_restored_count"] == 2
+    assert summary["not_restored"] == {
+        str(live): "still in the source: it is in no archive object (never archived)",
+        str(absent): "not in the source and in no archive object (never archived, or "
+        "deleted outright)",
+    }
+    assert summary["missing_keys"] == [str(live), str(absent)]
+    assert f"`{live}`" in artifacts["restore-not-restored"]["data"]
+
+    with pytest.raises(IntegrityViolation, match=f"outbox:{archived} .*overwrite"):
+        restore_archive(table="outbox", keys=[archived, live])
+
+
 def test_archive_flow_names_an_unknown_table_and_changes_nothing(app):
     settings, engine = app
     before = _counts(engine)

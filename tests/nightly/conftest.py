@@ -9,5 +9,7 @@ from tests.deployments.conftest import (  # noqa: F401  (fixtures, registered by
     prefect_env,
     prefect_home,
     prefect_server,
+    private_prefect_server,
+    session_prefect_server,
     spawn,
 )

@@ -243,3 +243,75 @@ def test_a_step_that_cannot_start_is_a_failed_step_and_the_night_goes_on(steps) 
     assert state.is_completed()  # tier-archives is not critical
     assert summary["steps"]["tier-archives"]["error"] == "RuntimeError: broken step module"
     assert [name for name, _ in calls][-3:] == ["cleanup-outbox", "validate-data", "warm-cache"]
+
+
+def _step_runs(parent_id: Any) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id])
+            )
+        )
+
+
+def test_a_night_needing_attention_ends_completed_with_warnings_and_steps_are_tagged(
+    steps,
+) -> None:
+    _, failing = steps
+    failing.add("warm-cache")
+
+    state, summary, _ = run_nightly()
+
+    assert state.is_completed() and state.name == "Completed with warnings"
+    assert state.message.startswith("Needs attention: warm-cache failed")
+    assert summary["steps"]["warm-cache"]["state"] == "failed"  # the summary is the result
+    runs = _step_runs(state.state_details.flow_run_id)
+    assert len(runs) == 6 and all("steward" in run.tags for run in runs)
+
+    failing.clear()
+    good, _, _ = run_nightly()
+    assert good.is_completed() and good.name == "Completed"
+
+
+def test_a_second_nightly_of_the_same_source_stops_with_one_line_and_changes_nothing(
+    steps, make_settings, pg_url
+) -> None:
+    from steward.errors import NightlyBusy
+    from steward.health import nightly_lock
+
+    calls, _ = steps
+    settings = make_settings(database__url=pg_url)
+
+    with nightly_lock(settings, "first-run"):
+        state, _, _ = run_nightly()
+
+    assert state.is_failed() and calls == []
+    with pytest.raises(NightlyBusy, match="another nightly run holds the lock on .*first-run"):
+        state.result()
+
+
+def test_a_second_nightly_may_wait_for_the_first_then_runs(steps, make_settings) -> None:
+    import threading
+
+    from steward.health import nightly_lock
+
+    calls, _ = steps
+    settings = make_settings()  # the embedded default: a file lock under the Steward home
+    holding, release = threading.Event(), threading.Event()
+
+    def first_run() -> None:
+        with nightly_lock(settings, "first-run"):
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=first_run)
+    holder.start()
+    holding.wait(30)
+    threading.Timer(3.0, release.set).start()
+    state, _, _ = run_nightly(wait_for_lock_seconds=120)
+    holder.join()
+
+    assert state.is_completed() and len(calls) == 6

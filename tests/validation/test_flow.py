@@ -1,10 +1,11 @@
 """The validate-data flow: a critical failure fails the run, a warning does not; artifacts carry
-the counts and failing keys; Data Docs exist locally and in the object store and name the
-failures; a bad suite stops the run before anything executes."""
+the counts and failing keys; Data Docs pages in the object store name the failures and the
+report links to them; a bad suite stops the run before anything executes."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -54,8 +55,10 @@ def test_archived_clean_data_passes_and_archive_objects_are_scrubbed(
     assert table_of(artifacts)["product_reviews"]["note"] == "documents.url is not set"
     store = open_object_store(settings)
     assert store.exists("docs/validation/index.html")
-    assert summary["data_docs_url"].endswith("/docs/validation/index.html")
-    assert (settings.home / "validation-docs" / "index.html").is_file()
+    url = summary["data_docs_url"]  # S3: a presigned link (https:// on a real endpoint)
+    assert url.startswith(moto_endpoint) and "Signature=" in url and "Expires=" in url
+    assert summary["data_docs_expires"]
+    assert f"stop working at {summary['data_docs_expires']} UTC" in artifacts[REPORT_KEY]["data"]
 
 
 def test_a_critical_failure_fails_the_run_and_is_named_everywhere(app_settings) -> None:
@@ -75,18 +78,36 @@ def test_a_critical_failure_fails_the_run_and_is_named_everywhere(app_settings) 
         and "`orders` / `total_equals_items`: 1 unexpected" in report
     )
     assert table_of(artifacts)["orders"]["failed_critical"] == 1
-    pages = list((settings.home / "validation-docs").rglob("*.html"))
-    orders_pages = [p for p in pages if "orders" in p.parts and "validations" in p.parts]
-    assert orders_pages and "Order total equals the sum of its items" in orders_pages[0].read_text()
-    assert open_object_store(settings).exists("docs/validation/index.html")
+    store = open_object_store(settings)
+    page_key = next(
+        k.key for k in store.list("docs/validation/runs/") if k.key.endswith("/orders.html")
+    )
+    page = store.get_bytes(page_key).decode()
+    assert "total_equals_items" in page and "Order total equals the sum of its items" in page
+    assert "<code>{&quot;id&quot;: 11" in page  # the failing row's key
+    assert store.exists("docs/validation/index.html")
+    link = error.summary["data_docs_pages"]["orders"]
+    assert link.startswith("file://") and link.endswith("/orders.html")
+    assert f"[orders (failed)]({link})" in report
 
 
 @sqlite_only
 def test_a_warning_leaves_the_run_completed_with_the_warning_listed(app_settings) -> None:
     settings = app_settings()
+    two_hours_ago = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S.%f")
+    last_of_its_aggregate = (
+        "SELECT MIN(o.seq) FROM outbox o WHERE o.status = 'published' AND NOT EXISTS (SELECT 1 "
+        "FROM outbox p WHERE p.aggregate_type = o.aggregate_type AND "
+        "p.aggregate_id = o.aggregate_id AND p.seq > o.seq)"
+    )
     with connect(settings) as conn:
+        seq = conn.execute(sa.text(last_of_its_aggregate)).scalar()
         conn.execute(
-            sa.text("UPDATE outbox SET status = 'pending', published_at = NULL WHERE seq = 1")
+            sa.text(
+                "UPDATE outbox SET status = 'pending', published_at = NULL, created_at = :t "
+                "WHERE seq = :s"
+            ),
+            {"t": two_hours_ago, "s": seq},
         )
     state, artifacts = run(suites=["outbox"], docs=False, scrub_objects=0)
     assert state.is_completed()
@@ -99,6 +120,23 @@ def test_a_warning_leaves_the_run_completed_with_the_warning_listed(app_settings
     assert summary["data_docs_url"] is None
     strict, _ = run(suites=["outbox"], docs=False, scrub_objects=0, fail_on="warning")
     assert strict.is_failed()
+
+
+@sqlite_only
+def test_outbox_lag_past_the_critical_threshold_fails_the_run(app_settings) -> None:
+    settings = app_settings()
+    with connect(settings) as conn:  # seq 2 was created weeks ago: the relay is down
+        conn.execute(
+            sa.text("UPDATE outbox SET status = 'pending', published_at = NULL WHERE seq = 2")
+        )
+    state, artifacts = run(suites=["outbox"], docs=False, scrub_objects=0)
+    assert state.is_failed()
+    error = state.result(raise_on_failure=False)
+    assert "outbox/pending_within_critical_lag (1)" in str(error)
+    failures = {f["expectation"]: f for f in error.summary["failures"]}
+    assert failures["pending_within_critical_lag"]["severity"] == "critical"
+    assert failures["pending_within_critical_lag"]["sample"][0]["seq"] == 2
+    assert failures["pending_within_lag"]["severity"] == "warning"
 
 
 @sqlite_only
@@ -126,4 +164,4 @@ def test_bad_parameters_and_bad_suites_stop_before_anything_runs(app_settings, s
     assert state.is_failed() and isinstance(error, ConfigError)
     assert "prices.json, expectation 'amount_positive'" in str(error)
     assert REPORT_KEY not in artifacts  # nothing ran, nothing reported as validated
-    assert not (settings.home / "validation-docs").exists()
+    assert not open_object_store(settings).exists("docs/validation/index.html")

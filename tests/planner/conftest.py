@@ -1,6 +1,7 @@
-"""Fixtures for the statistics tests: the example schema with autovacuum off on every table
-(the ``autovacuum_enabled`` storage parameter: the server's own setting is never touched),
-filled by the demo generator and never analysed."""
+"""Fixtures for the tests of steward.statistics (the folder is not named tests/statistics:
+on the test path that would shadow the standard library's ``statistics`` module): the example
+schema with autovacuum off on every table (the ``autovacuum_enabled`` storage parameter: the
+server's own setting is never touched), filled by the demo generator and never analysed."""
 
 from __future__ import annotations
 

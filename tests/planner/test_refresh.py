@@ -18,7 +18,7 @@ from steward.statistics import (
 )
 from steward.statistics.readers import warmer_tables
 from tests.conftest import PG_ADMIN_URL
-from tests.statistics.conftest import analyze_counts, explain, wait_for_stats
+from tests.planner.conftest import analyze_counts, explain, wait_for_stats
 
 PARAMS = {"currency": "EUR"}
 
@@ -38,6 +38,9 @@ def test_never_analysed_warmer_tables_are_analysed_and_the_plan_stops_looping(de
     assert all("never analysed" in o.why for o in report.outcomes)
     after = explain(engine, PRODUCT_DETAIL_SQL, PARAMS)
     assert "Nested Loop" not in after and "Hash" in after
+    for warmer in settings.cache.warmers:  # every warmer's join is hashed once analysed
+        if warmer.query:
+            assert "Nested Loop" not in explain(engine, warmer.query, warmer.params), warmer.name
     wait_for_stats(engine, "prices", 1)
     assert analyze_counts(engine)["prices"] == 1
 
@@ -159,3 +162,19 @@ def _eventually(make, ready, attempts: int = 150):
             return result
         time.sleep(0.1)
     return result
+
+
+def test_a_table_another_session_locks_is_reported_not_waited_for(demo_db):
+    settings, engine = demo_db
+    quick = settings.statistics.model_copy(update={"lock_timeout_ms": 200})
+    holder = engine.connect()
+    holder.begin()
+    holder.exec_driver_sql("LOCK TABLE products IN SHARE UPDATE EXCLUSIVE MODE")  # as VACUUM does
+    try:
+        report = analyze_changed(engine, {"products": "x", "prices": "y"}, quick, when="t")
+    finally:
+        holder.rollback()
+        holder.close()
+    locked, free = report.outcomes
+    assert "another session held a lock on it for over 200 ms" in locked.not_analyzed
+    assert free.analyzed  # the next table is still analysed

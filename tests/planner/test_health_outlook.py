@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from steward.health import build_report, check_database
 from steward.health.nightly import OK, StepOutcome
 from steward.statistics import analyze_changed
-from tests.statistics.conftest import wait_for_stats
+from tests.planner.conftest import wait_for_stats
 
 STEWARD = str(Path(sys.executable).parent / "steward")
 
@@ -90,3 +90,16 @@ def test_nightly_report_lists_the_warnings_in_its_headline(demo_db):
     report = build_report(outcomes, health, {}, title="night")
     assert report.headline.startswith("**Needs attention**")
     assert any("never analysed" in a and "public.orders" in a for a in report.attention)
+
+
+def test_nightly_report_lists_what_the_steps_analysed():
+    line = "- before warm-cache reads: public.prices: analysed in 0.2 s (never analysed (9 rows))"
+    statistics = [{"analyzed": ["public.prices"], "not_analyzed": {}, "lines": [line]}]
+    quiet = [{"analyzed": [], "not_analyzed": {}, "lines": ["- before reads: none needed"]}]
+    outcomes = {
+        "warm-cache": StepOutcome("warm-cache", OK, summary={"statistics": statistics}),
+        "validate-data": StepOutcome("validate-data", OK, summary={"statistics": quiet}),
+    }
+    report = build_report(outcomes, {"components": {}}, {}, title="night")
+    assert "## Planner statistics\n\n" + line in report.markdown
+    assert "none needed" not in report.markdown

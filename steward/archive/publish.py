@@ -1,0 +1,145 @@
+"""Publishing a batch: final objects that hold exactly the rows that left the source.
+
+A batch's objects are written and verified *staged* (final key + ``.staged``). Once the guarded
+delete has committed ('deleted', with the keys that stayed because they changed), each final
+object is made from its verified staged copy:
+
+- every row left: a copy of the staged object (S3: server-side, the bytes never leave the
+  store), checked by size and SHA-256;
+- some rows stayed: the staged object is read, the rows that stayed (and, for an aggregate,
+  their children) are dropped, and the new bytes are decoded in memory and compared with the
+  expected keys before they are written and checked by size and SHA-256.
+
+Then 'complete' records each final object's rows, size and SHA-256 (and the root's key
+range), and only after that commit are the staged objects removed. A crash anywhere leaves the
+batch 'deleted' with its staged objects in place; the next run publishes again (a final
+object already there is simply written again).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from steward.archive import manifest
+from steward.archive.batch import ArchivedRows, Source
+from steward.archive.manifest import ManifestEntry, Published
+from steward.errors import ArchiveVerificationFailed
+
+if TYPE_CHECKING:
+    from steward.archive.archiver import ArchiveContext
+
+__all__ = ["publish_batch", "remove_staged"]
+
+
+@dataclass
+class _Target:
+    """One object of a batch: its table (None for the root), final key and verified copy."""
+
+    table: str | None
+    final: str
+    location: str
+    rows: int
+    size: int | None
+    sha256: str | None
+
+
+def publish_batch(
+    ctx: ArchiveContext,
+    source: Source,
+    entry: ManifestEntry,
+    located: dict[str, str],
+    skipped: set[Any],
+) -> tuple[Published, dict[str, Published]]:
+    """Write and check the final objects, mark the batch complete, remove the staged ones."""
+    targets = [
+        _Target(None, entry.object_key, located[entry.object_key], entry.rows, entry.bytes,
+                entry.sha256)
+    ] + [
+        _Target(p.table_name, p.object_key, located[p.object_key], p.rows, p.bytes, p.sha256)
+        for p in entry.parts
+    ]  # fmt: skip
+    done = {target.table: _publish(ctx, source, entry, target, skipped) for target in targets}
+    ctx.fire("object_published")
+    root = done.pop(None)
+    parts = {str(table): published for table, published in done.items()}
+    with ctx.sql.begin() as conn:
+        manifest.mark_complete(
+            conn, entry.batch_id, root=root, parts=parts, storage_class=source.storage_class
+        )
+    ctx.fire("batch_completed")
+    remove_staged(ctx, located)
+    return root, parts
+
+
+def remove_staged(ctx: ArchiveContext, located: dict[str, str]) -> None:
+    """Delete a batch's staged objects (never a final one)."""
+    for final, location in located.items():
+        if location != final:
+            ctx.store.delete(location)
+
+
+def _publish(
+    ctx: ArchiveContext, source: Source, entry: ManifestEntry, target: _Target, skipped: set[Any]
+) -> Published:
+    if skipped:
+        return _rewrite(ctx, source, entry, target, skipped)
+    if target.location != target.final:
+        ctx.store.copy(target.location, target.final, storage_class=source.storage_class)
+    info = ctx.store.head(target.final)
+    if target.size is None or target.sha256 is None:  # verified before this run: as found
+        target.size, target.sha256 = info.size, info.sha256
+    _check_stored(ctx, target.final, info.size, info.sha256, target.size, target.sha256)
+    return Published(target.rows, target.size, target.sha256, entry.key_min, entry.key_max)
+
+
+def _rewrite(
+    ctx: ArchiveContext, source: Source, entry: ManifestEntry, target: _Target, skipped: set[Any]
+) -> Published:
+    """The verified object without the rows whose root stayed; decoded and checked first."""
+    data = ctx.store.get_bytes(target.location)
+    before = _decode(source, target.table, data, entry.format)
+    expected = [k for k in before.keys if _root(before, k, target.table) not in skipped]
+    trimmed = source.without(
+        data, fmt=entry.format, table=target.table, roots=skipped, batch_id=entry.batch_id
+    )
+    after = _decode(source, target.table, trimmed, entry.format)
+    if after.keys != expected:
+        raise ArchiveVerificationFailed(
+            f"archive object {target.final!r} rewritten without the {len(skipped)} row(s) that "
+            f"stayed in the source decodes to {len(after.keys)} rows, {len(expected)} expected; "
+            "its verified staged copy is kept, rerun the archive"
+        )
+    sha256 = hashlib.sha256(trimmed).hexdigest()
+    ctx.store.put(
+        target.final,
+        trimmed,
+        storage_class=source.storage_class,
+        metadata={"batch-id": entry.batch_id, "rows": str(len(expected))},
+    )
+    info = ctx.store.head(target.final)
+    _check_stored(ctx, target.final, info.size, info.sha256, len(trimmed), sha256)
+    first, last = (expected[0], expected[-1]) if expected else (None, None)
+    return Published(len(expected), len(trimmed), sha256, first, last)
+
+
+def _decode(source: Source, table: str | None, data: bytes, fmt: str) -> ArchivedRows:
+    if table is None:
+        return source.decode(data, fmt=fmt)
+    return source.decode_part(table, data, fmt=fmt)
+
+
+def _root(rows: ArchivedRows, key: Any, table: str | None) -> Any:
+    return key if table is None else rows.parents[key]
+
+
+def _check_stored(
+    ctx: ArchiveContext, key: str, size: int, sha256: str, want_size: int, want_sha256: str
+) -> None:
+    if size != want_size or sha256 != want_sha256:
+        raise ArchiveVerificationFailed(
+            f"archive object {key!r} in {ctx.store.url} holds {size} bytes sha256 "
+            f"{sha256[:16]}…, {want_size} bytes sha256 {want_sha256[:16]}… were published; its "
+            "verified staged copy is kept, rerun the archive"
+        )
