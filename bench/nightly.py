@@ -234,6 +234,8 @@ def bench(rows: int, keep: bool, analyze: bool) -> None:
         loaded, analysed = prepare(name, rows, analyze)
         print(f"demo data: {loaded:.1f} s, ANALYZE {analysed:.1f} s", file=sys.stderr, flush=True)
         _admin(f'CREATE DATABASE "{copy}" TEMPLATE "{name}"')
+        with psycopg.connect(f"{BASE}/{copy}", autocommit=True) as conn:
+            conn.execute("ANALYZE")  # raw baselines plan with true statistics (not timed)
         baselines = {
             "backup-databases": ("pg_dump -Fc + pg_restore", baseline_backup(copy, folder)),
         }

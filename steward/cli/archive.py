@@ -94,6 +94,7 @@ def archive(
             for source in sources:
                 bar = progress.add_task(f"archiving {source.name}", total=source.count())
                 reports.append(archive_table(context, source, budget, _advancer(progress, bar)))
+        context.sql.engine.dispose()  # its sessions end and report their deletes
         removed = archived_rows({r.table: r.to_dict() for r in reports})
         after = analyze_after_archive(
             engine, {t: n for t, n in removed.items() if t in read}, rows_before, stats_settings
