@@ -27,11 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
 from steward.demo import DemoRows, generate_demo_data
+from steward.migrations import MigrationRunner
 from steward.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,12 +42,15 @@ def _sa_url(admin_url: str, name: str) -> str:
 
 
 def _migrate(url: str) -> None:
-    engine = sa.create_engine(url)
-    cfg = Config(toml_file=str(REPO / "pyproject.toml"))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
-    engine.dispose()
+    """The example schema through Steward's runner (revision 0004 builds an index CONCURRENTLY,
+    outside any transaction)."""
+    runner = MigrationRunner(
+        load_settings(database={"url": url}, migrations={"alembic": "example"})
+    )
+    try:
+        runner.upgrade()
+    finally:
+        runner.dispose()
 
 
 def _timed(run: Callable[[], int]) -> tuple[int, float]:

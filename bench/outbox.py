@@ -22,6 +22,9 @@ consumers drop them by event id). Each worker also times the three steps of ever
 round with what is left (Prefect's per-run cost). Runs are repeated (``--repeat``, interleaved
 across kinds so machine noise spreads evenly); the best and the median are printed. Uses its
 own PostgreSQL database and its own redis-server on a free port (or ``--redis-url``).
+
+Then the broker sinks (``--brokers rabbitmq,nats``, the default; ``none`` = off), each beside
+its raw client in the same run (:mod:`bench.outbox_brokers`); ``--relays ""`` runs only them.
 """
 
 from __future__ import annotations
@@ -375,7 +378,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=5_000)
     parser.add_argument("--max-aggregates", type=int, default=1_000)
     parser.add_argument("--maxlen", type=int, default=1_000_000)
-    parser.add_argument("--relays", default="1,2", help="relay counts to run, e.g. 1,2")
+    parser.add_argument(
+        "--relays", default="1,2", help='relay counts to run, e.g. 1,2 ("" = broker sinks only)'
+    )
     parser.add_argument("--kinds", default="raw,core,flow,served")
     parser.add_argument("--repeat", type=int, default=3, help="runs per scenario")
     parser.add_argument("--redis-url", default="")
@@ -415,13 +420,14 @@ def main() -> None:
         STEWARD_OUTBOX__STREAM_MAXLEN=str(args.maxlen),
     )
     rows, killed, broker_rows = [], None, []
-    with_prefect = {"flow", "served"} & set(args.kinds.split(","))
+    relay_counts = [int(n) for n in args.relays.split(",") if n]  # "" = broker sinks only
+    with_prefect = relay_counts and {"flow", "served"} & set(args.kinds.split(","))
     prefect = start_prefect_server(env, args) if with_prefect else None
     try:
-        for relays in (int(n) for n in args.relays.split(",") if n):
+        for relays in relay_counts:
             rows += run_relay_count(relays, env, args)
         if args.kill_every:
-            killed = run_killed(max(int(n) for n in args.relays.split(",")), env, args)
+            killed = run_killed(max(relay_counts), env, args)
         broker_rows = run_broker_section(args)
     finally:
         for process in (server, prefect):

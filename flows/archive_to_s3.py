@@ -37,6 +37,7 @@ from steward.archive.sources import open_context, open_sources
 from steward.settings import get_settings
 from steward.statistics import archive_tables, archived_rows
 from tasks.archive import TASK_STEPS, estimate_archive
+from tasks.events import emit_steward_event
 from tasks.statistics import (
     analyze_archived_tables,
     publish_statistics,
@@ -155,6 +156,10 @@ def _archive(ctx: ArchiveContext, sources: list[Source], budget: Budget) -> dict
     if not total:
         update_progress_artifact(progress, 100.0)
     _publish(reports)
+    for r in reports:
+        if r.kept:
+            details = {"kept": r.kept, "reason": r.kept_reason, "rows_archived": r.rows_archived}
+            emit_steward_event("archive.rows-kept", "archive", r.table, details)
     cutoffs = {s.name: s.cutoff.isoformat() for s in sources}
     _publish_notes(
         [(r.table, r.rows_archived, r.kept, r.kept_reason, cutoffs[r.table]) for r in reports],

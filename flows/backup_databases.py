@@ -9,6 +9,9 @@ newest good backup, a backup younger than the window or among the newest few, or
 running run holds (this run holds the backups it took until it ends). A verification failure
 fails the flow after the artifacts are written.
 
+With ``backup.physical`` configured (and ``nightly_type`` not "off"), a pgBackRest backup of the
+cluster (source ``cluster``) follows, verified by restoring it into a scratch cluster.
+
 Artifacts: a table per source (size, duration, SHA-256, verified) and a markdown summary that
 also says what retention removed, and why anything is zero or skipped.
 """
@@ -36,7 +39,8 @@ from steward.backup import (
 )
 from steward.errors import BackupVerificationFailed
 from steward.settings import get_settings
-from tasks.backup import back_up_source, prune_old_backups, verify_one_backup
+from tasks.backup import back_up_cluster, back_up_source, prune_old_backups, verify_one_backup
+from tasks.events import emit_steward_event
 
 
 @flow(
@@ -90,9 +94,23 @@ def backup_databases(
         report = None if reason else prune_old_backups(dry_run=False)
     summary = _summary(manifests, failures, report, skipped, dry_run=False, pruned_reason=reason)
     _publish(summary)
+    if verify:
+        _emit_verifications(manifests, failures)
     if failures:
         raise BackupVerificationFailed("; ".join(failures.values()))
     return summary
+
+
+def _emit_verifications(manifests: dict[str, Manifest], failures: dict[str, str]) -> None:
+    for kind, manifest in manifests.items():
+        if kind in failures:
+            details = {"source": kind, "problem": failures[kind]}
+            emit_steward_event("backup.verification-failed", "backup", manifest.id, details)
+        else:
+            check = manifest.verification or {}
+            details = {"source": kind, "engine": manifest.engine, "tables": check.get("tables"),
+                       "rows": check.get("rows")}  # fmt: skip
+            emit_steward_event("backup.verified", "backup", manifest.id, details)
 
 
 def _standalone() -> bool:
@@ -105,8 +123,14 @@ def _back_up_and_verify(
 ) -> tuple[dict[str, Manifest], dict[str, str]]:
     manifests: dict[str, Manifest] = {}
     failures: dict[str, str] = {}
+    physical = ctx.config.physical
+    if physical.data_dir is not None and physical.nightly_type != "off":
+        kinds = [*kinds, "cluster"]  # pgBackRest, after the logical dumps
     for kind in kinds:
-        manifests[kind] = back_up_source(kind)
+        if kind == "cluster":
+            manifests[kind] = back_up_cluster(physical.nightly_type)
+        else:
+            manifests[kind] = back_up_source(kind)
         hold_backups(ctx, hold, [manifests[kind].id])
         if not verify:
             continue
@@ -150,7 +174,7 @@ def _summary(
         per_source[kind] = {
             "id": manifest.id,
             "engine": manifest.engine,
-            "size_bytes": manifest.size_bytes,
+            "size_bytes": manifest.physical.get("repository_size", manifest.size_bytes),
             "duration_s": manifest.duration_s,
             "sha256": combined_sha256(manifest),
             "verified": manifest.good,

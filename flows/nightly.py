@@ -28,6 +28,7 @@ from typing import Annotated, Any
 
 from prefect import flow, get_run_logger, tags
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
 from prefect.states import Completed
 from pydantic import Field
@@ -152,6 +153,7 @@ def _run(
         return outcome
     finally:
         outcome.duration_s = round(time.monotonic() - started, 2)
+    outcome.work_s = _running_seconds(state.state_details.flow_run_id)
     if state.is_completed():
         result = state.result(raise_on_failure=False)
         outcome.state = OK
@@ -167,6 +169,16 @@ def _run(
         outcome.error = detail.strip().splitlines()[0][:300] if detail.strip() else state.name
         get_run_logger().error("%s failed: %s", step.name, outcome.error)
     return outcome
+
+
+def _running_seconds(flow_run_id: Any) -> float | None:
+    """How long the step's run was Running (its work), as Prefect recorded it."""
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(flow_run_id)
+    except Exception:  # a figure of the report is not worth failing the night
+        return None
+    return round(run.total_run_time.total_seconds(), 2)
 
 
 def load_step_flow(step: NightlyStep) -> Any:

@@ -1,4 +1,5 @@
-"""Flow ``relay-outbox``: deliver outbox events to Redis Streams and the event history.
+"""Flow ``relay-outbox``: deliver outbox events to the configured sinks (Redis Streams, the
+event history, RabbitMQ, NATS JetStream); skipped when the application has no outbox.
 
 One-shot mode (``steward outbox relay``, ad hoc runs): relay batches until nothing is due or
 ``max_seconds`` (default ``outbox.run_seconds``) pass. Long-running mode (``forever=True``, the
@@ -44,6 +45,7 @@ from steward.outbox import (
     run_forever,
 )
 from steward.settings import get_settings
+from tasks.events import emit_steward_event
 from tasks.outbox import (
     SLICE_SECONDS,
     check_outbox_configured,
@@ -74,8 +76,8 @@ class RelayRun:
 
 @flow(
     name="relay-outbox",
-    description="Deliver outbox events to Redis Streams and the S3 event history, in order "
-    "per aggregate, at least once.",
+    description="Deliver outbox events to Redis Streams, the S3 event history, RabbitMQ or NATS "
+    "JetStream, in order per aggregate, at least once.",
 )
 def relay_outbox(
     dry_run: bool = False,
@@ -125,6 +127,12 @@ def relay_outbox(
     after = read_outbox_status()
     summary = _summary(run, totals, after, requeued, seconds)
     _publish(summary, after)
+    if summary["went_dead"]:
+        emit_steward_event(
+            "outbox.dead-letters", "outbox", cfg.table,
+            {"went_dead": summary["went_dead"], "dead": summary["dead"],
+             "reasons": [group["reason"] for group in after["dead_by_reason"]][:10]},
+        )  # fmt: skip
     return summary
 
 

@@ -33,6 +33,7 @@ from steward.validation import (
     summarize,
     table_rows,
 )
+from tasks.events import emit_steward_event
 from tasks.statistics import publish_statistics, refresh_statistics_for_reads
 from tasks.validation import (
     check_suites,
@@ -88,10 +89,30 @@ def validate_data(
     summary["statistics"] = [statistics]
     _publish(summary, outcomes)
     publish_statistics("validate-data", summary["statistics"])
+    _emit_failures(summary)
     error = failure_error(summary, fail_on)
     if error is not None:
         raise error
     return summary
+
+
+def _emit_failures(summary: dict[str, Any]) -> None:
+    """One ``steward.validation.failed`` event per suite with a failed expectation."""
+    by_suite: dict[str, list[dict[str, Any]]] = {}
+    for failure in summary["failures"]:
+        by_suite.setdefault(failure["suite"], []).append(failure)
+    for suite, failures in by_suite.items():
+        payload = {
+            "suite": suite,
+            "critical": sum(f["severity"] == "critical" for f in failures),
+            "warning": sum(f["severity"] == "warning" for f in failures),
+            "failures": [
+                {"expectation": f.get("expectation"), "severity": f["severity"],
+                 "unexpected_count": f.get("unexpected_count")}
+                for f in failures[:20]
+            ],
+        }  # fmt: skip
+        emit_steward_event("validation.failed", "validation", suite, payload)
 
 
 def _run_name() -> str:

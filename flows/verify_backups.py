@@ -25,6 +25,7 @@ from steward.backup import (
 from steward.errors import BackupVerificationFailed, ConfigError
 from steward.settings import get_settings
 from tasks.backup import choose_backups_to_verify, verify_one_backup
+from tasks.events import emit_steward_event
 
 
 @flow(
@@ -60,10 +61,22 @@ def verify_backups(
         get_run_logger().info("verify-backups: restoring %s into scratch databases", ids)
         results = [_verify(backup_id) for backup_id in ids]
     _publish(results)
+    for result in results:
+        _emit_verification(result)
     failed = [r for r in results if not r["verified"]]
     if failed:
         raise BackupVerificationFailed("; ".join(r["problem"] for r in failed))
     return {"checked": len(results), "verified": len(results), "backups": results}
+
+
+def _emit_verification(result: dict[str, Any]) -> None:
+    if result["verified"]:
+        details = {k: result.get(k) for k in ("engine", "tables", "rows")}
+        emit_steward_event("backup.verified", "backup", result["id"], details)
+    else:
+        emit_steward_event(
+            "backup.verification-failed", "backup", result["id"], {"problem": result["problem"]}
+        )
 
 
 def _verify(backup_id: str) -> dict[str, Any]:

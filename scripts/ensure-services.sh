@@ -46,6 +46,11 @@ if ! command -v age >/dev/null 2>&1; then
   apt_install age
 fi
 
+# Physical backups and point-in-time recovery drive pgBackRest (engine "physical").
+if ! command -v pgbackrest >/dev/null 2>&1; then
+  echo "ensure-services: installing pgbackrest (physical backups, PITR)"
+  apt_install pgbackrest
+fi
 # Headless Chromium: tests render the validation Data Docs pages offline, as a browser would.
 if ! command -v chromium >/dev/null 2>&1; then
   echo "ensure-services: installing chromium (Data Docs rendering tests)"

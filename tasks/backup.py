@@ -23,6 +23,7 @@ from steward.backup import (
     prune_backups,
     restore_backup,
     take_backup,
+    take_physical_backup,
     verify_backup,
 )
 from steward.errors import ConfigError
@@ -30,6 +31,7 @@ from steward.settings import get_settings
 from tasks.retry_policy import retry_transient
 
 __all__ = [
+    "back_up_cluster",
     "back_up_source",
     "choose_backups_to_verify",
     "prune_old_backups",
@@ -59,6 +61,31 @@ def back_up_source(kind: str) -> Manifest:
         "backed up %s (%s) as %s: %s bytes in %s s, %s tables",
         kind, manifest.engine, manifest.id, manifest.size_bytes, manifest.duration_s,
         len(manifest.tables),
+    )  # fmt: skip
+    return manifest
+
+
+@task(
+    name="back-up-cluster",
+    cache_policy=NO_CACHE,
+    retries=1,
+    retry_delay_seconds=[60],
+    retry_condition_fn=retry_transient,
+)
+def back_up_cluster(backup_type: str) -> Manifest:
+    """Take a pgBackRest backup of the cluster (``backup.physical``) and catalogue it.
+
+    Args:
+        backup_type: ``full``, ``diff`` or ``incr`` (pgBackRest takes a full one when there is
+            no full backup to build on).
+
+    Returns:
+        The written manifest (pgBackRest label and type, restore point, fingerprints).
+    """
+    manifest = take_physical_backup(open_backup_context(get_settings()), backup_type)
+    get_run_logger().info(
+        "physical backup %s (%s, pgBackRest %s): %s tables fingerprinted",
+        manifest.id, manifest.physical["type"], manifest.physical["label"], len(manifest.tables),
     )  # fmt: skip
     return manifest
 

@@ -287,6 +287,33 @@ def read_artifacts(flow_run_id: Any) -> dict[str, dict[str, Any]]:
     return {artifact["key"]: artifact for artifact in found}
 
 
+def read_events(name: str, run_id: Any, timeout_s: float = 60.0) -> list[Any]:
+    """Events called ``name`` related to flow run ``run_id`` (they are persisted asynchronously)."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with get_client(sync_client=True) as client:
+            response = client.request(
+                "POST",
+                "/events/filter",
+                json={
+                    "filter": EventFilter(
+                        event=EventNameFilter(name=[name]),
+                        related=EventRelatedFilter(id=[f"prefect.flow-run.{run_id}"]),
+                    ).model_dump(mode="json"),
+                    "limit": 50,
+                },
+            )
+        found = response.json()["events"]
+        if found or time.monotonic() > deadline:
+            return list(found)
+        time.sleep(0.5)
+
+
 @pytest.fixture
 def run_flow(prefect_harness: None) -> Callable[..., tuple[Any, dict[str, dict[str, Any]]]]:
     """Run ``flow(params)`` or ``flow(**kwargs)`` (typed top-level parameters) under the

@@ -27,6 +27,8 @@ from steward.backup.catalogue import (
 from steward.backup.context import BackupContext, open_backup_context
 from steward.backup.holds import RunHold, held_backups, hold_backups, run_hold
 from steward.backup.locking import backup_lock
+from steward.backup.pgbackrest import archive_command, write_config
+from steward.backup.physical import physical_status, restore_to_time, setup_physical
 from steward.backup.retention import RetentionPlan, plan_retention
 from steward.backup.runner import (
     PruneReport,
@@ -35,6 +37,7 @@ from steward.backup.runner import (
     restore_backup,
     selected_sources,
     take_backup,
+    take_physical_backup,
     verify_backup,
 )
 
@@ -45,6 +48,7 @@ __all__ = [
     "PruneReport",
     "RetentionPlan",
     "RunHold",
+    "archive_command",
     "backup_lock",
     "engine_of",
     "find_backup",
@@ -53,12 +57,17 @@ __all__ = [
     "list_backups",
     "open_backup_context",
     "orphan_keys",
+    "physical_status",
     "plan_retention",
     "prune_backups",
     "restore_backup",
+    "restore_to_time",
     "run_hold",
     "selected_sources",
+    "setup_physical",
     "take_backup",
+    "take_physical_backup",
     "verify_backup",
+    "write_config",
     "write_manifest",
 ]

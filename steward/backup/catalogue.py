@@ -65,6 +65,7 @@ class Manifest:
     verified_at: datetime | None = None  # the latest verification's time, only if it passed
     verification: dict[str, Any] | None = None  # the latest verification
     verifications: list[dict[str, Any]] = field(default_factory=list)  # history, oldest first
+    physical: dict[str, Any] = field(default_factory=dict)  # pgBackRest: label, type, target
     format: int = FORMAT_VERSION
 
     @property

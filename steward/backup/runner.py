@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from steward.backup.catalogue import (
@@ -24,12 +24,18 @@ from steward.backup.catalogue import (
 from steward.backup.context import BackupContext, encryption_record
 from steward.backup.holds import held_backups
 from steward.backup.mongo import backup_mongo, restore_mongo, verify_mongo
+from steward.backup.physical import (
+    backup_physical,
+    expire_physical,
+    physical_chain,
+    verify_physical,
+)
 from steward.backup.postgres import backup_postgres
 from steward.backup.postgres_restore import restore_postgres, verify_postgres
-from steward.backup.retention import plan_retention
+from steward.backup.retention import RetentionPlan, plan_retention
 from steward.backup.sqlite import backup_sqlite, restore_sqlite, verify_sqlite
 from steward.errors import BackupVerificationFailed, ConfigError, ObjectCorrupted, ObjectNotFound
-from steward.settings import BACKUP_SOURCES, mask_url
+from steward.settings import BACKUP_SOURCES, RetentionPolicy, mask_url
 from steward.storage import abort_stale_uploads
 
 __all__ = [
@@ -39,6 +45,7 @@ __all__ = [
     "restore_backup",
     "selected_sources",
     "take_backup",
+    "take_physical_backup",
     "verify_backup",
 ]
 
@@ -95,9 +102,40 @@ def take_backup(ctx: BackupContext, kind: str) -> Manifest:
     return manifest
 
 
+def take_physical_backup(ctx: BackupContext, backup_type: str = "full") -> Manifest:
+    """A pgBackRest backup of the cluster (full / diff / incr), catalogued like the others."""
+    if not ctx.settings.database_url.startswith("postgres"):
+        raise ConfigError("physical backups need PostgreSQL: database.url is not postgresql://")
+    started = ctx.clock()
+    manifest = Manifest(
+        id=new_backup_id(started),
+        prefix=ctx.config.prefix,
+        source=ctx.settings.source_name,
+        kind="cluster",
+        engine="physical",
+        server_version="",
+        database=mask_url(ctx.settings.database_url),
+        started_at=started,
+        encryption={"client": "pgbackrest aes-256-cbc" if _ciphered(ctx) else "none"},
+    )
+    backup_physical(ctx, manifest, backup_type)
+    manifest.finished_at = ctx.clock()
+    write_manifest(ctx.store, manifest)
+    return manifest
+
+
+def _ciphered(ctx: BackupContext) -> bool:
+    return bool(ctx.config.physical.cipher_pass.get_secret_value())
+
+
 def verify_backup(ctx: BackupContext, manifest: Manifest) -> Manifest:
     """Restore into scratch, compare, record the outcome in the manifest; raise on mismatch."""
-    check = {"postgresql": verify_postgres, "sqlite": verify_sqlite, "mongodb": verify_mongo}
+    check = {
+        "postgresql": verify_postgres,
+        "sqlite": verify_sqlite,
+        "mongodb": verify_mongo,
+        "physical": verify_physical,
+    }
     try:
         problems = check[manifest.engine](ctx, manifest)
     except ObjectCorrupted as exc:  # damaged in the store: this backup cannot be restored
@@ -168,9 +206,12 @@ def prune_backups(
     for manifest in catalogue:
         if kinds is None or manifest.kind in kinds:
             groups.setdefault((manifest.kind, manifest.engine), []).append(manifest)
-    for (kind, _engine), backups in sorted(groups.items()):
+    for (kind, engine), backups in sorted(groups.items()):
         policy = ctx.config.documents_retention if kind == "documents" else ctx.config.sql_retention
-        plan = plan_retention(backups, policy, now=now, held=held)
+        if engine == "physical":
+            plan = _physical_plan(ctx, backups, policy, now, held)
+        else:
+            plan = plan_retention(backups, policy, now=now, held=held)
         for manifest in plan.delete:
             report.deleted.append(_row(manifest, "GFS: outside every kept period"))
             if not dry_run:
@@ -186,6 +227,31 @@ def prune_backups(
     return report
 
 
+def _physical_plan(
+    ctx: BackupContext,
+    backups: list[Manifest],
+    policy: RetentionPolicy,
+    now: datetime,
+    held: dict[str, str],
+) -> RetentionPlan:
+    """GFS over physical backups, plus every backup a kept one depends on (the full and diffs
+    under an incremental); manifests whose backup pgBackRest no longer holds go."""
+    chain = physical_chain(ctx)  # label -> the label it depends on ("" for a full)
+    present = [m for m in backups if m.physical.get("label") in chain]
+    plan = plan_retention(present, policy, now=now, held=held)
+    by_label = {m.physical["label"]: m for m in present}
+    for manifest in [m for m in present if m.id in plan.keep]:
+        prior = chain.get(manifest.physical["label"], "")
+        while prior:
+            if prior in by_label:
+                plan.keep.setdefault(by_label[prior].id, []).append(f"needed by {manifest.id}")
+            prior = chain.get(prior, "")
+    gone = [m for m in backups if m.physical.get("label") not in chain]
+    plan.delete = [m for m in present if m.id not in plan.keep] + gone
+    plan.delete.sort(key=lambda m: m.started_at, reverse=True)  # dependents before their base
+    return plan
+
+
 def _row(manifest: Manifest, reason: str) -> dict[str, Any]:
     return {
         "id": manifest.id,
@@ -199,6 +265,8 @@ def _row(manifest: Manifest, reason: str) -> dict[str, Any]:
 
 
 def _delete_backup(ctx: BackupContext, manifest: Manifest) -> None:
+    if manifest.engine == "physical":
+        expire_physical(ctx, manifest)  # the data first: a manifest never outlives nothing
     # The manifest first: from then on the backup is no longer catalogued, only orphans remain.
     ctx.store.delete(manifest.manifest_key)
     for record in manifest.objects:

@@ -158,7 +158,10 @@ class Invalidator:
     def _rerun(self, names: list[str]) -> dict[str, int]:
         written: dict[str, int] = {}
         known = {w.name for w in self.settings.cache.warmers}
-        for unit in self.warmer.warm([n for n in names if n in known]):
+        names = [n for n in names if n in known]  # one since removed from the settings: done
+        if not names:
+            return written  # (warm([]) would mean every warmer)
+        for unit in self.warmer.warm(names):
             for warmed in unit.warmers:
                 written[warmed.warmer] = written.get(warmed.warmer, 0) + warmed.keys
         return written

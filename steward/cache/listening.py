@@ -117,10 +117,20 @@ class ReadLoop:
 _TERMINAL = ("password", "noauth", "wrongpass", "does not exist", "pg_hba.conf")
 
 
+# Redis replies that pass: a replica during a failover, memory full until keys expire.
+_PASSING_REPLIES = tuple(
+    getattr(redis.exceptions, name)
+    for name in ("ReadOnlyError", "MasterDownError", "OutOfMemoryError", "TryAgainError")
+    if hasattr(redis.exceptions, name)  # (the type stubs lack some)
+)
+
+
 def survivable(exc: BaseException) -> bool:
     """Transient errors a long-running invalidator waits out; a lost group is rejoined."""
-    if isinstance(exc, redis.ResponseError) and "NOGROUP" in str(exc):
-        return True  # Redis came back without our group (no persistence): join again
+    if isinstance(exc, _PASSING_REPLIES):
+        return True
+    if isinstance(exc, redis.ResponseError):  # Redis lost the stream or our group: join again
+        return str(exc).startswith(("NOGROUP", "UNBLOCKED"))
     if not is_transient(exc):
         return False
     text = str(exc).lower()

@@ -2,7 +2,8 @@
 
 Reads, per shape (what the warmers write):
 
-- ``json``: ``GET``; the value parsed from JSON.
+- ``json``: ``GET``; the value parsed from JSON (text that is not JSON, as a warmer stores a
+  plain-text ``value`` column, comes back as text).
 - ``hash``: ``HGETALL``; ``{field: value}`` as text (the warmer's ``value`` column as Redis
   stores it, or the row as a JSON object).
 - ``zset``: ``ZREVRANGE 0 -1 WITHSCORES``; ``[(member, score)]``, highest score first.
@@ -101,7 +102,10 @@ def decode(shape: Shape, raw: Any) -> Any:
     if raw is None or (shape != "json" and not raw):
         return None
     if shape == "json":
-        return orjson.loads(raw)
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:  # a warmer's value column stored as plain text
+            return _text(raw)
     pairs = _pairs(raw)
     if shape == "hash":
         return {_text(k): _text(v) for k, v in pairs}

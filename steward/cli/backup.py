@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from steward.cli.backup_physical import physical_app, restore_to_time_command
 from steward.cli.demo_report import human_bytes
 from steward.errors import BackupVerificationFailed, ConfigError
 from steward.settings import get_settings
@@ -32,7 +33,8 @@ T = TypeVar("T")
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``backup`` (with ``list``, ``verify``, ``restore``, ``prune``) to the app."""
+    """Add ``backup`` (with ``list``, ``verify``, ``restore``, ``prune``, ``physical``)."""
+    backup_app.add_typer(physical_app, name="physical")
     app.add_typer(backup_app, name="backup")
 
 
@@ -167,8 +169,20 @@ def verify_command(
 
 @backup_app.command("restore")
 def restore_command(
-    backup_id: str = typer.Argument(..., help="Backup id (see `steward backup list`)."),
-    to: str = typer.Option(..., "--to", help="Target database URL (or MongoDB database name)."),
+    backup_id: str | None = typer.Argument(
+        None, help="Backup id (see `steward backup list`); not with --to-time."
+    ),
+    to: str = typer.Option(
+        ...,
+        "--to",
+        help="Target database URL (or MongoDB database name); a data folder with --to-time.",
+    ),
+    to_time: str | None = typer.Option(
+        None,
+        "--to-time",
+        help="Point-in-time recovery (physical backups): the moment, "
+        "e.g. 2026-12-06T18:30:00+00:00.",
+    ),
     replace: bool = typer.Option(
         False,
         "--replace",
@@ -179,6 +193,10 @@ def restore_command(
     """Restore one backup into a target database (refused when not empty, unless --replace)."""
     from steward import backup as core
 
+    if to_time is not None:
+        return restore_to_time_command(to_time, to)
+    if backup_id is None:
+        raise ConfigError("name the backup id to restore (`steward backup list`), or --to-time")
     settings = get_settings()
     context = core.open_backup_context(settings)
     manifest = core.find_backup(context.store, settings.backup.prefix, backup_id)
@@ -245,6 +263,8 @@ def _listed(m: Any) -> dict[str, Any]:
         "tables": len(m.tables),
         "rows": sum(int(t["rows"]) for t in m.tables.values()),
         "encrypted": m.encrypted,
+        "type": m.physical.get("type", "logical"),  # physical: full / diff / incr
+        "database_size": m.physical.get("database_size"),
         "good": m.good,
         "verified_at": m.verified_at.isoformat() if m.verified_at else None,
         "last_verification": {"at": last["at"], "ok": last["ok"]} if last else None,
@@ -264,7 +284,9 @@ def _print_backups(backups: list[Any], title: str) -> None:
     rows = [["id", "kind", "engine", "started (UTC)", "size", "verified"]]
     for m in backups:
         started = m.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
-        rows.append([m.id, m.kind, m.engine, started, human_bytes(m.size_bytes), _status(m)])
+        engine = f"{m.engine} ({m.physical['type']})" if m.physical else m.engine
+        size = m.physical.get("repository_size", m.size_bytes) if m.physical else m.size_bytes
+        rows.append([m.id, m.kind, engine, started, human_bytes(size), _status(m)])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     out.print(title, highlight=False, soft_wrap=True)
     for row in rows:

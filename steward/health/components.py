@@ -53,7 +53,13 @@ class HealthReport:
 
     @property
     def ok(self) -> bool:
-        return not any(c.down for c in self.components)
+        """No store down, and nothing failing that breaks a promise (WAL archiving)."""
+        return not any(c.down for c in self.components) and not self.failing
+
+    @property
+    def failing(self) -> list[str]:
+        """Problems of stores that are up which fail the check (e.g. WAL archiving failing)."""
+        return [line for c in self.components for line in c.stats.get("failing", [])]
 
     @property
     def down(self) -> list[ComponentHealth]:
@@ -73,7 +79,7 @@ class HealthReport:
         if self.ok:
             up = [c.name for c in self.components if c.status == UP]
             return f"all up: {', '.join(up)}"
-        return "; ".join(f"{c.name} DOWN ({c.error})" for c in self.down)
+        return "; ".join([f"{c.name} DOWN ({c.error})" for c in self.down] + self.failing)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from steward.errors import StewardError
+from steward.health.archiving import wal_archiving
 from steward.health.components import ComponentHealth, probe
 from steward.settings import Settings, mask_url
 from steward.storage import create_sql_engine
@@ -63,6 +64,13 @@ def check_database(settings: Settings, *, timeout: float = 2.0) -> ComponentHeal
             if _is_postgres(engine):
                 health.stats = _postgres_stats(conn)
                 health.stats |= _maintenance(conn, settings)
+                archiving = wal_archiving(conn, settings)
+                health.stats["attention"] = [
+                    *health.stats.get("attention", []),
+                    *archiving.get("failing", []),
+                ]
+                health.stats |= {k: v for k, v in archiving.items() if k != "failing"}
+                health.stats["failing"] = archiving.get("failing", [])
             else:
                 health.stats = _sqlite_stats(conn)
         return health

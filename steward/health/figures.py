@@ -94,9 +94,18 @@ def archive_tables(summary: Any) -> list[dict[str, Any]]:
                 "objects": first(item, "objects"),
                 "kept": sum(counts) if counts else None,
                 "why_kept": _why_kept(item, referenced, changed),
+                "children": _children(item),
             }
         )
     return rows
+
+
+def _children(item: dict[str, Any]) -> dict[str, int]:
+    """Child rows archived with the table's rows (an order's items, payments...), by table."""
+    found = first(item, "children")
+    if not isinstance(found, dict):
+        return {}
+    return {str(k): v for k, v in found.items() if isinstance(v, int) and not isinstance(v, bool)}
 
 
 def _why_kept(item: dict[str, Any], referenced: Any, changed: Any) -> str:
@@ -133,6 +142,7 @@ def outbox_figures(cleanup: Any, backlog: dict[str, Any]) -> dict[str, Any]:
         "dead": first(backlog, "dead"),
         "lag_s": first(backlog, "oldest_pending_age_seconds"),
         "removed": first(cleanup, "rows_removed", "removed", "deleted"),
+        "removed_why_zero": first(cleanup, "why_zero"),
         "error": first(backlog, "error"),
         "not_configured": first(backlog, "not_configured"),
     }

@@ -98,16 +98,26 @@ class StepOutcome:
 
     name: str
     state: str
-    duration_s: float = 0.0
+    duration_s: float = 0.0  # wall clock, from the nightly's side
     summary: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     reason: str | None = None
     critical: bool = False
+    work_s: float | None = None  # of duration_s, the step's run was Running (the rest: waiting)
+
+    @property
+    def waiting_s(self) -> float | None:
+        """Time the step spent not Running: its run being created, scheduled, reported."""
+        if self.work_s is None:
+            return None
+        return round(max(self.duration_s - self.work_s, 0.0), 2)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "state": self.state,
             "duration_s": self.duration_s,
+            "work_s": self.work_s,
+            "waiting_s": self.waiting_s,
             "critical": self.critical,
             "error": self.error,
             "reason": self.reason,

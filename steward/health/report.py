@@ -127,7 +127,13 @@ class _Facts:
         self.cache = figures.cache_figures(summary("warm-cache"), cache_stats)
 
     def attention(self) -> list[str]:
-        items = [_step_problem(o) for o in self.outcomes.values() if o.state in (FAILED, NOT_RUN)]
+        down = {n: c for n, c in self.components.items() if c["status"] == "down"}
+        hints = {_hint(c.get("error")) for c in down.values()} - {""}
+        items = [
+            _without(_step_problem(o), hints)  # said once, with the store that is down
+            for o in self.outcomes.values()
+            if o.state in (FAILED, NOT_RUN)
+        ]
         ran = self.outcomes.get("backup-databases")
         if ran and ran.state == OK and self.backup["verified"] is False:
             items.append("the backup was not proven restorable (verification failed or off)")
@@ -143,23 +149,36 @@ class _Facts:
         failed = self.validation["failed"]
         if isinstance(failed, int) and failed > 0:
             items.append(f"{failed} expectations failed validation")
-        items += [f"{name} is down" for name, c in self.components.items() if c["status"] == "down"]
+        items += [
+            f"{name} is down" + (f" ({_hint(c.get('error'))})" if _hint(c.get("error")) else "")
+            for name, c in down.items()
+        ]
         items += _database_problems(self.components.get("database", {}).get("stats", {}))
         return items
 
     def rows(self, outcomes: dict[str, StepOutcome]) -> list[dict[str, Any]]:
         rows = [_row("steps", f"{o.name} state", o.state) for o in outcomes.values()]
         rows += [_row("steps", f"{o.name} seconds", o.duration_s) for o in outcomes.values()]
+        rows += [
+            _row("steps", f"{o.name} {part} seconds", value)
+            for o in outcomes.values()
+            for part, value in (("work", o.work_s), ("waiting", o.waiting_s))
+            if value is not None
+        ]
         rows += [_row("backup", k, v) for k, v in self.backup.items()]
         for table in self.archive:
             rows += [_row("archive", f"{table['table']} {k}", table[k]) for k in _ARCHIVE_KEYS]
+            rows += [
+                _row("archive", f"{table['table']} child {child} rows", count)
+                for child, count in table["children"].items()
+            ]
         for tier in self.tiers:
             name = tier.get("storage_class")
             rows += [_row("tiers", f"{name} {k}", tier.get(k)) for k in _TIER_KEYS]
         rows += [
             _row("outbox", k, v)
             for k, v in self.outbox.items()
-            if k not in ("error", "not_configured")
+            if k not in ("error", "not_configured", "removed_why_zero")
         ]
         rows += [
             _row("validation", k, v)
@@ -177,6 +196,19 @@ _TIER_KEYS = ("objects", "bytes", "monthly_cost_usd")
 def _row(section: str, figure: str, value: Any) -> dict[str, Any]:
     shown = value if isinstance(value, int | float | str) or value is None else str(value)
     return {"section": section, "figure": figure, "value": shown}
+
+
+def _hint(error: Any) -> str:
+    """The "check …" advice at the end of a store's error, if any."""
+    text = str(error or "")
+    at = text.rfind("; check ")
+    return text[at + 2 :].strip() if at >= 0 else ""
+
+
+def _without(problem: str, hints: set[str]) -> str:
+    for hint in hints:
+        problem = problem.replace(f"; {hint}", "")
+    return problem
 
 
 def _step_problem(outcome: StepOutcome) -> str:
@@ -197,12 +229,17 @@ def _database_problems(stats: dict[str, Any]) -> list[str]:
 
 
 def _steps_section(outcomes: dict[str, StepOutcome]) -> list[str]:
-    lines = ["## Steps", "", "| step | state | duration | note |", "|---|---|---:|---|"]
+    lines = ["## Steps", "", "| step | state | duration | work | waiting on Prefect | note |"]
+    lines += ["|---|---|---:|---:|---:|---|"]
     for o in outcomes.values():
         icon = {OK: "✅", FAILED: "❌", NOT_RUN: "⛔", SKIPPED: "⏭", NOT_INSTALLED: "➖"}
         note = o.error or o.reason or ("critical" if o.critical else "")
         state = f"{icon.get(o.state, '')} {o.state}".strip()
-        lines.append(f"| {o.name} | {state} | {o.duration_s:.1f} s | {_cell(note)} |")
+        work = "" if o.work_s is None else f"{o.work_s:.1f} s"
+        waiting = "" if o.waiting_s is None else f"{o.waiting_s:.1f} s"
+        lines.append(
+            f"| {o.name} | {state} | {o.duration_s:.1f} s | {work} | {waiting} | {_cell(note)} |"
+        )
     return lines + [""]
 
 
@@ -247,12 +284,27 @@ def _archive_section(facts: _Facts) -> list[str]:
     lines += ["|---|---:|---:|---:|---:|---|"]
     for t in facts.archive:
         lines.append(
-            f"| {t['table']} | {_shown(t['rows'])} | {human_bytes(t['bytes'])} | "
-            f"{_shown(t['objects'])} | {_shown(t['kept'])} | {t['why_kept']} |"
+            f"| {t['table']} | {_shown(t['rows'])}{_with_children(t['children'])} | "
+            f"{human_bytes(t['bytes'])} | {_shown(t['objects'])} | {_shown(t['kept'])} | "
+            f"{t['why_kept']} |"
         )
     if all(not t["rows"] for t in facts.archive):
-        lines += ["", "0 rows archived: no row is older than its policy's cut-off yet."]
+        kept = sum(t["kept"] for t in facts.archive if isinstance(t["kept"], int))
+        lines += [
+            "",
+            f"0 rows archived: {kept:,} rows past their policy's cut-off were kept (see why kept)."
+            if kept
+            else "0 rows archived: no row is older than its policy's cut-off yet.",
+        ]
     return lines + [""]
+
+
+def _with_children(children: dict[str, int]) -> str:
+    """`` (+1,808 child rows: order_items 1,200, payments 608)`` after an aggregate's rows."""
+    if not sum(children.values()):
+        return ""
+    parts = ", ".join(f"{table} {rows:,}" for table, rows in children.items() if rows)
+    return f" (+{sum(children.values()):,} child rows: {parts})"
 
 
 def _tiers_section(facts: _Facts) -> list[str]:
@@ -282,9 +334,18 @@ def _outbox_section(facts: _Facts) -> list[str]:
         "",
         f"- pending: {_shown(o['pending'])} (retrying {_shown(o['retrying'])}), "
         f"dead letters: {_shown(o['dead'])}, lag (oldest pending): {lag_text}",
-        f"- published events removed by cleanup-outbox: {_shown(o['removed'])}",
+        f"- published events removed by cleanup-outbox: {_shown(o['removed'])}"
+        + _removed_why(facts),
         "",
     ]
+
+
+def _removed_why(facts: _Facts) -> str:
+    why = _not_ran(facts, "cleanup-outbox")
+    if why:
+        return f" (cleanup-outbox {why})"
+    reason = facts.outbox["removed_why_zero"]
+    return f" ({reason})" if facts.outbox["removed"] == 0 and reason else ""
 
 
 def _validation_section(facts: _Facts) -> list[str]:
@@ -309,7 +370,11 @@ def _validation_section(facts: _Facts) -> list[str]:
 def _cache_section(facts: _Facts) -> list[str]:
     c = facts.cache
     ratio = c["hit_ratio"]
-    ratio_text = "n/a (no lookups yet)" if ratio is None else f"{ratio:.1%}"
+    redis_down = facts.components.get("cache", {}).get("status") == "down"
+    if ratio is not None:
+        ratio_text = f"{ratio:.1%}"
+    else:
+        ratio_text = "n/a (Redis is down: no figures)" if redis_down else "n/a (no lookups yet)"
     why = _not_ran(facts, "warm-cache")
     warmed = f"n/a (warm-cache {why})" if why else _shown(c["keys_warmed"])
     return [

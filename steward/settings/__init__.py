@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,12 +25,22 @@ from pydantic_settings import (
 
 from steward.errors import ConfigError
 from steward.settings.archive import ARCHIVE_FORMATS, ArchivePolicy, ArchiveSettings
-from steward.settings.backup import BACKUP_SOURCES, BackupSettings, RetentionPolicy
+from steward.settings.backup import (
+    BACKUP_SOURCES,
+    BackupSettings,
+    PhysicalSettings,
+    RetentionPolicy,
+)
 from steward.settings.cache import CacheSettings, InvalidationRule, WarmerSettings
 from steward.settings.diagnostics import check_environment, describe_errors
 from steward.settings.masking import mask_text, mask_url, masked_settings
 from steward.settings.migrations import EXAMPLE_MIGRATIONS, MigrationsSettings
 from steward.settings.outbox import OUTBOX_SINKS, OutboxSettings
+from steward.settings.references import (
+    SECRET_BLOCK_PREFIX,
+    register_secret_resolver,
+    resolve_secret_references,
+)
 from steward.settings.statistics import StatisticsSettings
 from steward.settings.stores import (
     DatabaseSettings,
@@ -68,7 +78,9 @@ __all__ = [
     "MigrationsSettings",
     "ObjectsSettings",
     "OutboxSettings",
+    "PhysicalSettings",
     "RetentionPolicy",
+    "SECRET_BLOCK_PREFIX",
     "Settings",
     "StatisticsSettings",
     "TierTransition",
@@ -81,6 +93,7 @@ __all__ = [
     "load_settings",
     "mask_text",
     "mask_url",
+    "register_secret_resolver",
     "masked_settings",
 ]
 
@@ -134,6 +147,11 @@ class Settings(BaseSettings):
         if toml_path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
         return tuple(sources)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_secret_blocks(cls, data: Any) -> Any:
+        return resolve_secret_references(cls, data)
 
     # Resolved locations -------------------------------------------------------------------
     @property

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-__all__ = ["BACKUP_SOURCES", "BackupSettings", "RetentionPolicy"]
+__all__ = ["BACKUP_SOURCES", "BackupSettings", "PhysicalSettings", "RetentionPolicy"]
 
 BackupSource = Literal["database", "documents"]
 BACKUP_SOURCES: tuple[BackupSource, ...] = ("database", "documents")
@@ -39,6 +39,60 @@ class RetentionPolicy(BaseModel):
     )
     keep_monthly: int = Field(
         default=0, ge=0, le=600, description="Months with a backup kept (newest per month)."
+    )
+
+
+class PhysicalSettings(BaseModel):
+    """Physical backups of the PostgreSQL cluster with pgBackRest, and point-in-time recovery.
+
+    Retention follows ``[backup] sql_retention`` like logical backups (Steward removes expired
+    sets with ``pgbackrest expire --set``, keeping whatever a kept backup depends on)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data_dir: Path | None = Field(
+        default=None,
+        description="The cluster's data folder (pg1-path); None = no physical backups.",
+    )
+    socket_dir: Path = Field(
+        default=Path("/var/run/postgresql"),
+        description="Folder of the server's Unix socket (pgBackRest connects through it).",
+    )
+    port: int = Field(default=5432, ge=1, le=65535, description="The server's port (pg1-port).")
+    os_user: str = Field(
+        default="postgres",
+        pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
+        description="OS user owning the data folder (pgBackRest runs as it when Steward is root).",
+    )
+    repo_path: Path | None = Field(
+        default=None,
+        description="pgBackRest repository folder (repo1-path), writable by os_user.",
+    )
+    config_file: Path | None = Field(
+        default=None,
+        description="Where Steward writes pgbackrest.conf (readable by os_user: archive_command "
+        "reads it); None = {home}/pgbackrest/pgbackrest.conf.",
+    )
+    scratch_dir: Path | None = Field(
+        default=None,
+        description="Where verification restores scratch clusters (owned by os_user, removed "
+        "after); None = {home}/spool.",
+    )
+    cipher_pass: SecretStr = Field(
+        default=SecretStr(""),
+        description="Repository encryption passphrase (aes-256-cbc); empty = unencrypted repo.",
+    )
+    process_max: int = Field(default=2, ge=1, le=64, description="pgBackRest process-max.")
+    nightly_type: Literal["off", "full", "diff", "incr"] = Field(
+        default="incr",
+        description="The physical backup `backup-databases` (nightly) takes when data_dir is "
+        "set; pgBackRest takes a full one while none exists. 'off' = only on demand.",
+    )
+    max_archive_lag_mb: int = Field(
+        default=64,
+        ge=1,
+        le=1024 * 1024,
+        description="WAL written but not archived beyond this many MB fails check-health.",
     )
 
 
@@ -123,6 +177,11 @@ class BackupSettings(BaseModel):
         le=24 * 30,
         description="Longest a run's hold on the backups it took or reported lasts (retention "
         "never deletes a held backup); a hold ends with its run, or with its process.",
+    )
+    physical: PhysicalSettings = Field(
+        default_factory=PhysicalSettings,
+        description="Physical backups with pgBackRest (PostgreSQL only): full / diff / incr, "
+        "continuous WAL archiving, verification by restore, point-in-time recovery.",
     )
     lock_timeout_s: float = Field(
         default=3600, gt=0, description="Seconds a backup run waits for another one to finish."

@@ -20,7 +20,8 @@ Modules:
 - :mod:`~steward.validation.backup_scrub` — the same for objects of catalogued backups.
 - :mod:`~steward.validation.profiling` — the live schema and a profile of the data, per table.
 - :mod:`~steward.validation.drafting` — suites drafted from that profile (``validate init``;
-  :func:`draft_suites` and :func:`write_draft_suites` are the public API ``steward init`` uses).
+  :func:`draft_suites` and :func:`write_draft_suites` are the public API ``steward init`` uses),
+  with the per-table rules in :mod:`~steward.validation.draft_rules`.
 - :mod:`~steward.validation.docs` — Data Docs: self-contained HTML per suite run, in the store.
 - :mod:`~steward.validation.outcome` — results, the summary dict and the markdown report.
 

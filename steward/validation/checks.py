@@ -25,6 +25,7 @@ from steward.validation.expectation_types import (
     is_native,
     kwargs_problems,
 )
+from steward.validation.native import live_table
 from steward.validation.readonly import read_only
 from steward.validation.suites import ExpectationSpec, SuiteSpec, render_query
 
@@ -154,7 +155,9 @@ def check_schema(
                     "fix index.json or run the migrations"
                 )
                 continue
-            columns = {c["name"]: c["type"] for c in inspector.get_columns(suite.target)}
+            columns = {c.name: c.type for c in live_table(conn, suite.target).c}
+            if suite.incremental and conn.dialect.name != "postgresql":  # SQLite: no types
+                columns = {c["name"]: c["type"] for c in inspector.get_columns(suite.target)}
             found = _column_problems(suite, columns)
             problems += found
             if not found:

@@ -113,7 +113,7 @@ def _bound(raw: Any, type_: Any, params: dict[str, Any]) -> Any:
     return sa.literal(raw)
 
 
-def condition_clause(condition: Any, table: sa.Table) -> sa.ColumnElement[bool]:
+def condition_clause(condition: Any, table: sa.FromClause) -> sa.ColumnElement[bool]:
     """A structured GX row condition (nullity, comparison, and / or) as a WHERE clause."""
     if not condition:
         return sa.true()
@@ -140,7 +140,7 @@ def condition_clause(condition: Any, table: sa.Table) -> sa.ColumnElement[bool]:
     return compare(value)
 
 
-def unique_columns(spec: ExpectationSpec, table: sa.Table) -> tuple[list[Any], Any]:
+def unique_columns(spec: ExpectationSpec, table: sa.FromClause) -> tuple[list[Any], Any]:
     """(columns grouped, rows taking part) of a uniqueness expectation."""
     kw = spec.kwargs
     scope = condition_clause(kw.get("row_condition"), table)

@@ -57,20 +57,43 @@ def open_window(
     *,
     full: bool = False,
     now: dt.datetime | None = None,
+    conn: sa.Connection | None = None,
 ) -> Window:
     """Decide full or incremental for ``suite`` and build the batch of an incremental run."""
     if suite.datasource != "sql" or not suite.incremental:
         return Window(suite.name, "full", "no incremental column")
     state = _load(store, _key(settings, suite))
     reason = _full_reason(settings, suite, state, full, now or dt.datetime.now(dt.UTC))
-    with read_only(settings) as conn:
-        table = live_table(conn, suite.target)
-        column = table.c[suite.incremental]
-        mark = conn.execute(sa.select(sa.func.max(column))).scalar()
-        if reason or state is None:
-            return Window(suite.name, "full", reason, mark=mark)
-        batch = _batch(conn, settings, suite, table, state)
+    if conn is None:
+        with read_only(settings) as opened:
+            return _window(opened, settings, suite, state, reason)
+    return _window(conn, settings, suite, state, reason)
+
+
+def _window(
+    conn: sa.Connection,
+    settings: Settings,
+    suite: SuiteSpec,
+    state: dict[str, Any] | None,
+    reason: str,
+) -> Window:
+    table = live_table(conn, suite.target)
+    name = str(suite.incremental)
+    column_type = _column_type(conn, suite.target, name, table.c[name].type)
+    column = sa.column(name, column_type, _selectable=table)
+    mark = conn.execute(sa.select(sa.func.max(column))).scalar()
+    if reason or state is None:
+        return Window(suite.name, "full", reason, mark=mark)
+    batch = _batch(conn, settings, suite, table, column, state)
     return Window(suite.name, "incremental", "changed rows and a rotating slice", batch, mark)
+
+
+def _column_type(conn: sa.Connection, table: str, name: str, known: Any) -> Any:
+    """The incremental column's SQL type (SQLite: from the catalogue, for literal rendering)."""
+    if not isinstance(known, sa.types.NullType):
+        return known
+    found = {c["name"]: c["type"] for c in sa.inspect(conn).get_columns(table)}
+    return found[name]
 
 
 def close_window(
@@ -136,9 +159,9 @@ def _batch(
     settings: Settings,
     suite: SuiteSpec,
     table: sa.Table,
+    column: sa.ColumnClause[Any],
     state: dict[str, Any],
 ) -> Batch:
-    column = table.c[str(suite.incremental)]
     since = _parse(state["high_water"])
     if isinstance(since, dt.datetime):
         since -= dt.timedelta(seconds=settings.validation.incremental_overlap_seconds)
@@ -164,8 +187,8 @@ def _slice(
     if suite.sample_percent <= 0 or len(suite.key) != 1:
         return None
     key = table.c[suite.key[0]]
-    if not isinstance(key.type, sa.Integer):
-        return None
+    if not isinstance(_column_type(conn, table.name, key.name, key.type), sa.Integer):
+        return None  # UUIDs, text keys: no range to slice
     low, high = conn.execute(sa.select(sa.func.min(key), sa.func.max(key))).one()
     if low is None:
         return None

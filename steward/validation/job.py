@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from steward.errors import ConfigError, ValidationFailed
-from steward.settings import Settings
+import sqlalchemy as sa
+
+from steward.errors import ConfigError, SourceUnavailable, ValidationFailed
+from steward.settings import Settings, mask_url
 from steward.storage import ObjectStore, open_object_store
 from steward.validation.backup_scrub import scrub_backups
 from steward.validation.docs import build_data_docs
@@ -19,6 +21,7 @@ from steward.validation.incremental import close_window, open_window
 from steward.validation.mongo import run_mongo_suite
 from steward.validation.outcome import SuiteOutcome, summarize
 from steward.validation.plan import plan_validation
+from steward.validation.readonly import read_only
 from steward.validation.runner import run_sql_suite
 from steward.validation.scrub import scrub_archive
 from steward.validation.suites import SuiteSpec
@@ -64,15 +67,22 @@ def validate_one(
     *,
     full: bool = False,
     store: ObjectStore | None = None,
+    conn: sa.Connection | None = None,
 ) -> SuiteOutcome:
-    """One suite: its window (full or incremental), the run, the window's state kept."""
+    """One suite: its window (full or incremental), the run, the window's state kept.
+
+    ``conn``: a read-only connection to reuse (None: the suite opens its own).
+    """
     if suite.datasource == "mongo":
         return run_mongo_suite(suite, settings, params)
     if not suite.incremental:
-        return run_sql_suite(suite, settings, params)
+        return run_sql_suite(suite, settings, params, conn=conn)
+    if conn is None:  # the window and the run share one read-only connection
+        with read_only(settings) as opened:
+            return validate_one(settings, suite, params, full=full, store=store, conn=opened)
     store = store or open_object_store(settings)
-    window = open_window(settings, suite, store, full=full)
-    outcome = run_sql_suite(suite, settings, params, batch=window.batch)
+    window = open_window(settings, suite, store, full=full, conn=conn)
+    outcome = run_sql_suite(suite, settings, params, batch=window.batch, conn=conn)
     outcome.batch = window.batch.description if window.batch else f"all rows ({window.reason})"
     close_window(settings, suite, window, outcome, store)
     return outcome
@@ -97,7 +107,7 @@ def run_validation(
     check_run_params(fail_on, scrub_objects)
     plan = plan_validation(settings, suites)
     store = open_object_store(settings) if any(s.incremental for s in plan.suites) or docs else None
-    outcomes = [validate_one(settings, s, plan.params, full=full, store=store) for s in plan.suites]
+    outcomes = _run_suites(settings, plan.suites, plan.params, full, store)
     outcomes += [
         SuiteOutcome(name, "mongo", name, skipped=reason) for name, reason in plan.skipped.items()
     ]
@@ -112,6 +122,28 @@ def run_validation(
     if error is not None:
         raise error
     return summary, outcomes
+
+
+def _run_suites(
+    settings: Settings,
+    suites: list[SuiteSpec],
+    params: dict[str, int | float],
+    full: bool,
+    store: ObjectStore | None,
+) -> list[SuiteOutcome]:
+    """Every suite, one after another on one read-only connection (one connect, not N)."""
+    if not any(s.datasource == "sql" for s in suites):
+        return [validate_one(settings, s, params, full=full, store=store) for s in suites]
+    try:
+        with read_only(settings) as conn:
+            return [
+                validate_one(settings, s, params, full=full, store=store, conn=conn) for s in suites
+            ]
+    except sa.exc.OperationalError as exc:  # queries' own errors are caught per expectation
+        raise SourceUnavailable(
+            f"validate-data: cannot reach the database {mask_url(settings.database_url)}: "
+            f"{str(exc.orig or exc).strip().splitlines()[0]}; check database.url"
+        ) from None
 
 
 def failure_error(summary: dict[str, Any], fail_on: str) -> ValidationFailed | None:

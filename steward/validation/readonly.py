@@ -44,11 +44,14 @@ def read_only(settings: Settings) -> Iterator[Connection]:
     else:
         engine = create_sql_engine(settings)
     try:
-        with engine.connect() as conn, conn.begin() as transaction:
+        with engine.connect() as conn:
+            conn.begin()  # (a caller may roll back and begin again after an error)
             if target.dialect == "postgresql":
                 conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-            yield conn
-            transaction.rollback()
+            try:
+                yield conn
+            finally:
+                conn.rollback()
     finally:
         engine.dispose()
 

@@ -31,8 +31,11 @@ def run_sql_suite(
     params: dict[str, int | float],
     *,
     batch: Batch | None = None,
+    conn: sa.Connection | None = None,
 ) -> SuiteOutcome:
     """Validate the suite's table (or only ``batch`` of it) in the database.
+
+    ``conn``: a read-only connection to reuse (suites run one after another); None = open one.
 
     Raises:
         SourceUnavailable: the database cannot be reached (transient; retried by the task).
@@ -42,7 +45,7 @@ def run_sql_suite(
     others = [s for s in suite.expectations if not is_native(s.type, s.kwargs)]
     results: dict[str, ExpectationOutcome] = {}
     if native:
-        results.update(_run_native(suite, settings, params, native, batch))
+        results.update(_run_native(suite, settings, params, native, batch, conn))
     if others:
         from steward.validation.gx_runner import run_gx_expectations
 
@@ -62,12 +65,14 @@ def _run_native(
     params: dict[str, int | float],
     specs: list[ExpectationSpec],
     batch: Batch | None,
+    conn: sa.Connection | None,
 ) -> dict[str, ExpectationOutcome]:
+    keys = settings.validation.sample_keys
+    if conn is not None:
+        return run_native(conn, suite, specs, params, batch=batch, sample_keys=keys)
     try:
-        with read_only(settings) as conn:
-            return run_native(
-                conn, suite, specs, params, batch=batch, sample_keys=settings.validation.sample_keys
-            )
+        with read_only(settings) as opened:
+            return run_native(opened, suite, specs, params, batch=batch, sample_keys=keys)
     except sa.exc.OperationalError as exc:  # queries' own errors are caught per expectation
         raise _unreachable(suite, settings, exc) from None
 

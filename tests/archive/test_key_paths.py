@@ -84,3 +84,34 @@ def test_every_key_lookup_uses_the_primary_key_index(app_settings, contexts):
         assert f'"Index Name": "{TABLE}_pkey"' in plan, plan[:600]
         assert '"Node Type": "Seq Scan"' not in plan, plan[:600]
         assert "::text)::bigint[]" not in plan and "character varying" not in plan, plan[:600]
+
+
+def test_reservations_of_archived_orders_are_found_through_their_index(app_settings, contexts):
+    """Revision 0004 indexes inventory_reservations.order_id: reading an orders batch's
+    reservations and the foreign-key check of each order delete no longer scan the table."""
+    settings = app_settings(rows=300)
+    engine = create_sql_engine(settings)
+    with engine.begin() as conn:
+        product = conn.execute(sa.text("SELECT min(id) FROM products")).scalar_one()
+        conn.execute(
+            sa.text(
+                "INSERT INTO inventory_reservations (product_id, order_id, quantity, status, "
+                "expires_at) SELECT :p, NULL, 1, 'released', now() FROM generate_series(1, 50000)"
+            ),
+            {"p": product},
+        )
+        conn.execute(sa.text("ANALYZE inventory_reservations"))
+    engine.dispose()
+    ctx = contexts(settings)
+    (orders,) = open_sources(ctx, ["orders"])
+    _child, rows = orders.parts["inventory_reservations"]
+    keys = list(range(1, 2001))
+    query = sa.select(rows.key).where(rows.key_in(keys, _child.parent))
+    with ctx.sql.connect() as conn:
+        compiled = query.compile(conn, compile_kwargs={})
+        plan = conn.exec_driver_sql(
+            "EXPLAIN (FORMAT JSON) " + str(compiled), compiled.params
+        ).scalar_one()
+    text = json.dumps(plan)
+    assert '"Index Name": "ix_inventory_reservations_order_id"' in text, text[:600]
+    assert '"Node Type": "Seq Scan"' not in text, text[:600]

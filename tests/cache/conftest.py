@@ -14,14 +14,12 @@ from typing import Any
 import pytest
 import redis
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
 from steward.cache import Invalidator
 from steward.demo import generate_demo_data
+from steward.migrations import MigrationRunner
 from steward.outbox import EventSpec, OutboxRelay, enqueue_many
 from steward.settings import Settings, load_settings
-from steward.storage.sql import create_sql_engine
 from tests.fixtures.private_servers import PrivateRedis
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,14 +28,14 @@ DEMO_ROWS = 3000
 
 
 def migrate_and_fill(url: str) -> None:
-    """The example schema (Alembic head) filled with a small deterministic demo data set."""
-    settings = load_settings(database={"url": url})
-    engine = create_sql_engine(settings)
-    cfg = Config(toml_file=str(REPO / "pyproject.toml"))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
-    engine.dispose()
+    """The example schema (the migrations' head, by Steward's runner) with a small
+    deterministic demo data set."""
+    settings = load_settings(database={"url": url}, migrations={"alembic": "example"})
+    runner = MigrationRunner(settings)
+    try:
+        runner.upgrade()
+    finally:
+        runner.dispose()
     generate_demo_data(settings, rows=DEMO_ROWS, seed=7, replace=True)
 
 

@@ -109,3 +109,18 @@ def test_patterns_and_versioned_namespaces(env: Env) -> None:
     assert env.redis.exists("steward:order:1", "steward:order:2") == 0
     assert report["pattern_keys_deleted"] == 4 and report["keys_deleted"] == 1
     assert json.loads(json.dumps(report))["acked"] == 3
+
+
+def test_a_recorded_rerun_survives_a_crash_and_one_of_a_removed_warmer_is_dropped(
+    env: Env,
+) -> None:
+    # What a run that crashed after acknowledging left behind (the requests are recorded first).
+    env.redis.hset("steward:reruns:steward-cache", mapping={"price-lists": 3, "gone": 1})
+
+    report = env.invalidate()
+
+    assert report["events"] == 0
+    assert set(report["warmers_refreshed"]) == {"category-tree", "top-sellers", "price-lists"}
+    assert env.redis.get("steward:catalog:current") == b"v1"
+    assert env.redis.exists("steward:reruns:steward-cache") == 0
+    assert not list(env.redis.scan_iter(match="steward:product:*"))  # nothing else warmed

@@ -115,11 +115,19 @@ def test_invalidate_forever_survives_a_redis_restart(
     _event(client, 43)
 
     assert _wait(lambda: not client.exists("steward:product:43"))
+    said = listener.log.read_text().count("reconnect attempt")
+    client.flushall()  # as if Redis came back without its data: no stream, no group
+    assert _wait(lambda: listener.log.read_text().count("reconnect attempt") > said)
+    assert _wait(lambda: _joined(client))  # joined again
+    client.set("steward:product:44", "stale")
+    _event(client, 44)
+
+    assert _wait(lambda: not client.exists("steward:product:44"))
     assert listener.alive()
     code, out = listener.stop()
     assert code == 0, listener.log.read_text()
     assert listener.said("reconnected after")
-    assert "│ events               │ 2" in out and "│ acked                │ 2" in out
+    assert "│ events               │ 3" in out and "│ acked                │ 3" in out
 
 
 def test_invalidate_forever_survives_a_postgres_restart_during_a_warmer_rerun(

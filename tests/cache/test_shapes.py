@@ -3,7 +3,9 @@ flips, and fills of each shape on a miss."""
 
 from __future__ import annotations
 
+import json
 import threading
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -104,3 +106,24 @@ def test_hash_and_zset_fills_and_a_read_of_the_wrong_shape(
     )
     assert filled == {"7": "1.50"}
     assert redis_client.hgetall("steward:catalog:v1:category:0:prices") == {b"7": b"1.50"}
+
+
+def test_a_plain_text_value_column_reads_back_as_text(
+    make_settings: Callable[..., Settings], cache_pg_url: str, redis_url: str,
+    redis_client: redis.Redis,
+) -> None:  # fmt: skip
+    warmers = [{"name": "names", "query": "SELECT id, name FROM products ORDER BY id LIMIT 3",
+                "key": "name:{id}", "value": "name"}]  # fmt: skip
+    settings = make_settings(
+        database__url=cache_pg_url, cache__url=redis_url, cache__warmers=json.dumps(warmers),
+        cache__invalidations="[]",
+    )  # fmt: skip
+    warmer = CacheWarmer(settings)
+    try:
+        warmer.warm()
+    finally:
+        warmer.close()
+    key = next(iter(redis_client.scan_iter(match="steward:name:*"))).decode()
+    aside = CacheAside(redis_client, "steward:")
+    value = aside.get_or_load(key.removeprefix("steward:"), lambda: "loaded", 60)
+    assert value == redis_client.get(key).decode() and value != "loaded"

@@ -18,8 +18,6 @@ from typing import Any
 import mongomock
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
 from steward.demo import (
     DEMO_TABLES,
@@ -29,7 +27,8 @@ from steward.demo import (
     generate_demo_documents,
 )
 from steward.errors import IntegrityViolation
-from steward.settings import Settings
+from steward.migrations import MigrationRunner
+from steward.settings import Settings, load_settings
 
 NOW = dt.datetime(2026, 11, 1, 12, 0, 0, 250_000, tzinfo=dt.UTC)
 ROWS = 6_000
@@ -38,12 +37,15 @@ SOFT_DELETED = ("users", "products", "orders")
 
 
 def _migrate(url: str, revision: str = "0001") -> None:
-    cfg = Config(toml_file=str(REPO / "pyproject.toml"))
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
-    engine.dispose()
+    """The example schema up to ``revision``, through Steward's runner (revision 0004 builds its
+    index CONCURRENTLY, outside any transaction a caller could hold)."""
+    runner = MigrationRunner(
+        load_settings(database={"url": url}, migrations={"alembic": "example"})
+    )
+    try:
+        runner.upgrade(revision)
+    finally:
+        runner.dispose()
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])

@@ -122,3 +122,37 @@ def test_the_relay_keeps_delivering_through_a_prefect_server_restart(
     assert "Concurrency lease renewal failed" not in log
     assert state() == "RUNNING", log[-6000:]  # the same run, still relaying
     engine.dispose()
+
+
+def test_a_worker_stops_promptly_once_its_long_running_runs_are_cancelled(
+    prefect_server: str, prefect_env: dict[str, str], spawn: Any, make_settings: Any,
+    make_pg_database: Any, redis_url: str,
+) -> None:  # fmt: skip
+    """The README's way to stop a worker: cancel the hourly relay run, then SIGTERM the worker."""
+    import signal
+
+    settings = make_settings(
+        database__url=make_pg_database(), cache__url=redis_url, outbox__sinks='["redis_streams"]'
+    )
+    runner = MigrationRunner(settings)
+    runner.upgrade()
+    runner.dispose()
+    steward_env = {k: v for k, v in os.environ.items() if k.startswith("STEWARD_")}
+    env = {**prefect_env, **steward_env}
+    prefect(env, "work-pool", "create", "steward", "--type", "process", "--overwrite")
+    prefect(env, "--no-prompt", "deploy", "--prefect-file", "deployments/prefect.yaml",
+            "--name", "relay-outbox")  # fmt: skip
+    worker = spawn("worker", [str(BIN / "prefect"), "worker", "start", "--pool", "steward"],
+                   env=env, cwd=REPO)  # fmt: skip
+    deployment = api(prefect_server, "GET", "/deployments/name/relay-outbox/relay-outbox")
+    run = api(prefect_server, "POST", f"/deployments/{deployment['id']}/create_flow_run", {})
+
+    def state() -> str:
+        return str(api(prefect_server, "GET", f"/flow_runs/{run['id']}")["state"]["type"])
+
+    wait_until("the relay run to start", lambda: state() == "RUNNING", 240, worker.log_path)
+    prefect(env, "flow-run", "cancel", run["id"])
+    wait_until("the relay run to be cancelled", lambda: state() == "CANCELLED", 120,
+               worker.log_path)  # fmt: skip
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=60)  # with nothing left running, it exits promptly

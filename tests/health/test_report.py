@@ -170,12 +170,12 @@ def test_problems_found_by_steps_and_stores_need_attention() -> None:
         "2 outbox events are dead letters",
         "the oldest pending outbox event waits for 2.0 h",
         "1 expectations failed validation",
-        "cache is down",
+        "cache is down (check cache.url)",
     ]
     assert "outcome: FAILED" in report.markdown
     assert "expectation: total_matches_items, count: 3, sample_keys: [17, 42]" in report.markdown
     assert "| cache | down: Connection refused; check cache.url |" in report.markdown
-    assert "keyspace hit ratio: n/a (no lookups yet)" in report.markdown
+    assert "keyspace hit ratio: n/a (Redis is down: no figures)" in report.markdown
 
 
 def test_missing_steps_and_unknown_summary_shapes_show_na_not_errors() -> None:
@@ -245,3 +245,88 @@ def test_backup_figures_from_each_summary_shape(summary, verified) -> None:
     if summary.get("sources"):
         assert found["size_bytes"] == 150 and found["duration_s"] == 1.5
         assert found["backups"] == 2
+
+
+def test_an_aggregates_child_rows_are_in_the_report_and_the_figures() -> None:
+    night = outcomes(
+        archive_to_s3={
+            "tables": {
+                "orders": {"table": "orders", "rows_archived": 300, "bytes": 9000, "objects": 4,
+                           "kept": 0, "children": {"order_items": 1200, "payments": 300,
+                                                   "inventory_reservations": 308}},
+            }
+        }
+    )  # fmt: skip
+
+    report = build_report(night, HEALTH, BACKLOG, title="Steward nightly")
+
+    assert (
+        "| orders | 300 (+1,808 child rows: order_items 1,200, payments 300, "
+        "inventory_reservations 308) |" in report.markdown
+    )
+    figures = {(r["section"], r["figure"]): r["value"] for r in report.rows}
+    assert figures[("archive", "orders child order_items rows")] == 1200
+    assert figures[("archive", "orders child inventory_reservations rows")] == 308
+
+
+def test_zero_reasons_are_true() -> None:
+    night = outcomes(
+        archive_to_s3={
+            "tables": {
+                "users": {"table": "users", "rows_archived": 0, "kept": 344,
+                          "kept_reason": "referenced by orders.user_id (344)"},
+            }
+        },
+        cleanup_outbox={"rows_removed": 0, "why_zero": "no event in `outbox` was published more "
+                        "than 30 days ago: its 120 rows are newer, pending or dead"},
+    )  # fmt: skip
+
+    page = build_report(night, HEALTH, BACKLOG, title="Steward nightly").markdown
+
+    assert "0 rows archived: 344 rows past their policy's cut-off were kept" in page
+    assert "no row is older than its policy's cut-off" not in page
+    assert (
+        "published events removed by cleanup-outbox: 0 (no event in `outbox` was published "
+        "more than 30 days ago" in page
+    )
+    not_run = outcomes()
+    not_run["cleanup-outbox"] = StepOutcome("cleanup-outbox", FAILED, error="boom")
+    assert (
+        "removed by cleanup-outbox: n/a (cleanup-outbox failed (boom))"
+        in build_report(not_run, HEALTH, BACKLOG, title="Steward nightly").markdown
+    )
+
+
+def test_step_durations_show_work_and_waiting_on_prefect_apart() -> None:
+    night = outcomes()
+    night["cleanup-outbox"] = StepOutcome("cleanup-outbox", OK, 208.7, {}, work_s=1.0)
+
+    report = build_report(night, HEALTH, BACKLOG, title="Steward nightly")
+
+    assert "| cleanup-outbox | ✅ completed | 208.7 s | 1.0 s | 207.7 s |" in report.markdown
+    figures = {(r["section"], r["figure"]): r["value"] for r in report.rows}
+    assert figures[("steps", "cleanup-outbox work seconds")] == 1.0
+    assert figures[("steps", "cleanup-outbox waiting seconds")] == 207.7
+
+
+def test_a_store_down_and_the_step_it_broke_give_the_advice_once() -> None:
+    advice = "check cache.url and that Redis is up"
+    night = outcomes()
+    night["warm-cache"] = StepOutcome(
+        "warm-cache",
+        FAILED,
+        error=f"SourceUnavailable: warming: Redis unreachable (refused); {advice}",
+    )
+    health = {**HEALTH, "components": {**HEALTH["components"]}}
+    health["components"]["cache"] = {
+        "status": "down", "latency_ms": None, "target": "redis://cache:6379/0",
+        "error": f"redis://cache:6379/0: Redis unreachable (refused); {advice}", "stats": {},
+    }  # fmt: skip
+
+    report = build_report(night, health, BACKLOG, title="Steward nightly")
+
+    assert report.headline.count(advice) == 1
+    assert "warm-cache failed (SourceUnavailable: warming: Redis unreachable (refused))" in (
+        report.headline
+    )
+    assert f"cache is down ({advice})" in report.headline

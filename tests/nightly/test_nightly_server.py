@@ -203,16 +203,18 @@ def assert_failed_runs_notify(api_url: str, env: dict[str, str], tmp_path: Path)
         automation = tmp_path / "automation.yaml"
         automation.write_text(template.replace("BLOCK_DOCUMENT_ID", block_id), encoding="utf-8")
         prefect(env, "automation", "create", "--from-file", str(automation))
-        health = api(api_url, "GET", "/deployments/name/check-health/check-health")
-        body = {"parameters": {"timeout_seconds": 0}}  # refused: the run fails at once
-        run = api(api_url, "POST", f"/deployments/{health['id']}/create_flow_run", body)
+        validate = api(api_url, "GET", "/deployments/name/validate-data/validate-data")
+        # A suite that does not exist: the run fails (an out-of-range value would be refused
+        # by the server before any run; a name from the settings is checked by the flow).
+        body = {"parameters": {"suites": ["no-such-suite"]}}
+        run = api(api_url, "POST", f"/deployments/{validate['id']}/create_flow_run", body)
         log = tmp_path / "worker.log"  # the worker spawned by the test
         assert wait_for_run(api_url, run["id"], 180, log)["state"]["type"] == "FAILED"
         deadline = time.monotonic() + 120
         while not hook.received and time.monotonic() < deadline:
             time.sleep(1)
         assert hook.received, "the automation sent no notification for a failed run"
-        assert "check-health" in hook.received[0] and "Failed" in hook.received[0]
+        assert "validate-data" in hook.received[0] and "Failed" in hook.received[0]
     finally:
         hook.close()
 

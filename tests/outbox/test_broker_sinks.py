@@ -4,9 +4,11 @@ its id, order kept per aggregate, failures retried then dead, a killed relay's b
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -187,13 +189,23 @@ def test_jetstream_event_over_max_payload_goes_dead_and_holds_its_aggregate(
     assert len(read_stream(stream)) == 1
 
 
-def test_broker_sinks_follow_the_other_sinks(jetstream: Any, redis_url: str) -> None:
+def test_broker_sinks_run_beside_the_stream_and_the_history(jetstream: Any, rabbit: Any) -> None:
     env, stream, _ = jetstream
-    env.reconfigure(outbox__sinks='["redis_streams", "nats"]')
-    env.fill(10, 2)
+    _, _, queue = rabbit
+    env.reconfigure(outbox__sinks='["redis_streams", "event_history", "rabbitmq", "nats"]')
+    ids = env.fill(10, 2)
     relay = env.relay()
     try:
         assert drain(relay.relay_batch).published == 10
     finally:
         relay.close()
-    assert len(env.entries()) == 10 and len(read_stream(stream)) == 10
+    assert sorted(e["event_id"] for e in env.entries()) == sorted(ids)
+    assert sorted(m.event_id for m in read_stream(stream)) == sorted(ids)
+    assert sorted(m.event_id for m in drain_queue(queue)) == sorted(ids)
+    history = list(Path(env.settings.objects_url.removeprefix("file://")).rglob("*.jsonl.gz"))
+    lines = [
+        json.loads(line)
+        for path in history
+        for line in gzip.decompress(path.read_bytes()).splitlines()
+    ]
+    assert sorted(line["event_id"] for line in lines) == sorted(ids)

@@ -167,3 +167,32 @@ def test_printed_ddl_and_alembic_operation_make_a_contract_outbox(
     finally:
         runner.dispose()
     _relay_one_event(settings, redis_url)
+
+
+@pytest.mark.slow
+def test_relay_forever_started_while_the_database_is_down_waits_for_it(
+    outbox_env: Any, private_postgres: Any, migrate_schema: Any
+) -> None:
+    """The "is there an outbox?" check must not turn a database outage into an exit: the
+    long-running relay waits for it, as it waits out any outage (a private cluster, stopped)."""
+    from tests.outbox.test_outbox_service import Relay, enqueue_round, published, wait_for
+
+    url = private_postgres.create_database("shop")
+    engine = sa.create_engine(url)
+    migrate_schema(engine)
+    engine.dispose()
+    outbox_env.engine.dispose()
+    env = outbox_env.reconfigure(database__url=url, outbox__poll_interval_seconds="0.5")
+    env.engine = engine
+    private_postgres.stop()
+    relay = Relay()
+    try:
+        assert not wait_for(lambda: relay.process.poll() is not None, 20.0), relay.lines
+        private_postgres.start()
+        enqueue_round(env, 10, "a")
+        assert wait_for(lambda: published(env) == 10), relay.lines[-5:]
+        code, err = relay.stop()
+        assert code == 0 and "Traceback" not in err, err
+    finally:
+        relay.kill()
+        engine.dispose()

@@ -203,3 +203,20 @@ def test_the_deployed_long_running_relay_ends_its_run_after_max_seconds(outbox_e
     assert summary["published"] == 30 and summary["pending"] == 0
     assert env.redis.xlen(env.stream("order")) == 30
     assert "relay-outbox-summary" in artifacts
+
+
+def test_dead_letters_appearing_emit_an_event_automations_can_match(outbox_env):
+    from tests.conftest import read_events
+
+    env = outbox_env.reconfigure(outbox__max_payload_bytes="2000")
+    env.fill(3, 1, types=("product",))
+    insert_poison(env)
+
+    state = relay_outbox(return_state=True)
+    quiet = relay_outbox(return_state=True)  # no new dead letter: no event
+
+    [event] = read_events("steward.outbox.dead-letters", state.state_details.flow_run_id)
+    assert event["resource"]["prefect.resource.id"] == "steward.outbox.outbox"
+    assert event["payload"]["went_dead"] == 1 and event["payload"]["dead"] == 1
+    assert event["payload"]["reasons"][0].startswith("rejected: payload is")
+    assert read_events("steward.outbox.dead-letters", quiet.state_details.flow_run_id, 5) == []

@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from steward.settings import Settings
@@ -82,3 +83,34 @@ def test_any_select_runs_on_the_whole_table_and_on_a_batch(app_settings, suites_
     assert only["orders_without_items"].sample == [{"id": order_id}]
     other = Batch("orders.id = 1", "another order")
     assert run_sql_suite(plan.suites[0], settings, plan.params, batch=other).status == "passed"
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_query_failing_at_run_time_fails_alone_and_later_checks_still_run(
+    app_settings, suites_dir
+) -> None:
+    settings = app_settings(validation__expectations_dir=str(suites_dir))
+    path = suites_dir / "orders.json"
+    suite = json.loads(path.read_text())
+    # compiles (EXPLAIN does not divide), fails when it runs: PostgreSQL aborts the transaction
+    query = "SELECT id FROM {batch} WHERE total / 0 > 1"
+    failing = {
+        "type": "unexpected_rows_expectation",
+        "meta": {"name": "divides_by_zero"},
+        "kwargs": {"unexpected_rows_query": query},
+    }
+    suite["expectations"].insert(0, failing)
+    path.write_text(json.dumps(suite))
+    index = json.loads((suites_dir / "index.json").read_text())
+    next(e for e in index["suites"] if e["suite"] == "orders")["severity"]["divides_by_zero"] = (
+        "warning"
+    )
+    (suites_dir / "index.json").write_text(json.dumps(index))
+    with connect(settings) as conn:
+        conn.execute(sa.text("UPDATE orders SET total = total + 1 WHERE id = 12"))
+    plan = plan_validation(settings, ["orders"])
+    outcome = run_sql_suite(plan.suites[0], settings, plan.params)
+    by_name = {e.name: e for e in outcome.expectations}
+    assert "division by zero" in (by_name["divides_by_zero"].error or "")
+    assert by_name["total_equals_items"].sample[0]["id"] == 12  # ran after the error
+    assert all(e.error is None for e in outcome.expectations if e.name != "divides_by_zero")

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from steward.errors import ConfigError
+from steward.errors import ConfigError, IntegrityViolation
 from steward.settings import Settings
-from steward.validation import draft_suites, load_suites, write_draft_suites
+from steward.validation import draft_suites, load_suites, run_validation, write_draft_suites
 from tests.validation.conftest import connect
 
 SECOND_SCHEMA = [
@@ -160,3 +160,49 @@ def test_drafts_on_a_given_engine(app_settings) -> None:
         engine.dispose()
     assert [d.name for d in drafts] == ["payments"]
     assert drafts[0].severity["order_id_references_orders"] == "critical"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_validating_right_after_drafting_passes_and_catches_a_break(
+    app_settings, tmp_path: Path, make_settings
+) -> None:
+    settings = app_settings(rows=1500)
+    write_draft_suites(draft_suites(settings), tmp_path / "drafted")
+    drafted = make_settings(
+        database__url=settings.database_url, validation__expectations_dir=str(tmp_path / "drafted")
+    )
+    summary, _ = run_validation(drafted, scrub_objects=0)
+    assert summary["success"] and summary["failed_critical"] == 0
+    assert summary["expectations"] > 150
+    with connect(settings) as conn:  # an order whose deletion forgot who and why
+        conn.execute(sa.text("UPDATE orders SET deleted_at = created_at WHERE id = 3"))
+    with pytest.raises(IntegrityViolation) as failed:
+        run_validation(drafted, ["orders"], scrub_objects=0)
+    failures = {f["expectation"]: f for f in failed.value.summary["failures"]}
+    assert failures["soft_delete_consistent"]["sample"][0]["id"] == 3
+
+
+def test_second_schema_validates_right_after_drafting_and_catches_breaks(
+    make_pg_database: Callable[[], str], make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = make_settings(database__url=make_pg_database())
+    second_schema(settings)
+    write_draft_suites(draft_suites(settings), tmp_path / "drafted")
+    drafted = make_settings(
+        database__url=settings.database_url, validation__expectations_dir=str(tmp_path / "drafted")
+    )
+    summary, _ = run_validation(drafted, scrub_objects=0)
+    assert summary["success"], summary["failures"]
+    with connect(settings) as conn:
+        conn.exec_driver_sql("ALTER TABLE transfers DROP CONSTRAINT transfers_source_fkey")
+        orphan = conn.exec_driver_sql("SELECT id FROM transfers ORDER BY id LIMIT 1").scalar()
+        conn.execute(
+            sa.text("UPDATE transfers SET source = gen_random_uuid() WHERE id = :i"), {"i": orphan}
+        )
+        conn.exec_driver_sql("UPDATE accounts SET handle = 'USER1' WHERE handle = 'user2'")
+    with pytest.raises(IntegrityViolation) as failed:
+        run_validation(drafted, scrub_objects=0)
+    failures = {(f["suite"], f["expectation"]): f for f in failed.value.summary["failures"]}
+    orphaned = failures[("transfers", "source_references_accounts")]
+    assert orphaned["sample"][0]["id"] == str(orphan)
+    assert ("accounts", "handle_unique_ignoring_case") in failures

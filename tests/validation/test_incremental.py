@@ -105,3 +105,35 @@ def test_the_rotating_slice_reaches_unchanged_rows(app_settings, suites_dir) -> 
         assert "(slice " in summary["batches"]["orders"]
         seen |= set(failing_ids(summary))
     assert seen == {2, 149}
+
+
+def test_a_changed_row_duplicating_an_unchanged_one_is_caught(app_settings, suites_dir) -> None:
+    make_incremental(suites_dir, sample_percent=0)
+    path = suites_dir / "orders.json"
+    suite = json.loads(path.read_text())
+    suite["expectations"].append(
+        {"type": "expect_compound_columns_to_be_unique", "meta": {"name": "one_order_per_instant"},
+         "kwargs": {"column_list": ["user_id", "created_at"]}}
+    )  # fmt: skip
+    path.write_text(json.dumps(suite))
+    index = json.loads((suites_dir / "index.json").read_text())
+    entry = next(e for e in index["suites"] if e["suite"] == "orders")
+    entry["severity"]["one_order_per_instant"] = "critical"
+    (suites_dir / "index.json").write_text(json.dumps(index))
+    settings = app_settings(rows=1500, validation__expectations_dir=str(suites_dir))
+    assert validate(settings)["success"]
+    with connect(settings) as conn:  # order 40 now claims order 3's user and instant
+        conn.execute(
+            sa.text(
+                "UPDATE orders SET user_id = (SELECT user_id FROM orders WHERE id = 3), "
+                "created_at = (SELECT created_at FROM orders WHERE id = 3), "
+                "updated_at = CURRENT_TIMESTAMP WHERE id = 40"
+            )
+        )
+    summary = validate(settings)
+    assert summary["batches"]["orders"].startswith("updated_at ≥ ")
+    failure = next(f for f in summary["failures"] if f["expectation"] == "one_order_per_instant")
+    assert failure["unexpected_count"] == 1 and failure["sample"] == [40]
+    full = validate(settings, full=True)
+    failure = next(f for f in full["failures"] if f["expectation"] == "one_order_per_instant")
+    assert sorted(failure["sample"]) == [3, 40]

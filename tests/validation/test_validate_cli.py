@@ -34,7 +34,7 @@ def test_list_shows_every_suite_with_its_target(app, app_settings) -> None:
     assert result.exit_code == 0, result.output
     assert "product_reviews" in result.output and "mongo" in result.output
     outbox = next(line for line in result.output.splitlines() if "│ outbox " in line)
-    assert "│ 8 " in outbox and "│ 1 " in outbox  # 8 expectations, 1 of them a warning
+    assert "│ 15 " in outbox and "│ 2 " in outbox  # 15 expectations, 2 of them warnings
 
 
 @sqlite_only
@@ -178,11 +178,17 @@ def test_init_then_validate_passes_and_a_break_is_caught(app_settings, tmp_path)
     assert again.returncode == 2 and "already exist; pass --force" in again.stdout + again.stderr
     clean = probe(["validate", "--scrub", "0"], env)
     assert clean.returncode == 0, clean.stdout + clean.stderr
-    with connect(settings) as conn:
-        conn.execute(sa.text("UPDATE orders SET updated_at = '2001-01-01 00:00:00' WHERE id = 9"))
+    with connect(settings) as conn:  # the application deletes order 9 but forgets who and why
+        conn.execute(
+            sa.text(
+                "UPDATE orders SET deleted_at = CURRENT_TIMESTAMP, "
+                "updated_at = CURRENT_TIMESTAMP WHERE id = 9"
+            )
+        )
     broken = probe(["validate", "--suite", "orders", "--scrub", "0"], env)
     assert broken.returncode == 1
-    assert "orders / updated_at_not_before_created_at: 1 unexpected; sample [9]" in broken.stdout
+    assert "orders: checked updated_at ≥ " in broken.stdout  # incremental: the changed rows
+    assert "orders / soft_delete_consistent: 1 unexpected; sample [{'id': 9," in broken.stdout
 
 
 def steward_bin() -> str:
