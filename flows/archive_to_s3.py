@@ -91,6 +91,7 @@ def archive_to_s3(
         else:
             rows_before = read_table_rows(read)
             summary = _archive(ctx, sources, Budget(max_batches, time_budget_seconds))
+            ctx.sql.dispose()  # its sessions end and report their deletes to the statistics
             removed = {t: n for t, n in archived_rows(summary["tables"]).items() if t in read}
             statistics.append(analyze_archived_tables(removed, rows_before))
         summary["statistics"] = statistics

@@ -103,6 +103,7 @@ def archive(
                 progress.advance(bars[source.name], result.rows)
 
             reports = archive_policies(context, sources, budget, advance)
+        context.sql.engine.dispose()  # its sessions end and report their deletes
         removed = archived_rows({r.table: r.to_dict() for r in reports})
         after = analyze_after_archive(
             engine, {t: n for t, n in removed.items() if t in read}, rows_before, stats_settings
