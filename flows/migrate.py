@@ -30,7 +30,7 @@ def _sql_target(target: str | None, direction: str, confirm_downgrade_to_base: b
         )
     if target == "base" and not confirm_downgrade_to_base:
         raise ConfigError(
-            "target='base' with direction=downgrade drops every table Steward's migrations "
+            "target='base' with direction=downgrade drops every table the configured migrations "
             "created, with their data; set confirm_downgrade_to_base=true to do it"
         )
     return target or "-1"

@@ -1,4 +1,5 @@
-"""Flow ``relay-outbox``: deliver outbox events to Redis Streams and the event history.
+"""Flow ``relay-outbox``: deliver outbox events to the configured sinks (Redis Streams, the
+event history, RabbitMQ, NATS JetStream); skipped when the application has no outbox.
 
 One-shot mode (``steward outbox relay``, ad hoc runs): relay batches until nothing is due or
 ``max_seconds`` (default ``outbox.run_seconds``) pass. Long-running mode (``forever=True``, the
@@ -75,8 +76,8 @@ class RelayRun:
 
 @flow(
     name="relay-outbox",
-    description="Deliver outbox events to Redis Streams and the S3 event history, in order "
-    "per aggregate, at least once.",
+    description="Deliver outbox events to Redis Streams, the S3 event history, RabbitMQ or NATS "
+    "JetStream, in order per aggregate, at least once.",
 )
 def relay_outbox(
     dry_run: bool = False,

@@ -53,8 +53,8 @@ FLOWS: dict[str, FlowEntry] = {
         FlowEntry(
             "relay-outbox",
             "flows.relay_outbox:relay_outbox",
-            "Deliver outbox events to Redis Streams and the S3 event history, ordered per "
-            "aggregate, at least once; retries, dead letters, requeue",
+            "Deliver outbox events to Redis Streams, the S3 event history, RabbitMQ or NATS "
+            "JetStream, ordered per aggregate, at least once; retries, dead letters, requeue",
             {"max_seconds": 120},
         ),
         FlowEntry(

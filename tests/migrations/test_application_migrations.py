@@ -169,3 +169,12 @@ def test_migrate_on_an_application_database_never_creates_the_example_schema(
     assert "Steward never lays its example schema over an application's tables" in line
 
     assert _tables(run_sql, url) == {"accounts"}
+
+
+def test_the_demo_refuses_an_applications_migrations(tmp_path: Path) -> None:
+    folder = write_app_alembic(tmp_path / "app")
+
+    line = _error_line(_steward(tmp_path, "demo", STEWARD_MIGRATIONS__ALEMBIC=str(folder)))
+
+    assert f"migrations.alembic = '{folder}': steward demo fills Steward's example schema" in line
+    assert not (tmp_path / "home" / "steward.db").exists()
