@@ -151,7 +151,28 @@ def condition_problems(condition: Any) -> list[str]:
             f"row_condition operator {condition.get('operator')!r}; accepted: "
             + ", ".join(COMPARISON_OPERATORS)
         ]
+    if condition["type"] == "comparison":
+        return _parameter_problems(condition["operator"], condition.get("parameter"))
     return []
+
+
+def _parameter_problems(operator: str, parameter: Any) -> list[str]:
+    """GX's own rules (which it enforces when it runs the suite): no null parameter (use a
+    nullity condition), and IN / NOT_IN take a list of strings or a list of numbers."""
+    if parameter is None:
+        return [f"row_condition {operator} needs a parameter (for NULL use type 'nullity')"]
+    if operator not in ("IN", "NOT_IN"):
+        return []
+    if not isinstance(parameter, list):
+        return [f"row_condition {operator} needs a list parameter, got {parameter!r}"]
+    kinds = {"text" if isinstance(v, str) else "number" for v in parameter if _plain_value(v)}
+    if len(kinds) > 1 or not all(_plain_value(v) for v in parameter):
+        return [f"row_condition {operator} needs all strings or all numbers, got {parameter!r}"]
+    return []
+
+
+def _plain_value(value: Any) -> bool:
+    return isinstance(value, str | int | float) and not isinstance(value, bool)
 
 
 def condition_columns(condition: Any) -> list[str]:

@@ -139,5 +139,5 @@ def test_unreachable_database_is_transient_and_never_shows_the_password(make_set
     with pytest.raises(SourceUnavailable) as err:
         run_sql_suite(suite, settings, suite_parameters(settings))
     assert is_transient(err.value)
-    assert "suite 'users': cannot reach the database" in str(err.value)
+    assert "database unreachable" in str(err.value) and "check database.url" in str(err.value)
     assert "p@ss:w0rd" not in str(err.value) and "p%40ss" not in str(err.value)

@@ -350,3 +350,45 @@ def test_compound_uniqueness_of_one_column_is_refused_as_gx_refuses_it() -> None
     suite = _suite(TABLE, [("single", "expect_compound_columns_to_be_unique", kwargs)])
     with pytest.raises(ConfigError, match="column_list must contain at least two columns"):
         build_gx_expectation(suite, suite.expectations[0], "sqlite", {})
+
+
+@pytest.mark.parametrize(
+    ("condition", "problem"),
+    [
+        (
+            _compare("name", "NOT_IN", ["a", None]),
+            "row_condition NOT_IN needs all strings or all numbers, got ['a', None]",
+        ),
+        (
+            _compare("name", "IN", ["a", 1]),
+            "row_condition IN needs all strings or all numbers, got ['a', 1]",
+        ),
+        (_compare("name", "IN", "a"), "row_condition IN needs a list parameter, got 'a'"),
+        (
+            _compare("name", "==", None),
+            "row_condition == needs a parameter (for NULL use type 'nullity')",
+        ),
+    ],
+)
+def test_row_conditions_gx_refuses_are_refused_up_front(
+    condition: dict[str, Any], problem: str
+) -> None:
+    """Native SQL would give them a meaning (``name = NULL`` as IS NULL, ``NOT IN (.., NULL)``
+    never true) that GX does not: GX refuses them, so Steward does too, before any query."""
+    kwargs = {"column": "n", "row_condition": condition}
+    assert kwargs_problems(NOT_NULL, kwargs, {}) == [problem]
+    suite = _suite(TABLE, [("refused", NOT_NULL, kwargs)])
+    with pytest.raises(ConfigError):
+        build_gx_expectation(suite, suite.expectations[0], "sqlite", {})
+
+
+def test_row_conditions_gx_accepts_are_accepted() -> None:
+    for condition in (
+        _compare("n", "IN", [1, 2.5]),
+        _compare("name", "NOT_IN", []),
+        _compare("n", ">", 0),
+    ):
+        kwargs = {"column": "n", "row_condition": condition}
+        assert kwargs_problems(NOT_NULL, kwargs, {}) == []
+        suite = _suite(TABLE, [("accepted", NOT_NULL, kwargs)])
+        build_gx_expectation(suite, suite.expectations[0], "sqlite", {})
