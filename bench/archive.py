@@ -16,9 +16,15 @@ Three table shapes of the example schema, each in a fresh PostgreSQL database, a
   guarded delete (row versions) that commits with the manifest. Runs in a child process, so
   its peak RSS is its own.
 
+- ``links``: a link table with a composite primary key (product_id, tag), append-only.
+
 Prints, per shape and size, root rows/s for both, Steward's peak RSS and the ratio
 (``--repeat N`` alternates N runs of each and keeps the best). Give several ``--rows`` values
-to see that peak RSS follows the batch size, not the table size.
+to see that peak RSS follows the batch size, not the table size. Then a per-stage table: the
+baseline's COPY | gzip and DELETE seconds, and the seconds Steward's steps were busy (read
+from PostgreSQL, Arrow/Parquet encode, upload, verify, guarded delete + commit, publish of
+the final object) — on PostgreSQL the steps of consecutive batches overlap, so they add up to
+more than the wall time. The machine's load average is printed with the figures.
 """
 
 from __future__ import annotations
@@ -57,6 +63,8 @@ class Shape:
     copies: list[tuple[str, str]]  # (table, SELECT of its qualifying rows), parents first
     deletes: list[str]  # children first
     rows_per_root: int = 1
+    table: str = ""  # the policy's table (default: the first copied table)
+    policies: str = ""  # archive.policies as JSON, when not one of the default policies
 
 
 _ROOTS = "SELECT id FROM orders WHERE deleted_at IS NOT NULL AND deleted_at < %(cutoff)s"
@@ -112,10 +120,6 @@ SHAPES = {
                 "INSERT INTO inventory_reservations (id, product_id, order_id, quantity, status, "
                 "expires_at, created_at) SELECT g, 1, g, 1, 'released', %(old)s, %(old)s "
                 "FROM generate_series(1, %(rows)s) AS g",
-                # The example schema has no index on this foreign key: without one, every
-                # deleted order costs a scan of inventory_reservations (both runs alike).
-                "CREATE INDEX IF NOT EXISTS ix_bench_reservations_order_id "
-                "ON inventory_reservations (order_id)",
             ],
             [
                 ("orders", f"{_ROOTS} ORDER BY id".replace("SELECT id", "SELECT *", 1)),
@@ -132,6 +136,36 @@ SHAPES = {
                 "DELETE FROM orders WHERE deleted_at IS NOT NULL AND deleted_at < %(cutoff)s",
             ],
             rows_per_root=5,
+        ),
+        Shape(
+            "links",
+            "product_tags (composite key)",
+            [
+                "CREATE TABLE IF NOT EXISTS bench_product_tags (product_id BIGINT NOT NULL, "
+                "tag INTEGER NOT NULL, note TEXT, created_at TIMESTAMPTZ NOT NULL, "
+                "PRIMARY KEY (product_id, tag))",
+                "TRUNCATE bench_product_tags",
+                "INSERT INTO bench_product_tags SELECT (g + 3) / 4, g %% 4, 'tag note ' || g, "
+                "%(old)s + g * interval '1 millisecond' FROM generate_series(1, %(rows)s) AS g",
+            ],
+            [
+                (
+                    "bench_product_tags",
+                    "SELECT * FROM bench_product_tags WHERE created_at < %(cutoff)s "
+                    "ORDER BY product_id, tag",
+                )
+            ],
+            ["DELETE FROM bench_product_tags WHERE created_at < %(cutoff)s"],
+            policies=json.dumps(
+                [
+                    {
+                        "table": "bench_product_tags",
+                        "rule": "older_than",
+                        "column": "created_at",
+                        "retention_days": 365,
+                    }
+                ]
+            ),  # fmt: skip
         ),
     ]
 }
@@ -223,8 +257,15 @@ def run_baseline(conninfo: str, shape: Shape, workdir: Path) -> dict[str, Any]:
             copy = f"COPY ({_bind(conn, select, params)}) TO STDOUT"
             target = workdir / f"{table}.csv.gz"
             size += _copy_gzip(conninfo, copy, target)
+        copied = time.perf_counter()
         deleted = [conn.execute(statement, params).rowcount for statement in shape.deletes]
-    return {"seconds": time.perf_counter() - started, "bytes": size, "deleted": deleted[-1]}
+    done = time.perf_counter()
+    return {
+        "seconds": done - started,
+        "bytes": size,
+        "deleted": deleted[-1],
+        "stages": {"copy | gzip": copied - started, "delete": done - copied},
+    }
 
 
 def _bind(conn: psycopg.Connection[Any], query: str, params: dict[str, Any]) -> str:
@@ -263,8 +304,9 @@ def child(table: str, batch_size: int) -> None:
     ctx = open_context(get_settings(), clock=lambda: NOW)
     (source,) = open_sources(ctx, [table])
     source.batch_size = batch_size
+    stages = _time_stages(ctx, source)
     started = time.perf_counter()
-    report = archive_table(ctx, source)
+    report = archive_table(ctx, source, steps=stages.steps())
     elapsed = time.perf_counter() - started
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(
@@ -275,15 +317,60 @@ def child(table: str, batch_size: int) -> None:
                 "objects": report.objects,
                 "bytes": report.bytes,
                 "peak_rss_mib": peak_kib / 1024,
+                "stages": stages.seconds,
             }
         )
     )
+
+
+class _Stages:
+    """Busy seconds per stage of the archive, summed over batches (threads overlap them)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def timed(self, stage: str, fn: Any) -> Any:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent = time.perf_counter() - started
+                self.seconds[stage] = self.seconds.get(stage, 0.0) + spent
+
+        return run
+
+    def steps(self) -> Any:
+        from steward.archive.runner import BatchSteps
+
+        plain = BatchSteps()
+        return BatchSteps(
+            resolve=plain.resolve,
+            read=self.timed("read", plain.read),
+            write=plain.write,
+            verify=self.timed("verify", plain.verify),
+            finish=plain.finish,
+        )
+
+
+def _time_stages(ctx: Any, source: Any) -> _Stages:
+    """Wrap the source's encoders, the store's writes and the delete/publish steps."""
+    from steward.archive import archiver
+
+    stages = _Stages()
+    source.encode = stages.timed("encode", source.encode)
+    source.encode_parts = stages.timed("encode", source.encode_parts)
+    source.delete_unchanged = stages.timed("delete + commit", source.delete_unchanged)
+    ctx.store.put = stages.timed("upload", ctx.store.put)
+    archiver.publish_batch = stages.timed("publish", archiver.publish_batch)
+    return stages
 
 
 # Main ----------------------------------------------------------------------------------------
 
 
 POLICY_TABLE = {"users": "users", "movements": "inventory_movements", "orders": "orders"}
+POLICY_TABLE["links"] = "bench_product_tags"
 
 
 def bench(shape: Shape, rows: int, batch_size: int, repeat: int = 1) -> dict[str, Any]:
@@ -300,7 +387,10 @@ def bench(shape: Shape, rows: int, batch_size: int, repeat: int = 1) -> dict[str
             "AWS_ACCESS_KEY_ID": "bench",
             "AWS_SECRET_ACCESS_KEY": "bench",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "STEWARD_MIGRATIONS__ALEMBIC": "example",
         }
+        if shape.policies:
+            env["STEWARD_ARCHIVE__POLICIES"] = shape.policies
         migrate(env)
         stewards, baselines = [], []
         for _ in range(repeat):  # alternate, so both see the same machine load
@@ -346,12 +436,38 @@ def report(results: list[dict[str, Any]]) -> None:
         f"steward: {results[0]['batch_size']:,} roots per batch, Parquet objects on S3, "
         "verified, guarded delete"
     )
+    report_stages(results)
+    print("load average (1, 5, 15 min) at the end: " + ", ".join(
+        f"{load:.1f}" for load in os.getloadavg()))  # fmt: skip
+
+
+STAGES = ("read", "encode", "upload", "verify", "delete + commit", "publish")
+
+
+def report_stages(results: list[dict[str, Any]]) -> None:
+    print("\nper stage: seconds busy (root rows/s while busy); steward's steps overlap")
+    header = f"{'shape':<30}{'root rows':>10}{'copy|gzip':>16}{'DELETE':>16}"
+    print(header + "".join(f"{name:>18}" for name in STAGES) + f"{'wall':>9}")
+    for result in results:
+        rows, shape = result["rows"], result["shape"]
+        base, mine = result["baseline"]["stages"], result["steward"]["stages"]
+        cells = [_cell(base["copy | gzip"], rows), _cell(base["delete"], rows)]
+        cells += [_cell(mine.get(name, 0.0), rows, 18) for name in STAGES]
+        line = f"{shape.label[:29]:<30}{rows:>10,}" + "".join(cells)
+        print(line + f"{result['steward']['seconds']:>8.1f}s")
+
+
+def _cell(seconds: float, rows: int, width: int = 16) -> str:
+    rate = f"{rows / seconds:,.0f}" if seconds > 0 else "-"
+    return f"{seconds:.1f}s ({rate})".rjust(width)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
-    parser.add_argument("--shape", choices=sorted(SHAPES), nargs="+", default=list(SHAPES))
+    parser.add_argument(
+        "--shape", "--shapes", choices=sorted(SHAPES), nargs="+", default=list(SHAPES)
+    )
     parser.add_argument("--batch-size", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=1, help="Runs of each; the best counts.")
     parser.add_argument("--child", help=argparse.SUPPRESS)

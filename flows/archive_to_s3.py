@@ -32,7 +32,7 @@ from pydantic import Field
 
 from steward.archive.archiver import ArchiveContext, BatchResult, Budget, TableReport
 from steward.archive.batch import Source
-from steward.archive.runner import archive_table
+from steward.archive.runner import archive_policies
 from steward.archive.sources import open_context, open_sources
 from steward.settings import get_settings
 from steward.statistics import archive_tables, archived_rows
@@ -91,6 +91,7 @@ def archive_to_s3(
         else:
             rows_before = read_table_rows(read)
             summary = _archive(ctx, sources, Budget(max_batches, time_budget_seconds))
+            ctx.sql.dispose()  # its sessions end and report their deletes to the statistics
             removed = {t: n for t, n in archived_rows(summary["tables"]).items() if t in read}
             statistics.append(analyze_archived_tables(removed, rows_before))
         summary["statistics"] = statistics
@@ -151,7 +152,9 @@ def _archive(ctx: ArchiveContext, sources: list[Source], budget: Budget) -> dict
         done["rows"] += result.rows
         update_progress_artifact(progress, min(100.0, 100.0 * done["rows"] / max(total, 1)))
 
-    reports = [archive_table(ctx, s, budget, advance, steps=TASK_STEPS) for s in sources]
+    reports = archive_policies(
+        ctx, sources, budget, lambda _source, result: advance(result), steps=TASK_STEPS
+    )
     if not total:
         update_progress_artifact(progress, 100.0)
     _publish(reports)
@@ -163,6 +166,7 @@ def _archive(ctx: ArchiveContext, sources: list[Source], budget: Budget) -> dict
     _publish_notes(
         [(r.table, r.rows_archived, r.kept, r.kept_reason, cutoffs[r.table]) for r in reports],
         False,
+        frozenset(r.table for r in reports if r.busy),
     )
     return _summary(reports, total, remaining=sum(source.count() for source in sources))
 
@@ -188,15 +192,19 @@ def _publish(reports: list[TableReport]) -> None:
     )
 
 
-def _publish_notes(tables: list[tuple[str, int, int, str, str]], dry_run: bool) -> None:
+def _publish_notes(
+    tables: list[tuple[str, int, int, str, str]], dry_run: bool, busy: frozenset[str] = frozenset()
+) -> None:
     """A markdown note per table that explains its numbers, zeros above all."""
     verb = "would move" if dry_run else "archived"
     lines = [f"# archive-to-s3{' dry run' if dry_run else ''}", ""]
     for table, rows, kept, reason, cutoff in tables:
         line = f"- **{table}**: {verb} {rows} row(s)"
+        if table in busy:
+            line += ": another run is archiving this table, so this run left it to that one"
         if kept:
             line += f"; {kept} row(s) past retention stay, {reason}"
-        elif not rows:
+        elif not rows and table not in busy:
             line += f": no row past retention (before {cutoff[:10]}) matches the policy"
         lines.append(line + ".")
     create_markdown_artifact(

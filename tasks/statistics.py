@@ -57,17 +57,17 @@ def _with_engine(
             sql.dispose()
     except (sa.exc.SQLAlchemyError, StewardError) as exc:
         text = str(exc).strip().splitlines()
-        return StatisticsReport(
-            when, note=f"statistics not checked: {text[0] if text else type(exc).__name__}"
-        )
+        note = f"statistics not checked: {text[0] if text else type(exc).__name__}"
+        get_run_logger().warning("%s: %s", when, note)
+        return StatisticsReport(when, note=note)
 
 
 def _logged(report: StatisticsReport) -> dict[str, Any]:
     logger = get_run_logger()
     for outcome in report.outcomes:
         (logger.info if outcome.analyzed else logger.warning)("%s: %s", report.when, outcome.line())
-    if report.note and not report.checked:
-        logger.warning("%s: %s", report.when, report.note)
+    if report.note and not report.checked:  # e.g. SQLite: no change counters (normal)
+        logger.info("%s: %s", report.when, report.note)
     elif not report.outcomes:
         logger.info(
             "%s: %s table(s) checked, none needed ANALYZE", report.when, len(report.checked)

@@ -20,7 +20,7 @@ Modules:
 from steward.archive.archiver import ArchiveContext, Budget, TableReport
 from steward.archive.manifest import record_storage_class
 from steward.archive.restore import RestoreReport, RestoreRequest, restore
-from steward.archive.runner import archive_table, plan_table
+from steward.archive.runner import archive_policies, archive_table, plan_table
 from steward.archive.sources import open_context, open_sources
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "RestoreReport",
     "RestoreRequest",
     "TableReport",
+    "archive_policies",
     "archive_table",
     "open_context",
     "open_sources",

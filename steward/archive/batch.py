@@ -138,6 +138,10 @@ class Source(Protocol):
         """An object's bytes (the root's, or child ``table``'s) without the rows of ``roots``."""
         ...
 
+    def key_of(self, row: dict[str, Any]) -> Any:
+        """A row's key (a tuple for a composite primary key)."""
+        ...
+
     def present_keys(self, keys: Sequence[Any]) -> set[Any]:
         """Which of ``keys`` are in the source now."""
         ...

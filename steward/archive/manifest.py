@@ -36,7 +36,7 @@ import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -141,8 +141,19 @@ runs_table = sa.Table(
 
 
 def ensure_manifest(bind: sa.Engine | Connection) -> None:
-    """Create the manifest tables when missing (Steward state, not an app migration)."""
+    """Create the manifest tables when missing (Steward state, not an app migration). On
+    PostgreSQL a transaction-level advisory lock serializes runs that start at once (two
+    CREATE TABLEs racing would make one of them fail)."""
+    if isinstance(bind, sa.Engine):
+        with bind.begin() as conn:
+            ensure_manifest(conn)
+        return
+    if bind.dialect.name == "postgresql":
+        bind.execute(sa.select(sa.func.pg_advisory_xact_lock(_CREATE_LOCK)))
     metadata.create_all(bind, checkfirst=True)
+
+
+_CREATE_LOCK = 0x5374_6577_6172_6441  # "StewardA": creating the archive manifest
 
 
 def manifest_exists(bind: sa.Engine | Connection) -> bool:
@@ -153,13 +164,20 @@ def manifest_exists(bind: sa.Engine | Connection) -> bool:
 
 
 def encode_key(value: Any) -> Any:
-    """A primary key as a JSON value: ints and strings as is, UUIDs and ObjectIds tagged."""
+    """A primary key as a JSON value: ints and strings as is, UUIDs, ObjectIds and timestamps
+    tagged, a composite key as ``{"$key": [...]}``."""
     if isinstance(value, bool) or value is None:
         raise TypeError(f"unsupported key value {value!r}")
     if isinstance(value, int | str):
         return value
+    if isinstance(value, tuple):
+        return {"$key": [encode_key(part) for part in value]}
     if isinstance(value, uuid.UUID):
         return {"$uuid": str(value)}
+    if isinstance(value, datetime):
+        return {"$ts": value.isoformat()}
+    if isinstance(value, date):
+        return {"$date": value.isoformat()}
     if type(value).__name__ == "ObjectId":
         return {"$oid": str(value)}
     raise TypeError(f"unsupported key type {type(value).__name__} ({value!r})")
@@ -167,9 +185,17 @@ def encode_key(value: Any) -> Any:
 
 def decode_key(value: Any) -> Any:
     """Inverse of :func:`encode_key`."""
-    if isinstance(value, dict) and "$uuid" in value:
+    if not isinstance(value, dict):
+        return value
+    if "$key" in value:
+        return tuple(decode_key(part) for part in value["$key"])
+    if "$uuid" in value:
         return uuid.UUID(value["$uuid"])
-    if isinstance(value, dict) and "$oid" in value:
+    if "$ts" in value:
+        return datetime.fromisoformat(value["$ts"])
+    if "$date" in value:
+        return date.fromisoformat(value["$date"])
+    if "$oid" in value:
         from bson import ObjectId
 
         return ObjectId(value["$oid"])

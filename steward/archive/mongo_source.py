@@ -200,6 +200,9 @@ class MongoSource:
 
     # Restore ---------------------------------------------------------------------------------
 
+    def key_of(self, row: dict[str, Any]) -> Any:
+        return row["_id"]
+
     def present_keys(self, keys: Sequence[Any]) -> set[Any]:
         return {d["_id"] for d in self._find_ids(keys, projection={"_id": 1})}
 

@@ -56,7 +56,7 @@ class ChildTable:
     """A table archived with the root rows it references (part of an aggregate)."""
 
     table: sa.Table
-    key: sa.Column
+    key: list[sa.Column]  # the child's primary key (one column or several)
     parent: sa.Column  # the child's foreign-key column pointing at the root's key
     specs: list[ColumnSpec]
     references: list[Reference] = field(default_factory=list)  # FKs pointing at the child
@@ -73,7 +73,7 @@ class SqlPolicy:
     policy: ArchivePolicy
     source_name: str
     table: sa.Table
-    key: sa.Column
+    key: sa.Column  # the first primary-key column (the only one, unless ``keys`` has more)
     ts: sa.Column
     compare: list[sa.Column]
     specs: list[ColumnSpec]
@@ -82,6 +82,7 @@ class SqlPolicy:
     proposed_children: list[Reference] = field(default_factory=list)
     batch_size: int = 5000
     format: str = "parquet"
+    keys: list[sa.Column] = field(default_factory=list)  # every primary-key column, in order
 
     @property
     def name(self) -> str:
@@ -202,7 +203,14 @@ def _resolve_sql(
     where = f"archive policy for table {policy.table!r}"
     table = metadata.tables[policy.table]
     _require_columns(table, policy, where)
-    key = _single_key(table, where)
+    keys = _primary_key(table, where)
+    key = keys[0]
+    if len(keys) > 1 and policy.children:
+        raise ConfigError(
+            f"{where}: table {table.name!r} has a composite primary key "
+            f"({', '.join(c.name for c in keys)}), so child tables cannot reference it through "
+            "one column; remove archive.policies[].children or archive the tables separately"
+        )
     ts = table.c[policy.column]
     if not isinstance(ts.type, sa.DateTime | sa.Date):
         raise ConfigError(
@@ -221,24 +229,26 @@ def _resolve_sql(
         table=table,
         key=key,
         ts=ts,
-        compare=[c for c in table.columns if c is not key],
+        compare=[c for c in table.columns if c.name not in {k.name for k in keys}],
         specs=column_specs(table, conn.dialect.name),
         references=[r for r in references if r.table not in policy.children],
         children=children,
         proposed_children=[r for r in references if r.table not in (table.name, *policy.children)],
         batch_size=policy.batch_size or settings.archive.batch_size,
         format=policy.format or settings.archive.format,
+        keys=keys,
     )
 
 
-def _single_key(table: sa.Table, where: str) -> sa.Column:
+def _primary_key(table: sa.Table, where: str) -> list[sa.Column]:
+    """The table's primary-key columns, in the key's order (one or several)."""
     keys = list(table.primary_key.columns)
-    if len(keys) != 1:
+    if not keys:
         raise ConfigError(
-            f"{where}: archiving table {table.name!r} needs a single-column primary key, it "
-            f"has {len(keys)} ({', '.join(c.name for c in keys) or 'none'})"
+            f"{where}: archiving table {table.name!r} needs a primary key (rows are found, "
+            "deleted and restored by it); add one or exclude the table from archive.policies"
         )
-    return keys[0]
+    return keys
 
 
 def _null_json(table: sa.Table) -> None:
@@ -270,7 +280,7 @@ def _resolve_child(
     _null_json(child)
     return ChildTable(
         table=child,
-        key=_single_key(child, where),
+        key=_primary_key(child, where),
         parent=child.c[links[0]],
         specs=column_specs(child, conn.dialect.name),
         references=_references(child, foreign_keys),

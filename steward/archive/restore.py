@@ -150,11 +150,11 @@ def restore_batch(
     done = (seen if seen is not None else {}).setdefault(entry.table_name, set())
     wanted = set(keys)
     chosen = [row for row in archived.payload if _wanted(source, row, request, wanted)]
-    fresh = [row for row in chosen if row[source.key_name] not in done]
-    rows = [row for row in fresh if row[source.key_name] not in skipped]
+    fresh = [row for row in chosen if source.key_of(row) not in done]
+    rows = [row for row in fresh if source.key_of(row) not in skipped]
     if request.keys:
-        result.found = [row[source.key_name] for row in chosen]
-        result.changed = [row[source.key_name] for row in fresh if row[source.key_name] in skipped]
+        result.found = [source.key_of(row) for row in chosen]
+        result.changed = [source.key_of(row) for row in fresh if source.key_of(row) in skipped]
     result.superseded = len(chosen) - len(fresh)
     result.skipped_changed = len(fresh) - len(rows)
     children = {
@@ -220,7 +220,7 @@ def restore(
 
 def _wanted(source: Source, row: dict[str, Any], request: RestoreRequest, keys: set[Any]) -> bool:
     if request.keys:
-        return row[source.key_name] in keys
+        return source.key_of(row) in keys
     if request.ts_from is None and request.ts_to is None:
         return True
     stamp = row.get(source.ts_name)

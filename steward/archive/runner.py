@@ -7,6 +7,7 @@ each step wrapped in a Prefect task (:class:`BatchSteps`).
 from __future__ import annotations
 
 import contextvars
+import functools
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,8 +31,9 @@ from steward.archive.batch import Source, SourceBatch
 from steward.archive.locking import table_lock
 from steward.archive.recovery import Resolution, resolve_unfinished
 from steward.archive.sql_source import SqlSource
+from steward.errors import ArchiveBusy
 
-__all__ = ["BatchSteps", "archive_table", "plan_table"]
+__all__ = ["BatchSteps", "archive_policies", "archive_table", "plan_table"]
 
 DELETES_IN_FLIGHT = 2  # PostgreSQL: guarded deletes of earlier batches running meanwhile
 
@@ -78,6 +80,36 @@ def archive_table(
     return report
 
 
+def archive_policies(
+    ctx: ArchiveContext,
+    sources: list[Source],
+    budget: Budget | None = None,
+    on_batch: Callable[[Source, BatchResult], None] | None = None,
+    steps: BatchSteps = BatchSteps(),
+    concurrency: int | None = None,
+) -> list[TableReport]:
+    """Archive several tables, ``archive.concurrency`` at once (one on SQLite), sharing the
+    budget. A table another run is archiving (its lock is held) is left to that run: its
+    report says ``busy``, and no row is archived twice."""
+    budget = budget or Budget()
+    workers = concurrency or ctx.settings.archive.concurrency
+    if not ctx.sql.is_postgres:
+        workers = 1  # SQLite has one writer
+
+    def one(source: Source) -> TableReport:
+        seen = functools.partial(on_batch, source) if on_batch is not None else None
+        try:
+            return archive_table(ctx, source, budget, seen, steps)
+        except ArchiveBusy:
+            return TableReport(table=source.name, source=source.source_name, busy=True)
+
+    if workers == 1 or len(sources) < 2:
+        return [one(source) for source in sources]
+    with ThreadPoolExecutor(min(workers, len(sources)), thread_name_prefix="tables") as pool:
+        futures = [_submit(pool, one, source) for source in sources]
+        return [future.result() for future in futures]
+
+
 def _run_batches(
     ctx: ArchiveContext,
     source: Source,
@@ -102,9 +134,8 @@ def _run_batches(
         while reading is not None:
             _raise_failed(finishing)  # stop starting new batches once a delete failed
             batch = reading.result()
-            if batch is None:
+            if batch is None or not budget.take():
                 break
-            budget.batches += 1
             more = budget.allows()
             reading = _submit(pool, steps.read, ctx, source, batch.keys[-1]) if more else None
             verified = steps.verify(ctx, source, steps.write(ctx, source, batch))

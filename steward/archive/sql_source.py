@@ -21,7 +21,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -73,7 +73,8 @@ class SqlSource:
         self.storage_class = policy.policy.storage_class
         self._qualifies = policy.qualifies(self.cutoff)
         postgres = sql.is_postgres
-        self.root = TableRows(policy.table, policy.key, policy.specs, postgres)
+        self.root = TableRows(policy.table, policy.keys or policy.key, policy.specs, postgres)
+        self.key_name = self.root.key_name
         self.parts: dict[str, tuple[ChildTable, TableRows]] = {
             child.name: (child, TableRows(child.table, child.key, child.specs, postgres))
             for child in policy.children
@@ -132,12 +133,12 @@ class SqlSource:
 
     def read_batch(self, after: Any, limit: int, batch_id: str) -> SourceBatch | None:
         """The next ``limit`` qualifying roots with a key above ``after``, and their children."""
-        where = [self._qualifies] + ([self.key > after] if after is not None else [])
+        where = [self._qualifies] + ([self.root.after(after)] if after is not None else [])
         with self.sql.connect() as conn:
             arrow, versions = self.root.read(conn, where, limit)
             if not arrow.num_rows:
                 return None
-            keys = arrow.column(self.key_name).to_pylist()
+            keys = self.root.keys_of(arrow)
             children, child_versions = {}, {self.name: versions}
             for name, (child, rows) in self.parts.items():
                 part, part_versions = rows.read(conn, [rows.key_in(keys, child.parent)])
@@ -182,7 +183,7 @@ class SqlSource:
         self, rows: TableRows, parent: str | None, data: bytes, full: bool, fmt: str | None
     ) -> ArchivedRows:
         arrow = decode_table(data, fmt or self.format, rows.specs)
-        keys = arrow.column(rows.key_name).to_pylist()
+        keys = rows.keys_of(arrow)
         parents = arrow.column(parent).to_pylist() if parent else []
         return ArchivedRows(
             keys=keys,
@@ -196,12 +197,13 @@ class SqlSource:
     ) -> bytes:
         """The object re-encoded without the rows of ``roots`` (a child's: by its parent)."""
         if table is None:
-            rows, column = self.root, self.key_name
+            rows, parent = self.root, None
         else:
             child, rows = self.parts[table]
-            column = child.parent.name
+            parent = child.parent.name
         arrow = decode_table(data, fmt, rows.specs)
-        keep = [value not in roots for value in arrow.column(column).to_pylist()]
+        owners = rows.keys_of(arrow) if parent is None else arrow.column(parent).to_pylist()
+        keep = [owner not in roots for owner in owners]
         return encode_table(arrow.filter(pa.array(keep, pa.bool_())), fmt)
 
     def _rows(self, arrow: pa.Table, rows: TableRows) -> list[dict[str, Any]]:
@@ -255,7 +257,7 @@ class SqlSource:
     def _unchanged_roots(self, conn: Connection, archived: ArchivedRows) -> set[Any]:
         by_version = archived.versions is not None and self.sql.is_postgres
         current = self.root.current(
-            conn, self.key, archived.keys, [self._qualifies], by_version=by_version
+            conn, None, archived.keys, [self._qualifies], by_version=by_version
         )
         expected = archived.versions if by_version else self._guard(self.root, archived)
         assert expected is not None
@@ -300,18 +302,21 @@ class SqlSource:
         with self.sql.connect() as conn:
             return self.root.existing_keys(conn, keys, lock=False)
 
+    def key_of(self, row: dict[str, Any]) -> Any:
+        return self.root.key_of(row)
+
     def coerce_key(self, value: Any) -> Any:
-        """A key given on the command line or as a parameter, as the column's Python type."""
-        python_type = self.key.type.python_type
-        if python_type is uuid.UUID:
-            return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-        try:
-            return python_type(value)
-        except (TypeError, ValueError):
+        """A key given on the command line or as a parameter, as the columns' Python types
+        (a composite key as a list or a JSON array, e.g. ``[42, "2026-01-31T00:00:00Z"]``)."""
+        if not self.root.composite:
+            return _coerce(self.key, value, self.name)
+        parts = _key_parts(value, self.key_name)
+        if len(parts) != len(self.root.keys):
             raise ConfigError(
-                f"key {value!r} is not a valid {python_type.__name__} for "
-                f"{self.name}.{self.key_name}"
-            ) from None
+                f"key {value!r} of {self.name} needs {len(self.root.keys)} values "
+                f'({self.key_name}), e.g. [42, "2026-01-31T00:00:00Z"]'
+            )
+        return tuple(_coerce(c, v, self.name) for c, v in zip(self.root.keys, parts, strict=True))
 
     def restore_rows(
         self,
@@ -358,21 +363,51 @@ def _restore_table(
     overwrite: bool,
     dry_run: bool,
 ) -> _TableRestore:
-    key = table.key_name
-    existing = table.existing_keys(conn, [row[key] for row in rows])
-    fresh = [row for row in rows if row[key] not in existing]
-    taken = [row for row in rows if row[key] in existing]
+    key = table.key_of
+    existing = table.existing_keys(conn, [key(row) for row in rows])
+    fresh = [row for row in rows if key(row) not in existing]
+    taken = [row for row in rows if key(row) in existing]
     clashes = [] if dry_run else table.insert(conn, fresh)
     replaced = [] if dry_run or not overwrite else table.overwrite(conn, taken)
     refused = {c.key for c in clashes + replaced}
-    back = {row[key] for row in fresh + (taken if overwrite else [])} - refused
+    back = {key(row) for row in fresh + (taken if overwrite else [])} - refused
     return _TableRestore(
         back=back,
         inserted=len(fresh) - len(clashes),
         overwritten=len(taken) - len(replaced) if overwrite else 0,
-        conflicts=[] if overwrite else [row[key] for row in taken],
+        conflicts=[] if overwrite else [key(row) for row in taken],
         clashes=clashes + replaced,
     )
+
+
+def _key_parts(value: Any, names: str) -> list[Any]:
+    if isinstance(value, list | tuple):
+        return list(value)
+    try:
+        parts = json.loads(str(value))
+    except ValueError:
+        parts = None
+    if not isinstance(parts, list):
+        raise ConfigError(
+            f"key {value!r} is not a composite key ({names}): give a JSON array, "
+            'e.g. [42, "2026-01-31T00:00:00Z"]'
+        )
+    return parts
+
+
+def _coerce(column: sa.Column, value: Any, table: str) -> Any:
+    python_type = column.type.python_type
+    try:
+        if python_type is uuid.UUID:
+            return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+        if python_type in (datetime, date) and isinstance(value, str):
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return parsed if python_type is datetime else parsed.date()
+        return value if isinstance(value, python_type) else python_type(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"key {value!r} is not a valid {python_type.__name__} for {table}.{column.name}"
+        ) from None
 
 
 def _outcome(keys: Sequence[Any], deleted: set[Any]) -> DeleteOutcome:

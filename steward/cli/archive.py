@@ -8,7 +8,6 @@ Every run is recorded in ``steward_archive_runs``, so ``archive status`` shows i
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +17,6 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
-    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -66,7 +64,13 @@ def archive(
     """Archive every policy in archive.policies (or --table ones); verified before delete."""
     if ctx.invoked_subcommand is not None:
         return
-    from steward.archive import Budget, archive_table, open_context, open_sources, plan_table
+    from steward.archive import (
+        Budget,
+        archive_policies,
+        open_context,
+        open_sources,
+        plan_table,
+    )
     from steward.statistics import (
         analyze_after_archive,
         archive_tables,
@@ -84,16 +88,22 @@ def archive(
             _print_plans([plan_table(context, source) for source in sources])
             return
         budget = Budget(max_batches, time_budget)
-        reports = []
         read = archive_tables(sources)
         stats_settings = context.settings.statistics
         engine = context.sql.engine
         before = refresh_before_reads(engine, read, stats_settings, when="before archive reads")
         rows_before = table_rows(engine, read)
         with _progress() as progress:
-            for source in sources:
-                bar = progress.add_task(f"archiving {source.name}", total=source.count())
-                reports.append(archive_table(context, source, budget, _advancer(progress, bar)))
+            bars = {
+                source.name: progress.add_task(f"archiving {source.name}", total=source.count())
+                for source in sources
+            }
+
+            def advance(source: Any, result: Any) -> None:
+                progress.advance(bars[source.name], result.rows)
+
+            reports = archive_policies(context, sources, budget, advance)
+        context.sql.engine.dispose()  # its sessions end and report their deletes
         removed = archived_rows({r.table: r.to_dict() for r in reports})
         after = analyze_after_archive(
             engine, {t: n for t, n in removed.items() if t in read}, rows_before, stats_settings
@@ -109,13 +119,6 @@ def archive(
                 )
     finally:
         context.sql.dispose()
-
-
-def _advancer(progress: Progress, bar: TaskID) -> Callable[[Any], None]:
-    def advance(result: Any) -> None:
-        progress.advance(bar, result.rows)
-
-    return advance
 
 
 def _print_plans(plans: list[dict[str, Any]]) -> None:
@@ -190,7 +193,7 @@ def _print_reports(reports: list[Any]) -> None:
             f"{r.bytes:,}",
             str(r.rows_skipped),
             f"{r.kept:,}",
-            r.kept_reason or "-",
+            "another run is archiving it: left to that run" if r.busy else r.kept_reason or "-",
             str(r.resumed_batches),
         )
     out.print(table)

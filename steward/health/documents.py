@@ -24,7 +24,9 @@ def check_documents(
     quick = settings.documents.model_copy(
         update={"server_selection_timeout_ms": max(100, int(timeout * 1000))}
     )
-    docs = DocumentsClient(settings.model_copy(update={"documents": quick}), client=client)
+    docs = DocumentsClient(
+        settings.model_copy(update={"documents": quick}), client=client, check=False
+    )
     try:
         health, _ = probe(
             "documents", mask_url(raw) if raw else docs.display_url,

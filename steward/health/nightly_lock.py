@@ -100,7 +100,9 @@ def _holder(conn: sa.Connection) -> str:
             "SELECT a.application_name, a.backend_start FROM pg_locks l "
             "JOIN pg_stat_activity a ON a.pid = l.pid "
             "WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = :high "
-            "AND l.objid::bigint = :low AND l.objsubid = 1"
+            "AND l.objid::bigint = :low AND l.objsubid = 1 "
+            # pg_locks spans the cluster; advisory locks are per database
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         ),
         {"high": high, "low": low},
     ).first()

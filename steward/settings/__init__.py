@@ -121,6 +121,12 @@ class Settings(BaseSettings):
         pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
         description="Name of the application's data source, used in object keys.",
     )
+    task_retries: bool = Field(
+        default=True,
+        description="Retry a flow's task after a transient error (a store unreachable or lost) "
+        "with the task's backoff, up to minutes; false = fail at the first such error (each "
+        "connection is still retried database.connect_retries times).",
+    )
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     documents: DocumentsSettings = Field(default_factory=DocumentsSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)

@@ -123,6 +123,13 @@ class ArchiveSettings(BaseModel):
     restore_days: int = Field(
         default=7, ge=1, le=365, description="Days a restored copy of a cold object stays readable."
     )
+    concurrency: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="Tables one archive run works on at once (each table is still archived "
+        "by one run at a time; SQLite archives one table at a time).",
+    )
 
     @field_validator("policies")
     @classmethod

@@ -157,6 +157,13 @@ class ObjectsSettings(BaseModel):
     secret_access_key: SecretStr | None = Field(default=None)
     server_side_encryption: Literal["", "AES256", "aws:kms"] = Field(default="")
     kms_key_id: str | None = Field(default=None)
+    max_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=20,
+        description="Attempts per S3 request (botocore's standard retry mode: connection "
+        "errors, throttling, 5xx, with backoff); 1 = no retry.",
+    )
     multipart_threshold_mb: int = Field(default=64, ge=5, le=5120)
     multipart_chunk_mb: int = Field(default=16, ge=5, le=5120)
     lifecycle_supported: bool | None = Field(

@@ -81,11 +81,13 @@ class TableStats:
             return None  # parents have no change counters; small tables plan cheaply anyway
         if self.last_analyzed is None:
             return f"never analysed ({self.rows:,} rows)"
-        if self.modified > settings.stale_share * max(self.live_rows, 1):
-            share = self.modified / max(self.live_rows, 1)
+        # rows, not live_rows alone: a writer's counters can reach the statistics after an
+        # ANALYZE that already saw its changes, leaving live_rows short for a while.
+        if self.modified > settings.stale_share * max(self.rows, 1):
+            share = self.modified / max(self.rows, 1)
             return (
                 f"stale: {self.modified:,} rows changed since its last analysis "
-                f"({self.last_analyzed:%Y-%m-%d %H:%M}), {share:.0%} of {self.live_rows:,}"
+                f"({self.last_analyzed:%Y-%m-%d %H:%M}), {share:.0%} of {self.rows:,}"
             )
         return None
 

@@ -262,6 +262,7 @@ class FolderStore(ObjectStore):
             metadata=dict(sidecar.get("metadata") or {}),
             restore=restore,
             restore_expires=expires,
+            stored_sha256=str(sidecar["sha256"]),  # hashed while the file was written
         )
 
     def _restore_state(

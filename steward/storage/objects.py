@@ -71,6 +71,11 @@ class ObjectInfo:
     metadata: dict[str, str] = field(default_factory=dict)
     restore: RestoreState = "none"
     restore_expires: datetime | None = None
+    # The SHA-256 the store itself computed over the bytes it holds (S3: its additional
+    # checksum, validated on upload; folder: hashed while writing), "" when it has none (a
+    # multipart upload's checksum is of its parts). Equal to ``sha256`` of the bytes sent, it
+    # proves the object intact without reading it back.
+    stored_sha256: str = ""
 
     @property
     def readable(self) -> bool:

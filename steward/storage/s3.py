@@ -4,8 +4,9 @@ Driver errors are translated here, once (:meth:`S3Store._translated`):
 
 - endpoint / connection errors, timeouts, throttling and 5xx -> ``SourceUnavailable``
 - ``NoSuchKey`` / 404 -> ``ObjectNotFound``; ``InvalidObjectState`` -> ``ObjectArchived``
-- ``NoSuchBucket``, ``AccessDenied``, bad credentials -> ``ConfigError`` naming the bucket and
-  the setting to fix. Messages never include credentials.
+- refused credentials (unknown key, wrong secret, expired token) -> ``AuthenticationFailed``;
+  ``NoSuchBucket``, ``AccessDenied`` -> ``ConfigError`` naming the bucket and the setting to fix.
+  Messages never include credentials.
 
 Uploads are spooled to a temporary file while hashed (:mod:`steward.storage.s3_client`), then
 sent with boto3's managed transfer (multipart above ``objects.multipart_threshold_mb``); the
@@ -14,6 +15,7 @@ SHA-256 travels as user metadata.
 
 from __future__ import annotations
 
+import base64
 import builtins
 import hashlib
 import re
@@ -30,6 +32,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 from steward.errors import (
+    AuthenticationFailed,
     ConfigError,
     ObjectExists,
     ObjectNotFound,
@@ -63,10 +66,12 @@ MAX_SINGLE_COPY = 5 * 1024 * MIB  # copy_object's limit; larger objects need a m
 
 _NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
 _ARCHIVED = frozenset({"InvalidObjectState", "ObjectNotInActiveTierError"})
-_DENIED = frozenset(
-    "AccessDenied InvalidAccessKeyId SignatureDoesNotMatch InvalidToken ExpiredToken "
-    "AllAccessDisabled 403 Forbidden".split()
+# Refused credentials (the key is unknown, the secret wrong, a token expired): a retry won't help.
+_BAD_CREDENTIALS = frozenset(
+    "InvalidAccessKeyId SignatureDoesNotMatch InvalidToken ExpiredToken InvalidClientTokenId "
+    "UnrecognizedClientException".split()
 )
+_DENIED = frozenset("AccessDenied AllAccessDisabled 403 Forbidden".split())
 _UNAVAILABLE = frozenset(
     "SlowDown Throttling ThrottlingException RequestTimeout ServiceUnavailable InternalError "
     "503".split()
@@ -75,6 +80,17 @@ _UNSUPPORTED = frozenset({"NotImplemented", "NotImplementedError", "XNotImplemen
 _RESTORE = re.compile(
     r'ongoing-request="(?P<ongoing>true|false)"(?:.*expiry-date="(?P<exp>[^"]+)")?'
 )
+
+
+def _hex_checksum(value: str | None) -> str:
+    """S3's full-object SHA-256 (base64) as hex; "" for none or a multipart upload's
+    checksum of part checksums (``…-N``)."""
+    if not value or "-" in value:
+        return ""
+    try:
+        return base64.b64decode(value).hex()
+    except ValueError:
+        return ""
 
 
 def _code(exc: boto_errors.ClientError) -> str:
@@ -132,6 +148,7 @@ class S3Store(ObjectStore):
             extra = {
                 "Metadata": {**user_metadata, "sha256": sha256},
                 "StorageClass": storage_class,
+                "ChecksumAlgorithm": "SHA256",  # S3 checks the bytes it receives against it
                 **self._sse,
             }
             with self._translated("writing", key):
@@ -265,7 +282,9 @@ class S3Store(ObjectStore):
         full_key = self._full_key(key)
         try:
             with self._translated("inspecting", key):
-                response = self._client.head_object(Bucket=self.bucket, Key=full_key)
+                response = self._client.head_object(
+                    Bucket=self.bucket, Key=full_key, ChecksumMode="ENABLED"
+                )
         except ObjectNotFound:
             self._check_bucket()  # a HEAD on a missing bucket is a bare 404 too
             raise
@@ -280,6 +299,7 @@ class S3Store(ObjectStore):
             metadata=metadata,
             restore=restore,
             restore_expires=expires,
+            stored_sha256=_hex_checksum(response.get("ChecksumSHA256")),
         )
 
     def list(self, prefix: str = "", *, details: bool = True) -> Iterator[ObjectInfo]:
@@ -435,6 +455,12 @@ class S3Store(ObjectStore):
             return ObjectNotFound(f"no object {key!r} in {self.url}")
         if code in _ARCHIVED:
             return archived_error(key or "?", "a cold storage class (GLACIER/DEEP_ARCHIVE)", "none")
+        if code in _BAD_CREDENTIALS:
+            return AuthenticationFailed(
+                f"{action} {where}: authentication failed ({code}); check "
+                "objects.access_key_id / objects.secret_access_key (STEWARD_OBJECTS__ACCESS_KEY_ID"
+                " / STEWARD_OBJECTS__SECRET_ACCESS_KEY, or boto3's credential chain)"
+            )
         if code in _DENIED or status == 403:
             return ConfigError(
                 f"{action} {where}: access denied ({code or status}); check "

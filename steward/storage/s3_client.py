@@ -68,7 +68,7 @@ def make_client(settings: ObjectsSettings, override: Config | None) -> Any:
         )
     config = Config(
         region_name=settings.region,
-        retries={"max_attempts": 5, "mode": "standard"},
+        retries={"max_attempts": settings.max_attempts, "mode": "standard"},
         connect_timeout=10,
         read_timeout=60,
         s3={"addressing_style": "path"} if settings.endpoint_url else {},

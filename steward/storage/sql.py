@@ -1,10 +1,12 @@
 """SQL client: SQLAlchemy 2 engines for PostgreSQL (psycopg 3) and SQLite, built from settings.
 
-Driver errors are translated here, once: connection failures become
-:class:`~steward.errors.SourceUnavailable` (transient, retried with backoff); refused credentials
-become :class:`~steward.errors.AuthenticationFailed` and a missing database or a read-only SQLite
-file a :class:`~steward.errors.ConfigError` (terminal: never retried, one clear line). Everything
-else propagates as SQLAlchemy raised it.
+Driver errors are translated here, once, by every engine's ``handle_error`` hook (so whatever
+code path opens a connection gets the same translation): a server that cannot be reached (a host
+that does not resolve, a refused port, a timeout, a server starting or shutting down) and a
+connection lost mid-run become :class:`~steward.errors.SourceUnavailable` (transient, retried
+with backoff); refused credentials become :class:`~steward.errors.AuthenticationFailed` and a
+missing database or a read-only SQLite file a :class:`~steward.errors.ConfigError` (terminal:
+never retried, one clear line). Everything else propagates as SQLAlchemy raised it.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def create_sql_engine(settings: Settings, *, url: str | None = None) -> Engine:
             pool_pre_ping=True,
             connect_args=connect_args,
         )
-    event.listen(engine, "handle_error", _terminal_driver_errors)
+    event.listen(engine, "handle_error", _translate_driver_errors)
     return engine
 
 
@@ -104,11 +106,46 @@ _NO_DATABASE = re.compile(r"database \"[^\"]*\" does not exist", re.IGNORECASE)
 _READ_ONLY = re.compile(r"readonly database|read-only|unable to open database file", re.I)
 
 
-def _terminal_driver_errors(context: Any) -> None:
-    """``handle_error`` hook: errors a retry cannot fix become one clear Steward error."""
+# SQLSTATE classes of a connection that failed or went away: 08 (connection exception), 57P
+# (admin / crash shutdown, "the database system is starting up"), 53300 (too many connections).
+_UNREACHABLE_SQLSTATES = ("08", "57P", "53300")
+
+
+def _translate_driver_errors(context: Any) -> None:
+    """``handle_error`` hook: driver errors become one clear Steward error (see the module)."""
     text = _first_line(context.original_exception)
     engine = context.engine
     where = mask_url(engine.url.render_as_string(hide_password=True)) if engine else "database"
+    _refuse_terminal(text, where, engine)
+    if context.is_pre_ping:  # the pool replaces a stale connection itself: leave it be
+        return
+    if engine is not None and engine.dialect.name == "postgresql" and _unreachable(context):
+        lost = context.connection is not None  # it was connected: lost mid-run
+        raise SourceUnavailable(
+            f"{where}: {'lost the database connection' if lost else 'database unreachable'} "
+            f"({text}); check database.url (STEWARD_DATABASE__URL) and that the server is up"
+        ) from None
+
+
+def _unreachable(context: Any) -> bool:
+    """A failed connect, or a connection that broke, rather than a refused statement."""
+    error = context.original_exception
+    if context.is_disconnect:
+        return True
+    sqlstate = str(getattr(error, "sqlstate", None) or "")
+    if sqlstate.startswith(_UNREACHABLE_SQLSTATES):
+        return True
+    # psycopg reports a host that does not resolve, a refused port or a timeout while connecting
+    # as OperationalError without a SQLSTATE: at connect time that is the server being away.
+    return context.connection is None and not sqlstate and _is_operational(error)
+
+
+def _is_operational(error: BaseException) -> bool:
+    return type(error).__name__ == "OperationalError" or _looks_unreachable(str(error))
+
+
+def _refuse_terminal(text: str, where: str, engine: Any) -> None:
+    """Errors a retry cannot fix (credentials, a missing database, a read-only SQLite file)."""
     if _AUTH_FAILED.search(text):
         raise AuthenticationFailed(
             f"{where}: authentication failed ({_server_says(text)}); check the user and "
@@ -173,11 +210,20 @@ def translate_errors(what: str) -> Iterator[None]:
 
 
 def _looks_like_connect_error(exc: sa.exc.OperationalError) -> bool:
-    text = str(exc.orig).lower()
-    return any(
-        marker in text
-        for marker in ("connection", "could not connect", "timeout", "server closed", "refused")
-    )
+    return _looks_unreachable(str(exc.orig))
+
+
+_UNREACHABLE_MARKERS = (
+    "connection", "could not connect", "timeout", "server closed", "refused",
+    "failed to resolve host", "could not translate host name", "name or service not known",
+    "temporary failure in name resolution", "no route to host", "network is unreachable",
+    "the database system is", "terminating connection",
+)  # fmt: skip
+
+
+def _looks_unreachable(text: str) -> bool:
+    lowered = text.lower()
+    return any(marker in lowered for marker in _UNREACHABLE_MARKERS)
 
 
 def _first_line(exc: BaseException | None) -> str:

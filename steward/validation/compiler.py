@@ -59,14 +59,23 @@ def compile_row_check(
             scope = sa.and_(scope, column.is_not(None))
         return RowCheck(spec, scope, sa.and_(scope, violation))
     if spec.type == "expect_column_pair_values_a_to_be_greater_than_b":
-        a, b = table.c[kw["column_A"]], table.c[kw["column_B"]]
-        both = sa.and_(a.is_not(None), b.is_not(None))
-        holds = a >= b if kw.get("or_equal") else a > b
-        if kw.get("ignore_row_if") == "neither":
-            return RowCheck(spec, scope, sa.and_(scope, sa.or_(sa.not_(both), sa.not_(holds))))
-        scope = sa.and_(scope, both)
-        return RowCheck(spec, scope, sa.and_(scope, sa.not_(holds)))
+        return _pair_check(spec, table, scope)
     return None
+
+
+def _pair_check(spec: ExpectationSpec, table: sa.Table, scope: Any) -> RowCheck:
+    """GX's SQL semantics: ``ignore_row_if`` (default both_values_are_missing) narrows the rows
+    in scope; a comparison with one NULL side is unknown, so that row is not reported; with
+    ``or_equal`` two NULLs count as equal."""
+    kw = spec.kwargs
+    a, b = table.c[kw["column_A"]], table.c[kw["column_B"]]
+    ignore = kw.get("ignore_row_if", "both_values_are_missing")
+    if ignore == "both_values_are_missing":
+        scope = sa.and_(scope, sa.or_(a.is_not(None), b.is_not(None)))
+    elif ignore == "either_value_is_missing":
+        scope = sa.and_(scope, a.is_not(None), b.is_not(None))
+    holds = sa.or_(a >= b, sa.and_(a.is_(None), b.is_(None))) if kw.get("or_equal") else a > b
+    return RowCheck(spec, scope, sa.and_(scope, sa.not_(holds)))
 
 
 def _column_violation(
@@ -76,10 +85,13 @@ def _column_violation(
         return column.is_(None)
     if type_ == "expect_column_values_to_be_null":
         return column.is_not(None)
+    # NULL in a value set matches nothing (NULL values are out of scope): left out, since
+    # ``x NOT IN ('a', NULL)`` is never true and would hide every violation.
+    listed = [value for value in kw.get("value_set") or [] if value is not None]
     if type_ == "expect_column_values_to_be_in_set":
-        return column.not_in(list(kw["value_set"]))
+        return column.not_in(listed)
     if type_ == "expect_column_values_to_not_be_in_set":
-        return column.in_(list(kw["value_set"]))
+        return column.in_(listed)
     if type_ == "expect_column_values_to_be_between":
         return _outside(column, column.type, kw, params)
     if type_ == "expect_column_value_lengths_to_be_between":

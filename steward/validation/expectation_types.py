@@ -84,8 +84,8 @@ def _value_problems(type_: str, kwargs: dict[str, Any], params: dict[str, Any]) 
             problems.append(f"{name} must be a column name, got {kwargs[name]!r}")
     if "column_list" in kwargs:
         columns = kwargs["column_list"]
-        if not isinstance(columns, list) or len(columns) < 1:
-            problems.append(f"column_list must be a list of column names, got {columns!r}")
+        if not isinstance(columns, list) or len(columns) < 2:  # GX refuses fewer than two
+            problems.append(f"column_list must be a list of two or more columns, got {columns!r}")
         elif not all(isinstance(c, str) and c for c in columns):
             problems.append(f"column_list must hold column names, got {columns!r}")
     if "value_set" in kwargs and not isinstance(kwargs["value_set"], list):

@@ -211,7 +211,11 @@ class _SuiteRun:
             self._unique_in_batch(spec, columns, scope)
             return
         target: Any = columns[0] if len(columns) == 1 else sa.tuple_(*columns)
-        dupes = sa.select(*columns).where(scope).group_by(*columns).having(sa.func.count() > 1)
+        # As GX on SQL (and a UNIQUE constraint): a row with a NULL in any of the columns
+        # duplicates no other row; ignore_row_if only decides the rows in scope (for mostly).
+        present = [c.is_not(None) for c in columns]
+        dupes = sa.select(*columns).select_from(self.table).where(scope, *present)
+        dupes = dupes.group_by(*columns).having(sa.func.count() > 1)
         groups = dupes.with_only_columns(sa.func.count().label("n")).subquery()
         total = sa.select(sa.func.coalesce(sa.func.sum(groups.c.n), 0))
         count, error = self.guarded(lambda: self.conn.execute(total).scalar())

@@ -268,3 +268,42 @@ def test_failure_after_the_delete_then_rerun(point, table, app_settings, context
     assert [r[1:] for r in rows if r[0] == touched[0]] == [(value,)]
     assert duckdb_query(rerun, "SELECT count(*) FROM glob('{archive}/**/*.staged')") == [(0,)]
     assert_each_row_once(rerun, {t: s for t, s in before.items()})
+
+
+@pytest.mark.parametrize("checksum", [True, False])
+def test_an_object_the_store_holds_differently_is_caught_before_any_delete(
+    checksum, app_settings, contexts, s3_url, moto_endpoint
+):
+    """Verification trusts the store's own SHA-256 of what it holds (S3's additional
+    checksum) only when it equals that of the bytes sent; a staged object replaced behind
+    Steward's back (with or without an S3 checksum) stops the batch before any delete."""
+    import boto3
+
+    settings = app_settings(
+        rows=0, archive__batch_size=50, objects__url=s3_url, objects__endpoint_url=moto_endpoint
+    )
+    engine = create_sql_engine(settings)
+    with engine.begin() as conn:
+        ids = set(_add_users(conn, 20))
+    engine.dispose()
+    bucket, _, prefix = s3_url.removeprefix("s3://").partition("/")
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+
+    def swap(point: str) -> None:
+        if point != "object_written":
+            return
+        (item,) = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]
+        original = s3.head_object(Bucket=bucket, Key=item["Key"])["Metadata"]
+        extra = {"ChecksumAlgorithm": "SHA256"} if checksum else {}
+        s3.put_object(Bucket=bucket, Key=item["Key"], Body=b"PAR1 not the rows", Metadata=original,
+                      **extra)  # fmt: skip
+
+    ctx = contexts(settings, hook=swap)
+    with pytest.raises(Exception, match="sha256|does not match|corrupt"):
+        archive_table(ctx, open_sources(ctx, ["users"])[0])
+    assert ids <= _present(ctx, "users")  # nothing was deleted
+
+    rerun = contexts(settings)
+    report = archive_table(rerun, open_sources(rerun, ["users"])[0])
+    assert report.abandoned_batches == 1 and report.rows_archived == len(ids)
+    assert sorted(r[0] for r in duckdb_query(rerun, USERS)) == sorted(ids)

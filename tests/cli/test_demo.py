@@ -35,6 +35,11 @@ def test_demo_runs_every_flow_on_the_embedded_default(tmp_path: Path) -> None:
                   "rows archived into", "a month", "Health:"):  # fmt: skip
         assert words in done.stdout, f"{words!r} missing from the demo report:\n{done.stdout}"
     assert "e-0" not in done.stdout and "=None" not in done.stdout
+    # Nothing a user would worry about on the embedded default: no warning, error or traceback.
+    output = done.stdout + done.stderr
+    marks = ("| WARNING", "| ERROR", "Traceback", "failed:")
+    worrying = [line for line in output.splitlines() if any(m in line for m in marks)]
+    assert not worrying, "\n".join(worrying)
 
     home = tmp_path / "home"
     db = sqlite3.connect(home / "steward.db")

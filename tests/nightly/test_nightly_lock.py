@@ -69,3 +69,20 @@ def test_a_holder_killed_mid_run_does_not_leave_the_lock_behind(make_settings, p
 
     with nightly_lock(settings, "next", wait_seconds=10):  # the session died with its lock
         pass
+
+
+def test_the_lock_of_another_database_on_the_same_server_is_neither_taken_nor_named(
+    make_settings, make_pg_database
+) -> None:
+    """Advisory locks are per database, pg_locks spans the server: a nightly of another
+    application on the same server neither blocks this source nor is named as its holder."""
+    other = make_settings(database__url=make_pg_database())
+    mine = make_settings(database__url=make_pg_database())
+
+    with nightly_lock(other, "other-application"):
+        with nightly_lock(mine, "first-run"):
+            with pytest.raises(NightlyBusy) as busy:
+                with nightly_lock(mine, "second-run"):
+                    pass
+
+    assert "first-run" in str(busy.value) and "other-application" not in str(busy.value)

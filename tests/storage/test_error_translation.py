@@ -148,3 +148,59 @@ def test_a_value_of_the_wrong_type_reads_as_one_line(
     message = refused_value(raised.value)
     assert message is not None and words in message and "\n" not in message
     assert refused_value(RuntimeError("boom")) is None
+
+
+@pytest.mark.parametrize(
+    "host", ["db.steward-test.invalid:5432", "127.0.0.1:1"], ids=["unresolvable", "refused"]
+)
+def test_every_engine_connect_reports_an_unreachable_server_in_one_line(
+    make_settings: Callable[..., Settings], host: str
+) -> None:
+    from steward.storage import create_sql_engine
+
+    settings = make_settings(database__url=f"postgresql+psycopg://app:{PG_PASSWORD}@{host}/shop")
+    engine = create_sql_engine(settings)  # any code path, not only SqlClient.connect
+    try:
+        with pytest.raises(SourceUnavailable) as raised:
+            engine.connect()
+    finally:
+        engine.dispose()
+
+    message = str(raised.value)
+    assert "database unreachable" in message and "check database.url" in message
+    assert PG_PASSWORD not in message and "\n" not in message
+
+
+def test_a_connection_lost_mid_run_is_transient_and_named(
+    make_settings: Callable[..., Settings], pg_url: str
+) -> None:
+    client = SqlClient(make_settings(database__url=pg_url))
+    try:
+        with client.connect() as conn:
+            pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+            with SqlClient(make_settings(database__url=pg_url)).connect() as other:
+                other.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            with pytest.raises(SourceUnavailable, match="lost the database connection"):
+                conn.execute(sa.text("SELECT 1"))
+        with client.connect() as conn:  # the pool replaces the broken connection
+            assert conn.execute(sa.text("SELECT 1")).scalar_one() == 1
+    finally:
+        client.dispose()
+
+
+def test_an_unreachable_mongodb_is_named_when_the_client_opens(
+    make_settings: Callable[..., Settings],
+) -> None:
+    from steward.storage import DocumentsClient
+
+    settings = make_settings(
+        documents__url="mongodb://app:pw@mongo.steward-test.invalid:27017/",
+        documents__server_selection_timeout_ms="200",
+    )
+
+    with pytest.raises(SourceUnavailable) as raised:
+        DocumentsClient(settings)
+
+    message = str(raised.value)
+    assert "MongoDB unreachable" in message and "check documents.url" in message
+    assert "Topology Description" not in message and len(message) < 300

@@ -117,6 +117,12 @@ def published_without_time(conn, ts):
     return row.seq
 
 
+def published_with_error(conn, ts):
+    row = one(conn, "SELECT seq FROM outbox WHERE status = 'published' ORDER BY seq DESC LIMIT 1")
+    conn.execute(sa.text("UPDATE outbox SET last_error = 'x' WHERE seq = :s"), {"s": row.seq})
+    return row.seq
+
+
 def published_after_pending(conn, ts):
     row = one(
         conn,
@@ -188,6 +194,7 @@ CASES: list[tuple[str, str, Break, str | None]] = [
     ("inventory_movements", "ledger_signs", receipt_with_negative_delta, "id"),
     ("outbox", "published_iff_published_at", published_without_time, "seq"),
     ("outbox", "order_kept_per_aggregate", published_after_pending, "seq"),
+    ("outbox", "published_without_error", published_with_error, "seq"),
     ("audit_log", "occurred_not_in_future", audit_in_future, "id"),
     ("orders", "has_items", order_without_items, "id"),
     ("order_items", "one_line_per_product", duplicate_line, None),
@@ -225,6 +232,16 @@ def test_clean_demo_data_passes_every_rule_including_warnings(app_settings) -> N
     assert summary["success"] and summary["failed_warning"] == 0
     sql_suites = [s for s in load_suites(EXPECTATIONS) if s.datasource == "sql"]
     assert summary["expectations"] == sum(len(s.expectations) for s in sql_suites) >= 110
+
+
+def test_events_the_relay_published_on_the_first_try_pass(app_settings) -> None:
+    # The relay counts failed deliveries only: an event published on the first try keeps
+    # attempts 0 (what `steward demo` relays right before the nightly validation).
+    settings = app_settings(rows=800)
+    with connect(settings) as conn:
+        conn.execute(sa.text("UPDATE outbox SET attempts = 0 WHERE status = 'published'"))
+    summary, _ = run_validation(settings, scrub_objects=0)
+    assert summary["success"] and summary["failed_critical"] == 0, summary["failures"]
 
 
 def test_every_rule_broken_on_purpose_is_reported_with_its_key(app_settings) -> None:

@@ -1,0 +1,188 @@
+"""Tables with a composite primary key (a link table; an events table whose key includes its
+timestamp, as partitioned tables need): keyset batches on the whole key, the change guard,
+objects holding exactly what left, restores by the whole key, and (PostgreSQL) every key
+lookup on the primary-key index, checked with EXPLAIN."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from steward.archive import manifest
+from steward.archive.restore import RestoreRequest, restore
+from steward.archive.runner import archive_table
+from steward.archive.sources import open_sources
+from steward.errors import ConfigError
+from steward.storage import create_sql_engine
+
+from .conftest import NOW, duckdb_query
+
+OLD, NEW = NOW - timedelta(days=400), NOW - timedelta(days=5)
+TAGS = ("blue", "green", "red", "sale", "new")
+POLICIES = json.dumps(
+    [
+        {"table": "product_tags", "rule": "older_than", "column": "created_at",
+         "retention_days": 30},
+        {"table": "sensor_events", "rule": "older_than", "column": "occurred_at",
+         "retention_days": 30},
+    ]
+)  # fmt: skip
+
+
+def _schema(settings, products: int = 60) -> dict[tuple, str]:
+    """Both tables, filled: product_tags (product_id, tag) — old rows for even products —
+    and sensor_events (sensor, occurred_at) — old and new readings."""
+    engine = create_sql_engine(settings)
+    ts = "TIMESTAMP WITH TIME ZONE" if engine.dialect.name == "postgresql" else "TIMESTAMP"
+    rows: dict[tuple, str] = {}
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TABLE product_tags (product_id BIGINT NOT NULL, tag VARCHAR(20) NOT NULL,"
+                f" note VARCHAR(40), created_at {ts} NOT NULL, PRIMARY KEY (product_id, tag))"
+            )
+        )
+        conn.execute(
+            sa.text(
+                f"CREATE TABLE sensor_events (sensor VARCHAR(10) NOT NULL, occurred_at {ts} "
+                "NOT NULL, reading INTEGER NOT NULL, PRIMARY KEY (sensor, occurred_at))"
+            )
+        )
+        tags = [
+            {"product_id": p, "tag": t, "note": f"note {p}/{t}",
+             "created_at": OLD if p % 2 == 0 else NEW}
+            for p in range(1, products + 1)
+            for t in TAGS
+        ]  # fmt: skip
+        events = [
+            {"sensor": f"s{s}", "occurred_at": (OLD if h < 10 else NEW) + timedelta(hours=h),
+             "reading": s * 100 + h}
+            for s in range(3)
+            for h in range(14)
+        ]  # fmt: skip
+        for name, values in (("product_tags", tags), ("sensor_events", events)):
+            # through the typed table, so SQLite stores timestamps as the application would
+            conn.execute(sa.Table(name, sa.MetaData(), autoload_with=conn).insert(), values)
+        rows = {(r["product_id"], r["tag"]): r["note"] for r in tags}
+    engine.dispose()
+    return rows
+
+
+def _keys(ctx, table: str, columns: str) -> set[tuple]:
+    with ctx.sql.connect() as conn:
+        return {tuple(r) for r in conn.execute(sa.text(f"SELECT {columns} FROM {table}"))}
+
+
+def test_composite_keys_archive_and_restore_by_the_whole_key(app_settings, contexts):
+    settings = app_settings(rows=0, archive__policies=POLICIES, archive__batch_size=7)
+    original = _schema(settings)
+    ctx = contexts(settings)
+    tags, events = open_sources(ctx, ["product_tags", "sensor_events"])
+
+    first = archive_table(ctx, tags)
+    second = archive_table(ctx, events)
+
+    old_tags = {k for k in original if k[0] % 2 == 0}
+    assert first.rows_archived == len(old_tags) == 150 and second.rows_archived == 30
+    assert _keys(ctx, "product_tags", "product_id, tag") == set(original) - old_tags
+    assert len(_keys(ctx, "sensor_events", "sensor, occurred_at")) == 12
+    in_place = duckdb_query(
+        ctx, "SELECT product_id, tag FROM read_parquet('{archive}/app/product_tags/dt=*/*.parquet')"
+    )
+    assert sorted(in_place) == sorted(old_tags)  # each once, batches cut inside a product_id
+    with ctx.sql.connect() as conn:
+        entries = manifest.entries(conn, table="product_tags", states=[manifest.COMPLETE])
+    assert len(entries) == 22 and all(isinstance(e.key_min, tuple) for e in entries)
+
+    wanted = [json.dumps([4, "red"]), [10, "blue"], json.dumps([3, "red"])]
+    back = restore(ctx, RestoreRequest(table="product_tags", keys=wanted))
+    assert back.restored == 2
+    assert back.not_restored == {
+        "(3, 'red')": "still in the source: it is in no archive object (never archived)"
+    }
+    again = restore(ctx, RestoreRequest(table="product_tags", keys=[[4, "red"]]))
+    assert again.conflicts == 1 and again.conflict_keys == ["product_tags:(4, 'red')"]
+
+    stamp = (OLD + timedelta(hours=3)).isoformat()
+    by_time = restore(ctx, RestoreRequest(table="sensor_events", keys=[["s1", stamp]]))
+    assert by_time.restored == 1
+    with ctx.sql.connect() as conn:
+        reading = conn.execute(sa.text("SELECT reading FROM sensor_events WHERE sensor = 's1' "
+                                       "AND reading = 103")).scalar_one()  # fmt: skip
+    assert reading == 103
+
+
+def test_a_changed_row_of_a_composite_key_stays_and_is_not_in_the_object(app_settings, contexts):
+    settings = app_settings(rows=0, archive__policies=POLICIES, archive__batch_size=50)
+    _schema(settings)
+    changed: list[int] = []
+
+    def change(point: str) -> None:
+        if point == "object_verified" and not changed:
+            with ctx.sql.begin() as conn:
+                conn.execute(sa.text("UPDATE product_tags SET note = 'edited' WHERE "
+                                     "product_id = 2 AND tag = 'sale'"))  # fmt: skip
+            changed.append(1)
+
+    ctx = contexts(settings, hook=change)
+    (tags,) = open_sources(ctx, ["product_tags"])
+    report = archive_table(ctx, tags)
+    assert report.rows_skipped == 1 and (2, "sale") in _keys(ctx, "product_tags", "product_id, tag")
+    in_place = duckdb_query(
+        ctx, "SELECT product_id, tag FROM read_parquet('{archive}/app/product_tags/dt=*/*.parquet')"
+    )
+    assert (2, "sale") not in in_place and len(in_place) == report.rows_archived
+
+
+def test_bad_composite_keys_are_named(app_settings, contexts):
+    settings = app_settings(rows=0, archive__policies=POLICIES)
+    _schema(settings, products=4)
+    ctx = contexts(settings)
+    archive_table(ctx, open_sources(ctx, ["product_tags"])[0])
+    with pytest.raises(ConfigError, match=r"needs 2 values \(product_id,tag\)"):
+        restore(ctx, RestoreRequest(table="product_tags", keys=["[2]"]))
+    with pytest.raises(ConfigError, match="not a composite key"):
+        restore(ctx, RestoreRequest(table="product_tags", keys=["2"]))
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_composite_key_lookups_use_the_primary_key_index(app_settings, contexts):
+    settings = app_settings(rows=0, archive__policies=POLICIES, archive__batch_size=2000)
+    _schema(settings, products=10)
+    engine = create_sql_engine(settings)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO product_tags SELECT g, t, 'bulk', CASE WHEN g % 64 = 0 THEN :old "
+                "ELSE :new END FROM generate_series(100, 64100) AS g, "
+                "unnest(ARRAY['a','b','c']) AS t"
+            ),
+            {"old": OLD, "new": NEW},
+        )
+        conn.execute(sa.text("ANALYZE product_tags"))
+    engine.dispose()
+    ctx = contexts(settings)
+    plans: list[str] = []
+
+    def explain(conn, cursor, statement, parameters, context, executemany) -> None:
+        if "product_tags" in statement and "unnest(" in statement and not executemany:
+            cursor.execute("EXPLAIN (FORMAT JSON) " + statement, parameters)
+            plans.append(json.dumps(cursor.fetchone()[0]))
+
+    sa.event.listen(ctx.sql.engine, "before_cursor_execute", explain)
+    report = archive_table(ctx, open_sources(ctx, ["product_tags"])[0])
+    keys = [[g, "b"] for g in range(128, 64100, 64)]
+    back = restore(ctx, RestoreRequest(table="product_tags", keys=keys))
+
+    assert report.rows_archived > 3000 and back.restored == len(keys) == 1000
+    assert len(plans) >= 3
+    for plan in plans:
+        assert '"Index Name": "product_tags_pkey"' in plan, plan[:800]
+        assert (
+            '"Node Type": "Seq Scan"' not in plan
+            or '"Relation Name": "product_tags"'
+            not in (plan.split('"Node Type": "Seq Scan"')[1][:200])
+        ), plan[:800]
