@@ -12,6 +12,7 @@ executes.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import sqlalchemy as sa
@@ -80,8 +81,26 @@ def suite_problems(
             problems += [
                 f"{suite.where(spec)}: {p}" for p in _spec_problems(suite, spec, dialect, params)
             ]
+        problems += _duplicate_problems(suite)
         if suite.incremental and not suite.key and suite.datasource == "sql":
             problems.append(f"{suite.where()}: an incremental suite needs a key (index.json)")
+    return problems
+
+
+def _duplicate_problems(suite: SuiteSpec) -> list[str]:
+    """Two expectations of one type with the same arguments: GX keeps only one of them (it
+    ignores names), so the other would never report."""
+    first: dict[str, str] = {}
+    problems = []
+    for spec in suite.expectations:
+        signature = json.dumps([spec.type, spec.kwargs], sort_keys=True, default=str)
+        if signature in first:
+            problems.append(
+                f"{suite.where(spec)}: same type and arguments as expectation "
+                f"{first[signature]!r}; remove one of them or change its arguments"
+            )
+        else:
+            first[signature] = spec.name
     return problems
 
 

@@ -111,3 +111,25 @@ def test_query_parameters_are_numbers_from_settings_and_batch_stays() -> None:
     assert rendered == "SELECT * FROM {batch} WHERE age > 3600 AND n < 2.5"
     with pytest.raises(ConfigError, match=r"f\.json: unknown query parameter \{nope\}; known: "):
         render_query("SELECT {nope}", {"lag": 1}, "f.json")
+
+
+def test_two_expectations_with_the_same_type_and_arguments_are_refused(suites_dir: Path) -> None:
+    """GX ignores names and keeps one of two identical expectations: the other would never
+    report, so `validate check` refuses the pair, naming both."""
+    from steward.validation.checks import suite_problems
+
+    def twin(data):
+        copy = json.loads(json.dumps(data["expectations"][0]))
+        copy["meta"]["name"] = "id_not_null_again"
+        data["expectations"].append(copy)
+
+    def severity(data):
+        users = next(suite for suite in data["suites"] if suite["suite"] == "users")
+        users["severity"]["id_not_null_again"] = "critical"
+
+    edit_json(suites_dir / "users.json", twin)
+    edit_json(suites_dir / "index.json", severity)
+    suites = load_suites(suites_dir, ["users"])
+    [problem] = suite_problems(suites, "postgresql", {})
+    assert "expectation 'id_not_null_again': same type and arguments as expectation " in problem
+    assert "'id_not_null'" in problem and "users.json" in problem
