@@ -55,9 +55,11 @@ def _pg_holder_message(sql: SqlClient, conn: Connection, timeout: float) -> str:
     holder = conn.scalar(
         sa.text(
             "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
-            "AND classid = :high AND objid = :low AND objsubid = 1"
+            "AND classid::bigint = :high AND objid::bigint = :low AND objsubid = 1 "
+            # pg_locks spans the server; advisory locks are per database
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         ),
-        {"high": LOCK_KEY >> 32, "low": LOCK_KEY & 0xFFFFFFFF},
+        {"high": (LOCK_KEY >> 32) & 0xFFFFFFFF, "low": LOCK_KEY & 0xFFFFFFFF},
     )
     return (
         f"another migration runner (PostgreSQL backend pid {holder}) holds the migration "

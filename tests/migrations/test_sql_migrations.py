@@ -202,3 +202,26 @@ def test_a_held_lock_keeps_a_second_runner_out(
         waiter.upgrade()
     assert waiter.status().current is None
     assert waiter.upgrade().current == "0004"
+
+
+def test_a_refused_runner_names_the_holder_in_its_own_database(
+    make_pg_database, make_runner: MakeRunner
+) -> None:
+    """pg_locks spans the server: a runner holding the lock in another database on the same
+    server is not the one named."""
+    import psycopg
+
+    from tests.conftest import PG_ADMIN_URL
+
+    other, mine = make_pg_database(), make_pg_database()
+    waiter = make_runner(mine, lock_timeout=0.3, poll_interval=0.1)
+    with make_runner(other).lock(), make_runner(mine).lock():
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            [(pid,)] = admin.execute(
+                "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+                "WHERE l.locktype = 'advisory' AND l.granted AND d.datname = %s",
+                (mine.rsplit("/", 1)[1],),
+            ).fetchall()
+        with pytest.raises(MigrationLocked) as refused:
+            waiter.upgrade()
+    assert f"PostgreSQL backend pid {pid})" in str(refused.value)
