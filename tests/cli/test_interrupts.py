@@ -22,7 +22,10 @@ pytestmark = pytest.mark.slow
 
 def _env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STEWARD_")}
-    env.update(STEWARD_HOME=str(home), COLUMNS="200", PYTHONPATH=str(REPO))
+    # INFO: the tests wait for Prefect's "Beginning flow run" line (`make test` exports WARNING).
+    env.update(
+        STEWARD_HOME=str(home), COLUMNS="200", PYTHONPATH=str(REPO), PREFECT_LOGGING_LEVEL="INFO"
+    )
     from prefect.settings import PREFECT_API_URL
 
     if PREFECT_API_URL.value():  # report to the session's Prefect test server
@@ -159,6 +162,8 @@ def test_ctrl_c_during_run_archive_to_s3_says_what_the_archive_left(tmp_path: Pa
     for line in process.stderr:
         if "Beginning flow run" in line:
             break
+    else:
+        pytest.fail(f"the run ended before it began: exit {process.wait()}")
     time.sleep(2)
 
     _, err = _interrupt(process)
