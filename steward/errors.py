@@ -4,7 +4,8 @@ Hierarchy::
 
     StewardError
     ├── ConfigError                     (terminal) a setting or parameter is invalid
-    │   └── AuthenticationFailed        (terminal) a store refused the configured credentials
+    │   ├── AuthenticationFailed        (terminal) a store refused the configured credentials
+    │   └── NotInstalled                (terminal) Steward's tables missing: run `steward install`
     ├── SourceUnavailable               (transient) a database / cache / store cannot be reached
     │   └── StoresDown                  (check) check-health found a store down
     ├── ObjectStoreError
@@ -55,6 +56,7 @@ __all__ = [
     "MigrationLocked",
     "NightlyBusy",
     "NightlyStepsFailed",
+    "NotInstalled",
     "ObjectArchived",
     "ObjectCorrupted",
     "ObjectExists",
@@ -95,6 +97,10 @@ class ConfigError(StewardError, Terminal):
 
     The message names the key path, the value and what is accepted.
     """
+
+
+class NotInstalled(ConfigError):
+    """Steward's own tables are not in the database: ``steward install`` was never run there."""
 
 
 class AuthenticationFailed(ConfigError):
