@@ -180,6 +180,9 @@ def _privilege_of(statement: str, kind: str, *, owner: bool) -> str:
     if verb == "WITH":  # a data-modifying CTE needs the privilege of its first change
         changes = re.search(r"\b(DELETE|UPDATE|INSERT)\b", statement, re.I)
         verb = changes[1].upper() if changes else "SELECT"
+    elif verb in ("EXPLAIN", "DECLARE"):  # planning or a cursor: what the query inside does
+        inner = re.search(r"\b(SELECT|INSERT|UPDATE|DELETE|WITH)\b", statement, re.I)
+        return _privilege_of(statement[inner.start() :], kind, owner=False) if inner else verb
     if verb == "SELECT" and re.search(r"\bFOR\s+(NO\s+KEY\s+)?UPDATE\b", statement, re.I):
         return "UPDATE (SELECT ... FOR UPDATE)"
     if verb == "COPY":
