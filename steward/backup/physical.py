@@ -48,6 +48,7 @@ from steward.storage import create_sql_engine, translate_sql_errors
 
 __all__ = [
     "backup_physical",
+    "describe_window",
     "expire_physical",
     "physical_chain",
     "physical_labels",
@@ -221,6 +222,25 @@ def physical_status(ctx: BackupContext) -> dict[str, Any]:
         "archive_lag_s": round((ctx.clock() - last).total_seconds(), 1) if last else None,
         "archiving_failing": failing,
     }
+
+
+def describe_window(status: dict[str, Any]) -> str:
+    """One line: the recoverable window (earliest and latest point in time) and WAL lag."""
+    lag = status.get("archive_lag_s")
+    line = (
+        f"recoverable from {_moment(status.get('recoverable_from'))} "
+        f"to {_moment(status.get('recoverable_to'))}; "
+        f"WAL archive lag {'n/a' if lag is None else f'{lag:g} s'}"
+    )
+    return line + ("; WAL ARCHIVING IS FAILING" if status.get("archiving_failing") else "")
+
+
+def _moment(value: Any) -> str:
+    """An ISO time as ``2026-12-06 18:30:05 UTC``; "n/a" when unknown."""
+    if not value:
+        return "n/a"
+    when = datetime.fromisoformat(str(value)).astimezone(UTC)
+    return when.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _archiver(ctx: BackupContext) -> dict[str, Any]:
