@@ -79,7 +79,10 @@ def iam_policies(settings: Settings) -> dict[str, dict[str, Any]]:
     root = f"{root}/" if root else ""
     policies = {}
     for job, grants in _grants(settings).items():
-        statements = [_statement(bucket, root, actions, folders) for actions, folders in grants]
+        statements = [
+            _statement(f"Objects{n}", bucket, root, actions, folders)
+            for n, (actions, folders) in enumerate(grants, 1)
+        ]
         statements.append({
             "Sid": "List",
             "Effect": "Allow",
@@ -97,9 +100,11 @@ def iam_policies(settings: Settings) -> dict[str, dict[str, Any]]:
     return policies
 
 
-def _statement(bucket: str, root: str, actions: tuple[str, ...], folders: list[str]) -> dict:
+def _statement(
+    sid: str, bucket: str, root: str, actions: tuple[str, ...], folders: list[str]
+) -> dict[str, Any]:
     return {
-        "Sid": "Objects" + "".join(a.split(":")[1][:3] for a in actions),
+        "Sid": sid,
         "Effect": "Allow",
         "Action": list(actions),
         "Resource": [f"arn:aws:s3:::{bucket}/{root}{f}*" for f in folders],
