@@ -216,3 +216,81 @@ def test_each_policy_keeps_its_job_inside_its_folders(
     for policy in policies.values():
         assert not policy_allows(policy, "s3:PutObject", "arn:aws:s3:::other-bucket/steward/x")
         assert not policy_allows(policy, "s3:DeleteBucket", "arn:aws:s3:::shop-data")
+
+
+@pytest.fixture
+def enforcing_moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A moto server of this test's own that checks IAM policies (moto's switch is global in
+    the process, so it is switched on for this test only and back off after)."""
+    from moto import settings as moto_settings
+    from moto.server import ThreadedMotoServer
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        monkeypatch.setattr(moto_settings, "INITIAL_NO_AUTH_ACTION_COUNT", float("inf"))
+        server.stop()
+
+
+def test_moto_enforces_each_policy_on_objects(
+    enforcing_moto: str, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto checks object actions against the policy's resources (it does not model the
+    bucket-level listing rules): each job's identity writes its own folder, not another's."""
+    import json
+
+    import boto3
+    from botocore.exceptions import ClientError
+    from moto import settings as moto_settings
+    from moto.core.authorization import ActionAuthenticatorMixin
+
+    admin = {"endpoint_url": enforcing_moto, "region_name": "us-east-1",
+             "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}  # fmt: skip
+    boto3.client("s3", **admin).create_bucket(Bucket="shop-data")
+    policies = iam_policies(make_settings(objects__url="s3://shop-data/steward"))
+    iam = boto3.client("iam", **admin)
+    keys = {}
+    for job in ("archive", "backup", "relay"):
+        user = f"steward-{job}-{id(keys)}"
+        iam.create_user(UserName=user)
+        iam.put_user_policy(UserName=user, PolicyName=job, PolicyDocument=json.dumps(policies[job]))
+        keys[job] = iam.create_access_key(UserName=user)["AccessKey"]
+    monkeypatch.setattr(moto_settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
+    monkeypatch.setattr(ActionAuthenticatorMixin, "request_count", 0)
+
+    def s3_as(job: str) -> Any:
+        key = keys[job]
+        return boto3.client("s3", endpoint_url=enforcing_moto, region_name="us-east-1",
+                            aws_access_key_id=key["AccessKeyId"],
+                            aws_secret_access_key=key["SecretAccessKey"])  # fmt: skip
+
+    def allowed(job: str, call: str, key: str) -> bool:
+        client = s3_as(job)
+        try:
+            if call == "put":
+                client.put_object(Bucket="shop-data", Key=f"steward/{key}", Body=b"x")
+            elif call == "get":
+                client.get_object(Bucket="shop-data", Key=f"steward/{key}")["Body"].read()
+            else:
+                client.delete_object(Bucket="shop-data", Key=f"steward/{key}")
+        except ClientError as exc:
+            assert exc.response["Error"]["Code"] == "AccessDenied"
+            return False
+        return True
+
+    assert allowed("archive", "put", "archive/app/users/a.parquet")
+    assert allowed("archive", "get", "archive/app/users/a.parquet")
+    assert allowed("backup", "put", "backups/app/b.dump")
+    assert allowed("relay", "put", "events/app/e.jsonl")
+    assert not allowed("archive", "put", "backups/app/b.dump")
+    assert not allowed("archive", "delete", "backups/app/b.dump")
+    assert not allowed("backup", "get", "archive/app/users/a.parquet")
+    assert not allowed("backup", "delete", "archive/app/users/a.parquet")
+    assert not allowed("relay", "get", "archive/app/users/a.parquet")
+    assert not allowed("relay", "delete", "events/app/e.jsonl")  # the relay only appends
+    assert allowed("archive", "delete", "archive/app/users/a.parquet")
