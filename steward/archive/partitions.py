@@ -36,7 +36,11 @@ committed), partition_dropped (committed, not published).
 
 from __future__ import annotations
 
+import contextvars
 import uuid
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -57,6 +61,7 @@ from steward.archive.partition_catalog import (
     lock_partition,
     read_layout,
 )
+from steward.archive.partition_export import copy_batches, copy_ready, verify_exported
 from steward.archive.publish import publish_batch
 from steward.archive.sql_rows import TableRows
 from steward.archive.sql_source import SqlSource
@@ -82,6 +87,7 @@ DETACHING, DETACHED, DROPPED, KEPT, RESTORED = (
     "restored",
 )
 OPEN = (DETACHING, DETACHED)
+IN_FLIGHT = 2  # batches written and verified while the next one is read
 
 metadata = sa.MetaData()
 TS = sa.DateTime(timezone=True)
@@ -168,18 +174,22 @@ def archive_partitions(
     with ctx.sql.connect() as conn:
         records = partition_records(conn, source.source_name, source.name, OPEN)
     done: list[str] = []
-    for record in records:
-        report.add_partition(_archive_one(ctx, source, layout, record))
-        done.append(record.name)
-    for partition in layout.whole(source.cutoff):
-        if partition.name in done:
-            continue
-        if not budget.take():
-            report.partitions_pending += 1
-            continue
-        record = _start(ctx, source, partition)
-        report.add_partition(_archive_one(ctx, source, layout, record))
-        done.append(partition.name)
+    with ThreadPoolExecutor(1 + IN_FLIGHT, thread_name_prefix="partitions") as pool:
+        publishing: list[Future[Any]] = []
+        for record in records:
+            report.add_partition(_archive_one(ctx, source, layout, record, pool, publishing))
+            done.append(record.name)
+        for partition in layout.whole(source.cutoff):
+            if partition.name in done:
+                continue
+            if not budget.take():
+                report.partitions_pending += 1
+                continue
+            record = _start(ctx, source, partition)
+            report.add_partition(_archive_one(ctx, source, layout, record, pool, publishing))
+            done.append(partition.name)
+        for future in publishing:
+            future.result()
     _analyze(ctx, source, [p for p in report.partitions if p["state"] in (DROPPED, KEPT)])
 
 
@@ -222,9 +232,15 @@ def _start(ctx: ArchiveContext, source: SqlSource, partition: Partition) -> _Rec
 
 
 def _archive_one(
-    ctx: ArchiveContext, source: SqlSource, layout: Layout, record: _Record
+    ctx: ArchiveContext,
+    source: SqlSource,
+    layout: Layout,
+    record: _Record,
+    pool: ThreadPoolExecutor,
+    publishing: list[Future[Any]],
 ) -> dict[str, Any]:
-    """Detach (or finish detaching), abandon an interrupted export, export, drop, publish."""
+    """Detach (or finish detaching), abandon an interrupted export, export, drop; the final
+    objects are published by ``pool`` while the next partition is exported."""
     if record.state == DETACHING:
         ctx.fire("partition_detaching")
         detach_partition(
@@ -234,10 +250,10 @@ def _archive_one(
             _set_state(conn, record.id, DETACHED)
         ctx.fire("partition_detached")
     _abandon_export(ctx, record)
-    exported = _export_and_drop(ctx, source, record)
+    exported = _export_and_drop(ctx, source, record, pool)
     ctx.fire("partition_dropped")
     for entry, located in exported:
-        publish_batch(ctx, source, entry, located, set())
+        publishing.append(_submit(pool, publish_batch, ctx, source, entry, located, set()))
     return {
         "partition": record.name,
         "from": record.lower.isoformat(),
@@ -271,25 +287,27 @@ def _abandon_export(ctx: ArchiveContext, record: _Record) -> None:
 
 
 def _export_and_drop(
-    ctx: ArchiveContext, source: SqlSource, record: _Record
+    ctx: ArchiveContext, source: SqlSource, record: _Record, pool: ThreadPoolExecutor
 ) -> list[tuple[ManifestEntry, dict[str, str]]]:
-    """Export the detached table under a SHARE lock and, in the same transaction, drop it."""
+    """Export the detached table under a SHARE lock and, in the same transaction, drop it.
+    While one batch is parsed, the two before it are written and verified by ``pool``."""
     table = source.table.to_metadata(sa.MetaData(), name=record.name)
     rows = TableRows(table, [table.c[k.name] for k in source.root.keys], source.root.specs, True)
     exported: list[tuple[ManifestEntry, dict[str, str]]] = []
     with ctx.sql.engine.connect() as conn, conn.begin():
         lock_partition(conn, record.name)
-        after: Any = None
-        while True:
-            batch = _read(source, rows, conn, after)
-            if batch is None:
-                break
+        fast = copy_ready(source, conn)
+        batches = copy_batches(source, rows, conn) if fast else _keyset(source, rows, conn)
+        storing: deque[Future[tuple[ManifestEntry, dict[str, str]]]] = deque()
+        for batch in batches:
             with ctx.sql.begin() as link:
                 link.execute(batches_table.insert().values(partition_id=record.id,
                                                            batch_id=batch.batch_id))  # fmt: skip
-            verified = verify_batch(ctx, source, write_batch(ctx, source, batch))
-            exported.append((verified.entry, verified.located))
-            after = batch.keys[-1]
+            if len(storing) == IN_FLIGHT:
+                exported.append(storing.popleft().result())
+            storing.append(_submit(pool, _store, ctx, source, batch, fast))
+        while storing:
+            exported.append(storing.popleft().result())
         ctx.fire("partition_verified")
         for entry, _located in exported:
             manifest.mark_deleted(conn, entry.batch_id, deleted=entry.rows, skipped=[])
@@ -306,6 +324,33 @@ def _export_and_drop(
             finished_at=utcnow(),
         )
     return exported
+
+
+def _store(
+    ctx: ArchiveContext, source: SqlSource, batch: SourceBatch, fast: bool
+) -> tuple[ManifestEntry, dict[str, str]]:
+    """Write one batch's object staged and verify it."""
+    written = write_batch(ctx, source, batch)
+    if fast:
+        return verify_exported(ctx, source, written, batch)
+    verified = verify_batch(ctx, source, written)
+    return verified.entry, verified.located
+
+
+def _submit(pool: ThreadPoolExecutor, fn: Any, *args: Any) -> Future[Any]:
+    # A copy of the context per call: Prefect's run context follows the step into the thread.
+    return pool.submit(contextvars.copy_context().run, fn, *args)
+
+
+def _keyset(source: SqlSource, rows: TableRows, conn: Connection) -> Iterator[SourceBatch]:
+    """The partition's rows in keyset batches through TableRows (any column type)."""
+    after: Any = None
+    while True:
+        batch = _read(source, rows, conn, after)
+        if batch is None:
+            return
+        yield batch
+        after = batch.keys[-1]
 
 
 def _read(source: SqlSource, rows: TableRows, conn: Connection, after: Any) -> SourceBatch | None:
