@@ -8,8 +8,9 @@
   snapshot, the locks are released, and the tables are fingerprinted in it at leisure. The
   snapshot and the restore point see exactly the same committed rows. The same transaction
   switches WAL, so the server archives the restore point's WAL file while the tables are
-  read; the backup is done once ``pg_stat_archiver`` shows that file archived. The manifest (``engine = "physical"``) holds the
-  label, type, restore point and fingerprints; pgBackRest's repository holds the data.
+  read; the backup is done once ``pg_stat_archiver`` shows that file archived. The manifest
+  (``engine = "physical"``) holds the label, type, restore point and fingerprints (and the
+  seconds each step took); pgBackRest's repository holds the data.
 - **Verify by restore**: the backup is restored into a scratch cluster (its own folder under
   ``backup.physical.scratch_dir``, its own port, archiving off), recovered to the restore
   point, promoted, started, and fingerprinted; any difference, a restore that fails (a

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from steward.settings.stores import FlowDatabaseUrl, flow_database_url
+
 __all__ = ["BACKUP_SOURCES", "BackupSettings", "PhysicalSettings", "RetentionPolicy"]
 
 BackupSource = Literal["database", "documents"]
@@ -108,6 +110,7 @@ class BackupSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")  # a misspelt key is an error
 
+    database_url: FlowDatabaseUrl = flow_database_url("backups (pg_dump) and their verification")
     sources: list[BackupSource] = Field(
         default_factory=lambda: list(BACKUP_SOURCES),
         description="What `backup-databases` backs up: 'database' (database.url) and "
