@@ -299,6 +299,7 @@ def _with_window(m: Any, window: dict[str, Any] | None) -> dict[str, Any]:
     held = {b["label"] for b in (window or {}).get("backups", [])}
     opens = m.physical["label"] in held
     return {
+        "pgbackrest_label": m.physical["label"],
         "repository_size": m.physical.get("repository_size"),
         "recoverable_from": m.physical.get("stopped_at") if opens else None,
         "recoverable_to": (window or {}).get("recoverable_to") if opens else None,

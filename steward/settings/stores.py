@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
 
@@ -177,6 +178,11 @@ class ObjectsSettings(BaseModel):
     region: str = Field(default="us-east-1")
     access_key_id: SecretStr | None = Field(default=None, description="None = boto3's chain.")
     secret_access_key: SecretStr | None = Field(default=None)
+    ca_file: Path | None = Field(
+        default=None,
+        description="CA certificate(s) to trust for an https endpoint_url with a private "
+        "certificate (boto3 and pgBackRest); None = the system's.",
+    )
     server_side_encryption: Literal["", "AES256", "aws:kms"] = Field(default="")
     kms_key_id: str | None = Field(default=None)
     max_attempts: int = Field(

@@ -12,6 +12,8 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -154,6 +156,14 @@ def test_point_in_time_recovery_gives_exactly_the_noted_moment(physical, physica
     )
     assert done.returncode == 0, done.stderr
     assert f"into {target}" in " ".join(done.stdout.split())
+    with started_copy(cluster, target) as restored_url:
+        assert _fingerprint(restored_url) == expected
+    assert _fingerprint(url) != expected  # the source moved on
+
+
+@contextmanager
+def started_copy(cluster, target: Path) -> Iterator[str]:
+    """Start a restored data folder on its own port until it promoted; yields its shop URL."""
     port = free_port()
     options = f"-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={target}"
     pg_ctl = str(cluster.bin_dir / "pg_ctl")
@@ -169,11 +179,9 @@ def test_point_in_time_recovery_gives_exactly_the_noted_moment(physical, physica
             if not in_recovery:
                 break
             time.sleep(0.5)
-        assert _fingerprint(restored_url) == expected
-        assert _fingerprint(url) != expected  # the source moved on
+        yield restored_url
     finally:
-        cluster.run_as_owner([str(cluster.bin_dir / "pg_ctl"), "-D", str(target), "-m",
-                              "immediate", "stop"])  # fmt: skip
+        cluster.run_as_owner([pg_ctl, "-D", str(target), "-m", "immediate", "stop"])
 
 
 def test_a_damaged_repository_file_fails_verification_and_retention_keeps_the_good(
