@@ -5,7 +5,8 @@ Hierarchy::
     StewardError
     ├── ConfigError                     (terminal) a setting or parameter is invalid
     │   ├── AuthenticationFailed        (terminal) a store refused the configured credentials
-    │   └── NotInstalled                (terminal) Steward's tables missing: run `steward install`
+    │   ├── NotInstalled                (terminal) Steward's tables missing: run `steward install`
+    │   └── PermissionDenied            (terminal) the role lacks a privilege the job needs
     ├── SourceUnavailable               (transient) a database / cache / store cannot be reached
     │   └── StoresDown                  (check) check-health found a store down
     ├── ObjectStoreError
@@ -63,6 +64,7 @@ __all__ = [
     "ObjectNotFound",
     "ObjectStoreError",
     "PayloadRejected",
+    "PermissionDenied",
     "RelayConflict",
     "RestoreIncomplete",
     "SourceUnavailable",
@@ -107,6 +109,14 @@ class AuthenticationFailed(ConfigError):
     """A database, cache or store refused the configured user or password: retrying won't help.
 
     The message names the store (URL masked) and the setting to fix.
+    """
+
+
+class PermissionDenied(ConfigError):
+    """The database role lacks a privilege the job needs (SQLSTATE 42501): retrying won't help.
+
+    The message names the role, the privilege, the object and what the job was doing, e.g.
+    "role steward_archiver lacks DELETE on public.orders (archive policy orders)".
     """
 
 

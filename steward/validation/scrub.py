@@ -62,7 +62,7 @@ def scrub_archive(
 
 
 def _sample_entries(settings: Settings, sample: int) -> list[dict[str, Any]] | None:
-    client = SqlClient(settings)
+    client = SqlClient(settings.for_flow("validation"))
     try:
         with client.connect() as conn:
             schema = resolved_schema(conn)  # Steward's own schema (database.schema)
