@@ -106,7 +106,7 @@ def plan_restore(
     """The complete batches to read (newest first), a source per table, and coerced keys."""
     request.check()
     with ctx.sql.connect() as conn:
-        manifest.ensure_manifest(conn)
+        manifest.require_manifest(conn)
         found = manifest.entries(
             conn, table=request.table, states=[manifest.COMPLETE], batch_id=request.batch_id
         )
