@@ -72,7 +72,7 @@ def archive_to_s3(
     logger = get_run_logger()
     ctx = open_context(get_settings())
     try:
-        sources = open_sources(ctx, tables)  # every policy checked before any data moves
+        sources = open_sources(ctx, tables, dry_run=dry_run)  # all checked before data moves
         for source in sources:
             source.batch_size = batch_size or source.batch_size
         logger.info(

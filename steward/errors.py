@@ -4,7 +4,8 @@ Hierarchy::
 
     StewardError
     ├── ConfigError                     (terminal) a setting or parameter is invalid
-    │   └── AuthenticationFailed        (terminal) a store refused the configured credentials
+    │   ├── AuthenticationFailed        (terminal) a store refused the configured credentials
+    │   └── PermissionDenied            (terminal) the role lacks a privilege the job needs
     ├── SourceUnavailable               (transient) a database / cache / store cannot be reached
     │   └── StoresDown                  (check) check-health found a store down
     ├── ObjectStoreError
@@ -61,6 +62,7 @@ __all__ = [
     "ObjectNotFound",
     "ObjectStoreError",
     "PayloadRejected",
+    "PermissionDenied",
     "RelayConflict",
     "RestoreIncomplete",
     "SourceUnavailable",
@@ -101,6 +103,14 @@ class AuthenticationFailed(ConfigError):
     """A database, cache or store refused the configured user or password: retrying won't help.
 
     The message names the store (URL masked) and the setting to fix.
+    """
+
+
+class PermissionDenied(ConfigError):
+    """The database role lacks a privilege the job needs (SQLSTATE 42501): retrying won't help.
+
+    The message names the role, the privilege, the object and what the job was doing, e.g.
+    "role steward_archiver lacks DELETE on public.orders (archive policy orders)".
     """
 
 

@@ -24,7 +24,7 @@ import pytest
 import redis
 
 from steward.settings import Settings, get_settings, load_settings
-from tests.fixtures.private_servers import PrivatePostgres, PrivateRedis, free_port
+from tests.fixtures.private_servers import PrivateMoto, PrivatePostgres, PrivateRedis, free_port
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -194,6 +194,20 @@ def make_private_redis() -> Iterator[Callable[..., PrivateRedis]]:
 def private_redis(make_private_redis: Callable[..., PrivateRedis]) -> PrivateRedis:
     """A started private redis-server the test may stop, kill and restart (keys survive)."""
     return make_private_redis()
+
+
+@pytest.fixture
+def make_private_moto() -> Iterator[Callable[..., PrivateMoto]]:
+    """Factory of private moto S3 servers (``check_credentials``: refuse unknown keys)."""
+    servers: list[PrivateMoto] = []
+
+    def make(check_credentials: bool = False) -> PrivateMoto:
+        servers.append(PrivateMoto(check_credentials))
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.stop()
 
 
 # --- S3 (moto server over HTTP) -----------------------------------------------------------

@@ -39,6 +39,7 @@ from steward.archive.restore_report import (
 )
 from steward.archive.sql_source import SqlSource
 from steward.errors import ConfigError
+from steward.security import Need, require_privileges, table_needs
 from steward.settings import ArchivePolicy
 from steward.storage import RESTORE_TIERS
 
@@ -120,6 +121,8 @@ def plan_restore(
             f"table {request.table!r} has no complete archive batches to restore{hint}"
         )
     firsts = {entry.table_name: entry for entry in found}
+    with ctx.sql.connect() as conn:
+        require_privileges(conn, _restore_needs(found, request))
     sources = {table: _source_for(ctx, entry) for table, entry in firsts.items()}
     keys: list[Any] = []
     if request.keys:
@@ -131,6 +134,15 @@ def plan_restore(
     found.sort(key=lambda e: e.completed_at or e.created_at or datetime.min, reverse=True)
     request.partitions = reopen_partitions(ctx, found, dry_run=request.dry_run)
     return found, sources, keys
+
+
+def _restore_needs(entries: Sequence[ManifestEntry], request: RestoreRequest) -> list[Need]:
+    """SELECT and INSERT (UPDATE to overwrite) on every table the batches bring rows back to."""
+    privileges = ["SELECT"]
+    if not request.dry_run:
+        privileges += ["INSERT", "UPDATE"] if request.overwrite else ["INSERT"]
+    names = [e.table_name for e in entries] + [p.table_name for e in entries for p in e.parts]
+    return table_needs(None, names, privileges, "restore of archived rows")
 
 
 def restore_batch(

@@ -81,7 +81,7 @@ def archive(
 
     context = open_context(get_settings())
     try:
-        sources = open_sources(context, table or None)
+        sources = open_sources(context, table or None, dry_run=dry_run)
         for source in sources:
             source.batch_size = batch_size or source.batch_size
         if dry_run:
@@ -219,7 +219,7 @@ def status(
     from steward.archive import manifest, runs
     from steward.storage import SqlClient
 
-    settings = get_settings()
+    settings = get_settings().for_flow("archive")
     sql = SqlClient(settings)
     try:
         with sql.begin() as conn:

@@ -16,6 +16,7 @@ __all__ = [
     "cache_figures",
     "first",
     "outbox_figures",
+    "physical_figures",
     "tier_rows",
     "validation_figures",
 ]
@@ -64,6 +65,24 @@ def backup_figures(summary: Any) -> dict[str, Any]:
         else first(summary, "duration_s", "seconds"),
         "verified": _all_verified(summary, items, count),
         "dry_run": first(summary, "dry_run"),
+    }
+
+
+def physical_figures(summary: Any) -> dict[str, Any]:
+    """The physical (pgBackRest) backup of the run: type, sizes, recoverable window, WAL lag;
+    empty when the run took none."""
+    found = [i for i in _items(summary, "sources", "backups") if first(i, "engine") == "physical"]
+    if not found:
+        return {}
+    item = found[-1]
+    return {
+        "type": first(item, "type"),
+        "stored_bytes": first(item, "size_bytes"),
+        "database_bytes": first(item, "database_size"),
+        "recoverable_from": first(item, "recoverable_from"),
+        "recoverable_to": first(item, "recoverable_to"),
+        "archive_lag_s": first(item, "archive_lag_s"),
+        "window_problem": first(item, "window_problem"),
     }
 
 

@@ -158,7 +158,7 @@ class MigrationRunner:
             folder = Path(script_location).resolve()
             source = AlembicSource(folder, is_example=folder == DEFAULT_SCRIPT_LOCATION)
         self.source = source or resolve_alembic(settings)
-        self.sql = SqlClient(settings, url=url)
+        self.sql = SqlClient(settings.for_flow("migrations"), url=url)  # the schema owner
         self.script_location = self.source.script_location
         self.lock_timeout = lock_timeout
         self.poll_interval = poll_interval

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 __all__ = [
     "CacheSettings",
     "DatabaseSettings",
     "DocumentsSettings",
+    "FlowDatabaseUrl",
     "ObjectsSettings",
+    "check_database_url",
     "check_ports",
     "encode_userinfo",
+    "flow_database_url",
 ]
 
 
@@ -87,15 +91,34 @@ class DatabaseSettings(BaseModel):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: SecretStr) -> SecretStr:
-        raw = value.get_secret_value()
-        if raw and not raw.startswith(("postgresql", "postgres://", "sqlite")):
-            raise ValueError(
-                "accepted: postgresql+psycopg://... (postgres:// too) or sqlite:///path (or empty)"
-            )
-        if raw.startswith("postgres"):
-            check_ports(raw)
-            return SecretStr(encode_userinfo(raw))
-        return value
+        return check_database_url(value)
+
+
+def check_database_url(value: SecretStr) -> SecretStr:
+    """A database URL Steward accepts (PostgreSQL or SQLite, or empty), user info encoded."""
+    raw = value.get_secret_value()
+    if raw and not raw.startswith(("postgresql", "postgres://", "sqlite")):
+        raise ValueError(
+            "accepted: postgresql+psycopg://... (postgres:// too) or sqlite:///path (or empty)"
+        )
+    if raw.startswith("postgres"):
+        check_ports(raw)
+        return SecretStr(encode_userinfo(raw))
+    return value
+
+
+# A flow's own database credentials (``archive.database_url``...): empty = database.url.
+FlowDatabaseUrl = Annotated[SecretStr, AfterValidator(check_database_url)]
+
+
+def flow_database_url(job: str) -> Any:
+    """The ``database_url`` field of a flow's settings section (``job`` names who uses it)."""
+    return Field(
+        default=SecretStr(""),
+        description=f"Database URL (its role's credentials) {job} connects with, overriding "
+        "database.url: a least-privilege role per job (see `steward install --roles`). "
+        "Empty = database.url.",
+    )
 
 
 class DocumentsSettings(BaseModel):
@@ -155,6 +178,11 @@ class ObjectsSettings(BaseModel):
     region: str = Field(default="us-east-1")
     access_key_id: SecretStr | None = Field(default=None, description="None = boto3's chain.")
     secret_access_key: SecretStr | None = Field(default=None)
+    ca_file: Path | None = Field(
+        default=None,
+        description="CA certificate(s) to trust for an https endpoint_url with a private "
+        "certificate (boto3 and pgBackRest); None = the system's.",
+    )
     server_side_encryption: Literal["", "AES256", "aws:kms"] = Field(default="")
     kms_key_id: str | None = Field(default=None)
     max_attempts: int = Field(

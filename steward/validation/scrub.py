@@ -61,7 +61,7 @@ def scrub_archive(
 
 
 def _sample_entries(settings: Settings, sample: int) -> list[dict[str, Any]] | None:
-    client = SqlClient(settings)
+    client = SqlClient(settings.for_flow("validation"))
     try:
         with client.connect() as conn:
             if not sa.inspect(conn).has_table(MANIFEST_TABLE):
