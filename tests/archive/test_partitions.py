@@ -6,6 +6,7 @@ before its objects were verified. Restores give a dropped range its partition ba
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -317,3 +318,47 @@ def test_cli_dry_run_archive_restore_and_nightly_figures(events, contexts, tmp_p
         "events: partition events_2025_07 [2025-07-01, 2025-08-01) archived whole: 12 rows in "
         "3 object(s), dropped"
     ]
+
+
+@pytest.mark.parametrize("path", ["copy", "keyset"])
+def test_every_value_survives_the_copy_path_and_the_keyset_path(path, events, contexts):
+    """Awkward text (empty vs NULL, quotes, commas, newlines, backslashes), JSON and booleans
+    come back exactly from the objects; a column COPY's CSV cannot carry exactly (NUMERIC)
+    sends the table through keyset batches instead."""
+    import pyarrow.parquet as pq
+
+    settings, rows = events()
+    ctx = contexts(settings)
+    odd = ["", None, 'a,"b"\nc\\N', "tab\there", "ünï ✓"]
+    with ctx.sql.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE events ADD COLUMN flag BOOLEAN")
+        if path == "keyset":
+            conn.exec_driver_sql("ALTER TABLE events ADD COLUMN price NUMERIC(10, 2)")
+            conn.exec_driver_sql("UPDATE events SET price = id * 1.25")
+        for i, text in enumerate(odd, start=1):
+            conn.execute(
+                sa.text("UPDATE events SET body = :b, flag = :f, doc = CAST(:d AS JSONB) "
+                        "WHERE id = :id"),
+                {"b": text, "f": i % 2 == 0, "d": json.dumps({"q": text}), "id": i},
+            )  # fmt: skip
+        expected = {
+            r[0]: tuple(r[1:])
+            for r in conn.exec_driver_sql(
+                "SELECT id, body, flag, doc::text FROM events WHERE occurred_at < '2025-11-01'"
+            )
+        }
+    _run(ctx)
+    found = {}
+    for info in ctx.store.list("archive/", details=False):
+        if info.key.endswith(".parquet"):
+            table = pq.read_table(io.BytesIO(ctx.store.get_bytes(info.key)))
+            for row in table.to_pylist():
+                doc = None if row["doc"] is None else json.dumps(json.loads(row["doc"]))
+                found[row["id"]] = (row["body"], row["flag"], doc)
+                if path == "keyset":
+                    assert str(row["price"]) == f"{row['id'] * 1.25:.2f}"
+    want = {k: (b, f, None if d is None else json.dumps(json.loads(d)))
+            for k, (b, f, d) in expected.items()}  # fmt: skip
+    assert {k: v for k, v in found.items() if k in want} == want
+    assert [found[i][0] for i in range(1, 6)] == odd
+    _assert_each_row_once(ctx, rows)
