@@ -31,6 +31,7 @@ from steward.archive.partitions import (
     batches_table,
     partitions_table,
 )
+from steward.storage.steward_schema import missing_tables
 
 __all__ = ["reopen_partitions"]
 
@@ -43,7 +44,7 @@ def reopen_partitions(
     if not ctx.sql.is_postgres or not entries:
         return []
     with ctx.sql.connect() as conn:
-        if not sa.inspect(conn).has_table(partitions_table.name):
+        if missing_tables(conn, [partitions_table]):
             return []
         records = _records(conn, [e.batch_id for e in entries])
     notes = []

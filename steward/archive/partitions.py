@@ -67,6 +67,7 @@ from steward.archive.publish import publish_batch
 from steward.archive.sql_rows import TableRows
 from steward.archive.sql_source import SqlSource
 from steward.storage import utcnow
+from steward.storage.steward_schema import SCHEMA_TOKEN, require_installed
 
 __all__ = [
     "DETACHED",
@@ -92,7 +93,8 @@ IN_FLIGHT = 2  # batches written and verified while the next one is read
 AT_ONCE = 2  # partitions exported at once (each in its own transaction)
 _DETACHING = threading.Lock()
 
-metadata = sa.MetaData()
+# In Steward's own schema, created by `steward install` only (see steward_schema).
+metadata = sa.MetaData(schema=SCHEMA_TOKEN)
 TS = sa.DateTime(timezone=True)
 
 partitions_table = sa.Table(
@@ -122,14 +124,11 @@ batches_table = sa.Table(
     sa.Column("batch_id", sa.String(32), primary_key=True),
 )
 
-_CREATE_LOCK = 0x5374_6577_6172_6441  # the manifest's: creating archive state tables
-
 
 def ensure_partition_tables(engine: sa.Engine) -> None:
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CREATE_LOCK)))
-        metadata.create_all(conn, checkfirst=True)
+    """Stop with one line (:class:`~steward.errors.NotInstalled`) unless `steward install`
+    created the partition state tables."""
+    require_installed(engine, metadata.sorted_tables)
 
 
 @dataclass
