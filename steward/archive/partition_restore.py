@@ -29,9 +29,9 @@ from steward.archive.partitions import (
     KEPT,
     RESTORED,
     batches_table,
+    partition_tables_exist,
     partitions_table,
 )
-from steward.storage.steward_schema import missing_tables
 
 __all__ = ["reopen_partitions"]
 
@@ -44,7 +44,7 @@ def reopen_partitions(
     if not ctx.sql.is_postgres or not entries:
         return []
     with ctx.sql.connect() as conn:
-        if missing_tables(conn, [partitions_table]):
+        if not partition_tables_exist(conn):  # Steward's schema: `steward install`
             return []
         records = _records(conn, [e.batch_id for e in entries])
     notes = []
