@@ -383,3 +383,24 @@ def test_the_nightly_report_lists_each_partition_archived_whole():
         "in 3 object(s), dropped" in page
     )
     assert "- events: row archiving for e_def" in page
+
+
+def test_the_flow_reports_each_partition_in_its_artifacts(events, run_flow, monkeypatch):
+    from flows.archive_to_s3 import archive_to_s3
+    from steward.settings import get_settings
+
+    events()
+    days = (datetime.now(UTC) - datetime(2025, 11, 20, tzinfo=UTC)).days
+    monkeypatch.setenv("STEWARD_ARCHIVE__POLICIES", _policy().replace("365", str(days)))
+    get_settings.cache_clear()
+    summary, artifacts = run_flow(archive_to_s3, tables=["events"])
+    data = artifacts["archive-partitions"]["data"]
+    table = json.loads(data) if isinstance(data, str) else data
+    assert [row["partition"] for row in table] == WHOLE
+    assert all(row["table"] == "events" and row["state"] == "dropped" for row in table)
+    assert all(row["rows"] == PER_MONTH for row in table)
+    assert (
+        "events: partition events_2025_07 [2025-07-01, 2025-08-01) archived whole"
+        in (artifacts["archive-notes"]["data"])
+    )
+    assert summary["tables"]["events"]["partition_lines"][0].startswith("events: partition")
