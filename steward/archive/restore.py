@@ -10,7 +10,9 @@ still comes back, and each clash is reported with its table, key and constraint.
 cold class get a restore request and are reported pending with a time to rerun.
 
 For SQL tables the inserted rows, the manifest mark (``restored_at``, ``restored_rows``) and an
-``audit_log`` entry commit in one transaction.
+``audit_log`` entry commit in one transaction. Then the batch's objects are rewritten without the
+rows that came back (:mod:`~steward.archive.restored`), so the archive read in place never holds
+a row the source holds: restoring a key twice finds it in the source, not in the archive.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from steward.archive.restore_report import (
     RestoreReport,
     explain_not_restored,
 )
+from steward.archive.restored import prune_restored, record_restored
 from steward.archive.sql_source import SqlSource
 from steward.errors import ConfigError
 from steward.security import Need, require_privileges, table_needs
@@ -106,7 +109,7 @@ def plan_restore(
     """The complete batches to read (newest first), a source per table, and coerced keys."""
     request.check()
     with ctx.sql.connect() as conn:
-        manifest.ensure_manifest(conn)
+        manifest.require_manifest(conn)
         found = manifest.entries(
             conn, table=request.table, states=[manifest.COMPLETE], batch_id=request.batch_id
         )
@@ -186,6 +189,8 @@ def restore_batch(
             finish=_recorder(ctx, entry, request),
             children=children,
         )
+        if not request.dry_run:
+            prune_restored(ctx, source, entry)
     done.update(result.outcome.restored_keys)
     return result
 
@@ -275,6 +280,7 @@ def _recorder(
 
     def record(conn: Connection, outcome: RestoreOutcome) -> None:
         manifest.mark_restored(conn, entry.batch_id, outcome.restored + outcome.overwritten)
+        record_restored(conn, entry.batch_id, outcome.whole_keys)
         _audit(conn, ctx, entry, request, outcome)
 
     return record

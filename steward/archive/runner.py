@@ -63,7 +63,7 @@ def archive_table(
     progress bar started from the qualifying count reaches it."""
     budget = budget or Budget()
     report = TableReport(table=source.name, source=source.source_name)
-    manifest.ensure_manifest(ctx.sql.engine)
+    manifest.require_manifest(ctx.sql.engine)
     with table_lock(ctx.sql.engine, source.source_name, source.name):
         run_row, report.interrupted_runs = _start_run(ctx, source)
         try:

@@ -223,7 +223,7 @@ def status(
     sql = SqlClient(settings)
     try:
         with sql.begin() as conn:
-            manifest.ensure_manifest(conn)
+            manifest.require_manifest(conn)
         if check_store:
             _refresh_storage_classes(sql)
         _mark_dead_runs(sql)

@@ -169,8 +169,6 @@ def test_a_bare_command_group_prints_its_help(tmp_path: Path, args: tuple[str, .
 PRIVILEGE_CASES = [
     (["archive", "-t", "users"], ("archive", "validator"),
      "lacks DELETE on public.users (archive policy users); nothing was changed"),
-    (["archive", "-t", "orders"], ("archive", "warmer"),
-     "lacks DELETE on public.orders (archive policy orders); DELETE on public.order_items"),
     (["outbox", "relay"], ("outbox", "validator"),
      "lacks UPDATE on public.outbox (outbox relay); nothing was changed"),
     (["outbox", "cleanup"], ("outbox", "warmer"),
