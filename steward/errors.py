@@ -5,7 +5,8 @@ Hierarchy::
     StewardError
     ├── ConfigError                     (terminal) a setting or parameter is invalid
     │   ├── AuthenticationFailed        (terminal) a store refused the configured credentials
-    │   └── PermissionDenied            (terminal) the role lacks a privilege the job needs
+    │   ├── PermissionDenied            (terminal) the role lacks a privilege the job needs
+    │   └── NotInstalled                (terminal) Steward's tables missing: run `steward install`
     ├── SourceUnavailable               (transient) a database / cache / store cannot be reached
     │   └── StoresDown                  (check) check-health found a store down
     ├── ObjectStoreError
@@ -56,6 +57,7 @@ __all__ = [
     "MigrationLocked",
     "NightlyBusy",
     "NightlyStepsFailed",
+    "NotInstalled",
     "ObjectArchived",
     "ObjectCorrupted",
     "ObjectExists",
@@ -97,6 +99,10 @@ class ConfigError(StewardError, Terminal):
 
     The message names the key path, the value and what is accepted.
     """
+
+
+class NotInstalled(ConfigError):
+    """Steward's own tables are not in the database: ``steward install`` was never run there."""
 
 
 class AuthenticationFailed(ConfigError):

@@ -114,6 +114,7 @@ def archive_tables(summary: Any) -> list[dict[str, Any]]:
                 "kept": sum(counts) if counts else None,
                 "why_kept": _why_kept(item, referenced, changed),
                 "children": _children(item),
+                "partitions": [str(line) for line in first(item, "partition_lines") or []],
             }
         )
     return rows

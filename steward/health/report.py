@@ -255,6 +255,8 @@ def _archive_section(facts: _Facts) -> list[str]:
             f"{human_bytes(t['bytes'])} | {shown_value(t['objects'])} | {shown_value(t['kept'])} | "
             f"{t['why_kept']} |"
         )
+    partitions = [line for t in facts.archive for line in t.get("partitions", [])]
+    lines += [""] + [f"- {line}" for line in partitions] if partitions else []
     if all(not t["rows"] for t in facts.archive):
         kept = sum(t["kept"] for t in facts.archive if isinstance(t["kept"], int))
         lines += [

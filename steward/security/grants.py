@@ -30,7 +30,6 @@ import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy.engine import Connection
 
-from steward.security.relations import relations_read
 from steward.settings import Settings
 
 __all__ = ["DEFAULT_ROLES", "JOBS", "RoleGrants", "apply_roles", "plan_roles", "render_roles"]
@@ -108,19 +107,17 @@ def _archiver(settings: Settings, conn: Connection, plan: RoleGrants) -> RoleGra
 
 
 def _validator(settings: Settings, conn: Connection, plan: RoleGrants) -> RoleGrants:
-    from steward.validation import load_suites, suite_parameters, suite_queries
+    from steward.statistics import suite_tables
+    from steward.validation import load_suites, suite_parameters
 
-    current = _current_schema(conn)
-    params = suite_parameters(settings)
     existing = set(sa.inspect(conn).get_table_names())
-    tables: list[Table] = []
-    for suite in load_suites(settings.validation.expectations_dir):
-        if suite.datasource != "sql" or suite.target not in existing:
-            continue
-        tables.append((current, suite.target))
-        for query in suite_queries(conn, suite, params):
-            tables += relations_read(conn, query.replace("%", "%%"), text=False)
-    plan.grant(("SELECT",), tables)
+    suites = [
+        suite
+        for suite in load_suites(settings.validation.expectations_dir)
+        if suite.datasource == "sql" and suite.target in existing
+    ]
+    names = suite_tables(conn.engine, suites, suite_parameters(settings))
+    plan.grant(("SELECT",), _qualified(conn, names))
     plan.notes.append("validate-data runs read-only: SELECT on its suites' tables only")
     return plan
 
@@ -153,15 +150,16 @@ def _relay(settings: Settings, conn: Connection, plan: RoleGrants) -> RoleGrants
 
 
 def _warmer(settings: Settings, conn: Connection, plan: RoleGrants) -> RoleGrants:
-    tables: list[Table] = []
-    for warmer in settings.cache.warmers:
-        if not warmer.enabled:
-            continue
+    from steward.statistics import warmer_tables
+
+    warmers = [w for w in settings.cache.warmers if w.enabled]
+    for warmer in warmers:
         if warmer.query is None:
-            plan.notes.append(f"warmer {warmer.name}: its source function's reads are unknown")
-            continue
-        tables += relations_read(conn, warmer.query, warmer.params)
-    plan.grant(("SELECT",), tables)
+            plan.notes.append(
+                f"warmer {warmer.name}: reads what its function {warmer.source} reads "
+                "(grant SELECT on those tables by hand)"
+            )
+    plan.grant(("SELECT",), _qualified(conn, warmer_tables(conn.engine, warmers)))
     plan.notes.append("warm-cache: SELECT on the tables its warmers' queries read")
     return plan
 
@@ -210,6 +208,15 @@ def _application_schemas(conn: Connection) -> list[str]:
         {"system": list(_SYSTEM_SCHEMAS)},
     )
     return [name for (name,) in rows]
+
+
+def _qualified(conn: Connection, names: Iterable[str]) -> list[Table]:
+    """(schema, table) of ``schema.table`` or bare names (the current schema)."""
+    current = _current_schema(conn)
+    return [
+        (schema, table) if table else (current, schema)
+        for schema, _, table in (name.partition(".") for name in names)
+    ]
 
 
 def _current_schema(conn: Connection) -> str:

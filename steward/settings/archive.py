@@ -65,6 +65,11 @@ class ArchivePolicy(BaseModel):
     )
     storage_class: str = Field(default="STANDARD", description="Storage class of new objects.")
     enabled: bool = Field(default=True, description="False keeps the policy but skips it.")
+    partition_action: Literal["drop", "detach"] = Field(
+        default="drop",
+        description="PostgreSQL range-partitioned tables: a partition wholly before the cutoff "
+        "is archived whole, detached, then dropped (drop) or kept as a detached table (detach).",
+    )
 
     @field_validator("children")
     @classmethod

@@ -70,7 +70,9 @@ def check_ports(raw: str) -> None:
 class DatabaseSettings(BaseModel):
     """The SQL system of record (PostgreSQL via psycopg 3, or SQLite)."""
 
-    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error
+    model_config = ConfigDict(  # a misspelt key is an error; `schema` read and shown as such
+        extra="forbid", validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )
 
     url: SecretStr = Field(
         default=SecretStr(""),
@@ -86,6 +88,14 @@ class DatabaseSettings(BaseModel):
     )
     statement_timeout_ms: int = Field(
         default=0, ge=0, description="PostgreSQL statement_timeout per connection; 0 = none."
+    )
+    schema_: str = Field(
+        default="steward",
+        alias="schema",  # a field named "schema" would shadow BaseModel.schema()
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="PostgreSQL schema of Steward's own tables (archive manifest, runs, parts, "
+        "migration checksums), created by `steward install`; SQLite keeps them in the main "
+        "database. Lower-case letters, digits and _.",
     )
 
     @field_validator("url")

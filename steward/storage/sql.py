@@ -34,6 +34,7 @@ from steward.errors import (
     SourceUnavailable,
 )
 from steward.settings import Settings, mask_url
+from steward.storage.steward_schema import schema_translate_map
 
 __all__ = [
     "PRIVILEGE_PROBE",
@@ -84,10 +85,14 @@ def create_sql_engine(settings: Settings, *, url: str | None = None) -> Engine:
             "postgresql+psycopg://user:password@host:5432/database or sqlite:///path"
         ) from None
     db = settings.database
+    # Steward's own tables resolve to database.schema (see steward.storage.steward_schema).
+    own = {"schema_translate_map": schema_translate_map(db.schema_, parsed.get_backend_name())}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(parsed, connect_args={"timeout": db.pool_timeout})
+        engine = sa.create_engine(
+            parsed, connect_args={"timeout": db.pool_timeout}, execution_options=own
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
     else:
@@ -101,6 +106,7 @@ def create_sql_engine(settings: Settings, *, url: str | None = None) -> Engine:
             pool_timeout=db.pool_timeout,
             pool_pre_ping=True,
             connect_args=connect_args,
+            execution_options=own,
         )
     event.listen(engine, "handle_error", _translate_driver_errors)
     return engine
@@ -180,6 +186,9 @@ def _privilege_of(statement: str, kind: str, *, owner: bool) -> str:
     if verb == "WITH":  # a data-modifying CTE needs the privilege of its first change
         changes = re.search(r"\b(DELETE|UPDATE|INSERT)\b", statement, re.I)
         verb = changes[1].upper() if changes else "SELECT"
+    elif verb in ("EXPLAIN", "DECLARE"):  # planning or a cursor: what the query inside does
+        inner = re.search(r"\b(SELECT|INSERT|UPDATE|DELETE|WITH)\b", statement, re.I)
+        return _privilege_of(statement[inner.start() :], kind, owner=False) if inner else verb
     if verb == "SELECT" and re.search(r"\bFOR\s+(NO\s+KEY\s+)?UPDATE\b", statement, re.I):
         return "UPDATE (SELECT ... FOR UPDATE)"
     if verb == "COPY":

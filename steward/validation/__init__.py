@@ -30,7 +30,7 @@ when a suite holds an expectation type Steward does not compile itself.
 """
 
 from steward.validation.backup_scrub import scrub_backups
-from steward.validation.checks import check_schema, check_with_gx, suite_problems, suite_queries
+from steward.validation.checks import check_schema, check_with_gx, suite_problems
 from steward.validation.docs import DataDocs, build_data_docs
 from steward.validation.drafting import DraftSuite, draft_suites, write_draft_suites
 from steward.validation.incremental import Window, close_window, open_window
@@ -92,7 +92,6 @@ __all__ = [
     "scrub_archive",
     "scrub_backups",
     "suite_parameters",
-    "suite_queries",
     "summarize",
     "table_rows",
     "write_draft_suites",

@@ -222,16 +222,6 @@ def _column_problems(suite: SuiteSpec, columns: dict[str, Any]) -> list[str]:
     return problems
 
 
-def suite_queries(conn: Any, suite: SuiteSpec, params: dict[str, Any]) -> list[str]:
-    """The SQL of the suite's query expectations as they run (what the validator reads beyond
-    its table: ``steward install --roles`` grants SELECT on what these read)."""
-    return [
-        batch_sql(spec, conn.dialect, suite.target, params, None)
-        for spec in suite.expectations
-        if spec.is_query
-    ]
-
-
 def _explain(conn: Any, suite: SuiteSpec, spec: ExpectationSpec, params: dict) -> list[str]:
     sql = driver_text(batch_sql(spec, conn.dialect, suite.target, params, None), conn.dialect.name)
     try:
