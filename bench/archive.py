@@ -17,6 +17,9 @@ Three table shapes of the example schema, each in a fresh PostgreSQL database, a
   its peak RSS is its own.
 
 - ``links``: a link table with a composite primary key (product_id, tag), append-only.
+- ``partitioned``: a RANGE-partitioned events table whose old partitions leave whole; the
+  baseline is ``COPY partition TO STDOUT | gzip`` + ``DROP TABLE partition``, and the dead
+  tuples left in the parent afterwards are printed (:mod:`bench.archive_partitions`).
 
 Prints, per shape and size, root rows/s for both, Steward's peak RSS and the ratio
 (``--repeat N`` alternates N runs of each and keeps the best). Give several ``--rows`` values
@@ -47,6 +50,8 @@ from typing import Any
 
 import psycopg
 
+from bench import archive_partitions as partitioned
+
 REPO = Path(__file__).resolve().parents[1]
 ADMIN_URL = os.environ.get("STEWARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 NOW = datetime.now(UTC)
@@ -65,6 +70,7 @@ class Shape:
     rows_per_root: int = 1
     table: str = ""  # the policy's table (default: the first copied table)
     policies: str = ""  # archive.policies as JSON, when not one of the default policies
+    whole: bool = False  # whole partitions: the baseline drops tables, deleting no row
 
 
 _ROOTS = "SELECT id FROM orders WHERE deleted_at IS NOT NULL AND deleted_at < %(cutoff)s"
@@ -169,6 +175,15 @@ SHAPES = {
         ),
     ]
 }
+SHAPES["partitioned"] = Shape(
+    "partitioned",
+    "bench_events (whole partitions)",
+    partitioned.fill_statements(OLD, NOW),
+    partitioned.copies(),
+    partitioned.drops(),
+    policies=partitioned.policies(),
+    whole=True,
+)
 CUTOFF = NOW - timedelta(days=400)  # every filled row is older than every policy's retention
 
 
@@ -305,6 +320,7 @@ def child(table: str, batch_size: int) -> None:
     (source,) = open_sources(ctx, [table])
     source.batch_size = batch_size
     stages = _time_stages(ctx, source)
+    partitioned.time_partition_stages(stages)
     started = time.perf_counter()
     report = archive_table(ctx, source, steps=stages.steps())
     elapsed = time.perf_counter() - started
@@ -371,6 +387,7 @@ def _time_stages(ctx: Any, source: Any) -> _Stages:
 
 POLICY_TABLE = {"users": "users", "movements": "inventory_movements", "orders": "orders"}
 POLICY_TABLE["links"] = "bench_product_tags"
+POLICY_TABLE["partitioned"] = partitioned.TABLE
 
 
 def bench(shape: Shape, rows: int, batch_size: int, repeat: int = 1) -> dict[str, Any]:
@@ -398,9 +415,11 @@ def bench(shape: Shape, rows: int, batch_size: int, repeat: int = 1) -> dict[str
             stewards.append(run_steward(env, POLICY_TABLE[shape.name], batch_size))
             if stewards[-1]["rows"] != rows:
                 raise RuntimeError(f"steward archived {stewards[-1]['rows']} rows, not {rows}")
+            if shape.whole:
+                stewards[-1]["dead_tuples"] = partitioned.dead_tuples(conninfo)
             fill(conninfo, shape, rows)
             baselines.append(run_baseline(conninfo, shape, workdir))
-            if baselines[-1]["deleted"] != rows:
+            if not shape.whole and baselines[-1]["deleted"] != rows:
                 raise RuntimeError(f"baseline deleted {baselines[-1]['deleted']} roots")
     finally:
         server.terminate()
@@ -436,6 +455,13 @@ def report(results: list[dict[str, Any]]) -> None:
         f"steward: {results[0]['batch_size']:,} roots per batch, Parquet objects on S3, "
         "verified, guarded delete"
     )
+    for result in results:
+        if "dead_tuples" in result["steward"]:
+            print(
+                f"{result['shape'].label}: {result['steward']['dead_tuples']:,} dead tuples left "
+                "in the parent's partitions after Steward (n_dead_tup); baseline: COPY partition "
+                "| gzip, DROP TABLE partition"
+            )
     report_stages(results)
     print("load average (1, 5, 15 min) at the end: " + ", ".join(
         f"{load:.1f}" for load in os.getloadavg()))  # fmt: skip

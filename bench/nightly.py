@@ -151,16 +151,16 @@ def baseline_validation(copy: str) -> tuple[float, int]:
 
     settings = get_settings()
     params = suite_parameters(settings)
+    engine = sa.create_engine(_url(copy))
     queries, left_out = [], 0
     for suite in load_suites(settings.validation.expectations_dir):
         for spec in suite.expectations if suite.datasource == "sql" else ():
             try:
                 queries += plain_checks(
-                    [replace(suite, expectations=(spec,))], "postgresql", params
+                    [replace(suite, expectations=(spec,))], engine.dialect, params
                 )
             except SystemExit:  # no plain-SQL version of this expectation type
                 left_out += 1
-    engine = sa.create_engine(_url(copy))
     seconds = 0.0
     with engine.connect() as conn:
         for query in queries:

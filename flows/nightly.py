@@ -1,7 +1,9 @@
 """Flow ``nightly``: every capability in order, then the one-page health report.
 
-Steps run as subflows, in order: backup-databases (verified by a restore) -> archive-to-s3 ->
-tier-archives -> cleanup-outbox -> validate-data -> warm-cache. A failed step does not stop
+Steps run as subflows, in stages: backup-databases (verified by a restore) -> archive-to-s3 ->
+tier-archives beside cleanup-outbox -> validate-data beside warm-cache (the steps of a stage
+touch different data; see ``steward.health.NIGHTLY_STAGES`` for why each is where it is). The
+step flows' modules are imported while the backup runs. A failed step does not stop
 the independent ones after it; the archive and the tiering do not run after a failed backup
 (it is their safety net). The run ends Failed when a critical step (backup, archive,
 validation) failed, ``Completed`` named "Completed with warnings" when the report needs attention
@@ -19,9 +21,11 @@ and ``nightly-health-figures`` (a table of the same figures, for trends).
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import inspect
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -36,6 +40,7 @@ from pydantic import Field
 from steward.errors import NightlyStepsFailed
 from steward.health import (
     FAILED,
+    NIGHTLY_STAGES,
     NIGHTLY_STEPS,
     NOT_INSTALLED,
     NOT_RUN,
@@ -92,8 +97,9 @@ def nightly(
             stack.enter_context(nightly_lock(get_settings(), name, wait_for_lock_seconds))
         outcomes: dict[str, StepOutcome] = {}
         with tags(*STEP_TAGS):  # the steps' runs carry `steward`: automations see them
-            for step in NIGHTLY_STEPS:
-                outcomes[step.name] = run_step(step, skipped, outcomes, dry_run)
+            for stage in NIGHTLY_STAGES:
+                outcomes.update(run_stage(stage, skipped, outcomes, dry_run))
+        outcomes = {step.name: outcomes[step.name] for step in NIGHTLY_STEPS}  # report order
         summary = _report(outcomes, dry_run)
     critical = failed_critical(outcomes)
     if critical:
@@ -107,6 +113,29 @@ def nightly(
         # Not a plain green Completed: a state of its own an automation can match on.
         return Completed(name=WARNINGS_STATE, message=summary["headline"][:500], data=summary)
     return summary
+
+
+def run_stage(
+    stage: tuple[str, ...], skipped: list[str], outcomes: dict[str, StepOutcome], dry_run: bool
+) -> dict[str, StepOutcome]:
+    """Run a stage's steps side by side (one thread each, in this flow run's context).
+
+    On SQLite (the embedded default) one after another: it takes one writer at a time, and
+    the steps' statistics refresh before reading writes (a long read beside it would make it
+    wait, then fail with "database is locked").
+    """
+    steps = [step for step in NIGHTLY_STEPS if step.name in stage]
+    if len(steps) == 1 or get_settings().database_url.startswith("sqlite"):
+        return {step.name: run_step(step, skipped, outcomes, dry_run) for step in steps}
+    with ThreadPoolExecutor(max_workers=len(steps), thread_name_prefix="nightly-step") as pool:
+        # Each thread gets its own copy of the context: the run, its logger and the tags.
+        futures = {
+            step.name: pool.submit(
+                contextvars.copy_context().run, run_step, step, skipped, outcomes, dry_run
+            )
+            for step in steps
+        }
+        return {name: future.result() for name, future in futures.items()}
 
 
 def run_step(

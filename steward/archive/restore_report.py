@@ -59,6 +59,7 @@ class RestoreReport:
     children_restored: dict[str, int] = field(default_factory=dict)
     clash_count: int = 0
     clashes: list[str] = field(default_factory=list)  # "table:key (constraint)"
+    partitions: list[str] = field(default_factory=list)  # partitions recreated / reattached
     seen: dict[str, set[Any]] = field(default_factory=dict, repr=False)  # keys restored
     reasons: dict[Any, str] = field(default_factory=dict, repr=False)  # requested key -> why
     found: set[Any] = field(default_factory=set, repr=False)  # requested keys in an object

@@ -29,6 +29,7 @@ from steward.archive.archiver import (
 )
 from steward.archive.batch import Source, SourceBatch
 from steward.archive.locking import table_lock
+from steward.archive.partitions import archive_partitions, plan_partitions
 from steward.archive.recovery import Resolution, resolve_unfinished
 from steward.archive.sql_source import SqlSource
 from steward.errors import ArchiveBusy
@@ -62,16 +63,19 @@ def archive_table(
     progress bar started from the qualifying count reaches it."""
     budget = budget or Budget()
     report = TableReport(table=source.name, source=source.source_name)
-    manifest.ensure_manifest(ctx.sql.engine)
+    manifest.require_manifest(ctx.sql.engine)
     with table_lock(ctx.sql.engine, source.source_name, source.name):
         run_row, report.interrupted_runs = _start_run(ctx, source)
         try:
+            if isinstance(source, SqlSource):
+                archive_partitions(ctx, source, budget, report)
             resolution = steps.resolve(ctx, source)
             for result in resolution.finished:
                 _collect(result, report, on_batch)
             report.abandoned_batches = resolution.abandoned
             report.orphans_removed = resolution.orphans_removed
-            _run_batches(ctx, source, budget, steps, report, on_batch)
+            if not report.partitions_pending:  # else rows of whole partitions would go singly
+                _run_batches(ctx, source, budget, steps, report, on_batch)
             report.kept, report.kept_reason = source.kept()
         except Exception:
             _end_run(ctx, run_row, "failed", report)
@@ -224,6 +228,7 @@ def plan_table(ctx: ArchiveContext, source: Source) -> dict[str, Any]:
         "objects": -(-rows // source.batch_size) * (1 + len(children)),
         "unfinished_batches": _unfinished(ctx, source),
         "cutoff": source.cutoff.isoformat(),
+        **(plan_partitions(ctx, source) if isinstance(source, SqlSource) else {}),
     }
 
 

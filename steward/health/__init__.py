@@ -22,6 +22,7 @@ from steward.health.database import check_database
 from steward.health.documents import check_documents
 from steward.health.nightly import (
     FAILED,
+    NIGHTLY_STAGES,
     NIGHTLY_STEPS,
     NOT_INSTALLED,
     NOT_RUN,
@@ -44,6 +45,7 @@ __all__ = [
     "COMPONENTS",
     "DOWN",
     "FAILED",
+    "NIGHTLY_STAGES",
     "NIGHTLY_STEPS",
     "NOT_CONFIGURED",
     "NOT_INSTALLED",

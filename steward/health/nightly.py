@@ -10,6 +10,8 @@ night counts as failed.
   archive.
 - Critical steps (backup, archive, validation) fail the nightly run; the others are reported
   in the health report's headline but leave the run Completed.
+- Steps run in stages (:data:`NIGHTLY_STAGES`): the steps of one stage side by side, each
+  stage once the one before it has ended. Only steps that touch different data share a stage.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from steward.errors import ConfigError, closest_name
 
 __all__ = [
     "FAILED",
+    "NIGHTLY_STAGES",
     "NIGHTLY_STEPS",
     "NOT_INSTALLED",
     "NOT_RUN",
@@ -77,6 +80,37 @@ NIGHTLY_STEPS: tuple[NightlyStep, ...] = (
     NightlyStep("warm-cache", "flows.warm_cache:warm_cache"),
 )
 STEP_NAMES = tuple(step.name for step in NIGHTLY_STEPS)
+
+# Steps of one stage run side by side; a stage starts once the one before it has ended.
+# - archive-to-s3 alone, after the backup (its safety net);
+# - tier-archives moves what the archive wrote, so it comes after it, and before validate-data,
+#   whose scrub re-reads archive objects (not while tiering copies them to another class);
+# - cleanup-outbox deletes outbox rows as the archive does: after it, not beside it, and
+#   before validate-data (the outbox suite checks what stays);
+# - validate-data and warm-cache only read the database (and write Redis / reports): side by
+#   side, once every step that changes data has ended.
+NIGHTLY_STAGES: tuple[tuple[str, ...], ...] = (
+    ("backup-databases",),
+    ("archive-to-s3",),
+    ("tier-archives", "cleanup-outbox"),
+    ("validate-data", "warm-cache"),
+)
+
+
+def _check_stages() -> None:
+    """The stages list every step once, in NIGHTLY_STEPS' order, each after what it needs."""
+    flat = [name for stage in NIGHTLY_STAGES for name in stage]
+    if tuple(flat) != STEP_NAMES:  # pragma: no cover  (a step added to one list only)
+        raise RuntimeError("NIGHTLY_STAGES must list NIGHTLY_STEPS' names once, in order")
+    earlier: set[str] = set()
+    for stage in NIGHTLY_STAGES:
+        for step in NIGHTLY_STEPS:
+            if step.name in stage and not set(step.needs) <= earlier:  # pragma: no cover
+                raise RuntimeError(f"{step.name} shares a stage with, or precedes, a step it needs")
+        earlier.update(stage)
+
+
+_check_stages()
 
 # The step names as a type: `nightly`'s `skip` parameter uses it, so the parameter schema a
 # Prefect server checks at run creation lists them (a typo is refused before any run starts).

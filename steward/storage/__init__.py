@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from steward.storage.open import open_object_store
     from steward.storage.s3 import S3Store
     from steward.storage.sql import (
+        PRIVILEGE_PROBE,
         SqlClient,
         create_sql_engine,
         dialect_name,
@@ -76,6 +77,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     **{
         name: ("sql", name)
         for name in (
+            "PRIVILEGE_PROBE",
             "SqlClient",
             "create_sql_engine",
             "dialect_name",
@@ -111,6 +113,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "COLD_CLASSES",
+    "PRIVILEGE_PROBE",
     "RESTORE_DELAYS",
     "RESTORE_TIERS",
     "STORAGE_CLASSES",

@@ -11,6 +11,7 @@ from alembic import command
 
 from steward.errors import MigrationChecksumMismatch, MigrationError, MigrationLocked
 from steward.migrations import MigrationRunner, alembic_config, file_sha256
+from tests.migrations.conftest import checksums_table
 
 REVISIONS = ["0001", "0002", "0003", "0004", "0005"]
 APP_TABLES = {"users", "products", "orders", "outbox", "audit_log", "brand_normalization_backup"}
@@ -34,12 +35,15 @@ def test_round_trip_restores_the_identical_schema(
     down = runner.downgrade("base")
     assert [r.revision for r in down.applied] == list(reversed(REVISIONS))
     assert down.current is None
-    assert set(snapshot_schema(database_url)) == {"alembic_version", "steward_migrations"}
-    assert run_sql(database_url, "SELECT revision FROM steward_migrations") == []
+    left = {name for name in snapshot_schema(database_url) if not name.startswith("steward_")}
+    assert left == {"alembic_version"}  # Steward's tables: its own schema (SQLite: main db)
+    assert run_sql(database_url, f"SELECT revision FROM {checksums_table(database_url)}") == []
 
     runner.upgrade()
     assert snapshot_schema(database_url) == schema_at_head
-    recorded = run_sql(database_url, "SELECT revision, filename, sha256 FROM steward_migrations")
+    recorded = run_sql(
+        database_url, f"SELECT revision, filename, sha256 FROM {checksums_table(database_url)}"
+    )
     expected = {(r.revision, r.filename, file_sha256(r.path)) for r in runner.revisions}
     assert sorted(recorded) == sorted(expected)
     assert run_sql(database_url, "SELECT version_num FROM alembic_version") == [("0005",)]

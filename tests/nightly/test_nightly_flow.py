@@ -1,6 +1,7 @@
 """The ``nightly`` flow's composition, under the Prefect test harness: steps run as subflows in
-order, with the arguments each accepts; a failed step stops only the steps that need it; the
-run ends Failed only for a critical step; skip and dry_run behave; the report is published.
+stages (a stage's steps side by side, stages in order), with the arguments each accepts; a
+failed step stops only the steps that need it; the run ends Failed only for a critical step;
+skip and dry_run behave; the report is published.
 
 The steps here are small stand-in flows (``load_step_flow`` is replaced), so these tests prove
 the composition whatever state the real capabilities are in; the end-to-end test on a real
@@ -10,6 +11,7 @@ Prefect server runs the real ones.
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -20,7 +22,7 @@ from pydantic import BaseModel
 import flows.nightly as nightly_module
 from flows.nightly import nightly
 from steward.errors import NightlyStepsFailed, SourceUnavailable
-from steward.health import NightlyStep
+from steward.health import NIGHTLY_STAGES, STEP_NAMES, NightlyStep
 from tests.conftest import read_artifacts
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -99,6 +101,20 @@ def steps(monkeypatch, make_settings):
     return calls, failing
 
 
+def ran_in_stages(calls: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """The steps called, after checking no step started before a stage ahead of it ended.
+
+    A stage's steps run side by side (their order among themselves varies); every call is
+    recorded when the step's body runs, so a step of a later stage called before one of an
+    earlier stage would show as a stage number going down.
+    """
+    stage_of = {name: i for i, stage in enumerate(NIGHTLY_STAGES) for name in stage}
+    names = [name for name, _ in calls]
+    stages = [stage_of[name] for name in names]
+    assert stages == sorted(stages), f"steps out of stage order: {names}"
+    return names
+
+
 def run_nightly(**params: Any) -> tuple[Any, Any, dict[str, dict[str, Any]]]:
     """Run the flow; returns its final state, its summary and its artifacts by key."""
     state = nightly(**params, return_state=True)
@@ -114,10 +130,10 @@ def test_every_step_runs_in_order_with_the_arguments_it_accepts(steps) -> None:
     state, summary, artifacts = run_nightly()
 
     assert state.is_completed(), state.message
-    assert [name for name, _ in calls] == [
-        "backup-databases", "archive-to-s3", "tier-archives", "cleanup-outbox", "validate-data",
-        "warm-cache",
-    ]  # fmt: skip
+    assert sorted(ran_in_stages(calls)) == sorted(
+        ["backup-databases", "archive-to-s3", "tier-archives", "cleanup-outbox", "validate-data",
+         "warm-cache"]
+    )  # fmt: skip
     arguments = dict(calls)
     assert arguments["backup-databases"] == {"verify": True, "dry_run": False}
     assert arguments["cleanup-outbox"] == {"params": {"dry_run": False, "older_than_days": None}}
@@ -134,6 +150,33 @@ def test_every_step_runs_in_order_with_the_arguments_it_accepts(steps) -> None:
     assert figures[("archive", "orders rows")] == 10
 
 
+def test_the_steps_of_a_stage_run_side_by_side_and_report_in_step_order(
+    steps, make_settings, pg_url
+) -> None:
+    calls, _ = steps
+    make_settings(database__url=pg_url)  # on SQLite (one writer) they run one after another
+    together = threading.Barrier(2, timeout=60)  # broken unless both steps wait at once
+
+    def meeting(name: str) -> Any:
+        @flow(name=name)
+        def body() -> dict[str, Any]:
+            calls.append((name, {}))
+            together.wait()
+            return {"met": True}
+
+        return body
+
+    FAKES["validate-data"], FAKES["warm-cache"] = meeting("validate-data"), meeting("warm-cache")
+
+    state, summary, _ = run_nightly()
+
+    assert state.is_completed(), state.message
+    assert summary["steps"]["validate-data"]["summary"] == {"met": True}
+    assert summary["steps"]["warm-cache"]["summary"] == {"met": True}
+    assert list(summary["steps"]) == list(STEP_NAMES)
+    assert len(ran_in_stages(calls)) == 6
+
+
 def test_a_failed_backup_stops_archive_and_tiering_only_and_fails_the_run(steps) -> None:
     calls, failing = steps
     failing.add("backup-databases")
@@ -142,8 +185,9 @@ def test_a_failed_backup_stops_archive_and_tiering_only_and_fails_the_run(steps)
 
     assert state.is_failed()
     assert "critical steps failed: backup-databases, archive-to-s3" in state.message
-    ran = [name for name, _ in calls]
-    assert ran == ["backup-databases", "cleanup-outbox", "validate-data", "warm-cache"]
+    ran = ran_in_stages(calls)
+    assert ran[0] == "backup-databases"
+    assert sorted(ran[1:]) == ["cleanup-outbox", "validate-data", "warm-cache"]
     assert summary["steps"]["archive-to-s3"]["state"] == "not run"
     assert summary["steps"]["tier-archives"]["reason"].startswith("backup-databases failed")
     assert "injected failure" in summary["steps"]["backup-databases"]["error"]
@@ -158,7 +202,9 @@ def test_a_failed_archive_leaves_validation_and_cache_warming_running(steps) -> 
     state, summary, _ = run_nightly()
 
     assert state.is_failed() and "archive-to-s3" in state.message
-    assert [name for name, _ in calls][-3:] == ["cleanup-outbox", "validate-data", "warm-cache"]
+    assert sorted(ran_in_stages(calls)[-4:]) == [
+        "cleanup-outbox", "tier-archives", "validate-data", "warm-cache"
+    ]  # fmt: skip
     assert summary["steps"]["tier-archives"]["state"] == "completed"
 
 
@@ -242,7 +288,7 @@ def test_a_step_that_cannot_start_is_a_failed_step_and_the_night_goes_on(steps) 
 
     assert state.is_completed()  # tier-archives is not critical
     assert summary["steps"]["tier-archives"]["error"] == "RuntimeError: broken step module"
-    assert [name for name, _ in calls][-3:] == ["cleanup-outbox", "validate-data", "warm-cache"]
+    assert sorted(ran_in_stages(calls)[-3:]) == ["cleanup-outbox", "validate-data", "warm-cache"]
 
 
 def _step_runs(parent_id: Any) -> list[Any]:
