@@ -147,6 +147,7 @@ def run_steward(settings: Any) -> tuple[float, float, int, int]:
 
 def bench_suites(rows: int, dialect: str) -> dict[str, float]:
     from steward.demo import generate_demo_data
+    from steward.install import install
     from steward.migrations import MigrationRunner
     from steward.validation import plan_validation
 
@@ -158,6 +159,7 @@ def bench_suites(rows: int, dialect: str) -> dict[str, float]:
         url = f"sqlite:///{home / 'bench.db'}"
     try:
         settings = settings_for(url, home)
+        install(settings)  # Steward's own tables, what an owner runs once
         runner = MigrationRunner(settings)
         runner.upgrade()
         runner.dispose()
