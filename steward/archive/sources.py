@@ -95,8 +95,8 @@ def archive_needs(policies: Sequence[SqlPolicy], *, dry_run: bool = False) -> li
 
 
 def bookkeeping_needs(schema: str, *, dry_run: bool = False) -> list[Need]:
-    """What the archiver does to Steward's own tables (manifest, parts, runs)."""
-    privileges = ("SELECT",) if dry_run else ("SELECT", "INSERT", "UPDATE")
+    """What the archiver does to Steward's own tables (manifest, parts, runs, restores)."""
+    privileges = ("SELECT",) if dry_run else ("SELECT", "INSERT", "UPDATE", "DELETE")
     names = [table.name for table in manifest.metadata.sorted_tables]
     return table_needs(schema, names, privileges, "archive bookkeeping")
 

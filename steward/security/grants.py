@@ -7,8 +7,8 @@ statements that give its role exactly what the job does:
 archiver   USAGE on the schema; SELECT, DELETE, INSERT, UPDATE on policy tables and their
            children (INSERT: restore; UPDATE: the guarded delete locks its rows with SELECT ...
            FOR UPDATE, which PostgreSQL allows only with UPDATE, and DELETE + INSERT could
-           rewrite a row anyway); SELECT on tables whose foreign keys keep rows; SELECT, INSERT,
-           UPDATE on the archive manifest, parts and runs in Steward's schema
+           rewrite a row anyway); SELECT on tables whose foreign keys keep rows; the same on
+           the archive's bookkeeping in Steward's schema (manifest, parts, runs, restores)
 validator  SELECT on suite tables and on what their query expectations read; SELECT on the
            archive manifest and parts (the scrub)
 backup     SELECT on every table and sequence (what pg_dump reads); CREATEDB for
@@ -45,13 +45,22 @@ DEFAULT_ROLES = {job: f"steward_{job}" for job in JOBS}
 _SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 ARCHIVER_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
 RESTORE_AUDIT = "audit_log"
-# Steward's own tables each job uses, and how (created by `steward install` in database.schema).
-_ARCHIVE_BOOKS = ("steward_archive_manifest", "steward_archive_parts", "steward_archive_runs")
-BOOKKEEPING: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "archiver": (("SELECT", "INSERT", "UPDATE"), _ARCHIVE_BOOKS),
-    "validator": (("SELECT",), _ARCHIVE_BOOKS[:2]),
-    "migrator": (("SELECT", "INSERT", "DELETE"), ("steward_migrations",)),
-}
+BOOKKEEPING_JOBS = ("archiver", "validator", "migrator")
+
+
+def bookkeeping(job: str) -> tuple[tuple[str, ...], list[str]]:
+    """The privileges ``job`` needs on Steward's own tables (made by ``steward install`` in
+    database.schema), and those tables' names, from the table definitions themselves."""
+    from steward.archive import manifest
+    from steward.migrations import checksums_table
+
+    if job == "archiver":  # manifest, parts, runs, restored keys...
+        names = [table.name for table in manifest.metadata.sorted_tables]
+        return ARCHIVER_PRIVILEGES, names
+    if job == "validator":  # the scrub reads finished batches and their parts
+        return ("SELECT",), [manifest.manifest_table.name, manifest.parts_table.name]
+    return ("SELECT", "INSERT", "DELETE"), [checksums_table.name]
+
 
 Table = tuple[str, str]  # (schema, name)
 
@@ -100,14 +109,14 @@ def plan_roles(settings: Settings, conn: Connection) -> list[RoleGrants]:
                 sql.Identifier(database), sql.Identifier(plan.role)
             ),
         )
-        if plan.job in BOOKKEEPING:
+        if plan.job in BOOKKEEPING_JOBS:
             _bookkeeping(conn, settings.database.schema_, plan)
     return plans
 
 
 def _bookkeeping(conn: Connection, schema: str, plan: RoleGrants) -> None:
     """The job's privileges on Steward's own tables, and on their sequences (serial ids)."""
-    privileges, names = BOOKKEEPING[plan.job]
+    privileges, names = bookkeeping(plan.job)
     present = set(sa.inspect(conn).get_table_names(schema=schema))
     missing = [name for name in names if name not in present]
     if missing:
