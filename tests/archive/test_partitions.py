@@ -404,3 +404,17 @@ def test_the_flow_reports_each_partition_in_its_artifacts(events, run_flow, monk
         in (artifacts["archive-notes"]["data"])
     )
     assert summary["tables"]["events"]["partition_lines"][0].startswith("events: partition")
+
+
+def test_restore_reattaches_a_kept_partition(events, contexts):
+    settings, rows = events("detach")
+    ctx = contexts(settings)
+    _run(ctx)
+    back = _restore(ctx, ts_from=_month(2025, 8), ts_to=_month(2025, 9) - timedelta(seconds=1))
+    assert any("reattached the kept table partition events_2025_08" in x for x in back.partitions)
+    assert _partitions(ctx)["events_2025_08"] == "attached"
+    august = {k for k in rows if k[1].month == 8 and k[1].year == 2025}
+    assert _table_keys(ctx, "events") & august == august  # every row in the parent once more
+    # The kept table held them: restored over themselves, they leave the objects.
+    assert back.restored == 0 and back.overwritten == PER_MONTH and back.conflicts == 0
+    _assert_each_row_once(ctx, rows)
