@@ -17,6 +17,9 @@ Three table shapes of the example schema, each in a fresh PostgreSQL database, a
   its peak RSS is its own.
 
 - ``links``: a link table with a composite primary key (product_id, tag), append-only.
+- ``partitioned``: a RANGE-partitioned events table whose old partitions leave whole; the
+  baseline is ``COPY partition TO STDOUT | gzip`` + ``DROP TABLE partition``, and the dead
+  tuples left in the parent afterwards are printed (:mod:`bench.archive_partitions`).
 
 Prints, per shape and size, root rows/s for both, Steward's peak RSS and the ratio
 (``--repeat N`` alternates N runs of each and keeps the best). Give several ``--rows`` values
@@ -25,6 +28,9 @@ baseline's COPY | gzip and DELETE seconds, and the seconds Steward's steps were 
 from PostgreSQL, Arrow/Parquet encode, upload, verify, guarded delete + commit, publish of
 the final object) — on PostgreSQL the steps of consecutive batches overlap, so they add up to
 more than the wall time. The machine's load average is printed with the figures.
+
+``--profile DIR`` runs Steward's side under py-spy (a dev extra): one file of collapsed stacks
+per table (every thread, waits included) to find where the time goes.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ from typing import Any
 
 import psycopg
 
+from bench import archive_partitions as partitioned
+
 REPO = Path(__file__).resolve().parents[1]
 ADMIN_URL = os.environ.get("STEWARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 NOW = datetime.now(UTC)
@@ -65,6 +73,7 @@ class Shape:
     rows_per_root: int = 1
     table: str = ""  # the policy's table (default: the first copied table)
     policies: str = ""  # archive.policies as JSON, when not one of the default policies
+    whole: bool = False  # whole partitions: the baseline drops tables, deleting no row
 
 
 _ROOTS = "SELECT id FROM orders WHERE deleted_at IS NOT NULL AND deleted_at < %(cutoff)s"
@@ -169,6 +178,15 @@ SHAPES = {
         ),
     ]
 }
+SHAPES["partitioned"] = Shape(
+    "partitioned",
+    "bench_events (whole partitions)",
+    partitioned.fill_statements(OLD, NOW),
+    partitioned.copies(),
+    partitioned.drops(),
+    policies=partitioned.policies(),
+    whole=True,
+)
 CUTOFF = NOW - timedelta(days=400)  # every filled row is older than every policy's retention
 
 
@@ -285,15 +303,24 @@ def _copy_gzip(conninfo: str, copy: str, target: Path) -> int:
     return target.stat().st_size
 
 
-def run_steward(env: dict[str, str], table: str, batch_size: int) -> dict[str, Any]:
-    """Archive in a child process (its own peak RSS); returns its JSON report."""
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.archive", "--child", table, "--batch-size", str(batch_size)],
-        env=env, cwd=REPO, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+def run_steward(
+    env: dict[str, str], table: str, batch_size: int, profile: Path | None = None
+) -> dict[str, Any]:
+    """Archive in a child process (its own peak RSS); returns its JSON report. With
+    ``profile`` the child runs under py-spy, which writes its samples (every thread, idle
+    included, collapsed stacks) to ``profile/TABLE.txt``."""
+    command = [sys.executable, "-m", "bench.archive", "--child", table]
+    command += ["--batch-size", str(batch_size)]
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
+        spy = [shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))]
+        spy += ["record", "--idle", "--threads", "--format", "raw", "-r", "200"]
+        command = [*spy, "-o", str(profile / f"{table}.txt"), "--", *command]
+    done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, check=False)
     if done.returncode:
         raise RuntimeError(f"steward archive failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    report = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    return json.loads(report[-1])  # py-spy prints its own lines around the child's
 
 
 def child(table: str, batch_size: int) -> None:
@@ -305,6 +332,7 @@ def child(table: str, batch_size: int) -> None:
     (source,) = open_sources(ctx, [table])
     source.batch_size = batch_size
     stages = _time_stages(ctx, source)
+    partitioned.time_partition_stages(stages)
     started = time.perf_counter()
     report = archive_table(ctx, source, steps=stages.steps())
     elapsed = time.perf_counter() - started
@@ -371,9 +399,12 @@ def _time_stages(ctx: Any, source: Any) -> _Stages:
 
 POLICY_TABLE = {"users": "users", "movements": "inventory_movements", "orders": "orders"}
 POLICY_TABLE["links"] = "bench_product_tags"
+POLICY_TABLE["partitioned"] = partitioned.TABLE
 
 
-def bench(shape: Shape, rows: int, batch_size: int, repeat: int = 1) -> dict[str, Any]:
+def bench(
+    shape: Shape, rows: int, batch_size: int, repeat: int = 1, profile: Path | None = None
+) -> dict[str, Any]:
     conninfo = create_database()
     server, endpoint = start_moto()
     workdir = Path(tempfile.mkdtemp(prefix="steward-bench-"))
@@ -395,12 +426,14 @@ def bench(shape: Shape, rows: int, batch_size: int, repeat: int = 1) -> dict[str
         stewards, baselines = [], []
         for _ in range(repeat):  # alternate, so both see the same machine load
             fill(conninfo, shape, rows)
-            stewards.append(run_steward(env, POLICY_TABLE[shape.name], batch_size))
+            stewards.append(run_steward(env, POLICY_TABLE[shape.name], batch_size, profile))
             if stewards[-1]["rows"] != rows:
                 raise RuntimeError(f"steward archived {stewards[-1]['rows']} rows, not {rows}")
+            if shape.whole:
+                stewards[-1]["dead_tuples"] = partitioned.dead_tuples(conninfo)
             fill(conninfo, shape, rows)
             baselines.append(run_baseline(conninfo, shape, workdir))
-            if baselines[-1]["deleted"] != rows:
+            if not shape.whole and baselines[-1]["deleted"] != rows:
                 raise RuntimeError(f"baseline deleted {baselines[-1]['deleted']} roots")
     finally:
         server.terminate()
@@ -436,6 +469,13 @@ def report(results: list[dict[str, Any]]) -> None:
         f"steward: {results[0]['batch_size']:,} roots per batch, Parquet objects on S3, "
         "verified, guarded delete"
     )
+    for result in results:
+        if "dead_tuples" in result["steward"]:
+            print(
+                f"{result['shape'].label}: {result['steward']['dead_tuples']:,} dead tuples left "
+                "in the parent's partitions after Steward (n_dead_tup); baseline: COPY partition "
+                "| gzip, DROP TABLE partition"
+            )
     report_stages(results)
     print("load average (1, 5, 15 min) at the end: " + ", ".join(
         f"{load:.1f}" for load in os.getloadavg()))  # fmt: skip
@@ -470,13 +510,18 @@ def main() -> None:
     )
     parser.add_argument("--batch-size", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=1, help="Runs of each; the best counts.")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="Run Steward under py-spy (dev extra); collapsed stacks per table go to this folder.",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child, args.batch_size)
         return
     results = [
-        bench(SHAPES[name], rows, args.batch_size, args.repeat)
+        bench(SHAPES[name], rows, args.batch_size, args.repeat, args.profile)
         for name in args.shape
         for rows in args.rows
     ]

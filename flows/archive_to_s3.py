@@ -32,6 +32,7 @@ from pydantic import Field
 
 from steward.archive.archiver import ArchiveContext, BatchResult, Budget, TableReport
 from steward.archive.batch import Source
+from steward.archive.partition_report import describe_partitions
 from steward.archive.runner import archive_policies
 from steward.archive.sources import open_context, open_sources
 from steward.settings import get_settings
@@ -71,7 +72,7 @@ def archive_to_s3(
     logger = get_run_logger()
     ctx = open_context(get_settings())
     try:
-        sources = open_sources(ctx, tables)  # every policy checked before any data moves
+        sources = open_sources(ctx, tables, dry_run=dry_run)  # all checked before data moves
         for source in sources:
             source.batch_size = batch_size or source.batch_size
         logger.info(
@@ -167,6 +168,7 @@ def _archive(ctx: ArchiveContext, sources: list[Source], budget: Budget) -> dict
         [(r.table, r.rows_archived, r.kept, r.kept_reason, cutoffs[r.table]) for r in reports],
         False,
         frozenset(r.table for r in reports if r.busy),
+        [line for r in reports for line in describe_partitions(r.table, r.to_dict())],
     )
     return _summary(reports, total, remaining=sum(source.count() for source in sources))
 
@@ -190,10 +192,21 @@ def _publish(reports: list[TableReport]) -> None:
     create_table_artifact(
         key="archive-summary", table=rows, description="archive-to-s3: what this run archived"
     )
+    partitions = [{"table": r.table, **p} for r in reports for p in r.partitions]
+    if partitions:
+        create_table_artifact(
+            key="archive-partitions",
+            table=partitions,
+            description="archive-to-s3: partitions archived whole (exported, verified, "
+            "detached, then dropped or kept detached)",
+        )
 
 
 def _publish_notes(
-    tables: list[tuple[str, int, int, str, str]], dry_run: bool, busy: frozenset[str] = frozenset()
+    tables: list[tuple[str, int, int, str, str]],
+    dry_run: bool,
+    busy: frozenset[str] = frozenset(),
+    partitions: list[str] | None = None,
 ) -> None:
     """A markdown note per table that explains its numbers, zeros above all."""
     verb = "would move" if dry_run else "archived"
@@ -207,6 +220,7 @@ def _publish_notes(
         elif not rows and table not in busy:
             line += f": no row past retention (before {cutoff[:10]}) matches the policy"
         lines.append(line + ".")
+    lines += [f"- {line}." for line in partitions or []]
     create_markdown_artifact(
         key="archive-notes",
         markdown="\n".join(lines) + "\n",

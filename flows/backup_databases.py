@@ -31,6 +31,7 @@ from steward.backup import (
     PruneReport,
     RunHold,
     backup_lock,
+    describe_window,
     engine_of,
     hold_backups,
     open_backup_context,
@@ -39,7 +40,13 @@ from steward.backup import (
 )
 from steward.errors import BackupVerificationFailed
 from steward.settings import get_settings
-from tasks.backup import back_up_cluster, back_up_source, prune_old_backups, verify_one_backup
+from tasks.backup import (
+    back_up_cluster,
+    back_up_source,
+    prune_old_backups,
+    read_physical_window,
+    verify_one_backup,
+)
 from tasks.events import emit_steward_event
 
 
@@ -93,6 +100,8 @@ def backup_databases(
         reason = _prune_blocker(prune, verify, failures)
         report = None if reason else prune_old_backups(dry_run=False)
     summary = _summary(manifests, failures, report, skipped, dry_run=False, pruned_reason=reason)
+    if "cluster" in manifests:  # type, size, recoverable window and WAL lag for the reports
+        summary["sources"]["cluster"] |= _physical_figures(manifests["cluster"])
     _publish(summary)
     if verify:
         _emit_verifications(manifests, failures)
@@ -200,6 +209,19 @@ def _summary(
     }
 
 
+def _physical_figures(manifest: Manifest) -> dict[str, Any]:
+    window = read_physical_window()
+    return {
+        "type": manifest.physical.get("type"),
+        "database_size": manifest.physical.get("database_size"),
+        "recoverable_from": window.get("recoverable_from"),
+        "recoverable_to": window.get("recoverable_to"),
+        "archive_lag_s": window.get("archive_lag_s"),
+        "archiving_failing": window.get("archiving_failing"),
+        "window_problem": window.get("problem"),
+    }
+
+
 def _publish(summary: dict[str, Any]) -> None:
     rows = [
         {
@@ -244,6 +266,9 @@ def _markdown(summary: dict[str, Any]) -> str:
             f"- `{kind}` ({s['engine']}): backup `{s['id']}`, {s['size_bytes']:,} bytes in "
             f"{s['duration_s']} s, {s['tables']} tables / {s['rows']:,} rows, {state}"
         )
+        if s.get("type"):  # physical: its type, recoverable window and WAL lag
+            window = s["window_problem"] or describe_window(s)
+            lines.append(f"  - {s['type']} backup; {window}")
     for kind, reason in summary["skipped"].items():
         lines.append(f"- `{kind}` skipped: {reason}")
     for kind in summary["failed_verification"]:

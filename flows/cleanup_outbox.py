@@ -53,7 +53,7 @@ def cleanup_outbox(
     settings = get_settings()
     cfg = settings.outbox
     days = cfg.cleanup_after_days if older_than_days is None else older_than_days
-    missing = check_outbox_configured()
+    missing = check_outbox_configured("cleanup")
     if missing is not None:
         return skip_unconfigured("cleanup-outbox", missing)
     batch_size = batch_size or cfg.cleanup_batch_size

@@ -4,7 +4,9 @@ Hierarchy::
 
     StewardError
     ├── ConfigError                     (terminal) a setting or parameter is invalid
-    │   └── AuthenticationFailed        (terminal) a store refused the configured credentials
+    │   ├── AuthenticationFailed        (terminal) a store refused the configured credentials
+    │   ├── NotInstalled                (terminal) Steward's tables missing: run `steward install`
+    │   └── PermissionDenied            (terminal) the role lacks a privilege the job needs
     ├── SourceUnavailable               (transient) a database / cache / store cannot be reached
     │   └── StoresDown                  (check) check-health found a store down
     ├── ObjectStoreError
@@ -55,12 +57,14 @@ __all__ = [
     "MigrationLocked",
     "NightlyBusy",
     "NightlyStepsFailed",
+    "NotInstalled",
     "ObjectArchived",
     "ObjectCorrupted",
     "ObjectExists",
     "ObjectNotFound",
     "ObjectStoreError",
     "PayloadRejected",
+    "PermissionDenied",
     "RelayConflict",
     "RestoreIncomplete",
     "SourceUnavailable",
@@ -97,10 +101,22 @@ class ConfigError(StewardError, Terminal):
     """
 
 
+class NotInstalled(ConfigError):
+    """Steward's own tables are not in the database: ``steward install`` was never run there."""
+
+
 class AuthenticationFailed(ConfigError):
     """A database, cache or store refused the configured user or password: retrying won't help.
 
     The message names the store (URL masked) and the setting to fix.
+    """
+
+
+class PermissionDenied(ConfigError):
+    """The database role lacks a privilege the job needs (SQLSTATE 42501): retrying won't help.
+
+    The message names the role, the privilege, the object and what the job was doing, e.g.
+    "role steward_archiver lacks DELETE on public.orders (archive policy orders)".
     """
 
 

@@ -20,13 +20,14 @@ from steward.backup import (
     find_backup,
     list_backups,
     open_backup_context,
+    physical_status,
     prune_backups,
     restore_backup,
     take_backup,
     take_physical_backup,
     verify_backup,
 )
-from steward.errors import ConfigError
+from steward.errors import ConfigError, StewardError
 from steward.settings import get_settings
 from tasks.retry_policy import retry_transient
 
@@ -35,6 +36,7 @@ __all__ = [
     "back_up_source",
     "choose_backups_to_verify",
     "prune_old_backups",
+    "read_physical_window",
     "restore_one_backup",
     "verify_one_backup",
 ]
@@ -88,6 +90,22 @@ def back_up_cluster(backup_type: str) -> Manifest:
         manifest.id, manifest.physical["type"], manifest.physical["label"], len(manifest.tables),
     )  # fmt: skip
     return manifest
+
+
+@task(name="read-physical-window", cache_policy=NO_CACHE)
+def read_physical_window() -> dict[str, Any]:
+    """pgBackRest's recoverable window and the WAL archive lag, for the run's summary.
+
+    Returns:
+        ``recoverable_from`` / ``recoverable_to`` (ISO times), ``archive_lag_s``,
+        ``archiving_failing``; or ``problem`` (why they could not be read: the backups stand).
+    """
+    try:
+        status = physical_status(open_backup_context(get_settings()))
+    except StewardError as exc:
+        get_run_logger().warning("physical backups' window not read: %s", exc)
+        return {"problem": str(exc)}
+    return {k: v for k, v in status.items() if k != "backups"}
 
 
 @task(

@@ -46,7 +46,7 @@ _LOCK = threading.Lock()
 def relay_for(settings: Settings) -> OutboxRelay:
     """The process's relay for ``settings`` (built once, reused by every task)."""
     key = (
-        settings.database_url,
+        settings.for_flow("outbox").database_url,  # outbox.database_url dumps masked below
         settings.cache.url.get_secret_value(),
         settings.objects_url,
         str(settings.objects.endpoint_url),
@@ -138,14 +138,17 @@ def requeue_dead_events(event_ids: list[str], aggregates: list[str], dry_run: bo
     retry_delay_seconds=[2, 10],
     retry_condition_fn=retry_transient,
 )
-def check_outbox_configured() -> str | None:
-    """Look for the outbox table (the outbox is optional).
+def check_outbox_configured(job: str = "relay") -> str | None:
+    """Look for the outbox table (the outbox is optional) and check the role may do ``job``.
+
+    Args:
+        job: "relay" (SELECT, UPDATE on the table) or "cleanup" (SELECT, DELETE).
 
     Returns:
         None when there is one; otherwise why not (``not configured: ...``), for the run's
         summary. An ``outbox.table`` set explicitly but missing raises ConfigError.
     """
-    reason = relay_for(get_settings()).missing_reason()
+    reason = relay_for(get_settings()).missing_reason(job)
     if reason is not None:
         get_run_logger().info("outbox %s", reason)
     return reason

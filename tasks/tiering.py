@@ -140,8 +140,11 @@ def measure_archive_tiers(prefix: str, prices: dict[str, float]) -> list[ClassUs
 
 @contextmanager
 def _manifest_recorder(settings: Settings) -> Iterator[Callable[[Move], None] | None]:
-    """A per-move callback updating the archive manifest, or None while there is no manifest."""
-    engine = create_sql_engine(settings)
+    """A per-move callback updating the archive manifest, or None while there is no manifest.
+
+    The manifest is the archiver's bookkeeping: updated with ``archive.database_url``.
+    """
+    engine = create_sql_engine(settings.for_flow("archive"))
     try:
         if not manifest.manifest_exists(engine):
             get_run_logger().info(

@@ -1,7 +1,9 @@
 """Shared test infrastructure: real PostgreSQL and Redis, S3 through moto's HTTP server.
 
 - PostgreSQL: a fresh database per test session (``pg_url``), and ``make_pg_database`` for
-  tests that need their own empty one. Both are dropped afterwards.
+  tests that need their own empty one. Both are dropped afterwards. Each gets ``steward
+  install`` (Steward's own schema and tables, what an owner runs once), and so does the
+  embedded SQLite database of ``make_settings`` (``install=False`` to leave it bare).
 - Redis: the session claims a free db index on the local server (a lock key with expiry) and
   flushes it, so several test sessions on one machine never see each other's keys.
 - S3: one ``ThreadedMotoServer`` per session over real HTTP; ``s3_url`` is a fresh bucket.
@@ -24,7 +26,8 @@ import pytest
 import redis
 
 from steward.settings import Settings, get_settings, load_settings
-from tests.fixtures.private_servers import PrivatePostgres, PrivateRedis, free_port
+from tests.fixtures.private_servers import PrivateMoto, PrivatePostgres, PrivateRedis, free_port
+from tests.fixtures.steward_install import install_steward
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
@@ -77,6 +80,7 @@ def _drop_database(name: str) -> None:
 def pg_url() -> Iterator[str]:
     """SQLAlchemy URL of an empty PostgreSQL database shared by the session."""
     name = _create_database()
+    install_steward(_sa_url(name))
     yield _sa_url(name)
     _drop_database(name)
 
@@ -87,9 +91,11 @@ def session_pg_database() -> Iterator[Callable[[], str]]:
     for test packages that fill one database once and share it."""
     created: list[str] = []
 
-    def make() -> str:
+    def make(install: bool = True) -> str:
         name = _create_database()
         created.append(name)
+        if install:
+            install_steward(_sa_url(name))
         return _sa_url(name)
 
     yield make
@@ -102,9 +108,11 @@ def make_pg_database() -> Iterator[Callable[[], str]]:
     """Factory of fresh, empty PostgreSQL databases, dropped after the test."""
     created: list[str] = []
 
-    def make() -> str:
+    def make(install: bool = True) -> str:
         name = _create_database()
         created.append(name)
+        if install:
+            install_steward(_sa_url(name))
         return _sa_url(name)
 
     yield make
@@ -196,6 +204,20 @@ def private_redis(make_private_redis: Callable[..., PrivateRedis]) -> PrivateRed
     return make_private_redis()
 
 
+@pytest.fixture
+def make_private_moto() -> Iterator[Callable[..., PrivateMoto]]:
+    """Factory of private moto S3 servers (``check_credentials``: refuse unknown keys)."""
+    servers: list[PrivateMoto] = []
+
+    def make(check_credentials: bool = False) -> PrivateMoto:
+        servers.append(PrivateMoto(check_credentials))
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
 # --- S3 (moto server over HTTP) -----------------------------------------------------------
 
 
@@ -247,14 +269,17 @@ def make_settings(
             monkeypatch.delenv(key)
     monkeypatch.delenv("STEWARD_CONFIG", raising=False)
 
-    def make(**overrides: str) -> Settings:
+    def make(install: bool = True, **overrides: str) -> Settings:
         monkeypatch.setenv("STEWARD_HOME", str(steward_home))
         monkeypatch.setenv("STEWARD_MIGRATIONS__ALEMBIC", "example")
         monkeypatch.setenv("STEWARD_MIGRATIONS__MONGO", "example")
         for key, value in overrides.items():
             monkeypatch.setenv(f"STEWARD_{key.upper()}", str(value))
         get_settings.cache_clear()
-        return load_settings()
+        settings = load_settings()
+        if install and settings.database_url.startswith("sqlite"):
+            install_steward(settings.database_url)  # PostgreSQL test databases come installed
+        return settings
 
     yield make
     get_settings.cache_clear()

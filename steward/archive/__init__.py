@@ -13,6 +13,9 @@ Modules:
 - :mod:`~steward.archive.recovery` — finishing or abandoning what a crashed run left.
 - :mod:`~steward.archive.runner` — one table's run (resume, batches, budget); the dry run.
 - :mod:`~steward.archive.runs` — run bookkeeping (``steward_archive_runs``, interrupted runs).
+- :mod:`~steward.archive.partitions` — whole partitions of range-partitioned tables (export,
+  verify, detach, drop), with :mod:`~steward.archive.partition_catalog` (catalog, DDL),
+  :mod:`~steward.archive.partition_restore` and :mod:`~steward.archive.partition_report`.
 - :mod:`~steward.archive.restore` — restores by key, batch or time range.
 - :mod:`~steward.archive.sources` — build a context and sources from settings.
 """

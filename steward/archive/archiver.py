@@ -49,6 +49,7 @@ from steward.archive import manifest
 from steward.archive.batch import ArchivedRows, DeleteOutcome, Source, SourceBatch
 from steward.archive.formats import META_KEY
 from steward.archive.manifest import ManifestEntry, PartEntry, staged_key
+from steward.archive.partition_report import describe_partitions
 from steward.archive.publish import publish_batch, remove_staged
 from steward.errors import (
     ArchiveVerificationFailed,
@@ -175,6 +176,9 @@ class TableReport:
     kept: int = 0
     kept_reason: str = ""
     busy: bool = False  # another run held the table: this run left it to that one
+    partitions: list[dict[str, Any]] = field(default_factory=list)  # archived whole
+    partitions_note: str = ""  # why (some) old partitions are archived row by row
+    partitions_pending: int = 0  # whole partitions the budget left for the next run
 
     def add(self, result: BatchResult) -> None:
         self.rows_archived += result.deleted
@@ -185,8 +189,15 @@ class TableReport:
         for table, rows in result.children.items():
             self.children[table] = self.children.get(table, 0) + rows
 
+    def add_partition(self, done: dict[str, Any]) -> None:
+        self.partitions.append(done)
+        self.rows_archived += done["rows"]
+        self.objects += done["objects"]
+        self.bytes += done["bytes"]
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "rows": self.rows_archived}
+        lines = describe_partitions(self.table, asdict(self))
+        return {**asdict(self), "rows": self.rows_archived, "partition_lines": lines}
 
 
 # Keys and prefixes -----------------------------------------------------------------------------
@@ -321,9 +332,12 @@ def attach_versions(
     """Row versions read with the batch guard the delete (none after a restart: whole rows)."""
     if not versions:
         return
-    archived.versions = versions.get(source.name)
-    for table, part in archived.children.items():
-        part.versions = versions.get(table)
+    for rows, table in [(archived, source.name)] + [
+        (part, table) for table, part in archived.children.items()
+    ]:
+        rows.versions = versions.get(table)
+        if rows.versions is not None:
+            rows.payload = None  # the versions guard the delete: decoded rows not needed
 
 
 def finish_batch(

@@ -28,6 +28,10 @@ states as a unit.
 ``steward_archive_runs`` keeps one row per table per run for ``steward archive status``. A run
 still ``running`` when the next run of its table gets the table's lock was killed: it is
 marked ``interrupted``.
+
+The three tables live in Steward's own schema (``database.schema``, see
+:mod:`steward.storage.steward_schema`) and are created by ``steward install`` only: a run that
+finds them missing stops with :class:`~steward.errors.NotInstalled` before touching anything.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from steward.storage import utcnow
+from steward.storage.steward_schema import SCHEMA_TOKEN, missing_tables, require_installed
 
 __all__ = [
     "ABANDONED",
@@ -55,10 +60,13 @@ __all__ = [
     "PartEntry",
     "decode_key",
     "encode_key",
-    "ensure_manifest",
+    "manifest_exists",
     "manifest_table",
+    "metadata",
     "parts_table",
     "record_storage_class",
+    "require_manifest",
+    "restored_table",
     "runs_table",
     "staged_key",
 ]
@@ -74,7 +82,7 @@ def staged_key(object_key: str) -> str:
     return object_key + STAGED_SUFFIX
 
 
-metadata = sa.MetaData()
+metadata = sa.MetaData(schema=SCHEMA_TOKEN)
 TS = sa.DateTime(timezone=True)
 
 manifest_table = sa.Table(
@@ -122,6 +130,15 @@ parts_table = sa.Table(
     sa.Column("sha256", sa.String(64)),
 )
 
+# Rows a restore brought back whose archive objects still hold them: written in the restore's
+# transaction, removed once the batch's objects were rewritten without those rows (restored.py).
+restored_table = sa.Table(
+    "steward_archive_restored",
+    metadata,
+    sa.Column("batch_id", sa.String(32), primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True),
+)
+
 runs_table = sa.Table(
     "steward_archive_runs",
     metadata,
@@ -140,24 +157,14 @@ runs_table = sa.Table(
 )
 
 
-def ensure_manifest(bind: sa.Engine | Connection) -> None:
-    """Create the manifest tables when missing (Steward state, not an app migration). On
-    PostgreSQL a transaction-level advisory lock serializes runs that start at once (two
-    CREATE TABLEs racing would make one of them fail)."""
-    if isinstance(bind, sa.Engine):
-        with bind.begin() as conn:
-            ensure_manifest(conn)
-        return
-    if bind.dialect.name == "postgresql":
-        bind.execute(sa.select(sa.func.pg_advisory_xact_lock(_CREATE_LOCK)))
-    metadata.create_all(bind, checkfirst=True)
-
-
-_CREATE_LOCK = 0x5374_6577_6172_6441  # "StewardA": creating the archive manifest
+def require_manifest(bind: sa.Engine | Connection) -> None:
+    """Stop with one line (:class:`~steward.errors.NotInstalled`) unless ``steward install``
+    created the manifest tables."""
+    require_installed(bind, metadata.sorted_tables)
 
 
 def manifest_exists(bind: sa.Engine | Connection) -> bool:
-    return sa.inspect(bind).has_table(manifest_table.name)
+    return not missing_tables(bind, [manifest_table])
 
 
 # Keys ------------------------------------------------------------------------------------------
@@ -403,7 +410,6 @@ def record_storage_class(conn: Connection, key: str, storage_class: str) -> bool
 
     Returns False when no manifest entry names that object (e.g. not an archive object).
     """
-    ensure_manifest(conn)
     result = conn.execute(
         manifest_table.update()
         .where(manifest_table.c.object_key == key)

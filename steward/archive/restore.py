@@ -10,13 +10,15 @@ still comes back, and each clash is reported with its table, key and constraint.
 cold class get a restore request and are reported pending with a time to rerun.
 
 For SQL tables the inserted rows, the manifest mark (``restored_at``, ``restored_rows``) and an
-``audit_log`` entry commit in one transaction.
+``audit_log`` entry commit in one transaction. Then the batch's objects are rewritten without the
+rows that came back (:mod:`~steward.archive.restored`), so the archive read in place never holds
+a row the source holds: restoring a key twice finds it in the source, not in the archive.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +31,7 @@ from steward.archive.batch import RestoreOutcome, Source, normalize
 from steward.archive.locking import table_lock
 from steward.archive.manifest import ManifestEntry
 from steward.archive.mongo_source import MongoSource
+from steward.archive.partition_restore import reopen_partitions
 from steward.archive.policy import resolve_mongo_policy, resolve_sql_policies
 from steward.archive.restore_report import (
     MAX_LISTED,
@@ -36,8 +39,10 @@ from steward.archive.restore_report import (
     RestoreReport,
     explain_not_restored,
 )
+from steward.archive.restored import prune_restored, record_restored
 from steward.archive.sql_source import SqlSource
 from steward.errors import ConfigError
+from steward.security import Need, require_privileges, table_needs
 from steward.settings import ArchivePolicy
 from steward.storage import RESTORE_TIERS
 
@@ -78,6 +83,7 @@ class RestoreRequest:
     overwrite: bool = False
     tier: str = "Standard"
     dry_run: bool = False
+    partitions: list[str] = field(default_factory=list)  # partitions given back their range
 
     def check(self) -> None:
         by_range = self.ts_from is not None or self.ts_to is not None
@@ -103,7 +109,7 @@ def plan_restore(
     """The complete batches to read (newest first), a source per table, and coerced keys."""
     request.check()
     with ctx.sql.connect() as conn:
-        manifest.ensure_manifest(conn)
+        manifest.require_manifest(conn)
         found = manifest.entries(
             conn, table=request.table, states=[manifest.COMPLETE], batch_id=request.batch_id
         )
@@ -118,6 +124,8 @@ def plan_restore(
             f"table {request.table!r} has no complete archive batches to restore{hint}"
         )
     firsts = {entry.table_name: entry for entry in found}
+    with ctx.sql.connect() as conn:
+        require_privileges(conn, _restore_needs(found, request))
     sources = {table: _source_for(ctx, entry) for table, entry in firsts.items()}
     keys: list[Any] = []
     if request.keys:
@@ -127,7 +135,19 @@ def plan_restore(
     elif request.ts_from is not None or request.ts_to is not None:
         found = [e for e in found if _overlaps(e, request)]
     found.sort(key=lambda e: e.completed_at or e.created_at or datetime.min, reverse=True)
+    request.partitions = reopen_partitions(ctx, found, dry_run=request.dry_run)
     return found, sources, keys
+
+
+def _restore_needs(entries: Sequence[ManifestEntry], request: RestoreRequest) -> list[Need]:
+    """SELECT, INSERT and UPDATE (rows are locked FOR UPDATE, or overwritten) on every table
+    the batches bring rows back to."""
+    privileges = ["SELECT"] if request.dry_run else ["SELECT", "INSERT", "UPDATE"]
+    names = [e.table_name for e in entries] + [p.table_name for e in entries for p in e.parts]
+    needs = table_needs(None, names, privileges, "restore of archived rows")
+    if not request.dry_run:  # each restore is recorded there (when the table exists)
+        needs += table_needs(None, ["audit_log"], ["INSERT"], "restore's audit_log entry")
+    return needs
 
 
 def restore_batch(
@@ -171,6 +191,8 @@ def restore_batch(
             finish=_recorder(ctx, entry, request),
             children=children,
         )
+        if not request.dry_run:
+            prune_restored(ctx, source, entry)
     done.update(result.outcome.restored_keys)
     return result
 
@@ -207,7 +229,7 @@ def restore(
 ) -> RestoreReport:
     """Restore everything ``request`` selects (plain Python: CLI and tests)."""
     entries, sources, keys = plan_restore(ctx, request)
-    report = RestoreReport()
+    report = RestoreReport(partitions=request.partitions)
     for entry in entries:
         result = restore_batch(ctx, sources[entry.table_name], entry, request, keys, report.seen)
         report.add(result)
@@ -260,6 +282,7 @@ def _recorder(
 
     def record(conn: Connection, outcome: RestoreOutcome) -> None:
         manifest.mark_restored(conn, entry.batch_id, outcome.restored + outcome.overwritten)
+        record_restored(conn, entry.batch_id, outcome.whole_keys)
         _audit(conn, ctx, entry, request, outcome)
 
     return record

@@ -21,7 +21,7 @@ from steward.storage import SqlClient
 __all__ = ["MAX_LISTED", "BatchRestore", "RestoreReport", "explain_not_restored"]
 
 MAX_LISTED = 100  # conflicts / missing keys listed in a report (all are counted)
-IN_SOURCE = "still in the source: it is in no archive object (never archived)"
+IN_SOURCE = "still in the source: it is in no archive object (never archived, or restored already)"
 UNFINISHED = "in an archive batch that is not complete yet: run the archive again to finish it"
 NOWHERE = "not in the source and in no archive object (never archived, or deleted outright)"
 
@@ -59,6 +59,7 @@ class RestoreReport:
     children_restored: dict[str, int] = field(default_factory=dict)
     clash_count: int = 0
     clashes: list[str] = field(default_factory=list)  # "table:key (constraint)"
+    partitions: list[str] = field(default_factory=list)  # partitions recreated / reattached
     seen: dict[str, set[Any]] = field(default_factory=dict, repr=False)  # keys restored
     reasons: dict[Any, str] = field(default_factory=dict, repr=False)  # requested key -> why
     found: set[Any] = field(default_factory=set, repr=False)  # requested keys in an object

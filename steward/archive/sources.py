@@ -10,16 +10,23 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from steward.archive import manifest
 from steward.archive.archiver import ArchiveContext
 from steward.archive.batch import Source
 from steward.archive.mongo_source import MongoSource
-from steward.archive.policy import resolve_mongo_policy, resolve_sql_policies, select_policies
+from steward.archive.policy import (
+    SqlPolicy,
+    resolve_mongo_policy,
+    resolve_sql_policies,
+    select_policies,
+)
 from steward.archive.sql_source import SqlSource
 from steward.errors import ConfigError
+from steward.security import Need, require_privileges, table_needs
 from steward.settings import Settings
 from steward.storage import ObjectStore, SqlClient, open_object_store, utcnow
 
-__all__ = ["documents_client", "open_context", "open_sources"]
+__all__ = ["archive_needs", "bookkeeping_needs", "documents_client", "open_context", "open_sources"]
 
 
 def open_context(
@@ -30,7 +37,12 @@ def open_context(
     clock: Callable[[], datetime] = utcnow,
     hook: Callable[[str], None] | None = None,
 ) -> ArchiveContext:
-    """A context on the configured database and object store (both may be injected)."""
+    """A context on the configured database and object store (both may be injected).
+
+    The database is ``archive.database_url`` when set (the archiver's own role), else
+    ``database.url``; restore runs through the same context and role.
+    """
+    settings = settings.for_flow("archive")
     return ArchiveContext(
         settings=settings,
         sql=SqlClient(settings),
@@ -41,12 +53,18 @@ def open_context(
     )
 
 
-def open_sources(ctx: ArchiveContext, tables: Sequence[str] | None = None) -> list[Source]:
-    """One source per enabled policy (narrowed to ``tables``), all checked first."""
+def open_sources(
+    ctx: ArchiveContext, tables: Sequence[str] | None = None, *, dry_run: bool = False
+) -> list[Source]:
+    """One source per enabled policy (narrowed to ``tables``), all checked first: the schema,
+    and on PostgreSQL the role's privileges (SELECT, and DELETE unless ``dry_run``)."""
     policies = select_policies(ctx.settings, tables)
     now = ctx.clock()
     with ctx.sql.connect() as conn:
         sql_policies = resolve_sql_policies(ctx.settings, conn, policies)
+        needs = archive_needs(sql_policies, dry_run=dry_run)
+        needs += bookkeeping_needs(ctx.settings.database.schema_, dry_run=dry_run)
+        require_privileges(conn, needs)
     by_table = {p.name: SqlSource(p, ctx.sql, now) for p in sql_policies}
     sources: list[Source] = []
     for policy in policies:
@@ -57,6 +75,30 @@ def open_sources(ctx: ArchiveContext, tables: Sequence[str] | None = None) -> li
         mongo = resolve_mongo_policy(ctx.settings, documents.db, policy)
         sources.append(MongoSource(mongo, documents.collection(policy.table), ctx.sql, now))
     return sources
+
+
+def archive_needs(policies: Sequence[SqlPolicy], *, dry_run: bool = False) -> list[Need]:
+    """What archiving ``policies`` needs: SELECT, DELETE and UPDATE (the guarded delete locks
+    its rows FOR UPDATE) on each table and its children, SELECT on the tables whose foreign
+    keys keep rows (the "still referenced" checks)."""
+    needs: list[Need] = []
+    for policy in policies:
+        why = f"archive policy {policy.name}"
+        schema = policy.table.schema
+        owned = [policy.name, *(child.name for child in policy.children)]
+        privileges = ("SELECT",) if dry_run else ("SELECT", "DELETE", "UPDATE")
+        needs += table_needs(schema, owned, privileges, why)
+        referencing = [r.table for r in policy.references]
+        referencing += [r.table for child in policy.children for r in child.references]
+        needs += table_needs(schema, referencing, ("SELECT",), why)
+    return needs
+
+
+def bookkeeping_needs(schema: str, *, dry_run: bool = False) -> list[Need]:
+    """What the archiver does to Steward's own tables (manifest, parts, runs)."""
+    privileges = ("SELECT",) if dry_run else ("SELECT", "INSERT", "UPDATE")
+    names = [table.name for table in manifest.metadata.sorted_tables]
+    return table_needs(schema, names, privileges, "archive bookkeeping")
 
 
 def documents_client(ctx: ArchiveContext, collection: str) -> Any:

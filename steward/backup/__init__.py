@@ -28,7 +28,12 @@ from steward.backup.context import BackupContext, open_backup_context
 from steward.backup.holds import RunHold, held_backups, hold_backups, run_hold
 from steward.backup.locking import backup_lock
 from steward.backup.pgbackrest import archive_command, write_config
-from steward.backup.physical import physical_status, restore_to_time, setup_physical
+from steward.backup.physical import (
+    describe_window,
+    physical_status,
+    restore_to_time,
+    setup_physical,
+)
 from steward.backup.retention import RetentionPlan, plan_retention
 from steward.backup.runner import (
     PruneReport,
@@ -50,6 +55,7 @@ __all__ = [
     "RunHold",
     "archive_command",
     "backup_lock",
+    "describe_window",
     "engine_of",
     "find_backup",
     "held_backups",

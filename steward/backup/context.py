@@ -64,7 +64,12 @@ class BackupContext:
 def open_backup_context(
     settings: Settings, *, clock: Callable[[], datetime] = utcnow, documents: Any | None = None
 ) -> BackupContext:
-    """The context for ``settings``: the configured object store, the real clock."""
+    """The context for ``settings``: the configured object store, the real clock.
+
+    Its database is ``backup.database_url`` when set (the backup role's credentials: pg_dump and
+    verification connect with them), else ``database.url``.
+    """
+    settings = settings.for_flow("backup")
     return BackupContext(settings, open_object_store(settings, clock=clock), clock, documents)
 
 

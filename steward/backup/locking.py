@@ -36,6 +36,7 @@ def _busy(settings: Settings) -> BackupBusy:
 @contextmanager
 def backup_lock(settings: Settings) -> Iterator[None]:
     """Hold the backup lock for the duration of the block (waiting for it when taken)."""
+    settings = settings.for_flow("backup")  # the advisory lock is taken as the backup role
     settings.home.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(settings.home.resolve() / f".{LOCK_NAME}.lock"))
     try:

@@ -12,8 +12,9 @@ import os
 import pwd
 import shutil
 import subprocess
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 from steward.errors import ConfigError, StewardError
 from steward.settings import Settings
@@ -32,16 +33,16 @@ def stanza(settings: Settings) -> str:
 
 
 def write_config(settings: Settings) -> Path:
-    """Write ``pgbackrest.conf`` for this source's stanza; returns its path."""
+    """Write ``pgbackrest.conf`` for this source's stanza; returns its path.
+
+    The file holds the repository's secrets (cipher passphrase, S3 keys): it is created with
+    mode 0600 before anything is written into it and belongs to ``os_user``."""
     physical = settings.backup.physical
-    if physical.data_dir is None or physical.repo_path is None:
-        raise ConfigError(
-            "physical backups need backup.physical.data_dir (the cluster's data folder) and "
-            "backup.physical.repo_path (the pgBackRest repository)"
-        )
+    if physical.data_dir is None:
+        raise ConfigError("physical backups need backup.physical.data_dir (the data folder)")
     lines = [
         "[global]",
-        f"repo1-path={physical.repo_path}",
+        *_repository_lines(settings),
         # Steward expires backups itself (`expire --set`, from [backup] sql_retention), so that
         # the newest good backup and whatever it depends on are never removed.
         "repo1-retention-full=9999999",
@@ -65,10 +66,70 @@ def write_config(settings: Settings) -> Path:
     ]
     path = config_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    path.chmod(0o600)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # an existing file keeps its mode through O_CREAT
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
     _give_to_owner(settings, path.parent, path)
     return path
+
+
+def _repository_lines(settings: Settings) -> list[str]:
+    physical = settings.backup.physical
+    if physical.repository == "folder":
+        if physical.repo_path is None:
+            raise ConfigError(
+                "backup.physical.repo_path (the pgBackRest repository folder) is not set; "
+                "or set backup.physical.repository = 'objects' to keep it in the S3 store"
+            )
+        return [f"repo1-path={physical.repo_path}"]
+    return _s3_lines(settings)
+
+
+def _s3_lines(settings: Settings) -> list[str]:
+    """repo1-* for an S3 repository, from [objects]. pgBackRest speaks only HTTPS to S3."""
+    objects = settings.objects
+    where = urlsplit(objects.url)
+    if where.scheme != "s3":
+        raise ConfigError(
+            f"backup.physical.repository = 'objects' needs objects.url = s3://bucket/prefix "
+            f"(it is {objects.url or 'empty'!r}); or use repository = 'folder'"
+        )
+    prefix = where.path.strip("/")
+    path = settings.backup.physical.repo_path or PurePosixPath("/", prefix, "pgbackrest")
+    lines = [
+        "repo1-type=s3",
+        "repo1-bundle=y",  # small files go in bundles: far fewer requests (and PUTs billed)
+        f"repo1-path={path}",
+        f"repo1-s3-bucket={where.netloc}",
+        f"repo1-s3-region={objects.region}",
+        *_s3_endpoint_lines(objects.endpoint_url, objects.region),
+    ]
+    if objects.ca_file is not None:
+        lines.append(f"repo1-storage-ca-file={objects.ca_file}")
+    access, secret = objects.access_key_id, objects.secret_access_key
+    if access is None or secret is None:
+        return [*lines, "repo1-s3-key-type=auto"]  # the instance's IAM role
+    return [
+        *lines,
+        f"repo1-s3-key={access.get_secret_value()}",
+        f"repo1-s3-key-secret={secret.get_secret_value()}",
+    ]
+
+
+def _s3_endpoint_lines(endpoint_url: str | None, region: str) -> list[str]:
+    if not endpoint_url:
+        return [f"repo1-s3-endpoint=s3.{region}.amazonaws.com"]
+    endpoint = urlsplit(endpoint_url)
+    if endpoint.scheme != "https" or not endpoint.hostname:
+        raise ConfigError(
+            f"objects.endpoint_url = {endpoint_url!r}: pgBackRest's S3 repository speaks only "
+            "HTTPS; give an https:// endpoint (objects.ca_file for a private certificate)"
+        )
+    lines = [f"repo1-s3-endpoint={endpoint.hostname}", "repo1-s3-uri-style=path"]
+    if endpoint.port:
+        lines.append(f"repo1-storage-port={endpoint.port}")
+    return lines
 
 
 def archive_command(settings: Settings) -> str:
@@ -90,8 +151,20 @@ def pgbackrest(settings: Settings, command: str, *args: str, timeout: float = 36
     done = run_as_owner(settings, [*argv, *args], timeout=timeout)
     if done.returncode != 0:
         words = " | ".join((done.stderr or done.stdout).strip().splitlines()[-4:])
+        for secret in _secrets(settings):  # never quote a key or passphrase back
+            words = words.replace(secret, "***")
         raise StewardError(f"pgbackrest {command} failed (exit code {done.returncode}): {words}")
     return done.stdout
+
+
+def _secrets(settings: Settings) -> list[str]:
+    objects = settings.objects
+    values = [
+        settings.backup.physical.cipher_pass,
+        objects.access_key_id,
+        objects.secret_access_key,
+    ]
+    return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
 
 
 def run_as_owner(

@@ -127,7 +127,7 @@ class CacheWarmer:
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
-        self.sql = sql or SqlClient(settings)
+        self.sql = sql or SqlClient(settings.for_flow("cache"))  # cache.database_url
         self.cache = cache or CacheClient(settings)
         self.keyspace = KeySpace(self.cache.redis, self.cache.prefix)
         self.rng = rng or random.Random()

@@ -81,7 +81,7 @@ def archive(
 
     context = open_context(get_settings())
     try:
-        sources = open_sources(context, table or None)
+        sources = open_sources(context, table or None, dry_run=dry_run)
         for source in sources:
             source.batch_size = batch_size or source.batch_size
         if dry_run:
@@ -109,6 +109,11 @@ def archive(
             engine, {t: n for t, n in removed.items() if t in read}, rows_before, stats_settings
         )
         _print_reports(reports)
+        from steward.archive.partition_report import describe_partitions
+
+        for report in reports:
+            for line in describe_partitions(report.table, report.to_dict()):
+                out.print(line, highlight=False)
         _print_statistics([*before.lines(), *after.lines()])
         for report in reports:
             if report.interrupted_runs:
@@ -149,6 +154,11 @@ def _print_plans(plans: list[dict[str, Any]]) -> None:
     out.print(table)
     for plan in plans:
         _print_foreign_keys(plan)
+        if plan.get("partitions"):
+            names = ", ".join(plan["partitions"])
+            out.print(f"{plan['table']}: would archive whole partitions {names}", highlight=False)
+        if plan.get("partitions_note"):
+            out.print(f"{plan['table']}: {plan['partitions_note']}", highlight=False)
 
 
 def _children(children: dict[str, int]) -> str:
@@ -209,11 +219,11 @@ def status(
     from steward.archive import manifest, runs
     from steward.storage import SqlClient
 
-    settings = get_settings()
+    settings = get_settings().for_flow("archive")
     sql = SqlClient(settings)
     try:
         with sql.begin() as conn:
-            manifest.ensure_manifest(conn)
+            manifest.require_manifest(conn)
         if check_store:
             _refresh_storage_classes(sql)
         _mark_dead_runs(sql)
@@ -366,6 +376,8 @@ def _print_restore(report: Any, dry_run: bool) -> None:
         )
     if report.children_restored:
         out.print("with their children: " + _children(report.children_restored), highlight=False)
+    for line in report.partitions:
+        out.print(line, highlight=False)
     for clash in report.clashes[:20]:
         err.print(f"not restored: {clash}", highlight=False)
     if not report.batches and not report.pending:

@@ -120,13 +120,31 @@ def list_command(
     context = core.open_backup_context(settings)
     source = None if all_sources else settings.source_name
     backups = core.list_backups(context.store, settings.backup.prefix, source=source)
+    window = _physical_window(context, backups)
     if as_json:
-        print(json.dumps([_listed(m) for m in backups], indent=2))
+        print(json.dumps([_listed(m, window) for m in backups], indent=2))
         return
     if not backups:
         out.print(f"no backups of source {source or '(any)'} catalogued yet (run `steward backup`)")
         return
     _print_backups(backups, f"backups of {source or 'every source'} in {context.store.url}")
+    if window is not None:
+        shown = window.get("problem") or core.describe_window(window)
+        out.print(f"physical (pgBackRest): {shown}", highlight=False, soft_wrap=True)
+
+
+def _physical_window(context: Any, backups: list[Any]) -> dict[str, Any] | None:
+    """pgBackRest's recoverable window and WAL lag when physical backups are listed (else None);
+    ``{"problem": ...}`` when they cannot be read (the list itself still shows)."""
+    from steward import backup as core
+    from steward.errors import StewardError
+
+    if not any(m.engine == "physical" for m in backups) or context.config.physical.data_dir is None:
+        return None
+    try:
+        return core.physical_status(context)
+    except StewardError as exc:
+        return {"problem": f"window and WAL lag not available ({exc})"}
 
 
 @backup_app.command("verify")
@@ -249,7 +267,7 @@ def prune_command(
         _print_prune(report)
 
 
-def _listed(m: Any) -> dict[str, Any]:
+def _listed(m: Any, window: dict[str, Any] | None = None) -> dict[str, Any]:
     last = m.verification or {}
     return {
         "id": m.id,
@@ -270,6 +288,22 @@ def _listed(m: Any) -> dict[str, Any]:
         "last_verification": {"at": last["at"], "ok": last["ok"]} if last else None,
         "last_passed_at": m.last_passed_at,
         "verifications": len(m.verifications),
+    } | _with_window(m, window)
+
+
+def _with_window(m: Any, window: dict[str, Any] | None) -> dict[str, Any]:
+    """A physical backup's stored size and the window it opens: from its end to the newest
+    archived WAL (while pgBackRest still holds it)."""
+    if not m.physical:
+        return {}
+    held = {b["label"] for b in (window or {}).get("backups", [])}
+    opens = m.physical["label"] in held
+    return {
+        "pgbackrest_label": m.physical["label"],
+        "repository_size": m.physical.get("repository_size"),
+        "recoverable_from": m.physical.get("stopped_at") if opens else None,
+        "recoverable_to": (window or {}).get("recoverable_to") if opens else None,
+        "archive_lag_s": (window or {}).get("archive_lag_s"),
     }
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.console import Console
@@ -79,16 +78,7 @@ def status_command(
             highlight=False,
             soft_wrap=True,
         )
-    out.print(
-        f"recoverable from {status['recoverable_from']} to {status['recoverable_to']}; "
-        f"archive lag {_shown(status['archive_lag_s'])} s"
-        + ("; WAL ARCHIVING IS FAILING" if status["archiving_failing"] else ""),
-        highlight=False,
-    )
-
-
-def _shown(value: Any) -> str:
-    return "n/a" if value is None else f"{value:g}"
+    out.print(core.describe_window(status), highlight=False, soft_wrap=True)
 
 
 def restore_to_time_command(to_time: str, to: str) -> None:

@@ -26,12 +26,14 @@ __all__ = ["run_demo"]
 
 
 def run_demo(*, rows: int, seed: int, console: Console) -> dict[str, Any]:
-    """Migrate, generate demo data, run the catalogued flows with demo parameters, then
-    ``nightly`` (which runs the nightly steps) and print its health report."""
+    """Install Steward's tables, migrate, generate demo data, run the catalogued flows with
+    demo parameters, then ``nightly`` (which runs the nightly steps) and print its health
+    report."""
     settings = _on_example_schema(get_settings())
     console.print(f"[bold]Steward demo[/] — home {settings.home.resolve()}")
     results: dict[str, Any] = {}
     started = time.monotonic()
+    _install(console, settings)
     _step(console, results, "migrate", lambda: run_flow("migrate", FLOWS["migrate"].demo or {}))
     console.print("generating synthetic data…")
     _step(console, results, "demo-data", lambda: _fill_and_analyze(settings, rows, seed))
@@ -80,6 +82,15 @@ def _fill_and_analyze(settings: Settings, rows: int, seed: int) -> dict[str, int
     counts = generate_demo_data(settings, rows=rows, seed=seed, replace=True, show_progress=True)
     analyze_demo_tables(settings, counts)
     return counts
+
+
+def _install(console: Console, settings: Settings) -> None:
+    """The demo is the one place that runs ``steward install`` by itself (its own database)."""
+    from steward.install import install
+
+    report = install(settings)
+    done = f"{len(report.actions)} objects created" if report.actions else "already installed"
+    console.print(f"  [green]✓[/] install: Steward's tables ({done})", highlight=False)
 
 
 def _step(console: Console, results: dict[str, Any], name: str, run: Any) -> None:

@@ -48,5 +48,7 @@ def init(
             highlight=False,
         )
     out.print(
-        "next: steward archive --dry-run; steward run nightly -p dry_run=true", highlight=False
+        "next: steward install (once, as the schema owner: Steward's own schema and tables); "
+        "steward archive --dry-run; steward run nightly -p dry_run=true",
+        highlight=False,
     )

@@ -48,7 +48,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
     """Pending events, how many are retrying, dead events, and the oldest pending age (lag)."""
     relay = _relay()
     try:
-        missing = relay.missing_reason()
+        missing = relay.missing_reason("status")
         shown = relay.status() if missing is None else {"not_configured": missing}
     finally:
         relay.close()
@@ -220,7 +220,7 @@ def install(
     from steward.outbox import alembic_operations, install_outbox, outbox_ddl, outbox_table
     from steward.storage import SqlClient
 
-    settings = get_settings()
+    settings = get_settings().for_flow("migrations")  # DDL: the schema owner's credentials
     name = settings.outbox.table
     if print_only:
         dialect = sa.engine.make_url(settings.database_url).get_backend_name()

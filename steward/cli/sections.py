@@ -12,6 +12,7 @@ from steward.cli import (
     data,
     health,
     init,
+    install,
     migrate,
     outbox,
     tiering,
@@ -29,4 +30,5 @@ SUBCOMMANDS: list[Callable[[Any], None]] = [
     validate.register,
     cache.register,
     init.register,
+    install.register,
 ]

@@ -16,6 +16,7 @@ __all__ = [
     "cache_figures",
     "first",
     "outbox_figures",
+    "physical_figures",
     "tier_rows",
     "validation_figures",
 ]
@@ -67,6 +68,24 @@ def backup_figures(summary: Any) -> dict[str, Any]:
     }
 
 
+def physical_figures(summary: Any) -> dict[str, Any]:
+    """The physical (pgBackRest) backup of the run: type, sizes, recoverable window, WAL lag;
+    empty when the run took none."""
+    found = [i for i in _items(summary, "sources", "backups") if first(i, "engine") == "physical"]
+    if not found:
+        return {}
+    item = found[-1]
+    return {
+        "type": first(item, "type"),
+        "stored_bytes": first(item, "size_bytes"),
+        "database_bytes": first(item, "database_size"),
+        "recoverable_from": first(item, "recoverable_from"),
+        "recoverable_to": first(item, "recoverable_to"),
+        "archive_lag_s": first(item, "archive_lag_s"),
+        "window_problem": first(item, "window_problem"),
+    }
+
+
 def _all_verified(summary: Any, items: list[dict[str, Any]], count: int | None) -> bool | None:
     flags = [first(item, "verified") for item in items]
     if flags and all(isinstance(flag, bool) for flag in flags):
@@ -95,6 +114,7 @@ def archive_tables(summary: Any) -> list[dict[str, Any]]:
                 "kept": sum(counts) if counts else None,
                 "why_kept": _why_kept(item, referenced, changed),
                 "children": _children(item),
+                "partitions": [str(line) for line in first(item, "partition_lines") or []],
             }
         )
     return rows

@@ -14,6 +14,7 @@ from typing import Any
 
 from steward.health import figures
 from steward.health.nightly import FAILED, NOT_INSTALLED, NOT_RUN, OK, SKIPPED, StepOutcome
+from steward.health.units import human_bytes, human_duration, physical_lines, shown_value, usd
 
 __all__ = ["LAG_WARNING_S", "NightlyReport", "build_report", "human_bytes", "human_duration"]
 
@@ -30,43 +31,6 @@ class NightlyReport:
     attention: list[str]
     markdown: str
     rows: list[dict[str, Any]] = field(default_factory=list)
-
-
-def human_bytes(value: Any) -> str:
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return "n/a"
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(size) < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"
-
-
-def human_duration(seconds: Any) -> str:
-    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
-        return "n/a"
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def _usd(value: Any) -> str:
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return "n/a"
-    return f"{value:.2f}" if value >= 1 else f"{value:.6f}"
-
-
-def _shown(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def build_report(
@@ -114,6 +78,7 @@ class _Facts:
             return outcomes[name].summary if name in outcomes else {}
 
         self.backup = figures.backup_figures(summary("backup-databases"))
+        self.physical = figures.physical_figures(summary("backup-databases"))
         self.archive = figures.archive_tables(summary("archive-to-s3"))
         self.tiers = figures.tier_rows(summary("tier-archives"))
         prefix = figures.first(summary("tier-archives"), "prefix")
@@ -166,6 +131,7 @@ class _Facts:
             if value is not None
         ]
         rows += [_row("backup", k, v) for k, v in self.backup.items()]
+        rows += [_row("backup", f"physical {k}", v) for k, v in self.physical.items()]
         for table in self.archive:
             rows += [_row("archive", f"{table['table']} {k}", table[k]) for k in _ARCHIVE_KEYS]
             rows += [
@@ -265,10 +231,11 @@ def _backup_section(facts: _Facts) -> list[str]:
         return lines + [f"No backup figures: backup-databases {why}.", ""]
     b = facts.backup
     return lines + [
-        f"- size: {human_bytes(b['size_bytes'])}, duration: {_shown(b['duration_s'])} s, "
-        f"backups: {_shown(b['backups'])}",
+        f"- size: {human_bytes(b['size_bytes'])}, duration: {shown_value(b['duration_s'])} s, "
+        f"backups: {shown_value(b['backups'])}",
         f"- proven restorable (restored into a scratch database, counts and checksums "
-        f"matched): {_shown(b['verified'])}",
+        f"matched): {shown_value(b['verified'])}",
+        *physical_lines(facts.physical),
         "",
     ]
 
@@ -284,10 +251,12 @@ def _archive_section(facts: _Facts) -> list[str]:
     lines += ["|---|---:|---:|---:|---:|---|"]
     for t in facts.archive:
         lines.append(
-            f"| {t['table']} | {_shown(t['rows'])}{_with_children(t['children'])} | "
-            f"{human_bytes(t['bytes'])} | {_shown(t['objects'])} | {_shown(t['kept'])} | "
+            f"| {t['table']} | {shown_value(t['rows'])}{_with_children(t['children'])} | "
+            f"{human_bytes(t['bytes'])} | {shown_value(t['objects'])} | {shown_value(t['kept'])} | "
             f"{t['why_kept']} |"
         )
+    partitions = [line for t in facts.archive for line in t.get("partitions", [])]
+    lines += [""] + [f"- {line}" for line in partitions] if partitions else []
     if all(not t["rows"] for t in facts.archive):
         kept = sum(t["kept"] for t in facts.archive if isinstance(t["kept"], int))
         lines += [
@@ -315,8 +284,8 @@ def _tiers_section(facts: _Facts) -> list[str]:
     lines += ["| storage class | objects | bytes | USD / month |", "|---|---:|---:|---:|"]
     for t in facts.tiers:
         lines.append(
-            f"| {t.get('storage_class')} | {_shown(t.get('objects'))} | "
-            f"{human_bytes(t.get('bytes'))} | {_usd(t.get('monthly_cost_usd'))} |"
+            f"| {t.get('storage_class')} | {shown_value(t.get('objects'))} | "
+            f"{human_bytes(t.get('bytes'))} | {usd(t.get('monthly_cost_usd'))} |"
         )
     return lines + [""]
 
@@ -332,9 +301,9 @@ def _outbox_section(facts: _Facts) -> list[str]:
     return [
         "## Outbox",
         "",
-        f"- pending: {_shown(o['pending'])} (retrying {_shown(o['retrying'])}), "
-        f"dead letters: {_shown(o['dead'])}, lag (oldest pending): {lag_text}",
-        f"- published events removed by cleanup-outbox: {_shown(o['removed'])}"
+        f"- pending: {shown_value(o['pending'])} (retrying {shown_value(o['retrying'])}), "
+        f"dead letters: {shown_value(o['dead'])}, lag (oldest pending): {lag_text}",
+        f"- published events removed by cleanup-outbox: {shown_value(o['removed'])}"
         + _removed_why(facts),
         "",
     ]
@@ -356,8 +325,8 @@ def _validation_section(facts: _Facts) -> list[str]:
     v = facts.validation
     outcome = {True: "passed", False: "FAILED", None: "n/a"}[v["success"]]
     lines.append(
-        f"- outcome: {outcome}; suites: {_shown(v['suites'])}; failed expectations: "
-        f"{_shown(v['failed'])}"
+        f"- outcome: {outcome}; suites: {shown_value(v['suites'])}; failed expectations: "
+        f"{shown_value(v['failed'])}"
     )
     for failure in v["failures"]:
         shown = ", ".join(f"{k}: {val}" for k, val in failure.items() if val not in (None, ""))
@@ -376,12 +345,12 @@ def _cache_section(facts: _Facts) -> list[str]:
     else:
         ratio_text = "n/a (Redis is down: no figures)" if redis_down else "n/a (no lookups yet)"
     why = _not_ran(facts, "warm-cache")
-    warmed = f"n/a (warm-cache {why})" if why else _shown(c["keys_warmed"])
+    warmed = f"n/a (warm-cache {why})" if why else shown_value(c["keys_warmed"])
     return [
         "## Cache",
         "",
         f"- keys warmed: {warmed}; keyspace hit ratio: {ratio_text}; evicted keys: "
-        f"{_shown(c['evicted_keys'])}; used memory: {human_bytes(c['used_memory_bytes'])}",
+        f"{shown_value(c['evicted_keys'])}; used memory: {human_bytes(c['used_memory_bytes'])}",
         "",
     ]
 
@@ -403,7 +372,7 @@ def _database_line(db: dict[str, Any]) -> str:
     if db.get("max_connections"):
         text += (
             f", connections {db.get('connections')} of {db['max_connections']}, oldest open "
-            f"transaction {_shown(db.get('oldest_transaction_s'))} s"
+            f"transaction {shown_value(db.get('oldest_transaction_s'))} s"
         )
     tables = [
         f"{t['table']} {human_bytes(t.get('bytes'))}"

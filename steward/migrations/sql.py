@@ -5,14 +5,16 @@
   lock next to the SQLite file). A second runner waits up to ``lock_timeout`` seconds, then
   gets :class:`~steward.errors.MigrationLocked`.
 - **Checksums.** ``steward_migrations`` keeps ``(revision, filename, sha256, applied_at)`` for
-  every applied revision, written by Alembic's ``on_version_apply`` hook inside the revision's
-  own transaction (a downgrade deletes the row the same way). Before doing anything a run
+  every applied revision (in Steward's own schema, created by ``steward install``: a run
+  without it stops with :class:`~steward.errors.NotInstalled`), written by Alembic's
+  ``on_version_apply`` hook inside the revision's own transaction (a downgrade deletes the
+  row the same way). Before doing anything a run
   compares the recorded SHA-256 of every applied revision with its file and refuses with
   :class:`~steward.errors.MigrationChecksumMismatch`, naming the file, when one was edited.
   Revisions applied by plain ``alembic upgrade`` are adopted (recorded as they are now).
 - **Dry run.** :meth:`MigrationRunner.render_sql` renders the SQL of the range from the
   database's current revision to the target in offline mode for the configured dialect and
-  applies nothing (it does not even create Steward's tables).
+  applies nothing (it does not even need Steward's tables).
 
 History must be linear (one head): targets are ``head``, ``base``, a revision id (or a unique
 prefix) or a step count relative to the current revision (``-1``, ``+2``).
@@ -48,6 +50,7 @@ from steward.migrations.sources import (
 )
 from steward.settings import Settings
 from steward.storage import SqlClient
+from steward.storage.steward_schema import SCHEMA_TOKEN, missing_tables, require_installed
 
 __all__ = [
     "DEFAULT_SCRIPT_LOCATION",
@@ -60,12 +63,13 @@ __all__ = [
     "alembic_config",
     "checksums_table",
     "file_sha256",
+    "metadata",
 ]
 
 Direction = Literal["upgrade", "downgrade"]
 _RELATIVE = re.compile(r"[+-]\d+")
 
-metadata = sa.MetaData()
+metadata = sa.MetaData(schema=SCHEMA_TOKEN)
 checksums_table = sa.Table(
     "steward_migrations",
     metadata,
@@ -158,7 +162,7 @@ class MigrationRunner:
             folder = Path(script_location).resolve()
             source = AlembicSource(folder, is_example=folder == DEFAULT_SCRIPT_LOCATION)
         self.source = source or resolve_alembic(settings)
-        self.sql = SqlClient(settings, url=url)
+        self.sql = SqlClient(settings.for_flow("migrations"), url=url)  # the schema owner
         self.script_location = self.source.script_location
         self.lock_timeout = lock_timeout
         self.poll_interval = poll_interval
@@ -262,7 +266,7 @@ class MigrationRunner:
         return heads[0] if heads else None
 
     def _recorded(self, conn: Connection) -> dict[str, Any]:
-        if not sa.inspect(conn).has_table(checksums_table.name):
+        if missing_tables(conn, [checksums_table]):
             return {}
         return {row.revision: row for row in conn.execute(sa.select(checksums_table))}
 
@@ -280,8 +284,7 @@ class MigrationRunner:
                 )
 
     def _sync_records(self, conn: Connection, current: str | None) -> None:
-        """Create the checksum table, adopt unrecorded applied revisions, drop stale rows."""
-        metadata.create_all(conn, checkfirst=True)
+        """Adopt unrecorded applied revisions, drop stale rows."""
         recorded = self._recorded(conn)
         applied = self.revisions[: self._index(current) + 1]
         for rev in applied:
@@ -295,7 +298,9 @@ class MigrationRunner:
     def _record_step(self, applied: list[Revision], *, ctx: Any, step: Any, **_: Any) -> None:
         # Runs inside the revision's own transaction: the row and the version move together.
         rev = self.revisions[self._index(step.up_revision_id)]
-        conn = ctx.connection
+        # An application's env.py connects by itself: point it at Steward's schema too.
+        translate = self.sql.engine.get_execution_options()["schema_translate_map"]
+        conn = ctx.connection.execution_options(schema_translate_map=translate)
         conn.execute(checksums_table.delete().where(checksums_table.c.revision == rev.revision))
         if step.is_upgrade:
             conn.execute(checksums_table.insert().values(**_record_values(rev)))
@@ -321,6 +326,7 @@ class MigrationRunner:
     ) -> MigrationResult:
         """Apply the plan to ``target`` under the lock; ``on_plan`` sees it before any change."""
         with self.lock(), self.sql.connect() as conn:
+            require_installed(conn, metadata.sorted_tables)
             current = self._current(conn)
             self._refuse_existing_schema(conn, current, direction)
             self._verify(conn, current)

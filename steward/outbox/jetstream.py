@@ -17,7 +17,9 @@ nats-py is the client: the project's own (maintained by the NATS authors), async
 JetStream publishes awaited concurrently across aggregates
 (:func:`~steward.outbox.brokers.publish_ordered`). The client reconnects by itself after a
 server restart; events whose ack did not come meanwhile are retried with backoff (a copy
-that did arrive is dropped by its ``Nats-Msg-Id``).
+that did arrive is dropped by its ``Nats-Msg-Id``). A server that answers the connection with
+an authorization violation raises :class:`~steward.errors.AuthenticationFailed` (no event
+counts an attempt: see :func:`~steward.outbox.sinks.sink_refused`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 
 from steward.outbox.brokers import EventRejected, LoopThread, publish_ordered, routing_token
 from steward.outbox.events import OutboxEvent, describe_error
-from steward.outbox.sinks import SinkResult
+from steward.outbox.sinks import SinkResult, sink_refused
 
 __all__ = ["JetStreamSink", "default_stream_names"]
 
@@ -69,6 +71,7 @@ class JetStreamSink:
         self._loop = LoopThread("steward-nats-sink")
         self._client: Any = None
         self._js: Any = None
+        self._refused: str | None = None  # the server's authorization error, while connecting
 
     def subject(self, ev: OutboxEvent) -> str:
         return (
@@ -86,6 +89,10 @@ class JetStreamSink:
             await self._connect()
         except Exception as exc:
             await self._drop()
+            if self._refused is not None:
+                raise sink_refused(
+                    self.name, self.where, "outbox.nats.url", self._refused
+                ) from None
             error = describe_error(exc, f"connecting to {self.where}")
             return SinkResult(failed={ev.seq: error for ev in events})
         return await publish_ordered(
@@ -105,6 +112,7 @@ class JetStreamSink:
         await self._drop()
         client = Client()
         self._client = client
+        self._refused = None
         await asyncio.wait_for(
             client.connect(
                 servers=[self.url],
@@ -112,7 +120,7 @@ class JetStreamSink:
                 allow_reconnect=True,
                 max_reconnect_attempts=-1,  # outlive a server restart; acks time out meanwhile
                 reconnect_time_wait=1,
-                error_cb=_quiet,
+                error_cb=self._note_error,
             ),
             self.timeout,
         )
@@ -122,6 +130,12 @@ class JetStreamSink:
         except NotFoundError:
             await js.add_stream(name=self.stream, subjects=[f"{self.subject_prefix}.>"])
         self._js = js
+
+    async def _note_error(self, exc: Exception) -> None:
+        """nats-py reports each failed (re)connect here; the relay reports the failed events,
+        but an authorization violation is kept: it makes the connect fail as refused."""
+        if "authorization violation" in str(exc).lower():
+            self._refused = describe_error(exc)
 
     async def _send(self, ev: OutboxEvent) -> None:
         from nats.errors import MaxPayloadError
@@ -166,7 +180,3 @@ class JetStreamSink:
             self._loop.run(self._drop(), timeout=self.timeout + 1)
         finally:
             self._loop.close()
-
-
-async def _quiet(exc: Exception) -> None:
-    """nats-py reports each failed reconnect here; the relay reports the failed events."""

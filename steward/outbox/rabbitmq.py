@@ -13,7 +13,9 @@
 aio-pika (on aiormq) is the client: maintained, asyncio, and with confirms it lets many
 aggregates be in flight at once (:func:`~steward.outbox.brokers.publish_ordered`), where a
 blocking client waits a round trip per message. A lost connection is reopened at the next
-batch; the events of the batch that lost it are retried with backoff.
+batch; the events of the batch that lost it are retried with backoff. A broker that refuses
+the configured user or password raises :class:`~steward.errors.AuthenticationFailed` instead
+(no event counts an attempt: see :func:`~steward.outbox.sinks.sink_refused`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 
 from steward.outbox.brokers import LoopThread, publish_ordered, routing_token
 from steward.outbox.events import OutboxEvent, describe_error
-from steward.outbox.sinks import SinkResult
+from steward.outbox.sinks import SinkResult, sink_refused
 
 __all__ = ["RabbitMQSink"]
 
@@ -71,6 +73,9 @@ class RabbitMQSink:
             await self._connect()
         except Exception as exc:
             await self._drop()
+            if _is_refused(exc):
+                detail = describe_error(exc)
+                raise sink_refused(self.name, self.where, "outbox.rabbitmq.url", detail) from None
             error = describe_error(exc, f"connecting to {self.where}")
             return SinkResult(failed={ev.seq: error for ev in events})
         result = await publish_ordered(
@@ -153,3 +158,10 @@ class RabbitMQSink:
             self._loop.run(self._drop(), timeout=self.timeout + 1)
         finally:
             self._loop.close()
+
+
+def _is_refused(exc: Exception) -> bool:
+    """The broker refused the login (or the user may not use the virtual host)."""
+    from aiormq.exceptions import ConnectionNotAllowed, ProbableAuthenticationError
+
+    return isinstance(exc, ProbableAuthenticationError | ConnectionNotAllowed)

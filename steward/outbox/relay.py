@@ -56,6 +56,7 @@ from steward.outbox.sinks import (
     SinkResult,
     history_source_name,
 )
+from steward.security import require_privileges, table_needs
 from steward.settings import Settings
 from steward.storage import SqlClient
 from steward.storage import translate_sql_errors as translate_errors
@@ -74,6 +75,14 @@ class _Verdicts:
     held: int = 0
 
 
+# Privileges on the outbox table per job (FOR UPDATE SKIP LOCKED needs UPDATE).
+JOB_PRIVILEGES = {
+    "relay": ("SELECT", "UPDATE"),
+    "cleanup": ("SELECT", "DELETE"),
+    "status": ("SELECT",),
+}
+
+
 class OutboxRelay:
     """Relays the outbox table configured in ``settings.outbox`` to the configured sinks."""
 
@@ -86,7 +95,7 @@ class OutboxRelay:
     ) -> None:
         self.settings = settings
         self.cfg = settings.outbox
-        self.sql = sql or SqlClient(settings)
+        self.sql = sql or SqlClient(settings.for_flow("outbox"))  # outbox.database_url
         self._sinks = list(sinks) if sinks is not None else None
 
     @classmethod
@@ -255,10 +264,19 @@ class OutboxRelay:
         )
 
     # Operating ---------------------------------------------------------------------------
-    def missing_reason(self) -> str | None:
-        """Why there is no outbox to work on (``not configured: ...``), or None."""
+    def missing_reason(self, job: str = "relay") -> str | None:
+        """Why there is no outbox to work on (``not configured: ...``), or None.
+
+        With an outbox, also checks that the role may do ``job`` ("relay": SELECT, UPDATE;
+        "cleanup": SELECT, DELETE) and refuses in one line before anything changes.
+        """
         with self.transaction("looking for the outbox table") as conn:
-            return outbox_missing_reason(self.settings, conn)
+            reason = outbox_missing_reason(self.settings, conn)
+            if reason is None:
+                privileges = JOB_PRIVILEGES[job]
+                why = f"outbox {job}"
+                require_privileges(conn, table_needs(None, [self.cfg.table], privileges, why))
+            return reason
 
     def status(self) -> dict[str, Any]:
         """Pending, retrying, dead, the oldest pending event's age (see OutboxTable.status),

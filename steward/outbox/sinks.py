@@ -3,7 +3,10 @@
 A sink takes a batch of events (seq order) and says, per event, whether it failed (retry
 later with backoff) or was rejected (a poison event: it goes dead at once). Every event not
 named in the result was published. Sinks never raise for a delivery problem: they report it,
-so one bad event or one unreachable service never loses the rest of the batch.
+so one bad event or one unreachable service never loses the rest of the batch. A sink that
+refuses the configured credentials is not a delivery problem of the events: the sink raises
+:class:`~steward.errors.AuthenticationFailed` (see :func:`sink_refused`), the relay's batch
+rolls back, and no event counts an attempt or goes dead.
 
 - :class:`RedisStreamsSink`: ``XADD`` (pipelined, approximate ``MAXLEN``) to one stream per
   aggregate type, ``{cache.key_prefix}{outbox.stream_key_prefix}{aggregate_type}``, with the
@@ -29,6 +32,7 @@ from urllib.parse import quote
 import redis
 import sqlalchemy as sa
 
+from steward.errors import AuthenticationFailed, ConfigError
 from steward.outbox.events import OutboxEvent, describe_error
 from steward.storage import ObjectStore
 
@@ -39,6 +43,7 @@ __all__ = [
     "SinkResult",
     "history_key_segment",
     "history_source_name",
+    "sink_refused",
 ]
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -47,9 +52,21 @@ _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 RETRYABLE_REPLIES = frozenset(
     {
         "OOM", "LOADING", "BUSY", "READONLY", "TRYAGAIN", "MASTERDOWN", "NOREPLICAS",
-        "CLUSTERDOWN", "MOVED", "ASK", "WRONGTYPE", "NOPERM", "NOAUTH", "MISCONF",
+        "CLUSTERDOWN", "MOVED", "ASK", "WRONGTYPE", "MISCONF",
     }
 )  # fmt: skip
+# Error replies that say the configured user cannot write here: the sink's settings are wrong.
+REFUSED_REPLIES = frozenset({"NOAUTH", "WRONGPASS", "NOPERM"})
+
+
+def sink_refused(sink: str, where: str, setting: str, detail: str) -> AuthenticationFailed:
+    """The error a sink raises when it refuses the configured credentials: one line naming the
+    sink, the setting and its environment variable (``detail`` must hold no secret)."""
+    variable = "STEWARD_" + setting.upper().replace(".", "__")
+    return AuthenticationFailed(
+        f"outbox sink {sink!r} at {where}: authentication failed ({detail}); check {setting} "
+        f"({variable}); no event was attempted"
+    )
 
 
 @dataclass
@@ -104,17 +121,25 @@ class RedisStreamsSink:
         try:
             replies = pipe.execute(raise_on_error=False)
         except redis.RedisError as exc:
+            self._raise_if_refused(exc)
             # Connection lost or refused: what reached Redis is unknown, so every event is
             # retried (consumers drop the duplicates by event id).
             error = describe_error(exc, f"publishing to Redis Streams at {self.where}")
             return SinkResult(failed={ev.seq: error for ev in events})
         return self._sort_replies(events, replies)
 
+    def _raise_if_refused(self, exc: Exception) -> None:
+        code = str(exc).split(" ", 1)[0].upper()
+        if isinstance(exc, redis.AuthenticationError) or code in REFUSED_REPLIES:
+            detail = describe_error(exc)
+            raise sink_refused(self.name, self.where, "cache.url", detail) from None
+
     def _sort_replies(self, events: Sequence[OutboxEvent], replies: list[Any]) -> SinkResult:
         result = SinkResult()
         for ev, reply in zip(events, replies, strict=True):
             if not isinstance(reply, Exception):
                 continue
+            self._raise_if_refused(reply)
             code = str(reply).split(" ", 1)[0].upper()
             where = f"stream {self.stream_key(ev.aggregate_type)!r}"
             if code in RETRYABLE_REPLIES or not isinstance(reply, redis.ResponseError):
@@ -188,6 +213,11 @@ class EventHistorySink:
             }
             try:
                 self.store.put_if_absent(key, _jsonl_gz(group), metadata=metadata)
+            except ConfigError as exc:  # refused credentials or access denied: not the events'
+                # The store's message names the object and the objects.* settings to check.
+                raise type(exc)(
+                    f"outbox sink {self.name!r}: {exc}; no event was attempted"
+                ) from None
             except Exception as exc:  # any store failure: these events are retried later
                 error = describe_error(exc, f"writing event history object {key!r}")
                 result.failed.update((ev.seq, error) for ev in group)

@@ -41,6 +41,7 @@ from steward.settings.references import (
     register_secret_resolver,
     resolve_secret_references,
 )
+from steward.settings.security import SecuritySettings
 from steward.settings.statistics import StatisticsSettings
 from steward.settings.stores import (
     DatabaseSettings,
@@ -64,6 +65,7 @@ __all__ = [
     "BACKUP_SOURCES",
     "DEFAULT_PRICES",
     "EXAMPLE_MIGRATIONS",
+    "FLOW_SECTIONS",
     "MIN_STORAGE_DAYS",
     "OUTBOX_SINKS",
     "TIER_ORDER",
@@ -81,6 +83,7 @@ __all__ = [
     "PhysicalSettings",
     "RetentionPolicy",
     "SECRET_BLOCK_PREFIX",
+    "SecuritySettings",
     "Settings",
     "StatisticsSettings",
     "TierTransition",
@@ -96,6 +99,9 @@ __all__ = [
     "register_secret_resolver",
     "masked_settings",
 ]
+
+# Sections with their own ``database_url`` (a flow's least-privilege credentials).
+FLOW_SECTIONS = ("archive", "validation", "cache", "outbox", "backup", "migrations")
 
 DEFAULT_HOME = ".steward"
 CONFIG_ENV = "STEWARD_CONFIG"
@@ -138,6 +144,7 @@ class Settings(BaseSettings):
     backup: BackupSettings = Field(default_factory=BackupSettings)
     migrations: MigrationsSettings = Field(default_factory=MigrationsSettings)
     statistics: StatisticsSettings = Field(default_factory=StatisticsSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
 
     @classmethod
     def settings_customise_sources(
@@ -165,6 +172,20 @@ class Settings(BaseSettings):
         """The SQLAlchemy URL in effect (SQLite under home when none is set)."""
         raw = self.database.url.get_secret_value()
         return raw or f"sqlite:///{(self.home / 'steward.db').resolve()}"
+
+    def for_flow(self, section: str) -> Settings:
+        """These settings with ``database.url`` replaced by ``<section>.database_url`` when set.
+
+        Each capability opens its connections from the result, so a flow runs under its own
+        role (a compromised warmer cannot archive); unchanged when the section sets none.
+        """
+        if section not in FLOW_SECTIONS:
+            raise ValueError(f"no database_url setting in section {section!r}")
+        own = getattr(self, section).database_url
+        if not own.get_secret_value() or own == self.database.url:
+            return self
+        database = self.database.model_copy(update={"url": own})
+        return self.model_copy(update={"database": database})
 
     @property
     def objects_url(self) -> str:

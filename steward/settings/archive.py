@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from steward.settings.stores import FlowDatabaseUrl, flow_database_url
 from steward.settings.tiering import TIER_ORDER
 
 __all__ = ["ARCHIVE_FORMATS", "ArchivePolicy", "ArchiveSettings"]
@@ -64,6 +65,11 @@ class ArchivePolicy(BaseModel):
     )
     storage_class: str = Field(default="STANDARD", description="Storage class of new objects.")
     enabled: bool = Field(default=True, description="False keeps the policy but skips it.")
+    partition_action: Literal["drop", "detach"] = Field(
+        default="drop",
+        description="PostgreSQL range-partitioned tables: a partition wholly before the cutoff "
+        "is archived whole, detached, then dropped (drop) or kept as a detached table (detach).",
+    )
 
     @field_validator("children")
     @classmethod
@@ -110,6 +116,7 @@ class ArchiveSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    database_url: FlowDatabaseUrl = flow_database_url("archiving and restoring")
     batch_size: int = Field(
         default=20_000, ge=1, le=200_000, description="Rows per archive object (and per task)."
     )

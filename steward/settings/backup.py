@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from steward.settings.stores import FlowDatabaseUrl, flow_database_url
+
 __all__ = ["BACKUP_SOURCES", "BackupSettings", "PhysicalSettings", "RetentionPolicy"]
 
 BackupSource = Literal["database", "documents"]
@@ -64,9 +66,16 @@ class PhysicalSettings(BaseModel):
         pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
         description="OS user owning the data folder (pgBackRest runs as it when Steward is root).",
     )
+    repository: Literal["folder", "objects"] = Field(
+        default="folder",
+        description="Where the pgBackRest repository lives: 'folder' (repo_path) or 'objects' "
+        "(the S3 store of [objects]: its bucket, endpoint_url over https, region, credentials "
+        "and ca_file; under {objects prefix}/pgbackrest unless repo_path is set).",
+    )
     repo_path: Path | None = Field(
         default=None,
-        description="pgBackRest repository folder (repo1-path), writable by os_user.",
+        description="pgBackRest repository (repo1-path): a folder writable by os_user, or the "
+        "path inside the bucket with repository = 'objects'.",
     )
     config_file: Path | None = Field(
         default=None,
@@ -101,6 +110,7 @@ class BackupSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")  # a misspelt key is an error
 
+    database_url: FlowDatabaseUrl = flow_database_url("backups (pg_dump) and their verification")
     sources: list[BackupSource] = Field(
         default_factory=lambda: list(BACKUP_SOURCES),
         description="What `backup-databases` backs up: 'database' (database.url) and "

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from steward.settings.stores import CacheSettings as CacheConnectionSettings
+from steward.settings.stores import FlowDatabaseUrl, flow_database_url
 
 __all__ = [
     "EVENT_PLACEHOLDERS",
@@ -300,6 +301,7 @@ class CacheSettings(CacheConnectionSettings):
 
     model_config = ConfigDict(extra="forbid")  # a misspelt key is an error
 
+    database_url: FlowDatabaseUrl = flow_database_url("the cache warmers (their queries)")
     warmers: list[WarmerSettings] = Field(
         default_factory=_example_warmers,
         description="[[cache.warmers]]: what warm-cache writes (default: the example schema's).",

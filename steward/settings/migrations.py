@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from steward.settings.stores import FlowDatabaseUrl, flow_database_url
+
 __all__ = ["EXAMPLE_MIGRATIONS", "MigrationsSettings"]
 
 EXAMPLE_MIGRATIONS = "example"
@@ -18,6 +20,7 @@ class MigrationsSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")  # a misspelt key is an error
 
+    database_url: FlowDatabaseUrl = flow_database_url("migrate (the schema owner)")
     alembic: str = Field(
         default="",
         description="The application's Alembic migrations: its script folder (env.py and "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from steward.settings.brokers import NatsSinkSettings, RabbitMQSinkSettings
+from steward.settings.stores import FlowDatabaseUrl, flow_database_url
 
 __all__ = ["OUTBOX_SINKS", "OutboxSettings"]
 
@@ -16,6 +17,7 @@ class OutboxSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    database_url: FlowDatabaseUrl = flow_database_url("the relay and cleanup-outbox")
     table: str = Field(
         default="outbox",
         pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",

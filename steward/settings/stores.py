@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 __all__ = [
     "CacheSettings",
     "DatabaseSettings",
     "DocumentsSettings",
+    "FlowDatabaseUrl",
     "ObjectsSettings",
+    "check_database_url",
     "check_ports",
     "encode_userinfo",
+    "flow_database_url",
 ]
 
 
@@ -66,7 +70,9 @@ def check_ports(raw: str) -> None:
 class DatabaseSettings(BaseModel):
     """The SQL system of record (PostgreSQL via psycopg 3, or SQLite)."""
 
-    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error
+    model_config = ConfigDict(  # a misspelt key is an error; `schema` read and shown as such
+        extra="forbid", validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )
 
     url: SecretStr = Field(
         default=SecretStr(""),
@@ -83,19 +89,46 @@ class DatabaseSettings(BaseModel):
     statement_timeout_ms: int = Field(
         default=0, ge=0, description="PostgreSQL statement_timeout per connection; 0 = none."
     )
+    schema_: str = Field(
+        default="steward",
+        alias="schema",  # a field named "schema" would shadow BaseModel.schema()
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="PostgreSQL schema of Steward's own tables (archive manifest, runs, parts, "
+        "migration checksums), created by `steward install`; SQLite keeps them in the main "
+        "database. Lower-case letters, digits and _.",
+    )
 
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: SecretStr) -> SecretStr:
-        raw = value.get_secret_value()
-        if raw and not raw.startswith(("postgresql", "postgres://", "sqlite")):
-            raise ValueError(
-                "accepted: postgresql+psycopg://... (postgres:// too) or sqlite:///path (or empty)"
-            )
-        if raw.startswith("postgres"):
-            check_ports(raw)
-            return SecretStr(encode_userinfo(raw))
-        return value
+        return check_database_url(value)
+
+
+def check_database_url(value: SecretStr) -> SecretStr:
+    """A database URL Steward accepts (PostgreSQL or SQLite, or empty), user info encoded."""
+    raw = value.get_secret_value()
+    if raw and not raw.startswith(("postgresql", "postgres://", "sqlite")):
+        raise ValueError(
+            "accepted: postgresql+psycopg://... (postgres:// too) or sqlite:///path (or empty)"
+        )
+    if raw.startswith("postgres"):
+        check_ports(raw)
+        return SecretStr(encode_userinfo(raw))
+    return value
+
+
+# A flow's own database credentials (``archive.database_url``...): empty = database.url.
+FlowDatabaseUrl = Annotated[SecretStr, AfterValidator(check_database_url)]
+
+
+def flow_database_url(job: str) -> Any:
+    """The ``database_url`` field of a flow's settings section (``job`` names who uses it)."""
+    return Field(
+        default=SecretStr(""),
+        description=f"Database URL (its role's credentials) {job} connects with, overriding "
+        "database.url: a least-privilege role per job (see `steward install --roles`). "
+        "Empty = database.url.",
+    )
 
 
 class DocumentsSettings(BaseModel):
@@ -155,6 +188,11 @@ class ObjectsSettings(BaseModel):
     region: str = Field(default="us-east-1")
     access_key_id: SecretStr | None = Field(default=None, description="None = boto3's chain.")
     secret_access_key: SecretStr | None = Field(default=None)
+    ca_file: Path | None = Field(
+        default=None,
+        description="CA certificate(s) to trust for an https endpoint_url with a private "
+        "certificate (boto3 and pgBackRest); None = the system's.",
+    )
     server_side_encryption: Literal["", "AES256", "aws:kms"] = Field(default="")
     kms_key_id: str | None = Field(default=None)
     max_attempts: int = Field(

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from steward.settings.stores import FlowDatabaseUrl, flow_database_url
+
 __all__ = ["SHIPPED_EXPECTATIONS", "ValidationSettings"]
 
 # The suites shipped with Steward: the checkout's top-level expectations/ folder.
@@ -17,6 +19,7 @@ class ValidationSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")  # a misspelt key is an error
 
+    database_url: FlowDatabaseUrl = flow_database_url("validate-data (read-only)")
     expectations_dir: Path = Field(
         default=SHIPPED_EXPECTATIONS,
         description="Folder holding the suite JSON files and their index.json "

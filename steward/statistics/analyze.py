@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from steward.settings import StatisticsSettings
 from steward.statistics.tables import TableStats, read_table_stats, resolve_tables, split_name
+from steward.storage import PRIVILEGE_PROBE
 
 __all__ = ["AnalyzeOutcome", "StatisticsReport", "analyze_tables"]
 
@@ -166,7 +167,7 @@ def _run_analyze(
                 sa.text("SELECT set_config('lock_timeout', :value, true)"),
                 {"value": f"{lock_timeout_ms}ms"},
             )
-            conn.exec_driver_sql(statement)
+            conn.exec_driver_sql(statement, execution_options={PRIVILEGE_PROBE: True})
     except sa.exc.DBAPIError as exc:
         outcome.not_analyzed = _refusal(exc, lock_timeout_ms)
         return

@@ -83,6 +83,7 @@ def make_client(settings: ObjectsSettings, override: Config | None) -> Any:
             aws_access_key_id=access.get_secret_value() if access else None,
             aws_secret_access_key=secret.get_secret_value() if secret else None,
             config=config,
+            verify=str(settings.ca_file) if settings.ca_file else None,
         )
     except ValueError as exc:
         raise ConfigError(

@@ -6,7 +6,10 @@ that does not resolve, a refused port, a timeout, a server starting or shutting 
 connection lost mid-run become :class:`~steward.errors.SourceUnavailable` (transient, retried
 with backoff); refused credentials become :class:`~steward.errors.AuthenticationFailed` and a
 missing database or a read-only SQLite file a :class:`~steward.errors.ConfigError` (terminal:
-never retried, one clear line). Everything else propagates as SQLAlchemy raised it.
+never retried, one clear line); a statement the role may not run (SQLSTATE 42501) becomes
+:class:`~steward.errors.PermissionDenied` naming the role, the privilege and the object, unless
+the statement was run with the execution option ``privilege_probe=True`` (code that expects the
+refusal and handles it itself). Everything else propagates as SQLAlchemy raised it.
 """
 
 from __future__ import annotations
@@ -24,10 +27,17 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from steward.errors import AuthenticationFailed, ConfigError, SourceUnavailable
+from steward.errors import (
+    AuthenticationFailed,
+    ConfigError,
+    PermissionDenied,
+    SourceUnavailable,
+)
 from steward.settings import Settings, mask_url
+from steward.storage.steward_schema import schema_translate_map
 
 __all__ = [
+    "PRIVILEGE_PROBE",
     "SqlClient",
     "create_sql_engine",
     "dialect_name",
@@ -75,10 +85,14 @@ def create_sql_engine(settings: Settings, *, url: str | None = None) -> Engine:
             "postgresql+psycopg://user:password@host:5432/database or sqlite:///path"
         ) from None
     db = settings.database
+    # Steward's own tables resolve to database.schema (see steward.storage.steward_schema).
+    own = {"schema_translate_map": schema_translate_map(db.schema_, parsed.get_backend_name())}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(parsed, connect_args={"timeout": db.pool_timeout})
+        engine = sa.create_engine(
+            parsed, connect_args={"timeout": db.pool_timeout}, execution_options=own
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
     else:
@@ -92,6 +106,7 @@ def create_sql_engine(settings: Settings, *, url: str | None = None) -> Engine:
             pool_timeout=db.pool_timeout,
             pool_pre_ping=True,
             connect_args=connect_args,
+            execution_options=own,
         )
     event.listen(engine, "handle_error", _translate_driver_errors)
     return engine
@@ -117,6 +132,8 @@ def _translate_driver_errors(context: Any) -> None:
     engine = context.engine
     where = mask_url(engine.url.render_as_string(hide_password=True)) if engine else "database"
     _refuse_terminal(text, where, engine)
+    if _sqlstate(context.original_exception) == _NO_PRIVILEGE and not _probing(context):
+        raise PermissionDenied(_privilege_refused(context, text)) from None
     if context.is_pre_ping:  # the pool replaces a stale connection itself: leave it be
         return
     if engine is not None and engine.dialect.name == "postgresql" and _unreachable(context):
@@ -125,6 +142,62 @@ def _translate_driver_errors(context: Any) -> None:
             f"{where}: {'lost the database connection' if lost else 'database unreachable'} "
             f"({text}); check database.url (STEWARD_DATABASE__URL) and that the server is up"
         ) from None
+
+
+_NO_PRIVILEGE = "42501"
+# Execution option of a statement whose caller handles a privilege refusal itself (ANALYZE of a
+# table the role does not own, dropping constraints it may not drop).
+PRIVILEGE_PROBE = "privilege_probe"
+_REFUSED_OBJECT = re.compile(r"permission denied for (\w+) (\S+)|must be owner of (\w+) (\S+)")
+
+
+def _sqlstate(error: BaseException | None) -> str:
+    return str(getattr(error, "sqlstate", None) or "")
+
+
+def _probing(context: Any) -> bool:
+    execution = context.execution_context
+    return bool(execution is not None and execution.execution_options.get(PRIVILEGE_PROBE))
+
+
+def _privilege_refused(context: Any, text: str) -> str:
+    """'role R lacks PRIV on KIND NAME (server text); ...' for a refused statement."""
+    engine = context.engine
+    role = (engine.url.username if engine is not None else None) or "the connecting role"
+    found = _REFUSED_OBJECT.search(text)
+    kind, name = (found[1] or found[3], found[2] or found[4]) if found else ("an object", "")
+    privilege = _privilege_of(context.statement or "", kind, owner=bool(found and found[3]))
+    said = "" if found else f" ({_server_says(text)})"
+    return (
+        f"role {role} lacks {privilege} on {kind} {name}".rstrip()
+        + f"{said}; grant it to the role of this job "
+        "(`steward install --roles --print` lists every job's grants)"
+    )
+
+
+def _privilege_of(statement: str, kind: str, *, owner: bool) -> str:
+    """The privilege a refused statement needed, from its first keyword."""
+    if owner:
+        return "ownership"
+    words = statement.lstrip(" (\n\t").split(None, 1)
+    verb = words[0].upper() if words else ""
+    if kind == "schema":
+        return "CREATE" if verb == "CREATE" else "USAGE"
+    if kind == "sequence":  # nextval() behind a serial / identity id
+        return "USAGE"
+    if verb == "WITH":  # a data-modifying CTE needs the privilege of its first change
+        changes = re.search(r"\b(DELETE|UPDATE|INSERT)\b", statement, re.I)
+        verb = changes[1].upper() if changes else "SELECT"
+    elif verb in ("EXPLAIN", "DECLARE"):  # planning or a cursor: what the query inside does
+        inner = re.search(r"\b(SELECT|INSERT|UPDATE|DELETE|WITH)\b", statement, re.I)
+        return _privilege_of(statement[inner.start() :], kind, owner=False) if inner else verb
+    if verb == "SELECT" and re.search(r"\bFOR\s+(NO\s+KEY\s+)?UPDATE\b", statement, re.I):
+        return "UPDATE (SELECT ... FOR UPDATE)"
+    if verb == "COPY":
+        return "INSERT" if re.search(r"\bFROM\s+STDIN\b", statement, re.I) else "SELECT"
+    if verb in ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "CREATE"):
+        return verb
+    return "a privilege"
 
 
 def _unreachable(context: Any) -> bool:

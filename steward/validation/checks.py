@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from steward.errors import ConfigError, closest_name
+from steward.security import require_privileges, table_needs
 from steward.settings import Settings
 from steward.validation.compiler import batch_sql, driver_text
 from steward.validation.expectation_types import (
@@ -167,6 +168,10 @@ def check_schema(
     with read_only(settings) as conn:
         inspector = sa.inspect(conn)
         tables = set(inspector.get_table_names())
+        require_privileges(conn, [
+            need for s in sql_suites if s.target in tables
+            for need in table_needs(None, [s.target], ("SELECT",), f"suite {s.name}")
+        ])  # fmt: skip
         for suite in sql_suites:
             if suite.target not in tables:
                 problems.append(

@@ -140,8 +140,9 @@ def _run_suites(
                 validate_one(settings, s, params, full=full, store=store, conn=conn) for s in suites
             ]
     except sa.exc.OperationalError as exc:  # queries' own errors are caught per expectation
+        url = settings.for_flow("validation").database_url
         raise SourceUnavailable(
-            f"validate-data: cannot reach the database {mask_url(settings.database_url)}: "
+            f"validate-data: cannot reach the database {mask_url(url)}: "
             f"{str(exc.orig or exc).strip().splitlines()[0]}; check database.url"
         ) from None
 

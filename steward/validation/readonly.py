@@ -49,6 +49,7 @@ def read_only(settings: Settings) -> Iterator[Connection]:
     PostgreSQL: Steward's engine and ``SET TRANSACTION READ ONLY``. SQLite: the file opened
     with ``mode=ro``, so not even a lock for writing is taken.
     """
+    settings = settings.for_flow("validation")
     target = gx_connection(settings)
     sqlite = target.dialect == "sqlite"
     engine = (
@@ -84,7 +85,7 @@ def _kept_engine(settings: Settings) -> Engine:
 
 def gx_connection(settings: Settings) -> GxConnection:
     """The configured database as a GX connection string plus engine kwargs, read-only."""
-    url = sa.make_url(settings.database_url)
+    url = sa.make_url(settings.for_flow("validation").database_url)
     if url.get_backend_name() == "sqlite":
         path = url.database or ""
         return GxConnection("sqlite", f"sqlite:///file:{path}?mode=ro&uri=true")

@@ -79,7 +79,7 @@ def _run_native(
 
 def _unreachable(suite: SuiteSpec, settings: Settings, exc: BaseException) -> SourceUnavailable:
     first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    url = settings.database_url
+    url = settings.for_flow("validation").database_url
     text = first[0] if first else type(exc).__name__
     password = sa.make_url(url).password
     if password:

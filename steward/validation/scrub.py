@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from steward.errors import ObjectArchived, ObjectCorrupted, ObjectNotFound
 from steward.settings import Settings
 from steward.storage import ObjectStore, SqlClient, open_object_store
+from steward.storage.steward_schema import resolved_schema
 from steward.validation.outcome import ScrubOutcome
 
 __all__ = ["MANIFEST_TABLE", "scrub_archive"]
@@ -61,12 +62,13 @@ def scrub_archive(
 
 
 def _sample_entries(settings: Settings, sample: int) -> list[dict[str, Any]] | None:
-    client = SqlClient(settings)
+    client = SqlClient(settings.for_flow("validation"))
     try:
         with client.connect() as conn:
-            if not sa.inspect(conn).has_table(MANIFEST_TABLE):
+            schema = resolved_schema(conn)  # Steward's own schema (database.schema)
+            if not sa.inspect(conn).has_table(MANIFEST_TABLE, schema=schema):
                 return None
-            manifest = sa.Table(MANIFEST_TABLE, sa.MetaData(), autoload_with=conn)
+            manifest = sa.Table(MANIFEST_TABLE, sa.MetaData(), schema=schema, autoload_with=conn)
             columns = ("object_key", "table_name", "format", "rows", "bytes", "sha256")
             query = (
                 sa.select(*(manifest.c[name] for name in columns))

@@ -17,7 +17,6 @@ class Stop(RuntimeError):
 def test_a_killed_run_is_marked_interrupted_by_the_next(app_settings, contexts):
     ctx = contexts(app_settings(rows=0))
     (users,) = open_sources(ctx, ["users"])
-    manifest.ensure_manifest(ctx.sql.engine)
     with ctx.sql.begin() as conn:  # what a kill -9 leaves behind
         runs.start_run(conn, "killed-run", users.source_name, "users")
         assert runs.status_rows(conn)[0]["last_status"] == "running"

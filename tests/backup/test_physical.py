@@ -8,9 +8,12 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -100,7 +103,17 @@ def test_full_and_incremental_backups_are_verified_by_restore(physical, tmp_path
 
     listed = {b["id"]: b for b in json.loads(_steward("list", "--json", cwd=tmp_path).stdout)}
     assert listed[newest.id]["type"] == "incr" and listed[full.id]["type"] == "full"
-    assert "physical (incr)" in _steward("list", cwd=tmp_path).stdout
+    assert listed[newest.id]["repository_size"] == newest.physical["repository_size"] > 0
+    assert listed[full.id]["recoverable_from"] == full.physical["stopped_at"]
+    assert listed[newest.id]["recoverable_to"] and listed[newest.id]["archive_lag_s"] >= 0
+    shown_list = _steward("list", cwd=tmp_path).stdout
+    assert "physical (incr)" in shown_list and "physical (full)" in shown_list
+    [window] = [line for line in shown_list.splitlines() if line.startswith("physical (pgB")]
+    assert re.fullmatch(
+        r"physical \(pgBackRest\): recoverable from \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC to "
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC; WAL archive lag [\d.]+ s",
+        window,
+    ), window
     shown = _steward("physical", "status", "--json", cwd=tmp_path)
     status = json.loads(shown.stdout)
     assert [b["type"] for b in status["backups"]] == ["full", "incr"]
@@ -143,6 +156,14 @@ def test_point_in_time_recovery_gives_exactly_the_noted_moment(physical, physica
     )
     assert done.returncode == 0, done.stderr
     assert f"into {target}" in " ".join(done.stdout.split())
+    with started_copy(cluster, target) as restored_url:
+        assert _fingerprint(restored_url) == expected
+    assert _fingerprint(url) != expected  # the source moved on
+
+
+@contextmanager
+def started_copy(cluster, target: Path) -> Iterator[str]:
+    """Start a restored data folder on its own port until it promoted; yields its shop URL."""
     port = free_port()
     options = f"-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={target}"
     pg_ctl = str(cluster.bin_dir / "pg_ctl")
@@ -158,11 +179,9 @@ def test_point_in_time_recovery_gives_exactly_the_noted_moment(physical, physica
             if not in_recovery:
                 break
             time.sleep(0.5)
-        assert _fingerprint(restored_url) == expected
-        assert _fingerprint(url) != expected  # the source moved on
+        yield restored_url
     finally:
-        cluster.run_as_owner([str(cluster.bin_dir / "pg_ctl"), "-D", str(target), "-m",
-                              "immediate", "stop"])  # fmt: skip
+        cluster.run_as_owner([pg_ctl, "-D", str(target), "-m", "immediate", "stop"])
 
 
 def test_a_damaged_repository_file_fails_verification_and_retention_keeps_the_good(
@@ -278,3 +297,17 @@ def test_the_backup_flow_takes_and_verifies_a_physical_backup_too(physical, pref
     assert cluster["size_bytes"] > 0 and summary["failed_verification"] == []
     [physical_backup] = [m for m in list_backups(ctx.store, "backups") if m.engine == "physical"]
     assert physical_backup.physical["type"] == "full"  # no full yet: pgBackRest took one
+    assert cluster["type"] == "full" and cluster["database_size"] > 0
+    assert cluster["recoverable_from"] and cluster["recoverable_to"]
+    assert cluster["archive_lag_s"] >= 0 and cluster["window_problem"] is None
+
+    from steward.health import OK, StepOutcome, build_report
+
+    outcome = StepOutcome("backup-databases", OK, 9.0, summary, critical=True)
+    page = build_report({"backup-databases": outcome}, {}, {}, title="night").markdown
+    [kind] = [line for line in page.splitlines() if line.startswith("- physical (pgBackRest)")]
+    assert re.fullmatch(r"- physical \(pgBackRest\): full backup, [\d.]+ \w+ stored "
+                        r"\(database [\d.]+ \w+\)", kind), kind  # fmt: skip
+    [window] = [line for line in page.splitlines() if line.startswith("- recoverable window")]
+    assert re.fullmatch(r"- recoverable window: \S+ \S+ UTC to \S+ \S+ UTC, WAL archive lag "
+                        r"\d+ s", window), window  # fmt: skip

@@ -91,7 +91,6 @@ def test_archive_orders_then_status_after_a_killed_run(app, tmp_path):
     settings, engine = app
     from steward.archive import runs
 
-    manifest.ensure_manifest(engine)
     with engine.begin() as conn:
         runs.start_run(conn, "killed", settings.source_name, "orders")
     status = _steward("archive", "status", cwd=tmp_path)

@@ -12,6 +12,10 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures import roles as role_fixtures
+
+roles_db = role_fixtures.roles_db  # every job's role on a demo database (module-scoped)
+
 STEWARD = str(Path(sys.executable).with_name("steward"))
 PASSWORD = "Pw-sl/ash#q?@:%-x"
 
@@ -157,3 +161,58 @@ def test_a_bare_command_group_prints_its_help(tmp_path: Path, args: tuple[str, .
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert "Commands" in result.stdout + result.stderr and "status" in result.stdout + result.stderr
+
+
+# A job run under a role that lacks what it needs: one line naming the role, the privilege,
+# the object and the job, exit 2, and nothing changed. (section, job) = which flow URL is set
+# to which job's role; database.url is a role that may only connect.
+PRIVILEGE_CASES = [
+    (["archive", "-t", "users"], ("archive", "validator"),
+     "lacks DELETE on public.users (archive policy users); UPDATE on public.users (archive "
+     "policy users); INSERT on steward.steward_archive_manifest (archive bookkeeping); and "),
+    (["outbox", "relay"], ("outbox", "validator"),
+     "lacks UPDATE on public.outbox (outbox relay); nothing was changed"),
+    (["outbox", "cleanup"], ("outbox", "warmer"),
+     "lacks SELECT on public.outbox (outbox cleanup); DELETE on public.outbox (outbox cleanup)"),
+    (["cache", "warm", "--warmer", "product-detail"], ("cache", "relay"),
+     "lacks SELECT on table products; grant it to the role of this job"),
+]  # fmt: skip
+
+
+@pytest.mark.usefixtures("prefect_harness")
+@pytest.mark.parametrize(("args", "flow", "fragment"), PRIVILEGE_CASES)
+def test_missing_privilege_is_one_line_and_changes_nothing(
+    tmp_path: Path, roles_db: Any, redis_url: str, args: list[str], flow: Any, fragment: str
+) -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    section, job = flow
+    env = {f"STEWARD_{key.upper()}": value for key, value in roles_db.env(**{section: job}).items()}
+    env.update(
+        STEWARD_CACHE__URL=redis_url,
+        STEWARD_MIGRATIONS__ALEMBIC="example",
+        PREFECT_API_URL=str(PREFECT_API_URL.value()),
+    )
+    before = _row_counts(roles_db.owner_url)
+
+    line = _one_error_line(_steward(tmp_path, *args, **env))
+
+    assert f"error: role {roles_db.roles[job]} {fragment}" in line
+    assert _row_counts(roles_db.owner_url) == before
+
+
+def _row_counts(url: str) -> dict[str, Any]:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {
+                "users": conn.execute(sa.text("SELECT count(*) FROM users")).scalar_one(),
+                "orders": conn.execute(sa.text("SELECT count(*) FROM orders")).scalar_one(),
+                "outbox": conn.execute(
+                    sa.text("SELECT status, count(*) FROM outbox GROUP BY status ORDER BY 1")
+                ).all(),
+            }
+    finally:
+        engine.dispose()

@@ -31,10 +31,9 @@ def put_aged(settings, ages: dict[str, int]) -> dict[str, str]:
 
 
 def add_manifest_entries(settings, keys: dict[str, str]) -> sa.Engine:
-    from steward.archive.manifest import ensure_manifest, manifest_table
+    from steward.archive.manifest import manifest_table
 
     engine = create_sql_engine(settings)
-    ensure_manifest(engine)
     with engine.begin() as conn:
         for number, key in enumerate(keys.values()):
             conn.execute(

@@ -330,3 +330,35 @@ def test_a_store_down_and_the_step_it_broke_give_the_advice_once() -> None:
         report.headline
     )
     assert f"cache is down ({advice})" in report.headline
+
+
+def test_a_physical_backup_shows_its_type_size_window_and_wal_lag() -> None:
+    night = good_night()
+    night["backup-databases"].summary = {
+        "backups": 2,
+        "verified": 2,
+        "sources": {
+            "database": {"engine": "postgresql", "size_bytes": 2**20, "verified": True},
+            "cluster": {"engine": "physical", "type": "incr", "size_bytes": 3 * 2**20,
+                        "database_size": 40 * 2**20, "verified": True,
+                        "recoverable_from": "2026-12-05T01:00:07.5+00:00",
+                        "recoverable_to": "2026-12-06T01:10:00+00:00", "archive_lag_s": 42.0},
+        },
+    }  # fmt: skip
+    report = build_report(night, HEALTH, BACKLOG, title="Nightly")
+    lines = report.markdown.splitlines()
+    assert "- physical (pgBackRest): incr backup, 3.0 MiB stored (database 40.0 MiB)" in lines
+    assert (
+        "- recoverable window: 2026-12-05 01:00:07 UTC to 2026-12-06 01:10:00 UTC, "
+        "WAL archive lag 42 s"
+    ) in lines
+    figures = {(r["section"], r["figure"]): r["value"] for r in report.rows}
+    assert figures[("backup", "physical type")] == "incr"
+    assert figures[("backup", "physical archive_lag_s")] == 42.0
+
+    night["backup-databases"].summary["sources"]["cluster"] |= {
+        "window_problem": "pgbackrest info failed (exit code 82): unable to find stanza"
+    }
+    page = build_report(night, HEALTH, BACKLOG, title="Nightly").markdown
+    assert "- recoverable window: not read (pgbackrest info failed (exit code 82)" in page
+    assert "physical" not in build_report(good_night(), HEALTH, BACKLOG, title="N").markdown

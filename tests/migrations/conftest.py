@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from steward.migrations import DEFAULT_SCRIPT_LOCATION, MigrationRunner
 from steward.settings import Settings
+from tests.fixtures.steward_install import install_steward
 
 
 @pytest.fixture
@@ -21,7 +22,9 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'app.db'}"
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    install_steward(url)  # what `steward install` does once (PostgreSQL databases come installed)
+    return url
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -45,6 +48,12 @@ def make_runner(settings: Settings) -> Iterator[Callable[..., MigrationRunner]]:
     yield make
     for runner in runners:
         runner.dispose()
+
+
+def checksums_table(url: str) -> str:
+    """Where ``steward_migrations`` is: Steward's schema on PostgreSQL, the main database on
+    SQLite."""
+    return "steward_migrations" if url.startswith("sqlite") else "steward.steward_migrations"
 
 
 @pytest.fixture

@@ -23,6 +23,9 @@ EXAMPLE_TABLES = {"users", "products", "orders"}
 RunSql = Callable[..., list[tuple[Any, ...]]]
 
 
+CHECKSUMS = "steward.steward_migrations"
+
+
 def _tables(run_sql: RunSql, url: str) -> set[str]:
     rows = run_sql(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
     return {name for (name,) in rows}
@@ -55,14 +58,14 @@ def test_the_applications_revisions_are_applied_checksummed_and_reverted(
     result = runner.upgrade()
 
     assert [rev.revision for rev in result.applied] == ["a1", "a2"]
-    assert _tables(run_sql, url) == {"widgets", "alembic_version", "steward_migrations"}
-    recorded = run_sql(url, "SELECT revision, filename FROM steward_migrations ORDER BY 1")
+    assert _tables(run_sql, url) == {"widgets", "alembic_version"}  # Steward's: own schema
+    recorded = run_sql(url, f"SELECT revision, filename FROM {CHECKSUMS} ORDER BY 1")
     assert recorded == [("a1", "versions/0001_a1.py"), ("a2", "versions/0002_a2.py")]
     assert [r.state for r in runner.status().applied] == ["ok", "ok"]
 
     down = runner.downgrade("-1")
     assert [rev.revision for rev in down.applied] == ["a2"] and down.current == "a1"
-    assert run_sql(url, "SELECT revision FROM steward_migrations") == [("a1",)]
+    assert run_sql(url, f"SELECT revision FROM {CHECKSUMS}") == [("a1",)]
     columns = run_sql(
         url, "SELECT column_name FROM information_schema.columns WHERE table_name = 'widgets'"
     )

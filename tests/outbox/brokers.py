@@ -176,9 +176,10 @@ def delete_stream(stream: str, url: str = NATS_URL) -> None:
 class PrivateNats:
     """A nats-server with JetStream on a free port and its own store, for restart tests."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, login: tuple[str, str] | None = None) -> None:
         self.folder = folder
         self.port = free_port()
+        self.login = login  # (user, password) the server requires, if any
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -189,8 +190,11 @@ class PrivateNats:
         binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
         if not Path(binary).exists():
             pytest.fail("nats-server is not installed (scripts/ensure-services.sh installs it)")
+        argv = [binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.folder)]
+        if self.login:
+            argv += ["--user", self.login[0], "--pass", self.login[1]]
         self.process = subprocess.Popen(
-            [binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.folder)],
+            argv,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -57,7 +57,6 @@ def archived(make_settings):
     settings = make_settings()
     store = open_object_store(settings)
     engine = create_sql_engine(settings)
-    manifest.ensure_manifest(engine)
     objects = {
         "good.parquet": ("parquet", parquet_bytes(5), {}),
         "good.jsonl.gz": ("jsonl.gz", jsonl_bytes(3), {}),
@@ -114,7 +113,7 @@ def test_scrub_samples_at_most_n_and_explains_a_zero(archived, make_settings) ->
 
 
 def test_scrub_without_a_manifest_says_so(make_settings) -> None:
-    settings = make_settings()
+    settings = make_settings(install=False)  # Steward's tables never installed
     engine = create_sql_engine(settings)
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE TABLE t (id INTEGER)"))
