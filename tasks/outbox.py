@@ -46,7 +46,7 @@ _LOCK = threading.Lock()
 def relay_for(settings: Settings) -> OutboxRelay:
     """The process's relay for ``settings`` (built once, reused by every task)."""
     key = (
-        settings.database_url,
+        settings.for_flow("outbox").database_url,  # outbox.database_url dumps masked below
         settings.cache.url.get_secret_value(),
         settings.objects_url,
         str(settings.objects.endpoint_url),

@@ -77,7 +77,9 @@ class RestoreOutcome:
     """What a restore did with one batch's rows (children included).
 
     ``conflicts``: keys that exist in the source again (left alone unless overwrite);
-    ``clashes``: every row the database refused, each with its table, key and constraint.
+    ``clashes``: every row the database refused, each with its table, key and constraint;
+    ``whole_keys``: roots that hold their archived values again with every child row (the
+    archive objects may let go of them).
     """
 
     restored: int = 0
@@ -86,6 +88,7 @@ class RestoreOutcome:
     clashes: list[Any] = field(default_factory=list)
     children_restored: dict[str, int] = field(default_factory=dict)
     restored_keys: list[Any] = field(default_factory=list)
+    whole_keys: list[Any] = field(default_factory=list)
 
 
 Finish = Callable[[Connection, DeleteOutcome], None]

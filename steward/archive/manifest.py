@@ -66,6 +66,7 @@ __all__ = [
     "parts_table",
     "record_storage_class",
     "require_manifest",
+    "restored_table",
     "runs_table",
     "staged_key",
 ]
@@ -127,6 +128,15 @@ parts_table = sa.Table(
     sa.Column("rows", sa.Integer, nullable=False),
     sa.Column("bytes", sa.BigInteger),
     sa.Column("sha256", sa.String(64)),
+)
+
+# Rows a restore brought back whose archive objects still hold them: written in the restore's
+# transaction, removed once the batch's objects were rewritten without those rows (restored.py).
+restored_table = sa.Table(
+    "steward_archive_restored",
+    metadata,
+    sa.Column("batch_id", sa.String(32), primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True),
 )
 
 runs_table = sa.Table(

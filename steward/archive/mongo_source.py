@@ -227,6 +227,7 @@ class MongoSource:
         fresh = [row for row in rows if row["_id"] not in existing]
         taken = [row for row in rows if row["_id"] in existing]
         outcome = RestoreOutcome(restored=len(fresh), restored_keys=[r["_id"] for r in fresh])
+        outcome.whole_keys = [row["_id"] for row in (rows if overwrite else fresh)]
         if overwrite:
             outcome.overwritten = len(taken)
         else:

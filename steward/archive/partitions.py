@@ -37,6 +37,7 @@ committed), partition_dropped (committed, not published).
 from __future__ import annotations
 
 import contextvars
+import threading
 import uuid
 from collections import deque
 from collections.abc import Iterator
@@ -91,6 +92,8 @@ DETACHING, DETACHED, DROPPED, KEPT, RESTORED = (
 )
 OPEN = (DETACHING, DETACHED)
 IN_FLIGHT = 2  # batches written and verified while the next one is read
+AT_ONCE = 2  # partitions exported at once (each in its own transaction)
+_DETACHING = threading.Lock()
 
 metadata = sa.MetaData(schema=SCHEMA_TOKEN)  # Steward's own schema (database.schema)
 TS = sa.DateTime(timezone=True)
@@ -177,12 +180,17 @@ def archive_partitions(
     require_partition_tables(ctx.sql.engine)
     with ctx.sql.connect() as conn:
         records = partition_records(conn, source.source_name, source.name, OPEN)
-    done: list[str] = []
-    with ThreadPoolExecutor(1 + IN_FLIGHT, thread_name_prefix="partitions") as pool:
+    done = {record.name for record in records}
+    workers = AT_ONCE * IN_FLIGHT + 1
+    with (
+        ThreadPoolExecutor(AT_ONCE, thread_name_prefix="partitions") as exporters,
+        ThreadPoolExecutor(workers, thread_name_prefix="partition-objects") as pool,
+    ):
         publishing: list[Future[Any]] = []
-        for record in records:
-            report.add_partition(_archive_one(ctx, source, layout, record, pool, publishing))
-            done.append(record.name)
+        started = [
+            _submit(exporters, _archive_one, ctx, source, layout, record, pool, publishing)
+            for record in records
+        ]
         for partition in layout.whole(source.cutoff):
             if partition.name in done:
                 continue
@@ -190,8 +198,11 @@ def archive_partitions(
                 report.partitions_pending += 1
                 continue
             record = _start(ctx, source, partition)
-            report.add_partition(_archive_one(ctx, source, layout, record, pool, publishing))
-            done.append(partition.name)
+            started.append(
+                _submit(exporters, _archive_one, ctx, source, layout, record, pool, publishing)
+            )
+        for future in started:
+            report.add_partition(future.result())
         for future in publishing:
             future.result()
     _analyze(ctx, source, [p for p in report.partitions if p["state"] in (DROPPED, KEPT)])
@@ -247,9 +258,10 @@ def _archive_one(
     objects are published by ``pool`` while the next partition is exported."""
     if record.state == DETACHING:
         ctx.fire("partition_detaching")
-        detach_partition(
-            ctx.sql.engine, source.name, record.name, concurrently=not layout.has_default
-        )
+        with _DETACHING:  # one DETACH of a parent at a time (they would queue in PostgreSQL)
+            detach_partition(
+                ctx.sql.engine, source.name, record.name, concurrently=not layout.has_default
+            )
         with ctx.sql.begin() as conn:
             _set_state(conn, record.id, DETACHED)
         ctx.fire("partition_detached")

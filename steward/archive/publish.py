@@ -30,7 +30,7 @@ from steward.errors import ArchiveVerificationFailed
 if TYPE_CHECKING:
     from steward.archive.archiver import ArchiveContext
 
-__all__ = ["publish_batch", "remove_staged"]
+__all__ = ["publish_batch", "remove_staged", "rewrite_without"]
 
 
 @dataclass
@@ -90,7 +90,10 @@ def _publish(
     info = ctx.store.head(target.final)
     if target.size is None or target.sha256 is None:  # verified before this run: as found
         target.size, target.sha256 = info.size, info.sha256
-    _check_stored(ctx, target.final, info.size, info.sha256, target.size, target.sha256)
+    _check_stored(
+        ctx, target.final, info.size, info.sha256, target.size, target.sha256,
+        "its verified staged copy is kept, rerun the archive",
+    )  # fmt: skip
     return Published(target.rows, target.size, target.sha256, entry.key_min, entry.key_max)
 
 
@@ -98,28 +101,51 @@ def _rewrite(
     ctx: ArchiveContext, source: Source, entry: ManifestEntry, target: _Target, skipped: set[Any]
 ) -> Published:
     """The verified object without the rows whose root stayed; decoded and checked first."""
-    data = ctx.store.get_bytes(target.location)
-    before = _decode(source, target.table, data, entry.format)
-    expected = [k for k in before.keys if _root(before, k, target.table) not in skipped]
+    return rewrite_without(
+        ctx, source, entry, target.table, (target.location, target.final), skipped,
+        storage_class=source.storage_class, why="that stayed in the source",
+        then="its verified staged copy is kept, rerun the archive",
+    )  # fmt: skip
+
+
+def rewrite_without(
+    ctx: ArchiveContext,
+    source: Source,
+    entry: ManifestEntry,
+    table: str | None,
+    keys: tuple[str, str],
+    roots: set[Any],
+    *,
+    storage_class: str,
+    why: str,
+    then: str,
+) -> Published:
+    """Write object ``keys[1]`` as object ``keys[0]`` without the rows of ``roots`` (for a
+    child ``table``: the rows whose parent is one of them); the new bytes are decoded and
+    compared with the expected keys before they are written, then checked by size and SHA-256.
+    ``why`` says which rows go, ``then`` what to do when a check fails."""
+    location, final = keys
+    data = ctx.store.get_bytes(location)
+    before = _decode(source, table, data, entry.format)
+    expected = [k for k in before.keys if _root(before, k, table) not in roots]
     trimmed = source.without(
-        data, fmt=entry.format, table=target.table, roots=skipped, batch_id=entry.batch_id
+        data, fmt=entry.format, table=table, roots=roots, batch_id=entry.batch_id
     )
-    after = _decode(source, target.table, trimmed, entry.format)
+    after = _decode(source, table, trimmed, entry.format)
     if after.keys != expected:
         raise ArchiveVerificationFailed(
-            f"archive object {target.final!r} rewritten without the {len(skipped)} row(s) that "
-            f"stayed in the source decodes to {len(after.keys)} rows, {len(expected)} expected; "
-            "its verified staged copy is kept, rerun the archive"
+            f"archive object {final!r} rewritten without the {len(roots)} row(s) {why} "
+            f"decodes to {len(after.keys)} rows, {len(expected)} expected; {then}"
         )
     sha256 = hashlib.sha256(trimmed).hexdigest()
     ctx.store.put(
-        target.final,
+        final,
         trimmed,
-        storage_class=source.storage_class,
+        storage_class=storage_class,
         metadata={"batch-id": entry.batch_id, "rows": str(len(expected))},
     )
-    info = ctx.store.head(target.final)
-    _check_stored(ctx, target.final, info.size, info.sha256, len(trimmed), sha256)
+    info = ctx.store.head(final)
+    _check_stored(ctx, final, info.size, info.sha256, len(trimmed), sha256, then)
     first, last = (expected[0], expected[-1]) if expected else (None, None)
     return Published(len(expected), len(trimmed), sha256, first, last)
 
@@ -135,11 +161,17 @@ def _root(rows: ArchivedRows, key: Any, table: str | None) -> Any:
 
 
 def _check_stored(
-    ctx: ArchiveContext, key: str, size: int, sha256: str, want_size: int, want_sha256: str
+    ctx: ArchiveContext,
+    key: str,
+    size: int,
+    sha256: str,
+    want_size: int,
+    want_sha256: str,
+    then: str,
 ) -> None:
     if size != want_size or sha256 != want_sha256:
         raise ArchiveVerificationFailed(
             f"archive object {key!r} in {ctx.store.url} holds {size} bytes sha256 "
-            f"{sha256[:16]}…, {want_size} bytes sha256 {want_sha256[:16]}… were published; its "
-            "verified staged copy is kept, rerun the archive"
+            f"{sha256[:16]}…, {want_size} bytes sha256 {want_sha256[:16]}… were published; "
+            f"{then}"
         )

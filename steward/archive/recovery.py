@@ -28,6 +28,7 @@ from steward.archive.archiver import (
 from steward.archive.batch import Source
 from steward.archive.manifest import ManifestEntry, staged_key
 from steward.archive.publish import publish_batch
+from steward.archive.restored import finish_pending
 from steward.errors import (
     ArchiveVerificationFailed,
     IntegrityViolation,
@@ -49,7 +50,9 @@ class Resolution:
 
 
 def resolve_unfinished(ctx: ArchiveContext, source: Source) -> Resolution:
-    """Finish or abandon every batch an earlier run left open, then remove orphan objects."""
+    """Finish or abandon every batch an earlier run left open, then remove orphan objects.
+    Objects a crashed restore left holding restored rows are rewritten first."""
+    finish_pending(ctx, source)
     with ctx.sql.connect() as conn:
         pending = manifest.entries(
             conn, source=source.source_name, table=source.name, states=manifest.UNFINISHED

@@ -21,7 +21,7 @@ from steward.storage import SqlClient
 __all__ = ["MAX_LISTED", "BatchRestore", "RestoreReport", "explain_not_restored"]
 
 MAX_LISTED = 100  # conflicts / missing keys listed in a report (all are counted)
-IN_SOURCE = "still in the source: it is in no archive object (never archived)"
+IN_SOURCE = "still in the source: it is in no archive object (never archived, or restored already)"
 UNFINISHED = "in an archive batch that is not complete yet: run the archive again to finish it"
 NOWHERE = "not in the source and in no archive object (never archived, or deleted outright)"
 

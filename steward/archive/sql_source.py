@@ -229,7 +229,12 @@ class SqlSource:
                     # read, under this run's fixed cutoff); only new references need a check.
                     # No indexable time condition here, so the plan is the primary key's.
                     gone = self.root.delete_unchanged(
-                        conn, archived.keys, archived.versions, [self.policy.unreferenced()], hook
+                        conn,
+                        archived.keys,
+                        archived.versions,
+                        [self.policy.unreferenced()],
+                        hook,
+                        span_where=[self._qualifies],
                     )
                     outcome = _outcome(archived.keys, set(gone))
                     hook("rows_deleted")
@@ -335,13 +340,19 @@ class SqlSource:
             outcome.restored, outcome.overwritten = root.inserted, root.overwritten
             outcome.conflicts, outcome.clashes = root.conflicts, root.clashes
             outcome.restored_keys = sorted(root.back, key=repr)
+            whole = set(root.back)
             for name, child_rows in (children or {}).items():
                 child, table_rows = self.parts[name]
                 mine = [row for row in child_rows if row[child.parent.name] in root.back]
                 part = _restore_table(conn, table_rows, mine, overwrite, dry_run)
+                # A child row that did not come back keeps its whole aggregate in the archive.
+                whole -= {
+                    r[child.parent.name] for r in mine if table_rows.key_of(r) not in part.back
+                }
                 outcome.children_restored[name] = part.inserted + part.overwritten
                 outcome.clashes += part.clashes
                 outcome.clashes += [_exists_again(table_rows, key) for key in part.conflicts]
+            outcome.whole_keys = sorted(whole, key=repr)
             if not dry_run:
                 finish(conn, outcome)
         return outcome

@@ -9,6 +9,7 @@ are never printed.
 
 from __future__ import annotations
 
+import json
 import sys
 
 from rich.console import Console
@@ -16,7 +17,7 @@ from rich.console import Console
 from steward.errors import ConfigError
 from steward.settings import Settings, mask_url
 
-__all__ = ["install_roles"]
+__all__ = ["install_roles", "print_iam_policies"]
 
 out = Console()
 
@@ -54,3 +55,10 @@ def install_roles(settings: Settings, *, print_only: bool) -> None:
 def _passwords(settings: Settings) -> dict[str, str]:
     given = settings.security.passwords
     return {job: secret.get_secret_value() for job, secret in given if secret.get_secret_value()}
+
+
+def print_iam_policies(settings: Settings) -> None:
+    """Write every job's minimal S3 IAM policy (JSON, by job) for the configured bucket."""
+    from steward.security import iam_policies
+
+    sys.stdout.write(json.dumps(iam_policies(settings), indent=2) + "\n")

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from steward.archive import archive_table, manifest, open_sources
 from steward.archive.batch import normalize
 from steward.archive.restore import RestoreRequest, restore
+from steward.archive.restore_report import IN_SOURCE
 from steward.errors import ConfigError
 
 from .conftest import NOW, MovableClock, snapshot, snapshots
@@ -36,22 +37,47 @@ def test_restore_by_key_then_conflict_then_overwrite(app_settings, contexts):
     assert (first.restored, first.conflicts, first.batches) == (2, 0, 2)
     now_present = snapshot(ctx, "outbox").rows
     assert all(now_present[k] == before.rows[k] for k in wanted)
-
-    with ctx.sql.begin() as conn:
-        conn.execute(sa.text("UPDATE outbox SET attempts = 99 WHERE seq = :s"), {"s": wanted[0]})
+    # The restored rows left the archive: a second restore finds them in the source only.
     again = restore(ctx, RestoreRequest(table="outbox", keys=wanted))
-    assert (again.restored, again.conflicts) == (0, 2)
-    assert again.conflict_keys == [f"outbox:{wanted[0]}", f"outbox:{wanted[1]}"] or sorted(
-        again.conflict_keys
-    ) == sorted(f"outbox:{k}" for k in wanted)
-    assert snapshot(ctx, "outbox").rows[wanted[0]] != before.rows[wanted[0]]
+    assert (again.restored, again.conflicts) == (0, 0)
+    assert again.not_restored == {str(k): IN_SOURCE for k in wanted}
 
-    forced = restore(ctx, RestoreRequest(table="outbox", keys=[wanted[0]], overwrite=True))
+    # A key in the source *and* in the archive (a restore stopped before its objects were
+    # rewritten): with overwrite the archived values win (see the next test for the conflict).
+    key = entries[1].key_min
+    crashing = contexts(ctx.settings, hook=_crash_at("restore_committed"))
+    with pytest.raises(RuntimeError):
+        restore(crashing, RestoreRequest(table="outbox", keys=[key]))
+    with ctx.sql.begin() as conn:
+        conn.execute(sa.text("UPDATE outbox SET attempts = 99 WHERE seq = :s"), {"s": key})
+    forced = restore(ctx, RestoreRequest(table="outbox", keys=[key], overwrite=True))
     assert (forced.overwritten, forced.conflicts) == (1, 0)
-    assert snapshot(ctx, "outbox").rows[wanted[0]] == before.rows[wanted[0]]
+    assert snapshot(ctx, "outbox").rows[key] == before.rows[key]
 
     missing = restore(ctx, RestoreRequest(table="outbox", keys=[10**9]))
     assert missing.missing_keys == [str(10**9)] and missing.restored == 0
+
+
+def test_a_key_in_the_source_and_the_archive_is_a_conflict(app_settings, contexts):
+    ctx, before, entries = _archived_outbox(app_settings, contexts)
+    key = entries[0].key_min
+    crashing = contexts(ctx.settings, hook=_crash_at("restore_committed"))
+    with pytest.raises(RuntimeError):  # committed, objects not rewritten yet: in both
+        restore(crashing, RestoreRequest(table="outbox", keys=[key]))
+    with ctx.sql.begin() as conn:
+        conn.execute(sa.text("UPDATE outbox SET attempts = 99 WHERE seq = :s"), {"s": key})
+    conflict = restore(crashing, RestoreRequest(table="outbox", keys=[key], dry_run=True))
+    assert (conflict.restored, conflict.conflicts) == (0, 1)
+    assert conflict.conflict_keys == [f"outbox:{key}"]
+    assert snapshot(ctx, "outbox").rows[key] != before.rows[key]
+
+
+def _crash_at(where: str):
+    def hook(point: str) -> None:
+        if point == where:
+            raise RuntimeError(f"crash at {point}")
+
+    return hook
 
 
 def test_restore_by_range_brings_back_exactly_the_rows_in_range(app_settings, contexts):

@@ -103,7 +103,8 @@ def test_restore_by_key_explains_every_key_it_did_not_restore(app, run_flow):
     summary, artifacts = run_flow(restore_archive, table="outbox", keys=[live, archived, absent])
     assert summary["restored"] == 1 and summary["not_restored_count"] == 2
     assert summary["not_restored"] == {
-        str(live): "still in the source: it is in no archive object (never archived)",
+        str(live): "still in the source: it is in no archive object (never archived, or "
+        "restored already)",
         str(absent): "not in the source and in no archive object (never archived, or "
         "deleted outright)",
     }
