@@ -29,6 +29,7 @@ from steward.archive.partitions import (
     KEPT,
     RESTORED,
     batches_table,
+    partition_tables_exist,
     partitions_table,
 )
 
@@ -43,7 +44,7 @@ def reopen_partitions(
     if not ctx.sql.is_postgres or not entries:
         return []
     with ctx.sql.connect() as conn:
-        if not sa.inspect(conn).has_table(partitions_table.name):
+        if not partition_tables_exist(conn):  # Steward's schema: `steward install`
             return []
         records = _records(conn, [e.batch_id for e in entries])
     notes = []
