@@ -34,6 +34,7 @@ from steward.archive.partitions import (
     batches_table,
     partitions_table,
 )
+from steward.storage.steward_schema import missing_tables
 
 __all__ = ["Reopened", "reopen_partitions"]
 
@@ -56,7 +57,7 @@ def reopen_partitions(
     if not ctx.sql.is_postgres or not entries:
         return done
     with ctx.sql.connect() as conn:
-        if not sa.inspect(conn).has_table(partitions_table.name):
+        if missing_tables(conn, [partitions_table]):
             return done
         records = _records(conn, [e.batch_id for e in entries])
     for record in records:
