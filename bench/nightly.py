@@ -67,10 +67,12 @@ def prepare(name: str, rows: int, analyze: bool) -> tuple[float, float]:
     false: then the nightly's own checks before reading must catch it); (load s, ANALYZE s)."""
     from steward.cli.data import analyze_demo_tables
     from steward.demo import generate_demo_data
+    from steward.install import install
     from steward.migrations import MigrationRunner
     from steward.settings import get_settings
 
     settings = get_settings()
+    install(settings)  # Steward's own schema and tables, as `steward install` (the owner)
     runner = MigrationRunner(settings)
     runner.upgrade()
     runner.dispose()

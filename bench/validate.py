@@ -233,6 +233,7 @@ def run_steward(settings: Any) -> tuple[float, float, int, int]:
 
 def bench_suites(rows: int, dialect: str) -> dict[str, float]:
     from steward.demo import generate_demo_data
+    from steward.install import install
     from steward.migrations import MigrationRunner
     from steward.validation import plan_validation
 
@@ -244,6 +245,7 @@ def bench_suites(rows: int, dialect: str) -> dict[str, float]:
         url = f"sqlite:///{home / 'bench.db'}"
     try:
         settings = settings_for(url, home)
+        install(settings)  # Steward's own schema and tables, as `steward install`
         runner = MigrationRunner(settings)
         runner.upgrade()
         runner.dispose()
