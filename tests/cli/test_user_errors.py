@@ -130,7 +130,7 @@ def test_policy_where_value_that_does_not_fit_its_column(
         "STEWARD_MIGRATIONS__ALEMBIC": "example",
         "PREFECT_API_URL": str(PREFECT_API_URL.value()),
     }
-    for args in (["migrate"], ["demo-data", "--rows", "300"]):
+    for args in (["install"], ["migrate"], ["demo-data", "--rows", "300"]):
         done = _steward(tmp_path, *args, **env)
         assert done.returncode == 0, done.stderr
     (tmp_path / "steward.toml").write_text(
