@@ -5,16 +5,16 @@ statements that give its role exactly what the job does:
 
 ========== =====================================================================
 archiver   USAGE on the schema; SELECT, DELETE, INSERT, UPDATE on policy tables and their
-           children (INSERT: restore; UPDATE: the guarded delete locks its rows with SELECT ...
-           FOR UPDATE, which PostgreSQL allows only with UPDATE, and DELETE + INSERT could
-           rewrite a row anyway); SELECT on tables whose foreign keys keep rows; the same on
-           the archive's bookkeeping in Steward's schema (manifest, parts, runs, restores)
+           children (INSERT: restore; UPDATE: restore and an aggregate's guarded delete lock
+           rows with SELECT ... FOR UPDATE, which PostgreSQL allows only with UPDATE, and
+           DELETE + INSERT could rewrite a row anyway); SELECT on tables whose foreign
+           keys keep rows; the same four on the archive's bookkeeping in Steward's schema
 validator  SELECT on suite tables and on what their query expectations read; SELECT on the
            archive manifest and parts (the scrub)
 backup     SELECT on every table and sequence (what pg_dump reads); CREATEDB for
            verify-backups' scratch databases (``security.backup_createdb``)
 relay      SELECT, UPDATE on the outbox table; DELETE for cleanup-outbox
-warmer     SELECT on the tables its queries read (from their plans, see ``relations``)
+warmer     SELECT on the tables its queries read (their plans, see ``steward.statistics``)
 migrator   owns the application's schemas and tables (migrations alter them); SELECT,
            INSERT, DELETE on the migration checksums in Steward's schema (not its owner: Steward's
            schema belongs to whoever ran ``steward install``)
