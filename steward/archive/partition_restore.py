@@ -32,9 +32,9 @@ from steward.archive.partitions import (
     KEPT,
     RESTORED,
     batches_table,
+    partition_tables_exist,
     partitions_table,
 )
-from steward.storage.steward_schema import missing_tables
 
 __all__ = ["Reopened", "reopen_partitions"]
 
@@ -57,7 +57,7 @@ def reopen_partitions(
     if not ctx.sql.is_postgres or not entries:
         return done
     with ctx.sql.connect() as conn:
-        if missing_tables(conn, [partitions_table]):
+        if not partition_tables_exist(conn):  # Steward's schema: `steward install`
             return done
         records = _records(conn, [e.batch_id for e in entries])
     for record in records:

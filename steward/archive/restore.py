@@ -142,12 +142,14 @@ def plan_restore(
 
 
 def _restore_needs(entries: Sequence[ManifestEntry], request: RestoreRequest) -> list[Need]:
-    """SELECT and INSERT (UPDATE to overwrite) on every table the batches bring rows back to."""
-    privileges = ["SELECT"]
-    if not request.dry_run:
-        privileges += ["INSERT", "UPDATE"] if request.overwrite else ["INSERT"]
+    """SELECT, INSERT and UPDATE (rows are locked FOR UPDATE, or overwritten) on every table
+    the batches bring rows back to."""
+    privileges = ["SELECT"] if request.dry_run else ["SELECT", "INSERT", "UPDATE"]
     names = [e.table_name for e in entries] + [p.table_name for e in entries for p in e.parts]
-    return table_needs(None, names, privileges, "restore of archived rows")
+    needs = table_needs(None, names, privileges, "restore of archived rows")
+    if not request.dry_run:  # each restore is recorded there (when the table exists)
+        needs += table_needs(None, ["audit_log"], ["INSERT"], "restore's audit_log entry")
+    return needs
 
 
 def restore_batch(
