@@ -142,9 +142,9 @@ def plan_restore(
 
 
 def _restore_needs(entries: Sequence[ManifestEntry], request: RestoreRequest) -> list[Need]:
-    """SELECT, INSERT and UPDATE (rows are locked FOR UPDATE, or overwritten) on every table
-    the batches bring rows back to."""
-    privileges = ["SELECT"] if request.dry_run else ["SELECT", "INSERT", "UPDATE"]
+    """SELECT, UPDATE (existing rows are locked FOR UPDATE, even in a dry run, or overwritten)
+    and INSERT on every table the batches bring rows back to."""
+    privileges = ["SELECT", "UPDATE"] if request.dry_run else ["SELECT", "UPDATE", "INSERT"]
     names = [e.table_name for e in entries] + [p.table_name for e in entries for p in e.parts]
     needs = table_needs(None, names, privileges, "restore of archived rows")
     if not request.dry_run:  # each restore is recorded there (when the table exists)

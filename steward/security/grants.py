@@ -5,16 +5,16 @@ statements that give its role exactly what the job does:
 
 ========== =====================================================================
 archiver   USAGE on the schema; SELECT, DELETE, INSERT, UPDATE on policy tables and their
-           children (INSERT: restore; UPDATE: the guarded delete locks its rows with SELECT ...
-           FOR UPDATE, which PostgreSQL allows only with UPDATE, and DELETE + INSERT could
-           rewrite a row anyway); SELECT on tables whose foreign keys keep rows; the same on
-           the archive's bookkeeping in Steward's schema (manifest, parts, runs, restores)
+           children (INSERT: restore; UPDATE: restore and an aggregate's guarded delete lock
+           rows with SELECT ... FOR UPDATE, which PostgreSQL allows only with UPDATE, and
+           DELETE + INSERT could rewrite a row anyway); SELECT on tables whose foreign
+           keys keep rows; the same four on the archive's bookkeeping in Steward's schema
 validator  SELECT on suite tables and on what their query expectations read; SELECT on the
            archive manifest and parts (the scrub)
 backup     SELECT on every table and sequence (what pg_dump reads); CREATEDB for
            verify-backups' scratch databases (``security.backup_createdb``)
 relay      SELECT, UPDATE on the outbox table; DELETE for cleanup-outbox
-warmer     SELECT on the tables its queries read (from their plans, see ``relations``)
+warmer     SELECT on the tables its queries read (their plans, see ``steward.statistics``)
 migrator   owns the application's schemas and tables (migrations alter them); SELECT,
            INSERT, DELETE on the migration checksums in Steward's schema (not its owner: Steward's
            schema belongs to whoever ran ``steward install``)
@@ -52,10 +52,11 @@ def bookkeeping(job: str) -> tuple[tuple[str, ...], list[str]]:
     """The privileges ``job`` needs on Steward's own tables (made by ``steward install`` in
     database.schema), and those tables' names, from the table definitions themselves."""
     from steward.archive import manifest
+    from steward.install import steward_tables
     from steward.migrations import checksums_table
 
-    if job == "archiver":  # manifest, parts, runs, restored keys...
-        names = [table.name for table in manifest.metadata.sorted_tables]
+    if job == "archiver":  # manifest, parts, runs, restored keys, partitions...
+        names = [t.name for t in steward_tables() if t.name != checksums_table.name]
         return ARCHIVER_PRIVILEGES, names
     if job == "validator":  # the scrub reads finished batches and their parts
         return ("SELECT",), [manifest.manifest_table.name, manifest.parts_table.name]
@@ -175,6 +176,11 @@ def _archiver(settings: Settings, conn: Connection, plan: RoleGrants) -> RoleGra
         "archive-to-s3 and restore-archive (UPDATE: row locks of the guarded delete, overwrite;"
         f" INSERT on {RESTORE_AUDIT}: each restore is recorded there)"
     )
+    if any(_is_partitioned(conn, p.table.schema or current, p.name) for p in policies):
+        plan.notes.append(
+            "a policy table is partitioned: detaching and dropping whole partitions needs the "
+            "table's owner (set archive.database_url to the migrator for that run)"
+        )
     return plan
 
 
@@ -252,6 +258,18 @@ def _migrator(conn: Connection, plan: RoleGrants, own: str) -> RoleGrants:
         f"migrate: owns the application's schemas and their tables (not {own}: Steward's own)"
     )
     return plan
+
+
+def _is_partitioned(conn: Connection, schema: str, name: str) -> bool:
+    return bool(
+        conn.execute(
+            sa.text(
+                "SELECT c.relkind = 'p' FROM pg_class c JOIN pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE n.nspname = :s AND c.relname = :t"
+            ),
+            {"s": schema, "t": name},
+        ).scalar()
+    )
 
 
 def _owned_objects(conn: Connection, schema: str) -> list[tuple[str, str]]:

@@ -127,7 +127,7 @@ def prepared_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Steward home with the example schema, a little demo data and archived rows (embedded
     stores)."""
     root = tmp_path_factory.mktemp("prepared")
-    for args in (["migrate"], ["demo-data", "--rows", "200"], ["archive"]):
+    for args in (["install"], ["migrate"], ["demo-data", "--rows", "200"], ["archive"]):
         done = _steward(root, args, {"STEWARD_HOME": str(root / "home")})
         assert done.returncode == 0, done.stderr[-3000:]
     return root / "home"
