@@ -29,6 +29,8 @@ from steward.tiering import (
     MoveOutcome,
     TierScan,
     effective_transitions,
+    format_usd,
+    round_usd,
     total_cost,
 )
 from tasks.tiering import (
@@ -218,8 +220,8 @@ def _summary(
         "too_small": plan.too_small,
         "unmanaged": len(plan.unmanaged),
         "lifecycle_installed": installed,
-        "monthly_cost_before_usd": round(total_cost(scan.before), 6),
-        "monthly_cost_after_usd": round(total_cost(after), 6),
+        "monthly_cost_before_usd": round_usd(total_cost(scan.before)),
+        "monthly_cost_after_usd": round_usd(total_cost(after)),
         "before": [row.as_row() for row in scan.before],
         "after": [row.as_row() for row in after],
     }
@@ -286,8 +288,8 @@ def _publish_policy(
         f"- moves planned: {summary['planned_moves']} {summary['routes'] or ''}",
         f"- waiting for their minimum storage duration: {summary['held_min_duration']}",
         f"- too small to be worth moving (tiering.min_object_bytes): {summary['too_small']}",
-        f"- estimated monthly cost: {summary['monthly_cost_before_usd']} USD before, "
-        f"{summary['monthly_cost_after_usd']} USD after",
+        f"- estimated monthly cost: {format_usd(summary['monthly_cost_before_usd'])} USD before, "
+        f"{format_usd(summary['monthly_cost_after_usd'])} USD after",
     ]
     lines += [f"- left in place: `{key}`: {reason}" for key, reason in outcome.skipped[:20]]
     create_markdown_artifact(

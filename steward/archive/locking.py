@@ -7,16 +7,14 @@ gets :class:`~steward.errors.ArchiveBusy` (transient) instead of racing the firs
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import sqlalchemy as sa
-from filelock import FileLock, Timeout
 from sqlalchemy.engine import Engine
 
 from steward.errors import ArchiveBusy
+from steward.storage import advisory_lock, file_lock, signed_key
 
 __all__ = ["table_lock"]
 
@@ -30,34 +28,16 @@ def table_lock(engine: Engine, source: str, table: str) -> Iterator[None]:
         "wait for it to finish (runs of one table never overlap) and run again"
     )
     if engine.dialect.name == "postgresql":
-        with _advisory_lock(engine, name, busy):
+        with advisory_lock(engine.connect, signed_key(name), busy=lambda _conn: busy):
             yield
         return
     database = engine.url.database
     if not database or database == ":memory:":
         yield
         return
-    lock = FileLock(str(Path(database).with_name(f".{Path(database).name}.{_slug(name)}.lock")))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise busy from None
-    try:
+    path = Path(database).with_name(f".{Path(database).name}.{_slug(name)}.lock")
+    with file_lock(path, busy=lambda: busy):
         yield
-    finally:
-        lock.release()
-
-
-@contextmanager
-def _advisory_lock(engine: Engine, name: str, busy: ArchiveBusy) -> Iterator[None]:
-    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        if not conn.execute(sa.select(sa.func.pg_try_advisory_lock(key))).scalar_one():
-            raise busy
-        try:
-            yield
-        finally:
-            conn.execute(sa.select(sa.func.pg_advisory_unlock(key)))
 
 
 def _slug(name: str) -> str:

@@ -66,18 +66,24 @@ def tier(
 
 def _print_report(prefix: str | None) -> None:
     from steward.storage import open_object_store
-    from steward.tiering import tier_report, total_cost
+    from steward.tiering import format_usd, tier_report, total_cost
 
     settings = get_settings()
     prefix = prefix or settings.tiering.archive_prefix
     usage = tier_report(open_object_store(settings), prefix, settings.tiering.prices)
-    table = Table("storage class", "objects", "bytes", "USD / month", title=f"Tiers of {prefix}")
+    table = Table(
+        "storage class", "objects", "bytes", "billable bytes", "USD / GB-month", "USD / month",
+        title=f"Tiers of {prefix}",
+    )  # fmt: skip
     for row in usage:
-        cost = "n/a" if row.monthly_cost_usd is None else f"{row.monthly_cost_usd:.4f}"
-        table.add_row(row.storage_class, str(row.objects), str(row.bytes), cost)
-    table.add_row("TOTAL", str(sum(r.objects for r in usage)), str(sum(r.bytes for r in usage)),
-                  f"{total_cost(usage):.4f}")  # fmt: skip
+        price = "n/a" if row.usd_per_gb_month is None else f"{row.usd_per_gb_month:g}"
+        table.add_row(row.storage_class, str(row.objects), str(row.bytes),
+                      str(row.billable_bytes), price, format_usd(row.monthly_cost_usd))  # fmt: skip
+    totals = [str(sum(getattr(r, name) for r in usage)) for name in ("objects", "bytes")]
+    billable = str(sum(r.billable_bytes for r in usage))
+    table.add_row("TOTAL", *totals, billable, "", format_usd(total_cost(usage)))
     out.print(table)
+    out.print("GB = 2^30 bytes; billable bytes follow S3's minimum sizes and per-object overheads")
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -110,4 +116,6 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def _usd(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
+    from steward.tiering import format_usd
+
+    return format_usd(value)

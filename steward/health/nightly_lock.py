@@ -16,24 +16,21 @@ line naming the holder); the first run is never disturbed.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import sqlalchemy as sa
-from filelock import FileLock, Timeout
 
 from steward.errors import NightlyBusy
 from steward.settings import Settings, mask_url
-from steward.storage import create_sql_engine
+from steward.storage import advisory_holder, advisory_lock, create_sql_engine, file_lock, signed_key
 
 __all__ = ["LOCK_NAME", "nightly_lock"]
 
 LOCK_NAME = "steward-nightly"
-_KEY = int.from_bytes(hashlib.sha256(LOCK_NAME.encode()).digest()[:8], "big", signed=True)
+_KEY = signed_key(LOCK_NAME)
 _POLL_S = 1.0
 
 
@@ -58,15 +55,12 @@ def nightly_lock(settings: Settings, run_name: str, wait_seconds: float = 0.0) -
         return
     settings.home.mkdir(parents=True, exist_ok=True)
     path = settings.home.resolve() / f".{LOCK_NAME}.lock"
-    lock = FileLock(str(path))
-    try:
-        lock.acquire(timeout=wait_seconds)
-    except Timeout:
-        raise _busy(str(settings.home), "a run on this machine", wait_seconds) from None
-    try:
+
+    def busy() -> NightlyBusy:
+        return _busy(str(settings.home), "a run on this machine", wait_seconds)
+
+    with file_lock(path, busy=busy, wait_seconds=wait_seconds):
         yield
-    finally:
-        lock.release()
 
 
 @contextmanager
@@ -74,38 +68,23 @@ def _advisory_lock(settings: Settings, run_name: str, wait_seconds: float) -> It
     source = mask_url(settings.database_url)
     engine = create_sql_engine(settings)
     try:
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(
-                sa.text("SELECT set_config('application_name', :name, false)"),
-                {"name": _holder_name(run_name)},
-            )
-            deadline = time.monotonic() + wait_seconds
-            while not conn.execute(sa.select(sa.func.pg_try_advisory_lock(_KEY))).scalar_one():
-                if time.monotonic() >= deadline:
-                    raise _busy(source, _holder(conn), wait_seconds)
-                time.sleep(_POLL_S)
-            try:
-                yield
-            finally:
-                conn.execute(sa.select(sa.func.pg_advisory_unlock(_KEY)))
+        with advisory_lock(
+            engine.connect,
+            _KEY,
+            busy=lambda conn: _busy(source, _holder(conn), wait_seconds),
+            wait_seconds=wait_seconds,
+            poll_seconds=_POLL_S,
+            application_name=_holder_name(run_name),
+        ):
+            yield
     finally:
         engine.dispose()
 
 
 def _holder(conn: sa.Connection) -> str:
     """Who holds the advisory lock: its session's name and since when (best effort)."""
-    high, low = (_KEY >> 32) & 0xFFFFFFFF, _KEY & 0xFFFFFFFF
-    row = conn.execute(
-        sa.text(
-            "SELECT a.application_name, a.backend_start FROM pg_locks l "
-            "JOIN pg_stat_activity a ON a.pid = l.pid "
-            "WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = :high "
-            "AND l.objid::bigint = :low AND l.objsubid = 1 "
-            # pg_locks spans the cluster; advisory locks are per database
-            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        ),
-        {"high": high, "low": low},
-    ).first()
-    if row is None:
+    holder = advisory_holder(conn, _KEY)
+    if holder is None or holder.backend_start is None:
         return "a run that just finished (try again)"
-    return f"{row[0] or 'a session'}, connected since {row[1]:%Y-%m-%d %H:%M:%S %Z}"
+    name = holder.application_name or "a session"
+    return f"{name}, connected since {holder.backend_start:%Y-%m-%d %H:%M:%S %Z}"

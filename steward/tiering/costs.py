@@ -3,17 +3,31 @@
 GB = 2^30 bytes; IA classes bill at least 128 KiB per object; GLACIER and DEEP_ARCHIVE add
 32 KiB per object at their own rate plus 8 KiB at the STANDARD rate (the index S3 keeps for
 each archived object).
+
+Small archives cost fractions of a cent a month (1 MiB in STANDARD: about USD 0.000022), so
+costs are kept to significant digits (:func:`round_usd`) and shown with as many decimals as
+they need (:func:`format_usd`), never rounded to a misleading 0.0000.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from steward.settings import TIER_ORDER
 from steward.storage import STORAGE_CLASSES, ObjectStore
 
-__all__ = ["GIB", "ClassUsage", "UsageTally", "summarize_usage", "tier_report", "total_cost"]
+__all__ = [
+    "GIB",
+    "ClassUsage",
+    "UsageTally",
+    "format_usd",
+    "round_usd",
+    "summarize_usage",
+    "tier_report",
+    "total_cost",
+]
 
 GIB = 1024**3
 IA_MIN_BILLABLE_BYTES = 128 * 1024
@@ -36,7 +50,7 @@ class ClassUsage:
 
     def as_row(self) -> dict[str, object]:
         """A JSON-friendly row for artifacts, summaries and the CLI."""
-        cost = None if self.monthly_cost_usd is None else round(self.monthly_cost_usd, 6)
+        cost = None if self.monthly_cost_usd is None else round_usd(self.monthly_cost_usd)
         return {
             "storage_class": self.storage_class,
             "objects": self.objects,
@@ -110,3 +124,21 @@ def tier_report(store: ObjectStore, prefix: str, prices: dict[str, float]) -> li
 def total_cost(usage: Iterable[ClassUsage]) -> float:
     """Sum of the estimated monthly costs (classes without a price count as 0)."""
     return sum(row.monthly_cost_usd or 0.0 for row in usage)
+
+
+def round_usd(value: float) -> float:
+    """``value`` to 4 significant digits (a fraction of a cent stays visible)."""
+    return float(f"{value:.4g}")
+
+
+def format_usd(value: float | None) -> str:
+    """A cost for people: ``n/a`` (no price), ``0``, cents for a cent or more, else as many
+    decimals as its first two significant digits need (``0.000022``)."""
+    if value is None:
+        return "n/a"
+    if value == 0:
+        return "0"
+    if abs(value) >= 0.01:
+        return f"{value:,.2f}"
+    decimals = min(12, 1 - math.floor(math.log10(abs(value))))
+    return f"{value:.{decimals}f}"

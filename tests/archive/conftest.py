@@ -234,9 +234,9 @@ def restore_everything(ctx: ArchiveContext, tables: tuple[str, ...] = POLICY_TAB
         "ts_from": datetime(1970, 1, 1, tzinfo=UTC),
         "ts_to": datetime(2999, 1, 1, tzinfo=UTC),
     }
-    # audit_log first: each restore writes an audit_log entry, and SQLite (no AUTOINCREMENT
-    # in the example schema) hands out the ids of archived audit_log rows again.
-    for table in sorted(tables, key=lambda name: name != "audit_log"):
+    # Any order: each restore writes an audit_log entry, and ids of archived rows are never
+    # handed out again (AUTOINCREMENT on SQLite, revision 0005; identities on PostgreSQL).
+    for table in tables:
         if table in done:
             report = restore(ctx, RestoreRequest(table=table, **everything))
             assert report.conflicts == 0

@@ -48,10 +48,10 @@ def _tables(url: str) -> list[str]:
 def test_status_lists_pending_revisions_without_applying(pg_database: str, tmp_path: Path) -> None:
     result = _steward("--status", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "current revision: base; head: 0004" in result.stdout
-    for revision in ("0001", "0002", "0003", "0004"):
+    assert "current revision: base; head: 0005" in result.stdout
+    for revision in ("0001", "0002", "0003", "0004", "0005"):
         assert revision in result.stdout
-    assert result.stdout.count("pending") == 4
+    assert result.stdout.count("pending") == 5
     assert _tables(pg_database) == []
 
 
@@ -59,7 +59,7 @@ def test_status_lists_pending_revisions_without_applying(pg_database: str, tmp_p
 def test_dry_run_prints_sql_and_changes_nothing(pg_database: str, tmp_path: Path) -> None:
     result = _steward("--dry-run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("-- Steward dry run: upgrade base -> 0004 on postgresql")
+    assert result.stdout.startswith("-- Steward dry run: upgrade base -> 0005 on postgresql")
     assert "CREATE TABLE products" in result.stdout
     assert "ALTER TABLE products ADD COLUMN rating_avg" in result.stdout
     assert _tables(pg_database) == []
@@ -73,5 +73,5 @@ def test_migrate_to_a_revision_then_status(pg_database: str, tmp_path: Path) -> 
 
     status = _steward("--status", cwd=tmp_path)
     assert status.returncode == 0, status.stderr
-    assert "current revision: 0002; head: 0004" in status.stdout
-    assert status.stdout.count(" ok ") == 2 and status.stdout.count("pending") == 2
+    assert "current revision: 0002; head: 0005" in status.stdout
+    assert status.stdout.count(" ok ") == 2 and status.stdout.count("pending") == 3

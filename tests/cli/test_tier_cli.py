@@ -34,7 +34,25 @@ def test_report_prints_objects_bytes_and_cost_per_class(app, make_settings) -> N
     assert result.exit_code == 0, result.output
     assert "Tiers of archive/" in result.output
     standard = next(line for line in result.output.splitlines() if "│ STANDARD " in line)
-    assert "│ 1 " in standard and "262144" in standard
+    cells = [cell.strip() for cell in standard.strip("│ ").split("│")]
+    # 256 KiB at USD 0.023 per GB-month: USD 0.0000056 a month, not a rounded 0.0000.
+    assert cells == ["STANDARD", "1", "262144", "262144", "0.023", "0.0000056"]
+    total = next(line for line in result.output.splitlines() if "│ TOTAL " in line)
+    assert total.rstrip(" │").endswith("0.0000056")
+    assert "GB = 2^30 bytes" in result.output
+
+
+@pytest.mark.parametrize(
+    ("usd", "shown"),
+    [(None, "n/a"), (0.0, "0"), (12.3456, "12.35"), (0.0123, "0.01"), (0.00999, "0.0100"),
+     (2.2351e-05, "0.000022"), (5.4e-09, "0.0000000054")],
+)  # fmt: skip
+def test_costs_show_their_significant_digits(usd, shown) -> None:
+    from steward.tiering import format_usd, round_usd
+
+    assert format_usd(usd) == shown
+    if usd:
+        assert round_usd(usd) == pytest.approx(usd, rel=1e-3) and round_usd(usd) > 0
 
 
 @pytest.mark.usefixtures("prefect_harness")

@@ -31,22 +31,28 @@ def _tables(url: str) -> list[str]:
 
 def test_upgrades_to_head_then_downgrades_one(pg_database: str, run_flow: Callable) -> None:
     summary, artifacts = run_flow(migrate)
-    assert summary["from_revision"] is None and summary["to_revision"] == "0004"
-    assert [step["revision"] for step in summary["applied"]] == ["0001", "0002", "0003", "0004"]
+    assert summary["from_revision"] is None and summary["to_revision"] == "0005"
+    assert [step["revision"] for step in summary["applied"]] == [
+        "0001",
+        "0002",
+        "0003",
+        "0004",
+        "0005",
+    ]
     assert summary["dry_run"] is False and summary["mongo"] is None
     assert "products" in _tables(pg_database)
     assert "versions/2026_11_21_0002_product_ratings.py" in artifacts["migrate-applied"]["data"]
 
     summary, _ = run_flow(migrate, direction="downgrade")
-    assert (summary["from_revision"], summary["to_revision"]) == ("0004", "0003")
-    assert [step["revision"] for step in summary["applied"]] == ["0004"]
+    assert (summary["from_revision"], summary["to_revision"]) == ("0005", "0004")
+    assert [step["revision"] for step in summary["applied"]] == ["0005"]
     assert "products" in _tables(pg_database)
 
 
 def test_dry_run_writes_sql_and_changes_nothing(pg_database: str, run_flow: Callable) -> None:
     summary, artifacts = run_flow(migrate, dry_run=True)
     assert summary["dry_run"] is True and summary["applied"] == []
-    assert summary["planned"] == ["0001", "0002", "0003", "0004"]
+    assert summary["planned"] == ["0001", "0002", "0003", "0004", "0005"]
     assert "CREATE TABLE products" in summary["sql"]
     assert "CREATE TABLE products" in artifacts["migrate-dry-run-sql"]["data"]
     assert _tables(pg_database) == []
@@ -71,7 +77,7 @@ def test_downgrade_to_base_needs_confirmation(pg_database: str, run_flow: Callab
         migrate, direction="downgrade", target="base", confirm_downgrade_to_base=True
     )
     assert summary["to_revision"] is None and "products" not in _tables(pg_database)
-    assert artifacts["migrate-summary"]["description"] == "Migrate downgrade: 0004 -> base"
+    assert artifacts["migrate-summary"]["description"] == "Migrate downgrade: 0005 -> base"
 
 
 def test_nothing_to_apply_is_explained(pg_database: str, run_flow: Callable) -> None:
@@ -79,7 +85,7 @@ def test_nothing_to_apply_is_explained(pg_database: str, run_flow: Callable) -> 
     summary, artifacts = run_flow(migrate)
 
     assert summary["applied"] == []
-    assert "0 applied: the database was already at 0004" in artifacts["migrate-summary"]["data"]
+    assert "0 applied: the database was already at 0005" in artifacts["migrate-summary"]["data"]
     assert "MongoDB: not migrated" in artifacts["migrate-summary"]["data"]
 
 

@@ -61,8 +61,8 @@ def test_two_processes_apply_each_revision_once(
         assert proc.returncode == 0, err
         applied += json.loads(out.strip().splitlines()[-1])
 
-    assert sorted(applied) == ["0001", "0002", "0003", "0004"]
+    assert sorted(applied) == ["0001", "0002", "0003", "0004", "0005"]
     table = checksums_table(database_url)
     counts = run_sql(database_url, f"SELECT revision, COUNT(*) FROM {table} GROUP BY 1")
-    assert sorted(counts) == [("0001", 1), ("0002", 1), ("0003", 1), ("0004", 1)]
-    assert run_sql(database_url, "SELECT version_num FROM alembic_version") == [("0004",)]
+    assert sorted(counts) == [("0001", 1), ("0002", 1), ("0003", 1), ("0004", 1), ("0005", 1)]
+    assert run_sql(database_url, "SELECT version_num FROM alembic_version") == [("0005",)]

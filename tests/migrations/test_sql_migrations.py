@@ -13,7 +13,7 @@ from steward.errors import MigrationChecksumMismatch, MigrationError, MigrationL
 from steward.migrations import MigrationRunner, alembic_config, file_sha256
 from tests.migrations.conftest import checksums_table
 
-REVISIONS = ["0001", "0002", "0003", "0004"]
+REVISIONS = ["0001", "0002", "0003", "0004", "0005"]
 APP_TABLES = {"users", "products", "orders", "outbox", "audit_log", "brand_normalization_backup"}
 
 MakeRunner = Callable[..., MigrationRunner]
@@ -46,7 +46,7 @@ def test_round_trip_restores_the_identical_schema(
     )
     expected = {(r.revision, r.filename, file_sha256(r.path)) for r in runner.revisions}
     assert sorted(recorded) == sorted(expected)
-    assert run_sql(database_url, "SELECT version_num FROM alembic_version") == [("0004",)]
+    assert run_sql(database_url, "SELECT version_num FROM alembic_version") == [("0005",)]
 
 
 def test_product_ratings_columns_and_index_come_and_go(
@@ -143,7 +143,7 @@ def test_dry_run_on_postgres_prints_sql_and_changes_nothing(
     runner.upgrade("0001")
     before = snapshot_schema(url)
     plan, sql = runner.render_sql()
-    assert (plan.from_revision, plan.to_revision) == ("0001", "0004")
+    assert (plan.from_revision, plan.to_revision) == ("0001", "0005")
     assert "CREATE TABLE users" not in sql and "Running upgrade 0002 -> 0003" in sql
     plan, sql = runner.render_sql("base", "downgrade")
     assert "DROP TABLE users" in sql
@@ -176,7 +176,7 @@ def test_revisions_applied_by_plain_alembic_are_adopted(
     assert [r.state for r in runner.status().applied] == ["unrecorded"]
 
     result = runner.upgrade()
-    assert [r.revision for r in result.applied] == ["0002", "0003", "0004"]
+    assert [r.revision for r in result.applied] == ["0002", "0003", "0004", "0005"]
     assert sorted(run_sql(sqlite_url, "SELECT revision FROM steward_migrations")) == [
         (rev,) for rev in REVISIONS
     ]
@@ -193,8 +193,8 @@ def test_targets_are_checked(sqlite_url: str, make_runner: MakeRunner) -> None:
         runner.downgrade("-5")
     assert runner.upgrade("+1").current == "0003"
     status = runner.status()
-    assert (status.current, status.head) == ("0003", "0004")
-    assert [step.revision for step in status.pending] == ["0004"]
+    assert (status.current, status.head) == ("0003", "0005")
+    assert [step.revision for step in status.pending] == ["0004", "0005"]
 
 
 def test_a_held_lock_keeps_a_second_runner_out(
@@ -205,7 +205,7 @@ def test_a_held_lock_keeps_a_second_runner_out(
     with holder.lock(), pytest.raises(MigrationLocked, match="another migration runner"):
         waiter.upgrade()
     assert waiter.status().current is None
-    assert waiter.upgrade().current == "0004"
+    assert waiter.upgrade().current == "0005"
 
 
 def test_a_refused_runner_names_the_holder_in_its_own_database(
