@@ -23,7 +23,12 @@ from steward.migrations import MigrationRunner
 from steward.settings import Settings
 
 STEWARD = str(Path(sys.executable).with_name("steward"))
-TABLES = ["steward_archive_manifest", "steward_archive_parts", "steward_archive_runs"]
+TABLES = [
+    "steward_archive_manifest",
+    "steward_archive_parts",
+    "steward_archive_restored",
+    "steward_archive_runs",
+]
 ALL_TABLES = sorted([*TABLES, "steward_migrations"])
 
 
@@ -64,7 +69,8 @@ def test_install_creates_the_schema_and_tables_and_a_rerun_has_nothing_to_do(
     assert first.returncode == 0, first.stderr
     lines = first.stdout.splitlines()
     assert lines[0] == "created schema steward"
-    assert sorted(lines[1:5]) == [f"created table steward.{name}" for name in ALL_TABLES]
+    created = lines[1 : 1 + len(ALL_TABLES)]
+    assert sorted(created) == [f"created table steward.{name}" for name in ALL_TABLES]
     assert _tables_in(url, "steward") == ALL_TABLES
     assert _tables_in(url, "public") == []
 
