@@ -28,6 +28,9 @@ baseline's COPY | gzip and DELETE seconds, and the seconds Steward's steps were 
 from PostgreSQL, Arrow/Parquet encode, upload, verify, guarded delete + commit, publish of
 the final object) — on PostgreSQL the steps of consecutive batches overlap, so they add up to
 more than the wall time. The machine's load average is printed with the figures.
+
+``--profile DIR`` runs Steward's side under py-spy (a dev extra): one file of collapsed stacks
+per table (every thread, waits included) to find where the time goes.
 """
 
 from __future__ import annotations
@@ -216,7 +219,8 @@ def drop_database(conninfo: str) -> None:
 def migrate(env: dict[str, str]) -> None:
     subprocess.run(
         [sys.executable, "-c", "from steward.migrations.sql import MigrationRunner as M;"
-         "from steward.settings import load_settings as L; M(L()).upgrade()"],
+         "from steward.install import install as I;"
+         "from steward.settings import load_settings as L; I(L()); M(L()).upgrade()"],
         env=env, cwd=REPO, check=True,
     )  # fmt: skip
 
@@ -300,15 +304,24 @@ def _copy_gzip(conninfo: str, copy: str, target: Path) -> int:
     return target.stat().st_size
 
 
-def run_steward(env: dict[str, str], table: str, batch_size: int) -> dict[str, Any]:
-    """Archive in a child process (its own peak RSS); returns its JSON report."""
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.archive", "--child", table, "--batch-size", str(batch_size)],
-        env=env, cwd=REPO, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+def run_steward(
+    env: dict[str, str], table: str, batch_size: int, profile: Path | None = None
+) -> dict[str, Any]:
+    """Archive in a child process (its own peak RSS); returns its JSON report. With
+    ``profile`` the child runs under py-spy, which writes its samples (every thread, idle
+    included, collapsed stacks) to ``profile/TABLE.txt``."""
+    command = [sys.executable, "-m", "bench.archive", "--child", table]
+    command += ["--batch-size", str(batch_size)]
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
+        spy = [shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))]
+        spy += ["record", "--idle", "--threads", "--format", "raw", "-r", "200"]
+        command = [*spy, "-o", str(profile / f"{table}.txt"), "--", *command]
+    done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, check=False)
     if done.returncode:
         raise RuntimeError(f"steward archive failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    report = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    return json.loads(report[-1])  # py-spy prints its own lines around the child's
 
 
 def child(table: str, batch_size: int) -> None:
@@ -390,7 +403,9 @@ POLICY_TABLE["links"] = "bench_product_tags"
 POLICY_TABLE["partitioned"] = partitioned.TABLE
 
 
-def bench(shape: Shape, rows: int, batch_size: int, repeat: int = 1) -> dict[str, Any]:
+def bench(
+    shape: Shape, rows: int, batch_size: int, repeat: int = 1, profile: Path | None = None
+) -> dict[str, Any]:
     conninfo = create_database()
     server, endpoint = start_moto()
     workdir = Path(tempfile.mkdtemp(prefix="steward-bench-"))
@@ -412,7 +427,7 @@ def bench(shape: Shape, rows: int, batch_size: int, repeat: int = 1) -> dict[str
         stewards, baselines = [], []
         for _ in range(repeat):  # alternate, so both see the same machine load
             fill(conninfo, shape, rows)
-            stewards.append(run_steward(env, POLICY_TABLE[shape.name], batch_size))
+            stewards.append(run_steward(env, POLICY_TABLE[shape.name], batch_size, profile))
             if stewards[-1]["rows"] != rows:
                 raise RuntimeError(f"steward archived {stewards[-1]['rows']} rows, not {rows}")
             if shape.whole:
@@ -496,13 +511,18 @@ def main() -> None:
     )
     parser.add_argument("--batch-size", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=1, help="Runs of each; the best counts.")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="Run Steward under py-spy (dev extra); collapsed stacks per table go to this folder.",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child, args.batch_size)
         return
     results = [
-        bench(SHAPES[name], rows, args.batch_size, args.repeat)
+        bench(SHAPES[name], rows, args.batch_size, args.repeat, args.profile)
         for name in args.shape
         for rows in args.rows
     ]

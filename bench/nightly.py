@@ -11,21 +11,28 @@ DATABASE … TEMPLATE``):
 - backup-databases: ``pg_dump -Fc`` into a file, then ``pg_restore --jobs`` into a new database;
 - archive-to-s3: per policy, ``COPY (qualifying rows) TO STDOUT | gzip`` into a file (children
   too) and ``DELETE`` of those rows, children first;
-- validate-data: one ``SELECT COUNT(*)`` per expectation (``bench.validate``'s plain SQL);
+- validate-data: the same checks as the suites, one hand-written ``SELECT COUNT(*)`` per
+  expectation (``bench.validate``'s plain SQL, same scope: row conditions, NULLs, ignore_row_if),
+  plus re-reading and SHA-256 of as many archive and backup objects as the step's scrub
+  (``validation.scrub_objects`` / ``scrub_backup_objects``) once the nightly has written them;
 - warm-cache: each warmer's query read in plain SQL, plus ``redis-benchmark -t set -P 16``
   writing as many keys.
 
 Goal: no step slower than 2x its baseline, the whole nightly within 1.5x of the sum of the
 baselines. ``uptime`` is printed before and after: figures from a loaded machine are not the
-product's.
+product's. Each step's "waiting" is the part of its time its run was not Running (created,
+scheduled, reported by Prefect): the orchestration's share.
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import os
+import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -60,10 +67,12 @@ def prepare(name: str, rows: int, analyze: bool) -> tuple[float, float]:
     false: then the nightly's own checks before reading must catch it); (load s, ANALYZE s)."""
     from steward.cli.data import analyze_demo_tables
     from steward.demo import generate_demo_data
+    from steward.install import install
     from steward.migrations import MigrationRunner
     from steward.settings import get_settings
 
     settings = get_settings()
+    install(settings)  # Steward's own tables, what an owner runs once
     runner = MigrationRunner(settings)
     runner.upgrade()
     runner.dispose()
@@ -176,6 +185,28 @@ def baseline_validation(copy: str) -> tuple[float, int]:
     return seconds, left_out
 
 
+def baseline_scrub(objects: Path) -> tuple[float, int]:
+    """Read back and SHA-256 as many archive and backup objects as validate-data's scrub."""
+    from steward.settings import get_settings
+
+    settings = get_settings()
+    rng = random.Random(7)
+    picked: list[Path] = []
+    for prefix, count in (
+        ("archive", settings.validation.scrub_objects),
+        (settings.backup.prefix, settings.validation.scrub_backup_objects),
+    ):
+        files = sorted(p for p in (objects / prefix).rglob("*") if p.is_file())
+        picked += rng.sample(files, min(count, len(files)))
+    started = time.perf_counter()
+    for path in picked:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    return time.perf_counter() - started, len(picked)
+
+
 def baseline_warm(copy: str, redis_url: str) -> tuple[float, int]:
     """Plain SQL reads of every warmer query, then redis-benchmark writing as many keys."""
     from bench.cache import redis_benchmark
@@ -241,7 +272,7 @@ def bench(rows: int, keep: bool, analyze: bool) -> None:
         }
         seconds, left_out = baseline_validation(copy)
         baselines["validate-data"] = (
-            "plain SQL COUNT per expectation"
+            "plain SQL, same checks"
             + (f" ({left_out} without a plain version left out)" if left_out else ""),
             seconds,
         )
@@ -253,6 +284,9 @@ def bench(rows: int, keep: bool, analyze: bool) -> None:
         )
         print("baselines done; running nightly", file=sys.stderr, flush=True)
         total, summary = run_nightly()
+        scrub, objects = baseline_scrub(folder / "objects")
+        what, checks = baselines["validate-data"]
+        baselines["validate-data"] = (f"{what} + SHA-256 of {objects} objects", checks + scrub)
         _print(rows, loaded, analysed, baselines, total, summary)
     finally:
         print(f"end: {_uptime()}", file=sys.stderr, flush=True)
@@ -273,20 +307,24 @@ def _print(
 ) -> None:
     steps = summary.get("steps", {})
     print(f"\nnightly on {rows:,} demo rows (loaded in {loaded:.1f} s, ANALYZE {analysed:.1f} s)")
-    print("| step | state | Steward | baseline | baseline time | ratio |")
-    print("|---|---|---:|---|---:|---:|")
+    print("| step | state | Steward | of which waiting | baseline | baseline time | ratio |")
+    print("|---|---|---:|---:|---|---:|---:|")
     for step, outcome in steps.items():
         seconds = float(outcome.get("duration_s") or 0.0)
+        waiting = outcome.get("waiting_s")
         what, base = baselines.get(step, ("-", 0.0))
         ratio = f"{seconds / base:.2f}x" if base else "-"
         shown = f"{base:.1f} s" if base else "-"
-        print(f"| {step} | {outcome.get('state')} | {seconds:.1f} s | {what} | {shown} | {ratio} |")
+        print(
+            f"| {step} | {outcome.get('state')} | {seconds:.1f} s | "
+            f"{'-' if waiting is None else f'{waiting:.1f} s'} | {what} | {shown} | {ratio} |"
+        )
     base_total = sum(b for _, b in baselines.values())
     print(
-        f"| **whole nightly** (with report) | | {total:.1f} s | sum of baselines | "
+        f"| **whole nightly** (with report) | | {total:.1f} s | | sum of baselines | "
         f"{base_total:.1f} s | {total / base_total:.2f}x |"
         if base_total
-        else f"| whole nightly | | {total:.1f} s | | | |"
+        else f"| whole nightly | | {total:.1f} s | | | | |"
     )
     for step, outcome in steps.items():
         for report in (outcome.get("summary") or {}).get("statistics") or []:
@@ -305,6 +343,8 @@ def main() -> int:
         "checks before reading must analyse the tables",
     )
     args = parser.parse_args()
+    # `kill` (SIGTERM) ends the run through the clean-up: databases dropped, redis stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     for tool in ("redis-server", "redis-benchmark"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (Debian package redis-server/redis-tools)")

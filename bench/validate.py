@@ -68,49 +68,135 @@ def plain_checks(suites: list[Any], dialect: Any, params: dict[str, Any]) -> lis
 
 
 def _plain(table: str, spec: Any, dialect: Any, params: dict[str, Any]) -> str:
+    """The expectation as one hand-written ``SELECT COUNT(*)`` of its violating rows, with
+    the same scope (row_condition, NULLs left out, ignore_row_if) as Steward's compiler."""
     from steward.validation.compiler import batch_sql
 
-    kw = spec.kwargs
+    kw = _quoted(spec.kwargs, dialect.identifier_preparer.quote)
     where = _condition(kw.get("row_condition"))
     if spec.is_query:
         return f"SELECT COUNT(*) FROM ({batch_sql(spec, dialect, table, params, None)}) AS v"
-    if spec.type == "expect_column_values_to_not_be_null":
-        return f"SELECT COUNT(*) FROM {table} WHERE {kw['column']} IS NULL{where}"
     if spec.type in ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique"):
-        columns = kw.get("column_list") or [kw["column"]]
-        present = " AND ".join(f"{c} IS NOT NULL" for c in columns)
-        group = ", ".join(columns)
-        return (
-            f"SELECT COUNT(*) FROM (SELECT {group} FROM {table} WHERE {present}{where} "
-            f"GROUP BY {group} HAVING COUNT(*) > 1) AS d"
-        )
-    column = kw.get("column")
-    if spec.type == "expect_column_values_to_be_between":
-        bounds = []
+        return _plain_unique(dialect.identifier_preparer.quote(table), kw, where)
+    table = dialect.identifier_preparer.quote(table)
+    if spec.type == "expect_table_row_count_to_be_between":
         low, high = _value(kw.get("min_value"), params), _value(kw.get("max_value"), params)
-        if low is not None:
-            bounds.append(f"{column} {'<=' if kw.get('strict_min') else '<'} {low}")
-        if high is not None:
-            bounds.append(f"{column} {'>=' if kw.get('strict_max') else '>'} {high}")
-        return f"SELECT COUNT(*) FROM {table} WHERE ({' OR '.join(bounds)}){where}"
-    if spec.type == "expect_column_values_to_be_in_set":
-        values = ", ".join("'" + str(v).replace("'", "''") + "'" for v in kw["value_set"])
-        return f"SELECT COUNT(*) FROM {table} WHERE {column} NOT IN ({values}){where}"
-    if spec.type == "expect_column_pair_values_a_to_be_greater_than_b":
-        op = ">=" if kw.get("or_equal") else ">"
-        a, b = kw["column_A"], kw["column_B"]
+        outside = [
+            f"n < {int(low)}" if low is not None else "",
+            f"n > {int(high)}" if high is not None else "",
+        ]
+        test = " OR ".join(o for o in outside if o) or "FALSE"
         return (
-            f"SELECT COUNT(*) FROM {table} WHERE {a} IS NOT NULL AND {b} IS NOT NULL "
-            f"AND NOT ({a} {op} {b})"
+            f"SELECT CASE WHEN {test} THEN 1 ELSE 0 END FROM (SELECT COUNT(*) AS n FROM {table}) c"
         )
-    raise SystemExit(f"bench: no plain-SQL version of {spec.type} ({spec.name})")
+    if spec.type == "expect_column_pair_values_a_to_be_greater_than_b":
+        return f"SELECT COUNT(*) FROM {table} WHERE {_pair_violation(kw)}{where}"
+    column = kw.get("column")
+    violation = _column_violation(spec.type, column, kw, params)
+    if violation is None:
+        raise SystemExit(f"bench: no plain-SQL version of {spec.type} ({spec.name})")
+    present = (
+        ""
+        if spec.type.endswith(("_to_not_be_null", "_to_be_null"))
+        else f" AND {column} IS NOT NULL"
+    )
+    return f"SELECT COUNT(*) FROM {table} WHERE ({violation}){present}{where}"
+
+
+def _plain_unique(table: str, kw: dict[str, Any], where: str) -> str:
+    columns = kw.get("column_list") or [kw["column"]]
+    present = " AND ".join(f"{c} IS NOT NULL" for c in columns)
+    group = ", ".join(columns)
+    return (
+        f"SELECT COALESCE(SUM(n), 0) FROM (SELECT COUNT(*) AS n FROM {table} WHERE {present}"
+        f"{where} GROUP BY {group} HAVING COUNT(*) > 1) AS d"
+    )
+
+
+def _pair_violation(kw: dict[str, Any]) -> str:
+    a, b = kw["column_A"], kw["column_B"]
+    ignore = kw.get("ignore_row_if", "both_values_are_missing")
+    scope = {
+        "both_values_are_missing": f"({a} IS NOT NULL OR {b} IS NOT NULL)",
+        "either_value_is_missing": f"{a} IS NOT NULL AND {b} IS NOT NULL",
+    }.get(ignore, "TRUE")
+    holds = f"({a} >= {b} OR ({a} IS NULL AND {b} IS NULL))" if kw.get("or_equal") else f"{a} > {b}"
+    return f"{scope} AND NOT {holds}"
+
+
+def _column_violation(type_: str, column: str, kw: dict[str, Any], params: dict[str, Any]) -> Any:
+    listed = ", ".join(_literal(v) for v in kw.get("value_set") or [] if v is not None)
+    if type_ == "expect_column_values_to_not_be_null":
+        return f"{column} IS NULL"
+    if type_ == "expect_column_values_to_be_null":
+        return f"{column} IS NOT NULL"
+    if type_ == "expect_column_values_to_be_in_set":
+        return f"{column} NOT IN ({listed})" if listed else "TRUE"
+    if type_ == "expect_column_values_to_not_be_in_set":
+        return f"{column} IN ({listed})" if listed else "FALSE"
+    if type_ == "expect_column_values_to_be_between":
+        return _outside(column, kw, params)
+    if type_ == "expect_column_value_lengths_to_be_between":
+        return _outside(f"LENGTH({column})", kw, params)
+    return None
+
+
+def _outside(value: str, kw: dict[str, Any], params: dict[str, Any]) -> str:
+    bounds = []
+    low, high = _value(kw.get("min_value"), params), _value(kw.get("max_value"), params)
+    if low is not None:
+        bounds.append(f"{value} {'<=' if kw.get('strict_min') else '<'} {_literal(low)}")
+    if high is not None:
+        bounds.append(f"{value} {'>=' if kw.get('strict_max') else '>'} {_literal(high)}")
+    return " OR ".join(bounds) or "FALSE"
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return {True: "TRUE", False: "FALSE", None: "NULL"}[value]
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 def _condition(condition: Any) -> str:
-    if not isinstance(condition, dict):
-        return ""
-    null = "IS NULL" if condition.get("is_null") else "IS NOT NULL"
-    return f" AND {condition['column']['name']} {null}"
+    """A structured row_condition (nullity, comparison, and / or) as `` AND (...)``."""
+    return f" AND ({_condition_sql(condition)})" if isinstance(condition, dict) else ""
+
+
+def _condition_sql(condition: dict[str, Any]) -> str:
+    kind = condition["type"]
+    if kind in ("and", "or"):
+        parts = [f"({_condition_sql(part)})" for part in condition["conditions"]]
+        return f" {kind.upper()} ".join(parts)
+    column = condition["column"]["name"]
+    if kind == "nullity":
+        return f"{column} IS {'' if condition['is_null'] else 'NOT '}NULL"
+    operator, value = condition["operator"], condition.get("parameter")
+    if operator in ("IN", "NOT_IN"):
+        listed = ", ".join(_literal(v) for v in value)
+        return f"{column} {'IN' if operator == 'IN' else 'NOT IN'} ({listed})"
+    return f"{column} {'=' if operator == '==' else operator} {_literal(value)}"
+
+
+def _quoted(kwargs: dict[str, Any], quote: Any) -> dict[str, Any]:
+    """The expectation's arguments with every column name quoted (names are never pasted)."""
+    kw = dict(kwargs)
+    for name in ("column", "column_A", "column_B"):
+        if name in kw:
+            kw[name] = quote(kw[name])
+    if "column_list" in kw:
+        kw["column_list"] = [quote(c) for c in kw["column_list"]]
+    if isinstance(kw.get("row_condition"), dict):
+        kw["row_condition"] = _quoted_condition(kw["row_condition"], quote)
+    return kw
+
+
+def _quoted_condition(condition: dict[str, Any], quote: Any) -> dict[str, Any]:
+    if condition["type"] in ("and", "or"):
+        parts = [_quoted_condition(part, quote) for part in condition["conditions"]]
+        return {**condition, "conditions": parts}
+    return {**condition, "column": {"name": quote(condition["column"]["name"])}}
 
 
 def _value(raw: Any, params: dict[str, Any]) -> Any:
@@ -147,6 +233,7 @@ def run_steward(settings: Any) -> tuple[float, float, int, int]:
 
 def bench_suites(rows: int, dialect: str) -> dict[str, float]:
     from steward.demo import generate_demo_data
+    from steward.install import install
     from steward.migrations import MigrationRunner
     from steward.validation import plan_validation
 
@@ -158,6 +245,7 @@ def bench_suites(rows: int, dialect: str) -> dict[str, float]:
         url = f"sqlite:///{home / 'bench.db'}"
     try:
         settings = settings_for(url, home)
+        install(settings)  # Steward's own tables, what an owner runs once
         runner = MigrationRunner(settings)
         runner.upgrade()
         runner.dispose()

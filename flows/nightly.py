@@ -2,8 +2,8 @@
 
 Steps run as subflows, in stages: backup-databases (verified by a restore) -> archive-to-s3 ->
 tier-archives beside cleanup-outbox -> validate-data beside warm-cache (the steps of a stage
-touch different data; see ``steward.health.NIGHTLY_STAGES`` for why each is where it is). The
-step flows' modules are imported while the backup runs. A failed step does not stop
+touch different data; see ``steward.health.NIGHTLY_STAGES`` for why each is where it is). A
+failed step does not stop
 the independent ones after it; the archive and the tiering do not run after a failed backup
 (it is their safety net). The run ends Failed when a critical step (backup, archive,
 validation) failed, ``Completed`` named "Completed with warnings" when the report needs attention
@@ -21,20 +21,20 @@ and ``nightly-health-figures`` (a table of the same figures, for trends).
 
 from __future__ import annotations
 
-import contextvars
 import importlib
 import inspect
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from prefect import flow, get_run_logger, tags
+from prefect import flow, get_run_logger, tags, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.runtime import flow_run
 from prefect.states import Completed
+from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from steward.errors import NightlyStepsFailed
@@ -67,6 +67,7 @@ STEP_TAGS = ("steward", "nightly-step")
 @flow(
     name="nightly",
     description="Backup, archive, tier, clean the outbox, validate, warm the cache; then report.",
+    task_runner=ThreadPoolTaskRunner(max_workers=max(len(s) for s in NIGHTLY_STAGES)),
 )
 def nightly(
     skip: list[NightlyStepName] | None = None,
@@ -118,24 +119,31 @@ def nightly(
 def run_stage(
     stage: tuple[str, ...], skipped: list[str], outcomes: dict[str, StepOutcome], dry_run: bool
 ) -> dict[str, StepOutcome]:
-    """Run a stage's steps side by side (one thread each, in this flow run's context).
+    """Run a stage's steps side by side, each inside a task of this flow's thread pool.
 
-    On SQLite (the embedded default) one after another: it takes one writer at a time, and
-    the steps' statistics refresh before reading writes (a long read beside it would make it
-    wait, then fail with "database is locked").
+    (Prefect runs subflows called from plain threads one after another; from tasks of a
+    thread pool they overlap.) On SQLite (the embedded default) one after another: it takes
+    one writer at a time, and the steps' statistics refresh before reading writes (a long read
+    beside it would make it wait, then fail with "database is locked").
     """
     steps = [step for step in NIGHTLY_STEPS if step.name in stage]
     if len(steps) == 1 or get_settings().database_url.startswith("sqlite"):
         return {step.name: run_step(step, skipped, outcomes, dry_run) for step in steps}
-    with ThreadPoolExecutor(max_workers=len(steps), thread_name_prefix="nightly-step") as pool:
-        # Each thread gets its own copy of the context: the run, its logger and the tags.
-        futures = {
-            step.name: pool.submit(
-                contextvars.copy_context().run, run_step, step, skipped, outcomes, dry_run
-            )
-            for step in steps
-        }
-        return {name: future.result() for name, future in futures.items()}
+    futures = {
+        step.name: run_step_beside.with_options(name=f"run-{step.name}").submit(
+            step, skipped, outcomes, dry_run
+        )
+        for step in steps
+    }
+    return {name: future.result() for name, future in futures.items()}
+
+
+@task(name="run-nightly-step", cache_policy=NO_CACHE)
+def run_step_beside(
+    step: NightlyStep, skipped: list[str], outcomes: dict[str, StepOutcome], dry_run: bool
+) -> StepOutcome:
+    """One step of a stage, run beside the others (see :func:`run_step`)."""
+    return run_step(step, skipped, outcomes, dry_run)
 
 
 def run_step(

@@ -5,8 +5,8 @@ Hierarchy::
     StewardError
     ├── ConfigError                     (terminal) a setting or parameter is invalid
     │   ├── AuthenticationFailed        (terminal) a store refused the configured credentials
-    │   ├── PermissionDenied            (terminal) the role lacks a privilege the job needs
-    │   └── NotInstalled                (terminal) Steward's tables missing: run `steward install`
+    │   ├── NotInstalled                (terminal) Steward's tables missing: run `steward install`
+    │   └── PermissionDenied            (terminal) the role lacks a privilege the job needs
     ├── SourceUnavailable               (transient) a database / cache / store cannot be reached
     │   └── StoresDown                  (check) check-health found a store down
     ├── ObjectStoreError

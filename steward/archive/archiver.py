@@ -332,9 +332,12 @@ def attach_versions(
     """Row versions read with the batch guard the delete (none after a restart: whole rows)."""
     if not versions:
         return
-    archived.versions = versions.get(source.name)
-    for table, part in archived.children.items():
-        part.versions = versions.get(table)
+    for rows, table in [(archived, source.name)] + [
+        (part, table) for table, part in archived.children.items()
+    ]:
+        rows.versions = versions.get(table)
+        if rows.versions is not None:
+            rows.payload = None  # the versions guard the delete: decoded rows not needed
 
 
 def finish_batch(

@@ -67,6 +67,7 @@ from steward.archive.publish import publish_batch
 from steward.archive.sql_rows import TableRows
 from steward.archive.sql_source import SqlSource
 from steward.storage import utcnow
+from steward.storage.steward_schema import SCHEMA_TOKEN, missing_tables, require_installed
 
 __all__ = [
     "DETACHED",
@@ -74,10 +75,12 @@ __all__ = [
     "DROPPED",
     "KEPT",
     "archive_partitions",
-    "plan_partitions",
-    "ensure_partition_tables",
+    "metadata",
     "partition_records",
+    "partition_tables_exist",
     "partitions_table",
+    "plan_partitions",
+    "require_partition_tables",
 ]
 
 DETACHING, DETACHED, DROPPED, KEPT, RESTORED = (
@@ -92,7 +95,7 @@ IN_FLIGHT = 2  # batches written and verified while the next one is read
 AT_ONCE = 2  # partitions exported at once (each in its own transaction)
 _DETACHING = threading.Lock()
 
-metadata = sa.MetaData()
+metadata = sa.MetaData(schema=SCHEMA_TOKEN)  # Steward's own schema (database.schema)
 TS = sa.DateTime(timezone=True)
 
 partitions_table = sa.Table(
@@ -122,14 +125,15 @@ batches_table = sa.Table(
     sa.Column("batch_id", sa.String(32), primary_key=True),
 )
 
-_CREATE_LOCK = 0x5374_6577_6172_6441  # the manifest's: creating archive state tables
+
+def require_partition_tables(bind: sa.Engine | sa.Connection) -> None:
+    """Stop with one line (:class:`~steward.errors.NotInstalled`) unless ``steward install``
+    created the partition tables (Steward's own schema)."""
+    require_installed(bind, metadata.sorted_tables)
 
 
-def ensure_partition_tables(engine: sa.Engine) -> None:
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CREATE_LOCK)))
-        metadata.create_all(conn, checkfirst=True)
+def partition_tables_exist(bind: sa.Engine | sa.Connection) -> bool:
+    return not missing_tables(bind, [partitions_table])
 
 
 @dataclass
@@ -173,7 +177,7 @@ def archive_partitions(
     if not layout.partitioned:
         return
     report.partitions_note = _note(layout, source.cutoff)
-    ensure_partition_tables(ctx.sql.engine)
+    require_partition_tables(ctx.sql.engine)
     with ctx.sql.connect() as conn:
         records = partition_records(conn, source.source_name, source.name, OPEN)
     done = {record.name for record in records}

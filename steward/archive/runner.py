@@ -28,6 +28,7 @@ from steward.archive.archiver import (
     write_batch,
 )
 from steward.archive.batch import Source, SourceBatch
+from steward.archive.collector import relaxed_collector
 from steward.archive.locking import table_lock
 from steward.archive.partitions import archive_partitions, plan_partitions
 from steward.archive.recovery import Resolution, resolve_unfinished
@@ -37,6 +38,7 @@ from steward.errors import ArchiveBusy
 __all__ = ["BatchSteps", "archive_policies", "archive_table", "plan_table"]
 
 DELETES_IN_FLIGHT = 2  # PostgreSQL: guarded deletes of earlier batches running meanwhile
+ROWS_IN_FLIGHT = 60_000  # ... unless their rows (children too) would pass this: then one
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ def archive_table(
     budget = budget or Budget()
     report = TableReport(table=source.name, source=source.source_name)
     manifest.require_manifest(ctx.sql.engine)
-    with table_lock(ctx.sql.engine, source.source_name, source.name):
+    with table_lock(ctx.sql.engine, source.source_name, source.name), relaxed_collector():
         run_row, report.interrupted_runs = _start_run(ctx, source)
         try:
             if isinstance(source, SqlSource):
@@ -126,7 +128,8 @@ def _run_batches(
     is written and verified and up to two earlier ones are being deleted (the deletes are the
     slow part and touch disjoint rows; database waits release the GIL). Every batch still goes
     through every step in order, so crash recovery is unchanged, and memory stays bounded by
-    four batches."""
+    four batches (three when a batch with its children holds more than half of
+    ``ROWS_IN_FLIGHT`` rows: an aggregate's deletes then run one at a time)."""
     if not budget.allows():
         return
     overlap = source.backend == "sql" and ctx.sql.is_postgres
@@ -142,12 +145,18 @@ def _run_batches(
                 break
             more = budget.allows()
             reading = _submit(pool, steps.read, ctx, source, batch.keys[-1]) if more else None
+            limit = in_flight if _rows_of(batch) * in_flight <= ROWS_IN_FLIGHT else 1
             verified = steps.verify(ctx, source, steps.write(ctx, source, batch))
-            if len(finishing) == in_flight:
+            while len(finishing) >= limit:
                 _collect(finishing.popleft().result(), report, on_batch)
             finishing.append(_submit(pool, steps.finish, ctx, source, verified))
         while finishing:
             _collect(finishing.popleft().result(), report, on_batch)
+
+
+def _rows_of(batch: SourceBatch) -> int:
+    """Rows a batch holds in memory: its roots and, for an aggregate, its children."""
+    return batch.rows + sum(getattr(part, "num_rows", 0) for part in batch.children.values())
 
 
 def _raise_failed(finishing: deque[Future[BatchResult]]) -> None:

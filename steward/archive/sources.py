@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from steward.archive import manifest
 from steward.archive.archiver import ArchiveContext
 from steward.archive.batch import Source
 from steward.archive.mongo_source import MongoSource
@@ -25,7 +26,7 @@ from steward.security import Need, require_privileges, table_needs
 from steward.settings import Settings
 from steward.storage import ObjectStore, SqlClient, open_object_store, utcnow
 
-__all__ = ["archive_needs", "documents_client", "open_context", "open_sources"]
+__all__ = ["archive_needs", "bookkeeping_needs", "documents_client", "open_context", "open_sources"]
 
 
 def open_context(
@@ -61,7 +62,9 @@ def open_sources(
     now = ctx.clock()
     with ctx.sql.connect() as conn:
         sql_policies = resolve_sql_policies(ctx.settings, conn, policies)
-        require_privileges(conn, archive_needs(sql_policies, dry_run=dry_run))
+        needs = archive_needs(sql_policies, dry_run=dry_run)
+        needs += bookkeeping_needs(ctx.settings.database.schema_, dry_run=dry_run)
+        require_privileges(conn, needs)
     by_table = {p.name: SqlSource(p, ctx.sql, now) for p in sql_policies}
     sources: list[Source] = []
     for policy in policies:
@@ -75,18 +78,27 @@ def open_sources(
 
 
 def archive_needs(policies: Sequence[SqlPolicy], *, dry_run: bool = False) -> list[Need]:
-    """What archiving ``policies`` needs: SELECT and DELETE on each table and its children,
-    SELECT on the tables whose foreign keys keep rows (the "still referenced" checks)."""
+    """What archiving ``policies`` needs: SELECT, DELETE and UPDATE (the guarded delete locks
+    its rows FOR UPDATE) on each table and its children, SELECT on the tables whose foreign
+    keys keep rows (the "still referenced" checks)."""
     needs: list[Need] = []
     for policy in policies:
         why = f"archive policy {policy.name}"
         schema = policy.table.schema
         owned = [policy.name, *(child.name for child in policy.children)]
-        needs += table_needs(schema, owned, ("SELECT",) if dry_run else ("SELECT", "DELETE"), why)
+        privileges = ("SELECT",) if dry_run else ("SELECT", "DELETE", "UPDATE")
+        needs += table_needs(schema, owned, privileges, why)
         referencing = [r.table for r in policy.references]
         referencing += [r.table for child in policy.children for r in child.references]
         needs += table_needs(schema, referencing, ("SELECT",), why)
     return needs
+
+
+def bookkeeping_needs(schema: str, *, dry_run: bool = False) -> list[Need]:
+    """What the archiver does to Steward's own tables (manifest, parts, runs, restores)."""
+    privileges = ("SELECT",) if dry_run else ("SELECT", "INSERT", "UPDATE", "DELETE")
+    names = [table.name for table in manifest.metadata.sorted_tables]
+    return table_needs(schema, names, privileges, "archive bookkeeping")
 
 
 def documents_client(ctx: ArchiveContext, collection: str) -> Any:

@@ -44,6 +44,8 @@ __all__ = ["Clash", "TableRows", "key_array", "pg_micros"]
 
 CHUNK = 1000  # keys per statement: a small share of a large table, so the planner uses the
 # key index (a large share of a small table gets a hashed scan of the constant array: faster)
+FETCH_ROWS = 5000  # rows turned into Arrow at a time while reading a batch
+SPAN_CHUNKS = 5  # a guarded delete's key range spans this many chunks of keys
 
 
 @dataclass(frozen=True)
@@ -139,16 +141,17 @@ class TableRows:
         query = sa.select(*self._selected, *extra).where(*where).order_by(*self.keys)
         if limit is not None:
             query = query.limit(limit)
-        rows = conn.execute(query).all()
         width = len(self._wire)
-        columns: list[Sequence[Any]] = (
-            list(zip(*rows, strict=True)) if rows else [[] for _ in range(width + len(extra))]
-        )
-        arrow = to_arrow(self.specs, columns[:width], {}, self._wire)
-        versions = {}
-        if extra:
-            versions = dict(zip(self.keys_of(arrow), columns[width], strict=True))
-        return arrow, versions
+        pieces: list[pa.Table] = []
+        versions: dict[Any, int] = {}
+        for rows in _fetched(conn, query, self.postgres):
+            columns = list(zip(*rows, strict=True))
+            pieces.append(to_arrow(self.specs, columns[:width], {}, self._wire))
+            if extra:
+                versions.update(zip(self.keys_of(pieces[-1]), columns[width], strict=True))
+        if not pieces:
+            pieces.append(to_arrow(self.specs, [[] for _ in range(width)], {}, self._wire))
+        return pa.concat_tables(pieces), versions
 
     def keys_of(self, arrow: pa.Table) -> list[Any]:
         """The key of every row of an Arrow batch, in order."""
@@ -161,13 +164,24 @@ class TableRows:
             return row[self.key_name]
         return tuple(row[name] for name in self.key_names)
 
-    def after(self, key: Any) -> sa.ColumnElement[bool]:
-        """Rows whose key sorts after ``key`` (a row comparison for a composite key: one
-        range scan of the primary-key index)."""
+    def after(self, key: Any, *, inclusive: bool = False) -> sa.ColumnElement[bool]:
+        """Rows whose key sorts after ``key`` (or is it, when ``inclusive``): a row comparison
+        for a composite key, one range scan of the primary-key index."""
         if not self.composite:
-            return self.key > key
+            return self.key >= key if inclusive else self.key > key
+        mine, bound = self._row(key)
+        return mine >= bound if inclusive else mine > bound
+
+    def before(self, key: Any) -> sa.ColumnElement[bool]:
+        """Rows whose key sorts before ``key`` or is it."""
+        if not self.composite:
+            return self.key <= key
+        mine, bound = self._row(key)
+        return mine <= bound
+
+    def _row(self, key: Any) -> tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]]:
         bound = [sa.bindparam(None, v, type_=c.type) for c, v in zip(self.keys, key, strict=True)]
-        return sa.tuple_(*self.keys) > sa.tuple_(*bound)
+        return sa.tuple_(*self.keys), sa.tuple_(*bound)
 
     def _projection(self) -> tuple[list[Any], list[str]]:
         """PostgreSQL sends timestamps as epoch microseconds and JSON as text, so no Python
@@ -278,22 +292,72 @@ class TableRows:
         versions: dict[Any, int],
         where: Sequence[sa.ColumnElement[bool]],
         hook: Callable[[str], None],
+        span_where: Sequence[sa.ColumnElement[bool]] = (),
     ) -> list[Any]:
-        """PostgreSQL: delete the rows that still have a version read with the batch, in one
-        statement per chunk. Exact: a version the batch read belongs to a transaction that
-        had committed by then, so no later change can carry it; the DELETE's row lock and
-        PostgreSQL's recheck of its WHERE clause on rows changed concurrently do the rest."""
+        """PostgreSQL: delete the rows that still have a version read with the batch. Exact: a
+        version the batch read belongs to a transaction that had committed by then, so no
+        later change can carry it; the DELETE's row lock and PostgreSQL's recheck of its WHERE
+        clause on rows changed concurrently do the rest.
+
+        The keys come in key order: a span of them that fills its key range (integer keys,
+        :meth:`_dense`) is first deleted as a key *range* (one range scan of the primary key,
+        ``span_where`` naming the rows the batch read: the policy's whole condition) inside a
+        savepoint. If the range also caught a row the
+        batch did not read (one that qualified or became unreferenced since, with a version
+        the batch saw), that savepoint is rolled back and the span is deleted by its listed
+        keys instead (:meth:`_delete_listed`)."""
+        deleted: list[Any] = []
+        for span in _chunks(keys, SPAN_CHUNKS):
+            seen = sorted({versions[k] for k in span if k in versions})
+            guard = self.version() == sa.any_(key_array(seen, sa.BigInteger()))
+            ranged = span_where and self._dense(span)
+            gone = self._delete_span(conn, span, [guard, *span_where]) if ranged else None
+            if gone is None:
+                gone = self._delete_listed(conn, span, [guard, *where], hook)
+            else:
+                hook("rows_deleting")
+            deleted += gone
+        return deleted
+
+    def _dense(self, span: Sequence[Any]) -> bool:
+        """Whether the span's keys fill at least half of their range (integer keys, by the
+        leading column): then a range scan reads few rows the batch did not read."""
+        if not isinstance(self.key.type, sa.Integer):
+            return False
+        leading = span if not self.composite else [key[0] for key in span]
+        width = int(leading[-1]) - int(leading[0]) + 1
+        return len(set(leading)) * 2 >= width
+
+    def _delete_span(
+        self, conn: Connection, span: Sequence[Any], where: Sequence[sa.ColumnElement[bool]]
+    ) -> list[Any] | None:
+        """Delete the rows of ``where`` between the span's first and last key; None (and
+        nothing deleted) when that would delete a row whose key is not in the span."""
+        statement = (
+            sa.delete(self.table)
+            .where(self.after(span[0], inclusive=True), self.before(span[-1]), *where)
+            .returning(*self.keys)
+        )
+        savepoint = conn.begin_nested()
+        gone = self._keys_from(conn.execute(statement).all())
+        listed = set(span)
+        if all(key in listed for key in gone):
+            savepoint.commit()
+            return gone
+        savepoint.rollback()
+        return None
+
+    def _delete_listed(
+        self,
+        conn: Connection,
+        keys: Sequence[Any],
+        where: Sequence[sa.ColumnElement[bool]],
+        hook: Callable[[str], None],
+    ) -> list[Any]:
         deleted: list[Any] = []
         for chunk in _chunks(keys):
-            seen = sorted({versions[k] for k in chunk if k in versions})
             statement = (
-                sa.delete(self.table)
-                .where(
-                    self.key_in(chunk),
-                    self.version() == sa.any_(key_array(seen, sa.BigInteger())),
-                    *where,
-                )
-                .returning(*self.keys)
+                sa.delete(self.table).where(self.key_in(chunk), *where).returning(*self.keys)
             )
             deleted += self._keys_from(conn.execute(statement).all())
             hook("rows_deleting")
@@ -361,6 +425,23 @@ class TableRows:
         return clashes
 
 
+def _fetched(
+    conn: Connection, query: sa.Select[Any], postgres: bool
+) -> Iterator[Sequence[Sequence[Any]]]:
+    """The rows of ``query`` as tuples, ``FETCH_ROWS`` at a time: a batch's Python objects
+    live one slice at a time while its Arrow columns are built. PostgreSQL: straight from
+    psycopg's cursor, without a SQLAlchemy row per result row (half of a read's time): the
+    projection (:meth:`TableRows._projection`) only has columns psycopg returns as the
+    archive wants them."""
+    result = conn.execute(query)
+    fetch = result.cursor.fetchmany if postgres else result.fetchmany
+    try:
+        while rows := fetch(FETCH_ROWS):
+            yield rows
+    finally:
+        result.close()
+
+
 def _utc(value: Any) -> Any:
     if isinstance(value, datetime) and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
@@ -385,7 +466,7 @@ def _quoted(table: sa.Table) -> str:
     return str(postgresql.dialect().identifier_preparer.format_table(table))
 
 
-def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
-    size = CHUNK  # read at call time: tests shrink it to stop in the middle of a delete
+def _chunks(items: Sequence[Any], chunks: int = 1) -> Iterator[Sequence[Any]]:
+    size = CHUNK * chunks  # read at call time: tests shrink it to stop in a delete
     for start in range(0, len(items), size):
         yield items[start : start + size]

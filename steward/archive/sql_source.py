@@ -229,7 +229,12 @@ class SqlSource:
                     # read, under this run's fixed cutoff); only new references need a check.
                     # No indexable time condition here, so the plan is the primary key's.
                     gone = self.root.delete_unchanged(
-                        conn, archived.keys, archived.versions, [self.policy.unreferenced()], hook
+                        conn,
+                        archived.keys,
+                        archived.versions,
+                        [self.policy.unreferenced()],
+                        hook,
+                        span_where=[self._qualifies],
                     )
                     outcome = _outcome(archived.keys, set(gone))
                     hook("rows_deleted")

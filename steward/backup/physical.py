@@ -320,11 +320,11 @@ class _ScratchCluster:
         if done.returncode != 0:
             log = (self.folder / "server.log").read_text(errors="replace").strip().splitlines()
             raise StewardError("the restored cluster did not start: " + " | ".join(log[-3:]))
-        for _ in range(600):  # until recovery reached the restore point and promoted
-            with self._connect() as conn:
+        with self._connect() as conn:  # until recovery reached the restore point, promoted
+            for _ in range(3000):
                 if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:  # type: ignore[index]
                     return
-            time.sleep(0.5)
+                time.sleep(0.1)
         raise StewardError("the restored cluster never finished recovery (300 s)")
 
     def _connect(self) -> psycopg.Connection[Any]:

@@ -209,12 +209,12 @@ class CacheWarmer:
         started = time.monotonic()
         with self.sql.connect() as conn:
             opened = open_rows(conn, warmer, batch)
-            writer = RowWriter(
-                warmer, opened.columns, prefix, replace_keys=replace_keys, rng=self.rng
-            )
             commands, sender = CommandBatch(), self.cache.bulk()
             pending = 0
             try:
+                writer = RowWriter(
+                    warmer, opened.columns, prefix, replace_keys=replace_keys, rng=self.rng
+                )
                 for row in opened.rows:
                     writer.add(commands, row)
                     pending += 1
@@ -227,6 +227,7 @@ class CacheWarmer:
                 self._check(self._io(warmer, lambda: sender.send(commands)), warmer)
                 self._check(self._io(warmer, sender.flush), warmer)
             finally:
+                opened.close()
                 sender.close()
             if on_batch and pending:
                 on_batch(warmer.name, pending)
@@ -254,12 +255,15 @@ class CacheWarmer:
         started = time.monotonic()
         with self.sql.connect() as conn:
             opened = open_rows(conn, warmer, warmer.batch_size or self.settings.cache.batch_size)
-            writer = RowWriter(warmer, opened.columns, "", replace_keys=False, rng=self.rng)
             keys: set[str] = set()
-            for row in opened.rows:
-                report.rows += 1
-                if warmer.shape != "json":
-                    keys.add(writer.key_format.format(*row))
+            try:
+                writer = RowWriter(warmer, opened.columns, "", replace_keys=False, rng=self.rng)
+                for row in opened.rows:
+                    report.rows += 1
+                    if warmer.shape != "json":
+                        keys.add(writer.key_format.format(*row))
+            finally:
+                opened.close()
         report.keys = report.rows if warmer.shape == "json" else len(keys)
         report.seconds = round(time.monotonic() - started, 3)
         return report

@@ -26,11 +26,32 @@ def install_command(
     print_sql: bool = typer.Option(
         False, "--print", help="Print the SQL for the configured dialect; run nothing."
     ),
+    roles: bool = typer.Option(
+        False,
+        "--roles",
+        help="Instead: one least-privilege role per job and its grants (PostgreSQL; with "
+        "--print, the script only).",
+    ),
+    iam: bool = typer.Option(
+        False, "--iam", help="Instead: print each job's minimal S3 IAM policy (JSON)."
+    ),
 ) -> None:
-    """Create Steward's schema (database.schema) and tables; move old ones into it. Idempotent."""
+    """Create Steward's schema (database.schema) and tables; move old ones into it. Idempotent.
+
+    With --roles: create each job's role (archiver, validator, backup, relay, warmer, migrator)
+    and grant it what its job needs; with --iam: print each job's S3 IAM policy.
+    """
     from steward.install import install, install_sql
 
     settings = get_settings()
+    if roles or iam:
+        from steward.cli.roles import install_roles, print_iam_policies
+
+        if iam:
+            print_iam_policies(settings)
+        else:
+            install_roles(settings, print_only=print_sql)
+        return
     if print_sql:
         print(install_sql(settings), end="")
         return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from steward.archive import manifest
+from steward.archive import manifest, partitions
 from steward.migrations import checksums_table
 
 __all__ = ["steward_tables"]
@@ -12,4 +12,8 @@ __all__ = ["steward_tables"]
 
 def steward_tables() -> list[sa.Table]:
     """Every Steward table (all declared in Steward's own schema; see steward_schema)."""
-    return [*manifest.metadata.sorted_tables, checksums_table]
+    return [
+        *manifest.metadata.sorted_tables,
+        *partitions.metadata.sorted_tables,
+        checksums_table,
+    ]

@@ -4,14 +4,20 @@
 statements that give its role exactly what the job does:
 
 ========== =====================================================================
-archiver   USAGE on the schema; SELECT, DELETE, INSERT on policy tables and their children
-           (INSERT: restore); SELECT on tables whose foreign keys keep rows
-validator  SELECT on suite tables and on what their query expectations read
+archiver   USAGE on the schema; SELECT, DELETE, INSERT, UPDATE on policy tables and their
+           children (INSERT: restore; UPDATE: the guarded delete locks its rows with SELECT ...
+           FOR UPDATE, which PostgreSQL allows only with UPDATE, and DELETE + INSERT could
+           rewrite a row anyway); SELECT on tables whose foreign keys keep rows; the same on
+           the archive's bookkeeping in Steward's schema (manifest, parts, runs, restores)
+validator  SELECT on suite tables and on what their query expectations read; SELECT on the
+           archive manifest and parts (the scrub)
 backup     SELECT on every table and sequence (what pg_dump reads); CREATEDB for
            verify-backups' scratch databases (``security.backup_createdb``)
 relay      SELECT, UPDATE on the outbox table; DELETE for cleanup-outbox
 warmer     SELECT on the tables its queries read (from their plans, see ``relations``)
-migrator   owns the application's schema and tables (migrations alter them)
+migrator   owns the application's schemas and tables (migrations alter them); SELECT,
+           INSERT, DELETE on the migration checksums in Steward's schema (not its owner: Steward's
+           schema belongs to whoever ran ``steward install``)
 ========== =====================================================================
 
 Every job also gets CONNECT on the database. Statements are psycopg ``sql`` compositions with
@@ -37,6 +43,24 @@ __all__ = ["DEFAULT_ROLES", "JOBS", "RoleGrants", "apply_roles", "plan_roles", "
 JOBS = ("archiver", "validator", "backup", "relay", "warmer", "migrator")
 DEFAULT_ROLES = {job: f"steward_{job}" for job in JOBS}
 _SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
+ARCHIVER_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
+RESTORE_AUDIT = "audit_log"
+BOOKKEEPING_JOBS = ("archiver", "validator", "migrator")
+
+
+def bookkeeping(job: str) -> tuple[tuple[str, ...], list[str]]:
+    """The privileges ``job`` needs on Steward's own tables (made by ``steward install`` in
+    database.schema), and those tables' names, from the table definitions themselves."""
+    from steward.archive import manifest
+    from steward.migrations import checksums_table
+
+    if job == "archiver":  # manifest, parts, runs, restored keys...
+        names = [table.name for table in manifest.metadata.sorted_tables]
+        return ARCHIVER_PRIVILEGES, names
+    if job == "validator":  # the scrub reads finished batches and their parts
+        return ("SELECT",), [manifest.manifest_table.name, manifest.parts_table.name]
+    return ("SELECT", "INSERT", "DELETE"), [checksums_table.name]
+
 
 Table = tuple[str, str]  # (schema, name)
 
@@ -76,7 +100,7 @@ def plan_roles(settings: Settings, conn: Connection) -> list[RoleGrants]:
         _backup(settings, conn, RoleGrants("backup", roles.backup)),
         _relay(settings, conn, RoleGrants("relay", roles.relay)),
         _warmer(settings, conn, RoleGrants("warmer", roles.warmer)),
-        _migrator(conn, RoleGrants("migrator", roles.migrator)),
+        _migrator(conn, RoleGrants("migrator", roles.migrator), settings.database.schema_),
     ]
     for plan in plans:
         plan.statements.insert(
@@ -85,7 +109,51 @@ def plan_roles(settings: Settings, conn: Connection) -> list[RoleGrants]:
                 sql.Identifier(database), sql.Identifier(plan.role)
             ),
         )
+        if plan.job in BOOKKEEPING_JOBS:
+            _bookkeeping(conn, settings.database.schema_, plan)
     return plans
+
+
+def _bookkeeping(conn: Connection, schema: str, plan: RoleGrants) -> None:
+    """The job's privileges on Steward's own tables, and on their sequences (serial ids)."""
+    privileges, names = bookkeeping(plan.job)
+    present = set(sa.inspect(conn).get_table_names(schema=schema))
+    missing = [name for name in names if name not in present]
+    if missing:
+        plan.notes.append(
+            f"Steward's tables are not installed in schema {schema} (run `steward install` "
+            "first, then this again)"
+        )
+        return
+    plan.grant(privileges, [(schema, name) for name in names])
+    if "INSERT" in privileges:
+        _grant_sequences(conn, plan, schema, names)
+
+
+def _grant_sequences(
+    conn: Connection, plan: RoleGrants, schema: str, tables: Sequence[str]
+) -> None:
+    """USAGE on the sequences behind ``tables``' serial / identity ids (INSERT takes one)."""
+    for sequence in _sequences_of(conn, schema, tables):
+        plan.statements.append(
+            sql.SQL("GRANT USAGE ON SEQUENCE {} TO {}").format(
+                sql.Identifier(schema, sequence), sql.Identifier(plan.role)
+            )
+        )
+
+
+def _sequences_of(conn: Connection, schema: str, tables: Sequence[str]) -> list[str]:
+    """Sequences owned by columns of ``tables`` (serial and identity ids)."""
+    rows = conn.execute(
+        sa.text(
+            "SELECT s.relname FROM pg_class s JOIN pg_depend d ON d.objid = s.oid "
+            "JOIN pg_class t ON t.oid = d.refobjid JOIN pg_namespace n ON n.oid = t.relnamespace "
+            "WHERE s.relkind = 'S' AND d.deptype IN ('a', 'i') AND n.nspname = :schema "
+            "AND t.relname = ANY(:tables) ORDER BY s.relname"
+        ),
+        {"schema": schema, "tables": list(tables)},
+    )
+    return [name for (name,) in rows]
 
 
 def _archiver(settings: Settings, conn: Connection, plan: RoleGrants) -> RoleGrants:
@@ -96,12 +164,16 @@ def _archiver(settings: Settings, conn: Connection, plan: RoleGrants) -> RoleGra
     for policy in policies:
         schema = policy.table.schema or current
         owned = [policy.name, *(child.name for child in policy.children)]
-        plan.grant(("SELECT", "DELETE", "INSERT"), [(schema, name) for name in owned])
+        plan.grant(ARCHIVER_PRIVILEGES, [(schema, name) for name in owned])
         referencing = [r.table for r in policy.references]
         referencing += [r.table for child in policy.children for r in child.references]
         plan.grant(("SELECT",), [(schema, name) for name in referencing if name not in owned])
+    if sa.inspect(conn).has_table(RESTORE_AUDIT):  # restore writes who restored what
+        plan.grant(("INSERT",), [(current, RESTORE_AUDIT)])
+        _grant_sequences(conn, plan, current, [RESTORE_AUDIT])
     plan.notes.append(
-        "archive-to-s3 and restore-archive; `restore-archive --overwrite` also needs UPDATE"
+        "archive-to-s3 and restore-archive (UPDATE: row locks of the guarded delete, overwrite;"
+        f" INSERT on {RESTORE_AUDIT}: each restore is recorded there)"
     )
     return plan
 
@@ -164,9 +236,9 @@ def _warmer(settings: Settings, conn: Connection, plan: RoleGrants) -> RoleGrant
     return plan
 
 
-def _migrator(conn: Connection, plan: RoleGrants) -> RoleGrants:
+def _migrator(conn: Connection, plan: RoleGrants, own: str) -> RoleGrants:
     role = sql.Identifier(plan.role)
-    for schema in _application_schemas(conn):
+    for schema in (s for s in _application_schemas(conn) if s != own):
         plan.statements.append(
             sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(sql.Identifier(schema), role)
         )
@@ -176,7 +248,9 @@ def _migrator(conn: Connection, plan: RoleGrants) -> RoleGrants:
                     sql.SQL(kind), sql.Identifier(schema, name), role
                 )
             )
-    plan.notes.append("migrate: owns the application's schema and its tables")
+    plan.notes.append(
+        f"migrate: owns the application's schemas and their tables (not {own}: Steward's own)"
+    )
     return plan
 
 

@@ -183,6 +183,8 @@ def _privilege_of(statement: str, kind: str, *, owner: bool) -> str:
     verb = words[0].upper() if words else ""
     if kind == "schema":
         return "CREATE" if verb == "CREATE" else "USAGE"
+    if kind == "sequence":  # nextval() behind a serial / identity id
+        return "USAGE"
     if verb == "WITH":  # a data-modifying CTE needs the privilege of its first change
         changes = re.search(r"\b(DELETE|UPDATE|INSERT)\b", statement, re.I)
         verb = changes[1].upper() if changes else "SELECT"

@@ -8,18 +8,29 @@ gets its own engine whose sessions are read-only from the start (PostgreSQL
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from steward.settings import Settings
 from steward.storage import create_sql_engine
 
 __all__ = ["GxConnection", "batch_subquery", "gx_connection", "read_only"]
+
+# PostgreSQL engines kept for the process, most recently used last: a run validates a dozen
+# suites, each once opened its own engine and connection (connection set-up and the dialect's
+# first-connect queries, every time). Few are kept, so a process that validates many databases
+# (the test suite) holds idle connections to a handful at most; pool_pre_ping drops the
+# connections of a restarted server.
+_KEPT_ENGINES = 4
+_engines: OrderedDict[tuple[str, str], Engine] = OrderedDict()
+_engines_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -40,21 +51,36 @@ def read_only(settings: Settings) -> Iterator[Connection]:
     """
     settings = settings.for_flow("validation")
     target = gx_connection(settings)
-    if target.dialect == "sqlite":
-        engine = sa.create_engine(target.url, poolclass=sa.pool.NullPool)
-    else:
-        engine = create_sql_engine(settings)
+    sqlite = target.dialect == "sqlite"
+    engine = (
+        sa.create_engine(target.url, poolclass=sa.pool.NullPool)
+        if sqlite
+        else _kept_engine(settings)
+    )
     try:
         with engine.connect() as conn:
             conn.begin()  # (a caller may roll back and begin again after an error)
-            if target.dialect == "postgresql":
+            if not sqlite:
                 conn.exec_driver_sql("SET TRANSACTION READ ONLY")
             try:
                 yield conn
             finally:
                 conn.rollback()
     finally:
-        engine.dispose()
+        if sqlite:
+            engine.dispose()
+
+
+def _kept_engine(settings: Settings) -> Engine:
+    """The process's pooled engine for the configured PostgreSQL database (made once)."""
+    key = (settings.database_url, settings.database.model_dump_json())
+    with _engines_lock:
+        engine = _engines.pop(key, None) or create_sql_engine(settings)
+        _engines[key] = engine
+        while len(_engines) > _KEPT_ENGINES:
+            _, oldest = _engines.popitem(last=False)
+            oldest.dispose()
+    return engine
 
 
 def gx_connection(settings: Settings) -> GxConnection:

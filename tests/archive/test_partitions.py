@@ -22,7 +22,7 @@ from steward.archive import manifest
 from steward.archive.archiver import TableReport
 from steward.archive.partitions import partition_records
 from steward.archive.restore import RestoreRequest, restore
-from steward.archive.runner import archive_table
+from steward.archive.runner import archive_table, plan_table
 from steward.archive.sources import open_sources
 from steward.storage import create_sql_engine
 
@@ -148,6 +148,11 @@ def _run(ctx):
 def test_old_partitions_leave_whole_and_the_rest_row_by_row(events, contexts):
     settings, rows = events()
     ctx = contexts(settings)
+    (source,) = open_sources(ctx, ["events"], dry_run=True)
+    plan = plan_table(ctx, source)  # the dry run names them, and changes nothing
+    assert plan["partitions"] == WHOLE
+    assert plan["partitions_note"] == "row archiving for events_2025_11, events_default"
+    assert len(_partitions(ctx)) == 7
     report = _run(ctx)
     assert [p["partition"] for p in report.partitions] == WHOLE
     assert all(p["state"] == "dropped" and p["rows"] == PER_MONTH for p in report.partitions)
@@ -277,7 +282,7 @@ def test_restore_recreates_a_dropped_partition_or_inserts_into_the_parent(events
     assert body == rows[key]
 
 
-def test_cli_dry_run_archive_restore_and_nightly_figures(events, contexts, tmp_path, monkeypatch):
+def test_cli_archive_restore_and_nightly_figures(events, contexts, tmp_path, monkeypatch):
     """``steward archive`` / ``steward restore`` as a user runs them (the console script, the
     real clock: the retention puts the cutoff on 2025-11-20 as in the other tests)."""
     settings, rows = events()
@@ -292,9 +297,6 @@ def test_cli_dry_run_archive_restore_and_nightly_figures(events, contexts, tmp_p
         assert done.returncode == 0, done.stderr[-2000:]
         return done.stdout
 
-    dry = cli("archive", "--dry-run", "--table", "events")
-    assert f"events: would archive whole partitions {', '.join(WHOLE)}" in dry
-    assert "events: row archiving for events_2025_11, events_default" in dry
     done = cli("archive", "--table", "events")
     assert (
         "events: partition events_2025_07 [2025-07-01, 2025-08-01) archived whole: "
@@ -361,4 +363,58 @@ def test_every_value_survives_the_copy_path_and_the_keyset_path(path, events, co
             for k, (b, f, d) in expected.items()}  # fmt: skip
     assert {k: v for k, v in found.items() if k in want} == want
     assert [found[i][0] for i in range(1, 6)] == odd
+    _assert_each_row_once(ctx, rows)
+
+
+def test_the_nightly_report_lists_each_partition_archived_whole():
+    from steward.health import NIGHTLY_STEPS, OK, StepOutcome, build_report
+
+    report = TableReport(table="events", source="app", partitions_note="row archiving for e_def")
+    report.add_partition({"partition": "events_2025_07", "from": "2025-07-01", "to": "2025-08-01",
+                          "rows": 12, "objects": 3, "bytes": 100, "state": "dropped"})  # fmt: skip
+    summary = {"tables": {"events": report.to_dict()}}
+    steps = {
+        step.name: StepOutcome(step.name, OK, 1.0, summary if step.name == "archive-to-s3" else {})
+        for step in NIGHTLY_STEPS
+    }
+    page = build_report(steps, {"components": {}}, {}, title="night").markdown
+    assert (
+        "- events: partition events_2025_07 [2025-07-01, 2025-08-01) archived whole: 12 rows "
+        "in 3 object(s), dropped" in page
+    )
+    assert "- events: row archiving for e_def" in page
+
+
+def test_the_flow_reports_each_partition_in_its_artifacts(events, run_flow, monkeypatch):
+    from flows.archive_to_s3 import archive_to_s3
+    from steward.settings import get_settings
+
+    events()
+    days = (datetime.now(UTC) - datetime(2025, 11, 20, tzinfo=UTC)).days
+    monkeypatch.setenv("STEWARD_ARCHIVE__POLICIES", _policy().replace("365", str(days)))
+    get_settings.cache_clear()
+    summary, artifacts = run_flow(archive_to_s3, tables=["events"])
+    data = artifacts["archive-partitions"]["data"]
+    table = json.loads(data) if isinstance(data, str) else data
+    assert [row["partition"] for row in table] == WHOLE
+    assert all(row["table"] == "events" and row["state"] == "dropped" for row in table)
+    assert all(row["rows"] == PER_MONTH for row in table)
+    assert (
+        "events: partition events_2025_07 [2025-07-01, 2025-08-01) archived whole"
+        in (artifacts["archive-notes"]["data"])
+    )
+    assert summary["tables"]["events"]["partition_lines"][0].startswith("events: partition")
+
+
+def test_restore_reattaches_a_kept_partition(events, contexts):
+    settings, rows = events("detach")
+    ctx = contexts(settings)
+    _run(ctx)
+    back = _restore(ctx, ts_from=_month(2025, 8), ts_to=_month(2025, 9) - timedelta(seconds=1))
+    assert any("reattached the kept table partition events_2025_08" in x for x in back.partitions)
+    assert _partitions(ctx)["events_2025_08"] == "attached"
+    august = {k for k in rows if k[1].month == 8 and k[1].year == 2025}
+    assert _table_keys(ctx, "events") & august == august  # every row in the parent once more
+    # The kept table held them: restored over themselves, they leave the objects.
+    assert back.restored == 0 and back.overwritten == PER_MONTH and back.conflicts == 0
     _assert_each_row_once(ctx, rows)

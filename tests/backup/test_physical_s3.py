@@ -76,8 +76,10 @@ def test_backup_verify_and_point_in_time_recovery_with_the_repository_in_s3(
     assert any(k.endswith("/manifest.json") for k in keys("shop/backups/"))
     info = s3.get_object(Bucket="steward-physical", Key="shop/pgbackrest/backup/app/backup.info")
     assert info["Body"].read().startswith(b"Salted__")  # aes-256-cbc: no readable catalogue
-    label = json.loads(_steward("list", "--json", cwd=tmp_path).stdout)[0]["pgbackrest_label"]
-    assert keys(f"shop/pgbackrest/backup/app/{label}/")  # the backup's files are there too
+    listed = _steward("list", "--json", cwd=tmp_path)
+    [backup] = json.loads(listed.stdout)
+    assert backup["type"] == "full" and backup["good"] and backup["recoverable_to"]
+    assert keys(f"shop/pgbackrest/backup/app/{backup['pgbackrest_label']}/")  # its files
 
     _write(url, "INSERT INTO orders (customer_id, total) SELECT id, 2 FROM customers")
     time.sleep(1.5)
@@ -92,10 +94,7 @@ def test_backup_verify_and_point_in_time_recovery_with_the_repository_in_s3(
         assert _fingerprint(restored_url) == expected
     assert expected["public.orders"]["rows"] == 600 and _fingerprint(url) != expected
 
-    listed = json.loads(_steward("list", "--json", cwd=tmp_path).stdout)
-    assert listed[0]["type"] == "full" and listed[0]["good"] and listed[0]["recoverable_to"]
-    said = run.stdout + run.stderr + done.stdout + done.stderr
-    said += _steward("physical", "status", cwd=tmp_path).stdout
+    said = run.stdout + run.stderr + done.stdout + done.stderr + listed.stdout + listed.stderr
     assert not any(secret in said for secret in (KEY, SECRET, CIPHER))
     config = ctx.settings.backup.physical.config_file
     assert stat.S_IMODE(config.stat().st_mode) == 0o600  # the keys' only home, owner-only

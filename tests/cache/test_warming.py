@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -176,6 +177,7 @@ def test_a_bad_warmer_stops_before_writing_and_names_the_problem(
         assert [
             k for k in redis_client.scan_iter() if not k.endswith((b":claim", b"generation"))
         ] == []
+        assert [t for t in threading.enumerate() if t.name == "steward-warmer-rows"] == []
 
 
 @pytest.mark.parametrize(

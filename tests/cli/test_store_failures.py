@@ -312,7 +312,7 @@ def stopped_mid_run(store: str, request: pytest.FixtureRequest, tmp_path: Path) 
             STEWARD_OBJECTS__URL="s3://steward-test/app", STEWARD_OBJECTS__ENDPOINT_URL=moto.url
         )
         stop = moto.stop
-    for args in (["migrate"], ["demo-data", "--rows", "200"]):
+    for args in (["install"], ["migrate"], ["demo-data", "--rows", "200"]):
         done = _steward(tmp_path, args, env)
         assert done.returncode == 0, done.stderr[-3000:]
     commands = [_command(line, store) for line in MID_RUN_COMMANDS[store]]

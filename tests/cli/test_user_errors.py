@@ -168,7 +168,8 @@ def test_a_bare_command_group_prints_its_help(tmp_path: Path, args: tuple[str, .
 # to which job's role; database.url is a role that may only connect.
 PRIVILEGE_CASES = [
     (["archive", "-t", "users"], ("archive", "validator"),
-     "lacks DELETE on public.users (archive policy users); nothing was changed"),
+     "lacks DELETE on public.users (archive policy users); UPDATE on public.users (archive "
+     "policy users); INSERT on steward.steward_archive_manifest (archive bookkeeping); and "),
     (["outbox", "relay"], ("outbox", "validator"),
      "lacks UPDATE on public.outbox (outbox relay); nothing was changed"),
     (["outbox", "cleanup"], ("outbox", "warmer"),

@@ -23,13 +23,7 @@ from steward.migrations import MigrationRunner
 from steward.settings import Settings
 
 STEWARD = str(Path(sys.executable).with_name("steward"))
-TABLES = [
-    "steward_archive_manifest",
-    "steward_archive_parts",
-    "steward_archive_restored",
-    "steward_archive_runs",
-]
-ALL_TABLES = sorted([*TABLES, "steward_migrations"])
+ALL_TABLES = sorted(table.name for table in steward_tables())
 
 
 def _steward(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -69,8 +63,8 @@ def test_install_creates_the_schema_and_tables_and_a_rerun_has_nothing_to_do(
     assert first.returncode == 0, first.stderr
     lines = first.stdout.splitlines()
     assert lines[0] == "created schema steward"
-    created = lines[1 : 1 + len(ALL_TABLES)]
-    assert sorted(created) == [f"created table steward.{name}" for name in ALL_TABLES]
+    assert sorted(lines[1:-1]) == [f"created table steward.{name}" for name in ALL_TABLES]
+    assert lines[-1] == f"installed Steward's tables in schema steward of {url.rsplit('/', 1)[1]}"
     assert _tables_in(url, "steward") == ALL_TABLES
     assert _tables_in(url, "public") == []
 

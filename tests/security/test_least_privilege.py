@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import redis
@@ -126,3 +127,101 @@ def test_a_role_cannot_do_more_than_its_job(
 
     assert str(refused.value).startswith(f"role {roles_db.roles[job]} {refusal}")
     assert _count(roles_db.owner_url, "SELECT count(*) FROM users") == users
+
+
+def _archive(settings: Settings, tables: list[str], hook: Any = None) -> int:
+    from steward.archive import open_context, open_sources
+    from steward.archive.runner import archive_policies
+
+    ctx = open_context(settings, hook=hook)
+    try:
+        return sum(r.rows_archived for r in archive_policies(ctx, open_sources(ctx, tables)))
+    finally:
+        ctx.sql.dispose()
+
+
+def test_archive_and_restore_run_as_the_archiver(
+    as_roles: Settings, roles_db: RolesDatabase
+) -> None:
+    from steward.archive import RestoreRequest, open_context, restore
+
+    users = "SELECT count(*) FROM users"
+    orders = "SELECT count(*) FROM orders"
+    before = (_count(roles_db.owner_url, users), _count(roles_db.owner_url, orders))
+
+    archived = _archive(as_roles, ["users", "orders"])
+    left = (_count(roles_db.owner_url, users), _count(roles_db.owner_url, orders))
+    ctx = open_context(as_roles)
+    try:
+        everything = RestoreRequest(
+            table="users", ts_from=datetime(2000, 1, 1, tzinfo=UTC), ts_to=datetime.now(UTC)
+        )
+        restored = restore(ctx, everything).restored
+    finally:
+        ctx.sql.dispose()
+
+    assert left[0] < before[0] and left[1] < before[1]
+    assert archived >= before[0] - left[0] + before[1] - left[1]
+    assert restored == before[0] - left[0]
+    assert _count(roles_db.owner_url, users) == before[0]
+
+
+def test_a_delete_refused_mid_batch_loses_nothing_and_a_rerun_finishes(
+    as_roles: Settings, roles_db: RolesDatabase
+) -> None:
+    """DELETE revoked after the batch's object is verified: the run stops in one line, every
+    row stays in the source and no object is published; with the grant back, a rerun
+    finishes the batch and each archived row is in exactly one published object."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from steward.storage import open_object_store
+
+    archiver = roles_db.roles["archiver"]
+
+    def grant(statement: str) -> None:
+        engine = sa.create_engine(roles_db.owner_url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(statement.format(role=f'"{archiver}"'))  # a generated name
+        engine.dispose()
+
+    def revoke_at(point: str) -> None:
+        if point == "object_verified":
+            grant("REVOKE DELETE ON users FROM {role}")
+
+    ids = "SELECT id FROM users ORDER BY id"
+    store = open_object_store(as_roles)
+    prefix = f"{as_roles.tiering.archive_prefix}{as_roles.source_name}/users/"
+    published_before = {o.key for o in store.list(prefix) if not o.key.endswith(".staged")}
+    before = _ids(roles_db.owner_url, ids)
+    try:
+        with pytest.raises(PermissionDenied) as refused:
+            _archive(as_roles, ["users"], hook=revoke_at)
+        after_refusal = _ids(roles_db.owner_url, ids)
+        published = {o.key for o in store.list(prefix) if not o.key.endswith(".staged")}
+    finally:
+        grant("GRANT DELETE ON users TO {role}")
+
+    assert str(refused.value).startswith(f"role {archiver} lacks DELETE on table users")
+    assert after_refusal == before
+    assert published == published_before
+
+    assert _archive(as_roles, ["users"]) >= 0
+    gone = set(before) - set(_ids(roles_db.owner_url, ids))
+    new_objects = {o.key for o in store.list(prefix) if not o.key.endswith(".staged")}
+    in_objects = [
+        row_id
+        for key in sorted(new_objects - published_before)
+        for row_id in pq.read_table(io.BytesIO(store.get_bytes(key))).column("id").to_pylist()
+    ]
+    assert gone and sorted(in_objects) == sorted(gone)  # each archived row once
+
+
+def _ids(url: str, query: str) -> list[int]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [row[0] for row in conn.execute(sa.text(query))]
+    finally:
+        engine.dispose()
