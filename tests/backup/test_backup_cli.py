@@ -43,7 +43,7 @@ def test_backup_list_verify_restore_prune_on_postgres(pg_settings, tmp_path, mak
     verified = _steward("verify", manifest.id, cwd=tmp_path)
     assert verified.returncode == 0 and f"verified 1 backup(s): {manifest.id}" in verified.stdout
 
-    target = make_pg_database()
+    target = make_pg_database(install=False)  # a new, empty database
     restored = _steward("restore", manifest.id, "--to", target, cwd=tmp_path)
     assert restored.returncode == 0, restored.stderr
     assert "restored into" in restored.stdout and "903 rows" in restored.stdout

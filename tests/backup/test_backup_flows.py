@@ -109,7 +109,7 @@ def test_verify_flow_fails_on_a_damaged_backup(sqlite_settings):
 
 def test_restore_flow_into_a_new_database(pg_settings, make_pg_database):
     backup_databases()
-    target = make_pg_database()
+    target = make_pg_database(install=False)  # a new, empty database
     state, artifacts, logs = _run(restore_backup, target=target)
     done = state.result()
     assert done["replaced"] is False and done["rows"] == 903
@@ -170,7 +170,7 @@ def test_a_damaged_backup_loses_verified_and_every_default_falls_back_to_the_las
     assert listed[damaged]["verifications"] == 2 and listed[damaged]["last_passed_at"]
     assert listed[good]["good"] is True
 
-    target = make_pg_database()
+    target = make_pg_database(install=False)  # a new, empty database
     done = restore_backup(target=target)  # the default: the newest good backup
     assert done["backup_id"] == good
     assert table_rows(target, "orders") == table_rows(pg_settings.database_url, "orders")

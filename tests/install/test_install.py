@@ -203,7 +203,8 @@ def archiver_role(
 ) -> Iterator[tuple[str, str]]:
     """An installed, filled database and a role with exactly what archiving ``users`` needs:
     USAGE + SELECT everywhere it reads, DELETE (and UPDATE, for row locks) on users, read/write
-    on Steward's tables, and CREATE nowhere. Yields (owner URL, role URL); the role is dropped afterwards."""
+    on Steward's tables, and CREATE nowhere. Yields (owner URL, role URL); the role is dropped
+    afterwards."""
     url = make_pg_database()
     _shop(url, tmp_path / "owner-home")
     role = f"steward_test_archiver_{uuid.uuid4().hex[:8]}"

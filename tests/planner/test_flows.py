@@ -114,7 +114,7 @@ def test_restore_backup_analyses_every_restored_table(make_settings, make_pg_dat
     runner.upgrade()
     runner.dispose()
     backup_databases()
-    target = make_pg_database()
+    target = make_pg_database(install=False)  # a new, empty database
     done, artifacts = run_flow(restore_backup, target=target)
 
     analyzed = set(done["statistics"][0]["analyzed"])
