@@ -428,7 +428,9 @@ def test_a_role_that_does_not_own_the_table_gets_one_clear_line(events, contexts
     admin = sa.create_engine(settings.database.url.get_secret_value())
     with admin.begin() as conn:
         conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN")
-        conn.exec_driver_sql(f"GRANT SELECT, DELETE ON ALL TABLES IN SCHEMA public TO {role}")
+        conn.exec_driver_sql(
+            f"GRANT SELECT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"
+        )
         conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA steward TO {role}")
         conn.exec_driver_sql(
             f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA steward TO {role}"

@@ -71,8 +71,8 @@ def test_install_creates_the_schema_and_tables_and_a_rerun_has_nothing_to_do(
     assert first.returncode == 0, first.stderr
     lines = first.stdout.splitlines()
     assert lines[0] == "created schema steward"
-    created = sorted(lines[1 : 1 + len(ALL_TABLES)])
-    assert created == [f"created table steward.{name}" for name in ALL_TABLES]
+    assert sorted(lines[1:-1]) == [f"created table steward.{name}" for name in ALL_TABLES]
+    assert lines[-1] == f"installed Steward's tables in schema steward of {url.rsplit('/', 1)[1]}"
     assert _tables_in(url, "steward") == ALL_TABLES
     assert _tables_in(url, "public") == []
 
@@ -202,8 +202,8 @@ def archiver_role(
     make_pg_database: Callable[..., str], tmp_path: Path
 ) -> Iterator[tuple[str, str]]:
     """An installed, filled database and a role with exactly what archiving ``users`` needs:
-    USAGE + SELECT everywhere it reads, DELETE on users, read/write on Steward's tables, and
-    CREATE nowhere. Yields (owner URL, role URL); the role is dropped afterwards."""
+    USAGE + SELECT everywhere it reads, DELETE (and UPDATE, for row locks) on users, read/write
+    on Steward's tables, and CREATE nowhere. Yields (owner URL, role URL); the role is dropped afterwards."""
     url = make_pg_database()
     _shop(url, tmp_path / "owner-home")
     role = f"steward_test_archiver_{uuid.uuid4().hex[:8]}"
@@ -212,7 +212,8 @@ def archiver_role(
         "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
         f"GRANT USAGE ON SCHEMA public TO {role}",
         f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}",
-        f"GRANT DELETE ON users TO {role}",
+        # UPDATE: the guarded delete locks its rows (SELECT ... FOR UPDATE needs it)
+        f"GRANT DELETE, UPDATE ON users TO {role}",
         f"GRANT USAGE ON SCHEMA steward TO {role}",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA steward TO {role}",
         f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA steward TO {role}",
