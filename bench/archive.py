@@ -219,7 +219,8 @@ def drop_database(conninfo: str) -> None:
 def migrate(env: dict[str, str]) -> None:
     subprocess.run(
         [sys.executable, "-c", "from steward.migrations.sql import MigrationRunner as M;"
-         "from steward.settings import load_settings as L; M(L()).upgrade()"],
+         "from steward.install import install as I;"
+         "from steward.settings import load_settings as L; I(L()); M(L()).upgrade()"],
         env=env, cwd=REPO, check=True,
     )  # fmt: skip
 

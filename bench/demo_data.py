@@ -29,6 +29,7 @@ from typing import Any
 import psycopg
 
 from steward.demo import DemoRows, generate_demo_data
+from steward.install import install
 from steward.migrations import MigrationRunner
 from steward.settings import load_settings
 
@@ -44,9 +45,9 @@ def _sa_url(admin_url: str, name: str) -> str:
 def _migrate(url: str) -> None:
     """The example schema through Steward's runner (revision 0004 builds an index CONCURRENTLY,
     outside any transaction)."""
-    runner = MigrationRunner(
-        load_settings(database={"url": url}, migrations={"alembic": "example"})
-    )
+    settings = load_settings(database={"url": url}, migrations={"alembic": "example"})
+    install(settings)  # Steward's own tables, what an owner runs once
+    runner = MigrationRunner(settings)
     try:
         runner.upgrade()
     finally:

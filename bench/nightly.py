@@ -72,7 +72,7 @@ def prepare(name: str, rows: int, analyze: bool) -> tuple[float, float]:
     from steward.settings import get_settings
 
     settings = get_settings()
-    install(settings)  # Steward's own schema and tables, as `steward install` (the owner)
+    install(settings)  # Steward's own tables, what an owner runs once
     runner = MigrationRunner(settings)
     runner.upgrade()
     runner.dispose()

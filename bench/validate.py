@@ -245,7 +245,7 @@ def bench_suites(rows: int, dialect: str) -> dict[str, float]:
         url = f"sqlite:///{home / 'bench.db'}"
     try:
         settings = settings_for(url, home)
-        install(settings)  # Steward's own schema and tables, as `steward install`
+        install(settings)  # Steward's own tables, what an owner runs once
         runner = MigrationRunner(settings)
         runner.upgrade()
         runner.dispose()

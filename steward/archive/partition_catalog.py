@@ -17,8 +17,6 @@ quoted literals by SQLAlchemy, never pasted.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -26,7 +24,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from steward.archive.policy import SqlPolicy
-from steward.errors import ConfigError
 
 __all__ = [
     "Layout",
@@ -170,21 +167,6 @@ def _bound_value(text: str) -> datetime | None:
 # DDL ---------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _as_owner(parent: str, what: str) -> Iterator[None]:
-    """PostgreSQL lets only a table's owner detach, drop, create or attach its partitions."""
-    try:
-        yield
-    except sa.exc.ProgrammingError as exc:
-        if getattr(exc.orig, "sqlstate", None) != "42501":
-            raise
-        raise ConfigError(
-            f"{what} of table {parent!r} needs its owner's role (PostgreSQL lets only the "
-            "owner detach, drop or attach partitions): GRANT the owner role to the archiving "
-            "role, or run the archive as the owner"
-        ) from None
-
-
 def _q(conn: Connection | Engine, name: str) -> str:
     return str(conn.dialect.identifier_preparer.quote(name))
 
@@ -224,23 +206,21 @@ def detach_partition(engine: Engine, parent: str, name: str, *, concurrently: bo
         if state in ("detached", "gone"):
             return
         head = f"ALTER TABLE {_q(conn, parent)} DETACH PARTITION {_q(conn, name)}"
-        with _as_owner(parent, f"detaching partition {name}"):
-            if state == "pending":
-                conn.exec_driver_sql(f"{head} FINALIZE")
-            elif concurrently:
-                conn.exec_driver_sql(f"{head} CONCURRENTLY")
-            else:
-                conn.exec_driver_sql(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
-                try:
-                    conn.exec_driver_sql(head)
-                finally:
-                    conn.exec_driver_sql("RESET lock_timeout")
+        if state == "pending":
+            conn.exec_driver_sql(f"{head} FINALIZE")
+        elif concurrently:
+            conn.exec_driver_sql(f"{head} CONCURRENTLY")
+        else:
+            conn.exec_driver_sql(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
+            try:
+                conn.exec_driver_sql(head)
+            finally:
+                conn.exec_driver_sql("RESET lock_timeout")
 
 
 def drop_partition(conn: Connection, name: str) -> None:
     """Drop the detached table (inside the caller's transaction)."""
-    with _as_owner(name, "dropping the archived partition"):
-        conn.exec_driver_sql(f"DROP TABLE {_q(conn, name)}")
+    conn.exec_driver_sql(f"DROP TABLE {_q(conn, name)}")
 
 
 def lock_partition(conn: Connection, name: str) -> None:
@@ -252,22 +232,20 @@ def create_partition(
     conn: Connection, parent: str, name: str, lower: datetime, upper: datetime
 ) -> None:
     """``CREATE TABLE name PARTITION OF parent FOR VALUES FROM (lower) TO (upper)``."""
-    with _as_owner(parent, f"recreating partition {name}"):
-        conn.exec_driver_sql(
-            f"CREATE TABLE {_q(conn, name)} PARTITION OF {_q(conn, parent)} "
-            f"FOR VALUES FROM ({_literal(conn, lower)}) TO ({_literal(conn, upper)})"
-        )
+    conn.exec_driver_sql(
+        f"CREATE TABLE {_q(conn, name)} PARTITION OF {_q(conn, parent)} "
+        f"FOR VALUES FROM ({_literal(conn, lower)}) TO ({_literal(conn, upper)})"
+    )
 
 
 def attach_partition(
     conn: Connection, parent: str, name: str, lower: datetime, upper: datetime
 ) -> None:
     """Attach a kept (detached) table again with its bounds."""
-    with _as_owner(parent, f"reattaching partition {name}"):
-        conn.exec_driver_sql(
-            f"ALTER TABLE {_q(conn, parent)} ATTACH PARTITION {_q(conn, name)} "
-            f"FOR VALUES FROM ({_literal(conn, lower)}) TO ({_literal(conn, upper)})"
-        )
+    conn.exec_driver_sql(
+        f"ALTER TABLE {_q(conn, parent)} ATTACH PARTITION {_q(conn, name)} "
+        f"FOR VALUES FROM ({_literal(conn, lower)}) TO ({_literal(conn, upper)})"
+    )
 
 
 def range_is_free(conn: Connection, parent: str, lower: datetime, upper: datetime) -> bool:

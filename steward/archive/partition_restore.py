@@ -7,12 +7,15 @@ attached again with its bounds, a dropped one is created empty (``CREATE TABLE p
 parent FOR VALUES FROM … TO …``). The rows are then inserted into the parent, which routes them
 there. When some partition covers the range already (recreated earlier, or made by the
 application or pg_partman), the rows are simply inserted into the parent. Every row that is
-back is reported as usual; rows of an attached kept table exist again and are conflicts.
+back is reported as usual. The rows of a reattached kept table are in it again: their batches
+are restored with overwrite (the archived values), so they count as back and leave the objects,
+and the archive read in place does not hold them twice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
@@ -33,25 +36,42 @@ from steward.archive.partitions import (
     partitions_table,
 )
 
-__all__ = ["reopen_partitions"]
+__all__ = ["Reopened", "reopen_partitions"]
+
+
+@dataclass
+class Reopened:
+    """One line per partition given back its range, and the batches of reattached kept tables
+    (their rows are in the table again: restored with overwrite, so they leave the objects)."""
+
+    notes: list[str] = field(default_factory=list)
+    reattached: set[str] = field(default_factory=set)
 
 
 def reopen_partitions(
     ctx: ArchiveContext, entries: Sequence[ManifestEntry], *, dry_run: bool
-) -> list[str]:
+) -> Reopened:
     """Recreate or reattach the partitions the rows of ``entries`` came from, where their range
-    has no partition now; returns one line per partition saying what was (or would be) done."""
+    has no partition now."""
+    done = Reopened()
     if not ctx.sql.is_postgres or not entries:
-        return []
+        return done
     with ctx.sql.connect() as conn:
         if not partition_tables_exist(conn):  # Steward's schema: `steward install`
-            return []
+            return done
         records = _records(conn, [e.batch_id for e in entries])
-    notes = []
     for record in records:
         with ctx.sql.begin() as conn:
-            notes.append(_reopen(conn, record, dry_run))
-    return [note for note in notes if note]
+            note = _reopen(conn, record, dry_run)
+            if note.startswith(f"{record.table_name}: reattached"):
+                done.reattached |= _batches(conn, record.id)
+        done.notes.append(note)
+    return done
+
+
+def _batches(conn: sa.Connection, record_id: int) -> set[str]:
+    query = sa.select(batches_table.c.batch_id).where(batches_table.c.partition_id == record_id)
+    return set(conn.execute(query).scalars())
 
 
 def _records(conn: sa.Connection, batch_ids: list[str]) -> list[sa.Row]:

@@ -84,6 +84,7 @@ class RestoreRequest:
     tier: str = "Standard"
     dry_run: bool = False
     partitions: list[str] = field(default_factory=list)  # partitions given back their range
+    reattached: set[str] = field(default_factory=set)  # batches of reattached kept partitions
 
     def check(self) -> None:
         by_range = self.ts_from is not None or self.ts_to is not None
@@ -135,14 +136,15 @@ def plan_restore(
     elif request.ts_from is not None or request.ts_to is not None:
         found = [e for e in found if _overlaps(e, request)]
     found.sort(key=lambda e: e.completed_at or e.created_at or datetime.min, reverse=True)
-    request.partitions = reopen_partitions(ctx, found, dry_run=request.dry_run)
+    reopened = reopen_partitions(ctx, found, dry_run=request.dry_run)
+    request.partitions, request.reattached = reopened.notes, reopened.reattached
     return found, sources, keys
 
 
 def _restore_needs(entries: Sequence[ManifestEntry], request: RestoreRequest) -> list[Need]:
-    """SELECT, INSERT and UPDATE (rows are locked FOR UPDATE, or overwritten) on every table
-    the batches bring rows back to."""
-    privileges = ["SELECT"] if request.dry_run else ["SELECT", "INSERT", "UPDATE"]
+    """SELECT, UPDATE (existing rows are locked FOR UPDATE, even in a dry run, or overwritten)
+    and INSERT on every table the batches bring rows back to."""
+    privileges = ["SELECT", "UPDATE"] if request.dry_run else ["SELECT", "UPDATE", "INSERT"]
     names = [e.table_name for e in entries] + [p.table_name for e in entries for p in e.parts]
     needs = table_needs(None, names, privileges, "restore of archived rows")
     if not request.dry_run:  # each restore is recorded there (when the table exists)
@@ -186,7 +188,7 @@ def restore_batch(
     with table_lock(ctx.sql.engine, entry.source, entry.table_name):
         result.outcome = source.restore_rows(
             rows,
-            overwrite=request.overwrite,
+            overwrite=request.overwrite or entry.batch_id in request.reattached,
             dry_run=request.dry_run,
             finish=_recorder(ctx, entry, request),
             children=children,

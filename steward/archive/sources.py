@@ -78,15 +78,18 @@ def open_sources(
 
 
 def archive_needs(policies: Sequence[SqlPolicy], *, dry_run: bool = False) -> list[Need]:
-    """What archiving ``policies`` needs: SELECT, DELETE and UPDATE (the guarded delete locks
-    its rows FOR UPDATE) on each table and its children, SELECT on the tables whose foreign
-    keys keep rows (the "still referenced" checks)."""
+    """What archiving ``policies`` needs: SELECT and DELETE on each table and its children
+    (and UPDATE for an aggregate: its guarded delete locks the rows FOR UPDATE, which
+    PostgreSQL allows only with UPDATE), SELECT on the tables whose foreign keys keep rows
+    (the "still referenced" checks)."""
     needs: list[Need] = []
     for policy in policies:
         why = f"archive policy {policy.name}"
         schema = policy.table.schema
         owned = [policy.name, *(child.name for child in policy.children)]
-        privileges = ("SELECT",) if dry_run else ("SELECT", "DELETE", "UPDATE")
+        privileges = ["SELECT"] if dry_run else ["SELECT", "DELETE"]
+        if policy.children and not dry_run:
+            privileges.append("UPDATE")
         needs += table_needs(schema, owned, privileges, why)
         referencing = [r.table for r in policy.references]
         referencing += [r.table for child in policy.children for r in child.references]
@@ -95,8 +98,8 @@ def archive_needs(policies: Sequence[SqlPolicy], *, dry_run: bool = False) -> li
 
 
 def bookkeeping_needs(schema: str, *, dry_run: bool = False) -> list[Need]:
-    """What the archiver does to Steward's own tables (manifest, parts, runs)."""
-    privileges = ("SELECT",) if dry_run else ("SELECT", "INSERT", "UPDATE")
+    """What the archiver does to Steward's own tables (manifest, parts, runs, restores)."""
+    privileges = ("SELECT",) if dry_run else ("SELECT", "INSERT", "UPDATE", "DELETE")
     names = [table.name for table in manifest.metadata.sorted_tables]
     return table_needs(schema, names, privileges, "archive bookkeeping")
 

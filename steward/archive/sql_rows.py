@@ -44,6 +44,7 @@ __all__ = ["Clash", "TableRows", "key_array", "pg_micros"]
 
 CHUNK = 1000  # keys per statement: a small share of a large table, so the planner uses the
 # key index (a large share of a small table gets a hashed scan of the constant array: faster)
+FETCH_ROWS = 5000  # rows turned into Arrow at a time while reading a batch
 SPAN_CHUNKS = 5  # a guarded delete's key range spans this many chunks of keys
 
 
@@ -140,16 +141,17 @@ class TableRows:
         query = sa.select(*self._selected, *extra).where(*where).order_by(*self.keys)
         if limit is not None:
             query = query.limit(limit)
-        rows = _fetch(conn, query, self.postgres)
         width = len(self._wire)
-        columns: list[Sequence[Any]] = (
-            list(zip(*rows, strict=True)) if rows else [[] for _ in range(width + len(extra))]
-        )
-        arrow = to_arrow(self.specs, columns[:width], {}, self._wire)
-        versions = {}
-        if extra:
-            versions = dict(zip(self.keys_of(arrow), columns[width], strict=True))
-        return arrow, versions
+        pieces: list[pa.Table] = []
+        versions: dict[Any, int] = {}
+        for rows in _fetched(conn, query, self.postgres):
+            columns = list(zip(*rows, strict=True))
+            pieces.append(to_arrow(self.specs, columns[:width], {}, self._wire))
+            if extra:
+                versions.update(zip(self.keys_of(pieces[-1]), columns[width], strict=True))
+        if not pieces:
+            pieces.append(to_arrow(self.specs, [[] for _ in range(width)], {}, self._wire))
+        return pa.concat_tables(pieces), versions
 
     def keys_of(self, arrow: pa.Table) -> list[Any]:
         """The key of every row of an Arrow batch, in order."""
@@ -423,15 +425,19 @@ class TableRows:
         return clashes
 
 
-def _fetch(conn: Connection, query: sa.Select[Any], postgres: bool) -> Sequence[Sequence[Any]]:
-    """All rows of ``query`` as tuples. PostgreSQL: straight from psycopg's cursor, without a
-    SQLAlchemy row per result row (half of a read's time): the projection (:meth:`TableRows.
-    _projection`) only has columns psycopg returns as the archive wants them."""
+def _fetched(
+    conn: Connection, query: sa.Select[Any], postgres: bool
+) -> Iterator[Sequence[Sequence[Any]]]:
+    """The rows of ``query`` as tuples, ``FETCH_ROWS`` at a time: a batch's Python objects
+    live one slice at a time while its Arrow columns are built. PostgreSQL: straight from
+    psycopg's cursor, without a SQLAlchemy row per result row (half of a read's time): the
+    projection (:meth:`TableRows._projection`) only has columns psycopg returns as the
+    archive wants them."""
     result = conn.execute(query)
-    if not postgres:
-        return result.all()
+    fetch = result.cursor.fetchmany if postgres else result.fetchmany
     try:
-        return result.cursor.fetchall()  # type: ignore[no-any-return]
+        while rows := fetch(FETCH_ROWS):
+            yield rows
     finally:
         result.close()
 

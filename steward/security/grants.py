@@ -5,16 +5,16 @@ statements that give its role exactly what the job does:
 
 ========== =====================================================================
 archiver   USAGE on the schema; SELECT, DELETE, INSERT, UPDATE on policy tables and their
-           children (INSERT: restore; UPDATE: the guarded delete locks its rows with SELECT ...
-           FOR UPDATE, which PostgreSQL allows only with UPDATE, and DELETE + INSERT could
-           rewrite a row anyway); SELECT on tables whose foreign keys keep rows; SELECT, INSERT,
-           UPDATE on the archive manifest, parts and runs in Steward's schema
+           children (INSERT: restore; UPDATE: restore and an aggregate's guarded delete lock
+           rows with SELECT ... FOR UPDATE, which PostgreSQL allows only with UPDATE, and
+           DELETE + INSERT could rewrite a row anyway); SELECT on tables whose foreign
+           keys keep rows; the same four on the archive's bookkeeping in Steward's schema
 validator  SELECT on suite tables and on what their query expectations read; SELECT on the
            archive manifest and parts (the scrub)
 backup     SELECT on every table and sequence (what pg_dump reads); CREATEDB for
            verify-backups' scratch databases (``security.backup_createdb``)
 relay      SELECT, UPDATE on the outbox table; DELETE for cleanup-outbox
-warmer     SELECT on the tables its queries read (from their plans, see ``relations``)
+warmer     SELECT on the tables its queries read (their plans, see ``steward.statistics``)
 migrator   owns the application's schemas and tables (migrations alter them); SELECT,
            INSERT, DELETE on the migration checksums in Steward's schema (not its owner: Steward's
            schema belongs to whoever ran ``steward install``)
@@ -45,13 +45,23 @@ DEFAULT_ROLES = {job: f"steward_{job}" for job in JOBS}
 _SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 ARCHIVER_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
 RESTORE_AUDIT = "audit_log"
-# Steward's own tables each job uses, and how (created by `steward install` in database.schema).
-_ARCHIVE_BOOKS = ("steward_archive_manifest", "steward_archive_parts", "steward_archive_runs")
-BOOKKEEPING: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "archiver": (("SELECT", "INSERT", "UPDATE"), _ARCHIVE_BOOKS),
-    "validator": (("SELECT",), _ARCHIVE_BOOKS[:2]),
-    "migrator": (("SELECT", "INSERT", "DELETE"), ("steward_migrations",)),
-}
+BOOKKEEPING_JOBS = ("archiver", "validator", "migrator")
+
+
+def bookkeeping(job: str) -> tuple[tuple[str, ...], list[str]]:
+    """The privileges ``job`` needs on Steward's own tables (made by ``steward install`` in
+    database.schema), and those tables' names, from the table definitions themselves."""
+    from steward.archive import manifest
+    from steward.install import steward_tables
+    from steward.migrations import checksums_table
+
+    if job == "archiver":  # manifest, parts, runs, restored keys, partitions...
+        names = [t.name for t in steward_tables() if t.name != checksums_table.name]
+        return ARCHIVER_PRIVILEGES, names
+    if job == "validator":  # the scrub reads finished batches and their parts
+        return ("SELECT",), [manifest.manifest_table.name, manifest.parts_table.name]
+    return ("SELECT", "INSERT", "DELETE"), [checksums_table.name]
+
 
 Table = tuple[str, str]  # (schema, name)
 
@@ -100,14 +110,14 @@ def plan_roles(settings: Settings, conn: Connection) -> list[RoleGrants]:
                 sql.Identifier(database), sql.Identifier(plan.role)
             ),
         )
-        if plan.job in BOOKKEEPING:
+        if plan.job in BOOKKEEPING_JOBS:
             _bookkeeping(conn, settings.database.schema_, plan)
     return plans
 
 
 def _bookkeeping(conn: Connection, schema: str, plan: RoleGrants) -> None:
     """The job's privileges on Steward's own tables, and on their sequences (serial ids)."""
-    privileges, names = BOOKKEEPING[plan.job]
+    privileges, names = bookkeeping(plan.job)
     present = set(sa.inspect(conn).get_table_names(schema=schema))
     missing = [name for name in names if name not in present]
     if missing:
@@ -166,6 +176,11 @@ def _archiver(settings: Settings, conn: Connection, plan: RoleGrants) -> RoleGra
         "archive-to-s3 and restore-archive (UPDATE: row locks of the guarded delete, overwrite;"
         f" INSERT on {RESTORE_AUDIT}: each restore is recorded there)"
     )
+    if any(_is_partitioned(conn, p.table.schema or current, p.name) for p in policies):
+        plan.notes.append(
+            "a policy table is partitioned: detaching and dropping whole partitions needs the "
+            "table's owner (set archive.database_url to the migrator for that run)"
+        )
     return plan
 
 
@@ -243,6 +258,18 @@ def _migrator(conn: Connection, plan: RoleGrants, own: str) -> RoleGrants:
         f"migrate: owns the application's schemas and their tables (not {own}: Steward's own)"
     )
     return plan
+
+
+def _is_partitioned(conn: Connection, schema: str, name: str) -> bool:
+    return bool(
+        conn.execute(
+            sa.text(
+                "SELECT c.relkind = 'p' FROM pg_class c JOIN pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE n.nspname = :s AND c.relname = :t"
+            ),
+            {"s": schema, "t": name},
+        ).scalar()
+    )
 
 
 def _owned_objects(conn: Connection, schema: str) -> list[tuple[str, str]]:

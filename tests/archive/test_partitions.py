@@ -404,3 +404,49 @@ def test_the_flow_reports_each_partition_in_its_artifacts(events, run_flow, monk
         in (artifacts["archive-notes"]["data"])
     )
     assert summary["tables"]["events"]["partition_lines"][0].startswith("events: partition")
+
+
+def test_restore_reattaches_a_kept_partition(events, contexts):
+    settings, rows = events("detach")
+    ctx = contexts(settings)
+    _run(ctx)
+    back = _restore(ctx, ts_from=_month(2025, 8), ts_to=_month(2025, 9) - timedelta(seconds=1))
+    assert any("reattached the kept table partition events_2025_08" in x for x in back.partitions)
+    assert _partitions(ctx)["events_2025_08"] == "attached"
+    august = {k for k in rows if k[1].month == 8 and k[1].year == 2025}
+    assert _table_keys(ctx, "events") & august == august  # every row in the parent once more
+    # The kept table held them: restored over themselves, they leave the objects.
+    assert back.restored == 0 and back.overwritten == PER_MONTH and back.conflicts == 0
+    _assert_each_row_once(ctx, rows)
+
+
+def test_a_role_that_does_not_own_the_table_gets_one_clear_line(events, contexts, make_settings):
+    from steward.errors import ConfigError
+
+    settings, rows = events()
+    role = f"steward_part_{os.getpid()}"
+    admin = sa.create_engine(settings.database.url.get_secret_value())
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN")
+        conn.exec_driver_sql(
+            f"GRANT SELECT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"
+        )
+        conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA steward TO {role}")
+        conn.exec_driver_sql(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA steward TO {role}"
+        )
+        conn.exec_driver_sql(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA steward TO {role}")
+    try:
+        url = settings.database.url.get_secret_value().replace("postgres@", f"{role}@", 1)
+        ctx = contexts(settings.model_copy(update={"database": settings.database.model_copy(
+            update={"url": type(settings.database.url)(url)})}))  # fmt: skip
+        with pytest.raises(ConfigError, match="owner") as failed:  # checked before any change
+            _run(ctx)
+        assert "\n" not in str(failed.value) and "events" in str(failed.value)
+        ctx.sql.dispose()
+        assert set(_table_keys(contexts(settings))) == set(rows)  # nothing left the table
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP OWNED BY {role}")
+            conn.exec_driver_sql(f"DROP ROLE {role}")
+        admin.dispose()

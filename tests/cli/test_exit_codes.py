@@ -42,7 +42,7 @@ def _failed_line(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def test_run_validate_data_exits_1_when_a_critical_expectation_fails(tmp_path: Path) -> None:
-    for args in (["migrate"], ["demo-data", "--rows", "600"]):
+    for args in (["install"], ["migrate"], ["demo-data", "--rows", "600"]):
         done = _steward(tmp_path, *args)
         assert done.returncode == 0, done.stderr
     with sqlite3.connect(tmp_path / "home" / "steward.db") as conn:

@@ -90,10 +90,11 @@ def test_ctrl_c_through_prefect_exits_130_and_the_run_is_not_left_running(
 def test_ctrl_c_during_demo_data_exits_130_and_says_how_to_resume(tmp_path: Path) -> None:
     env = _env(tmp_path / "home")
     env.pop("PREFECT_API_URL", None)
-    migrated = subprocess.run(
-        [STEWARD, "migrate"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
-    )
-    assert migrated.returncode == 0, migrated.stderr
+    for command in ("install", "migrate"):
+        migrated = subprocess.run(
+            [STEWARD, command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert migrated.returncode == 0, migrated.stderr
     database = tmp_path / "home" / "steward.db"
     size_before = database.stat().st_size
     process = subprocess.Popen(
@@ -145,7 +146,7 @@ def test_ctrl_c_during_run_archive_to_s3_says_what_the_archive_left(tmp_path: Pa
     import sqlite3
 
     env = _env(tmp_path / "home")
-    for args in (["migrate"], ["demo-data", "--rows", "300"]):
+    for args in (["install"], ["migrate"], ["demo-data", "--rows", "300"]):
         done = subprocess.run(
             [STEWARD, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
         )

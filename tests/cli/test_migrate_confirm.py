@@ -46,6 +46,9 @@ def test_downgrade_to_base_asks_on_a_terminal_and_yes_skips_the_question(
 ) -> None:
     home = tmp_path / "home"
     env = _env(home)
+    installed = subprocess.run([STEWARD, "install"], env=env, cwd=tmp_path, capture_output=True,
+                               text=True, timeout=600)  # fmt: skip
+    assert installed.returncode == 0, installed.stderr
     up = subprocess.run([STEWARD, "migrate"], env=env, cwd=tmp_path, capture_output=True,
                         text=True, timeout=600)  # fmt: skip
     assert up.returncode == 0, up.stderr

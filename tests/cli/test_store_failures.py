@@ -127,7 +127,7 @@ def prepared_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Steward home with the example schema, a little demo data and archived rows (embedded
     stores)."""
     root = tmp_path_factory.mktemp("prepared")
-    for args in (["migrate"], ["demo-data", "--rows", "200"], ["archive"]):
+    for args in (["install"], ["migrate"], ["demo-data", "--rows", "200"], ["archive"]):
         done = _steward(root, args, {"STEWARD_HOME": str(root / "home")})
         assert done.returncode == 0, done.stderr[-3000:]
     return root / "home"
@@ -312,7 +312,7 @@ def stopped_mid_run(store: str, request: pytest.FixtureRequest, tmp_path: Path) 
             STEWARD_OBJECTS__URL="s3://steward-test/app", STEWARD_OBJECTS__ENDPOINT_URL=moto.url
         )
         stop = moto.stop
-    for args in (["migrate"], ["demo-data", "--rows", "200"]):
+    for args in (["install"], ["migrate"], ["demo-data", "--rows", "200"]):
         done = _steward(tmp_path, args, env)
         assert done.returncode == 0, done.stderr[-3000:]
     commands = [_command(line, store) for line in MID_RUN_COMMANDS[store]]

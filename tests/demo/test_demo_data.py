@@ -29,6 +29,7 @@ from steward.demo import (
 from steward.errors import IntegrityViolation
 from steward.migrations import MigrationRunner
 from steward.settings import Settings, load_settings
+from tests.fixtures.steward_install import install_steward
 
 NOW = dt.datetime(2026, 11, 1, 12, 0, 0, 250_000, tzinfo=dt.UTC)
 ROWS = 6_000
@@ -39,6 +40,8 @@ SOFT_DELETED = ("users", "products", "orders")
 def _migrate(url: str, revision: str = "0001") -> None:
     """The example schema up to ``revision``, through Steward's runner (revision 0004 builds its
     index CONCURRENTLY, outside any transaction a caller could hold)."""
+    if url.startswith("sqlite"):
+        install_steward(url)  # PostgreSQL test databases come installed
     runner = MigrationRunner(
         load_settings(database={"url": url}, migrations={"alembic": "example"})
     )

@@ -23,7 +23,15 @@ from steward.migrations import MigrationRunner
 from steward.settings import Settings
 
 STEWARD = str(Path(sys.executable).with_name("steward"))
-ALL_TABLES = sorted(table.name for table in steward_tables())
+TABLES = [
+    "steward_archive_manifest",
+    "steward_archive_parts",
+    "steward_archive_partition_batches",
+    "steward_archive_partitions",
+    "steward_archive_restored",
+    "steward_archive_runs",
+]
+ALL_TABLES = sorted([*TABLES, "steward_migrations"])
 
 
 def _steward(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -194,8 +202,8 @@ def archiver_role(
     make_pg_database: Callable[..., str], tmp_path: Path
 ) -> Iterator[tuple[str, str]]:
     """An installed, filled database and a role with exactly what archiving ``users`` needs:
-    USAGE + SELECT everywhere it reads, DELETE on users, read/write on Steward's tables, and
-    CREATE nowhere. Yields (owner URL, role URL); the role is dropped afterwards."""
+    USAGE + SELECT everywhere it reads, DELETE (and UPDATE, for row locks) on users, read/write
+    on Steward's tables, and CREATE nowhere. Yields (owner URL, role URL); the role is dropped afterwards."""
     url = make_pg_database()
     _shop(url, tmp_path / "owner-home")
     role = f"steward_test_archiver_{uuid.uuid4().hex[:8]}"
@@ -204,7 +212,8 @@ def archiver_role(
         "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
         f"GRANT USAGE ON SCHEMA public TO {role}",
         f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}",
-        f"GRANT DELETE ON users TO {role}",
+        # UPDATE: the guarded delete locks its rows (SELECT ... FOR UPDATE needs it)
+        f"GRANT DELETE, UPDATE ON users TO {role}",
         f"GRANT USAGE ON SCHEMA steward TO {role}",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA steward TO {role}",
         f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA steward TO {role}",

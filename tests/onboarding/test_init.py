@@ -54,6 +54,7 @@ def test_proposals_on_an_application_schema(app_url: str) -> None:
 def test_init_on_the_example_schema_and_never_overwrites(example_url: str, tmp_path: Path) -> None:
     first = _steward(tmp_path, "init", "--database", example_url)
     assert first.returncode == 0, first.stderr
+    assert "next: steward install (once, as the schema owner" in " ".join(first.stdout.split())
     config = tmp_path / "steward.toml"
     data = tomllib.loads(config.read_text())
 

@@ -78,9 +78,8 @@ def test_script_quotes_names_and_holds_no_password(roles_db: RolesDatabase) -> N
     assert (
         f'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE "public"."users" TO "{archiver}";' in script
     )
-    books = (
-        f'GRANT SELECT, INSERT, UPDATE ON TABLE "steward"."steward_archive_runs" TO "{archiver}";'
-    )
+    books = '"steward"."steward_archive_runs"'
+    books = f'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE {books} TO "{archiver}";'
     assert books in script
     assert f"WHERE rolname = '{archiver}') THEN CREATE ROLE \"{archiver}\" NOLOGIN;" in script
     assert f'ALTER TABLE "public"."users" OWNER TO "{roles_db.roles["migrator"]}";' in script
