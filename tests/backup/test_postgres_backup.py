@@ -55,7 +55,7 @@ def test_round_trip_folder_store(pg_settings, ctx_for, make_pg_database):
     reread = find_backup(ctx.store, "backups", manifest.id)
     assert reread.verified_at is not None and reread.verification["ok"] is True
 
-    target = make_pg_database()
+    target = make_pg_database(install=False)  # a new, empty database
     done = restore_backup(ctx, reread, target)
     assert done["rows"] == 300 + 600 + 2 + 1 and done["replaced"] is False
     assert _all_rows(target) == _all_rows(pg_settings.database_url)
@@ -91,7 +91,7 @@ def test_round_trip_moto_s3_encrypted_and_sse(
     assert str(identity) not in ctx.store.get_bytes(manifest.manifest_key).decode()
 
     verify_backup(ctx, manifest)
-    target = make_pg_database()
+    target = make_pg_database(install=False)  # a new, empty database
     restore_backup(ctx, manifest, target)
     assert _all_rows(target) == _all_rows(settings.database_url)
 
@@ -101,7 +101,7 @@ def test_pg_restore_by_hand_gives_back_the_tables(pg_settings, ctx_for, make_pg_
     manifest = take_backup(ctx, "database")
     dump = tmp_path / "dump.pgdump"
     dump.write_bytes(ctx.store.get_bytes(manifest.objects[0]["key"]))
-    target = make_pg_database()
+    target = make_pg_database(install=False)  # a new, empty database
     database = sa.engine.make_url(target).database
     subprocess.run(
         ["/usr/lib/postgresql/15/bin/pg_restore", "-h", "127.0.0.1", "-U", "postgres", "-d",
@@ -115,7 +115,7 @@ def test_restore_refuses_a_non_empty_target_unless_replace(pg_settings, ctx_for)
     ctx = ctx_for(pg_settings)
     manifest = take_backup(ctx, "database")
     source = pg_settings.database_url
-    with pytest.raises(ConfigError, match=r"is not empty \(5 tables\).*--replace"):
+    with pytest.raises(ConfigError, match=r"is not empty \(12 tables\).*--replace"):
         restore_backup(ctx, manifest, source)
     engine = sa.create_engine(source)
     with engine.begin() as conn:
@@ -178,7 +178,7 @@ def test_directory_format_with_parallel_jobs_round_trip(
     assert all(o["format"] == "pg_dump directory + age" for o in manifest.objects)
     assert list_backups(ctx.store, "backups")[0].id == manifest.id  # flat: no orphan subfolder
     verify_backup(ctx, manifest)
-    target = make_pg_database()
+    target = make_pg_database(install=False)  # a new, empty database
     restore_backup(ctx, manifest, target)
     assert _all_rows(target) == _all_rows(settings.database_url)
 
@@ -207,7 +207,7 @@ def test_an_encrypted_backup_decrypts_with_the_stock_age_tool(
     key.write_text(f"{identity}\n")
     dump = tmp_path / "database.pgdump"
     subprocess.run(["age", "-d", "-i", str(key), "-o", str(dump), str(encrypted)], check=True)
-    target = make_pg_database()
+    target = make_pg_database(install=False)  # a new, empty database
     database = sa.engine.make_url(target).database
     subprocess.run(
         ["/usr/lib/postgresql/15/bin/pg_restore", "-h", "127.0.0.1", "-U", "postgres", "-d",

@@ -41,7 +41,7 @@ def test_replace_that_fails_part_way_leaves_the_target_exactly_as_it_was(
 ):
     ctx = ctx_for(pg_settings)
     manifest = take_backup(ctx, "database")
-    target = make_pg_database()
+    target = make_pg_database(install=False)  # a new, empty database
     restore_backup(ctx, manifest, target)
     engine = sa.create_engine(target)
     with engine.begin() as conn:  # the target moved on, and gained a table the backup lacks

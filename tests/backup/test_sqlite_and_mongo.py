@@ -42,7 +42,7 @@ def test_sqlite_round_trip(sqlite_settings, ctx_for, steward_home):
     assert done["rows"] == 202 and done["replaced"] is False
     assert _sqlite_rows(target) == _sqlite_rows(steward_home / "steward.db")
 
-    with pytest.raises(ConfigError, match=r"is not empty \(2 tables\)"):
+    with pytest.raises(ConfigError, match=r"is not empty \(9 tables\)"):
         restore_backup(ctx, manifest, f"sqlite:///{target}")
     with closing(sqlite3.connect(target)) as conn:
         conn.execute("DELETE FROM items")
