@@ -80,7 +80,8 @@ def test_read_only_sqlite_file_is_a_config_error(
 ) -> None:
     path = tmp_path / "steward.db"
     sqlite3.connect(path).execute("CREATE TABLE notes (id INTEGER PRIMARY KEY)").connection.close()
-    client = SqlClient(make_settings(database__url=f"sqlite:///file:{path}?mode=ro&uri=true"))
+    url = f"sqlite:///file:{path}?mode=ro&uri=true"
+    client = SqlClient(make_settings(install=False, database__url=url))  # read-only: no install
     try:
         with client.connect() as conn:
             assert conn.execute(sa.text("SELECT count(*) FROM notes")).scalar() == 0
