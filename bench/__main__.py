@@ -7,6 +7,7 @@ measured in the same run. Arguments after ``--`` are not forwarded; run a single
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 
@@ -18,10 +19,19 @@ BENCHMARKS = (
     "bench.backup",
     "bench.validate",
     "bench.health",
+    "bench.physical",
+    "bench.nightly",
 )
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Run every benchmark in turn at its default scale: "
+        + ", ".join(BENCHMARKS)
+        + ". Run one (`python -m bench.archive --help`) to change its scale.",
+    )
+    parser.parse_args(argv)
     failed = []
     for module in BENCHMARKS:
         print(f"\n=== {module} ===", flush=True)
