@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from steward.archive import manifest
+from steward.archive import manifest, partitions
 from steward.archive.archiver import ArchiveContext
 from steward.archive.batch import Source
 from steward.archive.mongo_source import MongoSource
@@ -98,9 +98,11 @@ def archive_needs(policies: Sequence[SqlPolicy], *, dry_run: bool = False) -> li
 
 
 def bookkeeping_needs(schema: str, *, dry_run: bool = False) -> list[Need]:
-    """What the archiver does to Steward's own tables (manifest, parts, runs, restores)."""
+    """What the archiver does to Steward's own tables (manifest, parts, runs, restores, and the
+    partition state of whole-partition archiving)."""
     privileges = ("SELECT",) if dry_run else ("SELECT", "INSERT", "UPDATE", "DELETE")
-    names = [table.name for table in manifest.metadata.sorted_tables]
+    tables = [*manifest.metadata.sorted_tables, *partitions.metadata.sorted_tables]
+    names = [table.name for table in tables]
     return table_needs(schema, names, privileges, "archive bookkeeping")
 
 
