@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
+from steward.errors import PermissionDenied
 from steward.settings import get_settings, mask_url
 
 __all__ = ["register"]
@@ -55,7 +56,15 @@ def install_command(
     if print_sql:
         print(install_sql(settings), end="")
         return
-    report = install(settings)
+    try:
+        report = install(settings)
+    except PermissionDenied as exc:
+        refused = str(exc).split("; grant it", 1)[0]
+        raise PermissionDenied(
+            f"{refused}; run `steward install` once as the schema owner (a role that may "
+            "create schemas in this database), then give each job its role (`steward install "
+            "--roles --print`)"
+        ) from None
     where = mask_url(report.where)
     for action in report.actions:
         out.print(action, highlight=False, soft_wrap=True)

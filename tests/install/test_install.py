@@ -250,3 +250,30 @@ def test_a_role_without_create_archives_users_after_install(
     archived = sum(entry.rows for entry in entries)
     assert archived > 0 and users_before - users_after == archived
     assert runs == [archived]
+
+
+def test_install_by_a_role_that_may_not_create_says_to_run_it_as_the_owner(
+    make_pg_database: Callable[..., str], tmp_path: Path
+) -> None:
+    url = make_pg_database(install=False)
+    role = f"steward_test_worker_{uuid.uuid4().hex[:8]}"  # generated here, never from input
+    with _psql(url) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'worker-pw'")  # type: ignore[arg-type]
+    host = url.split("@", 1)[1]
+    try:
+        done = _steward(
+            "install", cwd=tmp_path,
+            STEWARD_DATABASE__URL=f"postgresql+psycopg://{role}:worker-pw@{host}",
+        )  # fmt: skip
+    finally:
+        with _psql(url) as conn:
+            conn.execute(f"DROP OWNED BY {role}")  # type: ignore[arg-type]
+            conn.execute(f"DROP ROLE {role}")  # type: ignore[arg-type]
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert lines[0].startswith(f"error: role {role} lacks CREATE on database"), lines[0]
+    assert "run `steward install` once as the schema owner" in lines[0]
+    assert "worker-pw" not in done.stdout + done.stderr
+    assert _tables_in(url, "steward") == []
