@@ -12,6 +12,7 @@ from rich.console import Console
 
 from steward.errors import PermissionDenied
 from steward.settings import get_settings, mask_url
+from steward.storage.sql import GRANT_HINT
 
 __all__ = ["register"]
 
@@ -59,7 +60,7 @@ def install_command(
     try:
         report = install(settings)
     except PermissionDenied as exc:
-        refused = str(exc).split("; grant it", 1)[0]
+        refused = str(exc).removesuffix(GRANT_HINT)
         raise PermissionDenied(
             f"{refused}; run `steward install` once as the schema owner (a role that may "
             "create schemas in this database), then give each job its role (`steward install "

@@ -37,6 +37,7 @@ from steward.settings import Settings, mask_url
 from steward.storage.steward_schema import schema_translate_map
 
 __all__ = [
+    "GRANT_HINT",
     "PRIVILEGE_PROBE",
     "SqlClient",
     "create_sql_engine",
@@ -160,6 +161,13 @@ def _probing(context: Any) -> bool:
     return bool(execution is not None and execution.execution_options.get(PRIVILEGE_PROBE))
 
 
+# What a refused statement's message ends with (`steward install` replaces it with its own).
+GRANT_HINT = (
+    "; grant it to the role of this job (`steward install --roles --print` lists every job's "
+    "grants)"
+)
+
+
 def _privilege_refused(context: Any, text: str) -> str:
     """'role R lacks PRIV on KIND NAME (server text); ...' for a refused statement."""
     engine = context.engine
@@ -168,11 +176,7 @@ def _privilege_refused(context: Any, text: str) -> str:
     kind, name = (found[1] or found[3], found[2] or found[4]) if found else ("an object", "")
     privilege = _privilege_of(context.statement or "", kind, owner=bool(found and found[3]))
     said = "" if found else f" ({_server_says(text)})"
-    return (
-        f"role {role} lacks {privilege} on {kind} {name}".rstrip()
-        + f"{said}; grant it to the role of this job "
-        "(`steward install --roles --print` lists every job's grants)"
-    )
+    return f"role {role} lacks {privilege} on {kind} {name}".rstrip() + said + GRANT_HINT
 
 
 def _privilege_of(statement: str, kind: str, *, owner: bool) -> str:
