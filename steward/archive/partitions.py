@@ -7,11 +7,14 @@ before the cutoff (:mod:`~steward.archive.partition_catalog` decides which)::
                (autocommit; FINALIZE when an earlier detach was interrupted; a plain DETACH
                with a lock timeout when the table has a default partition, which
                CONCURRENTLY refuses) -> 'detached'
-    export     one transaction T: LOCK TABLE p IN SHARE MODE, then keyset batches of p, each
-               written staged and verified exactly like a row batch (manifest 'writing' ->
-               'verified', same objects under the parent's prefix)
-    drop       still in T: every batch -> 'deleted', DROP TABLE p (or keep it: 'detach'),
-               the partition -> 'dropped' / 'kept'; COMMIT
+    export     one transaction T: LOCK TABLE p IN SHARE MODE, then p's rows streamed by COPY
+               into Parquet objects of ``archive.partition_object_rows`` rows
+               (:mod:`~steward.archive.partition_export`), each recorded 'writing', written
+               staged and verified (same objects under the parent's prefix as row batches;
+               a table COPY cannot carry exactly goes in keyset batches, each written and
+               verified like a row batch)
+    drop       still in T: every object -> 'verified' -> 'deleted', DROP TABLE p (or keep it:
+               'detach'), the partition -> 'dropped' / 'kept'; COMMIT
     publish    each batch's final object from its staged copy -> 'complete'
 
 Why detach first: once detached, the parent routes no write to p (a concurrent detach waits
@@ -37,10 +40,11 @@ committed), partition_dropped (committed, not published).
 from __future__ import annotations
 
 import contextvars
+import functools
 import threading
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -60,12 +64,20 @@ from steward.archive.partition_catalog import (
     detach_partition,
     drop_partition,
     lock_partition,
+    partition_schema,
     read_layout,
 )
-from steward.archive.partition_export import copy_batches, copy_ready, verify_exported
+from steward.archive.partition_copy import find_psql
+from steward.archive.partition_export import (
+    ExportedObject,
+    copy_ready,
+    export_objects,
+    store_exported,
+)
 from steward.archive.publish import publish_batch
 from steward.archive.sql_rows import TableRows
 from steward.archive.sql_source import SqlSource
+from steward.errors import ArchiveVerificationFailed
 from steward.storage import utcnow
 from steward.storage.steward_schema import SCHEMA_TOKEN, missing_tables, require_installed
 
@@ -305,51 +317,116 @@ def _abandon_export(ctx: ArchiveContext, record: _Record) -> None:
 def _export_and_drop(
     ctx: ArchiveContext, source: SqlSource, record: _Record, pool: ThreadPoolExecutor
 ) -> list[tuple[ManifestEntry, dict[str, str]]]:
-    """Export the detached table under a SHARE lock and, in the same transaction, drop it.
-    While one batch is parsed, the two before it are written and verified by ``pool``."""
-    table = source.table.to_metadata(sa.MetaData(), name=record.name)
-    rows = TableRows(table, [table.c[k.name] for k in source.root.keys], source.root.specs, True)
-    exported: list[tuple[ManifestEntry, dict[str, str]]] = []
+    """Export the detached table under a SHARE lock and, in the same transaction, record its
+    objects verified and drop it. While one object is encoded, the ones before it are written
+    and verified by ``pool``."""
     with ctx.sql.engine.connect() as conn, conn.begin():
         lock_partition(conn, record.name)
-        fast = copy_ready(source, conn)
-        batches = copy_batches(source, rows, conn) if fast else _keyset(source, rows, conn)
-        storing: deque[Future[tuple[ManifestEntry, dict[str, str]]]] = deque()
-        for batch in batches:
-            with ctx.sql.begin() as link:
-                link.execute(batches_table.insert().values(partition_id=record.id,
-                                                           batch_id=batch.batch_id))  # fmt: skip
-            if len(storing) == IN_FLIGHT:
-                exported.append(storing.popleft().result())
-            storing.append(_submit(pool, _store, ctx, source, batch, fast))
-        while storing:
-            exported.append(storing.popleft().result())
+        schema = partition_schema(conn, record.name)
+        table = source.table.to_metadata(sa.MetaData(), name=record.name, schema=schema)
+        keys = [table.c[k.name] for k in source.root.keys]
+        rows = TableRows(table, keys, source.root.specs, True)
+        if copy_ready(source, conn):
+            exported = _copied(ctx, source, record, rows, conn, pool)
+        else:
+            exported = _keyed(ctx, source, record, rows, conn, pool)
         ctx.fire("partition_verified")
-        for entry, _located in exported:
-            manifest.mark_deleted(conn, entry.batch_id, deleted=entry.rows, skipped=[])
-        if record.action == "drop":
-            drop_partition(conn, record.name)
+        _drop(conn, record, [entry for entry, _located in exported])
         ctx.fire("partition_dropping")
-        _set_state(
-            conn,
-            record.id,
-            DROPPED if record.action == "drop" else KEPT,
-            rows=sum(entry.rows for entry, _ in exported),
-            objects=len(exported),
-            bytes=sum(entry.bytes or 0 for entry, _ in exported),
-            finished_at=utcnow(),
+    return exported
+
+
+def _drop(conn: Connection, record: _Record, entries: list[ManifestEntry]) -> None:
+    """In the export's transaction: the objects 'verified' then 'deleted', the table dropped
+    (or kept), the partition 'dropped' / 'kept' — committed together by the caller."""
+    for entry in entries:
+        manifest.mark_verified(conn, entry.batch_id, size=entry.bytes or 0,
+                               sha256=entry.sha256 or "")  # fmt: skip
+        manifest.mark_deleted(conn, entry.batch_id, deleted=entry.rows, skipped=[])
+    if record.action == "drop":
+        drop_partition(conn, record.name)
+    _set_state(
+        conn,
+        record.id,
+        DROPPED if record.action == "drop" else KEPT,
+        rows=sum(entry.rows for entry in entries),
+        objects=len(entries),
+        bytes=sum(entry.bytes or 0 for entry in entries),
+        finished_at=utcnow(),
+    )
+
+
+def _copied(
+    ctx: ArchiveContext,
+    source: SqlSource,
+    record: _Record,
+    rows: TableRows,
+    conn: Connection,
+    pool: ThreadPoolExecutor,
+) -> list[tuple[ManifestEntry, dict[str, str]]]:
+    """The COPY path: objects of ``archive.partition_object_rows`` rows, stored by ``pool``."""
+
+    def link(link_conn: Connection, batch_id: str) -> None:
+        link_conn.execute(batches_table.insert().values(partition_id=record.id, batch_id=batch_id))
+
+    def store(exported: ExportedObject) -> tuple[ManifestEntry, dict[str, str]]:
+        entry = store_exported(ctx, source, exported, link)
+        return entry, {entry.object_key: staged_key(entry.object_key)}
+
+    per_object = ctx.settings.archive.partition_object_rows
+    psql = find_psql(conn, ctx.settings.backup.pg_bin_dir)
+    objects = export_objects(source, rows, conn, per_object, psql)
+    exported = _in_flight(pool, (functools.partial(store, e) for e in objects))
+    # psql read in a session of its own: the count in this one proves it saw every row
+    held = conn.execute(sa.select(sa.func.count()).select_from(rows.table)).scalar_one()
+    if held != sum(entry.rows for entry, _ in exported):
+        raise ArchiveVerificationFailed(
+            f"partition {record.name!r} of table {source.name!r} holds {held} rows but "
+            f"{sum(entry.rows for entry, _ in exported)} were exported; nothing was dropped, "
+            "rerun the archive"
         )
     return exported
 
 
+def _keyed(
+    ctx: ArchiveContext,
+    source: SqlSource,
+    record: _Record,
+    rows: TableRows,
+    conn: Connection,
+    pool: ThreadPoolExecutor,
+) -> list[tuple[ManifestEntry, dict[str, str]]]:
+    """The keyset path (columns COPY's CSV cannot carry exactly): row batches, each written
+    and verified like any row batch."""
+
+    def stored(batch: SourceBatch) -> Callable[[], tuple[ManifestEntry, dict[str, str]]]:
+        with ctx.sql.begin() as link:
+            link.execute(batches_table.insert().values(partition_id=record.id,
+                                                       batch_id=batch.batch_id))  # fmt: skip
+        return functools.partial(_store, ctx, source, batch)
+
+    return _in_flight(pool, (stored(batch) for batch in _keyset(source, rows, conn)))
+
+
+def _in_flight(pool: ThreadPoolExecutor, steps: Iterator[Callable[[], Any]]) -> list[Any]:
+    """Run each step on ``pool`` as the iterator makes it, ``IN_FLIGHT`` at a time; results
+    in order."""
+    done: list[Any] = []
+    running: deque[Future[Any]] = deque()
+    for step in steps:
+        if len(running) == IN_FLIGHT:
+            done.append(running.popleft().result())
+        running.append(_submit(pool, step))
+    while running:
+        done.append(running.popleft().result())
+    return done
+
+
 def _store(
-    ctx: ArchiveContext, source: SqlSource, batch: SourceBatch, fast: bool
+    ctx: ArchiveContext, source: SqlSource, batch: SourceBatch
 ) -> tuple[ManifestEntry, dict[str, str]]:
-    """Write one batch's object staged and verify it."""
-    written = write_batch(ctx, source, batch)
-    if fast:
-        return verify_exported(ctx, source, written, batch)
-    verified = verify_batch(ctx, source, written)
+    """Write one row batch's object staged and verify it."""
+    verified = verify_batch(ctx, source, write_batch(ctx, source, batch))
     return verified.entry, verified.located
 
 

@@ -82,7 +82,7 @@ def _create_events(url: str) -> dict[tuple[int, datetime], str]:
 def events(make_pg_database, make_settings, s3_url, moto_endpoint):
     """Settings on a fresh database holding ``events``, and its rows by key."""
 
-    def make(action: str = "drop"):
+    def make(action: str = "drop", object_rows: int = 5):
         url = make_pg_database()
         rows = _create_events(url)
         settings = make_settings(
@@ -92,6 +92,7 @@ def events(make_pg_database, make_settings, s3_url, moto_endpoint):
             objects__endpoint_url=moto_endpoint,
             archive__policies=_policy(action),
             archive__batch_size=5,
+            archive__partition_object_rows=object_rows,
         )
         return settings, rows
 
@@ -363,6 +364,40 @@ def test_every_value_survives_the_copy_path_and_the_keyset_path(path, events, co
             for k, (b, f, d) in expected.items()}  # fmt: skip
     assert {k: v for k, v in found.items() if k in want} == want
     assert [found[i][0] for i in range(1, 6)] == odd
+    _assert_each_row_once(ctx, rows)
+
+
+@pytest.mark.parametrize("object_rows", [5, 200_000])
+def test_objects_are_cut_across_parsed_chunks(object_rows, events, contexts, monkeypatch):
+    """Arrow parses the COPY in blocks that end mid-object and objects that end mid-block
+    (tiny blocks here): every object holds its rows once, as several row groups, with the
+    key range and row count the manifest records; the default makes one object per
+    partition."""
+    import pyarrow.parquet as pq
+
+    from steward.archive import partition_export
+
+    monkeypatch.setattr(partition_export, "BLOCK", 256)  # a few rows per parsed chunk
+    settings, rows = events(object_rows=object_rows)
+    ctx = contexts(settings)
+    report = _run(ctx)
+    per_partition = -(-PER_MONTH // object_rows)
+    assert [p["objects"] for p in report.partitions] == [per_partition] * len(WHOLE)
+    with ctx.sql.connect() as conn:
+        complete = manifest.entries(conn, table="events", states=[manifest.COMPLETE])
+    whole = [e for e in complete if e.rows == min(object_rows, PER_MONTH)]
+    assert len(whole) >= len(WHOLE)
+    groups = []
+    for entry in whole:
+        data = pq.ParquetFile(io.BytesIO(ctx.store.get_bytes(entry.object_key)))
+        assert data.metadata.num_rows == entry.rows
+        groups.append(data.metadata.num_row_groups)
+        keys = data.read(columns=["id", "occurred_at"]).to_pylist()
+        first, last = keys[0], keys[-1]
+        assert (first["id"], first["occurred_at"]) == entry.key_min
+        assert (last["id"], last["occurred_at"]) == entry.key_max
+        assert keys == sorted(keys, key=lambda k: (k["id"], k["occurred_at"]))
+    assert max(groups) > 1  # an object made of several parsed chunks
     _assert_each_row_once(ctx, rows)
 
 
