@@ -98,6 +98,7 @@ def time_partition_stages(stages: Any, ctx: Any) -> None:
     transaction; upload counts every PUT (``ctx.store.put``, wrapped with the other shapes').
     """
     from steward.archive import partition_export as export
+    from steward.archive import partition_move as move
     from steward.archive import partitions
 
     partitions.detach_partition = stages.timed("detach", partitions.detach_partition)
@@ -106,8 +107,8 @@ def time_partition_stages(stages: Any, ctx: Any) -> None:
     export._ObjectWriter.add = stages.timed("encode", export._ObjectWriter.add)  # type: ignore[method-assign]
     export._ObjectWriter.finish = stages.timed("encode", export._ObjectWriter.finish)  # type: ignore[method-assign]
     export._verify = stages.timed("verify", export._verify)
-    partitions.verify_batch = stages.timed("verify", partitions.verify_batch)
-    partitions._drop = stages.timed("drop", partitions._drop)
+    move.verify_batch = stages.timed("verify", move.verify_batch)
+    move._drop = stages.timed("drop", move._drop)
     partitions.publish_batch = stages.timed("publish", partitions.publish_batch)
     partitions._analyze = stages.timed("analyze", partitions._analyze)
     ctx.sql.begin = _timed_context(stages, "commits", ctx.sql.begin)

@@ -323,13 +323,20 @@ def test_cli_archive_restore_and_nightly_figures(events, contexts, tmp_path, mon
     ]
 
 
-@pytest.mark.parametrize("path", ["copy", "keyset"])
-def test_every_value_survives_the_copy_path_and_the_keyset_path(path, events, contexts):
+@pytest.mark.parametrize("path", ["copy", "copy-libpq", "keyset"])
+def test_every_value_survives_the_copy_path_and_the_keyset_path(
+    path, events, contexts, monkeypatch
+):
     """Awkward text (empty vs NULL, quotes, commas, newlines, backslashes), JSON and booleans
-    come back exactly from the objects; a column COPY's CSV cannot carry exactly (NUMERIC)
-    sends the table through keyset batches instead."""
+    come back exactly from the objects, whether psql or (none installed) the run's own session
+    reads the COPY; a column COPY's CSV cannot carry exactly (NUMERIC) sends the table through
+    keyset batches instead."""
     import pyarrow.parquet as pq
 
+    from steward.archive import partition_move
+
+    if path == "copy-libpq":
+        monkeypatch.setattr(partition_move, "find_psql", lambda conn, configured: None)
     settings, rows = events()
     ctx = contexts(settings)
     odd = ["", None, 'a,"b"\nc\\N', "tab\there", "ünï ✓"]
@@ -398,6 +405,19 @@ def test_objects_are_cut_across_parsed_chunks(object_rows, events, contexts, mon
         assert (last["id"], last["occurred_at"]) == entry.key_max
         assert keys == sorted(keys, key=lambda k: (k["id"], k["occurred_at"]))
     assert max(groups) > 1  # an object made of several parsed chunks
+    _assert_each_row_once(ctx, rows)
+
+
+def test_an_empty_partition_is_dropped_with_no_object(events, contexts):
+    settings, rows = events()
+    ctx = contexts(settings)
+    with ctx.sql.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM events_2025_08")
+    rows = {k: v for k, v in rows.items() if (k[1].year, k[1].month) != (2025, 8)}
+    report = _run(ctx)
+    empty = next(p for p in report.partitions if p["partition"] == "events_2025_08")
+    assert empty["rows"] == 0 and empty["objects"] == 0 and empty["state"] == "dropped"
+    assert "events_2025_08" not in _partitions(ctx)
     _assert_each_row_once(ctx, rows)
 
 
