@@ -247,14 +247,16 @@ class TableRows:
         *,
         by_version: bool,
         extra: sa.ColumnElement[Any] | None = None,
+        chunks: int = 1,
     ) -> dict[Any, tuple[Any, Any]]:
         """Rows whose ``column`` (None: the key) is in ``values`` (and match ``where``), locked
-        until commit: key -> (``extra`` value, version or whole-row guard values)."""
+        until commit: key -> (``extra`` value, version or whole-row guard values); ``chunks``
+        of keys per statement."""
         found: dict[Any, tuple[Any, Any]] = {}
         guard = [self.version()] if by_version else self._guard_selection()
         tag = extra if extra is not None else sa.null()
         width = len(self.keys)
-        for chunk in _chunks(values):
+        for chunk in _chunks(values, chunks):
             query = sa.select(*self.keys, tag, *guard).where(self.key_in(chunk, column), *where)
             if self.postgres:
                 query = query.with_for_update(of=self.table)
@@ -335,7 +337,7 @@ class TableRows:
             .returning(*self.keys)
         )
         savepoint = conn.begin_nested()
-        gone = self._keys_from(conn.execute(statement).all())
+        gone = self._keys_from(_returned(conn, statement))
         listed = set(span)
         if all(key in listed for key in gone):
             savepoint.commit()
@@ -355,19 +357,39 @@ class TableRows:
             statement = (
                 sa.delete(self.table).where(self.key_in(chunk), *where).returning(*self.keys)
             )
-            deleted += self._keys_from(conn.execute(statement).all())
+            deleted += self._keys_from(_returned(conn, statement))
             hook("rows_deleting")
         return deleted
 
     def delete(
-        self, conn: Connection, keys: Sequence[Any], hook: Callable[[str], None] | None = None
+        self,
+        conn: Connection,
+        keys: Sequence[Any],
+        hook: Callable[[str], None] | None = None,
+        chunks: int = 1,
     ) -> int:
         deleted = 0
-        for chunk in _chunks(keys):
+        for chunk in _chunks(keys, chunks):
             deleted += conn.execute(sa.delete(self.table).where(self.key_in(chunk))).rowcount
             if hook is not None:
                 hook("rows_deleting")
         return deleted
+
+    def delete_owned(
+        self, conn: Connection, column: sa.Column, owners: Sequence[Any]
+    ) -> list[tuple[Any, Any, int]]:
+        """PostgreSQL: delete every row whose ``column`` is one of ``owners``, in one statement;
+        ``(key, owner, version)`` of each row deleted, with the version it had (an aggregate's
+        children, compared with what was archived by the caller)."""
+        statement = (
+            sa.delete(self.table)
+            .where(self.key_in(owners, column))
+            .returning(*self.keys, column, self.version())
+        )
+        rows = _returned(conn, statement)
+        width = len(self.keys)
+        keys = self._keys_from(rows)
+        return [(k, row[width], row[width + 1]) for k, row in zip(keys, rows, strict=True)]
 
     # Restore ---------------------------------------------------------------------------------
 
@@ -434,6 +456,18 @@ def _fetched(
     try:
         while rows := fetch(FETCH_ROWS):
             yield rows
+    finally:
+        result.close()
+
+
+def _returned(conn: Connection, statement: Any) -> Sequence[Sequence[Any]]:
+    """The rows a DELETE … RETURNING returned; on PostgreSQL psycopg's own tuples (no
+    SQLAlchemy row per deleted row)."""
+    result = conn.execute(statement)
+    if conn.dialect.name != "postgresql":
+        return result.all()
+    try:
+        return result.cursor.fetchall()
     finally:
         result.close()
 
