@@ -15,8 +15,9 @@ and the bytes (those exact bytes when the store's own SHA-256 proves it holds th
 downloaded) decode to exactly the keys read, in order (compared column by column in Arrow).
 'verified' is recorded in the transaction that drops the partition.
 
-Only columns whose CSV text Arrow parses back exactly take this path (integers, booleans,
-text, timestamps, JSON), in Parquet; anything else is read in keyset batches through
+The projection, Arrow's CSV options and the wire -> archive types conversion are the row
+batches' own (:mod:`~steward.archive.pg_copy`). A table with a column that has no CSV form (a
+time with a zone), or a policy writing jsonl.gz, is read in keyset batches through
 :class:`~steward.archive.sql_rows.TableRows` and verified like a row batch.
 """
 
@@ -37,7 +38,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
-from steward.archive import manifest
+from steward.archive import manifest, pg_copy
 from steward.archive.archiver import ArchiveContext, _initial_class, _object_key
 from steward.archive.formats import PARQUET, time_range
 from steward.archive.manifest import ManifestEntry, staged_key
@@ -48,8 +49,6 @@ from steward.errors import ArchiveVerificationFailed
 
 __all__ = ["ExportedObject", "copy_ready", "export_objects", "store_exported"]
 
-_CSV_KINDS = {"int": pa.int64(), "bool": pa.bool_(), "string": pa.string()}
-_WIRE_KINDS = {"timestamptz", "timestamp", "json"}  # sent as bigint micros / text
 BLOCK = 4 << 20  # bytes Arrow parses at a time
 CODEC = "zstd"  # the row path's codec. Without dictionary pages: Parquet's dictionary attempt
 # on unique values (keys, times, notes) took two thirds of the encode and made the objects
@@ -57,15 +56,13 @@ CODEC = "zstd"  # the row path's codec. Without dictionary pages: Parquet's dict
 
 
 def copy_ready(source: SqlSource, conn: Connection) -> bool:
-    """Whether the partition takes the COPY path: Parquet, every column's CSV text exact, and
-    the driver is psycopg."""
-    kinds = {spec.kind for spec in source.root.specs}
-    driver = getattr(conn.connection, "driver_connection", None)
+    """Whether the partition takes the COPY path: Parquet, every column with a CSV form
+    (:mod:`~steward.archive.pg_copy`), and the driver is psycopg."""
+    root = source.root
     return (
         source.format == PARQUET
-        and kinds <= set(_CSV_KINDS) | _WIRE_KINDS
-        and hasattr(driver, "cursor")
-        and (conn.dialect.driver == "psycopg")
+        and pg_copy.projection(root.table, root.specs) is not None
+        and pg_copy.copy_ready(conn)
     )
 
 
@@ -88,18 +85,16 @@ def export_objects(
 ) -> Iterator[ExportedObject]:
     """The partition's rows in key order, ``object_rows`` per object (the last one fewer),
     read by ``psql`` (None: in ``conn``'s own session)."""
-    query = sa.select(*rows._selected).order_by(*rows.keys)
+    selected = pg_copy.projection(rows.table, rows.specs)
+    assert selected is not None  # copy_ready said so
+    query = sa.select(*selected).order_by(*rows.keys)
+    # One SQL text for psql too: the projection's few constants inlined, no parameter
     text = str(query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
     with copy_csv(conn, f"COPY ({text}) TO STDOUT (FORMAT csv)", psql) as stream:
-        reader = pacsv.open_csv(
-            stream,
-            read_options=pacsv.ReadOptions(column_names=_names(rows), block_size=BLOCK),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),
-            convert_options=_convert(rows),
-        )
+        reader = pacsv.open_csv(stream, **pg_copy.csv_options(rows.specs, BLOCK))
         writer: _ObjectWriter | None = None
         for part in reader:
-            table = _typed(rows, part)
+            table = pg_copy.to_archive(pa.Table.from_batches([part]), rows.specs)
             while table.num_rows:
                 writer = writer or _ObjectWriter(source, rows)
                 room = object_rows - writer.rows
@@ -110,42 +105,6 @@ def export_objects(
                     writer = None
         if writer is not None:
             yield writer.finish()
-
-
-def _names(rows: TableRows) -> list[str]:
-    return [spec.name for spec in rows.specs]
-
-
-def _convert(rows: TableRows) -> pacsv.ConvertOptions:
-    types = {}
-    for spec in rows.specs:
-        if spec.kind in ("timestamptz", "timestamp"):
-            types[spec.name] = pa.int64()
-        elif spec.kind == "json":
-            types[spec.name] = pa.string()
-        else:
-            types[spec.name] = _CSV_KINDS[spec.kind]
-    return pacsv.ConvertOptions(
-        column_types=types,
-        null_values=[""],  # PostgreSQL's CSV NULL: an unquoted empty field
-        strings_can_be_null=True,
-        quoted_strings_can_be_null=False,  # "" is an empty string
-        true_values=["t"],
-        false_values=["f"],
-    )
-
-
-def _typed(rows: TableRows, part: pa.RecordBatch) -> pa.Table:
-    """Wire columns to the archive's types."""
-    arrays = []
-    for spec, column in zip(rows.specs, part.columns, strict=True):
-        if spec.kind == "json":
-            column = pa.ExtensionArray.from_storage(spec.arrow_type, column)
-        elif spec.kind in ("timestamptz", "timestamp"):
-            column = column.cast(spec.arrow_type)
-        arrays.append(column)
-    schema = pa.schema([pa.field(spec.name, spec.arrow_type) for spec in rows.specs])
-    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 class _ObjectWriter:

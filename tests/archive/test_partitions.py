@@ -327,48 +327,62 @@ def test_cli_archive_restore_and_nightly_figures(events, contexts, tmp_path, mon
 def test_every_value_survives_the_copy_path_and_the_keyset_path(
     path, events, contexts, monkeypatch
 ):
-    """Awkward text (empty vs NULL, quotes, commas, newlines, backslashes), JSON and booleans
-    come back exactly from the objects, whether psql or (none installed) the run's own session
-    reads the COPY; a column COPY's CSV cannot carry exactly (NUMERIC) sends the table through
-    keyset batches instead."""
+    """Awkward text (empty vs NULL, quotes, commas, newlines, backslashes), JSON, booleans,
+    numerics, dates, UUIDs and bytes come back exactly from the objects, whether psql or (none
+    installed) the run's own session reads the COPY; a column with no CSV form (a time with a
+    zone) sends the table through keyset batches instead."""
     import pyarrow.parquet as pq
 
     from steward.archive import partition_move
 
+    copies = []
+    export = partition_move.export_objects
+    monkeypatch.setattr(partition_move, "export_objects", lambda *a: copies.append(1) or export(*a))
     if path == "copy-libpq":
         monkeypatch.setattr(partition_move, "find_psql", lambda conn, configured: None)
     settings, rows = events()
     ctx = contexts(settings)
     odd = ["", None, 'a,"b"\nc\\N', "tab\there", "ünï ✓"]
     with ctx.sql.begin() as conn:
-        conn.exec_driver_sql("ALTER TABLE events ADD COLUMN flag BOOLEAN")
+        conn.exec_driver_sql(
+            "ALTER TABLE events ADD COLUMN flag BOOLEAN, ADD COLUMN price NUMERIC(10, 2), "
+            "ADD COLUMN day DATE, ADD COLUMN tag UUID, ADD COLUMN blob BYTEA"
+        )
+        conn.exec_driver_sql(
+            "UPDATE events SET price = id * 1.25, day = DATE '2025-01-01' + id::int, "
+            "tag = md5(id::text)::uuid, blob = decode(md5(id::text), 'hex')"
+        )
         if path == "keyset":
-            conn.exec_driver_sql("ALTER TABLE events ADD COLUMN price NUMERIC(10, 2)")
-            conn.exec_driver_sql("UPDATE events SET price = id * 1.25")
+            conn.exec_driver_sql("ALTER TABLE events ADD COLUMN at_zone TIMETZ")
         for i, text in enumerate(odd, start=1):
             conn.execute(
-                sa.text("UPDATE events SET body = :b, flag = :f, doc = CAST(:d AS JSONB) "
-                        "WHERE id = :id"),
+                sa.text("UPDATE events SET body = :b, flag = :f, doc = CAST(:d AS JSONB), "
+                        "price = NULL, day = NULL, tag = NULL, blob = NULL WHERE id = :id"),
                 {"b": text, "f": i % 2 == 0, "d": json.dumps({"q": text}), "id": i},
             )  # fmt: skip
         expected = {
             r[0]: tuple(r[1:])
             for r in conn.exec_driver_sql(
-                "SELECT id, body, flag, doc::text FROM events WHERE occurred_at < '2025-11-01'"
+                "SELECT id, body, flag, doc::text, price, day, tag, blob FROM events "
+                "WHERE occurred_at < '2025-11-01'"
             )
         }
     _run(ctx)
+    assert bool(copies) == (path != "keyset")
     found = {}
     for info in ctx.store.list("archive/", details=False):
         if info.key.endswith(".parquet"):
             table = pq.read_table(io.BytesIO(ctx.store.get_bytes(info.key)))
             for row in table.to_pylist():
                 doc = None if row["doc"] is None else json.dumps(json.loads(row["doc"]))
-                found[row["id"]] = (row["body"], row["flag"], doc)
-                if path == "keyset":
-                    assert str(row["price"]) == f"{row['id'] * 1.25:.2f}"
-    want = {k: (b, f, None if d is None else json.dumps(json.loads(d)))
-            for k, (b, f, d) in expected.items()}  # fmt: skip
+                tag = getattr(row["tag"], "bytes", row["tag"])  # UUID or its 16 bytes
+                found[row["id"]] = (row["body"], row["flag"], doc, row["price"], row["day"],
+                                    tag, row["blob"])  # fmt: skip
+    want = {
+        k: (b, f, None if d is None else json.dumps(json.loads(d)), price, day,
+            None if tag is None else tag.bytes, None if blob is None else bytes(blob))
+        for k, (b, f, d, price, day, tag, blob) in expected.items()
+    }  # fmt: skip
     assert {k: v for k, v in found.items() if k in want} == want
     assert [found[i][0] for i in range(1, 6)] == odd
     _assert_each_row_once(ctx, rows)
