@@ -10,8 +10,9 @@ kind                    sent as                                becomes
 int, float, bool        the value's text (``t`` / ``f``)      int64, float64, bool
 string, numeric_text    the text                               string
 decimal                 the text (printed with the scale)      decimal128(p, s)
-timestamptz, timestamp  epoch microseconds (±infinity as       timestamp[us] (the int64 viewed)
-                        DuckDB reads them: ``pg_micros``)
+timestamptz, timestamp  PostgreSQL's binary form               timestamp[us]: epoch microseconds,
+                        (``timestamptz_send``: microseconds    ±infinity as DuckDB reads them
+                        since 2000-01-01, big-endian, hex)     (as :func:`pg_micros` gives)
 date                    days since 1970-01-01                  date32
 time (no zone)          microseconds since midnight            time64[us]
 json                    its text                               Arrow's JSON type
@@ -60,6 +61,8 @@ __all__ = [
 
 BLOCK = 4 << 20  # bytes Arrow parses at a time from a stream
 _EPOCH_DAY = date(1970, 1, 1)
+_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01, PostgreSQL's epoch, in Unix microseconds
+_PG_INFINITY, _PG_NEG_INFINITY = 2**63 - 1, -(2**63)  # how PostgreSQL stores ±infinity
 
 # The CSV type Arrow parses each kind's wire form into.
 _CSV_TYPES: dict[str, pa.DataType] = {
@@ -68,8 +71,8 @@ _CSV_TYPES: dict[str, pa.DataType] = {
     "bool": pa.bool_(),
     "string": pa.string(),
     "numeric_text": pa.string(),
-    "timestamptz": pa.int64(),
-    "timestamp": pa.int64(),
+    "timestamptz": pa.string(),
+    "timestamp": pa.string(),
     "date": pa.int32(),
     "time": pa.int64(),
     "json": pa.string(),
@@ -93,7 +96,9 @@ def pg_micros(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
 def _wire(column: sa.Column, spec: ColumnSpec) -> sa.ColumnElement[Any] | None:
     kind = spec.kind
     if kind in ("timestamptz", "timestamp"):
-        return pg_micros(column)
+        # Its 8 bytes as they are: a third of the cost of EXTRACT(epoch …), which computes in
+        # NUMERIC (20 ms of PostgreSQL's time per 20,000 rows).
+        return getattr(sa.func, f"{kind}_send")(column)
     if kind == "date":
         return column - sa.literal(_EPOCH_DAY, sa.Date)
     if kind == "time":
@@ -207,7 +212,7 @@ def read_copy(
         parsed = pacsv.read_csv(source, **_options(names, _csv_types(specs, extra)))
     else:
         types = _csv_types(specs, extra)
-        parsed = pa.table({name: pa.array([], types[name]) for name in names})
+        parsed = pa.schema([(name, types[name]) for name in names]).empty_table()
     extras = {name: parsed.column(name).combine_chunks() for name in extra}
     return to_archive(parsed, specs), extras
 
@@ -258,7 +263,9 @@ def to_archive(parsed: pa.Table, specs: Sequence[ColumnSpec]) -> pa.Table:
 
 def _archived(column: pa.Array, spec: ColumnSpec) -> pa.Array:
     kind = spec.kind
-    if kind in ("timestamptz", "timestamp", "time"):
+    if kind in ("timestamptz", "timestamp"):
+        return _epoch_micros(column).view(spec.arrow_type)
+    if kind == "time":
         return column.view(spec.arrow_type)  # same 64-bit values, no copy
     if kind == "date":
         return column.view(pa.date32())
@@ -270,6 +277,22 @@ def _archived(column: pa.Array, spec: ColumnSpec) -> pa.Array:
     if kind == "binary":
         return _unhex(column, None)
     return column
+
+
+def _epoch_micros(sent: pa.Array) -> pa.Array:
+    """``\\x`` + 16 hex digits per value (PostgreSQL's big-endian microseconds since
+    2000-01-01; ±infinity as the largest / smallest int64) -> epoch microseconds, ±infinity as
+    ``±(2**63 - 1)``."""
+    digits = pc.utf8_slice_codeunits(sent, 2)
+    stored = _unhex(digits, 8)
+    values = np.frombuffer(stored.buffers()[1], ">i8")[stored.offset : stored.offset + len(stored)]
+    micros = values.astype(np.int64)
+    finite = (micros != _PG_INFINITY) & (micros != _PG_NEG_INFINITY)
+    micros[finite] += _PG_EPOCH_US
+    micros[micros == _PG_NEG_INFINITY] = NEG_INFINITY_US
+    return pa.Array.from_buffers(
+        pa.int64(), len(micros), [stored.buffers()[0], pa.py_buffer(micros)], stored.null_count
+    )
 
 
 def _unhex(digits: pa.Array, width: int | None) -> pa.Array:
