@@ -11,26 +11,24 @@ of the bytes written; the bytes (those exact bytes when the store's own SHA-256 
 them, else downloaded) decode to exactly the rows read: same row count, same keys in the same
 order (compared column by column in Arrow).
 
-Only columns whose CSV text Arrow parses back exactly take this path (integers, booleans,
-text, timestamps, JSON); a table with any other column type is read in keyset batches through
-:class:`~steward.archive.sql_rows.TableRows` and verified like a row batch.
+The COPY, its projection and the CSV -> Arrow conversion are the row batches' own
+(:mod:`~steward.archive.pg_copy`); a table with a column that has no CSV form (a time with a
+zone) is read in keyset batches through :class:`~steward.archive.sql_rows.TableRows` and
+verified like a row batch.
 """
 
 from __future__ import annotations
 
-import io
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast, overload
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
-from steward.archive import manifest
+from steward.archive import manifest, pg_copy
 from steward.archive.archiver import ArchiveContext, WrittenObject
 from steward.archive.batch import SourceBatch
 from steward.archive.formats import decode_table, time_range
@@ -41,34 +39,20 @@ from steward.errors import ArchiveVerificationFailed
 
 __all__ = ["copy_batches", "copy_ready", "verify_exported"]
 
-_CSV_KINDS = {"int": pa.int64(), "bool": pa.bool_(), "string": pa.string()}
-_WIRE_KINDS = {"timestamptz", "timestamp", "json"}  # sent as bigint micros / text
-BLOCK = 4 << 20  # bytes Arrow parses at a time
-
 
 def copy_ready(source: SqlSource, conn: Connection) -> bool:
-    """Whether every column takes the COPY path (and the driver is psycopg)."""
-    kinds = {spec.kind for spec in source.root.specs}
-    driver = getattr(conn.connection, "driver_connection", None)
-    return (
-        kinds <= set(_CSV_KINDS) | _WIRE_KINDS
-        and hasattr(driver, "cursor")
-        and (conn.dialect.driver == "psycopg")
-    )
+    """Whether every column has a CSV form (:mod:`~steward.archive.pg_copy`) and the driver is
+    psycopg."""
+    root = source.root
+    return pg_copy.projection(root.table, root.specs) is not None and pg_copy.copy_ready(conn)
 
 
 def copy_batches(source: SqlSource, rows: TableRows, conn: Connection) -> Iterator[SourceBatch]:
     """The partition's rows in key order, ``source.batch_size`` at a time."""
-    query = sa.select(*rows._selected).order_by(*rows.keys)
-    text = str(query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
-    driver: Any = conn.connection.driver_connection
-    with driver.cursor() as cursor, cursor.copy(f"COPY ({text}) TO STDOUT (FORMAT csv)") as copy:
-        reader = pacsv.open_csv(
-            io.BufferedReader(_Stream(iter(copy))),  # type: ignore[arg-type]
-            read_options=pacsv.ReadOptions(column_names=_names(rows), block_size=BLOCK),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),
-            convert_options=_convert(rows),
-        )  # fmt: skip
+    selected = pg_copy.projection(rows.table, rows.specs)
+    assert selected is not None  # copy_ready said so
+    query = sa.select(*selected).order_by(*rows.keys)
+    with pg_copy.copy_stream(conn, query, rows.specs) as reader:
         pending: list[pa.RecordBatch] = []
         held = 0
         for part in reader:
@@ -83,41 +67,9 @@ def copy_batches(source: SqlSource, rows: TableRows, conn: Connection) -> Iterat
             yield _batch(source, rows, pa.Table.from_batches(pending))
 
 
-def _names(rows: TableRows) -> list[str]:
-    return [spec.name for spec in rows.specs]
-
-
-def _convert(rows: TableRows) -> pacsv.ConvertOptions:
-    types = {}
-    for spec in rows.specs:
-        if spec.kind in ("timestamptz", "timestamp"):
-            types[spec.name] = pa.int64()
-        elif spec.kind == "json":
-            types[spec.name] = pa.string()
-        else:
-            types[spec.name] = _CSV_KINDS[spec.kind]
-    return pacsv.ConvertOptions(
-        column_types=types,
-        null_values=[""],  # PostgreSQL's CSV NULL: an unquoted empty field
-        strings_can_be_null=True,
-        quoted_strings_can_be_null=False,  # "" is an empty string
-        true_values=["t"],
-        false_values=["f"],
-    )
-
-
 def _batch(source: SqlSource, rows: TableRows, parsed: pa.Table) -> SourceBatch:
     """Wire columns to the archive's types, labelled with the parent's name."""
-    arrays = []
-    for spec in rows.specs:
-        column = parsed.column(spec.name).combine_chunks()
-        if spec.kind == "json":
-            column = pa.ExtensionArray.from_storage(spec.arrow_type, column)
-        elif spec.kind in ("timestamptz", "timestamp"):
-            column = column.cast(spec.arrow_type)
-        arrays.append(column)
-    schema = pa.schema([pa.field(spec.name, spec.arrow_type) for spec in rows.specs])
-    arrow = pa.Table.from_arrays(arrays, schema=schema)
+    arrow = pg_copy.to_archive(parsed, rows.specs)
     batch_id = uuid.uuid4().hex
     ts_min, ts_max = time_range(arrow.column(source.ts_name))
     return SourceBatch(
@@ -127,28 +79,6 @@ def _batch(source: SqlSource, rows: TableRows, parsed: pa.Table) -> SourceBatch:
         ts_min=ts_min,
         ts_max=ts_max,
     )
-
-
-class _Stream(io.RawIOBase):
-    """The COPY's chunks as a readable byte stream."""
-
-    def __init__(self, chunks: Iterator[Any]) -> None:
-        self._chunks = chunks
-        self._left = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not len(self._left):
-            try:
-                self._left = memoryview(next(self._chunks))
-            except StopIteration:
-                return 0
-        size = min(len(buffer), len(self._left))
-        buffer[:size] = self._left[:size]
-        self._left = self._left[size:]
-        return size
 
 
 class _Keys(Sequence[Any]):
