@@ -42,7 +42,8 @@ CHUNK = 1000  # keys per statement: a small share of a large table, so the plann
 # key index (a large share of a small table gets a hashed scan of the constant array: faster)
 FETCH_ROWS = 5000  # rows turned into Arrow at a time while reading a batch through psycopg
 _VERSION = "_steward_xmin"
-SPAN_CHUNKS = 5  # a guarded delete's key range spans this many chunks of keys
+SPAN_CHUNKS = 20  # a guarded delete's statement covers this many chunks of keys (a default
+# batch): each statement is a round trip, and a thread waiting on one waits for the GIL again
 
 
 @dataclass(frozen=True)
