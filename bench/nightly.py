@@ -240,7 +240,40 @@ def run_nightly() -> tuple[float, dict[str, Any]]:
         return time.perf_counter() - started, summary
 
 
-def bench(rows: int, keep: bool, analyze: bool) -> None:
+def _seeded(seed: str) -> str | None:
+    """The comment of a kept seed database (its load figures), None when there is none."""
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        found = conn.execute(
+            "SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database "
+            "WHERE datname = %s",
+            (seed,),
+        ).fetchone()
+    return None if found is None else str(found[0])
+
+
+def load(name: str, rows: int, analyze: bool, reuse: bool) -> tuple[float, float, str]:
+    """Create ``name`` with the demo data: loaded here, or (``reuse``) copied from the seed
+    database an earlier ``--reuse`` run kept (the load of 2M rows takes about a minute)."""
+    seed = f"steward_bench_nightly_seed_{rows}" + ("" if analyze else "_raw")
+    if reuse and (comment := _seeded(seed)) is not None:
+        _admin(f'CREATE DATABASE "{name}" TEMPLATE "{seed}"')
+        if analyze:
+            # A copy carries the planner's statistics but not the activity counters
+            # (last_analyze, live rows): without this the nightly would see never-analysed
+            # tables and analyse them all before reading, which a loaded database never needs.
+            with psycopg.connect(f"{BASE}/{name}", autocommit=True) as conn:
+                conn.execute("ANALYZE")
+        loaded, analysed = (float(part) for part in (comment.split() + ["0", "0"])[:2])
+        return loaded, analysed, f" (copied from {seed}, kept by an earlier --reuse run)"
+    _admin(f'CREATE DATABASE "{name}"')
+    loaded, analysed = prepare(name, rows, analyze)
+    if reuse:
+        _admin(f'CREATE DATABASE "{seed}" TEMPLATE "{name}"')
+        _admin(f"COMMENT ON DATABASE \"{seed}\" IS '{loaded:.1f} {analysed:.1f}'")
+    return loaded, analysed, ""
+
+
+def bench(rows: int, keep: bool, analyze: bool, reuse: bool = False) -> None:
     from bench.cache import start_redis
     from steward.settings import get_settings
 
@@ -248,7 +281,6 @@ def bench(rows: int, keep: bool, analyze: bool) -> None:
     copy = f"{name}_baseline"
     folder = Path(tempfile.mkdtemp(prefix="steward-bench-nightly-"))
     redis_process, redis_url = start_redis(str(folder))
-    _admin(f'CREATE DATABASE "{name}"')
     os.environ.update(
         {
             "STEWARD_HOME": str(folder / "home"),
@@ -262,8 +294,12 @@ def bench(rows: int, keep: bool, analyze: bool) -> None:
     get_settings.cache_clear()
     print(f"start: {_uptime()}", file=sys.stderr, flush=True)
     try:
-        loaded, analysed = prepare(name, rows, analyze)
-        print(f"demo data: {loaded:.1f} s, ANALYZE {analysed:.1f} s", file=sys.stderr, flush=True)
+        loaded, analysed, origin = load(name, rows, analyze, reuse)
+        print(
+            f"demo data: {loaded:.1f} s, ANALYZE {analysed:.1f} s{origin}",
+            file=sys.stderr,
+            flush=True,
+        )
         _admin(f'CREATE DATABASE "{copy}" TEMPLATE "{name}"')
         with psycopg.connect(f"{BASE}/{copy}", autocommit=True) as conn:
             conn.execute("ANALYZE")  # raw baselines plan with true statistics (not timed)
@@ -342,13 +378,19 @@ def main() -> int:
         help="load the data without ANALYZE (as a foreign bulk load would): the nightly's "
         "checks before reading must analyse the tables",
     )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the loaded demo data in a seed database (steward_bench_nightly_seed_N) and "
+        "copy it on later --reuse runs instead of loading again (drop it by hand when done)",
+    )
     args = parser.parse_args()
     # `kill` (SIGTERM) ends the run through the clean-up: databases dropped, redis stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     for tool in ("redis-server", "redis-benchmark"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (Debian package redis-server/redis-tools)")
-    bench(args.rows, args.keep, not args.no_load_analyze)
+    bench(args.rows, args.keep, not args.no_load_analyze, args.reuse)
     return 0
 
 

@@ -42,7 +42,8 @@ CHUNK = 1000  # keys per statement: a small share of a large table, so the plann
 # key index (a large share of a small table gets a hashed scan of the constant array: faster)
 FETCH_ROWS = 5000  # rows turned into Arrow at a time while reading a batch through psycopg
 _VERSION = "_steward_xmin"
-SPAN_CHUNKS = 5  # a guarded delete's key range spans this many chunks of keys
+SPAN_CHUNKS = 20  # a guarded delete's statement covers this many chunks of keys (a default
+# batch): each statement is a round trip, and a thread waiting on one waits for the GIL again
 
 
 @dataclass(frozen=True)
@@ -254,14 +255,16 @@ class TableRows:
         *,
         by_version: bool,
         extra: sa.ColumnElement[Any] | None = None,
+        chunks: int = 1,
     ) -> dict[Any, tuple[Any, Any]]:
         """Rows whose ``column`` (None: the key) is in ``values`` (and match ``where``), locked
-        until commit: key -> (``extra`` value, version or whole-row guard values)."""
+        until commit: key -> (``extra`` value, version or whole-row guard values); ``chunks``
+        of keys per statement."""
         found: dict[Any, tuple[Any, Any]] = {}
         guard = [self.version()] if by_version else self._guard_selection()
         tag = extra if extra is not None else sa.null()
         width = len(self.keys)
-        for chunk in _chunks(values):
+        for chunk in _chunks(values, chunks):
             query = sa.select(*self.keys, tag, *guard).where(self.key_in(chunk, column), *where)
             if self.postgres:
                 query = query.with_for_update(of=self.table)
@@ -342,7 +345,7 @@ class TableRows:
             .returning(*self.keys)
         )
         savepoint = conn.begin_nested()
-        gone = self._keys_from(conn.execute(statement).all())
+        gone = self._keys_from(_returned(conn, statement))
         listed = set(span)
         if all(key in listed for key in gone):
             savepoint.commit()
@@ -362,19 +365,39 @@ class TableRows:
             statement = (
                 sa.delete(self.table).where(self.key_in(chunk), *where).returning(*self.keys)
             )
-            deleted += self._keys_from(conn.execute(statement).all())
+            deleted += self._keys_from(_returned(conn, statement))
             hook("rows_deleting")
         return deleted
 
     def delete(
-        self, conn: Connection, keys: Sequence[Any], hook: Callable[[str], None] | None = None
+        self,
+        conn: Connection,
+        keys: Sequence[Any],
+        hook: Callable[[str], None] | None = None,
+        chunks: int = 1,
     ) -> int:
         deleted = 0
-        for chunk in _chunks(keys):
+        for chunk in _chunks(keys, chunks):
             deleted += conn.execute(sa.delete(self.table).where(self.key_in(chunk))).rowcount
             if hook is not None:
                 hook("rows_deleting")
         return deleted
+
+    def delete_owned(
+        self, conn: Connection, column: sa.Column, owners: Sequence[Any]
+    ) -> list[tuple[Any, Any, int]]:
+        """PostgreSQL: delete every row whose ``column`` is one of ``owners``, in one statement;
+        ``(key, owner, version)`` of each row deleted, with the version it had (an aggregate's
+        children, compared with what was archived by the caller)."""
+        statement = (
+            sa.delete(self.table)
+            .where(self.key_in(owners, column))
+            .returning(*self.keys, column, self.version())
+        )
+        rows = _returned(conn, statement)
+        width = len(self.keys)
+        keys = self._keys_from(rows)
+        return [(k, row[width], row[width + 1]) for k, row in zip(keys, rows, strict=True)]
 
     # Restore ---------------------------------------------------------------------------------
 
@@ -441,6 +464,18 @@ def _fetched(
     try:
         while rows := fetch(FETCH_ROWS):
             yield rows
+    finally:
+        result.close()
+
+
+def _returned(conn: Connection, statement: Any) -> Sequence[Sequence[Any]]:
+    """The rows a DELETE … RETURNING returned; on PostgreSQL psycopg's own tuples (no
+    SQLAlchemy row per deleted row)."""
+    result = conn.execute(statement)
+    if conn.dialect.name != "postgresql":
+        return result.all()
+    try:
+        return result.cursor.fetchall()
     finally:
         result.close()
 
