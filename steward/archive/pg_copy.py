@@ -32,7 +32,6 @@ server-side parameters, so psycopg quotes them into the statement itself).
 from __future__ import annotations
 
 import binascii
-import io
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
@@ -52,7 +51,6 @@ from steward.archive.formats import NEG_INFINITY_US, POS_INFINITY_US, ColumnSpec
 
 __all__ = [
     "copy_ready",
-    "copy_stream",
     "csv_options",
     "pg_micros",
     "projection",
@@ -222,40 +220,6 @@ def read_copy(
         parsed = pa.Table.from_arrays([_empty(types[name]) for name in names], names=names)
     extras = {name: parsed.column(name).combine_chunks() for name in extra}
     return to_archive(parsed, specs), extras
-
-
-@contextmanager
-def copy_stream(
-    conn: Connection, query: sa.Select[Any], specs: Sequence[ColumnSpec]
-) -> Iterator[Iterator[pa.RecordBatch]]:
-    """Run ``query`` (a :func:`projection`) through COPY, parsed as it streams in: record
-    batches of wire types (:func:`to_archive` turns a table of them into the archive's)."""
-    names = [spec.name for spec in specs]
-    with _copy(conn, query) as chunks:
-        stream = io.BufferedReader(_Stream(chunks), BLOCK)
-        yield iter(pacsv.open_csv(stream, **_options(names, _csv_types(specs, ()), BLOCK)))
-
-
-class _Stream(io.RawIOBase):
-    """The COPY's chunks as a readable byte stream."""
-
-    def __init__(self, chunks: Iterator[Any]) -> None:
-        self._chunks = chunks
-        self._left = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not len(self._left):
-            try:
-                self._left = memoryview(next(self._chunks))
-            except StopIteration:
-                return 0
-        size = min(len(buffer), len(self._left))
-        buffer[:size] = self._left[:size]
-        self._left = self._left[size:]
-        return size
 
 
 # Wire -> archive types ----------------------------------------------------------------------
