@@ -52,6 +52,7 @@ from steward.archive.formats import NEG_INFINITY_US, POS_INFINITY_US, ColumnSpec
 __all__ = [
     "copy_ready",
     "copy_stream",
+    "csv_options",
     "pg_micros",
     "projection",
     "read_copy",
@@ -184,6 +185,12 @@ def _options(
             false_values=["f"],
         ),
     }
+
+
+def csv_options(specs: Sequence[ColumnSpec], block: int = BLOCK) -> dict[str, Any]:
+    """Arrow's CSV options (``open_csv`` / ``read_csv`` keywords) for the COPY output of a
+    :func:`projection` of ``specs`` read from elsewhere (whole partitions: psql's pipe)."""
+    return _options([spec.name for spec in specs], _csv_types(specs, ()), block)
 
 
 def _csv_types(specs: Sequence[ColumnSpec], extra: Sequence[str]) -> dict[str, pa.DataType]:
