@@ -333,7 +333,7 @@ def child(table: str, batch_size: int) -> None:
     (source,) = open_sources(ctx, [table])
     source.batch_size = batch_size
     stages = _time_stages(ctx, source)
-    partitioned.time_partition_stages(stages)
+    partitioned.time_partition_stages(stages, ctx)
     started = time.perf_counter()
     report = archive_table(ctx, source, steps=stages.steps())
     elapsed = time.perf_counter() - started
@@ -478,6 +478,7 @@ def report(results: list[dict[str, Any]]) -> None:
                 "| gzip, DROP TABLE partition"
             )
     report_stages(results)
+    partitioned.report_stages(results)
     print("load average (1, 5, 15 min) at the end: " + ", ".join(
         f"{load:.1f}" for load in os.getloadavg()))  # fmt: skip
 

@@ -82,35 +82,115 @@ def dead_tuples(conninfo: str) -> int:
     return int(found[0]) if found else 0
 
 
-def time_partition_stages(stages: Any) -> None:
-    """Wrap the whole-partition steps (read, verify, publish, detach + drop) for the
-    per-stage table; encode and upload are wrapped where every shape's are."""
+STAGES = ("detach", "COPY", "parse", "encode", "upload", "verify", "commits", "drop",
+          "publish", "analyze")  # fmt: skip
+
+
+def time_partition_stages(stages: Any, ctx: Any) -> None:
+    """Wrap the whole-partition steps for the per-stage table (busy seconds per step, summed
+    over partitions and objects; the steps of consecutive objects and of the two partitions
+    exported at once overlap, so they add up to more than the wall time).
+
+    COPY: Arrow's CSV reader waiting for the COPY's bytes (psql's pipe, or libpq); parse: the
+    exporter waiting for Arrow's next parsed chunk (the COPY it waits for included); encode: Parquet
+    row groups, key columns and the SHA-256; commits: every short transaction (records,
+    manifest states, links); drop: the verified/deleted marks and the DROP in the export's
+    transaction; upload counts every PUT (``ctx.store.put``, wrapped with the other shapes').
+    """
+    from steward.archive import partition_export as export
+    from steward.archive import partition_move as move
     from steward.archive import partitions
 
-    partitions._read = stages.timed("read", partitions._read)  # type: ignore[attr-defined]
-    partitions.copy_batches = _timed_batches(stages, partitions.copy_batches)
-    partitions.verify_batch = stages.timed("verify", partitions.verify_batch)
-    partitions.verify_exported = stages.timed("verify", partitions.verify_exported)
+    partitions.detach_partition = stages.timed("detach", partitions.detach_partition)
+    export.copy_csv = _timed_copy(stages, export.copy_csv)
+    export.pacsv = _TimedCsv(stages)  # type: ignore[assignment]
+    export._ObjectWriter.add = stages.timed("encode", export._ObjectWriter.add)  # type: ignore[method-assign]
+    export._ObjectWriter.finish = stages.timed("encode", export._ObjectWriter.finish)  # type: ignore[method-assign]
+    export._verify = stages.timed("verify", export._verify)
+    move.verify_batch = stages.timed("verify", move.verify_batch)
+    move._drop = stages.timed("drop", move._drop)
     partitions.publish_batch = stages.timed("publish", partitions.publish_batch)
-    detach = stages.timed("delete + commit", partitions.detach_partition)
-    partitions.detach_partition = detach
-    partitions.drop_partition = stages.timed("delete + commit", partitions.drop_partition)
+    partitions._analyze = stages.timed("analyze", partitions._analyze)
+    ctx.sql.begin = _timed_context(stages, "commits", ctx.sql.begin)
 
 
-def _timed_batches(stages: Any, batches: Any) -> Any:
-    """Seconds spent producing each batch of a generator count as 'read'."""
+def _timed_copy(stages: Any, copy_csv: Any) -> Any:
+    """``copy_csv`` whose stream's reads count as 'COPY'."""
+    from contextlib import contextmanager
 
+    class Timed:
+        def __init__(self, stream: Any) -> None:
+            self._stream = stream
+            self.read = stages.timed("COPY", stream.read)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._stream, name)
+
+    @contextmanager
     def run(*args: Any) -> Any:
-        produced = batches(*args)
-        while True:
-            started = time.perf_counter()
-            try:
-                batch = next(produced)
-            except StopIteration:
-                return
-            finally:
-                spent = time.perf_counter() - started
-                stages.seconds["read"] = stages.seconds.get("read", 0.0) + spent
-            yield batch
+        with copy_csv(*args) as stream:
+            yield Timed(stream)
 
     return run
+
+
+class _TimedCsv:
+    """``pyarrow.csv`` whose streaming reader counts the waits for each parsed chunk."""
+
+    def __init__(self, stages: Any) -> None:
+        import pyarrow.csv
+
+        self._csv, self._stages = pyarrow.csv, stages
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._csv, name)
+
+    def open_csv(self, *args: Any, **kwargs: Any) -> Any:
+        reader = self._csv.open_csv(*args, **kwargs)
+        stages = self._stages
+
+        def chunks() -> Any:
+            while True:
+                started = time.perf_counter()
+                try:
+                    chunk = reader.read_next_batch()
+                except StopIteration:
+                    return
+                finally:
+                    spent = time.perf_counter() - started
+                    stages.seconds["parse"] = stages.seconds.get("parse", 0.0) + spent
+                yield chunk
+
+        return chunks()
+
+
+def _timed_context(stages: Any, stage: str, begin: Any) -> Any:
+    """A context manager factory whose blocks (work and commit) count as ``stage``."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def run(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            with begin(*args, **kwargs) as conn:
+                yield conn
+        finally:
+            spent = time.perf_counter() - started
+            stages.seconds[stage] = stages.seconds.get(stage, 0.0) + spent
+
+    return run
+
+
+def report_stages(results: list[dict[str, Any]]) -> None:
+    """The whole-partition shape's own per-stage table (seconds busy per step)."""
+    mine = [r for r in results if r["shape"].whole]
+    if not mine:
+        return
+    print("\nwhole partitions, per stage: seconds busy; steps overlap (two partitions at once)")
+    header = f"{'rows':>10}{'COPY|gzip':>11}{'DROP':>7}"
+    print(header + "".join(f"{name:>9}" for name in STAGES) + f"{'wall':>8}{'objects':>9}")
+    for result in mine:
+        base, stages = result["baseline"]["stages"], result["steward"]["stages"]
+        line = f"{result['rows']:>10,}{base['copy | gzip']:>10.2f}s{base['delete']:>6.2f}s"
+        line += "".join(f"{stages.get(name, 0.0):>8.2f}s" for name in STAGES)
+        print(line + f"{result['steward']['seconds']:>7.2f}s{result['steward']['objects']:>9}")

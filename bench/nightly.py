@@ -296,7 +296,7 @@ def _seeded(seed: str) -> str | None:
 
 def load(name: str, rows: int, analyze: bool, reuse: bool) -> tuple[float, float, str]:
     """Create ``name`` with the demo data: loaded here, or (``reuse``) copied from the seed
-    database an earlier ``--reuse`` run kept (the load of 2M rows takes ~12 min idle)."""
+    database an earlier ``--reuse`` run kept (the load of 2M rows takes about a minute)."""
     seed = f"steward_bench_nightly_seed_{rows}" + ("" if analyze else "_raw")
     if reuse and (comment := _seeded(seed)) is not None:
         _admin(f'CREATE DATABASE "{name}" TEMPLATE "{seed}"')

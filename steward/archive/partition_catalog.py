@@ -33,6 +33,7 @@ __all__ = [
     "detach_partition",
     "drop_partition",
     "lock_partition",
+    "partition_schema",
     "partition_state",
     "range_is_free",
     "read_layout",
@@ -226,6 +227,20 @@ def drop_partition(conn: Connection, name: str) -> None:
 def lock_partition(conn: Connection, name: str) -> None:
     """SHARE lock: readers go on, every writer waits until the caller's transaction ends."""
     conn.exec_driver_sql(f"LOCK TABLE {_q(conn, name)} IN SHARE MODE")
+
+
+def partition_schema(conn: Connection, name: str) -> str:
+    """The schema holding the table ``name`` resolves to in this session (a query run in
+    another session names it with this schema, whatever that session's search_path)."""
+    return str(
+        conn.execute(
+            sa.text(
+                "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.oid = to_regclass(quote_ident(:name))"
+            ),
+            {"name": name},
+        ).scalar_one()
+    )
 
 
 def create_partition(

@@ -1,182 +1,205 @@
-"""Reading a detached partition at the speed of COPY, and verifying its objects in Arrow.
+"""Exporting a detached partition at the speed of COPY: a stream of Parquet objects.
 
 A whole partition needs no per-row guard (it is locked and leaves as a unit), so its rows are
 streamed with ``COPY (SELECT … ORDER BY key) TO STDOUT (FORMAT csv)`` — the same projection
-as row batches (timestamps as epoch microseconds, JSON as text) — and parsed by Arrow's
-streaming CSV reader into batches of the policy's size, without a Python object per value.
-The objects are the row path's: same schema, metadata, Parquet encoding and manifest entries.
+as row batches (timestamps as epoch microseconds, JSON as text) — parsed by Arrow's streaming
+CSV reader, and written chunk by chunk as row groups of a Parquet object of up to
+``archive.partition_object_rows`` rows. No Python object is built per row or value, and only
+the compressed bytes and the key columns of the objects in flight are held in memory. The
+objects are the row path's: same key layout, schema, metadata and manifest entries, so
+restore, DuckDB and ``archive status`` see no difference.
 
-Verification of each staged object: its size and SHA-256 as the store holds them equal those
-of the bytes written; the bytes (those exact bytes when the store's own SHA-256 proves it holds
-them, else downloaded) decode to exactly the rows read: same row count, same keys in the same
-order (compared column by column in Arrow).
+Each object is recorded 'writing' (with its link to the partition, one commit), put staged,
+then verified: its size and SHA-256 as the store holds them equal those of the bytes written,
+and the bytes (those exact bytes when the store's own SHA-256 proves it holds them, else
+downloaded) decode to exactly the keys read, in order (compared column by column in Arrow).
+'verified' is recorded in the transaction that drops the partition.
 
-Only columns whose CSV text Arrow parses back exactly take this path (integers, booleans,
-text, timestamps, JSON); a table with any other column type is read in keyset batches through
+The projection, Arrow's CSV options and the wire -> archive types conversion are the row
+batches' own (:mod:`~steward.archive.pg_copy`). A table with a column that has no CSV form (a
+time with a zone), or a policy writing jsonl.gz, is read in keyset batches through
 :class:`~steward.archive.sql_rows.TableRows` and verified like a row batch.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast, overload
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
-from steward.archive import manifest
-from steward.archive.archiver import ArchiveContext, WrittenObject
-from steward.archive.batch import SourceBatch
-from steward.archive.formats import decode_table, time_range
+from steward.archive import manifest, pg_copy
+from steward.archive.archiver import ArchiveContext, _initial_class, _object_key
+from steward.archive.formats import PARQUET, time_range
 from steward.archive.manifest import ManifestEntry, staged_key
+from steward.archive.partition_copy import copy_csv
 from steward.archive.sql_rows import TableRows
 from steward.archive.sql_source import SqlSource
 from steward.errors import ArchiveVerificationFailed
 
-__all__ = ["copy_batches", "copy_ready", "verify_exported"]
+__all__ = ["ExportedObject", "copy_ready", "export_objects", "store_exported"]
 
-_CSV_KINDS = {"int": pa.int64(), "bool": pa.bool_(), "string": pa.string()}
-_WIRE_KINDS = {"timestamptz", "timestamp", "json"}  # sent as bigint micros / text
 BLOCK = 4 << 20  # bytes Arrow parses at a time
+CODEC = "zstd"  # the row path's codec. Without dictionary pages: Parquet's dictionary attempt
+# on unique values (keys, times, notes) took two thirds of the encode and made the objects
+# bigger; zstd finds the repeats of low-cardinality text anyway
 
 
 def copy_ready(source: SqlSource, conn: Connection) -> bool:
-    """Whether every column takes the COPY path (and the driver is psycopg)."""
-    kinds = {spec.kind for spec in source.root.specs}
-    driver = getattr(conn.connection, "driver_connection", None)
+    """Whether the partition takes the COPY path: Parquet, every column with a CSV form
+    (:mod:`~steward.archive.pg_copy`), and the driver is psycopg."""
+    root = source.root
     return (
-        kinds <= set(_CSV_KINDS) | _WIRE_KINDS
-        and hasattr(driver, "cursor")
-        and (conn.dialect.driver == "psycopg")
+        source.format == PARQUET
+        and pg_copy.projection(root.table, root.specs) is not None
+        and pg_copy.copy_ready(conn)
     )
 
 
-def copy_batches(source: SqlSource, rows: TableRows, conn: Connection) -> Iterator[SourceBatch]:
-    """The partition's rows in key order, ``source.batch_size`` at a time."""
-    query = sa.select(*rows._selected).order_by(*rows.keys)
+@dataclass
+class ExportedObject:
+    """One Parquet object as encoded: its bytes, the key columns written (in order) and what
+    the manifest records of it."""
+
+    batch_id: str
+    data: bytes = field(repr=False)
+    sha256: str
+    keys: pa.Table = field(repr=False)
+    rows: int
+    ts_min: datetime | None
+    ts_max: datetime | None
+
+
+def export_objects(
+    source: SqlSource, rows: TableRows, conn: Connection, object_rows: int, psql: str | None
+) -> Iterator[ExportedObject]:
+    """The partition's rows in key order, ``object_rows`` per object (the last one fewer),
+    read by ``psql`` (None: in ``conn``'s own session)."""
+    selected = pg_copy.projection(rows.table, rows.specs)
+    assert selected is not None  # copy_ready said so
+    query = sa.select(*selected).order_by(*rows.keys)
+    # One SQL text for psql too: the projection's few constants inlined, no parameter
     text = str(query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
-    driver: Any = conn.connection.driver_connection
-    with driver.cursor() as cursor, cursor.copy(f"COPY ({text}) TO STDOUT (FORMAT csv)") as copy:
-        reader = pacsv.open_csv(
-            io.BufferedReader(_Stream(iter(copy))),  # type: ignore[arg-type]
-            read_options=pacsv.ReadOptions(column_names=_names(rows), block_size=BLOCK),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),
-            convert_options=_convert(rows),
-        )  # fmt: skip
-        pending: list[pa.RecordBatch] = []
-        held = 0
+    with copy_csv(conn, f"COPY ({text}) TO STDOUT (FORMAT csv)", psql) as stream:
+        reader = pacsv.open_csv(stream, **pg_copy.csv_options(rows.specs, BLOCK))
+        writer: _ObjectWriter | None = None
         for part in reader:
-            pending.append(part)
-            held += part.num_rows
-            while held >= source.batch_size:
-                table = pa.Table.from_batches(pending)
-                yield _batch(source, rows, table.slice(0, source.batch_size))
-                rest = table.slice(source.batch_size)
-                pending, held = rest.to_batches(), rest.num_rows
-        if held:
-            yield _batch(source, rows, pa.Table.from_batches(pending))
+            table = pg_copy.to_archive(pa.Table.from_batches([part]), rows.specs)
+            while table.num_rows:
+                writer = writer or _ObjectWriter(source, rows)
+                room = object_rows - writer.rows
+                writer.add(table.slice(0, room))
+                table = table.slice(room)
+                if writer.rows >= object_rows:
+                    yield writer.finish()
+                    writer = None
+        if writer is not None:
+            yield writer.finish()
 
 
-def _names(rows: TableRows) -> list[str]:
-    return [spec.name for spec in rows.specs]
+class _ObjectWriter:
+    """One object being written: row groups appended as they are parsed."""
+
+    def __init__(self, source: SqlSource, rows: TableRows) -> None:
+        self.batch_id = uuid.uuid4().hex
+        self.rows = 0
+        self._source, self._key_names = source, rows.key_names
+        schema = pa.schema([pa.field(spec.name, spec.arrow_type) for spec in rows.specs])
+        labelled = source._labelled(schema.empty_table(), self.batch_id, source.root)
+        self._sink = io.BytesIO()
+        self._writer = pq.ParquetWriter(
+            self._sink, labelled.schema, compression=CODEC, use_dictionary=False
+        )
+        self._keys: list[pa.Table] = []
+        self._times: list[datetime | None] = []
+
+    def add(self, table: pa.Table) -> None:
+        self._writer.write_table(table)
+        self._keys.append(table.select(self._key_names))
+        self._times += time_range(table.column(self._source.ts_name))
+        self.rows += table.num_rows
+
+    def finish(self) -> ExportedObject:
+        self._writer.close()
+        data = self._sink.getvalue()
+        times = [t for t in self._times if t is not None]
+        return ExportedObject(
+            batch_id=self.batch_id,
+            data=data,
+            sha256=hashlib.sha256(data).hexdigest(),
+            keys=pa.concat_tables(self._keys),
+            rows=self.rows,
+            ts_min=min(times, default=None),
+            ts_max=max(times, default=None),
+        )
 
 
-def _convert(rows: TableRows) -> pacsv.ConvertOptions:
-    types = {}
-    for spec in rows.specs:
-        if spec.kind in ("timestamptz", "timestamp"):
-            types[spec.name] = pa.int64()
-        elif spec.kind == "json":
-            types[spec.name] = pa.string()
-        else:
-            types[spec.name] = _CSV_KINDS[spec.kind]
-    return pacsv.ConvertOptions(
-        column_types=types,
-        null_values=[""],  # PostgreSQL's CSV NULL: an unquoted empty field
-        strings_can_be_null=True,
-        quoted_strings_can_be_null=False,  # "" is an empty string
-        true_values=["t"],
-        false_values=["f"],
+# Storing and verifying -------------------------------------------------------------------------
+
+
+def store_exported(
+    ctx: ArchiveContext,
+    source: SqlSource,
+    exported: ExportedObject,
+    link: Callable[[Connection, str], None],
+) -> ManifestEntry:
+    """Record the object 'writing' (``link`` ties it to its partition in the same commit), put
+    it staged and verify it; 'verified' is for the caller to record."""
+    entry = _entry(ctx, source, exported)
+    with ctx.sql.begin() as conn:
+        manifest.insert_writing(conn, entry)
+        link(conn, entry.batch_id)
+    where = staged_key(entry.object_key)
+    ctx.store.put(
+        where,
+        exported.data,
+        storage_class=entry.storage_class,
+        metadata={"batch-id": entry.batch_id, "rows": str(entry.rows)},
+    )
+    ctx.fire("object_written")
+    _verify(ctx, source, exported, where)
+    entry.bytes, entry.sha256 = len(exported.data), exported.sha256
+    ctx.fire("object_verified")
+    return entry
+
+
+def _entry(ctx: ArchiveContext, source: SqlSource, exported: ExportedObject) -> ManifestEntry:
+    names = source.root.key_names
+    first, last = (_key_at(exported.keys, names, i) for i in (0, exported.rows - 1))
+    return ManifestEntry(
+        batch_id=exported.batch_id,
+        source=source.source_name,
+        table_name=source.name,
+        backend=source.backend,
+        object_key=_object_key(ctx, source, exported.batch_id),
+        format=PARQUET,
+        state=manifest.WRITING,
+        key_column=source.key_name,
+        key_min=first,
+        key_max=last,
+        ts_column=source.ts_name,
+        ts_min=exported.ts_min,
+        ts_max=exported.ts_max,
+        rows=exported.rows,
+        storage_class=_initial_class(source),
+        run_id=ctx.run_id,
     )
 
 
-def _batch(source: SqlSource, rows: TableRows, parsed: pa.Table) -> SourceBatch:
-    """Wire columns to the archive's types, labelled with the parent's name."""
-    arrays = []
-    for spec in rows.specs:
-        column = parsed.column(spec.name).combine_chunks()
-        if spec.kind == "json":
-            column = pa.ExtensionArray.from_storage(spec.arrow_type, column)
-        elif spec.kind in ("timestamptz", "timestamp"):
-            column = column.cast(spec.arrow_type)
-        arrays.append(column)
-    schema = pa.schema([pa.field(spec.name, spec.arrow_type) for spec in rows.specs])
-    arrow = pa.Table.from_arrays(arrays, schema=schema)
-    batch_id = uuid.uuid4().hex
-    ts_min, ts_max = time_range(arrow.column(source.ts_name))
-    return SourceBatch(
-        batch_id=batch_id,
-        payload=source._labelled(arrow, batch_id, source.root),
-        keys=cast(list[Any], _Keys(arrow, rows)),  # used as a sequence only
-        ts_min=ts_min,
-        ts_max=ts_max,
-    )
-
-
-class _Stream(io.RawIOBase):
-    """The COPY's chunks as a readable byte stream."""
-
-    def __init__(self, chunks: Iterator[Any]) -> None:
-        self._chunks = chunks
-        self._left = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not len(self._left):
-            try:
-                self._left = memoryview(next(self._chunks))
-            except StopIteration:
-                return 0
-        size = min(len(buffer), len(self._left))
-        buffer[:size] = self._left[:size]
-        self._left = self._left[size:]
-        return size
-
-
-class _Keys(Sequence[Any]):
-    """A batch's keys, read from its Arrow columns when asked: the protocol needs the count
-    and the first and last key, and one Python tuple per row would cost more than the COPY."""
-
-    def __init__(self, arrow: pa.Table, rows: TableRows) -> None:
-        self._arrow, self._rows = arrow, rows
-
-    def __len__(self) -> int:
-        return int(self._arrow.num_rows)
-
-    @overload
-    def __getitem__(self, index: int) -> Any: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Any]: ...
-
-    def __getitem__(self, index: int | slice) -> Any:
-        if isinstance(index, slice):
-            return self._rows.keys_of(self._arrow)[index]
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(index)
-        row = self._arrow.slice(index, 1)
-        parts = tuple(_value(row.column(name)) for name in self._rows.key_names)
-        return parts if self._rows.composite else parts[0]
+def _key_at(keys: pa.Table, names: list[str], index: int) -> Any:
+    row = keys.slice(index, 1)
+    parts = tuple(_value(row.column(name)) for name in names)
+    return parts if len(parts) > 1 else parts[0]
 
 
 def _value(column: pa.ChunkedArray) -> Any:
@@ -189,33 +212,23 @@ def _value(column: pa.ChunkedArray) -> Any:
     return column[0].as_py()
 
 
-def verify_exported(
-    ctx: ArchiveContext, source: SqlSource, written: WrittenObject, batch: SourceBatch
-) -> tuple[ManifestEntry, dict[str, str]]:
-    """Check the staged object (size, SHA-256, decoded keys) -> 'verified'."""
-    entry = written.entry
-    where = staged_key(entry.object_key)
+def _verify(ctx: ArchiveContext, source: SqlSource, exported: ExportedObject, where: str) -> None:
     info = ctx.store.head(where)
-    if info.size != written.size or info.sha256 != written.sha256:
+    size = len(exported.data)
+    if info.size != size or info.sha256 != exported.sha256:
         raise ArchiveVerificationFailed(
             f"archive object {where!r} (table {source.name!r}) holds {info.size} bytes sha256 "
-            f"{info.sha256[:16]}…, but {written.size} bytes sha256 {written.sha256[:16]}… were "
+            f"{info.sha256[:16]}…, but {size} bytes sha256 {exported.sha256[:16]}… were "
             "written; nothing was dropped, rerun the archive"
         )
-    proven = bool(info.stored_sha256) and info.stored_sha256 == written.sha256
-    data = written.data.get(entry.object_key) if proven else None
-    decoded = decode_table(data if data is not None else ctx.store.get_bytes(where),
-                           entry.format, source.root.specs)  # fmt: skip
+    proven = bool(info.stored_sha256) and info.stored_sha256 == exported.sha256
+    data = exported.data if proven else ctx.store.get_bytes(where)
     names = source.root.key_names
-    if decoded.num_rows != entry.rows or not decoded.select(names).equals(
-        batch.payload.select(names)
-    ):
+    # ParquetFile, not pq.read_table: that one imports pyarrow.dataset (a second and tens of
+    # MiB the first time)
+    decoded = pq.ParquetFile(io.BytesIO(data)).read(columns=names)
+    if decoded.num_rows != exported.rows or not decoded.equals(exported.keys):
         raise ArchiveVerificationFailed(
-            f"archive object {where!r} does not decode to the {entry.rows} rows of table "
+            f"archive object {where!r} does not decode to the {exported.rows} rows of table "
             f"{source.name!r} written to it; nothing was dropped, rerun the archive"
         )
-    with ctx.sql.begin() as conn:
-        manifest.mark_verified(conn, entry.batch_id, size=written.size, sha256=written.sha256)
-    entry.bytes, entry.sha256 = written.size, written.sha256
-    ctx.fire("object_verified")
-    return entry, {entry.object_key: where}

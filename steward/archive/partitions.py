@@ -7,11 +7,15 @@ before the cutoff (:mod:`~steward.archive.partition_catalog` decides which)::
                (autocommit; FINALIZE when an earlier detach was interrupted; a plain DETACH
                with a lock timeout when the table has a default partition, which
                CONCURRENTLY refuses) -> 'detached'
-    export     one transaction T: LOCK TABLE p IN SHARE MODE, then keyset batches of p, each
-               written staged and verified exactly like a row batch (manifest 'writing' ->
-               'verified', same objects under the parent's prefix)
-    drop       still in T: every batch -> 'deleted', DROP TABLE p (or keep it: 'detach'),
-               the partition -> 'dropped' / 'kept'; COMMIT
+    export     one transaction T (:mod:`~steward.archive.partition_move`): LOCK TABLE p IN
+               SHARE MODE, count its rows, then stream them by COPY into Parquet objects of
+               ``archive.partition_object_rows`` rows
+               (:mod:`~steward.archive.partition_export`), each recorded 'writing', written
+               staged and verified (same objects under the parent's prefix as row batches;
+               a table COPY cannot carry exactly goes in keyset batches, each written and
+               verified like a row batch); their rows must add up to the count
+    drop       still in T: every object -> 'verified' -> 'deleted', DROP TABLE p (or keep it:
+               'detach'), the partition -> 'dropped' / 'kept'; COMMIT
     publish    each batch's final object from its staged copy -> 'complete'
 
 Why detach first: once detached, the parent routes no write to p (a concurrent detach waits
@@ -36,45 +40,46 @@ committed), partition_dropped (committed, not published).
 
 from __future__ import annotations
 
-import contextvars
 import threading
-import uuid
-from collections import deque
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from steward.archive import manifest
-from steward.archive.archiver import ArchiveContext, Budget, TableReport, verify_batch, write_batch
-from steward.archive.batch import SourceBatch
-from steward.archive.formats import time_range
-from steward.archive.manifest import ManifestEntry, staged_key
-from steward.archive.partition_catalog import (
-    Layout,
-    Partition,
-    detach_partition,
-    drop_partition,
-    lock_partition,
-    read_layout,
+from steward.archive.archiver import ArchiveContext, Budget, TableReport
+from steward.archive.manifest import staged_key
+from steward.archive.partition_catalog import Layout, Partition, detach_partition, read_layout
+from steward.archive.partition_ledger import (
+    DETACHED,
+    DETACHING,
+    DROPPED,
+    KEPT,
+    OPEN,
+    RESTORED,
+    PartitionRecord,
+    batches_table,
+    metadata,
+    partition_records,
+    partition_tables_exist,
+    partitions_table,
+    require_partition_tables,
+    set_state,
 )
-from steward.archive.partition_export import copy_batches, copy_ready, verify_exported
+from steward.archive.partition_move import IN_FLIGHT, export_and_drop, submit
 from steward.archive.publish import publish_batch
-from steward.archive.sql_rows import TableRows
 from steward.archive.sql_source import SqlSource
 from steward.storage import utcnow
-from steward.storage.steward_schema import SCHEMA_TOKEN, missing_tables, require_installed
 
-__all__ = [
+__all__ = [  # the ledger's names too: install, sources and restore take them from here
     "DETACHED",
     "DETACHING",
     "DROPPED",
     "KEPT",
+    "RESTORED",
     "archive_partitions",
+    "batches_table",
     "metadata",
     "partition_records",
     "partition_tables_exist",
@@ -83,85 +88,8 @@ __all__ = [
     "require_partition_tables",
 ]
 
-DETACHING, DETACHED, DROPPED, KEPT, RESTORED = (
-    "detaching",
-    "detached",
-    "dropped",
-    "kept",
-    "restored",
-)
-OPEN = (DETACHING, DETACHED)
-IN_FLIGHT = 2  # batches written and verified while the next one is read
 AT_ONCE = 2  # partitions exported at once (each in its own transaction)
 _DETACHING = threading.Lock()
-
-metadata = sa.MetaData(schema=SCHEMA_TOKEN)  # Steward's own schema (database.schema)
-TS = sa.DateTime(timezone=True)
-
-partitions_table = sa.Table(
-    "steward_archive_partitions",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("source", sa.String(64), nullable=False),
-    sa.Column("table_name", sa.String(128), nullable=False),
-    sa.Column("partition_name", sa.String(128), nullable=False),
-    sa.Column("lower_bound", TS, nullable=False),
-    sa.Column("upper_bound", TS, nullable=False),
-    sa.Column("action", sa.String(8), nullable=False),
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("rows", sa.BigInteger, nullable=False, server_default="0"),
-    sa.Column("objects", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("bytes", sa.BigInteger, nullable=False, server_default="0"),
-    sa.Column("run_id", sa.String(64)),
-    sa.Column("created_at", TS, nullable=False),
-    sa.Column("finished_at", TS),
-    sa.Index("ix_steward_archive_partitions_table", "source", "table_name", "state"),
-)
-
-batches_table = sa.Table(
-    "steward_archive_partition_batches",
-    metadata,
-    sa.Column("partition_id", sa.Integer, primary_key=True),
-    sa.Column("batch_id", sa.String(32), primary_key=True),
-)
-
-
-def require_partition_tables(bind: sa.Engine | sa.Connection) -> None:
-    """Stop with one line (:class:`~steward.errors.NotInstalled`) unless ``steward install``
-    created the partition tables (Steward's own schema)."""
-    require_installed(bind, metadata.sorted_tables)
-
-
-def partition_tables_exist(bind: sa.Engine | sa.Connection) -> bool:
-    return not missing_tables(bind, [partitions_table])
-
-
-@dataclass
-class _Record:
-    id: int
-    name: str
-    lower: datetime
-    upper: datetime
-    action: str
-    state: str
-
-
-def partition_records(
-    conn: Connection, source: str, table: str, states: tuple[str, ...]
-) -> list[_Record]:
-    t = partitions_table
-    rows = conn.execute(
-        sa.select(t.c.id, t.c.partition_name, t.c.lower_bound, t.c.upper_bound, t.c.action,
-                  t.c.state)
-        .where(t.c.source == source, t.c.table_name == table, t.c.state.in_(states))
-        .order_by(t.c.id)
-    ).all()  # fmt: skip
-    return [_Record(*row) for row in rows]
-
-
-def _set_state(conn: Connection, record_id: int, state: str, **values: Any) -> None:
-    t = partitions_table
-    conn.execute(t.update().where(t.c.id == record_id).values(state=state, **values))
 
 
 # The run ---------------------------------------------------------------------------------------
@@ -188,7 +116,7 @@ def archive_partitions(
     ):
         publishing: list[Future[Any]] = []
         started = [
-            _submit(exporters, _archive_one, ctx, source, layout, record, pool, publishing)
+            submit(exporters, _archive_one, ctx, source, layout, record, pool, publishing)
             for record in records
         ]
         for partition in layout.whole(source.cutoff):
@@ -199,7 +127,7 @@ def archive_partitions(
                 continue
             record = _start(ctx, source, partition)
             started.append(
-                _submit(exporters, _archive_one, ctx, source, layout, record, pool, publishing)
+                submit(exporters, _archive_one, ctx, source, layout, record, pool, publishing)
             )
         for future in started:
             report.add_partition(future.result())
@@ -223,7 +151,7 @@ def _note(layout: Layout, cutoff: datetime) -> str:
     return f"row archiving for {', '.join(rows)}" if rows else ""
 
 
-def _start(ctx: ArchiveContext, source: SqlSource, partition: Partition) -> _Record:
+def _start(ctx: ArchiveContext, source: SqlSource, partition: Partition) -> PartitionRecord:
     lower = partition.lower or datetime.min.replace(tzinfo=UTC)  # FROM (MINVALUE)
     assert partition.upper is not None  # Layout.whole() lists bounded partitions only
     action = source.policy.policy.partition_action
@@ -243,14 +171,14 @@ def _start(ctx: ArchiveContext, source: SqlSource, partition: Partition) -> _Rec
         )
         key = result.inserted_primary_key
     assert key is not None
-    return _Record(int(key[0]), partition.name, lower, partition.upper, action, DETACHING)
+    return PartitionRecord(int(key[0]), partition.name, lower, partition.upper, action, DETACHING)
 
 
 def _archive_one(
     ctx: ArchiveContext,
     source: SqlSource,
     layout: Layout,
-    record: _Record,
+    record: PartitionRecord,
     pool: ThreadPoolExecutor,
     publishing: list[Future[Any]],
 ) -> dict[str, Any]:
@@ -263,13 +191,13 @@ def _archive_one(
                 ctx.sql.engine, source.name, record.name, concurrently=not layout.has_default
             )
         with ctx.sql.begin() as conn:
-            _set_state(conn, record.id, DETACHED)
+            set_state(conn, record.id, DETACHED)
         ctx.fire("partition_detached")
     _abandon_export(ctx, record)
-    exported = _export_and_drop(ctx, source, record, pool)
+    exported = export_and_drop(ctx, source, record, pool)
     ctx.fire("partition_dropped")
     for entry, located in exported:
-        publishing.append(_submit(pool, publish_batch, ctx, source, entry, located, set()))
+        publishing.append(submit(pool, publish_batch, ctx, source, entry, located, set()))
     return {
         "partition": record.name,
         "from": record.lower.isoformat(),
@@ -281,7 +209,7 @@ def _archive_one(
     }
 
 
-def _abandon_export(ctx: ArchiveContext, record: _Record) -> None:
+def _abandon_export(ctx: ArchiveContext, record: PartitionRecord) -> None:
     """Batches an interrupted export left: no row was dropped on their strength."""
     with ctx.sql.connect() as conn:
         ids = conn.execute(
@@ -300,89 +228,6 @@ def _abandon_export(ctx: ArchiveContext, record: _Record) -> None:
                     ctx.store.delete(location)
         with ctx.sql.begin() as conn:
             manifest.mark_abandoned(conn, entry.batch_id, "partition export interrupted; redone")
-
-
-def _export_and_drop(
-    ctx: ArchiveContext, source: SqlSource, record: _Record, pool: ThreadPoolExecutor
-) -> list[tuple[ManifestEntry, dict[str, str]]]:
-    """Export the detached table under a SHARE lock and, in the same transaction, drop it.
-    While one batch is parsed, the two before it are written and verified by ``pool``."""
-    table = source.table.to_metadata(sa.MetaData(), name=record.name)
-    rows = TableRows(table, [table.c[k.name] for k in source.root.keys], source.root.specs, True)
-    exported: list[tuple[ManifestEntry, dict[str, str]]] = []
-    with ctx.sql.engine.connect() as conn, conn.begin():
-        lock_partition(conn, record.name)
-        fast = copy_ready(source, conn)
-        batches = copy_batches(source, rows, conn) if fast else _keyset(source, rows, conn)
-        storing: deque[Future[tuple[ManifestEntry, dict[str, str]]]] = deque()
-        for batch in batches:
-            with ctx.sql.begin() as link:
-                link.execute(batches_table.insert().values(partition_id=record.id,
-                                                           batch_id=batch.batch_id))  # fmt: skip
-            if len(storing) == IN_FLIGHT:
-                exported.append(storing.popleft().result())
-            storing.append(_submit(pool, _store, ctx, source, batch, fast))
-        while storing:
-            exported.append(storing.popleft().result())
-        ctx.fire("partition_verified")
-        for entry, _located in exported:
-            manifest.mark_deleted(conn, entry.batch_id, deleted=entry.rows, skipped=[])
-        if record.action == "drop":
-            drop_partition(conn, record.name)
-        ctx.fire("partition_dropping")
-        _set_state(
-            conn,
-            record.id,
-            DROPPED if record.action == "drop" else KEPT,
-            rows=sum(entry.rows for entry, _ in exported),
-            objects=len(exported),
-            bytes=sum(entry.bytes or 0 for entry, _ in exported),
-            finished_at=utcnow(),
-        )
-    return exported
-
-
-def _store(
-    ctx: ArchiveContext, source: SqlSource, batch: SourceBatch, fast: bool
-) -> tuple[ManifestEntry, dict[str, str]]:
-    """Write one batch's object staged and verify it."""
-    written = write_batch(ctx, source, batch)
-    if fast:
-        return verify_exported(ctx, source, written, batch)
-    verified = verify_batch(ctx, source, written)
-    return verified.entry, verified.located
-
-
-def _submit(pool: ThreadPoolExecutor, fn: Any, *args: Any) -> Future[Any]:
-    # A copy of the context per call: Prefect's run context follows the step into the thread.
-    return pool.submit(contextvars.copy_context().run, fn, *args)
-
-
-def _keyset(source: SqlSource, rows: TableRows, conn: Connection) -> Iterator[SourceBatch]:
-    """The partition's rows in keyset batches through TableRows (any column type)."""
-    after: Any = None
-    while True:
-        batch = _read(source, rows, conn, after)
-        if batch is None:
-            return
-        yield batch
-        after = batch.keys[-1]
-
-
-def _read(source: SqlSource, rows: TableRows, conn: Connection, after: Any) -> SourceBatch | None:
-    where = [rows.after(after)] if after is not None else []
-    arrow, _versions = rows.read(conn, where, source.batch_size)
-    if not arrow.num_rows:
-        return None
-    batch_id = uuid.uuid4().hex
-    ts_min, ts_max = time_range(arrow.column(source.ts_name))
-    return SourceBatch(
-        batch_id=batch_id,
-        payload=source._labelled(arrow, batch_id, source.root),  # the parent's name: one prefix
-        keys=rows.keys_of(arrow),
-        ts_min=ts_min,
-        ts_max=ts_max,
-    )
 
 
 def _analyze(ctx: ArchiveContext, source: SqlSource, gone: list[dict[str, Any]]) -> None:

@@ -32,20 +32,18 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
-from steward.archive.formats import (
-    NEG_INFINITY_US,
-    POS_INFINITY_US,
-    ColumnSpec,
-    guard_values,
-    to_arrow,
-)
+from steward.archive import pg_copy
+from steward.archive.formats import ColumnSpec, guard_values, to_arrow
+from steward.archive.pg_copy import pg_micros
 
 __all__ = ["Clash", "TableRows", "key_array", "pg_micros"]
 
 CHUNK = 1000  # keys per statement: a small share of a large table, so the planner uses the
 # key index (a large share of a small table gets a hashed scan of the constant array: faster)
-FETCH_ROWS = 5000  # rows turned into Arrow at a time while reading a batch
-SPAN_CHUNKS = 5  # a guarded delete's key range spans this many chunks of keys
+FETCH_ROWS = 5000  # rows turned into Arrow at a time while reading a batch through psycopg
+_VERSION = "_steward_xmin"
+SPAN_CHUNKS = 20  # a guarded delete's statement covers this many chunks of keys (a default
+# batch): each statement is a round trip, and a thread waiting on one waits for the GIL again
 
 
 @dataclass(frozen=True)
@@ -84,18 +82,6 @@ def _array_item(value: Any) -> str:
     return f'"{escaped}"'
 
 
-def pg_micros(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-    """A timestamp as epoch microseconds; ``infinity`` / ``-infinity`` as DuckDB reads them
-    (``2**63 - 1`` / ``-(2**63 - 1)``)."""
-    micros = sa.cast(sa.extract("epoch", column) * 1_000_000, sa.BigInteger)
-    return sa.case(
-        (column.is_(None), sa.null()),
-        (sa.func.isfinite(column), micros),
-        (column > sa.func.now(), sa.literal(POS_INFINITY_US, sa.BigInteger)),
-        else_=sa.literal(NEG_INFINITY_US, sa.BigInteger),
-    )
-
-
 class TableRows:
     """Row operations on one table (its primary key, its column specs) for one SQL dialect.
 
@@ -125,6 +111,7 @@ class TableRows:
         by_name = {spec.name: spec for spec in specs}
         self.guard_specs = [by_name[c.name] for c in self._guard_columns]
         self._selected, self._wire = self._projection()
+        self._copied = pg_copy.projection(table, specs) if postgres else None
 
     # Reading -----------------------------------------------------------------------------------
 
@@ -136,22 +123,32 @@ class TableRows:
     def read(
         self, conn: Connection, where: Sequence[sa.ColumnElement[bool]], limit: int | None = None
     ) -> tuple[pa.Table, dict[Any, int]]:
-        """Rows matching ``where`` in key order as Arrow, and their versions (PostgreSQL)."""
-        extra = [self.version().label("_steward_xmin")] if self.postgres else []
-        query = sa.select(*self._selected, *extra).where(*where).order_by(*self.keys)
-        if limit is not None:
-            query = query.limit(limit)
+        """Rows matching ``where`` in key order as Arrow, and their versions (PostgreSQL):
+        through COPY when every column has a CSV form (:mod:`~steward.archive.pg_copy`), else
+        through psycopg's rows."""
+        if self._copied is not None and pg_copy.copy_ready(conn):
+            query = self._query(self._copied, where, limit)
+            arrow, extra = pg_copy.read_copy(conn, query, self.specs, [_VERSION])
+            return arrow, dict(zip(self.keys_of(arrow), extra[_VERSION].to_pylist(), strict=True))
+        query = self._query(self._selected, where, limit)
         width = len(self._wire)
         pieces: list[pa.Table] = []
         versions: dict[Any, int] = {}
         for rows in _fetched(conn, query, self.postgres):
             columns = list(zip(*rows, strict=True))
             pieces.append(to_arrow(self.specs, columns[:width], {}, self._wire))
-            if extra:
+            if self.postgres:
                 versions.update(zip(self.keys_of(pieces[-1]), columns[width], strict=True))
         if not pieces:
             pieces.append(to_arrow(self.specs, [[] for _ in range(width)], {}, self._wire))
         return pa.concat_tables(pieces), versions
+
+    def _query(
+        self, selected: list[Any], where: Sequence[sa.ColumnElement[bool]], limit: int | None
+    ) -> sa.Select[Any]:
+        extra = [self.version().label(_VERSION)] if self.postgres else []
+        query = sa.select(*selected, *extra).where(*where).order_by(*self.keys)
+        return query.limit(limit) if limit is not None else query
 
     def keys_of(self, arrow: pa.Table) -> list[Any]:
         """The key of every row of an Arrow batch, in order."""
@@ -251,14 +248,16 @@ class TableRows:
         *,
         by_version: bool,
         extra: sa.ColumnElement[Any] | None = None,
+        chunks: int = 1,
     ) -> dict[Any, tuple[Any, Any]]:
         """Rows whose ``column`` (None: the key) is in ``values`` (and match ``where``), locked
-        until commit: key -> (``extra`` value, version or whole-row guard values)."""
+        until commit: key -> (``extra`` value, version or whole-row guard values); ``chunks``
+        of keys per statement."""
         found: dict[Any, tuple[Any, Any]] = {}
         guard = [self.version()] if by_version else self._guard_selection()
         tag = extra if extra is not None else sa.null()
         width = len(self.keys)
-        for chunk in _chunks(values):
+        for chunk in _chunks(values, chunks):
             query = sa.select(*self.keys, tag, *guard).where(self.key_in(chunk, column), *where)
             if self.postgres:
                 query = query.with_for_update(of=self.table)
@@ -339,7 +338,7 @@ class TableRows:
             .returning(*self.keys)
         )
         savepoint = conn.begin_nested()
-        gone = self._keys_from(conn.execute(statement).all())
+        gone = self._keys_from(_returned(conn, statement))
         listed = set(span)
         if all(key in listed for key in gone):
             savepoint.commit()
@@ -359,19 +358,39 @@ class TableRows:
             statement = (
                 sa.delete(self.table).where(self.key_in(chunk), *where).returning(*self.keys)
             )
-            deleted += self._keys_from(conn.execute(statement).all())
+            deleted += self._keys_from(_returned(conn, statement))
             hook("rows_deleting")
         return deleted
 
     def delete(
-        self, conn: Connection, keys: Sequence[Any], hook: Callable[[str], None] | None = None
+        self,
+        conn: Connection,
+        keys: Sequence[Any],
+        hook: Callable[[str], None] | None = None,
+        chunks: int = 1,
     ) -> int:
         deleted = 0
-        for chunk in _chunks(keys):
+        for chunk in _chunks(keys, chunks):
             deleted += conn.execute(sa.delete(self.table).where(self.key_in(chunk))).rowcount
             if hook is not None:
                 hook("rows_deleting")
         return deleted
+
+    def delete_owned(
+        self, conn: Connection, column: sa.Column, owners: Sequence[Any]
+    ) -> list[tuple[Any, Any, int]]:
+        """PostgreSQL: delete every row whose ``column`` is one of ``owners``, in one statement;
+        ``(key, owner, version)`` of each row deleted, with the version it had (an aggregate's
+        children, compared with what was archived by the caller)."""
+        statement = (
+            sa.delete(self.table)
+            .where(self.key_in(owners, column))
+            .returning(*self.keys, column, self.version())
+        )
+        rows = _returned(conn, statement)
+        width = len(self.keys)
+        keys = self._keys_from(rows)
+        return [(k, row[width], row[width + 1]) for k, row in zip(keys, rows, strict=True)]
 
     # Restore ---------------------------------------------------------------------------------
 
@@ -438,6 +457,18 @@ def _fetched(
     try:
         while rows := fetch(FETCH_ROWS):
             yield rows
+    finally:
+        result.close()
+
+
+def _returned(conn: Connection, statement: Any) -> Sequence[Sequence[Any]]:
+    """The rows a DELETE … RETURNING returned; on PostgreSQL psycopg's own tuples (no
+    SQLAlchemy row per deleted row)."""
+    result = conn.execute(statement)
+    if conn.dialect.name != "postgresql":
+        return result.all()
+    try:
+        return result.cursor.fetchall()
     finally:
         result.close()
 

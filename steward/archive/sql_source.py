@@ -6,13 +6,12 @@ LIMIT n``), so each batch is one index range scan however large the table, and m
 bounded by the batch size. An aggregate's children are read with the batch (``parent =
 ANY(:root_keys)``, one typed array: the foreign-key index or a single scan).
 
-The guarded delete runs in ONE transaction with the manifest update: it locks the batch's root
-rows (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` holds the write
-lock) and keeps only roots that still qualify and are unchanged — same row version (``xmin``)
-as when read on PostgreSQL, same whole row as archived otherwise — and whose children are
-exactly the archived ones, each unchanged. It deletes their children, then them, and lets
-``finish`` mark the batch complete before the commit. A crash anywhere inside rolls all of it
-back. Locked roots cannot gain a child meanwhile (the child's foreign-key check waits).
+The guarded delete runs in ONE transaction with the manifest update: it keeps only roots that
+still qualify and are unchanged — same row version (``xmin``) as when read on PostgreSQL, same
+whole row as archived otherwise — and whose children are exactly the archived ones, each
+unchanged (:mod:`~steward.archive.sql_delete`; a table without children whose row versions
+are known: :meth:`TableRows.delete_unchanged`). It deletes their children, then them, and lets
+``finish`` record the outcome before the commit. A crash anywhere inside rolls all of it back.
 """
 
 from __future__ import annotations
@@ -41,11 +40,11 @@ from steward.archive.formats import (
     META_KEY,
     decode_table,
     encode_table,
-    guard_columns,
     python_columns,
     time_range,
 )
 from steward.archive.policy import ChildTable, SqlPolicy
+from steward.archive.sql_delete import AggregateDelete, outcome_of
 from steward.archive.sql_rows import Clash, TableRows
 from steward.errors import ArchiveDeleteBlocked, ConfigError, IntegrityViolation
 from steward.storage import SqlClient
@@ -79,6 +78,7 @@ class SqlSource:
             child.name: (child, TableRows(child.table, child.key, child.specs, postgres))
             for child in policy.children
         }
+        self._guarded = AggregateDelete(self.root, self.parts, self._qualifies, postgres)
 
     # Counting ----------------------------------------------------------------------------------
 
@@ -236,19 +236,9 @@ class SqlSource:
                         hook,
                         span_where=[self._qualifies],
                     )
-                    outcome = _outcome(archived.keys, set(gone))
-                    hook("rows_deleted")
-                    finish(conn, outcome)
-                    return outcome
-                good = self._unchanged_roots(conn, archived)
-                for child, rows in self.parts.values():
-                    good -= self._changed_parents(conn, child, rows, archived, good)
-                outcome = _outcome(archived.keys, good)
-                for name, (_child, rows) in self.parts.items():
-                    mine = archived.children[name].parents
-                    doomed = [k for k, parent in mine.items() if parent in good]
-                    outcome.children[name] = rows.delete(conn, doomed, hook)
-                self.root.delete(conn, outcome.deleted, hook)
+                    outcome = outcome_of(archived.keys, set(gone))
+                else:
+                    outcome = self._guarded.delete(conn, archived, hook)
                 hook("rows_deleted")
                 finish(conn, outcome)
         except sa.exc.IntegrityError as exc:
@@ -258,48 +248,6 @@ class SqlSource:
                 "next run finishes it"
             ) from None
         return outcome
-
-    def _unchanged_roots(self, conn: Connection, archived: ArchivedRows) -> set[Any]:
-        by_version = archived.versions is not None and self.sql.is_postgres
-        current = self.root.current(
-            conn, None, archived.keys, [self._qualifies], by_version=by_version
-        )
-        expected = archived.versions if by_version else self._guard(self.root, archived)
-        assert expected is not None
-        return {k for k, (_tag, stamp) in current.items() if expected.get(k) == stamp}
-
-    def _changed_parents(
-        self,
-        conn: Connection,
-        child: ChildTable,
-        rows: TableRows,
-        archived: ArchivedRows,
-        roots: set[Any],
-    ) -> set[Any]:
-        """Roots whose children differ from the archived ones (added, removed, changed)."""
-        mine = archived.children[child.name]
-        by_version = mine.versions is not None and self.sql.is_postgres
-        current = rows.current(
-            conn, child.parent, sorted(roots), by_version=by_version, extra=child.parent
-        )
-        expected = mine.versions if by_version else self._guard(rows, mine)
-        assert expected is not None
-        changed = {
-            parent
-            for key, (parent, stamp) in current.items()
-            if mine.parents.get(key) != parent or expected.get(key) != stamp
-        }
-        for key, parent in mine.parents.items():
-            if parent in roots and (key not in current or current[key][0] != parent):
-                changed.add(parent)
-        return changed
-
-    def _guard(self, rows: TableRows, archived: ArchivedRows) -> dict[Any, Any]:
-        """Whole-row values of the archived rows, in the form the database returns them."""
-        if not archived.guard:
-            columns = guard_columns(archived.payload, rows.guard_specs)
-            archived.guard = dict(zip(archived.keys, zip(*columns, strict=True), strict=True))
-        return archived.guard
 
     # Restore ---------------------------------------------------------------------------------
 
@@ -419,12 +367,6 @@ def _coerce(column: sa.Column, value: Any, table: str) -> Any:
         raise ConfigError(
             f"key {value!r} is not a valid {python_type.__name__} for {table}.{column.name}"
         ) from None
-
-
-def _outcome(keys: Sequence[Any], deleted: set[Any]) -> DeleteOutcome:
-    return DeleteOutcome(
-        deleted=[k for k in keys if k in deleted], skipped=[k for k in keys if k not in deleted]
-    )
 
 
 def _exists_again(table: TableRows, key: Any) -> Clash:

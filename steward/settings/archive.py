@@ -123,6 +123,13 @@ class ArchiveSettings(BaseModel):
     format: Literal["parquet", "jsonl.gz"] = Field(
         default="parquet", description="Default object format: parquet or jsonl.gz."
     )
+    partition_object_rows: int = Field(
+        default=200_000,
+        ge=1,
+        le=200_000,
+        description="Whole partitions: rows per archive object (streamed as row groups; a "
+        "restore reads one object at a time, so no more than a batch may hold).",
+    )
     policies: list[ArchivePolicy] = Field(
         default_factory=_default_archive_policies,
         description="One entry per table / collection; the defaults fit the example schema.",

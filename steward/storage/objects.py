@@ -326,8 +326,24 @@ class ObjectStore(ABC):
     def delete(self, key: str) -> None:
         """Remove an object. Deleting a missing object is not an error (idempotent reruns)."""
 
-    def copy(self, source: str, target: str, *, storage_class: str = "STANDARD") -> ObjectInfo:
-        """Copy object ``source`` to ``target`` (its checksum and user metadata kept).
+    def delete_many(self, keys: builtins.list[str]) -> None:
+        """Remove several objects (missing ones are no error). This default deletes them one
+        by one; S3 sends one request per 1,000 keys."""
+        for key in keys:
+            self.delete(key)
+
+    def copy(
+        self,
+        source: str,
+        target: str,
+        *,
+        storage_class: str = "STANDARD",
+        size: int | None = None,
+    ) -> ObjectInfo:
+        """Copy object ``source`` to ``target`` (its checksum and user metadata kept). The
+        result's ``stored_sha256`` is the store's own SHA-256 of the copy ("" if it has none):
+        equal to the source's, it proves the copy intact without reading it. ``size``: the
+        source's size, when the caller knows it (a store may then skip looking it up).
 
         This default reads the source (checksum-verified) and writes it again; stores that
         can copy in place override it (S3: a server-side copy).

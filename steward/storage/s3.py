@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import IO, Any, cast
@@ -195,32 +196,68 @@ class S3Store(ObjectStore):
         with self._translated("deleting", key):
             self._client.delete_object(Bucket=self.bucket, Key=full_key)
 
-    def copy(self, source: str, target: str, *, storage_class: str = "STANDARD") -> ObjectInfo:
-        """A server-side copy: the bytes never leave S3; the ``sha256`` metadata goes along."""
+    def delete_many(self, keys: builtins.list[str]) -> None:
+        """One DeleteObjects request per 1,000 keys; a key S3 could not delete raises."""
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start : start + 1000]
+            request = {"Objects": [{"Key": self._full_key(k)} for k in chunk], "Quiet": True}
+            with self._translated("deleting", chunk[0]):
+                response = self._client.delete_objects(Bucket=self.bucket, Delete=request)
+            for error in response.get("Errors", []):  # the first refused key, translated
+                refused = boto_errors.ClientError({"Error": error}, "DeleteObjects")
+                key = str(error.get("Key", ""))[len(self.prefix) :]
+                raise self._client_error(refused, "deleting", key)
+
+    def copy(
+        self,
+        source: str,
+        target: str,
+        *,
+        storage_class: str = "STANDARD",
+        size: int | None = None,
+    ) -> ObjectInfo:
+        """A server-side copy: the bytes never leave S3; the ``sha256`` metadata goes along.
+        S3 computes the copy's own SHA-256 (``stored_sha256`` of the result). With the
+        source's ``size`` known (at most 5 GiB) no HEAD of the source is sent: the copy
+        itself fails on a missing or cold source."""
         check_storage_class(storage_class)
+        if size is not None and size <= MAX_SINGLE_COPY:
+            return self._copy_object(source, target, storage_class, size)
         info = self.head(source)
         if not info.readable:
             raise archived_error(source, info.storage_class, info.restore)
+        if info.size <= MAX_SINGLE_COPY:
+            copied = self._copy_object(source, target, storage_class, info.size)
+            return replace(copied, sha256=info.sha256, metadata=info.metadata)
+        # A multipart copy does not carry metadata over: pass it explicitly.
         origin = {"Bucket": self.bucket, "Key": self._full_key(source)}
-        target_key = self._full_key(target)
+        extra = {
+            "StorageClass": storage_class,
+            "Metadata": {**info.metadata, "sha256": info.sha256},
+            "MetadataDirective": "REPLACE",
+            **self._sse,
+        }
         with self._translated("copying", source):
-            if info.size <= MAX_SINGLE_COPY:
-                self._client.copy_object(
-                    Bucket=self.bucket, Key=target_key, CopySource=origin,
-                    StorageClass=storage_class, MetadataDirective="COPY", **self._sse,
-                )  # fmt: skip
-            else:  # a multipart copy does not carry metadata over: pass it explicitly
-                extra = {
-                    "StorageClass": storage_class,
-                    "Metadata": {**info.metadata, "sha256": info.sha256},
-                    "MetadataDirective": "REPLACE",
-                    **self._sse,
-                }
-                self._client.copy(
-                    origin, self.bucket, target_key, ExtraArgs=extra, Config=self._transfer
-                )
+            self._client.copy(
+                origin, self.bucket, self._full_key(target), ExtraArgs=extra, Config=self._transfer
+            )
         return ObjectInfo(
             target, info.size, info.sha256, storage_class, self._clock(), info.metadata
+        )
+
+    def _copy_object(self, source: str, target: str, storage_class: str, size: int) -> ObjectInfo:
+        """One CopyObject request; S3 computes the SHA-256 of the copy and returns it. The
+        result's ``sha256`` is that checksum (the ``sha256`` metadata is copied unread)."""
+        origin = {"Bucket": self.bucket, "Key": self._full_key(source)}
+        with self._translated("copying", source):
+            response = self._client.copy_object(
+                Bucket=self.bucket, Key=self._full_key(target), CopySource=origin,
+                StorageClass=storage_class, MetadataDirective="COPY",
+                ChecksumAlgorithm="SHA256", **self._sse,
+            )  # fmt: skip
+        stored = _hex_checksum(response.get("CopyObjectResult", {}).get("ChecksumSHA256"))
+        return ObjectInfo(
+            target, size, stored, storage_class, self._clock(), {}, stored_sha256=stored
         )
 
     def set_storage_class(self, key: str, storage_class: str) -> ObjectInfo:

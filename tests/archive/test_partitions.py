@@ -82,7 +82,7 @@ def _create_events(url: str) -> dict[tuple[int, datetime], str]:
 def events(make_pg_database, make_settings, s3_url, moto_endpoint):
     """Settings on a fresh database holding ``events``, and its rows by key."""
 
-    def make(action: str = "drop"):
+    def make(action: str = "drop", object_rows: int = 5):
         url = make_pg_database()
         rows = _create_events(url)
         settings = make_settings(
@@ -92,6 +92,7 @@ def events(make_pg_database, make_settings, s3_url, moto_endpoint):
             objects__endpoint_url=moto_endpoint,
             archive__policies=_policy(action),
             archive__batch_size=5,
+            archive__partition_object_rows=object_rows,
         )
         return settings, rows
 
@@ -322,47 +323,115 @@ def test_cli_archive_restore_and_nightly_figures(events, contexts, tmp_path, mon
     ]
 
 
-@pytest.mark.parametrize("path", ["copy", "keyset"])
-def test_every_value_survives_the_copy_path_and_the_keyset_path(path, events, contexts):
-    """Awkward text (empty vs NULL, quotes, commas, newlines, backslashes), JSON and booleans
-    come back exactly from the objects; a column COPY's CSV cannot carry exactly (NUMERIC)
-    sends the table through keyset batches instead."""
+@pytest.mark.parametrize("path", ["copy", "copy-libpq", "keyset"])
+def test_every_value_survives_the_copy_path_and_the_keyset_path(
+    path, events, contexts, monkeypatch
+):
+    """Awkward text (empty vs NULL, quotes, commas, newlines, backslashes), JSON, booleans,
+    numerics, dates, UUIDs and bytes come back exactly from the objects, whether psql or (none
+    installed) the run's own session reads the COPY; a column with no CSV form (a time with a
+    zone) sends the table through keyset batches instead."""
     import pyarrow.parquet as pq
 
+    from steward.archive import partition_move
+
+    copies = []
+    export = partition_move.export_objects
+    monkeypatch.setattr(partition_move, "export_objects", lambda *a: copies.append(1) or export(*a))
+    if path == "copy-libpq":
+        monkeypatch.setattr(partition_move, "find_psql", lambda conn, configured: None)
     settings, rows = events()
     ctx = contexts(settings)
     odd = ["", None, 'a,"b"\nc\\N', "tab\there", "ünï ✓"]
     with ctx.sql.begin() as conn:
-        conn.exec_driver_sql("ALTER TABLE events ADD COLUMN flag BOOLEAN")
+        conn.exec_driver_sql(
+            "ALTER TABLE events ADD COLUMN flag BOOLEAN, ADD COLUMN price NUMERIC(10, 2), "
+            "ADD COLUMN day DATE, ADD COLUMN tag UUID, ADD COLUMN blob BYTEA"
+        )
+        conn.exec_driver_sql(
+            "UPDATE events SET price = id * 1.25, day = DATE '2025-01-01' + id::int, "
+            "tag = md5(id::text)::uuid, blob = decode(md5(id::text), 'hex')"
+        )
         if path == "keyset":
-            conn.exec_driver_sql("ALTER TABLE events ADD COLUMN price NUMERIC(10, 2)")
-            conn.exec_driver_sql("UPDATE events SET price = id * 1.25")
+            conn.exec_driver_sql("ALTER TABLE events ADD COLUMN at_zone TIMETZ")
         for i, text in enumerate(odd, start=1):
             conn.execute(
-                sa.text("UPDATE events SET body = :b, flag = :f, doc = CAST(:d AS JSONB) "
-                        "WHERE id = :id"),
+                sa.text("UPDATE events SET body = :b, flag = :f, doc = CAST(:d AS JSONB), "
+                        "price = NULL, day = NULL, tag = NULL, blob = NULL WHERE id = :id"),
                 {"b": text, "f": i % 2 == 0, "d": json.dumps({"q": text}), "id": i},
             )  # fmt: skip
         expected = {
             r[0]: tuple(r[1:])
             for r in conn.exec_driver_sql(
-                "SELECT id, body, flag, doc::text FROM events WHERE occurred_at < '2025-11-01'"
+                "SELECT id, body, flag, doc::text, price, day, tag, blob FROM events "
+                "WHERE occurred_at < '2025-11-01'"
             )
         }
     _run(ctx)
+    assert bool(copies) == (path != "keyset")
     found = {}
     for info in ctx.store.list("archive/", details=False):
         if info.key.endswith(".parquet"):
             table = pq.read_table(io.BytesIO(ctx.store.get_bytes(info.key)))
             for row in table.to_pylist():
                 doc = None if row["doc"] is None else json.dumps(json.loads(row["doc"]))
-                found[row["id"]] = (row["body"], row["flag"], doc)
-                if path == "keyset":
-                    assert str(row["price"]) == f"{row['id'] * 1.25:.2f}"
-    want = {k: (b, f, None if d is None else json.dumps(json.loads(d)))
-            for k, (b, f, d) in expected.items()}  # fmt: skip
+                tag = getattr(row["tag"], "bytes", row["tag"])  # UUID or its 16 bytes
+                found[row["id"]] = (row["body"], row["flag"], doc, row["price"], row["day"],
+                                    tag, row["blob"])  # fmt: skip
+    want = {
+        k: (b, f, None if d is None else json.dumps(json.loads(d)), price, day,
+            None if tag is None else tag.bytes, None if blob is None else bytes(blob))
+        for k, (b, f, d, price, day, tag, blob) in expected.items()
+    }  # fmt: skip
     assert {k: v for k, v in found.items() if k in want} == want
     assert [found[i][0] for i in range(1, 6)] == odd
+    _assert_each_row_once(ctx, rows)
+
+
+@pytest.mark.parametrize("object_rows", [5, 200_000])
+def test_objects_are_cut_across_parsed_chunks(object_rows, events, contexts, monkeypatch):
+    """Arrow parses the COPY in blocks that end mid-object and objects that end mid-block
+    (tiny blocks here): every object holds its rows once, as several row groups, with the
+    key range and row count the manifest records; the default makes one object per
+    partition."""
+    import pyarrow.parquet as pq
+
+    from steward.archive import partition_export
+
+    monkeypatch.setattr(partition_export, "BLOCK", 256)  # a few rows per parsed chunk
+    settings, rows = events(object_rows=object_rows)
+    ctx = contexts(settings)
+    report = _run(ctx)
+    per_partition = -(-PER_MONTH // object_rows)
+    assert [p["objects"] for p in report.partitions] == [per_partition] * len(WHOLE)
+    with ctx.sql.connect() as conn:
+        complete = manifest.entries(conn, table="events", states=[manifest.COMPLETE])
+    whole = [e for e in complete if e.rows == min(object_rows, PER_MONTH)]
+    assert len(whole) >= len(WHOLE)
+    groups = []
+    for entry in whole:
+        data = pq.ParquetFile(io.BytesIO(ctx.store.get_bytes(entry.object_key)))
+        assert data.metadata.num_rows == entry.rows
+        groups.append(data.metadata.num_row_groups)
+        keys = data.read(columns=["id", "occurred_at"]).to_pylist()
+        first, last = keys[0], keys[-1]
+        assert (first["id"], first["occurred_at"]) == entry.key_min
+        assert (last["id"], last["occurred_at"]) == entry.key_max
+        assert keys == sorted(keys, key=lambda k: (k["id"], k["occurred_at"]))
+    assert max(groups) > 1  # an object made of several parsed chunks
+    _assert_each_row_once(ctx, rows)
+
+
+def test_an_empty_partition_is_dropped_with_no_object(events, contexts):
+    settings, rows = events()
+    ctx = contexts(settings)
+    with ctx.sql.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM events_2025_08")
+    rows = {k: v for k, v in rows.items() if (k[1].year, k[1].month) != (2025, 8)}
+    report = _run(ctx)
+    empty = next(p for p in report.partitions if p["partition"] == "events_2025_08")
+    assert empty["rows"] == 0 and empty["objects"] == 0 and empty["state"] == "dropped"
+    assert "events_2025_08" not in _partitions(ctx)
     _assert_each_row_once(ctx, rows)
 
 

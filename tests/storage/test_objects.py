@@ -193,6 +193,29 @@ class TestContract:
         assert not store.exists("tmp/one")
         assert list(store.list("tmp/")) == []
 
+    def test_delete_many_removes_the_keys_given_and_only_them(self, store: ObjectStore) -> None:
+        for name in ("a", "b", "keep"):
+            store.put(f"tmp/{name}", name.encode())
+
+        store.delete_many(["tmp/a", "tmp/b", "tmp/never-existed"])
+        store.delete_many([])
+
+        assert [info.key for info in store.list("tmp/")] == ["tmp/keep"]
+
+    def test_copy_reports_the_stores_own_checksum_of_the_copy(self, store: ObjectStore) -> None:
+        data = os.urandom(5000)
+        store.put("staged/c.bin", data, metadata={"rows": "7"})
+
+        copied = store.copy("staged/c.bin", "final/c.bin", storage_class="STANDARD_IA", size=5000)
+
+        assert copied.stored_sha256 == sha(data)  # proven without reading the copy back
+        info = store.head("final/c.bin")
+        assert (info.size, info.sha256, info.storage_class) == (5000, sha(data), "STANDARD_IA")
+        assert info.metadata == {"rows": "7"}
+        assert store.get_bytes("final/c.bin") == data
+        with pytest.raises(ObjectNotFound, match="staged/missing"):
+            store.copy("staged/missing", "final/missing", size=10)
+
     def test_corrupted_object_is_detected_on_read(self, store: ObjectStore) -> None:
         info = store.put("archive/batch-1.jsonl", b"original bytes")
         overwrite_behind_store(store, "archive/batch-1.jsonl", b"tampered bytes")

@@ -1,0 +1,300 @@
+"""PostgreSQL rows straight into Arrow: ``COPY (SELECT …) TO STDOUT (FORMAT csv)`` parsed by
+Arrow's CSV reader, without a Python object per value.
+
+Each column is selected in a text form Arrow parses exactly, with an explicit type, and turned
+into its archive type column-wise (:func:`to_archive`):
+
+======================  =====================================  ================================
+kind                    sent as                                becomes
+======================  =====================================  ================================
+int, float, bool        the value's text (``t`` / ``f``)      int64, float64, bool
+string, numeric_text    the text                               string
+decimal                 the text (printed with the scale)      decimal128(p, s)
+timestamptz, timestamp  epoch microseconds (±infinity as       timestamp[us] (the int64 viewed)
+                        DuckDB reads them: ``pg_micros``)
+date                    days since 1970-01-01                  date32
+time (no zone)          microseconds since midnight            time64[us]
+json                    its text                               Arrow's JSON type
+uuid                    its text                               UUID (16 bytes, hex decoded)
+binary                  ``encode(v, 'hex')``                   binary (hex decoded)
+======================  =====================================  ================================
+
+PostgreSQL's CSV writes NULL as an unquoted empty field and an empty string as ``""``; text
+keeps commas, quotes, newlines and backslashes inside quotes. A column of another kind (a time
+with a zone) makes :func:`projection` answer None: the caller reads that table through
+psycopg's rows instead.
+
+The statement is SQLAlchemy's compiled SQL; its parameters are bound by psycopg (COPY takes no
+server-side parameters, so psycopg quotes them into the statement itself).
+"""
+
+from __future__ import annotations
+
+import binascii
+import io
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date
+from typing import Any, cast
+
+import numpy as np
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import sqlalchemy as sa
+from psycopg import sql
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.compiler import SQLCompiler
+
+from steward.archive.formats import NEG_INFINITY_US, POS_INFINITY_US, ColumnSpec
+
+__all__ = [
+    "copy_ready",
+    "copy_stream",
+    "csv_options",
+    "pg_micros",
+    "projection",
+    "read_copy",
+    "to_archive",
+]
+
+BLOCK = 4 << 20  # bytes Arrow parses at a time from a stream
+_EPOCH_DAY = date(1970, 1, 1)
+
+# The CSV type Arrow parses each kind's wire form into.
+_CSV_TYPES: dict[str, pa.DataType] = {
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "string": pa.string(),
+    "numeric_text": pa.string(),
+    "timestamptz": pa.int64(),
+    "timestamp": pa.int64(),
+    "date": pa.int32(),
+    "time": pa.int64(),
+    "json": pa.string(),
+    "uuid": pa.string(),
+    "binary": pa.string(),
+}
+
+
+def pg_micros(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """A timestamp as epoch microseconds; ``infinity`` / ``-infinity`` as DuckDB reads them
+    (``2**63 - 1`` / ``-(2**63 - 1)``)."""
+    micros = sa.cast(sa.extract("epoch", column) * 1_000_000, sa.BigInteger)
+    return sa.case(
+        (column.is_(None), sa.null()),
+        (sa.func.isfinite(column), micros),
+        (column > sa.func.now(), sa.literal(POS_INFINITY_US, sa.BigInteger)),
+        else_=sa.literal(NEG_INFINITY_US, sa.BigInteger),
+    )
+
+
+def _wire(column: sa.Column, spec: ColumnSpec) -> sa.ColumnElement[Any] | None:
+    kind = spec.kind
+    if kind in ("timestamptz", "timestamp"):
+        return pg_micros(column)
+    if kind == "date":
+        return column - sa.literal(_EPOCH_DAY, sa.Date)
+    if kind == "time":
+        if getattr(column.type, "timezone", False):
+            return None  # a zone offset has no place in time64: psycopg's rows carry it
+        return sa.cast(sa.extract("epoch", column) * 1_000_000, sa.BigInteger)
+    if kind in ("json", "uuid"):
+        return sa.cast(column, sa.Text)
+    if kind == "binary":
+        return sa.func.encode(column, sa.literal("hex"))
+    return column if kind in _CSV_TYPES or kind == "decimal" else None
+
+
+def projection(table: sa.Table, specs: Sequence[ColumnSpec]) -> list[Any] | None:
+    """The SELECT list that sends ``table``'s columns in their CSV wire forms (see module),
+    or None when a column has none."""
+    selected = []
+    for column, spec in zip(table.columns, specs, strict=True):
+        wired = _wire(column, spec)
+        if wired is None:
+            return None
+        selected.append(wired.label(column.name) if wired is not column else column)
+    return selected
+
+
+def copy_ready(conn: Connection) -> bool:
+    """Whether the connection's driver is psycopg (COPY goes through its cursor)."""
+    driver = getattr(conn.connection, "driver_connection", None)
+    return conn.dialect.driver == "psycopg" and isinstance(driver, psycopg.Connection)
+
+
+# Running the COPY ---------------------------------------------------------------------------
+
+
+def _statement(conn: Connection, query: sa.Select[Any]) -> tuple[sql.Composed, dict[str, Any]]:
+    """``COPY (query) TO STDOUT (FORMAT csv)`` and its parameters, as SQLAlchemy would send
+    them (bind processors applied)."""
+    compiled = cast(
+        SQLCompiler,
+        query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True}),
+    )
+    # What SQLAlchemy's execution context does to each value before the driver binds it.
+    processors = compiled._bind_processors
+    escaped = compiled.escaped_bind_names
+    params = {}
+    for name, value in compiled.construct_params(escape_names=False).items():
+        processor = processors.get(name)
+        params[escaped.get(name, name)] = processor(value) if callable(processor) else value
+    copy = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(sql.SQL(compiled.string))
+    return copy, params
+
+
+@contextmanager
+def _copy(conn: Connection, query: sa.Select[Any]) -> Iterator[Iterator[Any]]:
+    """The COPY's output as chunks of bytes (one per row), on the connection's transaction;
+    driver errors come out as SQLAlchemy's (a lost connection invalidates it)."""
+    statement, params = _statement(conn, query)
+    driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement, params) as copy:
+            yield iter(copy)
+    except psycopg.Error as exc:
+        text = statement.as_string(driver)
+        lost = conn.dialect.is_disconnect(exc, conn.connection, None)  # type: ignore[arg-type]
+        error = sa.exc.DBAPIError.instance(
+            text, params, exc, psycopg.Error, connection_invalidated=lost
+        )
+        if lost:
+            conn.invalidate(exc)
+        raise error from exc
+
+
+def _options(
+    names: Sequence[str], types: dict[str, pa.DataType], block: int | None = None
+) -> dict[str, Any]:
+    read = pacsv.ReadOptions(column_names=list(names))
+    if block:
+        read.block_size = block
+    return {
+        "read_options": read,
+        "parse_options": pacsv.ParseOptions(newlines_in_values=True),
+        "convert_options": pacsv.ConvertOptions(
+            column_types=types,
+            null_values=[""],  # PostgreSQL's CSV NULL: an unquoted empty field
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,  # "" is an empty string
+            true_values=["t"],
+            false_values=["f"],
+        ),
+    }
+
+
+def csv_options(specs: Sequence[ColumnSpec], block: int = BLOCK) -> dict[str, Any]:
+    """Arrow's CSV options (``open_csv`` / ``read_csv`` keywords) for the COPY output of a
+    :func:`projection` of ``specs`` read from elsewhere (whole partitions: psql's pipe)."""
+    return _options([spec.name for spec in specs], _csv_types(specs, ()), block)
+
+
+def _csv_types(specs: Sequence[ColumnSpec], extra: Sequence[str]) -> dict[str, pa.DataType]:
+    types = {s.name: s.arrow_type if s.kind == "decimal" else _CSV_TYPES[s.kind] for s in specs}
+    types.update({name: pa.int64() for name in extra})
+    return types
+
+
+def read_copy(
+    conn: Connection, query: sa.Select[Any], specs: Sequence[ColumnSpec], extra: Sequence[str] = ()
+) -> tuple[pa.Table, dict[str, pa.Array]]:
+    """Run ``query`` (a :func:`projection`, then ``extra`` bigint columns) through COPY: the
+    rows as an Arrow table of archive types, and the extra columns by name."""
+    names = [spec.name for spec in specs] + list(extra)
+    data = bytearray()  # one batch: bounded by the batch size
+    with _copy(conn, query) as chunks:
+        for chunk in chunks:
+            data += chunk
+    if data:
+        source = pa.BufferReader(pa.py_buffer(data))
+        parsed = pacsv.read_csv(source, **_options(names, _csv_types(specs, extra)))
+    else:
+        types = _csv_types(specs, extra)
+        parsed = pa.table({name: pa.array([], types[name]) for name in names})
+    extras = {name: parsed.column(name).combine_chunks() for name in extra}
+    return to_archive(parsed, specs), extras
+
+
+@contextmanager
+def copy_stream(
+    conn: Connection, query: sa.Select[Any], specs: Sequence[ColumnSpec]
+) -> Iterator[Iterator[pa.RecordBatch]]:
+    """Run ``query`` (a :func:`projection`) through COPY, parsed as it streams in: record
+    batches of wire types (:func:`to_archive` turns a table of them into the archive's)."""
+    names = [spec.name for spec in specs]
+    with _copy(conn, query) as chunks:
+        stream = io.BufferedReader(_Stream(chunks), BLOCK)
+        yield iter(pacsv.open_csv(stream, **_options(names, _csv_types(specs, ()), BLOCK)))
+
+
+class _Stream(io.RawIOBase):
+    """The COPY's chunks as a readable byte stream."""
+
+    def __init__(self, chunks: Iterator[Any]) -> None:
+        self._chunks = chunks
+        self._left = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not len(self._left):
+            try:
+                self._left = memoryview(next(self._chunks))
+            except StopIteration:
+                return 0
+        size = min(len(buffer), len(self._left))
+        buffer[:size] = self._left[:size]
+        self._left = self._left[size:]
+        return size
+
+
+# Wire -> archive types ----------------------------------------------------------------------
+
+
+def to_archive(parsed: pa.Table, specs: Sequence[ColumnSpec]) -> pa.Table:
+    """The parsed wire columns as the archive's types (see module), in ``specs``' order."""
+    arrays = [_archived(parsed.column(spec.name).combine_chunks(), spec) for spec in specs]
+    schema = pa.schema([pa.field(spec.name, spec.arrow_type) for spec in specs])
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _archived(column: pa.Array, spec: ColumnSpec) -> pa.Array:
+    kind = spec.kind
+    if kind in ("timestamptz", "timestamp", "time"):
+        return column.view(spec.arrow_type)  # same 64-bit values, no copy
+    if kind == "date":
+        return column.view(pa.date32())
+    if kind == "json":
+        return pa.ExtensionArray.from_storage(spec.arrow_type, column)
+    if kind == "uuid":
+        digits = pc.replace_substring(column, "-", "")
+        return pa.ExtensionArray.from_storage(spec.arrow_type, _unhex(digits, 16))
+    if kind == "binary":
+        return _unhex(column, None)
+    return column
+
+
+def _unhex(digits: pa.Array, width: int | None) -> pa.Array:
+    """Hex text to bytes, the whole column at once: every value has an even number of digits,
+    so the concatenated digits decode to the concatenated values, and the offsets halve."""
+    filled = pc.fill_null(digits, "00" * width if width else "").cast(pa.large_string())
+    offsets = np.frombuffer(filled.buffers()[1], np.int64)[
+        filled.offset : filled.offset + len(filled) + 1
+    ]
+    raw = filled.buffers()[2]
+    data = binascii.a2b_hex(memoryview(raw)[offsets[0] : offsets[-1]]) if raw else b""
+    if width:
+        values = pa.Array.from_buffers(pa.binary(width), len(filled), [None, pa.py_buffer(data)])
+    else:
+        halves = pa.py_buffer(((offsets - offsets[0]) // 2).astype(np.int64))
+        values = pa.Array.from_buffers(
+            pa.large_binary(), len(filled), [None, halves, pa.py_buffer(data)]
+        ).cast(pa.binary())
+    if digits.null_count:
+        values = pc.if_else(digits.is_null(), pa.scalar(None, values.type), values)
+    return values
