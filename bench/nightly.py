@@ -247,7 +247,7 @@ def prefect_server(database: str) -> Iterator[None]:
     one whose database is a new PostgreSQL database, as "Deploying to Prefect" recommends: a
     SQLite-backed server answers concurrent writes with 503 "database is locked" now and then
     (its client retries 2 s, then 4 s later), and for a minute at a time on a loaded machine."""
-    from prefect.logging.handlers import APILogHandler
+    from prefect.logging.handlers import APILogWorker
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import (
         PREFECT_API_URL,
@@ -270,7 +270,7 @@ def prefect_server(database: str) -> Iterator[None]:
             try:
                 with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
                     yield
-                    APILogHandler.flush()  # the run's last log lines, while the server is up
+                    APILogWorker.drain_all(timeout=5)  # the last log lines, while it is up
             finally:
                 server.stop()
     finally:

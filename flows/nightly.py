@@ -217,11 +217,18 @@ def _for_tonight(step_flow: Any, started: threading.Event | None) -> Any:
 
         hooks.append(step_run_started)
     copy = step_flow.with_options(on_running=hooks)
-    body = step_flow.fn
-    try:  # the body's annotations, resolved where it was written (they may be strings)
+    copy.fn = _untagged(step_flow.fn)
+    return copy
+
+
+def _untagged(body: Any) -> Any:
+    """``body`` run outside any tags, with its signature's annotations resolved where it was
+    written (Prefect validates the parameters against them); ``body`` itself when they cannot
+    be (a name only its type checker sees: its tasks then keep the tags)."""
+    try:
         hints = typing.get_type_hints(body)
-    except Exception:  # a name only its type checker sees: its tasks keep the tags
-        return copy
+    except Exception:
+        return body
     signature = inspect.signature(body)
 
     @functools.wraps(body)
@@ -235,8 +242,7 @@ def _for_tonight(step_flow: Any, started: threading.Event | None) -> Any:
             for p in signature.parameters.values()
         ]
     )
-    copy.fn = untagged
-    return copy
+    return untagged
 
 
 def _run(
