@@ -1,6 +1,6 @@
-"""Demo-data benchmark: ``python -m bench.demo_data --rows 1000000 [--sqlite]``.
+"""Demo-data benchmark: ``python -m bench.demo_data --rows 200000 1000000 2000000 [--sqlite]``.
 
-Measures, in one run and on the same machine:
+Measures, in one run and on the same machine, for each size:
 
 - ``generate only``: producing the rows in Python (``DemoRows.chunks``), no database;
 - ``demo data (PostgreSQL)``: ``generate_demo_data`` into a fresh database at revision head
@@ -9,8 +9,11 @@ Measures, in one run and on the same machine:
   timestamptz, numeric) COPYed with psycopg into one table with only a primary key;
 - ``demo data (SQLite)`` with ``--sqlite``: the embedded default (executemany).
 
-and prints rows/s for each and the ratio of the demo load to the baseline COPY. Uses its own
-PostgreSQL database (dropped afterwards); the admin URL comes from ``STEWARD_TEST_PG``.
+and prints rows/s for each and the ratio of the demo load to the baseline COPY, with the load
+average before and after. Several sizes show whether the load stays linear (about the same
+rows/s at every size: a per-row cost that grew with the data once made 2M rows take 12 min).
+Uses its own PostgreSQL database per size (dropped afterwards); the admin URL comes from
+``STEWARD_TEST_PG``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import subprocess
 import tempfile
 import time
 import uuid
@@ -97,10 +101,16 @@ def _sqlite(rows: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--sqlite", action="store_true", help="also time the SQLite default")
     args = parser.parse_args()
+    for rows in args.rows:
+        print(f"--rows {rows:,}  start: {_uptime()}")
+        _print(_measure(rows, sqlite=args.sqlite))
+        print(f"end: {_uptime()}\n")
 
+
+def _measure(rows: int, *, sqlite: bool) -> list[tuple[str, int, float]]:
     name = f"steward_bench_demo_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')  # generated name, never from input
@@ -108,18 +118,20 @@ def main() -> None:
     results: list[tuple[str, int, float]] = []
     try:
         _migrate(url)
-        results.append(("generate only (no database)", *_timed(lambda: _generate_only(args.rows))))
-        results.append(("demo data (PostgreSQL)", *_timed(lambda: _demo(url, args.rows))))
+        results.append(("generate only (no database)", *_timed(lambda: _generate_only(rows))))
+        results.append(("demo data (PostgreSQL)", *_timed(lambda: _demo(url, rows))))
         conninfo = url.replace("postgresql+psycopg://", "postgresql://", 1)
-        results.append(
-            ("baseline COPY (1 table)", *_timed(lambda: _baseline_copy(conninfo, args.rows)))
-        )
-        if args.sqlite:
-            results.append(("demo data (SQLite)", *_timed(lambda: _sqlite(args.rows))))
+        results.append(("baseline COPY (1 table)", *_timed(lambda: _baseline_copy(conninfo, rows))))
+        if sqlite:
+            results.append(("demo data (SQLite)", *_timed(lambda: _sqlite(rows))))
     finally:
         with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    _print(results)
+    return results
+
+
+def _uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def _print(results: list[tuple[str, int, float]]) -> None:

@@ -21,9 +21,12 @@ and ``nightly-health-figures`` (a table of the same figures, for trends).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
+import threading
 import time
+import typing
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -32,6 +35,7 @@ from prefect import flow, get_run_logger, tags, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
+from prefect.context import SettingsContext, TagsContext, get_settings_context
 from prefect.runtime import flow_run
 from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -86,6 +90,7 @@ def nightly(
             (0-86400 s), then stop without changing anything. 0 = stop at once.
     """
     skipped = check_skip(skip)
+    threading.Thread(target=_import_steps, daemon=True).start()
     logger = get_run_logger()
     logger.info(
         "nightly%s: %s",
@@ -97,9 +102,8 @@ def nightly(
             name = str(flow_run.get_name() or "steward")
             stack.enter_context(nightly_lock(get_settings(), name, wait_for_lock_seconds))
         outcomes: dict[str, StepOutcome] = {}
-        with tags(*STEP_TAGS):  # the steps' runs carry `steward`: automations see them
-            for stage in NIGHTLY_STAGES:
-                outcomes.update(run_stage(stage, skipped, outcomes, dry_run))
+        for stage in NIGHTLY_STAGES:
+            outcomes.update(run_stage(stage, skipped, outcomes, dry_run))
         outcomes = {step.name: outcomes[step.name] for step in NIGHTLY_STEPS}  # report order
         summary = _report(outcomes, dry_run)
     critical = failed_critical(outcomes)
@@ -122,32 +126,49 @@ def run_stage(
     """Run a stage's steps side by side, each inside a task of this flow's thread pool.
 
     (Prefect runs subflows called from plain threads one after another; from tasks of a
-    thread pool they overlap.) On SQLite (the embedded default) one after another: it takes
-    one writer at a time, and the steps' statistics refresh before reading writes (a long read
-    beside it would make it wait, then fail with "database is locked").
+    thread pool they overlap.) Each step's run is created once the one before it is Running:
+    a Prefect server on SQLite (the test harness, a temporary server) answers one of two runs
+    created at the same instant with 503 "database is locked", which its client retries only
+    2 s later. On SQLite as Steward's database (the embedded default) one after another: it
+    takes one writer at a time, and the steps' statistics refresh before reading writes (a
+    long read beside it would make it wait, then fail with "database is locked").
     """
     steps = [step for step in NIGHTLY_STEPS if step.name in stage]
     if len(steps) == 1 or get_settings().database_url.startswith("sqlite"):
         return {step.name: run_step(step, skipped, outcomes, dry_run) for step in steps}
-    futures = {
-        step.name: run_step_beside.with_options(name=f"run-{step.name}").submit(
-            step, skipped, outcomes, dry_run
+    futures = {}
+    for step in steps:
+        started = threading.Event()
+        futures[step.name] = run_step_beside.with_options(name=f"run-{step.name}").submit(
+            step, skipped, outcomes, dry_run, started
         )
-        for step in steps
-    }
+        while not started.wait(0.05) and not futures[step.name].wrapped_future.done():
+            pass  # (a task that could not even start never sets it)
     return {name: future.result() for name, future in futures.items()}
 
 
 @task(name="run-nightly-step", cache_policy=NO_CACHE)
 def run_step_beside(
-    step: NightlyStep, skipped: list[str], outcomes: dict[str, StepOutcome], dry_run: bool
+    step: NightlyStep,
+    skipped: list[str],
+    outcomes: dict[str, StepOutcome],
+    dry_run: bool,
+    started: threading.Event,
 ) -> StepOutcome:
-    """One step of a stage, run beside the others (see :func:`run_step`)."""
-    return run_step(step, skipped, outcomes, dry_run)
+    """One step of a stage, run beside the others (see :func:`run_step`); ``started`` is set
+    once its run is Running, or once it ended without one."""
+    try:
+        return run_step(step, skipped, outcomes, dry_run, started)
+    finally:
+        started.set()
 
 
 def run_step(
-    step: NightlyStep, skipped: list[str], outcomes: dict[str, StepOutcome], dry_run: bool
+    step: NightlyStep,
+    skipped: list[str],
+    outcomes: dict[str, StepOutcome],
+    dry_run: bool,
+    started: threading.Event | None = None,
 ) -> StepOutcome:
     """Run one step as a subflow (or say why not); never raises for the step's own failure."""
     outcome = StepOutcome(step.name, NOT_RUN, critical=step.critical)
@@ -175,21 +196,69 @@ def run_step(
     if arguments is None:
         outcome.state, outcome.reason = SKIPPED, "dry run, and this step has no dry_run"
         return outcome
-    return _run(step, step_flow, arguments, outcome)
+    return _run(step, _for_tonight(step_flow, started), arguments, outcome)
+
+
+def _for_tonight(step_flow: Any, started: threading.Event | None) -> Any:
+    """A copy of the step's flow whose body runs without the nightly's tags, and that sets
+    ``started`` once its run is Running.
+
+    Only the step's run needs the tags (automations match it). A tagged task run first asks
+    the server for tag concurrency slots: one more write per step, which a SQLite-backed
+    server answers 503 now and then, retried by the client only 2 s later.
+    """
+    if not hasattr(step_flow, "with_options"):
+        return step_flow
+    hooks = list(getattr(step_flow, "on_running_hooks", []))
+    if started is not None:
+
+        def step_run_started(*_: Any) -> None:  # named: Prefect logs the hook's name
+            started.set()
+
+        hooks.append(step_run_started)
+    copy = step_flow.with_options(on_running=hooks)
+    copy.fn = _untagged(step_flow.fn)
+    return copy
+
+
+def _untagged(body: Any) -> Any:
+    """``body`` run outside any tags, with its signature's annotations resolved where it was
+    written (Prefect validates the parameters against them); ``body`` itself when they cannot
+    be (a name only its type checker sees: its tasks then keep the tags)."""
+    try:
+        hints = typing.get_type_hints(body)
+    except Exception:
+        return body
+    signature = inspect.signature(body)
+
+    @functools.wraps(body)
+    def untagged(*args: Any, **kwargs: Any) -> Any:
+        with TagsContext(current_tags=set()):
+            return body(*args, **kwargs)
+
+    untagged.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[
+            p.replace(annotation=hints.get(p.name, p.annotation))
+            for p in signature.parameters.values()
+        ]
+    )
+    return untagged
 
 
 def _run(
     step: NightlyStep, step_flow: Any, arguments: dict[str, Any], outcome: StepOutcome
 ) -> StepOutcome:
-    started = time.monotonic()
+    began = time.monotonic()
     try:
-        state = step_flow(**arguments, return_state=True)
+        # The step's run carries `steward`: automations on Steward runs see it.
+        with _without_heartbeat(), tags(*STEP_TAGS):
+            state = step_flow(**arguments, return_state=True)
     except Exception as exc:  # one step's surprise must not end the night
         outcome.state, outcome.error = FAILED, f"{type(exc).__name__}: {exc}"[:300]
         get_run_logger().error("%s could not start: %s", step.name, outcome.error)
         return outcome
     finally:
-        outcome.duration_s = round(time.monotonic() - started, 2)
+        outcome.duration_s = round(time.monotonic() - began, 2)
     outcome.work_s = _running_seconds(state.state_details.flow_run_id)
     if state.is_completed():
         result = state.result(raise_on_failure=False)
@@ -208,6 +277,19 @@ def _run(
     return outcome
 
 
+def _without_heartbeat() -> SettingsContext:
+    """Prefect settings for a step's run: no heartbeat thread of its own.
+
+    The step runs in the nightly's process and thread, whose run sends the heartbeats; and
+    Prefect ends every run by joining its heartbeat thread, which sleeps in 1 s steps (up to
+    1 s more per step, on the nightly's critical path).
+    """
+    current = get_settings_context()
+    flows = current.settings.flows.model_copy(update={"heartbeat_frequency": None})
+    settings = current.settings.model_copy(update={"flows": flows})
+    return SettingsContext(profile=current.profile, settings=settings)
+
+
 def _running_seconds(flow_run_id: Any) -> float | None:
     """How long the step's run was Running (its work), as Prefect recorded it."""
     try:
@@ -216,6 +298,16 @@ def _running_seconds(flow_run_id: Any) -> float | None:
     except Exception:  # a figure of the report is not worth failing the night
         return None
     return round(run.total_run_time.total_seconds(), 2)
+
+
+def _import_steps() -> None:
+    """Import the later steps' modules while the first step runs, not between steps (a tenth
+    of a second or more each); a module that fails is reported when its step is loaded."""
+    for step in NIGHTLY_STEPS[1:]:
+        try:
+            importlib.import_module(step.entrypoint.split(":")[0])
+        except Exception:  # load_step_flow reports it when its step is loaded
+            continue
 
 
 def load_step_flow(step: NightlyStep) -> Any:

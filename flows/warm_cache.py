@@ -1,11 +1,13 @@
 """Flow ``warm-cache``: fill Redis from the database before traffic needs it.
 
 Runs ``[[cache.warmers]]`` (all enabled ones, or those named in ``warmers``), one task run per
-unit: a refresh-mode warmer overwrites its keys in place; the warmers of a versioned namespace
-write a new generation together, which becomes current in one step, after which the old one
-is removed. Leaves a table of keys per warmer, a table of the cache's state (keys, memory, TTL
-spread, hit ratio per namespace) and a markdown summary. The nightly flow runs it as its last
-step (a subflow) and reads the summary it returns; run it on demand with ``warmers=[...]``.
+unit, two units side by side (they write different namespaces; while one waits on its query,
+the other encodes and writes): a refresh-mode warmer overwrites its keys in place; the warmers
+of a versioned namespace write a new generation together, which becomes current in one step,
+after which the old one is removed. Leaves a table of keys per warmer, a table of the cache's
+state (keys, memory, TTL spread, hit ratio per namespace) and a markdown summary. The nightly
+flow runs it as its last step (a subflow) and reads the summary it returns; run it on demand
+with ``warmers=[...]``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from steward.cache import plan_units
@@ -23,9 +26,12 @@ from steward.statistics import warmer_tables
 from tasks.cache import read_cache_stats, warm_cache_unit
 from tasks.statistics import publish_statistics, refresh_statistics_for_reads
 
+PARALLEL_UNITS = 2
+
 
 @flow(
     name="warm-cache",
+    task_runner=ThreadPoolTaskRunner(max_workers=PARALLEL_UNITS),
     description="Fill Redis from the database: pipelined writes, jittered TTLs, versioned "
     "namespaces that switch in one step.",
 )
@@ -52,7 +58,8 @@ def warm_cache(
     statistics = refresh_statistics_for_reads(
         lambda engine: warmer_tables(engine, chosen), "before warm-cache reads", dry_run
     )
-    reports = [warm_cache_unit(unit.names, dry_run) for unit in units]
+    futures = [warm_cache_unit.submit(unit.names, dry_run) for unit in units]
+    reports = [future.result() for future in futures]
     stats = None if dry_run else read_cache_stats()
     summary = _summary(reports, stats, dry_run)
     summary["statistics"] = [statistics]

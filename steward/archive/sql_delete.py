@@ -29,7 +29,7 @@ from steward.archive import sql_rows
 from steward.archive.batch import ArchivedRows, DeleteOutcome, Hook
 from steward.archive.formats import guard_columns
 from steward.archive.policy import ChildTable
-from steward.archive.sql_rows import SPAN_CHUNKS, TableRows
+from steward.archive.sql_rows import TableRows
 
 __all__ = ["AggregateDelete", "outcome_of"]
 
@@ -48,9 +48,12 @@ class AggregateDelete:
         self.parts = parts
         self.qualifies = qualifies
         self.postgres = postgres
-        # Key chunks per statement: PostgreSQL binds one array per statement, SQLite one
-        # parameter per key (and allows few).
-        self.chunks = SPAN_CHUNKS if postgres else 1
+
+    @property
+    def chunks(self) -> int:
+        """Key chunks per statement: PostgreSQL binds one array per statement, SQLite one
+        parameter per key (and allows few)."""
+        return sql_rows.SPAN_CHUNKS if self.postgres else 1
 
     def delete(self, conn: Connection, archived: ArchivedRows, hook: Hook) -> DeleteOutcome:
         """Delete the batch's aggregates still equal to the archive (see module)."""

@@ -42,7 +42,8 @@ CHUNK = 1000  # keys per statement: a small share of a large table, so the plann
 # key index (a large share of a small table gets a hashed scan of the constant array: faster)
 FETCH_ROWS = 5000  # rows turned into Arrow at a time while reading a batch through psycopg
 _VERSION = "_steward_xmin"
-SPAN_CHUNKS = 5  # a guarded delete's key range spans this many chunks of keys
+SPAN_CHUNKS = 20  # a guarded delete's statement covers this many chunks of keys (a default
+# batch): each statement is a round trip, and a thread waiting on one waits for the GIL again
 
 
 @dataclass(frozen=True)
@@ -114,10 +115,12 @@ class TableRows:
 
     # Reading -----------------------------------------------------------------------------------
 
-    def version(self) -> sa.ColumnElement[Any]:
-        """PostgreSQL's row version of this table's rows, as a bigint."""
+    def version(self, *, text: bool = False) -> sa.ColumnElement[Any]:
+        """PostgreSQL's row version of this table's rows, as a bigint (or its text: what a
+        COPY sends anyway)."""
         quoted: sa.ColumnElement[Any] = sa.literal_column(f"{_quoted(self.table)}.xmin")
-        return sa.cast(sa.cast(quoted, sa.Text), sa.BigInteger)
+        as_text = sa.cast(quoted, sa.Text)
+        return as_text if text else sa.cast(as_text, sa.BigInteger)
 
     def read(
         self, conn: Connection, where: Sequence[sa.ColumnElement[bool]], limit: int | None = None
@@ -126,7 +129,7 @@ class TableRows:
         through COPY when every column has a CSV form (:mod:`~steward.archive.pg_copy`), else
         through psycopg's rows."""
         if self._copied is not None and pg_copy.copy_ready(conn):
-            query = self._query(self._copied, where, limit)
+            query = self._query(self._copied, where, limit, text=True)
             arrow, extra = pg_copy.read_copy(conn, query, self.specs, [_VERSION])
             return arrow, dict(zip(self.keys_of(arrow), extra[_VERSION].to_pylist(), strict=True))
         query = self._query(self._selected, where, limit)
@@ -143,9 +146,14 @@ class TableRows:
         return pa.concat_tables(pieces), versions
 
     def _query(
-        self, selected: list[Any], where: Sequence[sa.ColumnElement[bool]], limit: int | None
+        self,
+        selected: list[Any],
+        where: Sequence[sa.ColumnElement[bool]],
+        limit: int | None,
+        *,
+        text: bool = False,
     ) -> sa.Select[Any]:
-        extra = [self.version().label(_VERSION)] if self.postgres else []
+        extra = [self.version(text=text).label(_VERSION)] if self.postgres else []
         query = sa.select(*selected, *extra).where(*where).order_by(*self.keys)
         return query.limit(limit) if limit is not None else query
 

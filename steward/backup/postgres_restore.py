@@ -1,10 +1,11 @@
 """PostgreSQL restore and verification: ``pg_restore`` fed from the object store.
 
 Verification restores into a scratch database (created with a generated name, always dropped)
-and compares fingerprints with the manifest. A custom-format dump is *streamed* into
+and compares fingerprints with the manifest. An encrypted custom-format dump is *streamed* into
 ``pg_restore``'s standard input, so its plain (decrypted) bytes never touch a disk; a damaged
-object fails the verification through its SHA-256 (checked at the end of the stream). The
-directory format needs files: they go to the spool under the Steward home (mode 0600).
+object fails the verification through its SHA-256 (checked at the end of the stream). Other
+dumps (unencrypted: the store holds their plain bytes already; the directory format) are copied
+to the spool under the Steward home (mode 0600), checksums checked, and restored with ``--jobs``.
 
 Restoring into a target is all or nothing:
 
@@ -147,13 +148,17 @@ def verify_postgres(ctx: BackupContext, manifest: Manifest) -> list[str]:
 
 
 def _restore_scratch(ctx: BackupContext, manifest: Manifest, tool: PgTool, url: URL) -> None:
+    """Restore into the scratch database: from the spool with ``--jobs`` (tables and indexes
+    load side by side, as a plain ``pg_restore --jobs`` does), except an encrypted custom-format
+    dump, whose plain bytes are streamed into one ``pg_restore``'s standard input instead of
+    touching a disk (the store holds an unencrypted dump's plain bytes anyway)."""
     args = ["--no-owner", "--exit-on-error", f"--dbname={url.database}"]
     what = f"restoring backup {manifest.id} into a scratch database"
-    if manifest.objects[0]["name"].startswith(DIR_PREFIX):
+    if manifest.objects[0]["name"].startswith(DIR_PREFIX) or not manifest.encrypted:
         with spool_folder(ctx, "verify") as folder:
-            _spooled(ctx, manifest, folder)
+            path = _spooled(ctx, manifest, folder)  # every checksum checked on the way
             jobs = f"--jobs={ctx.config.restore_jobs}"
-            tool.start([*args, jobs, str(folder)], libpq_env(url)).finish(what)
+            tool.start([*args, jobs, str(path)], libpq_env(url)).finish(what)
         return
     running = tool.start(["--format=custom", *args], libpq_env(url), stdin=subprocess.PIPE)
     try:

@@ -52,7 +52,9 @@ def test_unchanged_children_leave_with_one_delete_per_table_per_span(
     app_settings, contexts, monkeypatch
 ):
     settings = app_settings(rows=2000, archive__batch_size=1000)
-    monkeypatch.setattr(sql_rows, "CHUNK", 1)  # spans of 5 roots
+    monkeypatch.setattr(sql_rows, "CHUNK", 1)
+    monkeypatch.setattr(sql_rows, "SPAN_CHUNKS", 4)
+    span = 4  # roots per span
     ctx = contexts(settings)
     before = snapshots(ctx, AGGREGATE)
     deletes = _child_deletes(ctx)
@@ -61,8 +63,8 @@ def test_unchanged_children_leave_with_one_delete_per_table_per_span(
 
     report = archive_table(ctx, orders)
 
-    assert 1000 > report.rows_archived == old > 5 and report.rows_skipped == 0
-    assert len(deletes) == -(-old // 5)  # no fallback to the row-by-row path
+    assert 1000 > report.rows_archived == old > span and report.rows_skipped == 0
+    assert len(deletes) == -(-old // span)  # no fallback to the row-by-row path
     assert all("order_items.order_id = ANY" in statement for statement in deletes)
     assert_each_row_once(ctx, before)
 
