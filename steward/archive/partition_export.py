@@ -49,7 +49,10 @@ from steward.errors import ArchiveVerificationFailed
 
 __all__ = ["ExportedObject", "copy_ready", "export_objects", "store_exported"]
 
-BLOCK = 4 << 20  # bytes Arrow parses at a time
+# Bytes Arrow parses at a time (so the rows of one row group, ~17,000 of 60 bytes): 1 MiB
+# rather than 4 kept the peak RSS ~60 MiB lower (at 2.5M rows, 310 against 370 MiB) and the
+# export no slower. Parsed in the exporting thread (no readahead threads, one block held).
+BLOCK = 1 << 20
 CODEC = "zstd"  # the row path's codec. Without dictionary pages: Parquet's dictionary attempt
 # on unique values (keys, times, notes) took two thirds of the encode and made the objects
 # bigger; zstd finds the repeats of low-cardinality text anyway
@@ -91,7 +94,9 @@ def export_objects(
     # One SQL text for psql too: the projection's few constants inlined, no parameter
     text = str(query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
     with copy_csv(conn, f"COPY ({text}) TO STDOUT (FORMAT csv)", psql) as stream:
-        reader = pacsv.open_csv(stream, **pg_copy.csv_options(rows.specs, BLOCK))
+        options = pg_copy.csv_options(rows.specs, BLOCK)
+        options["read_options"].use_threads = False
+        reader = pacsv.open_csv(stream, **options)
         writer: _ObjectWriter | None = None
         for part in reader:
             table = pg_copy.to_archive(pa.Table.from_batches([part]), rows.specs)

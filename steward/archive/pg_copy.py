@@ -10,8 +10,9 @@ kind                    sent as                                becomes
 int, float, bool        the value's text (``t`` / ``f``)      int64, float64, bool
 string, numeric_text    the text                               string
 decimal                 the text (printed with the scale)      decimal128(p, s)
-timestamptz, timestamp  epoch microseconds (±infinity as       timestamp[us] (the int64 viewed)
-                        DuckDB reads them: ``pg_micros``)
+timestamptz, timestamp  PostgreSQL's binary form               timestamp[us]: epoch microseconds,
+                        (``timestamptz_send``: microseconds    ±infinity as DuckDB reads them
+                        since 2000-01-01, big-endian, hex)     (as :func:`pg_micros` gives)
 date                    days since 1970-01-01                  date32
 time (no zone)          microseconds since midnight            time64[us]
 json                    its text                               Arrow's JSON type
@@ -31,7 +32,6 @@ server-side parameters, so psycopg quotes them into the statement itself).
 from __future__ import annotations
 
 import binascii
-import io
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
@@ -51,7 +51,6 @@ from steward.archive.formats import NEG_INFINITY_US, POS_INFINITY_US, ColumnSpec
 
 __all__ = [
     "copy_ready",
-    "copy_stream",
     "csv_options",
     "pg_micros",
     "projection",
@@ -61,6 +60,8 @@ __all__ = [
 
 BLOCK = 4 << 20  # bytes Arrow parses at a time from a stream
 _EPOCH_DAY = date(1970, 1, 1)
+_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01, PostgreSQL's epoch, in Unix microseconds
+_PG_INFINITY, _PG_NEG_INFINITY = 2**63 - 1, -(2**63)  # how PostgreSQL stores ±infinity
 
 # The CSV type Arrow parses each kind's wire form into.
 _CSV_TYPES: dict[str, pa.DataType] = {
@@ -69,8 +70,8 @@ _CSV_TYPES: dict[str, pa.DataType] = {
     "bool": pa.bool_(),
     "string": pa.string(),
     "numeric_text": pa.string(),
-    "timestamptz": pa.int64(),
-    "timestamp": pa.int64(),
+    "timestamptz": pa.string(),
+    "timestamp": pa.string(),
     "date": pa.int32(),
     "time": pa.int64(),
     "json": pa.string(),
@@ -94,7 +95,9 @@ def pg_micros(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
 def _wire(column: sa.Column, spec: ColumnSpec) -> sa.ColumnElement[Any] | None:
     kind = spec.kind
     if kind in ("timestamptz", "timestamp"):
-        return pg_micros(column)
+        # Its 8 bytes as they are: a third of the cost of EXTRACT(epoch …), which computes in
+        # NUMERIC (20 ms of PostgreSQL's time per 20,000 rows).
+        return getattr(sa.func, f"{kind}_send")(column)
     if kind == "date":
         return column - sa.literal(_EPOCH_DAY, sa.Date)
     if kind == "time":
@@ -214,43 +217,9 @@ def read_copy(
         parsed = pacsv.read_csv(source, **_options(names, _csv_types(specs, extra)))
     else:
         types = _csv_types(specs, extra)
-        parsed = pa.table({name: pa.array([], types[name]) for name in names})
+        parsed = pa.Table.from_arrays([_empty(types[name]) for name in names], names=names)
     extras = {name: parsed.column(name).combine_chunks() for name in extra}
     return to_archive(parsed, specs), extras
-
-
-@contextmanager
-def copy_stream(
-    conn: Connection, query: sa.Select[Any], specs: Sequence[ColumnSpec]
-) -> Iterator[Iterator[pa.RecordBatch]]:
-    """Run ``query`` (a :func:`projection`) through COPY, parsed as it streams in: record
-    batches of wire types (:func:`to_archive` turns a table of them into the archive's)."""
-    names = [spec.name for spec in specs]
-    with _copy(conn, query) as chunks:
-        stream = io.BufferedReader(_Stream(chunks), BLOCK)
-        yield iter(pacsv.open_csv(stream, **_options(names, _csv_types(specs, ()), BLOCK)))
-
-
-class _Stream(io.RawIOBase):
-    """The COPY's chunks as a readable byte stream."""
-
-    def __init__(self, chunks: Iterator[Any]) -> None:
-        self._chunks = chunks
-        self._left = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not len(self._left):
-            try:
-                self._left = memoryview(next(self._chunks))
-            except StopIteration:
-                return 0
-        size = min(len(buffer), len(self._left))
-        buffer[:size] = self._left[:size]
-        self._left = self._left[size:]
-        return size
 
 
 # Wire -> archive types ----------------------------------------------------------------------
@@ -265,7 +234,9 @@ def to_archive(parsed: pa.Table, specs: Sequence[ColumnSpec]) -> pa.Table:
 
 def _archived(column: pa.Array, spec: ColumnSpec) -> pa.Array:
     kind = spec.kind
-    if kind in ("timestamptz", "timestamp", "time"):
+    if kind in ("timestamptz", "timestamp"):
+        return _epoch_micros(column).view(spec.arrow_type)
+    if kind == "time":
         return column.view(spec.arrow_type)  # same 64-bit values, no copy
     if kind == "date":
         return column.view(pa.date32())
@@ -279,22 +250,57 @@ def _archived(column: pa.Array, spec: ColumnSpec) -> pa.Array:
     return column
 
 
+def _epoch_micros(sent: pa.Array) -> pa.Array:
+    """``\\x`` + 16 hex digits per value (PostgreSQL's big-endian microseconds since
+    2000-01-01; ±infinity as the largest / smallest int64) -> epoch microseconds, ±infinity as
+    ``±(2**63 - 1)``."""
+    digits = pc.utf8_slice_codeunits(sent, 2)
+    stored = _unhex(digits, 8)
+    values = np.frombuffer(stored.buffers()[1], ">i8")[stored.offset : stored.offset + len(stored)]
+    micros = values.astype(np.int64)
+    finite = (micros != _PG_INFINITY) & (micros != _PG_NEG_INFINITY)
+    micros[finite] += _PG_EPOCH_US
+    micros[micros == _PG_NEG_INFINITY] = NEG_INFINITY_US
+    return pa.Array.from_buffers(
+        pa.int64(), len(micros), [stored.buffers()[0], pa.py_buffer(micros)], stored.null_count
+    )
+
+
 def _unhex(digits: pa.Array, width: int | None) -> pa.Array:
     """Hex text to bytes, the whole column at once: every value has an even number of digits,
-    so the concatenated digits decode to the concatenated values, and the offsets halve."""
-    filled = pc.fill_null(digits, "00" * width if width else "").cast(pa.large_string())
-    offsets = np.frombuffer(filled.buffers()[1], np.int64)[
-        filled.offset : filled.offset + len(filled) + 1
+    so the concatenated digits of the values present decode to their concatenated bytes, and
+    their offsets halve. (Arrow and NumPy only: a Python value anywhere, even one scalar,
+    makes pyarrow import pandas — 0.5 s and 35 MiB.)"""
+    present = digits.drop_null() if digits.null_count else digits
+    offsets = np.frombuffer(present.buffers()[1], np.int32)[
+        present.offset : present.offset + len(present) + 1
     ]
-    raw = filled.buffers()[2]
+    raw = present.buffers()[2]
     data = binascii.a2b_hex(memoryview(raw)[offsets[0] : offsets[-1]]) if raw else b""
     if width:
-        values = pa.Array.from_buffers(pa.binary(width), len(filled), [None, pa.py_buffer(data)])
+        if len(data) != width * len(present):
+            raise ValueError(f"a value of {width * 2} hex digits was expected")
+        values = pa.Array.from_buffers(pa.binary(width), len(present), [None, pa.py_buffer(data)])
     else:
-        halves = pa.py_buffer(((offsets - offsets[0]) // 2).astype(np.int64))
+        halves = pa.py_buffer(((offsets - offsets[0]) // 2).astype(np.int32))
         values = pa.Array.from_buffers(
-            pa.large_binary(), len(filled), [None, halves, pa.py_buffer(data)]
-        ).cast(pa.binary())
-    if digits.null_count:
-        values = pc.if_else(digits.is_null(), pa.scalar(None, values.type), values)
-    return values
+            pa.binary(), len(present), [None, halves, pa.py_buffer(data)]
+        )
+    return pc.take(values, _positions(digits)) if digits.null_count else values
+
+
+def _positions(column: pa.Array) -> pa.Array:
+    """For each value, its index among the values present (null where it is null)."""
+    bits = pc.is_valid(column).buffers()[1]
+    present = np.unpackbits(np.frombuffer(bits, np.uint8), count=len(column), bitorder="little")
+    index = np.cumsum(present, dtype=np.int64) - 1
+    return pa.Array.from_buffers(pa.int64(), len(column), [bits, pa.py_buffer(index)])
+
+
+def _empty(data_type: pa.DataType) -> pa.Array:
+    """A column of no values (built from buffers: see :func:`_unhex` on pandas)."""
+    if pa.types.is_string(data_type):
+        return pa.Array.from_buffers(
+            data_type, 0, [None, pa.py_buffer(bytes(4)), pa.py_buffer(b"")]
+        )
+    return pa.Array.from_buffers(data_type, 0, [None, pa.py_buffer(b"")])

@@ -115,10 +115,12 @@ class TableRows:
 
     # Reading -----------------------------------------------------------------------------------
 
-    def version(self) -> sa.ColumnElement[Any]:
-        """PostgreSQL's row version of this table's rows, as a bigint."""
+    def version(self, *, text: bool = False) -> sa.ColumnElement[Any]:
+        """PostgreSQL's row version of this table's rows, as a bigint (or its text: what a
+        COPY sends anyway)."""
         quoted: sa.ColumnElement[Any] = sa.literal_column(f"{_quoted(self.table)}.xmin")
-        return sa.cast(sa.cast(quoted, sa.Text), sa.BigInteger)
+        as_text = sa.cast(quoted, sa.Text)
+        return as_text if text else sa.cast(as_text, sa.BigInteger)
 
     def read(
         self, conn: Connection, where: Sequence[sa.ColumnElement[bool]], limit: int | None = None
@@ -127,7 +129,7 @@ class TableRows:
         through COPY when every column has a CSV form (:mod:`~steward.archive.pg_copy`), else
         through psycopg's rows."""
         if self._copied is not None and pg_copy.copy_ready(conn):
-            query = self._query(self._copied, where, limit)
+            query = self._query(self._copied, where, limit, text=True)
             arrow, extra = pg_copy.read_copy(conn, query, self.specs, [_VERSION])
             return arrow, dict(zip(self.keys_of(arrow), extra[_VERSION].to_pylist(), strict=True))
         query = self._query(self._selected, where, limit)
@@ -144,9 +146,14 @@ class TableRows:
         return pa.concat_tables(pieces), versions
 
     def _query(
-        self, selected: list[Any], where: Sequence[sa.ColumnElement[bool]], limit: int | None
+        self,
+        selected: list[Any],
+        where: Sequence[sa.ColumnElement[bool]],
+        limit: int | None,
+        *,
+        text: bool = False,
     ) -> sa.Select[Any]:
-        extra = [self.version().label(_VERSION)] if self.postgres else []
+        extra = [self.version(text=text).label(_VERSION)] if self.postgres else []
         query = sa.select(*selected, *extra).where(*where).order_by(*self.keys)
         return query.limit(limit) if limit is not None else query
 

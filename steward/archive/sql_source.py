@@ -138,7 +138,8 @@ class SqlSource:
             arrow, versions = self.root.read(conn, where, limit)
             if not arrow.num_rows:
                 return None
-            keys = self.root.keys_of(arrow)
+            # The versions hold every key read, in order (PostgreSQL): no second list of keys.
+            keys = list(versions) if versions else self.root.keys_of(arrow)
             children, child_versions = {}, {self.name: versions}
             for name, (child, rows) in self.parts.items():
                 part, part_versions = rows.read(conn, [rows.key_in(keys, child.parent)])
