@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -361,3 +362,54 @@ def test_a_second_nightly_may_wait_for_the_first_then_runs(steps, make_settings)
     holder.join()
 
     assert state.is_completed() and len(calls) == 6
+
+
+def test_only_the_steps_runs_carry_the_tags_not_the_task_runs_inside_them(steps) -> None:
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+
+    @task(name="count-keys", cache_policy=NO_CACHE)
+    def count_keys() -> int:
+        return 99
+
+    @flow(name="warm-cache")
+    def warm() -> dict[str, Any]:
+        return {"keys_written": count_keys()}
+
+    FAKES["warm-cache"] = warm
+
+    state, summary, _ = run_nightly()
+
+    assert state.is_completed() and summary["steps"]["warm-cache"]["summary"] == {
+        "keys_written": 99
+    }
+    [warm_run] = [r for r in _step_runs(state.state_details.flow_run_id)
+                  if _flow_name(r) == "warm-cache"]  # fmt: skip
+    assert "steward" in warm_run.tags
+    inner = _task_runs(warm_run.id)
+    assert [run.name.split("-")[0] for run in inner] == ["count"]
+    assert [run.tags for run in inner] == [[]]  # no tag concurrency slots asked for
+
+
+def _task_runs(flow_run_id: Any) -> list[Any]:
+    """The run's task runs, once the server has recorded them (they arrive as events)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    found: list[Any] = []
+    for _ in range(50):
+        with get_client(sync_client=True) as client:
+            found = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+        if found:
+            break
+        time.sleep(0.2)
+    return found
+
+
+def _flow_name(run: Any) -> str:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow(run.flow_id).name
