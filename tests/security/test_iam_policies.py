@@ -54,6 +54,10 @@ class Recorder:
             return
         action = ACTIONS.get(model.name, f"unmapped:{model.name}")
         bucket = params.get("Bucket", "")
+        if model.name == "DeleteObjects":  # S3 authorises a multi-object delete key by key
+            for item in params["Delete"]["Objects"]:
+                self.calls.append((self.job, action, f"arn:aws:s3:::{bucket}/{item['Key']}"))
+            return
         key = params.get("Key")
         self.calls.append((self.job, action, f"arn:aws:s3:::{bucket}/{key}" if key is not None
                            else f"arn:aws:s3:::{bucket}"))  # fmt: skip
