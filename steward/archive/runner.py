@@ -27,6 +27,7 @@ from steward.archive.archiver import (
     verify_batch,
     write_batch,
 )
+from steward.archive.arrow_memory import use_archive_memory_pool
 from steward.archive.batch import Source, SourceBatch
 from steward.archive.collector import relaxed_collector
 from steward.archive.locking import table_lock
@@ -66,6 +67,7 @@ def archive_table(
     budget = budget or Budget()
     report = TableReport(table=source.name, source=source.source_name)
     manifest.require_manifest(ctx.sql.engine)
+    use_archive_memory_pool()
     with table_lock(ctx.sql.engine, source.source_name, source.name), relaxed_collector():
         run_row, report.interrupted_runs = _start_run(ctx, source)
         try:
