@@ -1,7 +1,7 @@
 """Flow ``nightly``: every capability in order, then the one-page health report.
 
 Steps run as subflows, in stages: backup-databases (verified by a restore) -> archive-to-s3 ->
-tier-archives beside cleanup-outbox -> validate-data beside warm-cache (the steps of a stage
+tier-archives beside cleanup-outbox -> validate-data -> warm-cache (the steps of a stage
 touch different data; see ``steward.health.NIGHTLY_STAGES`` for why each is where it is). A
 failed step does not stop
 the independent ones after it; the archive and the tiering do not run after a failed backup

@@ -167,13 +167,14 @@ def test_the_steps_of_a_stage_run_side_by_side_and_report_in_step_order(
 
         return body
 
-    FAKES["validate-data"], FAKES["warm-cache"] = meeting("validate-data"), meeting("warm-cache")
+    FAKES["tier-archives"] = meeting("tier-archives")
+    FAKES["cleanup-outbox"] = meeting("cleanup-outbox")
 
     state, summary, _ = run_nightly()
 
     assert state.is_completed(), state.message
-    assert summary["steps"]["validate-data"]["summary"] == {"met": True}
-    assert summary["steps"]["warm-cache"]["summary"] == {"met": True}
+    assert summary["steps"]["tier-archives"]["summary"] == {"met": True}
+    assert summary["steps"]["cleanup-outbox"]["summary"] == {"met": True}
     assert list(summary["steps"]) == list(STEP_NAMES)
     assert len(ran_in_stages(calls)) == 6
 
