@@ -40,10 +40,11 @@ def analyze_counts(engine: Engine) -> dict[str, int]:
 
 
 def wait_for_stats(engine: Engine, table: str, minimum: int) -> None:
-    """Statistics counters are flushed by each backend within a second: wait for them."""
+    """Statistics counters reach the views when each backend flushes them (within a second
+    when busy, up to 10 s when idle, on PostgreSQL 15): wait for them."""
     import time
 
-    for _ in range(100):
+    for _ in range(200):
         if analyze_counts(engine).get(table, 0) >= minimum:
             return
         time.sleep(0.1)
