@@ -65,11 +65,13 @@ __all__ = [
     "VerifiedBatch",
     "WrittenObject",
     "finish_batch",
+    "put_staged",
     "read_back",
     "read_batch",
     "table_prefix",
     "verify_batch",
     "write_batch",
+    "writing_entry",
 ]
 
 
@@ -233,25 +235,48 @@ def read_batch(ctx: ArchiveContext, source: Source, after: Any) -> SourceBatch |
     return source.read_batch(after, source.batch_size, uuid.uuid4().hex)
 
 
-def write_batch(ctx: ArchiveContext, source: Source, batch: SourceBatch) -> WrittenObject:
-    """Record the batch as 'writing', then write its object. Safe to retry."""
-    entry = ManifestEntry(
-        batch_id=batch.batch_id,
+def writing_entry(
+    ctx: ArchiveContext,
+    source: Source,
+    batch_id: str,
+    *,
+    fmt: str,
+    keys: tuple[Any, Any],
+    ts: tuple[Any, Any],
+    rows: int,
+) -> ManifestEntry:
+    """The manifest entry of a batch about to be written ('writing'): its root object's key,
+    first and last key, time range and rows (row batches and whole partitions alike)."""
+    return ManifestEntry(
+        batch_id=batch_id,
         source=source.source_name,
         table_name=source.name,
         backend=source.backend,
-        object_key=_object_key(ctx, source, batch.batch_id),
-        format=source.format,
+        object_key=_object_key(ctx, source, batch_id),
+        format=fmt,
         state=manifest.WRITING,
         key_column=source.key_name,
-        key_min=batch.keys[0],
-        key_max=batch.keys[-1],
+        key_min=keys[0],
+        key_max=keys[1],
         ts_column=source.ts_name,
-        ts_min=batch.ts_min,
-        ts_max=batch.ts_max,
-        rows=batch.rows,
+        ts_min=ts[0],
+        ts_max=ts[1],
+        rows=rows,
         storage_class=_initial_class(source),
         run_id=ctx.run_id,
+    )
+
+
+def write_batch(ctx: ArchiveContext, source: Source, batch: SourceBatch) -> WrittenObject:
+    """Record the batch as 'writing', then write its object. Safe to retry."""
+    entry = writing_entry(
+        ctx,
+        source,
+        batch.batch_id,
+        fmt=source.format,
+        keys=(batch.keys[0], batch.keys[-1]),
+        ts=(batch.ts_min, batch.ts_max),
+        rows=batch.rows,
     )
     encoded = source.encode_parts(batch)
     entry.parts = [
@@ -269,11 +294,11 @@ def write_batch(ctx: ArchiveContext, source: Source, batch: SourceBatch) -> Writ
     sent: dict[str, bytes] = {}
     for part in entry.parts:  # children first: the root object completes the batch
         data = encoded[part.table_name][0]
-        _put(ctx, staged_key(part.object_key), data, entry, part.rows)
+        put_staged(ctx, part.object_key, data, entry, part.rows)
         part.bytes, part.sha256 = len(data), hashlib.sha256(data).hexdigest()
         sent[part.object_key] = data
     data = source.encode(batch)
-    _put(ctx, staged_key(entry.object_key), data, entry, entry.rows)
+    put_staged(ctx, entry.object_key, data, entry, entry.rows)
     sent[entry.object_key] = data
     ctx.fire("object_written")
     sha256 = hashlib.sha256(data).hexdigest()
@@ -285,13 +310,19 @@ def _key_column(arrow: Any) -> str:
     return str(meta.get("key_column") or arrow.schema.field(0).name)
 
 
-def _put(ctx: ArchiveContext, key: str, data: bytes, entry: ManifestEntry, rows: int) -> None:
+def put_staged(
+    ctx: ArchiveContext, final_key: str, data: bytes, entry: ManifestEntry, rows: int
+) -> str:
+    """Put one object of the batch under its staged key (no reader's pattern sees it until
+    publish); returns that key."""
+    where = staged_key(final_key)
     ctx.store.put(
-        key,
+        where,
         data,
         storage_class=entry.storage_class,
         metadata={"batch-id": entry.batch_id, "rows": str(rows)},
     )
+    return where
 
 
 def verify_batch(ctx: ArchiveContext, source: Source, written: WrittenObject) -> VerifiedBatch:

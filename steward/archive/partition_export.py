@@ -39,9 +39,9 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from steward.archive import manifest, pg_copy
-from steward.archive.archiver import ArchiveContext, _initial_class, _object_key
+from steward.archive.archiver import ArchiveContext, put_staged, writing_entry
 from steward.archive.formats import PARQUET, time_range
-from steward.archive.manifest import ManifestEntry, staged_key
+from steward.archive.manifest import ManifestEntry
 from steward.archive.partition_copy import copy_csv
 from steward.archive.sql_rows import TableRows
 from steward.archive.sql_source import SqlSource
@@ -164,13 +164,7 @@ def store_exported(
     with ctx.sql.begin() as conn:
         manifest.insert_writing(conn, entry)
         link(conn, entry.batch_id)
-    where = staged_key(entry.object_key)
-    ctx.store.put(
-        where,
-        exported.data,
-        storage_class=entry.storage_class,
-        metadata={"batch-id": entry.batch_id, "rows": str(entry.rows)},
-    )
+    where = put_staged(ctx, entry.object_key, exported.data, entry, entry.rows)
     ctx.fire("object_written")
     _verify(ctx, source, exported, where)
     entry.bytes, entry.sha256 = len(exported.data), exported.sha256
@@ -181,23 +175,14 @@ def store_exported(
 def _entry(ctx: ArchiveContext, source: SqlSource, exported: ExportedObject) -> ManifestEntry:
     names = source.root.key_names
     first, last = (_key_at(exported.keys, names, i) for i in (0, exported.rows - 1))
-    return ManifestEntry(
-        batch_id=exported.batch_id,
-        source=source.source_name,
-        table_name=source.name,
-        backend=source.backend,
-        object_key=_object_key(ctx, source, exported.batch_id),
-        format=PARQUET,
-        state=manifest.WRITING,
-        key_column=source.key_name,
-        key_min=first,
-        key_max=last,
-        ts_column=source.ts_name,
-        ts_min=exported.ts_min,
-        ts_max=exported.ts_max,
+    return writing_entry(
+        ctx,
+        source,
+        exported.batch_id,
+        fmt=PARQUET,
+        keys=(first, last),
+        ts=(exported.ts_min, exported.ts_max),
         rows=exported.rows,
-        storage_class=_initial_class(source),
-        run_id=ctx.run_id,
     )
 
 
