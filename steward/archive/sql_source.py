@@ -10,7 +10,7 @@ The guarded delete runs in ONE transaction with the manifest update: it keeps on
 still qualify and are unchanged — same row version (``xmin``) as when read on PostgreSQL, same
 whole row as archived otherwise — and whose children are exactly the archived ones, each
 unchanged (:mod:`~steward.archive.sql_delete`; a table without children whose row versions
-are known: :meth:`TableRows.delete_unchanged`). It deletes their children, then them, and lets
+are known: :mod:`~steward.archive.sql_guard`). It deletes their children, then them, and lets
 ``finish`` record the outcome before the commit. A crash anywhere inside rolls all of it back.
 """
 
@@ -45,6 +45,7 @@ from steward.archive.formats import (
 )
 from steward.archive.policy import ChildTable, SqlPolicy
 from steward.archive.sql_delete import AggregateDelete, outcome_of
+from steward.archive.sql_guard import RowDelete
 from steward.archive.sql_rows import Clash, TableRows
 from steward.errors import ArchiveDeleteBlocked, ConfigError, IntegrityViolation
 from steward.storage import SqlClient
@@ -79,6 +80,7 @@ class SqlSource:
             for child in policy.children
         }
         self._guarded = AggregateDelete(self.root, self.parts, self._qualifies, postgres)
+        self._row_delete = RowDelete(self.root)
 
     # Counting ----------------------------------------------------------------------------------
 
@@ -229,7 +231,7 @@ class SqlSource:
                     # The row version vouches for the row's own columns (it qualified when
                     # read, under this run's fixed cutoff); only new references need a check.
                     # No indexable time condition here, so the plan is the primary key's.
-                    gone = self.root.delete_unchanged(
+                    gone = self._row_delete.delete_unchanged(
                         conn,
                         archived.keys,
                         archived.versions,
