@@ -1,4 +1,4 @@
-"""One SQL table's rows in an archive: read as Arrow, lock and compare, delete, restore.
+"""One SQL table's rows in an archive: read as Arrow, lock and compare, delete.
 
 Used for the root table of a policy and for each child table of an aggregate.
 
@@ -14,16 +14,12 @@ Used for the root table of a policy and for each child table of an aggregate.
   the table to one typed array per column, unnested together (``FROM t, unnest(CAST(:a AS
   T1[]), CAST(:b AS T2[])) AS k(k0, k1) WHERE t.a = ANY(:a) AND t.a = k.k0 AND t.b = k.k1``),
   the leading column's array being the primary key's index condition.
-- Restores insert a batch at once inside a savepoint and, if the database refuses it, row by
-  row, so one clash (a reused unique value) keeps back only its own row and is reported with
-  the table, the key and the constraint.
+- Restores: :mod:`~steward.archive.sql_restore`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,7 +32,7 @@ from steward.archive import pg_copy
 from steward.archive.formats import ColumnSpec, guard_values, to_arrow
 from steward.archive.pg_copy import pg_micros
 
-__all__ = ["Clash", "TableRows", "chunked", "key_array", "pg_micros", "returned"]
+__all__ = ["TableRows", "chunked", "key_array", "pg_micros", "returned"]
 
 CHUNK = 1000  # keys per statement: a small share of a large table, so the planner uses the
 # key index (a large share of a small table gets a hashed scan of the constant array: faster)
@@ -45,18 +41,6 @@ _VERSION = "_steward_xmin"
 SPAN_CHUNKS = 20  # a guarded delete's statement covers this many chunks of keys (a default
 # batch): each statement is a round trip, and a thread waiting on one waits for the GIL again
 # (read at call time, by :mod:`~steward.archive.sql_delete` and :mod:`~steward.archive.sql_guard`)
-
-
-@dataclass(frozen=True)
-class Clash:
-    """A row a restore could not put back: where, which key, which constraint refused it."""
-
-    table: str
-    key: Any
-    constraint: str
-
-    def __str__(self) -> str:
-        return f"{self.table}:{self.key} ({self.constraint})"
 
 
 class _Untyped(sa.types.TypeDecorator[Any]):
@@ -322,57 +306,6 @@ class TableRows:
         keys = self.keys_from(rows)
         return [(k, row[width], row[width + 1]) for k, row in zip(keys, rows, strict=True)]
 
-    # Restore ---------------------------------------------------------------------------------
-
-    def existing_keys(
-        self, conn: Connection, keys: Sequence[Any], *, lock: bool = True
-    ) -> set[Any]:
-        found: set[Any] = set()
-        for chunk in chunked(keys):
-            query = sa.select(*self.keys).where(self.key_in(chunk))
-            if self.postgres and lock:
-                query = query.with_for_update(of=self.table)
-            found.update(self.keys_from(conn.execute(query).all()))
-        return found
-
-    def insert(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[Clash]:
-        """Insert ``rows``; rows the database refuses are returned as clashes, the rest stay."""
-        if not rows:
-            return []
-        try:
-            with conn.begin_nested():
-                conn.execute(sa.insert(self.table), list(rows))
-            return []
-        except sa.exc.IntegrityError:
-            pass
-        clashes = []
-        for row in rows:  # one savepoint per row: only the refused rows stay out
-            try:
-                with conn.begin_nested():
-                    conn.execute(sa.insert(self.table), [row])
-            except sa.exc.IntegrityError as exc:
-                clashes.append(Clash(self.name, self.key_of(row), constraint_of(exc)))
-        return clashes
-
-    def overwrite(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[Clash]:
-        """Replace the rows with these keys by their archived values (clashes reported)."""
-        others = [c for c in self.table.columns if c.name not in self.key_names]
-        statement = (
-            sa.update(self.table)
-            .where(*(c == sa.bindparam(f"_k_{c.name}") for c in self.keys))
-            .values({c.name: sa.bindparam(f"_v_{c.name}") for c in others})
-        )
-        clashes = []
-        for row in rows:
-            params = {f"_k_{c.name}": row[c.name] for c in self.keys}
-            params.update({f"_v_{c.name}": row[c.name] for c in others})
-            try:
-                with conn.begin_nested():
-                    conn.execute(statement, params)
-            except sa.exc.IntegrityError as exc:
-                clashes.append(Clash(self.name, self.key_of(row), constraint_of(exc)))
-        return clashes
-
 
 def _fetched(
     conn: Connection, query: sa.Select[Any], postgres: bool
@@ -407,19 +340,6 @@ def _utc(value: Any) -> Any:
     if isinstance(value, datetime) and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value
-
-
-def constraint_of(exc: sa.exc.IntegrityError) -> str:
-    """The constraint that refused a row (PostgreSQL names it; SQLite says what it checks)."""
-    diag = getattr(getattr(exc, "orig", None), "diag", None)
-    name = getattr(diag, "constraint_name", None)
-    if name:
-        return str(name)
-    text = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-    match = re.match(r"(UNIQUE|NOT NULL|CHECK|FOREIGN KEY) constraint failed(?:: (.*))?", text)
-    if match:
-        return f"{match.group(1)} {match.group(2) or ''}".strip()
-    return text[:200]
 
 
 def _quoted(table: sa.Table) -> str:
