@@ -33,6 +33,7 @@ objects are removed).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -50,12 +51,12 @@ from steward.archive.batch import ArchivedRows, DeleteOutcome, Source, SourceBat
 from steward.archive.formats import META_KEY
 from steward.archive.manifest import ManifestEntry, PartEntry, staged_key
 from steward.archive.partition_report import describe_partitions
-from steward.archive.publish import publish_batch, remove_staged
+from steward.archive.publish import StagedRemoval, publish_batch, remove_staged
 from steward.errors import (
     ArchiveVerificationFailed,
 )
 from steward.settings import Settings
-from steward.storage import COLD_CLASSES, ObjectStore, SqlClient, utcnow
+from steward.storage import COLD_CLASSES, ObjectInfo, ObjectStore, SqlClient, utcnow
 
 __all__ = [
     "ArchiveContext",
@@ -68,6 +69,7 @@ __all__ = [
     "put_staged",
     "read_back",
     "read_batch",
+    "record_verified",
     "table_prefix",
     "verify_batch",
     "write_batch",
@@ -86,6 +88,7 @@ class ArchiveContext:
     clock: Callable[[], datetime] = utcnow
     hook: Callable[[str], None] | None = None
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    staged: StagedRemoval = field(default_factory=StagedRemoval, repr=False)
 
     def fire(self, point: str) -> None:
         if self.hook is not None:
@@ -129,16 +132,19 @@ class WrittenObject:
     sha256: str
     versions: dict[str, dict[Any, int]] = field(default_factory=dict)
     data: dict[str, bytes] = field(default_factory=dict, repr=False)  # final key -> bytes sent
+    stored: dict[str, str] = field(default_factory=dict)  # final key -> store's SHA-256 on put
 
 
 @dataclass
 class VerifiedBatch:
     """A verified batch: its entry, its rows as decoded, and where its verified bytes are
-    (final key -> staged key; the final key itself for batches written before staging)."""
+    (final key -> staged key; the final key itself for batches written before staging).
+    ``recorded``: 'verified' is committed; else the delete's transaction records it."""
 
     entry: ManifestEntry
     archived: ArchivedRows
     located: dict[str, str] = field(default_factory=dict)
+    recorded: bool = True
 
     def __post_init__(self) -> None:
         for key in self.entry.object_keys:
@@ -292,17 +298,19 @@ def write_batch(ctx: ArchiveContext, source: Source, batch: SourceBatch) -> Writ
         manifest.insert_writing(conn, entry)
     ctx.fire("manifest_written")
     sent: dict[str, bytes] = {}
+    stored: dict[str, str] = {}
     for part in entry.parts:  # children first: the root object completes the batch
         data = encoded[part.table_name][0]
-        put_staged(ctx, part.object_key, data, entry, part.rows)
+        info = put_staged(ctx, part.object_key, data, entry, part.rows)
         part.bytes, part.sha256 = len(data), hashlib.sha256(data).hexdigest()
-        sent[part.object_key] = data
+        sent[part.object_key], stored[part.object_key] = data, info.stored_sha256
     data = source.encode(batch)
-    put_staged(ctx, entry.object_key, data, entry, entry.rows)
-    sent[entry.object_key] = data
+    info = put_staged(ctx, entry.object_key, data, entry, entry.rows)
+    sent[entry.object_key], stored[entry.object_key] = data, info.stored_sha256
     ctx.fire("object_written")
+    # Hashed here, not taken from the store: the store's SHA-256 must match it independently.
     sha256 = hashlib.sha256(data).hexdigest()
-    return WrittenObject(entry, len(data), sha256, batch.versions, sent)
+    return WrittenObject(entry, len(data), sha256, batch.versions, sent, stored)
 
 
 def _key_column(arrow: Any) -> str:
@@ -312,49 +320,76 @@ def _key_column(arrow: Any) -> str:
 
 def put_staged(
     ctx: ArchiveContext, final_key: str, data: bytes, entry: ManifestEntry, rows: int
-) -> str:
+) -> ObjectInfo:
     """Put one object of the batch under its staged key (no reader's pattern sees it until
-    publish); returns that key."""
-    where = staged_key(final_key)
-    ctx.store.put(
-        where,
+    publish); returns what the store says of it (its key is the staged key)."""
+    return ctx.store.put(
+        staged_key(final_key),
         data,
         storage_class=entry.storage_class,
         metadata={"batch-id": entry.batch_id, "rows": str(rows)},
     )
-    return where
 
 
 def verify_batch(ctx: ArchiveContext, source: Source, written: WrittenObject) -> VerifiedBatch:
-    """Check the staged objects against what was written and read them back; -> 'verified'."""
+    """Check the staged objects against what was written and read them back; -> 'verified'
+    (for SQL sources recorded by the delete's transaction: see :func:`record_verified`)."""
     entry = written.entry
     expected: list[tuple[str, int | None, str | None]] = [
         (entry.object_key, written.size, written.sha256)
     ]
     expected += [(p.object_key, p.bytes, p.sha256) for p in entry.parts]
-    proven = True
-    for key, size, sha256 in expected:
-        info = ctx.store.head(staged_key(key))
-        if info.size != size or info.sha256 != sha256:
-            raise ArchiveVerificationFailed(
-                f"archive object {staged_key(key)!r} (table {source.name!r}) holds {info.size} "
-                f"bytes sha256 {info.sha256[:16]}…, but {size} bytes sha256 "
-                f"{(sha256 or '')[:16]}… were written; no row was deleted, rerun the archive"
-            )
-        proven = proven and bool(info.stored_sha256) and info.stored_sha256 == sha256
+    proven = [_proven(ctx, source, written, *object_) for object_ in expected]
     located = {key: staged_key(key) for key in entry.object_keys}
     # The store's own SHA-256 of what it holds equals that of the bytes sent: those exact
     # bytes are decoded and checked here. Otherwise the objects are read back from the store.
-    sent = written.data if proven and len(written.data) == len(located) else None
+    sent = written.data if all(proven) and len(written.data) == len(located) else None
     archived = read_back(ctx, source, entry, located, sent)
     attach_versions(archived, source, written.versions)
-    with ctx.sql.begin() as conn:
-        manifest.mark_verified(
-            conn, entry.batch_id, size=written.size, sha256=written.sha256, parts=entry.parts
-        )
     entry.bytes, entry.sha256 = written.size, written.sha256
+    verified = record_verified(ctx, source, VerifiedBatch(entry, archived, located, False))
     ctx.fire("object_verified")
-    return VerifiedBatch(entry, archived, located)
+    return verified
+
+
+def _proven(
+    ctx: ArchiveContext, source: Source, written: WrittenObject, key: str, size: Any, sha256: Any
+) -> bool:
+    """Whether the store's own SHA-256 of staged object ``key`` is that of the bytes sent: as
+    the put returned it (no request), else as a HEAD finds it (which also checks the size and
+    SHA-256 recorded with the object)."""
+    if sha256 and written.stored.get(key) == sha256:
+        return True
+    info = ctx.store.head(staged_key(key))
+    if info.size != size or info.sha256 != sha256:
+        raise ArchiveVerificationFailed(
+            f"archive object {staged_key(key)!r} (table {source.name!r}) holds {info.size} "
+            f"bytes sha256 {info.sha256[:16]}…, but {size} bytes sha256 "
+            f"{(sha256 or '')[:16]}… were written; no row was deleted, rerun the archive"
+        )
+    return bool(info.stored_sha256) and info.stored_sha256 == sha256
+
+
+def record_verified(ctx: ArchiveContext, source: Source, verified: VerifiedBatch) -> VerifiedBatch:
+    """Commit 'verified' now unless the source deletes in the manifest's transaction (SQL):
+    then the guarded delete records it with 'deleted' (one commit less per batch). Either way
+    no row goes before the batch is verified: a batch still 'writing' had no row deleted, and
+    recovery verifies it again before finishing it. A MongoDB delete does not commit with the
+    manifest, so its 'verified' must be committed before any document is deleted."""
+    if source.backend == "sql":
+        verified.recorded = False
+        return verified
+    _mark_verified(ctx.sql.begin(), verified.entry)
+    verified.recorded = True
+    return verified
+
+
+def _mark_verified(transaction: Any, entry: ManifestEntry) -> None:
+    with transaction as conn:
+        manifest.mark_verified(
+            conn, entry.batch_id, size=entry.bytes or 0, sha256=entry.sha256 or "",
+            parts=entry.parts,
+        )  # fmt: skip
 
 
 def attach_versions(
@@ -379,6 +414,8 @@ def finish_batch(
     entry = verified.entry
 
     def record(conn: Any, outcome: DeleteOutcome) -> None:
+        if not verified.recorded:  # in the delete's transaction (SQL): see record_verified
+            _mark_verified(contextlib.nullcontext(conn), entry)
         if outcome.deleted:
             manifest.mark_deleted(
                 conn, entry.batch_id, deleted=len(outcome.deleted), skipped=outcome.skipped

@@ -23,6 +23,7 @@ from steward.archive.archiver import (
     VerifiedBatch,
     finish_batch,
     read_back,
+    record_verified,
     table_prefix,
 )
 from steward.archive.batch import Source
@@ -95,12 +96,8 @@ def _adopt_written(
     root, *parts = infos
     for part, info in zip(entry.parts, parts, strict=True):
         part.bytes, part.sha256 = info.size, info.sha256
-    with ctx.sql.begin() as conn:
-        manifest.mark_verified(
-            conn, entry.batch_id, size=root.size, sha256=root.sha256, parts=entry.parts
-        )
     entry.bytes, entry.sha256 = root.size, root.sha256
-    return VerifiedBatch(entry, archived, located)
+    return record_verified(ctx, source, VerifiedBatch(entry, archived, located, False))
 
 
 def _locate(ctx: ArchiveContext, entry: ManifestEntry) -> dict[str, str]:
@@ -186,6 +183,5 @@ def _remove_orphans(ctx: ArchiveContext, source: Source) -> int:
         for info in ctx.store.list(table_prefix(ctx.settings, source), details=False)
         if info.key not in live
     ]
-    for key in orphans:
-        ctx.store.delete(key)
+    ctx.store.delete_many(orphans)  # S3: one request per 1,000 (staged copies of many batches)
     return len(orphans)
