@@ -1,12 +1,13 @@
 """Crash recovery: finish or abandon what an earlier run left, remove orphan objects.
 
 A 'writing' entry whose staged objects are not all there is abandoned (its rows were never
-deleted and are read again); one whose objects are there is verified and finished. A
-'verified' entry is finished (for MongoDB, documents already gone count as deleted: the
-delete may have happened before the crash; for SQL the delete commits together with
-'deleted', so rows already gone were removed by someone else and are recorded as skipped). A
-'deleted' entry is published from its staged objects. Objects under the table's prefix that
-no live entry names are removed: no row was ever deleted on their strength.
+deleted and are read again); one whose objects are there is verified (from the store: read back)
+and finished; for SQL sources that is also where a batch verified but not yet deleted is (its
+'verified' commits with the delete). A 'verified' entry is finished (for MongoDB, documents
+already gone count as deleted: the delete may have happened before the crash; for SQL the delete
+commits together with 'deleted', so rows already gone were removed by someone else and are
+recorded as skipped). A 'deleted' entry is published from its staged objects. Objects under the
+table's prefix that no live entry names are removed: no row was ever deleted on their strength.
 
 Entries written before objects were staged have their objects at the final keys: those are
 used where no staged copy exists.
