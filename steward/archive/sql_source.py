@@ -3,8 +3,12 @@ change guard, and restores that put back every row they can.
 
 Reads are keyset-paginated on the primary key (``WHERE qualifies AND key > :last ORDER BY key
 LIMIT n``), so each batch is one index range scan however large the table, and memory is
-bounded by the batch size. An aggregate's children are read with the batch (``parent =
-ANY(:root_keys)``, one typed array: the foreign-key index or a single scan).
+bounded by the batch size. An aggregate's children are read with the batch, by the roots'
+keys as one typed array within the range of the first and last key (``parent BETWEEN :first
+AND :last AND parent = ANY(:root_keys)``: the foreign-key index, see :meth:`_children_of`). On
+PostgreSQL the roots and their children are read in one REPEATABLE READ transaction, so a batch
+is the aggregates as they were at one moment: a child added, moved or changed after the roots
+were read is not in it, and the guarded delete finds the difference and keeps the aggregate.
 
 The guarded delete runs in ONE transaction with the manifest update: it keeps only roots that
 still qualify and are unchanged — same row version (``xmin``) as when read on PostgreSQL, same
@@ -135,6 +139,8 @@ class SqlSource:
         """The next ``limit`` qualifying roots with a key above ``after``, and their children."""
         where = [self._qualifies] + ([self.root.after(after)] if after is not None else [])
         with self.sql.connect() as conn:
+            if self.parts and self.sql.is_postgres:
+                conn.execution_options(isolation_level="REPEATABLE READ")  # one snapshot
             arrow, versions = self.root.read(conn, where, limit)
             if not arrow.num_rows:
                 return None
@@ -142,7 +148,7 @@ class SqlSource:
             keys = list(versions) if versions else self.root.keys_of(arrow)
             children, child_versions = {}, {self.name: versions}
             for name, (child, rows) in self.parts.items():
-                part, part_versions = rows.read(conn, [rows.key_in(keys, child.parent)])
+                part, part_versions = rows.read(conn, self._children_of(child, rows, keys))
                 children[name] = self._labelled(part, batch_id, rows)
                 child_versions[name] = part_versions
         ts_min, ts_max = time_range(arrow.column(self.ts_name))
@@ -155,6 +161,17 @@ class SqlSource:
             children=children,
             versions=child_versions if self.sql.is_postgres else {},
         )
+
+    def _children_of(
+        self, child: ChildTable, rows: TableRows, keys: list[Any]
+    ) -> list[sa.ColumnElement[bool]]:
+        """The children of exactly ``keys``. The parent's range besides the array gives the
+        planner a row estimate it can trust: with the array alone it chose a (parallel) scan
+        of the whole child table per batch, quadratic in the table (1M orders: 120-160 ms
+        instead of 23 ms per child table and batch, idle). The keys are in the database's
+        key order (the read's ORDER BY), so the first and last bound the range in its
+        collation too; an aggregate's root has a one-column key (see policy)."""
+        return [child.parent.between(keys[0], keys[-1]), rows.key_in(keys, child.parent)]
 
     def _labelled(self, arrow: pa.Table, batch_id: str, rows: TableRows) -> pa.Table:
         meta = {"source": self.source_name, "table": rows.name, "batch_id": batch_id}
