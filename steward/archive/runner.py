@@ -148,7 +148,10 @@ def _run_batches(
             more = budget.allows()
             reading = _submit(pool, steps.read, ctx, source, batch.keys[-1]) if more else None
             limit = in_flight if _rows_of(batch) * in_flight <= ROWS_IN_FLIGHT else 1
-            verified = steps.verify(ctx, source, steps.write(ctx, source, batch))
+            written = steps.write(ctx, source, batch)
+            del batch  # its rows are in the objects: not held while the deletes run
+            verified = steps.verify(ctx, source, written)
+            del written
             while len(finishing) >= limit:
                 _collect(finishing.popleft().result(), report, on_batch)
             finishing.append(_submit(pool, steps.finish, ctx, source, verified))

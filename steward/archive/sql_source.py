@@ -21,15 +21,12 @@ are known: :meth:`TableRows.delete_unchanged`). It deletes their children, then 
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from steward.archive.batch import (
     ArchivedRows,
@@ -49,11 +46,17 @@ from steward.archive.formats import (
 )
 from steward.archive.policy import ChildTable, SqlPolicy
 from steward.archive.sql_delete import AggregateDelete, outcome_of
-from steward.archive.sql_rows import Clash, TableRows
+from steward.archive.sql_restore import coerce_value, exists_again, key_parts, restore_table
+from steward.archive.sql_rows import TableRows
 from steward.errors import ArchiveDeleteBlocked, ConfigError, IntegrityViolation
 from steward.storage import SqlClient
 
 __all__ = ["SqlSource"]
+
+AGGREGATE_ROWS = 50_000  # rows (roots and children) an aggregate's batch holds, about: fewer
+# roots than the batch size when each has children. The peak memory of a run grows with the
+# rows of the batches in flight (orders with 4 children each, 1M roots: 20,000 roots per batch
+# peaked above 300 MiB, 10,000 below; same speed: the deletes bound it)
 
 
 class SqlSource:
@@ -83,6 +86,7 @@ class SqlSource:
             for child in policy.children
         }
         self._guarded = AggregateDelete(self.root, self.parts, self._qualifies, postgres)
+        self._rows_per_root = 1.0 + len(self.parts)  # until a batch tells: a child per table
 
     # Counting ----------------------------------------------------------------------------------
 
@@ -136,8 +140,10 @@ class SqlSource:
     # Reading -----------------------------------------------------------------------------------
 
     def read_batch(self, after: Any, limit: int, batch_id: str) -> SourceBatch | None:
-        """The next ``limit`` qualifying roots with a key above ``after``, and their children."""
+        """The next ``limit`` qualifying roots with a key above ``after`` (an aggregate: maybe
+        fewer, see :meth:`_roots_per_batch`), and their children."""
         where = [self._qualifies] + ([self.root.after(after)] if after is not None else [])
+        limit = self._roots_per_batch(limit)
         with self.sql.connect() as conn:
             if self.parts and self.sql.is_postgres:
                 conn.execution_options(isolation_level="REPEATABLE READ")  # one snapshot
@@ -151,6 +157,9 @@ class SqlSource:
                 part, part_versions = rows.read(conn, self._children_of(child, rows, keys))
                 children[name] = self._labelled(part, batch_id, rows)
                 child_versions[name] = part_versions
+        if self.parts:
+            held = arrow.num_rows + sum(part.num_rows for part in children.values())
+            self._rows_per_root = held / arrow.num_rows
         ts_min, ts_max = time_range(arrow.column(self.ts_name))
         return SourceBatch(
             batch_id=batch_id,
@@ -161,6 +170,14 @@ class SqlSource:
             children=children,
             versions=child_versions if self.sql.is_postgres else {},
         )
+
+    def _roots_per_batch(self, limit: int) -> int:
+        """An aggregate's roots per batch: the batch size, or fewer so that the batch holds
+        about ``AGGREGATE_ROWS`` rows with its children (as many per root as the last batch
+        had)."""
+        if not self.parts:
+            return limit
+        return max(1, min(limit, int(AGGREGATE_ROWS / self._rows_per_root)))
 
     def _children_of(
         self, child: ChildTable, rows: TableRows, keys: list[Any]
@@ -280,14 +297,16 @@ class SqlSource:
         """A key given on the command line or as a parameter, as the columns' Python types
         (a composite key as a list or a JSON array, e.g. ``[42, "2026-01-31T00:00:00Z"]``)."""
         if not self.root.composite:
-            return _coerce(self.key, value, self.name)
-        parts = _key_parts(value, self.key_name)
+            return coerce_value(self.key, value, self.name)
+        parts = key_parts(value, self.key_name)
         if len(parts) != len(self.root.keys):
             raise ConfigError(
                 f"key {value!r} of {self.name} needs {len(self.root.keys)} values "
                 f'({self.key_name}), e.g. [42, "2026-01-31T00:00:00Z"]'
             )
-        return tuple(_coerce(c, v, self.name) for c, v in zip(self.root.keys, parts, strict=True))
+        return tuple(
+            coerce_value(c, v, self.name) for c, v in zip(self.root.keys, parts, strict=True)
+        )
 
     def restore_rows(
         self,
@@ -302,7 +321,7 @@ class SqlSource:
         are conflicts (updated if ``overwrite``); rows the database refuses are clashes."""
         outcome = RestoreOutcome()
         with self.sql.begin() as conn:
-            root = _restore_table(conn, self.root, rows, overwrite, dry_run)
+            root = restore_table(conn, self.root, rows, overwrite, dry_run)
             outcome.restored, outcome.overwritten = root.inserted, root.overwritten
             outcome.conflicts, outcome.clashes = root.conflicts, root.clashes
             outcome.restored_keys = sorted(root.back, key=repr)
@@ -310,85 +329,18 @@ class SqlSource:
             for name, child_rows in (children or {}).items():
                 child, table_rows = self.parts[name]
                 mine = [row for row in child_rows if row[child.parent.name] in root.back]
-                part = _restore_table(conn, table_rows, mine, overwrite, dry_run)
+                part = restore_table(conn, table_rows, mine, overwrite, dry_run)
                 # A child row that did not come back keeps its whole aggregate in the archive.
                 whole -= {
                     r[child.parent.name] for r in mine if table_rows.key_of(r) not in part.back
                 }
                 outcome.children_restored[name] = part.inserted + part.overwritten
                 outcome.clashes += part.clashes
-                outcome.clashes += [_exists_again(table_rows, key) for key in part.conflicts]
+                outcome.clashes += [exists_again(table_rows, key) for key in part.conflicts]
             outcome.whole_keys = sorted(whole, key=repr)
             if not dry_run:
                 finish(conn, outcome)
         return outcome
-
-
-@dataclass
-class _TableRestore:
-    back: set[Any]  # keys holding their archived values afterwards
-    inserted: int
-    overwritten: int
-    conflicts: list[Any]  # keys that exist again (not overwritten)
-    clashes: list[Clash]
-
-
-def _restore_table(
-    conn: Connection,
-    table: TableRows,
-    rows: Sequence[dict[str, Any]],
-    overwrite: bool,
-    dry_run: bool,
-) -> _TableRestore:
-    key = table.key_of
-    existing = table.existing_keys(conn, [key(row) for row in rows])
-    fresh = [row for row in rows if key(row) not in existing]
-    taken = [row for row in rows if key(row) in existing]
-    clashes = [] if dry_run else table.insert(conn, fresh)
-    replaced = [] if dry_run or not overwrite else table.overwrite(conn, taken)
-    refused = {c.key for c in clashes + replaced}
-    back = {key(row) for row in fresh + (taken if overwrite else [])} - refused
-    return _TableRestore(
-        back=back,
-        inserted=len(fresh) - len(clashes),
-        overwritten=len(taken) - len(replaced) if overwrite else 0,
-        conflicts=[] if overwrite else [key(row) for row in taken],
-        clashes=clashes + replaced,
-    )
-
-
-def _key_parts(value: Any, names: str) -> list[Any]:
-    if isinstance(value, list | tuple):
-        return list(value)
-    try:
-        parts = json.loads(str(value))
-    except ValueError:
-        parts = None
-    if not isinstance(parts, list):
-        raise ConfigError(
-            f"key {value!r} is not a composite key ({names}): give a JSON array, "
-            'e.g. [42, "2026-01-31T00:00:00Z"]'
-        )
-    return parts
-
-
-def _coerce(column: sa.Column, value: Any, table: str) -> Any:
-    python_type = column.type.python_type
-    try:
-        if python_type is uuid.UUID:
-            return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-        if python_type in (datetime, date) and isinstance(value, str):
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            return parsed if python_type is datetime else parsed.date()
-        return value if isinstance(value, python_type) else python_type(value)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"key {value!r} is not a valid {python_type.__name__} for {table}.{column.name}"
-        ) from None
-
-
-def _exists_again(table: TableRows, key: Any) -> Clash:
-    return Clash(table.name, key, f"primary key {table.key_name} (the row exists again)")
 
 
 def _first_line(exc: BaseException) -> str:

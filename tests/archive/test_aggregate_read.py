@@ -1,7 +1,8 @@
 """PostgreSQL: a batch's roots and children are read in one snapshot (REPEATABLE READ), by the
 roots' keys within their range. A child added, moved or changed after the roots were read is
 not in the batch; the guarded delete sees the difference and keeps those aggregates whole in
-the database and out of the published objects, which hold every other row once."""
+the database and out of the published objects, which hold every other row once. A batch holds
+about ``AGGREGATE_ROWS`` rows with its children, however large the batch size."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from steward.archive import manifest, sql_source
 from steward.archive.runner import archive_table
 from steward.archive.sources import open_sources
 
@@ -89,4 +91,25 @@ def test_children_changed_after_the_roots_were_read_keep_their_aggregates(app_se
     assert not {parent for _, parent in archived_items} & set(touched)
     assert not {key for (key,) in duckdb_query(ctx, ORDERS)} & set(touched)
     assert max(items_now) not in before["order_items"].rows  # the added child stayed
+    assert_each_row_once(ctx, before)
+
+
+def test_a_batch_holds_about_aggregate_rows_with_its_children(app_settings, contexts, monkeypatch):
+    monkeypatch.setattr(sql_source, "AGGREGATE_ROWS", 60)
+    settings = app_settings(rows=6000, archive__batch_size=1000)
+    ctx = contexts(settings)
+    before = snapshots(ctx, AGGREGATE)
+    (orders,) = open_sources(ctx, ["orders"])
+    old = orders.count()
+
+    report = archive_table(ctx, orders)
+
+    with ctx.sql.connect() as conn:
+        entries = manifest.entries(conn, table="orders")
+    held = [entry.rows + sum(part.rows for part in entry.parts) for entry in entries]
+    # The first batch counts on one child per child table (4 rows per root); the next ones on
+    # as many rows per root as the batch before had.
+    assert entries[0].rows == 60 // 4
+    assert report.rows_archived == old == sum(entry.rows for entry in entries) > 3 * 15
+    assert len(entries) > 2 and max(held[1:]) < 2 * 60
     assert_each_row_once(ctx, before)
