@@ -131,7 +131,8 @@ def _run_batches(
     slow part and touch disjoint rows; database waits release the GIL). Every batch still goes
     through every step in order, so crash recovery is unchanged, and memory stays bounded by
     four batches (three when a batch with its children holds more than half of
-    ``ROWS_IN_FLIGHT`` rows: an aggregate's deletes then run one at a time)."""
+    ``ROWS_IN_FLIGHT`` rows: an aggregate's deletes then run one at a time; its batches are
+    sized below that, see ``sql_source.AGGREGATE_ROWS``)."""
     if not budget.allows():
         return
     overlap = source.backend == "sql" and ctx.sql.is_postgres

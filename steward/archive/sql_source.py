@@ -53,10 +53,11 @@ from steward.storage import SqlClient
 
 __all__ = ["SqlSource"]
 
-AGGREGATE_ROWS = 50_000  # rows (roots and children) an aggregate's batch holds, about: fewer
-# roots than the batch size when each has children. The peak memory of a run grows with the
-# rows of the batches in flight (orders with 4 children each, 1M roots: 20,000 roots per batch
-# peaked above 300 MiB, 10,000 below; same speed: the deletes bound it)
+AGGREGATE_ROWS = 28_000  # rows (roots and children) an aggregate's batch holds, about: fewer
+# roots than the batch size when each has children. A run's peak memory grows with the rows of
+# the batches in flight; below half the runner's ROWS_IN_FLIGHT, two deletes overlap (orders
+# with 4 children each, 1M roots, load 4-7: 20,000 roots per batch peaked at 347 MiB; 50,000
+# rows per batch at 267 MiB in 61 s; 30,000 at 255 MiB in 52 s: the deletes bound the run)
 
 
 class SqlSource:
