@@ -1,87 +1,98 @@
-"""Helpers of a SQL source's restores: one table's rows put back (the keys already there are
-conflicts, rows the database refuses are clashes), and keys given by an operator turned into
-the key columns' Python types."""
+"""Putting one SQL table's archived rows back (its :class:`~steward.archive.sql_rows.TableRows`).
+
+Restores insert a batch at once inside a savepoint and, if the database refuses it, row by
+row, so one clash (a reused unique value) keeps back only its own row and is reported with the
+table, the key and the constraint.
+"""
 
 from __future__ import annotations
 
-import json
-import uuid
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from steward.archive.sql_rows import Clash, TableRows
-from steward.errors import ConfigError
+from steward.archive.sql_rows import TableRows, chunked
 
-__all__ = ["TableRestore", "coerce_value", "exists_again", "key_parts", "restore_table"]
-
-
-@dataclass
-class TableRestore:
-    back: set[Any]  # keys holding their archived values afterwards
-    inserted: int
-    overwritten: int
-    conflicts: list[Any]  # keys that exist again (not overwritten)
-    clashes: list[Clash]
+__all__ = ["Clash", "constraint_of", "existing_keys", "insert", "overwrite"]
 
 
-def restore_table(
-    conn: Connection,
-    table: TableRows,
-    rows: Sequence[dict[str, Any]],
-    overwrite: bool,
-    dry_run: bool,
-) -> TableRestore:
-    key = table.key_of
-    existing = table.existing_keys(conn, [key(row) for row in rows])
-    fresh = [row for row in rows if key(row) not in existing]
-    taken = [row for row in rows if key(row) in existing]
-    clashes = [] if dry_run else table.insert(conn, fresh)
-    replaced = [] if dry_run or not overwrite else table.overwrite(conn, taken)
-    refused = {c.key for c in clashes + replaced}
-    back = {key(row) for row in fresh + (taken if overwrite else [])} - refused
-    return TableRestore(
-        back=back,
-        inserted=len(fresh) - len(clashes),
-        overwritten=len(taken) - len(replaced) if overwrite else 0,
-        conflicts=[] if overwrite else [key(row) for row in taken],
-        clashes=clashes + replaced,
+@dataclass(frozen=True)
+class Clash:
+    """A row a restore could not put back: where, which key, which constraint refused it."""
+
+    table: str
+    key: Any
+    constraint: str
+
+    def __str__(self) -> str:
+        return f"{self.table}:{self.key} ({self.constraint})"
+
+
+def existing_keys(
+    table: TableRows, conn: Connection, keys: Sequence[Any], *, lock: bool = True
+) -> set[Any]:
+    """The keys among ``keys`` the table holds (locked until commit when ``lock``)."""
+    found: set[Any] = set()
+    for chunk in chunked(keys):
+        query = sa.select(*table.keys).where(table.key_in(chunk))
+        if table.postgres and lock:
+            query = query.with_for_update(of=table.table)
+        found.update(table.keys_from(conn.execute(query).all()))
+    return found
+
+
+def insert(table: TableRows, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[Clash]:
+    """Insert ``rows``; rows the database refuses are returned as clashes, the rest stay."""
+    if not rows:
+        return []
+    try:
+        with conn.begin_nested():
+            conn.execute(sa.insert(table.table), list(rows))
+        return []
+    except sa.exc.IntegrityError:
+        pass
+    clashes = []
+    for row in rows:  # one savepoint per row: only the refused rows stay out
+        try:
+            with conn.begin_nested():
+                conn.execute(sa.insert(table.table), [row])
+        except sa.exc.IntegrityError as exc:
+            clashes.append(Clash(table.name, table.key_of(row), constraint_of(exc)))
+    return clashes
+
+
+def overwrite(table: TableRows, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[Clash]:
+    """Replace the rows with these keys by their archived values (clashes reported)."""
+    others = [c for c in table.table.columns if c.name not in table.key_names]
+    statement = (
+        sa.update(table.table)
+        .where(*(c == sa.bindparam(f"_k_{c.name}") for c in table.keys))
+        .values({c.name: sa.bindparam(f"_v_{c.name}") for c in others})
     )
+    clashes = []
+    for row in rows:
+        params = {f"_k_{c.name}": row[c.name] for c in table.keys}
+        params.update({f"_v_{c.name}": row[c.name] for c in others})
+        try:
+            with conn.begin_nested():
+                conn.execute(statement, params)
+        except sa.exc.IntegrityError as exc:
+            clashes.append(Clash(table.name, table.key_of(row), constraint_of(exc)))
+    return clashes
 
 
-def key_parts(value: Any, names: str) -> list[Any]:
-    if isinstance(value, list | tuple):
-        return list(value)
-    try:
-        parts = json.loads(str(value))
-    except ValueError:
-        parts = None
-    if not isinstance(parts, list):
-        raise ConfigError(
-            f"key {value!r} is not a composite key ({names}): give a JSON array, "
-            'e.g. [42, "2026-01-31T00:00:00Z"]'
-        )
-    return parts
-
-
-def coerce_value(column: sa.Column, value: Any, table: str) -> Any:
-    python_type = column.type.python_type
-    try:
-        if python_type is uuid.UUID:
-            return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-        if python_type in (datetime, date) and isinstance(value, str):
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            return parsed if python_type is datetime else parsed.date()
-        return value if isinstance(value, python_type) else python_type(value)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"key {value!r} is not a valid {python_type.__name__} for {table}.{column.name}"
-        ) from None
-
-
-def exists_again(table: TableRows, key: Any) -> Clash:
-    return Clash(table.name, key, f"primary key {table.key_name} (the row exists again)")
+def constraint_of(exc: sa.exc.IntegrityError) -> str:
+    """The constraint that refused a row (PostgreSQL names it; SQLite says what it checks)."""
+    diag = getattr(getattr(exc, "orig", None), "diag", None)
+    name = getattr(diag, "constraint_name", None)
+    if name:
+        return str(name)
+    text = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+    match = re.match(r"(UNIQUE|NOT NULL|CHECK|FOREIGN KEY) constraint failed(?:: (.*))?", text)
+    if match:
+        return f"{match.group(1)} {match.group(2) or ''}".strip()
+    return text[:200]

@@ -14,7 +14,7 @@ The guarded delete runs in ONE transaction with the manifest update: it keeps on
 still qualify and are unchanged — same row version (``xmin``) as when read on PostgreSQL, same
 whole row as archived otherwise — and whose children are exactly the archived ones, each
 unchanged (:mod:`~steward.archive.sql_delete`; a table without children whose row versions
-are known: :meth:`TableRows.delete_unchanged`). It deletes their children, then them, and lets
+are known: :mod:`~steward.archive.sql_guard`). It deletes their children, then them, and lets
 ``finish`` record the outcome before the commit. A crash anywhere inside rolls all of it back.
 """
 
@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
+from steward.archive import sql_restore
 from steward.archive.batch import (
     ArchivedRows,
     DeleteOutcome,
@@ -46,7 +49,9 @@ from steward.archive.formats import (
 )
 from steward.archive.policy import ChildTable, SqlPolicy
 from steward.archive.sql_delete import AggregateDelete, outcome_of
-from steward.archive.sql_restore import coerce_value, exists_again, key_parts, restore_table
+from steward.archive.sql_guard import RowDelete
+from steward.archive.sql_keys import coerce_value, key_parts
+from steward.archive.sql_restore import Clash
 from steward.archive.sql_rows import TableRows
 from steward.errors import ArchiveDeleteBlocked, ConfigError, IntegrityViolation
 from steward.storage import SqlClient
@@ -87,6 +92,7 @@ class SqlSource:
             for child in policy.children
         }
         self._guarded = AggregateDelete(self.root, self.parts, self._qualifies, postgres)
+        self._row_delete = RowDelete(self.root)
         self._rows_per_root = 1.0 + len(self.parts)  # until a batch tells: a child per table
 
     # Counting ----------------------------------------------------------------------------------
@@ -264,7 +270,7 @@ class SqlSource:
                     # The row version vouches for the row's own columns (it qualified when
                     # read, under this run's fixed cutoff); only new references need a check.
                     # No indexable time condition here, so the plan is the primary key's.
-                    gone = self.root.delete_unchanged(
+                    gone = self._row_delete.delete_unchanged(
                         conn,
                         archived.keys,
                         archived.versions,
@@ -289,7 +295,7 @@ class SqlSource:
 
     def present_keys(self, keys: Sequence[Any]) -> set[Any]:
         with self.sql.connect() as conn:
-            return self.root.existing_keys(conn, keys, lock=False)
+            return sql_restore.existing_keys(self.root, conn, keys, lock=False)
 
     def key_of(self, row: dict[str, Any]) -> Any:
         return self.root.key_of(row)
@@ -322,7 +328,7 @@ class SqlSource:
         are conflicts (updated if ``overwrite``); rows the database refuses are clashes."""
         outcome = RestoreOutcome()
         with self.sql.begin() as conn:
-            root = restore_table(conn, self.root, rows, overwrite, dry_run)
+            root = _restore_table(conn, self.root, rows, overwrite, dry_run)
             outcome.restored, outcome.overwritten = root.inserted, root.overwritten
             outcome.conflicts, outcome.clashes = root.conflicts, root.clashes
             outcome.restored_keys = sorted(root.back, key=repr)
@@ -330,18 +336,55 @@ class SqlSource:
             for name, child_rows in (children or {}).items():
                 child, table_rows = self.parts[name]
                 mine = [row for row in child_rows if row[child.parent.name] in root.back]
-                part = restore_table(conn, table_rows, mine, overwrite, dry_run)
+                part = _restore_table(conn, table_rows, mine, overwrite, dry_run)
                 # A child row that did not come back keeps its whole aggregate in the archive.
                 whole -= {
                     r[child.parent.name] for r in mine if table_rows.key_of(r) not in part.back
                 }
                 outcome.children_restored[name] = part.inserted + part.overwritten
                 outcome.clashes += part.clashes
-                outcome.clashes += [exists_again(table_rows, key) for key in part.conflicts]
+                outcome.clashes += [_exists_again(table_rows, key) for key in part.conflicts]
             outcome.whole_keys = sorted(whole, key=repr)
             if not dry_run:
                 finish(conn, outcome)
         return outcome
+
+
+@dataclass
+class _TableRestore:
+    back: set[Any]  # keys holding their archived values afterwards
+    inserted: int
+    overwritten: int
+    conflicts: list[Any]  # keys that exist again (not overwritten)
+    clashes: list[Clash]
+
+
+def _restore_table(
+    conn: Connection,
+    table: TableRows,
+    rows: Sequence[dict[str, Any]],
+    overwrite: bool,
+    dry_run: bool,
+) -> _TableRestore:
+    key = table.key_of
+    existing = sql_restore.existing_keys(table, conn, [key(row) for row in rows])
+    fresh = [row for row in rows if key(row) not in existing]
+    taken = [row for row in rows if key(row) in existing]
+    clashes = [] if dry_run else sql_restore.insert(table, conn, fresh)
+    replaced = [] if dry_run or not overwrite else sql_restore.overwrite(table, conn, taken)
+    refused = {c.key for c in clashes + replaced}
+    back = {key(row) for row in fresh + (taken if overwrite else [])} - refused
+    return _TableRestore(
+        back=back,
+        inserted=len(fresh) - len(clashes),
+        overwritten=len(taken) - len(replaced) if overwrite else 0,
+        conflicts=[] if overwrite else [key(row) for row in taken],
+        clashes=clashes + replaced,
+    )
+
+
+def _exists_again(table: TableRows, key: Any) -> Clash:
+    return Clash(table.name, key, f"primary key {table.key_name} (the row exists again)")
 
 
 def _first_line(exc: BaseException) -> str:
