@@ -188,13 +188,20 @@ def _to_arrow_values(spec: ColumnSpec, values: Sequence[Any]) -> Sequence[Any]:
 
 
 def python_columns(table: pa.Table, specs: Sequence[ColumnSpec]) -> dict[str, list[Any]]:
-    """Python values per column, as the source database driver would return them."""
+    """Python values per column to insert back: as the database driver would return them,
+    except JSON, which stays the text archived (parsing it would turn ``1.50`` into ``1.5``,
+    big integers into floats, and lose a ``json`` value's key order and duplicate keys); a
+    restore casts it to the column's type (:meth:`TableRows.insert`)."""
     by_name = {spec.name: spec for spec in specs}
     return {
-        name: _from_arrow_values(by_name[name], _pylist(table.column(name), by_name[name]))
+        name: _restored_values(by_name[name], _pylist(table.column(name), by_name[name]))
         for name in table.column_names
         if name in by_name
     }
+
+
+def _restored_values(spec: ColumnSpec, values: list[Any]) -> list[Any]:
+    return values if spec.kind == "json" else _from_arrow_values(spec, values)
 
 
 def _pylist(column: pa.ChunkedArray, spec: ColumnSpec) -> list[Any]:
@@ -317,17 +324,29 @@ def decode_table(data: bytes, fmt: str, specs: Sequence[ColumnSpec]) -> pa.Table
 
 
 def _encode_jsonl(table: pa.Table) -> bytes:
+    """One compact JSON object per line. A JSON column's value is its archived text, as is
+    (a JSON null is ``null``; SQL NULL leaves the field out), so no number or key is
+    rewritten; line breaks between its tokens (only a ``json`` column keeps them) become
+    spaces, as a line cannot hold them."""
     names = table.column_names
     columns = [_jsonl_values(table.column(name)) for name in names]
-    kinds = {field.name: _field_kind(field) for field in table.schema}
+    raw = [field.type == pa.json_() for field in table.schema]
+    prefixes = [json.dumps(name) + ":" for name in names]
     lines = []
     for values in zip(*columns, strict=True):
-        row = {
-            name: _json_value(value, kinds[name]) for name, value in zip(names, values, strict=True)
-        }
-        lines.append(json.dumps(row, separators=(",", ":")))
+        fields = [
+            prefix + (_one_line(value) if is_json else json.dumps(_json_value(value)))
+            for prefix, value, is_json in zip(prefixes, values, raw, strict=True)
+            if value is not None or not is_json
+        ]
+        lines.append("{" + ",".join(fields) + "}")
     text = "\n".join(lines) + ("\n" if lines else "")
     return gzip.compress(text.encode(), compresslevel=6, mtime=0)
+
+
+def _one_line(text: str) -> str:
+    # A JSON string cannot hold a raw line break: these are whitespace between tokens.
+    return text.replace("\r", " ").replace("\n", " ") if "\n" in text or "\r" in text else text
 
 
 def _jsonl_values(column: pa.ChunkedArray) -> list[Any]:
@@ -336,17 +355,7 @@ def _jsonl_values(column: pa.ChunkedArray) -> list[Any]:
     return column.to_pylist()
 
 
-def _field_kind(field: pa.Field) -> str:
-    if field.type == pa.json_():
-        return "json"
-    return "other"
-
-
-def _json_value(value: Any, kind: str) -> Any:
-    if value is None:
-        return None
-    if kind == "json":
-        return json.loads(value)
+def _json_value(value: Any) -> Any:
     if isinstance(value, datetime | date | time):
         return value.isoformat()
     if isinstance(value, timedelta):
@@ -359,10 +368,45 @@ def _json_value(value: Any, kind: str) -> Any:
 
 
 def _decode_jsonl(data: bytes, specs: Sequence[ColumnSpec]) -> pa.Table:
-    rows = [json.loads(line) for line in gzip.decompress(data).decode().splitlines() if line]
-    columns = [[_parse(spec, row.get(spec.name)) for row in rows] for spec in specs]
-    wire = ["micros" if spec.kind in _TIMESTAMPS else "value" for spec in specs]
+    # "\n" only: a JSON value's text may hold U+2028 or U+0085, which splitlines() splits on
+    lines = [line for line in gzip.decompress(data).decode().split("\n") if line]
+    rows = [json.loads(line) for line in lines]
+    texts = [_raw_fields(line) for line in lines] if any(s.kind == "json" for s in specs) else []
+    columns = [
+        [t.get(spec.name) for t in texts]
+        if spec.kind == "json"
+        else [_parse(spec, row.get(spec.name)) for row in rows]
+        for spec in specs
+    ]
+    wire = [_JSONL_WIRE.get(spec.kind, "value") for spec in specs]
     return to_arrow(specs, columns, {"format": JSONL}, wire)
+
+
+_JSONL_WIRE = {"timestamptz": "micros", "timestamp": "micros", "json": "text"}
+_DECODER = json.JSONDecoder()
+_SPACE = " \t\n\r"
+
+
+def _raw_fields(line: str) -> dict[str, str]:
+    """Each field of a JSON object line as its text, exactly as written (whitespace around
+    the value included): what a JSON column holds."""
+    fields: dict[str, str] = {}
+    at = _skip(line, line.index("{") + 1)
+    while line[at] != "}":
+        name, at = _DECODER.raw_decode(line, at)
+        start = at = _skip(line, at) + 1  # past the ':'
+        _, at = _DECODER.raw_decode(line, _skip(line, at))
+        at = _skip(line, at)
+        fields[name] = line[start:at]
+        if line[at] == ",":
+            at = _skip(line, at + 1)
+    return fields
+
+
+def _skip(line: str, at: int) -> int:
+    while line[at] in _SPACE:
+        at += 1
+    return at
 
 
 def _parse(spec: ColumnSpec, value: Any) -> Any:

@@ -190,8 +190,13 @@ class TableRows:
     def _projection(self) -> tuple[list[Any], list[str]]:
         """PostgreSQL sends timestamps as epoch microseconds and JSON as text, so no Python
         object is built per value (the read's main cost) and ±infinity survives."""
-        if not self.postgres:
-            return list(self.table.columns), ["value"] * len(self.table.columns)
+        if not self.postgres:  # JSON as the text stored (SQLAlchemy's JSON type reads SQL
+            # NULL and JSON null both as None)
+            columns = [
+                sa.cast(c, sa.Text).label(c.name) if s.kind == "json" else c
+                for c, s in zip(self.table.columns, self.specs, strict=True)
+            ]
+            return columns, ["text" if s.kind == "json" else "value" for s in self.specs]
         selected: list[Any] = []
         wire: list[str] = []
         for column, spec in zip(self.table.columns, self.specs, strict=True):
@@ -416,9 +421,10 @@ class TableRows:
         """Insert ``rows``; rows the database refuses are returned as clashes, the rest stay."""
         if not rows:
             return []
+        statement = sa.insert(self.table).values(self._values(rows[0]))
         try:
             with conn.begin_nested():
-                conn.execute(sa.insert(self.table), list(rows))
+                conn.execute(statement, [_params(row) for row in rows])
             return []
         except sa.exc.IntegrityError:
             pass
@@ -426,29 +432,50 @@ class TableRows:
         for row in rows:  # one savepoint per row: only the refused rows stay out
             try:
                 with conn.begin_nested():
-                    conn.execute(sa.insert(self.table), [row])
+                    conn.execute(statement, [_params(row)])
             except sa.exc.IntegrityError as exc:
                 clashes.append(Clash(self.name, self.key_of(row), constraint_of(exc)))
         return clashes
 
     def overwrite(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[Clash]:
         """Replace the rows with these keys by their archived values (clashes reported)."""
-        others = [c for c in self.table.columns if c.name not in self.key_names]
+        if not rows:
+            return []
+        values = self._values(rows[0])
         statement = (
             sa.update(self.table)
-            .where(*(c == sa.bindparam(f"_k_{c.name}") for c in self.keys))
-            .values({c.name: sa.bindparam(f"_v_{c.name}") for c in others})
+            .where(*(c == sa.bindparam(f"_k_{c.name}", type_=c.type) for c in self.keys))
+            .values({n: v for n, v in values.items() if n not in self.key_names})
         )
         clashes = []
         for row in rows:
-            params = {f"_k_{c.name}": row[c.name] for c in self.keys}
-            params.update({f"_v_{c.name}": row[c.name] for c in others})
+            params = _params(row) | {f"_k_{c.name}": row[c.name] for c in self.keys}
             try:
                 with conn.begin_nested():
                     conn.execute(statement, params)
             except sa.exc.IntegrityError as exc:
                 clashes.append(Clash(self.name, self.key_of(row), constraint_of(exc)))
         return clashes
+
+    def _values(self, row: dict[str, Any]) -> dict[str, sa.ColumnElement[Any]]:
+        """The bound value of each column ``row`` has. JSON is bound as the archived text and
+        cast to the column's own type on PostgreSQL (``CAST(:v AS JSONB)``): PostgreSQL parses
+        it, so ``json`` keeps its text and ``jsonb`` its numbers as written (``1.50``); SQL
+        NULL stays NULL and the text ``null`` is JSON null. SQLite keeps JSON as text."""
+        kinds = {spec.name: spec.kind for spec in self.specs}
+        values: dict[str, sa.ColumnElement[Any]] = {}
+        for name in row:
+            column = self.table.c[name]
+            if kinds[name] != "json":
+                values[name] = sa.bindparam(f"_v_{name}", type_=column.type)
+                continue
+            text = sa.bindparam(f"_v_{name}", type_=sa.Text())
+            values[name] = sa.cast(text, column.type) if self.postgres else text
+        return values
+
+
+def _params(row: dict[str, Any]) -> dict[str, Any]:
+    return {f"_v_{name}": value for name, value in row.items()}
 
 
 def _fetched(
