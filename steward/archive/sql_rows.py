@@ -203,9 +203,15 @@ class TableRows:
             if spec.kind in ("timestamptz", "timestamp"):
                 selected.append(pg_micros(column).label(column.name))
                 wire.append("micros")
-            elif spec.kind == "json":
+            elif spec.kind == "date":  # days: ±infinity and years Python has not
+                selected.append(pg_copy.pg_days(column).label(column.name))
+                wire.append("days")
+            elif spec.kind == "time":  # microseconds: 24:00:00 too
+                selected.append(pg_copy.pg_time(column).label(column.name))
+                wire.append("micros")
+            elif spec.kind in ("json", "timetz"):  # text: exact (a timetz keeps its offset)
                 selected.append(sa.cast(column, sa.Text).label(column.name))
-                wire.append("text")
+                wire.append("text" if spec.kind == "json" else "value")
             else:
                 selected.append(column)
                 wire.append("value")
@@ -292,8 +298,7 @@ class TableRows:
         if not self.postgres:
             return list(self._guard_columns)
         return [
-            pg_micros(c) if s.kind in ("timestamptz", "timestamp") else c
-            for c, s in zip(self._guard_columns, self.guard_specs, strict=True)
+            _guarded(c, s.kind) for c, s in zip(self._guard_columns, self.guard_specs, strict=True)
         ]
 
     def delete_unchanged(
@@ -472,6 +477,18 @@ class TableRows:
             text = sa.bindparam(f"_v_{name}", type_=sa.Text())
             values[name] = sa.cast(text, column.type) if self.postgres else text
         return values
+
+
+def _guarded(column: sa.Column, kind: str) -> sa.ColumnElement[Any]:
+    """A column as PostgreSQL sends it for the whole-row guard: in the archive's form where
+    psycopg's would differ (timestamps, dates and times as numbers, a timetz as its text)."""
+    if kind in ("timestamptz", "timestamp"):
+        return pg_micros(column)
+    if kind == "date":
+        return pg_copy.pg_days(column)
+    if kind == "time":
+        return pg_copy.pg_time(column)
+    return sa.cast(column, sa.Text) if kind == "timetz" else column
 
 
 def _params(row: dict[str, Any]) -> dict[str, Any]:
