@@ -29,25 +29,32 @@ states as a unit.
 still ``running`` when the next run of its table gets the table's lock was killed: it is
 marked ``interrupted``.
 
-The three tables live in Steward's own schema (``database.schema``, see
-:mod:`steward.storage.steward_schema`) and are created by ``steward install`` only: a run that
-finds them missing stops with :class:`~steward.errors.NotInstalled` before touching anything.
+The tables (:mod:`steward.archive.manifest_tables`) are created by ``steward install`` only:
+a run that finds them missing stops with :class:`~steward.errors.NotInstalled` before touching
+anything.
 """
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from steward.archive.manifest_keys import decode_key, dump_key, encode_key, load_key
+from steward.archive.manifest_tables import (
+    manifest_exists,
+    manifest_table,
+    metadata,
+    parts_table,
+    require_manifest,
+    restored_table,
+    runs_table,
+)
 from steward.storage import utcnow
-from steward.storage.steward_schema import SCHEMA_TOKEN, missing_tables, require_installed
 
 __all__ = [
     "ABANDONED",
@@ -80,141 +87,6 @@ STAGED_SUFFIX = ".staged"
 def staged_key(object_key: str) -> str:
     """Where a batch's object is written until its rows have left the source."""
     return object_key + STAGED_SUFFIX
-
-
-metadata = sa.MetaData(schema=SCHEMA_TOKEN)
-TS = sa.DateTime(timezone=True)
-
-manifest_table = sa.Table(
-    "steward_archive_manifest",
-    metadata,
-    sa.Column("batch_id", sa.String(32), primary_key=True),
-    sa.Column("source", sa.String(64), nullable=False),
-    sa.Column("table_name", sa.String(128), nullable=False),
-    sa.Column("backend", sa.String(8), nullable=False),
-    sa.Column("object_key", sa.String(1024), nullable=False, unique=True),
-    sa.Column("format", sa.String(16), nullable=False),
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("key_column", sa.String(128), nullable=False),
-    sa.Column("key_min", sa.Text, nullable=False),
-    sa.Column("key_max", sa.Text, nullable=False),
-    sa.Column("ts_column", sa.String(128), nullable=False),
-    sa.Column("ts_min", TS),
-    sa.Column("ts_max", TS),
-    sa.Column("rows", sa.Integer, nullable=False),
-    sa.Column("bytes", sa.BigInteger),
-    sa.Column("sha256", sa.String(64)),
-    sa.Column("storage_class", sa.String(32), nullable=False),
-    sa.Column("deleted_rows", sa.Integer),
-    sa.Column("skipped_keys", sa.JSON),
-    sa.Column("run_id", sa.String(64)),
-    sa.Column("created_at", TS, nullable=False),
-    sa.Column("verified_at", TS),
-    sa.Column("completed_at", TS),
-    sa.Column("restore_requested_at", TS),
-    sa.Column("restored_at", TS),
-    sa.Column("restored_rows", sa.Integer),
-    sa.Column("note", sa.Text),
-    sa.Index("ix_steward_archive_manifest_table_state", "source", "table_name", "state"),
-)
-
-parts_table = sa.Table(
-    "steward_archive_parts",
-    metadata,
-    sa.Column("batch_id", sa.String(32), primary_key=True),
-    sa.Column("table_name", sa.String(128), primary_key=True),
-    sa.Column("key_column", sa.String(128), nullable=False),
-    sa.Column("object_key", sa.String(1024), nullable=False, unique=True),
-    sa.Column("rows", sa.Integer, nullable=False),
-    sa.Column("bytes", sa.BigInteger),
-    sa.Column("sha256", sa.String(64)),
-)
-
-# Rows a restore brought back whose archive objects still hold them: written in the restore's
-# transaction, removed once the batch's objects were rewritten without those rows (restored.py).
-restored_table = sa.Table(
-    "steward_archive_restored",
-    metadata,
-    sa.Column("batch_id", sa.String(32), primary_key=True),
-    sa.Column("key", sa.Text, primary_key=True),
-)
-
-runs_table = sa.Table(
-    "steward_archive_runs",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.String(64), nullable=False),
-    sa.Column("source", sa.String(64), nullable=False),
-    sa.Column("table_name", sa.String(128), nullable=False),
-    sa.Column("started_at", TS, nullable=False),
-    sa.Column("finished_at", TS),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("rows_archived", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("rows_skipped", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("objects", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("bytes", sa.BigInteger, nullable=False, server_default="0"),
-    sa.Index("ix_steward_archive_runs_table", "source", "table_name", "started_at"),
-)
-
-
-def require_manifest(bind: sa.Engine | Connection) -> None:
-    """Stop with one line (:class:`~steward.errors.NotInstalled`) unless ``steward install``
-    created the manifest tables."""
-    require_installed(bind, metadata.sorted_tables)
-
-
-def manifest_exists(bind: sa.Engine | Connection) -> bool:
-    return not missing_tables(bind, [manifest_table])
-
-
-# Keys ------------------------------------------------------------------------------------------
-
-
-def encode_key(value: Any) -> Any:
-    """A primary key as a JSON value: ints and strings as is, UUIDs, ObjectIds and timestamps
-    tagged, a composite key as ``{"$key": [...]}``."""
-    if isinstance(value, bool) or value is None:
-        raise TypeError(f"unsupported key value {value!r}")
-    if isinstance(value, int | str):
-        return value
-    if isinstance(value, tuple):
-        return {"$key": [encode_key(part) for part in value]}
-    if isinstance(value, uuid.UUID):
-        return {"$uuid": str(value)}
-    if isinstance(value, datetime):
-        return {"$ts": value.isoformat()}
-    if isinstance(value, date):
-        return {"$date": value.isoformat()}
-    if type(value).__name__ == "ObjectId":
-        return {"$oid": str(value)}
-    raise TypeError(f"unsupported key type {type(value).__name__} ({value!r})")
-
-
-def decode_key(value: Any) -> Any:
-    """Inverse of :func:`encode_key`."""
-    if not isinstance(value, dict):
-        return value
-    if "$key" in value:
-        return tuple(decode_key(part) for part in value["$key"])
-    if "$uuid" in value:
-        return uuid.UUID(value["$uuid"])
-    if "$ts" in value:
-        return datetime.fromisoformat(value["$ts"])
-    if "$date" in value:
-        return date.fromisoformat(value["$date"])
-    if "$oid" in value:
-        from bson import ObjectId
-
-        return ObjectId(value["$oid"])
-    return value
-
-
-def _dump_key(value: Any) -> str:
-    return json.dumps(encode_key(value), separators=(",", ":"))
-
-
-def _load_key(text: str) -> Any:
-    return decode_key(json.loads(text))
 
 
 # Entries ---------------------------------------------------------------------------------------
@@ -277,8 +149,8 @@ class ManifestEntry:
     @classmethod
     def from_row(cls, row: sa.Row) -> ManifestEntry:
         data = dict(row._mapping)
-        data["key_min"] = _load_key(data["key_min"])
-        data["key_max"] = _load_key(data["key_max"])
+        data["key_min"] = load_key(data["key_min"])
+        data["key_max"] = load_key(data["key_max"])
         data["skipped_keys"] = [decode_key(k) for k in data.get("skipped_keys") or []]
         names = cls.__dataclass_fields__
         return cls(**{k: v for k, v in data.items() if k in names})
@@ -301,8 +173,8 @@ def insert_writing(conn: Connection, entry: ManifestEntry) -> None:
             format=entry.format,
             state=WRITING,
             key_column=entry.key_column,
-            key_min=_dump_key(entry.key_min),
-            key_max=_dump_key(entry.key_max),
+            key_min=dump_key(entry.key_min),
+            key_max=dump_key(entry.key_max),
             ts_column=entry.ts_column,
             ts_min=entry.ts_min,
             ts_max=entry.ts_max,
@@ -372,8 +244,8 @@ def mark_complete(
         batch_id,
         state=COMPLETE,
         rows=root.rows,
-        key_min=_dump_key(root.key_min),
-        key_max=_dump_key(root.key_max),
+        key_min=dump_key(root.key_min),
+        key_max=dump_key(root.key_max),
         bytes=root.bytes,
         sha256=root.sha256,
         storage_class=storage_class,

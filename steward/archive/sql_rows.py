@@ -1,4 +1,4 @@
-"""One SQL table's rows in an archive: read as Arrow, lock and compare, delete, restore.
+"""One SQL table's rows in an archive: read as Arrow, lock and compare, delete.
 
 Used for the root table of a policy and for each child table of an aggregate.
 
@@ -14,16 +14,12 @@ Used for the root table of a policy and for each child table of an aggregate.
   the table to one typed array per column, unnested together (``FROM t, unnest(CAST(:a AS
   T1[]), CAST(:b AS T2[])) AS k(k0, k1) WHERE t.a = ANY(:a) AND t.a = k.k0 AND t.b = k.k1``),
   the leading column's array being the primary key's index condition.
-- Restores insert a batch at once inside a savepoint and, if the database refuses it, row by
-  row, so one clash (a reused unique value) keeps back only its own row and is reported with
-  the table, the key and the constraint.
+- Restores: :mod:`~steward.archive.sql_restore`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,7 +32,7 @@ from steward.archive import pg_copy
 from steward.archive.formats import ColumnSpec, guard_values, to_arrow
 from steward.archive.pg_copy import pg_micros
 
-__all__ = ["Clash", "TableRows", "key_array", "pg_micros"]
+__all__ = ["TableRows", "chunked", "key_array", "pg_micros", "returned"]
 
 CHUNK = 1000  # keys per statement: a small share of a large table, so the planner uses the
 # key index (a large share of a small table gets a hashed scan of the constant array: faster)
@@ -44,18 +40,7 @@ FETCH_ROWS = 5000  # rows turned into Arrow at a time while reading a batch thro
 _VERSION = "_steward_xmin"
 SPAN_CHUNKS = 20  # a guarded delete's statement covers this many chunks of keys (a default
 # batch): each statement is a round trip, and a thread waiting on one waits for the GIL again
-
-
-@dataclass(frozen=True)
-class Clash:
-    """A row a restore could not put back: where, which key, which constraint refused it."""
-
-    table: str
-    key: Any
-    constraint: str
-
-    def __str__(self) -> str:
-        return f"{self.table}:{self.key} ({self.constraint})"
+# (read at call time, by :mod:`~steward.archive.sql_delete` and :mod:`~steward.archive.sql_guard`)
 
 
 class _Untyped(sa.types.TypeDecorator[Any]):
@@ -246,7 +231,7 @@ class TableRows:
         joined = (c == pairs.c[n] for c, n in zip(self.keys, names, strict=True))
         return sa.and_(leading, *joined)
 
-    def _keys_from(self, rows: Sequence[Sequence[Any]]) -> list[Any]:
+    def keys_from(self, rows: Sequence[Sequence[Any]]) -> list[Any]:
         """Keys of result rows whose first columns are the key columns (timestamps as the
         archive holds them: a naive SQLite value is UTC)."""
         width = len(self.keys)
@@ -275,14 +260,14 @@ class TableRows:
         guard = [self.version()] if by_version else self._guard_selection()
         tag = extra if extra is not None else sa.null()
         width = len(self.keys)
-        for chunk in _chunks(values, chunks):
+        for chunk in chunked(values, chunks):
             query = sa.select(*self.keys, tag, *guard).where(self.key_in(chunk, column), *where)
             if self.postgres:
                 query = query.with_for_update(of=self.table)
             rows = conn.execute(query).all()
             if not rows:
                 continue
-            keys = self._keys_from(rows)
+            keys = self.keys_from(rows)
             tags, *columns = (list(c) for c in zip(*(r[width:] for r in rows), strict=True))
             if by_version:
                 stamps: list[Any] = columns[0]
@@ -301,84 +286,6 @@ class TableRows:
             _guarded(c, s.kind) for c, s in zip(self._guard_columns, self.guard_specs, strict=True)
         ]
 
-    def delete_unchanged(
-        self,
-        conn: Connection,
-        keys: Sequence[Any],
-        versions: dict[Any, int],
-        where: Sequence[sa.ColumnElement[bool]],
-        hook: Callable[[str], None],
-        span_where: Sequence[sa.ColumnElement[bool]] = (),
-    ) -> list[Any]:
-        """PostgreSQL: delete the rows that still have a version read with the batch. Exact: a
-        version the batch read belongs to a transaction that had committed by then, so no
-        later change can carry it; the DELETE's row lock and PostgreSQL's recheck of its WHERE
-        clause on rows changed concurrently do the rest.
-
-        The keys come in key order: a span of them that fills its key range (integer keys,
-        :meth:`_dense`) is first deleted as a key *range* (one range scan of the primary key,
-        ``span_where`` naming the rows the batch read: the policy's whole condition) inside a
-        savepoint. If the range also caught a row the
-        batch did not read (one that qualified or became unreferenced since, with a version
-        the batch saw), that savepoint is rolled back and the span is deleted by its listed
-        keys instead (:meth:`_delete_listed`)."""
-        deleted: list[Any] = []
-        for span in _chunks(keys, SPAN_CHUNKS):
-            seen = sorted({versions[k] for k in span if k in versions})
-            guard = self.version() == sa.any_(key_array(seen, sa.BigInteger()))
-            ranged = span_where and self._dense(span)
-            gone = self._delete_span(conn, span, [guard, *span_where]) if ranged else None
-            if gone is None:
-                gone = self._delete_listed(conn, span, [guard, *where], hook)
-            else:
-                hook("rows_deleting")
-            deleted += gone
-        return deleted
-
-    def _dense(self, span: Sequence[Any]) -> bool:
-        """Whether the span's keys fill at least half of their range (integer keys, by the
-        leading column): then a range scan reads few rows the batch did not read."""
-        if not isinstance(self.key.type, sa.Integer):
-            return False
-        leading = span if not self.composite else [key[0] for key in span]
-        width = int(leading[-1]) - int(leading[0]) + 1
-        return len(set(leading)) * 2 >= width
-
-    def _delete_span(
-        self, conn: Connection, span: Sequence[Any], where: Sequence[sa.ColumnElement[bool]]
-    ) -> list[Any] | None:
-        """Delete the rows of ``where`` between the span's first and last key; None (and
-        nothing deleted) when that would delete a row whose key is not in the span."""
-        statement = (
-            sa.delete(self.table)
-            .where(self.after(span[0], inclusive=True), self.before(span[-1]), *where)
-            .returning(*self.keys)
-        )
-        savepoint = conn.begin_nested()
-        gone = self._keys_from(_returned(conn, statement))
-        listed = set(span)
-        if all(key in listed for key in gone):
-            savepoint.commit()
-            return gone
-        savepoint.rollback()
-        return None
-
-    def _delete_listed(
-        self,
-        conn: Connection,
-        keys: Sequence[Any],
-        where: Sequence[sa.ColumnElement[bool]],
-        hook: Callable[[str], None],
-    ) -> list[Any]:
-        deleted: list[Any] = []
-        for chunk in _chunks(keys):
-            statement = (
-                sa.delete(self.table).where(self.key_in(chunk), *where).returning(*self.keys)
-            )
-            deleted += self._keys_from(_returned(conn, statement))
-            hook("rows_deleting")
-        return deleted
-
     def delete(
         self,
         conn: Connection,
@@ -387,7 +294,7 @@ class TableRows:
         chunks: int = 1,
     ) -> int:
         deleted = 0
-        for chunk in _chunks(keys, chunks):
+        for chunk in chunked(keys, chunks):
             deleted += conn.execute(sa.delete(self.table).where(self.key_in(chunk))).rowcount
             if hook is not None:
                 hook("rows_deleting")
@@ -404,79 +311,10 @@ class TableRows:
             .where(self.key_in(owners, column))
             .returning(*self.keys, column, self.version())
         )
-        rows = _returned(conn, statement)
+        rows = returned(conn, statement)
         width = len(self.keys)
-        keys = self._keys_from(rows)
+        keys = self.keys_from(rows)
         return [(k, row[width], row[width + 1]) for k, row in zip(keys, rows, strict=True)]
-
-    # Restore ---------------------------------------------------------------------------------
-
-    def existing_keys(
-        self, conn: Connection, keys: Sequence[Any], *, lock: bool = True
-    ) -> set[Any]:
-        found: set[Any] = set()
-        for chunk in _chunks(keys):
-            query = sa.select(*self.keys).where(self.key_in(chunk))
-            if self.postgres and lock:
-                query = query.with_for_update(of=self.table)
-            found.update(self._keys_from(conn.execute(query).all()))
-        return found
-
-    def insert(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[Clash]:
-        """Insert ``rows``; rows the database refuses are returned as clashes, the rest stay."""
-        if not rows:
-            return []
-        statement = sa.insert(self.table).values(self._values(rows[0]))
-        try:
-            with conn.begin_nested():
-                conn.execute(statement, [_params(row) for row in rows])
-            return []
-        except sa.exc.IntegrityError:
-            pass
-        clashes = []
-        for row in rows:  # one savepoint per row: only the refused rows stay out
-            try:
-                with conn.begin_nested():
-                    conn.execute(statement, [_params(row)])
-            except sa.exc.IntegrityError as exc:
-                clashes.append(Clash(self.name, self.key_of(row), constraint_of(exc)))
-        return clashes
-
-    def overwrite(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[Clash]:
-        """Replace the rows with these keys by their archived values (clashes reported)."""
-        if not rows:
-            return []
-        values = self._values(rows[0])
-        statement = (
-            sa.update(self.table)
-            .where(*(c == sa.bindparam(f"_k_{c.name}", type_=c.type) for c in self.keys))
-            .values({n: v for n, v in values.items() if n not in self.key_names})
-        )
-        clashes = []
-        for row in rows:
-            params = _params(row) | {f"_k_{c.name}": row[c.name] for c in self.keys}
-            try:
-                with conn.begin_nested():
-                    conn.execute(statement, params)
-            except sa.exc.IntegrityError as exc:
-                clashes.append(Clash(self.name, self.key_of(row), constraint_of(exc)))
-        return clashes
-
-    def _values(self, row: dict[str, Any]) -> dict[str, sa.ColumnElement[Any]]:
-        """The bound value of each column ``row`` has. JSON is bound as the archived text and
-        cast to the column's own type on PostgreSQL (``CAST(:v AS JSONB)``): PostgreSQL parses
-        it, so ``json`` keeps its text and ``jsonb`` its numbers as written (``1.50``); SQL
-        NULL stays NULL and the text ``null`` is JSON null. SQLite keeps JSON as text."""
-        kinds = {spec.name: spec.kind for spec in self.specs}
-        values: dict[str, sa.ColumnElement[Any]] = {}
-        for name in row:
-            column = self.table.c[name]
-            if kinds[name] != "json":
-                values[name] = sa.bindparam(f"_v_{name}", type_=column.type)
-                continue
-            text = sa.bindparam(f"_v_{name}", type_=sa.Text())
-            values[name] = sa.cast(text, column.type) if self.postgres else text
-        return values
 
 
 def _guarded(column: sa.Column, kind: str) -> sa.ColumnElement[Any]:
@@ -489,10 +327,6 @@ def _guarded(column: sa.Column, kind: str) -> sa.ColumnElement[Any]:
     if kind == "time":
         return pg_copy.pg_time(column)
     return sa.cast(column, sa.Text) if kind == "timetz" else column
-
-
-def _params(row: dict[str, Any]) -> dict[str, Any]:
-    return {f"_v_{name}": value for name, value in row.items()}
 
 
 def _fetched(
@@ -512,7 +346,7 @@ def _fetched(
         result.close()
 
 
-def _returned(conn: Connection, statement: Any) -> Sequence[Sequence[Any]]:
+def returned(conn: Connection, statement: Any) -> Sequence[Sequence[Any]]:
     """The rows a DELETE … RETURNING returned; on PostgreSQL psycopg's own tuples (no
     SQLAlchemy row per deleted row)."""
     result = conn.execute(statement)
@@ -530,25 +364,12 @@ def _utc(value: Any) -> Any:
     return value
 
 
-def constraint_of(exc: sa.exc.IntegrityError) -> str:
-    """The constraint that refused a row (PostgreSQL names it; SQLite says what it checks)."""
-    diag = getattr(getattr(exc, "orig", None), "diag", None)
-    name = getattr(diag, "constraint_name", None)
-    if name:
-        return str(name)
-    text = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-    match = re.match(r"(UNIQUE|NOT NULL|CHECK|FOREIGN KEY) constraint failed(?:: (.*))?", text)
-    if match:
-        return f"{match.group(1)} {match.group(2) or ''}".strip()
-    return text[:200]
-
-
 def _quoted(table: sa.Table) -> str:
     """The table's name quoted as PostgreSQL needs it (from the reflected table object)."""
     return str(postgresql.dialect().identifier_preparer.format_table(table))
 
 
-def _chunks(items: Sequence[Any], chunks: int = 1) -> Iterator[Sequence[Any]]:
+def chunked(items: Sequence[Any], chunks: int = 1) -> Iterator[Sequence[Any]]:
     size = CHUNK * chunks  # read at call time: tests shrink it to stop in a delete
     for start in range(0, len(items), size):
         yield items[start : start + size]

@@ -10,7 +10,7 @@ The guarded delete runs in ONE transaction with the manifest update: it keeps on
 still qualify and are unchanged — same row version (``xmin``) as when read on PostgreSQL, same
 whole row as archived otherwise — and whose children are exactly the archived ones, each
 unchanged (:mod:`~steward.archive.sql_delete`; a table without children whose row versions
-are known: :meth:`TableRows.delete_unchanged`). It deletes their children, then them, and lets
+are known: :mod:`~steward.archive.sql_guard`). It deletes their children, then them, and lets
 ``finish`` record the outcome before the commit. A crash anywhere inside rolls all of it back.
 """
 
@@ -27,6 +27,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from steward.archive import sql_restore
 from steward.archive.batch import (
     ArchivedRows,
     DeleteOutcome,
@@ -45,7 +46,9 @@ from steward.archive.formats import (
 )
 from steward.archive.policy import ChildTable, SqlPolicy
 from steward.archive.sql_delete import AggregateDelete, outcome_of
-from steward.archive.sql_rows import Clash, TableRows
+from steward.archive.sql_guard import RowDelete
+from steward.archive.sql_restore import Clash
+from steward.archive.sql_rows import TableRows
 from steward.errors import ArchiveDeleteBlocked, ConfigError, IntegrityViolation
 from steward.storage import SqlClient
 
@@ -79,6 +82,7 @@ class SqlSource:
             for child in policy.children
         }
         self._guarded = AggregateDelete(self.root, self.parts, self._qualifies, postgres)
+        self._row_delete = RowDelete(self.root)
 
     # Counting ----------------------------------------------------------------------------------
 
@@ -229,7 +233,7 @@ class SqlSource:
                     # The row version vouches for the row's own columns (it qualified when
                     # read, under this run's fixed cutoff); only new references need a check.
                     # No indexable time condition here, so the plan is the primary key's.
-                    gone = self.root.delete_unchanged(
+                    gone = self._row_delete.delete_unchanged(
                         conn,
                         archived.keys,
                         archived.versions,
@@ -254,7 +258,7 @@ class SqlSource:
 
     def present_keys(self, keys: Sequence[Any]) -> set[Any]:
         with self.sql.connect() as conn:
-            return self.root.existing_keys(conn, keys, lock=False)
+            return sql_restore.existing_keys(self.root, conn, keys, lock=False)
 
     def key_of(self, row: dict[str, Any]) -> Any:
         return self.root.key_of(row)
@@ -324,11 +328,11 @@ def _restore_table(
     dry_run: bool,
 ) -> _TableRestore:
     key = table.key_of
-    existing = table.existing_keys(conn, [key(row) for row in rows])
+    existing = sql_restore.existing_keys(table, conn, [key(row) for row in rows])
     fresh = [row for row in rows if key(row) not in existing]
     taken = [row for row in rows if key(row) in existing]
-    clashes = [] if dry_run else table.insert(conn, fresh)
-    replaced = [] if dry_run or not overwrite else table.overwrite(conn, taken)
+    clashes = [] if dry_run else sql_restore.insert(table, conn, fresh)
+    replaced = [] if dry_run or not overwrite else sql_restore.overwrite(table, conn, taken)
     refused = {c.key for c in clashes + replaced}
     back = {key(row) for row in fresh + (taken if overwrite else [])} - refused
     return _TableRestore(

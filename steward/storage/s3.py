@@ -1,12 +1,7 @@
 """S3 object store (AWS or any S3-compatible endpoint) through boto3.
 
-Driver errors are translated here, once (:meth:`S3Store._translated`):
-
-- endpoint / connection errors, timeouts, throttling and 5xx -> ``SourceUnavailable``
-- ``NoSuchKey`` / 404 -> ``ObjectNotFound``; ``InvalidObjectState`` -> ``ObjectArchived``
-- refused credentials (unknown key, wrong secret, expired token) -> ``AuthenticationFailed``;
-  ``NoSuchBucket``, ``AccessDenied`` -> ``ConfigError`` naming the bucket and the setting to fix.
-  Messages never include credentials.
+Driver errors are translated once per request, by the :class:`~steward.storage.s3_errors.S3Errors`
+base class (:mod:`steward.storage.s3_errors`).
 
 Uploads are spooled to a temporary file while hashed (:mod:`steward.storage.s3_client`), then
 sent with boto3's managed transfer (multipart above ``objects.multipart_threshold_mb``); the
@@ -21,7 +16,6 @@ import hashlib
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -33,19 +27,14 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 from steward.errors import (
-    AuthenticationFailed,
     ConfigError,
     ObjectExists,
     ObjectNotFound,
-    ObjectStoreError,
-    SourceUnavailable,
-    StewardError,
 )
 from steward.settings import ObjectsSettings
 from steward.storage.objects import (
     COLD_CLASSES,
     Clock,
-    LifecycleRule,
     ObjectInfo,
     ObjectStore,
     RestoreState,
@@ -59,25 +48,17 @@ from steward.storage.objects import (
     validate_prefix,
 )
 from steward.storage.s3_client import MIB, encryption_args, hashed_body, make_client
-from steward.storage.s3_lifecycle import merge_rules, rule_document, rules_from_documents
+from steward.storage.s3_errors import (
+    TranslatedBody,
+    error_code,
+    error_status,
+)
+from steward.storage.s3_lifecycle import S3Lifecycle
 
 __all__ = ["S3Store"]
 
 MAX_SINGLE_COPY = 5 * 1024 * MIB  # copy_object's limit; larger objects need a multipart copy
 
-_NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
-_ARCHIVED = frozenset({"InvalidObjectState", "ObjectNotInActiveTierError"})
-# Refused credentials (the key is unknown, the secret wrong, a token expired): a retry won't help.
-_BAD_CREDENTIALS = frozenset(
-    "InvalidAccessKeyId SignatureDoesNotMatch InvalidToken ExpiredToken InvalidClientTokenId "
-    "UnrecognizedClientException".split()
-)
-_DENIED = frozenset("AccessDenied AllAccessDisabled 403 Forbidden".split())
-_UNAVAILABLE = frozenset(
-    "SlowDown Throttling ThrottlingException RequestTimeout ServiceUnavailable InternalError "
-    "503".split()
-)
-_UNSUPPORTED = frozenset({"NotImplemented", "NotImplementedError", "XNotImplemented"})
 _RESTORE = re.compile(
     r'ongoing-request="(?P<ongoing>true|false)"(?:.*expiry-date="(?P<exp>[^"]+)")?'
 )
@@ -94,15 +75,7 @@ def _hex_checksum(value: str | None) -> str:
         return ""
 
 
-def _code(exc: boto_errors.ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _status(exc: boto_errors.ClientError) -> int:
-    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-
-
-class S3Store(ObjectStore):
+class S3Store(S3Lifecycle, ObjectStore):
     """Objects under ``s3://bucket/prefix``. Keys are relative to the prefix."""
 
     list_page_size = 1000
@@ -172,7 +145,7 @@ class S3Store(ObjectStore):
                     Metadata={**user_metadata, "sha256": sha256}, **self._sse,
                 )  # fmt: skip
             except boto_errors.ClientError as exc:
-                if _code(exc) == "PreconditionFailed" or _status(exc) == 412:
+                if error_code(exc) == "PreconditionFailed" or error_status(exc) == 412:
                     raise ObjectExists(
                         f"object {self._where(key)} already exists; it was kept as is"
                     ) from None
@@ -302,7 +275,7 @@ class S3Store(ObjectStore):
                     Bucket=self.bucket, Key=self._full_key(key), RestoreRequest=request
                 )
             except boto_errors.ClientError as exc:
-                if _code(exc) != "RestoreAlreadyInProgress":  # already asked: not an error
+                if error_code(exc) != "RestoreAlreadyInProgress":  # already asked: not an error
                     raise
         return self.head(key)
 
@@ -312,7 +285,7 @@ class S3Store(ObjectStore):
         with self._translated("reading", key):
             response = self._client.get_object(Bucket=self.bucket, Key=full_key)
         sha256 = response.get("Metadata", {}).get("sha256", "")
-        body = cast(IO[bytes], _TranslatedBody(response["Body"], self, key))
+        body = cast(IO[bytes], TranslatedBody(response["Body"], self, key))
         return VerifyingReader(body, key=key, size=int(response["ContentLength"]), sha256=sha256)
 
     def head(self, key: str) -> ObjectInfo:
@@ -380,47 +353,7 @@ class S3Store(ObjectStore):
         except ObjectNotFound:  # deleted while we were listing
             return None
 
-    # Lifecycle -----------------------------------------------------------------------------
-    def put_lifecycle(self, rules: builtins.list[LifecycleRule]) -> bool:
-        """Install ``rules`` as Steward's rules for this prefix; other rules are kept.
-
-        Returns False when the store does not implement lifecycle configuration (or
-        ``objects.lifecycle_supported`` is false): tiering must then move objects itself.
-        """
-        ours = [rule_document(rule, self.prefix) for rule in rules]
-        if self.settings.lifecycle_supported is False:
-            return False
-        current = self._lifecycle_call("get_bucket_lifecycle_configuration")
-        if current is None:
-            return False
-        merged = merge_rules(current.get("Rules", []), ours, self.prefix)
-        if merged:
-            done = self._lifecycle_call(
-                "put_bucket_lifecycle_configuration", LifecycleConfiguration={"Rules": merged}
-            )
-        else:
-            done = self._lifecycle_call("delete_bucket_lifecycle")
-        return done is not None
-
-    def get_lifecycle(self) -> builtins.list[LifecycleRule]:
-        if self.settings.lifecycle_supported is False:
-            return []
-        current = self._lifecycle_call("get_bucket_lifecycle_configuration") or {}
-        return rules_from_documents(current.get("Rules", []), self.prefix)
-
-    def _lifecycle_call(self, method: str, **kwargs: Any) -> dict[str, Any] | None:
-        """The call's response; None when the store does not implement lifecycle rules."""
-        with self._translated("configuring lifecycle rules of", None):
-            try:
-                return dict(getattr(self._client, method)(Bucket=self.bucket, **kwargs))
-            except boto_errors.ClientError as exc:
-                if _code(exc) in _UNSUPPORTED or _status(exc) == 501:
-                    return None
-                if _code(exc) == "NoSuchLifecycleConfiguration":
-                    return {"Rules": []}
-                raise
-
-    # Keys and errors -----------------------------------------------------------------------
+    # Keys -----------------------------------------------------------------------
     def _full_key(self, key: str) -> str:
         full_key = self.prefix + validate_key(key)
         if len(full_key.encode("utf-8")) > 1024:
@@ -437,95 +370,3 @@ class S3Store(ObjectStore):
         if expires is not None and expires <= self._clock():
             return "none", None
         return "available", expires
-
-    def _check_bucket(self) -> None:
-        if self._bucket_checked:
-            return
-        with self._translated("checking", None):
-            try:
-                self._client.head_bucket(Bucket=self.bucket)
-            except boto_errors.ClientError as exc:
-                if _status(exc) == 404:
-                    raise self._missing_bucket() from None
-                raise
-        self._bucket_checked = True
-
-    def _missing_bucket(self) -> ConfigError:
-        return ConfigError(
-            f"bucket {self.bucket!r} does not exist (objects.url = {self.url!r}): create it or "
-            "point objects.url / STEWARD_OBJECTS__URL at an existing bucket"
-        )
-
-    @contextmanager
-    def _translated(self, action: str, key: str | None) -> Iterator[None]:
-        """Translate boto3/botocore errors raised inside into Steward errors, once."""
-        try:
-            yield
-        except StewardError:
-            raise
-        except boto_errors.ClientError as exc:
-            raise self._client_error(exc, action, key) from None
-        except (boto_errors.NoCredentialsError, boto_errors.PartialCredentialsError):
-            raise ConfigError(
-                f"no usable S3 credentials for bucket {self.bucket!r}: set "
-                "objects.access_key_id and objects.secret_access_key or configure boto3's chain "
-                "(AWS_ACCESS_KEY_ID, profile, instance role)"
-            ) from None
-        except (
-            boto_errors.ConnectionError,
-            boto_errors.HTTPClientError,
-            boto_errors.IncompleteReadError,
-        ) as exc:
-            raise SourceUnavailable(
-                f"{action} {self._where(key)}: S3 endpoint unreachable ({type(exc).__name__}: "
-                f"{exc}); check objects.endpoint_url and that the store is up"
-            ) from None
-
-    def _client_error(
-        self, exc: boto_errors.ClientError, action: str, key: str | None
-    ) -> StewardError:
-        code, status = _code(exc), _status(exc)
-        where = self._where(key)
-        if code == "NoSuchBucket":
-            return self._missing_bucket()
-        if key is not None and (code in _NOT_FOUND or status == 404):
-            return ObjectNotFound(f"no object {key!r} in {self.url}")
-        if code in _ARCHIVED:
-            return archived_error(key or "?", "a cold storage class (GLACIER/DEEP_ARCHIVE)", "none")
-        if code in _BAD_CREDENTIALS:
-            return AuthenticationFailed(
-                f"{action} {where}: authentication failed ({code}); check "
-                "objects.access_key_id / objects.secret_access_key (STEWARD_OBJECTS__ACCESS_KEY_ID"
-                " / STEWARD_OBJECTS__SECRET_ACCESS_KEY, or boto3's credential chain)"
-            )
-        if code in _DENIED or status == 403:
-            return ConfigError(
-                f"{action} {where}: access denied ({code or status}); check "
-                "objects.access_key_id / objects.secret_access_key (or boto3's credential "
-                f"chain) and the policy of bucket {self.bucket!r}"
-            )
-        if code in _UNAVAILABLE or status >= 500 or status == 429:
-            return SourceUnavailable(
-                f"{action} {where}: S3 is unavailable or throttling ({code or status}); retry later"
-            )
-        message = exc.response.get("Error", {}).get("Message", "")
-        return ObjectStoreError(f"{action} {where}: S3 answered {code or status} ({message})")
-
-    def _where(self, key: str | None) -> str:
-        return f"s3://{self.bucket}/{self.prefix}{key}" if key else f"bucket {self.bucket!r}"
-
-
-class _TranslatedBody:
-    """A response body whose network errors surface as Steward errors."""
-
-    def __init__(self, body: Any, store: S3Store, key: str) -> None:
-        self._body = body
-        self._store = store
-        self._key = key
-
-    def read(self, n: int = -1) -> bytes:
-        with self._store._translated("reading", self._key):
-            return bytes(self._body.read(n if n is not None and n >= 0 else None))
-
-    def close(self) -> None:
-        self._body.close()

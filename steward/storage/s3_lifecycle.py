@@ -7,13 +7,18 @@ the same bucket) is kept untouched when Steward installs its rules.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 from typing import Any
 
-from steward.errors import ConfigError
-from steward.storage.objects import STORAGE_CLASSES, LifecycleRule, validate_prefix
+import botocore.exceptions as boto_errors
 
-__all__ = ["RULE_PREFIX", "merge_rules", "rule_document", "rules_from_documents"]
+from steward.errors import ConfigError
+from steward.settings import ObjectsSettings
+from steward.storage.objects import STORAGE_CLASSES, LifecycleRule, validate_prefix
+from steward.storage.s3_errors import UNSUPPORTED, S3Errors, error_code, error_status
+
+__all__ = ["RULE_PREFIX", "S3Lifecycle", "merge_rules", "rule_document", "rules_from_documents"]
 
 RULE_PREFIX = "steward-"
 TRANSITION_TARGETS = tuple(name for name in STORAGE_CLASSES if name != "STANDARD")
@@ -80,3 +85,49 @@ def _clean(rule: dict[str, Any]) -> dict[str, Any]:
     if "Filter" in rule:
         return {key: value for key, value in rule.items() if key != "Prefix"}
     return rule
+
+
+class S3Lifecycle(S3Errors):
+    """Lifecycle configuration of :class:`~steward.storage.s3.S3Store` (a base class: it
+    reads the store's bucket, prefix, settings and client)."""
+
+    settings: ObjectsSettings
+
+    def put_lifecycle(self, rules: builtins.list[LifecycleRule]) -> bool:
+        """Install ``rules`` as Steward's rules for this prefix; other rules are kept.
+
+        Returns False when the store does not implement lifecycle configuration (or
+        ``objects.lifecycle_supported`` is false): tiering must then move objects itself.
+        """
+        ours = [rule_document(rule, self.prefix) for rule in rules]
+        if self.settings.lifecycle_supported is False:
+            return False
+        current = self._lifecycle_call("get_bucket_lifecycle_configuration")
+        if current is None:
+            return False
+        merged = merge_rules(current.get("Rules", []), ours, self.prefix)
+        if merged:
+            done = self._lifecycle_call(
+                "put_bucket_lifecycle_configuration", LifecycleConfiguration={"Rules": merged}
+            )
+        else:
+            done = self._lifecycle_call("delete_bucket_lifecycle")
+        return done is not None
+
+    def get_lifecycle(self) -> builtins.list[LifecycleRule]:
+        if self.settings.lifecycle_supported is False:
+            return []
+        current = self._lifecycle_call("get_bucket_lifecycle_configuration") or {}
+        return rules_from_documents(current.get("Rules", []), self.prefix)
+
+    def _lifecycle_call(self, method: str, **kwargs: Any) -> dict[str, Any] | None:
+        """The call's response; None when the store does not implement lifecycle rules."""
+        with self._translated("configuring lifecycle rules of", None):
+            try:
+                return dict(getattr(self._client, method)(Bucket=self.bucket, **kwargs))
+            except boto_errors.ClientError as exc:
+                if error_code(exc) in UNSUPPORTED or error_status(exc) == 501:
+                    return None
+                if error_code(exc) == "NoSuchLifecycleConfiguration":
+                    return {"Rules": []}
+                raise
