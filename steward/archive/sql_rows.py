@@ -187,17 +187,28 @@ class TableRows:
     def _projection(self) -> tuple[list[Any], list[str]]:
         """PostgreSQL sends timestamps as epoch microseconds and JSON as text, so no Python
         object is built per value (the read's main cost) and ±infinity survives."""
-        if not self.postgres:
-            return list(self.table.columns), ["value"] * len(self.table.columns)
+        if not self.postgres:  # JSON as the text stored (SQLAlchemy's JSON type reads SQL
+            # NULL and JSON null both as None)
+            columns = [
+                sa.cast(c, sa.Text).label(c.name) if s.kind == "json" else c
+                for c, s in zip(self.table.columns, self.specs, strict=True)
+            ]
+            return columns, ["text" if s.kind == "json" else "value" for s in self.specs]
         selected: list[Any] = []
         wire: list[str] = []
         for column, spec in zip(self.table.columns, self.specs, strict=True):
             if spec.kind in ("timestamptz", "timestamp"):
                 selected.append(pg_micros(column).label(column.name))
                 wire.append("micros")
-            elif spec.kind == "json":
+            elif spec.kind == "date":  # days: ±infinity and years Python has not
+                selected.append(pg_copy.pg_days(column).label(column.name))
+                wire.append("days")
+            elif spec.kind == "time":  # microseconds: 24:00:00 too
+                selected.append(pg_copy.pg_time(column).label(column.name))
+                wire.append("micros")
+            elif spec.kind in ("json", "timetz"):  # text: exact (a timetz keeps its offset)
                 selected.append(sa.cast(column, sa.Text).label(column.name))
-                wire.append("text")
+                wire.append("text" if spec.kind == "json" else "value")
             else:
                 selected.append(column)
                 wire.append("value")
@@ -284,8 +295,7 @@ class TableRows:
         if not self.postgres:
             return list(self._guard_columns)
         return [
-            pg_micros(c) if s.kind in ("timestamptz", "timestamp") else c
-            for c, s in zip(self._guard_columns, self.guard_specs, strict=True)
+            _guarded(c, s.kind) for c, s in zip(self._guard_columns, self.guard_specs, strict=True)
         ]
 
     def delete(
@@ -317,6 +327,18 @@ class TableRows:
         width = len(self.keys)
         keys = self.keys_from(rows)
         return [(k, row[width], row[width + 1]) for k, row in zip(keys, rows, strict=True)]
+
+
+def _guarded(column: sa.Column, kind: str) -> sa.ColumnElement[Any]:
+    """A column as PostgreSQL sends it for the whole-row guard: in the archive's form where
+    psycopg's would differ (timestamps, dates and times as numbers, a timetz as its text)."""
+    if kind in ("timestamptz", "timestamp"):
+        return pg_micros(column)
+    if kind == "date":
+        return pg_copy.pg_days(column)
+    if kind == "time":
+        return pg_copy.pg_time(column)
+    return sa.cast(column, sa.Text) if kind == "timetz" else column
 
 
 def _fetched(
