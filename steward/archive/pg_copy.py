@@ -34,8 +34,7 @@ server-side parameters, so psycopg quotes them into the statement itself).
 from __future__ import annotations
 
 import binascii
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Generator, Sequence
 from datetime import date
 from typing import Any, cast
 
@@ -45,7 +44,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
-from psycopg import sql
+from psycopg import pq, sql
+from psycopg.pq.abc import PGconn
+from psycopg.waiting import Wait
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -173,15 +174,19 @@ def _statement(conn: Connection, query: sa.Select[Any]) -> tuple[sql.Composed, d
     return copy, params
 
 
-@contextmanager
-def _copy(conn: Connection, query: sa.Select[Any]) -> Iterator[Iterator[Any]]:
-    """The COPY's output as chunks of bytes (one per row), on the connection's transaction;
-    driver errors come out as SQLAlchemy's (a lost connection invalidates it)."""
+def _copied(conn: Connection, query: sa.Select[Any]) -> bytearray:
+    """The COPY's whole output (one batch: bounded by the batch size), on the connection's
+    transaction; driver errors come out as SQLAlchemy's (a lost connection invalidates it)."""
     statement, params = _statement(conn, query)
     driver: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
+    data = bytearray()
     try:
-        with driver.cursor() as cursor, cursor.copy(statement, params) as copy:
-            yield iter(copy)
+        with driver.cursor() as cursor, cursor.copy(statement, params):
+            # Drained by one generator that psycopg's wait loop (C) drives: iterating the
+            # Copy costs four Python frames and a new generator per row, a third of the read
+            # busy time, and every one of them waits for the GIL the encode/upload threads
+            # hold. Once the final result is consumed, the Copy's exit has nothing to do.
+            driver.wait(_drain(driver.pgconn, data))
     except psycopg.Error as exc:
         text = statement.as_string(driver)
         lost = conn.dialect.is_disconnect(exc, conn.connection, None)  # type: ignore[arg-type]
@@ -191,6 +196,38 @@ def _copy(conn: Connection, query: sa.Select[Any]) -> Iterator[Iterator[Any]]:
         if lost:
             conn.invalidate(exc)
         raise error from exc
+    return data
+
+
+def _drain(pgconn: PGconn, sink: bytearray) -> Generator[Wait, Any, None]:
+    """Every row of a running ``COPY … TO STDOUT`` into ``sink``, then its final result (an
+    error raised as psycopg's), waiting on the socket only when libpq holds no whole row
+    (as psycopg's own ``copy_from`` does, without a call per row)."""
+    while True:
+        size, row = pgconn.get_copy_data(1)  # 1: never blocks; 0 = no whole row buffered yet
+        if size > 0:
+            sink += row
+        elif size == 0:
+            yield from _readable(pgconn)
+        else:  # -1: the COPY is over; its result follows
+            break
+    failed = None
+    while True:  # to the end (None), so that the connection is ready for its next statement
+        while pgconn.is_busy():
+            yield from _readable(pgconn)
+        result = pgconn.get_result()
+        if result is None:
+            break
+        if result.status != pq.ExecStatus.COMMAND_OK:
+            failed = failed or result
+    if failed is not None:
+        raise psycopg.errors.error_from_result(failed)
+
+
+def _readable(pgconn: PGconn) -> Generator[Wait, Any, None]:
+    while not (yield Wait.R):  # the wait loop sends what the socket is ready for
+        continue
+    pgconn.consume_input()
 
 
 def _options(
@@ -231,10 +268,7 @@ def read_copy(
     """Run ``query`` (a :func:`projection`, then ``extra`` bigint columns) through COPY: the
     rows as an Arrow table of archive types, and the extra columns by name."""
     names = [spec.name for spec in specs] + list(extra)
-    data = bytearray()  # one batch: bounded by the batch size
-    with _copy(conn, query) as chunks:
-        for chunk in chunks:
-            data += chunk
+    data = _copied(conn, query)
     if data:
         source = pa.BufferReader(pa.py_buffer(data))
         parsed = pacsv.read_csv(source, **_options(names, _csv_types(specs, extra)))

@@ -164,3 +164,44 @@ def test_every_type_archives_and_restores_exactly(app_settings, contexts):
     for entry in batches:
         restore(ctx, RestoreRequest(batch_id=entry.batch_id))
     assert _snapshot(ctx) == before
+
+
+def _wide_table(settings, rows: int) -> sa.Table:
+    engine = create_sql_engine(settings)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE many_rows (id BIGINT PRIMARY KEY, note TEXT, "
+                             "created_at TIMESTAMPTZ NOT NULL)"))  # fmt: skip
+        conn.execute(
+            sa.text("INSERT INTO many_rows SELECT g, repeat('x', g % 50), now() "
+                    "FROM generate_series(1, :rows) AS g"), {"rows": rows})  # fmt: skip
+    engine.dispose()
+    return sa.Table("many_rows", sa.MetaData(), autoload_with=create_sql_engine(settings))
+
+
+def test_a_batch_larger_than_the_socket_buffers_is_read_whole(app_settings, contexts):
+    """Rows arrive in many reads of the socket: every one of them is in the batch, once."""
+    settings = app_settings(rows=0)
+    table = _wide_table(settings, 60_000)
+    ctx = contexts(settings)
+    with ctx.sql.connect() as conn:
+        rows = TableRows(table, table.c.id, column_specs(table, "postgresql"), True)
+        arrow, versions = rows.read(conn, [table.c.id > 5], limit=50_000)
+        follow, _ = rows.read(conn, [table.c.id > 50_005])  # the connection is ready for more
+    assert arrow.column("id").to_pylist() == list(range(6, 50_006))
+    assert [len(v) for v in arrow.column("note").to_pylist()[:3]] == [6, 7, 8]
+    assert len(versions) == 50_000 and follow.num_rows == 9_995
+
+
+def test_an_error_partway_through_the_copy_is_sqlalchemys(app_settings, contexts):
+    """The server fails after sending thousands of rows: SQLAlchemy's error with the server's
+    message, and the connection goes back to the pool ready for the next batch."""
+    settings = app_settings(rows=0)
+    table = _wide_table(settings, 30_000)
+    ctx = contexts(settings)
+    rows = TableRows(table, table.c.id, column_specs(table, "postgresql"), True)
+    failing = sa.literal(1) / (table.c.id - 25_000) > -2  # division by zero at 25,000
+    with ctx.sql.connect() as conn, pytest.raises(sa.exc.DataError, match="division by zero"):
+        rows.read(conn, [table.c.id > 0, failing])
+    with ctx.sql.connect() as conn:
+        arrow, _ = rows.read(conn, [table.c.id > 29_990])
+    assert arrow.column("id").to_pylist() == list(range(29_991, 30_001))
