@@ -32,7 +32,7 @@ from steward.archive import pg_copy
 from steward.archive.formats import ColumnSpec, guard_values, to_arrow
 from steward.archive.pg_copy import pg_micros
 
-__all__ = ["TableRows", "chunked", "key_array", "pg_micros", "returned"]
+__all__ = ["TableRows", "Xid", "chunked", "key_array", "pg_micros", "returned"]
 
 CHUNK = 1000  # keys per statement: a small share of a large table, so the planner uses the
 # key index (a large share of a small table gets a hashed scan of the constant array: faster)
@@ -50,9 +50,18 @@ class _Untyped(sa.types.TypeDecorator[Any]):
     cache_ok = True
 
 
+class Xid(sa.types.UserDefinedType[int]):
+    """PostgreSQL's transaction id type (a row's ``xmin``), for arrays of row versions."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "XID"
+
+
 def key_array(values: Sequence[Any], item_type: sa.types.TypeEngine[Any]) -> sa.ColumnElement[Any]:
     """``CAST(:p AS <type>[])`` with the array literal as an untyped parameter (see module)."""
-    if isinstance(item_type, sa.Integer):  # ints: str() of the list does it in C
+    if isinstance(item_type, sa.Integer | Xid):  # ints: str() of the list does it in C
         items = str([int(v) for v in values])[1:-1]
     else:
         items = ",".join(_array_item(value) for value in values)
@@ -100,10 +109,13 @@ class TableRows:
 
     # Reading -----------------------------------------------------------------------------------
 
-    def version(self, *, text: bool = False) -> sa.ColumnElement[Any]:
+    def version(self, *, text: bool = False, raw: bool = False) -> sa.ColumnElement[Any]:
         """PostgreSQL's row version of this table's rows, as a bigint (or its text: what a
-        COPY sends anyway)."""
+        COPY sends anyway; or ``raw``, the ``xid`` itself: compared with an ``xid[]`` no
+        value is converted per row)."""
         quoted: sa.ColumnElement[Any] = sa.literal_column(f"{_quoted(self.table)}.xmin")
+        if raw:
+            return quoted
         as_text = sa.cast(quoted, sa.Text)
         return as_text if text else sa.cast(as_text, sa.BigInteger)
 
