@@ -233,7 +233,9 @@ def _readable(pgconn: PGconn) -> Generator[Wait, Any, None]:
 def _options(
     names: Sequence[str], types: dict[str, pa.DataType], block: int | None = None
 ) -> dict[str, Any]:
-    read = pacsv.ReadOptions(column_names=list(names))
+    # One thread: a batch is a few MiB, the archive's own threads already keep both cores of a
+    # small host busy, and Arrow's pool only adds hand-offs (more CPU per batch, not less).
+    read = pacsv.ReadOptions(column_names=list(names), use_threads=False)
     if block:
         read.block_size = block
     return {
