@@ -132,7 +132,8 @@ def _run_batches(
     slow part and touch disjoint rows; database waits release the GIL). Every batch still goes
     through every step in order, so crash recovery is unchanged, and memory stays bounded by
     four batches (three when a batch with its children holds more than half of
-    ``ROWS_IN_FLIGHT`` rows: an aggregate's deletes then run one at a time)."""
+    ``ROWS_IN_FLIGHT`` rows: an aggregate's deletes then run one at a time; its batches are
+    sized below that, see ``sql_source.AGGREGATE_ROWS``)."""
     if not budget.allows():
         return
     overlap = source.backend == "sql" and ctx.sql.is_postgres
@@ -149,7 +150,10 @@ def _run_batches(
             more = budget.allows()
             reading = _submit(pool, steps.read, ctx, source, batch.keys[-1]) if more else None
             limit = in_flight if _rows_of(batch) * in_flight <= ROWS_IN_FLIGHT else 1
-            verified = steps.verify(ctx, source, steps.write(ctx, source, batch))
+            written = steps.write(ctx, source, batch)
+            del batch  # its rows are in the objects: not held while the deletes run
+            verified = steps.verify(ctx, source, written)
+            del written
             while len(finishing) >= limit:
                 _collect(finishing.popleft().result(), report, on_batch)
             finishing.append(_submit(pool, steps.finish, ctx, source, verified))

@@ -3,8 +3,12 @@ change guard, and restores that put back every row they can.
 
 Reads are keyset-paginated on the primary key (``WHERE qualifies AND key > :last ORDER BY key
 LIMIT n``), so each batch is one index range scan however large the table, and memory is
-bounded by the batch size. An aggregate's children are read with the batch (``parent =
-ANY(:root_keys)``, one typed array: the foreign-key index or a single scan).
+bounded by the batch size. An aggregate's children are read with the batch, by the roots'
+keys as one typed array within the range of the first and last key (``parent BETWEEN :first
+AND :last AND parent = ANY(:root_keys)``: the foreign-key index, see :meth:`_children_of`). On
+PostgreSQL the roots and their children are read in one REPEATABLE READ transaction, so a batch
+is the aggregates as they were at one moment: a child added, moved or changed after the roots
+were read is not in it, and the guarded delete finds the difference and keeps the aggregate.
 
 The guarded delete runs in ONE transaction with the manifest update: it keeps only roots that
 still qualify and are unchanged — same row version (``xmin``) as when read on PostgreSQL, same
@@ -17,10 +21,9 @@ are known: :mod:`~steward.archive.sql_guard`). It deletes their children, then t
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
@@ -47,12 +50,19 @@ from steward.archive.formats import (
 from steward.archive.policy import ChildTable, SqlPolicy
 from steward.archive.sql_delete import AggregateDelete, outcome_of
 from steward.archive.sql_guard import RowDelete
+from steward.archive.sql_keys import coerce_value, key_parts
 from steward.archive.sql_restore import Clash
 from steward.archive.sql_rows import TableRows
 from steward.errors import ArchiveDeleteBlocked, ConfigError, IntegrityViolation
 from steward.storage import SqlClient
 
 __all__ = ["SqlSource"]
+
+AGGREGATE_ROWS = 28_000  # rows (roots and children) an aggregate's batch holds, about: fewer
+# roots than the batch size when each has children. A run's peak memory grows with the rows of
+# the batches in flight; below half the runner's ROWS_IN_FLIGHT, two deletes overlap (orders
+# with 4 children each, 1M roots, load 4-7: 20,000 roots per batch peaked at 347 MiB; 50,000
+# rows per batch at 267 MiB in 61 s; 30,000 at 255 MiB in 52 s: the deletes bound the run)
 
 
 class SqlSource:
@@ -82,7 +92,8 @@ class SqlSource:
             for child in policy.children
         }
         self._guarded = AggregateDelete(self.root, self.parts, self._qualifies, postgres)
-        self._row_delete = RowDelete(self.root)
+        self._row_delete = RowDelete(self.root, referenced=bool(policy.references))
+        self._rows_per_root = 1.0 + len(self.parts)  # until a batch tells: a child per table
 
     # Counting ----------------------------------------------------------------------------------
 
@@ -136,9 +147,13 @@ class SqlSource:
     # Reading -----------------------------------------------------------------------------------
 
     def read_batch(self, after: Any, limit: int, batch_id: str) -> SourceBatch | None:
-        """The next ``limit`` qualifying roots with a key above ``after``, and their children."""
+        """The next ``limit`` qualifying roots with a key above ``after`` (an aggregate: maybe
+        fewer, see :meth:`_roots_per_batch`), and their children."""
         where = [self._qualifies] + ([self.root.after(after)] if after is not None else [])
+        limit = self._roots_per_batch(limit)
         with self.sql.connect() as conn:
+            if self.parts and self.sql.is_postgres:
+                conn.execution_options(isolation_level="REPEATABLE READ")  # one snapshot
             arrow, versions = self.root.read(conn, where, limit)
             if not arrow.num_rows:
                 return None
@@ -146,9 +161,12 @@ class SqlSource:
             keys = list(versions) if versions else self.root.keys_of(arrow)
             children, child_versions = {}, {self.name: versions}
             for name, (child, rows) in self.parts.items():
-                part, part_versions = rows.read(conn, [rows.key_in(keys, child.parent)])
+                part, part_versions = rows.read(conn, self._children_of(child, rows, keys))
                 children[name] = self._labelled(part, batch_id, rows)
                 child_versions[name] = part_versions
+        if self.parts:
+            held = arrow.num_rows + sum(part.num_rows for part in children.values())
+            self._rows_per_root = held / arrow.num_rows
         ts_min, ts_max = time_range(arrow.column(self.ts_name))
         return SourceBatch(
             batch_id=batch_id,
@@ -159,6 +177,25 @@ class SqlSource:
             children=children,
             versions=child_versions if self.sql.is_postgres else {},
         )
+
+    def _roots_per_batch(self, limit: int) -> int:
+        """An aggregate's roots per batch: the batch size, or fewer so that the batch holds
+        about ``AGGREGATE_ROWS`` rows with its children (as many per root as the last batch
+        had)."""
+        if not self.parts:
+            return limit
+        return max(1, min(limit, int(AGGREGATE_ROWS / self._rows_per_root)))
+
+    def _children_of(
+        self, child: ChildTable, rows: TableRows, keys: list[Any]
+    ) -> list[sa.ColumnElement[bool]]:
+        """The children of exactly ``keys``. The parent's range besides the array gives the
+        planner a row estimate it can trust: with the array alone it chose a (parallel) scan
+        of the whole child table per batch, quadratic in the table (1M orders: 120-160 ms
+        instead of 23 ms per child table and batch, idle). The keys are in the database's
+        key order (the read's ORDER BY), so the first and last bound the range in its
+        collation too; an aggregate's root has a one-column key (see policy)."""
+        return [child.parent.between(keys[0], keys[-1]), rows.key_in(keys, child.parent)]
 
     def _labelled(self, arrow: pa.Table, batch_id: str, rows: TableRows) -> pa.Table:
         meta = {"source": self.source_name, "table": rows.name, "batch_id": batch_id}
@@ -230,18 +267,7 @@ class SqlSource:
         try:
             with self.sql.begin() as conn:
                 if not self.parts and archived.versions is not None and self.sql.is_postgres:
-                    # The row version vouches for the row's own columns (it qualified when
-                    # read, under this run's fixed cutoff); only new references need a check.
-                    # No indexable time condition here, so the plan is the primary key's.
-                    gone = self._row_delete.delete_unchanged(
-                        conn,
-                        archived.keys,
-                        archived.versions,
-                        [self.policy.unreferenced()],
-                        hook,
-                        span_where=[self._qualifies],
-                    )
-                    outcome = outcome_of(archived.keys, set(gone))
+                    outcome = self._delete_rows(conn, archived, archived.versions, hook)
                 else:
                     outcome = self._guarded.delete(conn, archived, hook)
                 hook("rows_deleted")
@@ -253,6 +279,20 @@ class SqlSource:
                 "next run finishes it"
             ) from None
         return outcome
+
+    def _delete_rows(
+        self, conn: Connection, archived: ArchivedRows, versions: dict[Any, int], hook: Hook
+    ) -> DeleteOutcome:
+        """A table without children, row versions known (:mod:`~steward.archive.sql_guard`).
+        The version vouches for the row's own columns (it qualified when read, under this
+        run's fixed cutoff); only new references need a check."""
+        keys = archived.keys
+        gone = self._row_delete.delete_unchanged(
+            conn, keys, versions, [self.policy.unreferenced()], hook, span_where=[self._qualifies]
+        )
+        if len(gone) == len(keys):  # each key once: every row left (no set of them built)
+            return DeleteOutcome(deleted=list(keys), skipped=[])
+        return outcome_of(keys, set(gone))
 
     # Restore ---------------------------------------------------------------------------------
 
@@ -267,14 +307,16 @@ class SqlSource:
         """A key given on the command line or as a parameter, as the columns' Python types
         (a composite key as a list or a JSON array, e.g. ``[42, "2026-01-31T00:00:00Z"]``)."""
         if not self.root.composite:
-            return _coerce(self.key, value, self.name)
-        parts = _key_parts(value, self.key_name)
+            return coerce_value(self.key, value, self.name)
+        parts = key_parts(value, self.key_name)
         if len(parts) != len(self.root.keys):
             raise ConfigError(
                 f"key {value!r} of {self.name} needs {len(self.root.keys)} values "
                 f'({self.key_name}), e.g. [42, "2026-01-31T00:00:00Z"]'
             )
-        return tuple(_coerce(c, v, self.name) for c, v in zip(self.root.keys, parts, strict=True))
+        return tuple(
+            coerce_value(c, v, self.name) for c, v in zip(self.root.keys, parts, strict=True)
+        )
 
     def restore_rows(
         self,
@@ -342,36 +384,6 @@ def _restore_table(
         conflicts=[] if overwrite else [key(row) for row in taken],
         clashes=clashes + replaced,
     )
-
-
-def _key_parts(value: Any, names: str) -> list[Any]:
-    if isinstance(value, list | tuple):
-        return list(value)
-    try:
-        parts = json.loads(str(value))
-    except ValueError:
-        parts = None
-    if not isinstance(parts, list):
-        raise ConfigError(
-            f"key {value!r} is not a composite key ({names}): give a JSON array, "
-            'e.g. [42, "2026-01-31T00:00:00Z"]'
-        )
-    return parts
-
-
-def _coerce(column: sa.Column, value: Any, table: str) -> Any:
-    python_type = column.type.python_type
-    try:
-        if python_type is uuid.UUID:
-            return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-        if python_type in (datetime, date) and isinstance(value, str):
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            return parsed if python_type is datetime else parsed.date()
-        return value if isinstance(value, python_type) else python_type(value)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"key {value!r} is not a valid {python_type.__name__} for {table}.{column.name}"
-        ) from None
 
 
 def _exists_again(table: TableRows, key: Any) -> Clash:
