@@ -122,7 +122,8 @@ class ArchiveSettings(BaseModel):
         ge=1,
         le=200_000,
         description="Rows per archive object (and per task). Peak memory grows with it (three "
-        "to four batches in flight): past ~20,000 wide rows a run exceeds 300 MiB.",
+        "to four batches in flight), and above half of the runner's ROWS_IN_FLIGHT two guarded "
+        "deletes no longer overlap (README: archive benchmark).",
     )
     format: Literal["parquet", "jsonl.gz"] = Field(
         default="parquet", description="Default object format: parquet or jsonl.gz."
