@@ -54,6 +54,7 @@ from typing import Any
 import psycopg
 
 from bench import archive_partitions as partitioned
+from steward.settings.archive import ArchiveSettings
 
 REPO = Path(__file__).resolve().parents[1]
 ADMIN_URL = os.environ.get("STEWARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -510,7 +511,12 @@ def main() -> None:
     parser.add_argument(
         "--shape", "--shapes", choices=sorted(SHAPES), nargs="+", default=list(SHAPES)
     )
-    parser.add_argument("--batch-size", type=int, default=20_000)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=ArchiveSettings.model_fields["batch_size"].default,
+        help="Root rows per batch (default: archive.batch_size's default).",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="Runs of each; the best counts.")
     parser.add_argument(
         "--profile",

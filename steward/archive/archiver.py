@@ -5,13 +5,15 @@ Per batch::
     read     next keyset batch of qualifying rows (an aggregate's roots with their children)
     write    manifest entry 'writing' (committed) -> one object per table put to the store,
              staged (final key + ``.staged``: no reader's ``*.parquet`` pattern sees it)
-    verify   each staged object: size + SHA-256 vs what was written, read back, decode, rows
-             and keys -> 'verified' (the batch as a unit)
+    verify   each staged object: the store's SHA-256 of it (returned by the put, else a HEAD)
+             vs that of the bytes written, which are decoded (else the object is read back):
+             rows and keys -> 'verified' (the batch as a unit; SQL: committed with the delete)
+             (:mod:`~steward.archive.verify`)
     delete   guarded delete of unchanged rows (children first) + 'deleted' with the keys kept
              (one transaction for SQL sources)
     publish  the final objects: a copy of the staged ones, or a rewrite without the rows that
              stayed (and their children), checked again -> 'complete' -> staged removed
-             (:mod:`~steward.archive.publish`)
+             (:mod:`~steward.archive.publish`; staged copies of many batches at once)
 
 So a complete object holds exactly the rows that left the source, and the final keys never
 show a row that did not leave. Before reading anything new, a run resolves what an earlier
@@ -43,19 +45,23 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-import pyarrow as pa
-
 from steward.archive import manifest
-from steward.archive.batch import ArchivedRows, DeleteOutcome, Source, SourceBatch
+from steward.archive.batch import DeleteOutcome, Source, SourceBatch
 from steward.archive.formats import META_KEY
 from steward.archive.manifest import ManifestEntry, PartEntry, staged_key
 from steward.archive.partition_report import describe_partitions
-from steward.archive.publish import publish_batch, remove_staged
-from steward.errors import (
-    ArchiveVerificationFailed,
+from steward.archive.publish import StagedRemoval, publish_batch, remove_staged
+from steward.archive.verify import (
+    VerifiedBatch,
+    WrittenObject,
+    attach_versions,
+    mark_verified,
+    read_back,
+    record_verified,
+    verify_batch,
 )
 from steward.settings import Settings
-from steward.storage import COLD_CLASSES, ObjectStore, SqlClient, utcnow
+from steward.storage import COLD_CLASSES, ObjectInfo, ObjectStore, SqlClient, utcnow
 
 __all__ = [
     "ArchiveContext",
@@ -64,10 +70,12 @@ __all__ = [
     "TableReport",
     "VerifiedBatch",
     "WrittenObject",
+    "attach_versions",
     "finish_batch",
     "put_staged",
     "read_back",
     "read_batch",
+    "record_verified",
     "table_prefix",
     "verify_batch",
     "write_batch",
@@ -86,6 +94,7 @@ class ArchiveContext:
     clock: Callable[[], datetime] = utcnow
     hook: Callable[[str], None] | None = None
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    staged: StagedRemoval = field(default_factory=StagedRemoval, repr=False)
 
     def fire(self, point: str) -> None:
         if self.hook is not None:
@@ -117,32 +126,6 @@ class Budget:
                 return False
             self.batches += 1
             return True
-
-
-@dataclass
-class WrittenObject:
-    """A batch's objects as written: the root object's size and SHA-256 (the parts' are in
-    ``entry.parts``) and the row versions read (for the guard)."""
-
-    entry: ManifestEntry
-    size: int
-    sha256: str
-    versions: dict[str, dict[Any, int]] = field(default_factory=dict)
-    data: dict[str, bytes] = field(default_factory=dict, repr=False)  # final key -> bytes sent
-
-
-@dataclass
-class VerifiedBatch:
-    """A verified batch: its entry, its rows as decoded, and where its verified bytes are
-    (final key -> staged key; the final key itself for batches written before staging)."""
-
-    entry: ManifestEntry
-    archived: ArchivedRows
-    located: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for key in self.entry.object_keys:
-            self.located.setdefault(key, staged_key(key))
 
 
 @dataclass
@@ -292,17 +275,19 @@ def write_batch(ctx: ArchiveContext, source: Source, batch: SourceBatch) -> Writ
         manifest.insert_writing(conn, entry)
     ctx.fire("manifest_written")
     sent: dict[str, bytes] = {}
+    stored: dict[str, str] = {}
     for part in entry.parts:  # children first: the root object completes the batch
         data = encoded[part.table_name][0]
-        put_staged(ctx, part.object_key, data, entry, part.rows)
+        info = put_staged(ctx, part.object_key, data, entry, part.rows)
         part.bytes, part.sha256 = len(data), hashlib.sha256(data).hexdigest()
-        sent[part.object_key] = data
+        sent[part.object_key], stored[part.object_key] = data, info.stored_sha256
     data = source.encode(batch)
-    put_staged(ctx, entry.object_key, data, entry, entry.rows)
-    sent[entry.object_key] = data
+    info = put_staged(ctx, entry.object_key, data, entry, entry.rows)
+    sent[entry.object_key], stored[entry.object_key] = data, info.stored_sha256
     ctx.fire("object_written")
+    # Hashed here, not taken from the store: the store's SHA-256 must match it independently.
     sha256 = hashlib.sha256(data).hexdigest()
-    return WrittenObject(entry, len(data), sha256, batch.versions, sent)
+    return WrittenObject(entry, len(data), sha256, batch.versions, sent, stored)
 
 
 def _key_column(arrow: Any) -> str:
@@ -312,63 +297,15 @@ def _key_column(arrow: Any) -> str:
 
 def put_staged(
     ctx: ArchiveContext, final_key: str, data: bytes, entry: ManifestEntry, rows: int
-) -> str:
+) -> ObjectInfo:
     """Put one object of the batch under its staged key (no reader's pattern sees it until
-    publish); returns that key."""
-    where = staged_key(final_key)
-    ctx.store.put(
-        where,
+    publish); returns what the store says of it (its key is the staged key)."""
+    return ctx.store.put(
+        staged_key(final_key),
         data,
         storage_class=entry.storage_class,
         metadata={"batch-id": entry.batch_id, "rows": str(rows)},
     )
-    return where
-
-
-def verify_batch(ctx: ArchiveContext, source: Source, written: WrittenObject) -> VerifiedBatch:
-    """Check the staged objects against what was written and read them back; -> 'verified'."""
-    entry = written.entry
-    expected: list[tuple[str, int | None, str | None]] = [
-        (entry.object_key, written.size, written.sha256)
-    ]
-    expected += [(p.object_key, p.bytes, p.sha256) for p in entry.parts]
-    proven = True
-    for key, size, sha256 in expected:
-        info = ctx.store.head(staged_key(key))
-        if info.size != size or info.sha256 != sha256:
-            raise ArchiveVerificationFailed(
-                f"archive object {staged_key(key)!r} (table {source.name!r}) holds {info.size} "
-                f"bytes sha256 {info.sha256[:16]}…, but {size} bytes sha256 "
-                f"{(sha256 or '')[:16]}… were written; no row was deleted, rerun the archive"
-            )
-        proven = proven and bool(info.stored_sha256) and info.stored_sha256 == sha256
-    located = {key: staged_key(key) for key in entry.object_keys}
-    # The store's own SHA-256 of what it holds equals that of the bytes sent: those exact
-    # bytes are decoded and checked here. Otherwise the objects are read back from the store.
-    sent = written.data if proven and len(written.data) == len(located) else None
-    archived = read_back(ctx, source, entry, located, sent)
-    attach_versions(archived, source, written.versions)
-    with ctx.sql.begin() as conn:
-        manifest.mark_verified(
-            conn, entry.batch_id, size=written.size, sha256=written.sha256, parts=entry.parts
-        )
-    entry.bytes, entry.sha256 = written.size, written.sha256
-    ctx.fire("object_verified")
-    return VerifiedBatch(entry, archived, located)
-
-
-def attach_versions(
-    archived: ArchivedRows, source: Source, versions: dict[str, dict[Any, int]]
-) -> None:
-    """Row versions read with the batch guard the delete (none after a restart: whole rows)."""
-    if not versions:
-        return
-    for rows, table in [(archived, source.name)] + [
-        (part, table) for table, part in archived.children.items()
-    ]:
-        rows.versions = versions.get(table)
-        if rows.versions is not None:
-            rows.payload = None  # the versions guard the delete: decoded rows not needed
 
 
 def finish_batch(
@@ -379,6 +316,8 @@ def finish_batch(
     entry = verified.entry
 
     def record(conn: Any, outcome: DeleteOutcome) -> None:
+        if not verified.recorded:  # in the delete's transaction (SQL): see record_verified
+            mark_verified(conn, entry)
         if outcome.deleted:
             manifest.mark_deleted(
                 conn, entry.batch_id, deleted=len(outcome.deleted), skipped=outcome.skipped
@@ -408,64 +347,3 @@ def finish_batch(
     result.bytes = root.bytes + sum(part.bytes for part in parts.values())
     result.objects = 1 + len(parts)
     return result
-
-
-def read_back(
-    ctx: ArchiveContext,
-    source: Source,
-    entry: ManifestEntry,
-    located: dict[str, str] | None = None,
-    sent: dict[str, bytes] | None = None,
-) -> ArchivedRows:
-    """Read a batch's objects (checksum-verified by the store; from ``located`` where given,
-    or the bytes ``sent`` once the store proved it holds exactly them), decode them, check
-    rows and keys; an aggregate's child tables come back in ``children``."""
-    where = located or {}
-
-    def _decoded(ctx: ArchiveContext, key: str, fmt: str, decode: Any) -> ArchivedRows:
-        final = next((k for k, v in where.items() if v == key), key)
-        data = sent[final] if sent is not None else ctx.store.get_bytes(key)
-        return _decode_bytes(key, data, fmt, decode)
-
-    archived = _decoded(
-        ctx, where.get(entry.object_key, entry.object_key), entry.format, source.decode
-    )
-    _check_keys(entry, archived)
-    for part in entry.parts:
-
-        def decode(data: bytes, *, fmt: str, table: str = part.table_name) -> ArchivedRows:
-            return source.decode_part(table, data, fmt=fmt)
-
-        key = where.get(part.object_key, part.object_key)
-        child = _decoded(ctx, key, entry.format, decode)
-        if len(child.keys) != part.rows or len(set(child.keys)) != len(child.keys):
-            raise ArchiveVerificationFailed(
-                f"archive object {key!r} holds {len(child.keys)} rows of table "
-                f"{part.table_name!r}, the manifest expects {part.rows}; no row was deleted"
-            )
-        archived.children[part.table_name] = child
-    return archived
-
-
-def _decode_bytes(key: str, data: bytes, fmt: str, decode: Any) -> ArchivedRows:
-    try:
-        return decode(data, fmt=fmt)  # type: ignore[no-any-return]
-    except (pa.ArrowException, ValueError, OSError, KeyError) as exc:
-        raise ArchiveVerificationFailed(
-            f"archive object {key!r} cannot be decoded as {fmt} ({exc})"
-        ) from None
-
-
-def _check_keys(entry: ManifestEntry, archived: ArchivedRows) -> None:
-    keys = archived.keys
-    unique = len(set(keys)) == len(keys)  # int, str, UUID and ObjectId keys are hashable
-    if (
-        len(keys) != entry.rows
-        or not unique
-        or (keys and (keys[0] != entry.key_min or keys[-1] != entry.key_max))
-    ):
-        raise ArchiveVerificationFailed(
-            f"archive object {entry.object_key!r} holds {len(keys)} rows with keys "
-            f"{keys[:1]}…{keys[-1:]}, the manifest expects {entry.rows} rows "
-            f"{entry.key_min!r}…{entry.key_max!r}; no row was deleted"
-        )

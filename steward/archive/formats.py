@@ -6,8 +6,15 @@ Athena) understands: timestamps with time zone as ``timestamp[us, UTC]``, numeri
 Unconstrained numerics are kept as their exact decimal text. SQLite stores timestamps without
 a zone; Steward writes UTC, so they are archived as UTC.
 
-``jsonl.gz`` holds one JSON object per row: timestamps as ISO 8601 with offset, numerics and
-UUIDs as strings, JSON columns as JSON; decoding uses the column types to restore them.
+JSON is archived as its text, exactly as PostgreSQL gives it (``jsonb``'s ``1.50``, a ``json``
+value's key order, duplicate keys and spacing), and restored as that text cast to the column's
+type: nothing parses it in between. A time with a zone is archived as its text. Dates,
+timestamps and times Python cannot hold (BC, after 9999, ``24:00:00``, ±infinity) restore
+through PostgreSQL's text for them (:mod:`~steward.archive.pg_text`).
+
+``jsonl.gz`` (:mod:`~steward.archive.jsonl`) holds one JSON object per row: timestamps as ISO
+8601 with offset, numerics and UUIDs as strings, JSON columns as their text embedded;
+decoding uses the column types to restore them.
 Batches are built column-wise (one Arrow array per column), never row by row.
 
 PostgreSQL's ``infinity`` / ``-infinity`` timestamps are stored as the int64 microsecond values
@@ -20,14 +27,12 @@ parses into exactly the values archived.
 
 from __future__ import annotations
 
-import base64
-import gzip
 import io
 import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -36,6 +41,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
+from steward.archive import jsonl
+from steward.archive.pg_text import (
+    NEG_INFINITY_US,
+    POS_INFINITY_US,
+    days_of,
+    epoch_micros,
+    pylist,
+    time_micros,
+)
 from steward.errors import ConfigError
 
 __all__ = [
@@ -54,15 +68,8 @@ __all__ = [
 
 PARQUET, JSONL = "parquet", "jsonl.gz"
 META_KEY = b"steward.archive"
-POS_INFINITY_US = 2**63 - 1  # DuckDB's (and Arrow readers') infinity timestamp
-NEG_INFINITY_US = -(2**63 - 1)  # DuckDB's -infinity: one above the smallest int64
 DICTIONARY_SAMPLE = 4096  # rows whose distinct values decide a column's Parquet encoding
 _OLD_NEG_INFINITY_US = -(2**63)  # what objects written before 2026-12 hold for -infinity
-INFINITY = {
-    POS_INFINITY_US: "infinity",
-    NEG_INFINITY_US: "-infinity",
-    _OLD_NEG_INFINITY_US: "-infinity",
-}
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,7 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "timestamp": pa.timestamp("us"),
     "date": pa.date32(),
     "time": pa.time64("us"),
+    "timetz": pa.string(),  # its text: time64 has no place for the zone offset
     "interval": pa.duration("us"),
     "json": pa.json_(),
     "uuid": pa.uuid(),
@@ -138,6 +146,8 @@ def _kind(col_type: sa.types.TypeEngine, dialect: str) -> str | None:
         if isinstance(col_type, sa_type):
             if kind == "timestamp" and (col_type.timezone or dialect == "sqlite"):  # type: ignore[attr-defined]
                 return "timestamptz"
+            if kind == "time" and col_type.timezone:  # type: ignore[attr-defined]
+                return "timetz"
             return kind
     return None
 
@@ -172,6 +182,8 @@ def to_arrow(
 def _arrow_array(spec: ColumnSpec, values: Sequence[Any], form: str) -> pa.Array:
     if form == "micros":
         return pa.array(values, pa.int64()).cast(spec.arrow_type)
+    if form == "days":
+        return pa.array(values, pa.int32()).cast(spec.arrow_type)
     if form == "text":
         return pa.ExtensionArray.from_storage(spec.arrow_type, pa.array(values, pa.string()))
     return pa.array(_to_arrow_values(spec, values), spec.arrow_type)
@@ -188,27 +200,20 @@ def _to_arrow_values(spec: ColumnSpec, values: Sequence[Any]) -> Sequence[Any]:
 
 
 def python_columns(table: pa.Table, specs: Sequence[ColumnSpec]) -> dict[str, list[Any]]:
-    """Python values per column, as the source database driver would return them."""
+    """Python values per column to insert back: as the database driver would return them,
+    except JSON, which stays the text archived (parsing it would turn ``1.50`` into ``1.5``,
+    big integers into floats, and lose a ``json`` value's key order and duplicate keys); a
+    restore casts it to the column's type (:meth:`TableRows.insert`)."""
     by_name = {spec.name: spec for spec in specs}
     return {
-        name: _from_arrow_values(by_name[name], _pylist(table.column(name), by_name[name]))
+        name: _restored_values(by_name[name], pylist(table.column(name), by_name[name].kind))
         for name in table.column_names
         if name in by_name
     }
 
 
-def _pylist(column: pa.ChunkedArray, spec: ColumnSpec) -> list[Any]:
-    """Python values of a column; infinite timestamps as "infinity" / "-infinity"."""
-    if spec.kind not in _TIMESTAMPS:
-        return column.to_pylist()
-    micros = column.cast(pa.int64()).to_pylist()
-    if not any(m in INFINITY for m in micros):
-        return column.to_pylist()
-    finite = pa.array([None if m in INFINITY else m for m in micros], pa.int64())
-    values = finite.cast(column.type).to_pylist()
-    return [
-        INFINITY.get(m, v) if m is not None else None for m, v in zip(micros, values, strict=True)
-    ]
+def _restored_values(spec: ColumnSpec, values: list[Any]) -> list[Any]:
+    return values if spec.kind == "json" else _from_arrow_values(spec, values)
 
 
 def time_range(column: pa.ChunkedArray) -> tuple[datetime | None, datetime | None]:
@@ -256,6 +261,10 @@ def guard_columns(table: pa.Table, specs: Sequence[ColumnSpec]) -> list[list[Any
         if spec.kind in _TIMESTAMPS:
             micros = column.cast(pa.int64()).to_pylist()
             columns.append([NEG_INFINITY_US if m == _OLD_NEG_INFINITY_US else m for m in micros])
+        elif spec.kind == "date":  # days: any date, ±infinity included
+            columns.append(column.cast(pa.int32()).to_pylist())
+        elif spec.kind == "time":  # microseconds: 24:00:00 included
+            columns.append(column.cast(pa.int64()).to_pylist())
         else:
             columns.append(_from_arrow_values(spec, column.to_pylist()))
     return columns
@@ -263,18 +272,16 @@ def guard_columns(table: pa.Table, specs: Sequence[ColumnSpec]) -> list[list[Any
 
 def guard_values(values: Sequence[Any], spec: ColumnSpec) -> Sequence[Any]:
     """The canonical form of one column's values as the database driver returned them."""
+    if spec.kind == "date":
+        return [v if v is None or isinstance(v, int) else days_of(v) for v in values]
+    if spec.kind == "time":
+        return [v if v is None or isinstance(v, int) else time_micros(v) for v in values]
     if spec.kind not in _TIMESTAMPS:
         return values
     return [
-        value if value is None or isinstance(value, int) else _epoch_micros(value)
+        value if value is None or isinstance(value, int) else epoch_micros(value)
         for value in values
     ]  # PostgreSQL sends epoch microseconds already
-
-
-def _epoch_micros(value: datetime) -> int:
-    # Naive values: SQLite, or timestamp without time zone — UTC by convention.
-    delta = value - (_EPOCH if value.tzinfo is not None else _EPOCH_NAIVE)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 # Encoding ------------------------------------------------------------------------------------
@@ -287,7 +294,7 @@ def encode_table(table: pa.Table, fmt: str) -> bytes:
         pq.write_table(table, sink, compression="zstd", use_dictionary=_repeating(table))
         return sink.getvalue()
     if fmt == JSONL:
-        return _encode_jsonl(table)
+        return jsonl.encode(table)
     raise ConfigError(f"archive format {fmt!r}: accepted parquet or jsonl.gz")
 
 
@@ -312,77 +319,6 @@ def decode_table(data: bytes, fmt: str, specs: Sequence[ColumnSpec]) -> pa.Table
     if fmt == PARQUET:  # not pq.read_table: its dataset layer imports pandas (0.5 s, 35 MiB)
         return pq.ParquetFile(pa.BufferReader(data)).read()
     if fmt == JSONL:
-        return _decode_jsonl(data, specs)
+        columns, wire = jsonl.decode_columns(data, specs)
+        return to_arrow(specs, columns, {"format": JSONL}, wire)
     raise ConfigError(f"archive format {fmt!r}: accepted parquet or jsonl.gz")
-
-
-def _encode_jsonl(table: pa.Table) -> bytes:
-    names = table.column_names
-    columns = [_jsonl_values(table.column(name)) for name in names]
-    kinds = {field.name: _field_kind(field) for field in table.schema}
-    lines = []
-    for values in zip(*columns, strict=True):
-        row = {
-            name: _json_value(value, kinds[name]) for name, value in zip(names, values, strict=True)
-        }
-        lines.append(json.dumps(row, separators=(",", ":")))
-    text = "\n".join(lines) + ("\n" if lines else "")
-    return gzip.compress(text.encode(), compresslevel=6, mtime=0)
-
-
-def _jsonl_values(column: pa.ChunkedArray) -> list[Any]:
-    if pa.types.is_timestamp(column.type):
-        return _pylist(column, ColumnSpec("", "timestamp"))
-    return column.to_pylist()
-
-
-def _field_kind(field: pa.Field) -> str:
-    if field.type == pa.json_():
-        return "json"
-    return "other"
-
-
-def _json_value(value: Any, kind: str) -> Any:
-    if value is None:
-        return None
-    if kind == "json":
-        return json.loads(value)
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return {"us": (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds}
-    if isinstance(value, Decimal | uuid.UUID):
-        return str(value)
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    return value
-
-
-def _decode_jsonl(data: bytes, specs: Sequence[ColumnSpec]) -> pa.Table:
-    rows = [json.loads(line) for line in gzip.decompress(data).decode().splitlines() if line]
-    columns = [[_parse(spec, row.get(spec.name)) for row in rows] for spec in specs]
-    wire = ["micros" if spec.kind in _TIMESTAMPS else "value" for spec in specs]
-    return to_arrow(specs, columns, {"format": JSONL}, wire)
-
-
-def _parse(spec: ColumnSpec, value: Any) -> Any:
-    if value is None:
-        return None
-    kind = spec.kind
-    if kind in _TIMESTAMPS:
-        if value in ("infinity", "-infinity"):
-            return POS_INFINITY_US if value == "infinity" else NEG_INFINITY_US
-        return _epoch_micros(datetime.fromisoformat(value))
-    if kind == "date":
-        return date.fromisoformat(value)
-    if kind == "time":
-        return time.fromisoformat(value)
-    if kind == "interval":
-        return timedelta(microseconds=value["us"])
-    if kind == "decimal":
-        return Decimal(value)
-    if kind == "uuid":
-        return uuid.UUID(value)
-    if kind == "binary":
-        return base64.b64decode(value)
-    return value

@@ -10,15 +10,17 @@ States of a batch (an object and the rows it holds)::
 ``writing`` is committed *before* the object is written, so every object under the archive
 prefix has an entry (an object without one is an orphan nobody relied on and is removed).
 Objects are first written *staged*, under their final key plus ``.staged`` (no reader's
-``*.parquet`` / ``*.jsonl.gz`` pattern matches them). ``verified`` means the staged object
-was read back and matched size, SHA-256, row count and keys. For SQL sources the guarded
-delete and the move to ``deleted`` commit in one transaction; ``skipped_keys`` lists the keys
-read that were *not* deleted (changed since they were read). Then the final object is
+``*.parquet`` / ``*.jsonl.gz`` pattern matches them). ``verified`` means the staged object was
+proven to hold the bytes written (the store's own SHA-256) and those bytes decoded to the row
+count and keys. For SQL sources the guarded delete and the moves to ``verified`` and ``deleted``
+commit in one transaction (a batch still ``writing`` had no row deleted); ``skipped_keys`` lists
+the keys read that were *not* deleted (changed since they were read). Then the final object is
 published: a copy of the staged one, or, when rows were skipped, a rewrite without them (and
-without their children), verified again; the move to ``complete`` records its rows, key
-range, size and SHA-256, and only then is the staged object removed. So a complete object
-holds exactly the rows that left the source, and a reader of the final keys never sees a row
-that did not leave, nor one twice.
+without their children), verified again; the move to ``complete`` records its rows, key range,
+size and SHA-256, and only then is the staged object removed (with those of other batches; one a
+crash left is an orphan the next run removes). So a complete object holds exactly the rows that
+left the source, and a reader of the final keys never sees a row that did not leave, nor one
+twice.
 
 An aggregate's batch (root rows and their children) is one manifest entry: the root rows'
 object is the entry's ``object_key``; ``steward_archive_parts`` lists one more object per child

@@ -13,8 +13,10 @@ decimal                 the text (printed with the scale)      decimal128(p, s)
 timestamptz, timestamp  PostgreSQL's binary form               timestamp[us]: epoch microseconds,
                         (``timestamptz_send``: microseconds    ±infinity as DuckDB reads them
                         since 2000-01-01, big-endian, hex)     (as :func:`pg_micros` gives)
-date                    days since 1970-01-01                  date32
-time (no zone)          microseconds since midnight            time64[us]
+date                    days since 1970-01-01 (±infinity as    date32
+                        ``±(2**31 - 1)``, DuckDB's)
+time                    microseconds since midnight            time64[us] (``24:00`` included)
+timetz                  its text (``12:30:00+05:30``)          string
 json                    its text                               Arrow's JSON type
 uuid                    its text                               UUID (16 bytes, hex decoded)
 binary                  ``encode(v, 'hex')``                   binary (hex decoded)
@@ -22,7 +24,7 @@ binary                  ``encode(v, 'hex')``                   binary (hex decod
 
 PostgreSQL's CSV writes NULL as an unquoted empty field and an empty string as ``""``; text
 keeps commas, quotes, newlines and backslashes inside quotes. A column of another kind (a time
-with a zone) makes :func:`projection` answer None: the caller reads that table through
+of another kind makes :func:`projection` answer None: the caller reads that table through
 psycopg's rows instead.
 
 The statement is SQLAlchemy's compiled SQL; its parameters are bound by psycopg (COPY takes no
@@ -48,10 +50,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from steward.archive.formats import NEG_INFINITY_US, POS_INFINITY_US, ColumnSpec
+from steward.archive.pg_text import DATE_INFINITY
 
 __all__ = [
     "copy_ready",
     "csv_options",
+    "pg_days",
+    "pg_time",
     "pg_micros",
     "projection",
     "read_copy",
@@ -62,6 +67,7 @@ BLOCK = 4 << 20  # bytes Arrow parses at a time from a stream
 _EPOCH_DAY = date(1970, 1, 1)
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01, PostgreSQL's epoch, in Unix microseconds
 _PG_INFINITY, _PG_NEG_INFINITY = 2**63 - 1, -(2**63)  # how PostgreSQL stores ±infinity
+_LAST_US = POS_INFINITY_US - 1 - _PG_EPOCH_US  # the last PostgreSQL value with a place in int64
 
 # The CSV type Arrow parses each kind's wire form into.
 _CSV_TYPES: dict[str, pa.DataType] = {
@@ -72,6 +78,7 @@ _CSV_TYPES: dict[str, pa.DataType] = {
     "numeric_text": pa.string(),
     "timestamptz": pa.string(),
     "timestamp": pa.string(),
+    "timetz": pa.string(),
     "date": pa.int32(),
     "time": pa.int64(),
     "json": pa.string(),
@@ -92,6 +99,24 @@ def pg_micros(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
     )
 
 
+def pg_days(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """A date as days since 1970-01-01; ``infinity`` / ``-infinity`` as DuckDB's
+    ``±(2**31 - 1)`` (subtracting an infinite date is an error)."""
+    plus, minus = sorted(DATE_INFINITY, reverse=True)
+    epoch = sa.literal(_EPOCH_DAY, sa.Date)
+    return sa.case(
+        (sa.func.isfinite(column), column - epoch),
+        (column > epoch, sa.literal(plus, sa.Integer)),
+        (column < epoch, sa.literal(minus, sa.Integer)),
+    )  # NULL: no branch matches
+
+
+def pg_time(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """A time of day as microseconds since midnight (``24:00:00`` included, which Python's
+    ``time`` cannot hold)."""
+    return sa.cast(sa.extract("epoch", column) * 1_000_000, sa.BigInteger)
+
+
 def _wire(column: sa.Column, spec: ColumnSpec) -> sa.ColumnElement[Any] | None:
     kind = spec.kind
     if kind in ("timestamptz", "timestamp"):
@@ -99,12 +124,10 @@ def _wire(column: sa.Column, spec: ColumnSpec) -> sa.ColumnElement[Any] | None:
         # NUMERIC (20 ms of PostgreSQL's time per 20,000 rows).
         return getattr(sa.func, f"{kind}_send")(column)
     if kind == "date":
-        return column - sa.literal(_EPOCH_DAY, sa.Date)
+        return pg_days(column)
     if kind == "time":
-        if getattr(column.type, "timezone", False):
-            return None  # a zone offset has no place in time64: psycopg's rows carry it
-        return sa.cast(sa.extract("epoch", column) * 1_000_000, sa.BigInteger)
-    if kind in ("json", "uuid"):
+        return pg_time(column)
+    if kind in ("json", "uuid", "timetz"):
         return sa.cast(column, sa.Text)
     if kind == "binary":
         return sa.func.encode(column, sa.literal("hex"))
@@ -259,6 +282,11 @@ def _epoch_micros(sent: pa.Array) -> pa.Array:
     values = np.frombuffer(stored.buffers()[1], ">i8")[stored.offset : stored.offset + len(stored)]
     micros = values.astype(np.int64)
     finite = (micros != _PG_INFINITY) & (micros != _PG_NEG_INFINITY)
+    if np.any(micros[finite] > _LAST_US):  # would wrap around int64 (and read as a past date)
+        raise ValueError(
+            "a timestamp after 294246-12-31 AD is beyond the archive's epoch microseconds "
+            "(int64); the batch is not archived"
+        )
     micros[finite] += _PG_EPOCH_US
     micros[micros == _PG_NEG_INFINITY] = NEG_INFINITY_US
     return pa.Array.from_buffers(

@@ -13,14 +13,19 @@ object is made from its verified staged copy:
   expected keys before they are written and checked by size and SHA-256.
 
 Then 'complete' records each final object's rows, size and SHA-256 (and the root's key
-range), and only after that commit are the staged objects removed (one request on S3). A
-crash anywhere leaves the batch 'deleted' with its staged objects in place; the next run
-publishes again (a final object already there is simply written again).
+range), and only after that commit are the staged objects removed: those of up to
+``STAGED_BATCHES`` batches together, and the rest at the end of the table's run (one
+DeleteObjects request per 1,000 keys on S3, not one per batch). A crash anywhere leaves the
+batch 'deleted' with its staged objects in place; the next run publishes again (a final object
+already there is simply written again). Staged copies of complete batches a crash left behind
+are orphans (no live entry names them) and the next run's recovery removes them; until then no
+reader's pattern sees them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +37,9 @@ from steward.errors import ArchiveVerificationFailed
 if TYPE_CHECKING:
     from steward.archive.archiver import ArchiveContext
 
-__all__ = ["publish_batch", "remove_staged", "rewrite_without"]
+__all__ = ["STAGED_BATCHES", "StagedRemoval", "publish_batch", "remove_staged", "rewrite_without"]
+
+STAGED_BATCHES = 50  # batches whose staged copies are removed in one go (end of a run: fewer)
 
 
 @dataclass
@@ -76,8 +83,33 @@ def publish_batch(
 
 
 def remove_staged(ctx: ArchiveContext, located: dict[str, str]) -> None:
-    """Delete a batch's staged objects (never a final one): one request on S3."""
-    ctx.store.delete_many([location for final, location in located.items() if location != final])
+    """Queue a finished batch's staged objects (never a final one) for removal."""
+    ctx.staged.add(ctx, [location for final, location in located.items() if location != final])
+
+
+class StagedRemoval:
+    """Staged objects of finished batches, removed together: every ``STAGED_BATCHES`` batches
+    and by :meth:`flush` at the end of a table's run. Shared by the tables a run archives at
+    once (and the threads finishing their batches)."""
+
+    def __init__(self) -> None:
+        self._keys: list[str] = []
+        self._batches = 0
+        self._lock = threading.Lock()
+
+    def add(self, ctx: ArchiveContext, keys: list[str]) -> None:
+        with self._lock:
+            self._keys += keys
+            self._batches += 1
+            if self._batches < STAGED_BATCHES:
+                return
+        self.flush(ctx)
+
+    def flush(self, ctx: ArchiveContext) -> None:
+        with self._lock:
+            keys, self._keys, self._batches = self._keys, [], 0
+        if keys:
+            ctx.store.delete_many(keys)
 
 
 def _publish(

@@ -1,12 +1,13 @@
 """Crash recovery: finish or abandon what an earlier run left, remove orphan objects.
 
 A 'writing' entry whose staged objects are not all there is abandoned (its rows were never
-deleted and are read again); one whose objects are there is verified and finished. A
-'verified' entry is finished (for MongoDB, documents already gone count as deleted: the
-delete may have happened before the crash; for SQL the delete commits together with
-'deleted', so rows already gone were removed by someone else and are recorded as skipped). A
-'deleted' entry is published from its staged objects. Objects under the table's prefix that
-no live entry names are removed: no row was ever deleted on their strength.
+deleted and are read again); one whose objects are there is verified (from the store: read back)
+and finished; for SQL sources that is also where a batch verified but not yet deleted is (its
+'verified' commits with the delete). A 'verified' entry is finished (for MongoDB, documents
+already gone count as deleted: the delete may have happened before the crash; for SQL the delete
+commits together with 'deleted', so rows already gone were removed by someone else and are
+recorded as skipped). A 'deleted' entry is published from its staged objects. Objects under the
+table's prefix that no live entry names are removed: no row was ever deleted on their strength.
 
 Entries written before objects were staged have their objects at the final keys: those are
 used where no staged copy exists.
@@ -23,6 +24,7 @@ from steward.archive.archiver import (
     VerifiedBatch,
     finish_batch,
     read_back,
+    record_verified,
     table_prefix,
 )
 from steward.archive.batch import Source
@@ -95,12 +97,8 @@ def _adopt_written(
     root, *parts = infos
     for part, info in zip(entry.parts, parts, strict=True):
         part.bytes, part.sha256 = info.size, info.sha256
-    with ctx.sql.begin() as conn:
-        manifest.mark_verified(
-            conn, entry.batch_id, size=root.size, sha256=root.sha256, parts=entry.parts
-        )
     entry.bytes, entry.sha256 = root.size, root.sha256
-    return VerifiedBatch(entry, archived, located)
+    return record_verified(ctx, source, VerifiedBatch(entry, archived, located, False))
 
 
 def _locate(ctx: ArchiveContext, entry: ManifestEntry) -> dict[str, str]:
@@ -186,6 +184,5 @@ def _remove_orphans(ctx: ArchiveContext, source: Source) -> int:
         for info in ctx.store.list(table_prefix(ctx.settings, source), details=False)
         if info.key not in live
     ]
-    for key in orphans:
-        ctx.store.delete(key)
+    ctx.store.delete_many(orphans)  # S3: one request per 1,000 (staged copies of many batches)
     return len(orphans)

@@ -81,6 +81,7 @@ def archive_table(
             if not report.partitions_pending:  # else rows of whole partitions would go singly
                 _run_batches(ctx, source, budget, steps, report, on_batch)
             report.kept, report.kept_reason = source.kept()
+            ctx.staged.flush(ctx)  # staged copies of the last batches (of every table)
         except Exception:
             _end_run(ctx, run_row, "failed", report)
             raise

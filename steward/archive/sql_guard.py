@@ -1,9 +1,32 @@
 """The guarded delete of a root-only table's batch on PostgreSQL, the row versions read with
 the batch known (:meth:`RowDelete.delete_unchanged`).
 
-Exact: a version the batch read belongs to a transaction that had committed by then, so no
-later change can carry it; the DELETE's row lock and PostgreSQL's recheck of its WHERE clause
-on rows changed concurrently do the rest.
+The guard: a row leaves only if its version (``xmin``) is one of the versions the batch read.
+Exact: such a version belongs to a transaction that had committed when the batch was read, so
+no later change can carry it, and the live row holding it now is the very row version the
+read saw (any UPDATE gives a row a new version). The DELETE's row lock and PostgreSQL's
+recheck of its WHERE clause on rows changed concurrently do the rest.
+
+The fast form is ONE ``DELETE`` of the batch's key *range* when its keys fill it (integer
+keys, :meth:`RowDelete._dense`): a range scan of the primary key, nothing sent back but the
+row count. It may only delete rows the batch read:
+
+- a single integer key: by construction — the keys of the range the batch did not read (its
+  *holes*, usually none) are excluded (``key <> ALL(:holes)``, a hashed array);
+- a composite key whose policy has no cross-table condition (no reference holds its rows):
+  by the versions. A row of the range whose version the batch saw existed unchanged when the
+  batch was read; whether it qualified then depends only on its own columns (past retention
+  under the run's fixed cutoff, ``where`` values), unchanged too. So if it qualifies now, it
+  qualified then, and the read (every qualifying row in key order up to the batch's last key)
+  read it;
+- a composite key that other tables reference: a row of the range may have become
+  unreferenced since the read (same version, not read), so the keys deleted come back and
+  must all be the batch's (else the savepoint is rolled back).
+
+The range is deleted inside a savepoint; when fewer rows left than the batch holds (a row
+changed or left since the read) or more, it is rolled back and the batch goes span by span:
+a dense span by its range again, any other by its listed keys (``key = ANY(:keys)``, the keys
+deleted returned), so the outcome names exactly the rows that left.
 """
 
 from __future__ import annotations
@@ -15,83 +38,92 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from steward.archive import sql_rows
-from steward.archive.sql_rows import TableRows, chunked, key_array, returned
+from steward.archive.sql_rows import TableRows, Xid, chunked, key_array, returned
 
 __all__ = ["RowDelete"]
+
+Where = Sequence[sa.ColumnElement[bool]]
 
 
 class RowDelete:
     """The guarded delete of one table's rows (its :class:`TableRows`)."""
 
-    def __init__(self, rows: TableRows) -> None:
+    def __init__(self, rows: TableRows, *, referenced: bool) -> None:
         self.rows = rows
+        self.referenced = referenced  # other tables' rows may hold this table's rows
 
     def delete_unchanged(
         self,
         conn: Connection,
         keys: Sequence[Any],
         versions: dict[Any, int],
-        where: Sequence[sa.ColumnElement[bool]],
+        where: Where,
         hook: Callable[[str], None],
-        span_where: Sequence[sa.ColumnElement[bool]] = (),
+        span_where: Where = (),
     ) -> list[Any]:
-        """Delete the rows that still have a version read with the batch (see module).
-
-        The keys come in key order: a span of them that fills its key range (integer keys,
-        :meth:`_dense`) is first deleted as a key *range* (one range scan of the primary key,
-        ``span_where`` naming the rows the batch read: the policy's whole condition) inside a
-        savepoint. If the range also caught a row the
-        batch did not read (one that qualified or became unreferenced since, with a version
-        the batch saw), that savepoint is rolled back and the span is deleted by its listed
-        keys instead (:meth:`_delete_listed`)."""
+        """Delete the batch's rows that still have a version read with it (see module); the
+        keys deleted, in key order. ``where``: what a row's version cannot vouch for (the
+        listed form); ``span_where``: the policy's whole condition (the range forms)."""
+        guard = self._seen(versions)
+        ranged = bool(span_where) and len(keys) == len(versions)  # every row read is listed
+        if ranged and self._delete_range(conn, keys, [guard, *span_where]):
+            hook("rows_deleting")
+            return list(keys)
         deleted: list[Any] = []
         for span in chunked(keys, sql_rows.SPAN_CHUNKS):
-            seen = sorted({versions[k] for k in span if k in versions})
-            guard = self.rows.version() == sa.any_(key_array(seen, sa.BigInteger()))
-            ranged = span_where and self._dense(span)
-            gone = self._delete_span(conn, span, [guard, *span_where]) if ranged else None
-            if gone is None:
-                gone = self._delete_listed(conn, span, [guard, *where], hook)
-            else:
+            retry = ranged and len(span) < len(keys)
+            if retry and self._delete_range(conn, span, [guard, *span_where]):
+                deleted += span
                 hook("rows_deleting")
-            deleted += gone
+            else:
+                deleted += self._delete_listed(conn, span, [guard, *where], hook)
         return deleted
+
+    def _seen(self, versions: dict[Any, int]) -> sa.ColumnElement[bool]:
+        """The row's version is one the batch read: ``xmin = ANY(:versions)``, an ``xid[]``
+        (no text conversion per row; the array is hashed)."""
+        seen = sorted(set(versions.values()))
+        return self.rows.version(raw=True) == sa.any_(key_array(seen, Xid()))
 
     def _dense(self, span: Sequence[Any]) -> bool:
         """Whether the span's keys fill at least half of their range (integer keys, by the
         leading column): then a range scan reads few rows the batch did not read."""
-        if not isinstance(self.rows.key.type, sa.Integer):
+        if not span or not isinstance(self.rows.key.type, sa.Integer):
             return False
         leading = span if not self.rows.composite else [key[0] for key in span]
         width = int(leading[-1]) - int(leading[0]) + 1
-        return len(set(leading)) * 2 >= width
+        distinct = len(set(leading)) if self.rows.composite else len(span)  # keys are unique
+        return distinct * 2 >= width
 
-    def _delete_span(
-        self, conn: Connection, span: Sequence[Any], where: Sequence[sa.ColumnElement[bool]]
-    ) -> list[Any] | None:
-        """Delete the rows of ``where`` between the span's first and last key; None (and
-        nothing deleted) when that would delete a row whose key is not in the span."""
+    def _delete_range(self, conn: Connection, span: Sequence[Any], where: Where) -> bool:
+        """Delete the rows of ``where`` between the span's first and last key, inside a
+        savepoint kept only if exactly the span's rows left (see module)."""
+        if not self._dense(span):
+            return False
         rows = self.rows
-        statement = (
-            sa.delete(rows.table)
-            .where(rows.after(span[0], inclusive=True), rows.before(span[-1]), *where)
-            .returning(*rows.keys)
+        statement = sa.delete(rows.table).where(
+            rows.after(span[0], inclusive=True), rows.before(span[-1]), *where
         )
         savepoint = conn.begin_nested()
-        gone = rows.keys_from(returned(conn, statement))
-        listed = set(span)
-        if all(key in listed for key in gone):
+        if not rows.composite:
+            holes = _holes(span)
+            if holes:
+                statement = statement.where(rows.key != sa.all_(key_array(holes, rows.key.type)))
+            done = conn.execute(statement).rowcount == len(span)
+        elif not self.referenced:
+            done = conn.execute(statement).rowcount == len(span)
+        else:
+            gone = rows.keys_from(returned(conn, statement.returning(*rows.keys)))
+            listed = set(span)
+            done = len(gone) == len(span) and all(key in listed for key in gone)
+        if done:
             savepoint.commit()
-            return gone
-        savepoint.rollback()
-        return None
+        else:
+            savepoint.rollback()
+        return done
 
     def _delete_listed(
-        self,
-        conn: Connection,
-        keys: Sequence[Any],
-        where: Sequence[sa.ColumnElement[bool]],
-        hook: Callable[[str], None],
+        self, conn: Connection, keys: Sequence[Any], where: Where, hook: Callable[[str], None]
     ) -> list[Any]:
         rows = self.rows
         deleted: list[Any] = []
@@ -102,3 +134,12 @@ class RowDelete:
             deleted += rows.keys_from(returned(conn, statement))
             hook("rows_deleting")
         return deleted
+
+
+def _holes(span: Sequence[Any]) -> list[int]:
+    """The integers between the span's first and last key that are not keys of the span
+    (none when the keys are consecutive: no set is built)."""
+    first, last = int(span[0]), int(span[-1])
+    if last - first + 1 == len(span):
+        return []
+    return sorted(set(range(first, last + 1)).difference(span))

@@ -49,9 +49,10 @@ def insert(table: TableRows, conn: Connection, rows: Sequence[dict[str, Any]]) -
     """Insert ``rows``; rows the database refuses are returned as clashes, the rest stay."""
     if not rows:
         return []
+    statement = sa.insert(table.table).values(_values(table, rows[0]))
     try:
         with conn.begin_nested():
-            conn.execute(sa.insert(table.table), list(rows))
+            conn.execute(statement, [_params(row) for row in rows])
         return []
     except sa.exc.IntegrityError:
         pass
@@ -59,7 +60,7 @@ def insert(table: TableRows, conn: Connection, rows: Sequence[dict[str, Any]]) -
     for row in rows:  # one savepoint per row: only the refused rows stay out
         try:
             with conn.begin_nested():
-                conn.execute(sa.insert(table.table), [row])
+                conn.execute(statement, [_params(row)])
         except sa.exc.IntegrityError as exc:
             clashes.append(Clash(table.name, table.key_of(row), constraint_of(exc)))
     return clashes
@@ -67,22 +68,45 @@ def insert(table: TableRows, conn: Connection, rows: Sequence[dict[str, Any]]) -
 
 def overwrite(table: TableRows, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[Clash]:
     """Replace the rows with these keys by their archived values (clashes reported)."""
-    others = [c for c in table.table.columns if c.name not in table.key_names]
+    if not rows:
+        return []
+    values = _values(table, rows[0])
     statement = (
         sa.update(table.table)
-        .where(*(c == sa.bindparam(f"_k_{c.name}") for c in table.keys))
-        .values({c.name: sa.bindparam(f"_v_{c.name}") for c in others})
+        .where(*(c == sa.bindparam(f"_k_{c.name}", type_=c.type) for c in table.keys))
+        .values({n: v for n, v in values.items() if n not in table.key_names})
     )
     clashes = []
     for row in rows:
-        params = {f"_k_{c.name}": row[c.name] for c in table.keys}
-        params.update({f"_v_{c.name}": row[c.name] for c in others})
+        params = _params(row) | {f"_k_{c.name}": row[c.name] for c in table.keys}
         try:
             with conn.begin_nested():
                 conn.execute(statement, params)
         except sa.exc.IntegrityError as exc:
             clashes.append(Clash(table.name, table.key_of(row), constraint_of(exc)))
     return clashes
+
+
+def _values(table: TableRows, row: dict[str, Any]) -> dict[str, sa.ColumnElement[Any]]:
+    """The bound value of each column ``row`` has. JSON is bound as the archived text and cast
+    to the column's own type on PostgreSQL (``CAST(:v AS JSONB)``): PostgreSQL parses it, so
+    ``json`` keeps its text and ``jsonb`` its numbers as written (``1.50``); SQL NULL stays
+    NULL and the text ``null`` is JSON null. SQLite keeps JSON as text. (SQLAlchemy's JSON
+    type would parse and re-serialise it, and write SQL NULL as JSON null.)"""
+    kinds = {spec.name: spec.kind for spec in table.specs}
+    values: dict[str, sa.ColumnElement[Any]] = {}
+    for name in row:
+        column = table.table.c[name]
+        if kinds[name] != "json":
+            values[name] = sa.bindparam(f"_v_{name}", type_=column.type)
+            continue
+        text = sa.bindparam(f"_v_{name}", type_=sa.Text())
+        values[name] = sa.cast(text, column.type) if table.postgres else text
+    return values
+
+
+def _params(row: dict[str, Any]) -> dict[str, Any]:
+    return {f"_v_{name}": value for name, value in row.items()}
 
 
 def constraint_of(exc: sa.exc.IntegrityError) -> str:

@@ -32,7 +32,7 @@ from steward.archive import pg_copy
 from steward.archive.formats import ColumnSpec, guard_values, to_arrow
 from steward.archive.pg_copy import pg_micros
 
-__all__ = ["TableRows", "chunked", "key_array", "pg_micros", "returned"]
+__all__ = ["TableRows", "Xid", "chunked", "key_array", "pg_micros", "returned"]
 
 CHUNK = 1000  # keys per statement: a small share of a large table, so the planner uses the
 # key index (a large share of a small table gets a hashed scan of the constant array: faster)
@@ -50,9 +50,18 @@ class _Untyped(sa.types.TypeDecorator[Any]):
     cache_ok = True
 
 
+class Xid(sa.types.UserDefinedType[int]):
+    """PostgreSQL's transaction id type (a row's ``xmin``), for arrays of row versions."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "XID"
+
+
 def key_array(values: Sequence[Any], item_type: sa.types.TypeEngine[Any]) -> sa.ColumnElement[Any]:
     """``CAST(:p AS <type>[])`` with the array literal as an untyped parameter (see module)."""
-    if isinstance(item_type, sa.Integer):  # ints: str() of the list does it in C
+    if isinstance(item_type, sa.Integer | Xid):  # ints: str() of the list does it in C
         items = str([int(v) for v in values])[1:-1]
     else:
         items = ",".join(_array_item(value) for value in values)
@@ -100,10 +109,13 @@ class TableRows:
 
     # Reading -----------------------------------------------------------------------------------
 
-    def version(self, *, text: bool = False) -> sa.ColumnElement[Any]:
+    def version(self, *, text: bool = False, raw: bool = False) -> sa.ColumnElement[Any]:
         """PostgreSQL's row version of this table's rows, as a bigint (or its text: what a
-        COPY sends anyway)."""
+        COPY sends anyway; or ``raw``, the ``xid`` itself: compared with an ``xid[]`` no
+        value is converted per row)."""
         quoted: sa.ColumnElement[Any] = sa.literal_column(f"{_quoted(self.table)}.xmin")
+        if raw:
+            return quoted
         as_text = sa.cast(quoted, sa.Text)
         return as_text if text else sa.cast(as_text, sa.BigInteger)
 
@@ -175,17 +187,28 @@ class TableRows:
     def _projection(self) -> tuple[list[Any], list[str]]:
         """PostgreSQL sends timestamps as epoch microseconds and JSON as text, so no Python
         object is built per value (the read's main cost) and ±infinity survives."""
-        if not self.postgres:
-            return list(self.table.columns), ["value"] * len(self.table.columns)
+        if not self.postgres:  # JSON as the text stored (SQLAlchemy's JSON type reads SQL
+            # NULL and JSON null both as None)
+            columns = [
+                sa.cast(c, sa.Text).label(c.name) if s.kind == "json" else c
+                for c, s in zip(self.table.columns, self.specs, strict=True)
+            ]
+            return columns, ["text" if s.kind == "json" else "value" for s in self.specs]
         selected: list[Any] = []
         wire: list[str] = []
         for column, spec in zip(self.table.columns, self.specs, strict=True):
             if spec.kind in ("timestamptz", "timestamp"):
                 selected.append(pg_micros(column).label(column.name))
                 wire.append("micros")
-            elif spec.kind == "json":
+            elif spec.kind == "date":  # days: ±infinity and years Python has not
+                selected.append(pg_copy.pg_days(column).label(column.name))
+                wire.append("days")
+            elif spec.kind == "time":  # microseconds: 24:00:00 too
+                selected.append(pg_copy.pg_time(column).label(column.name))
+                wire.append("micros")
+            elif spec.kind in ("json", "timetz"):  # text: exact (a timetz keeps its offset)
                 selected.append(sa.cast(column, sa.Text).label(column.name))
-                wire.append("text")
+                wire.append("text" if spec.kind == "json" else "value")
             else:
                 selected.append(column)
                 wire.append("value")
@@ -272,8 +295,7 @@ class TableRows:
         if not self.postgres:
             return list(self._guard_columns)
         return [
-            pg_micros(c) if s.kind in ("timestamptz", "timestamp") else c
-            for c, s in zip(self._guard_columns, self.guard_specs, strict=True)
+            _guarded(c, s.kind) for c, s in zip(self._guard_columns, self.guard_specs, strict=True)
         ]
 
     def delete(
@@ -305,6 +327,18 @@ class TableRows:
         width = len(self.keys)
         keys = self.keys_from(rows)
         return [(k, row[width], row[width + 1]) for k, row in zip(keys, rows, strict=True)]
+
+
+def _guarded(column: sa.Column, kind: str) -> sa.ColumnElement[Any]:
+    """A column as PostgreSQL sends it for the whole-row guard: in the archive's form where
+    psycopg's would differ (timestamps, dates and times as numbers, a timetz as its text)."""
+    if kind in ("timestamptz", "timestamp"):
+        return pg_micros(column)
+    if kind == "date":
+        return pg_copy.pg_days(column)
+    if kind == "time":
+        return pg_copy.pg_time(column)
+    return sa.cast(column, sa.Text) if kind == "timetz" else column
 
 
 def _fetched(

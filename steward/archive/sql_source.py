@@ -92,7 +92,7 @@ class SqlSource:
             for child in policy.children
         }
         self._guarded = AggregateDelete(self.root, self.parts, self._qualifies, postgres)
-        self._row_delete = RowDelete(self.root)
+        self._row_delete = RowDelete(self.root, referenced=bool(policy.references))
         self._rows_per_root = 1.0 + len(self.parts)  # until a batch tells: a child per table
 
     # Counting ----------------------------------------------------------------------------------
@@ -267,18 +267,7 @@ class SqlSource:
         try:
             with self.sql.begin() as conn:
                 if not self.parts and archived.versions is not None and self.sql.is_postgres:
-                    # The row version vouches for the row's own columns (it qualified when
-                    # read, under this run's fixed cutoff); only new references need a check.
-                    # No indexable time condition here, so the plan is the primary key's.
-                    gone = self._row_delete.delete_unchanged(
-                        conn,
-                        archived.keys,
-                        archived.versions,
-                        [self.policy.unreferenced()],
-                        hook,
-                        span_where=[self._qualifies],
-                    )
-                    outcome = outcome_of(archived.keys, set(gone))
+                    outcome = self._delete_rows(conn, archived, archived.versions, hook)
                 else:
                     outcome = self._guarded.delete(conn, archived, hook)
                 hook("rows_deleted")
@@ -290,6 +279,20 @@ class SqlSource:
                 "next run finishes it"
             ) from None
         return outcome
+
+    def _delete_rows(
+        self, conn: Connection, archived: ArchivedRows, versions: dict[Any, int], hook: Hook
+    ) -> DeleteOutcome:
+        """A table without children, row versions known (:mod:`~steward.archive.sql_guard`).
+        The version vouches for the row's own columns (it qualified when read, under this
+        run's fixed cutoff); only new references need a check."""
+        keys = archived.keys
+        gone = self._row_delete.delete_unchanged(
+            conn, keys, versions, [self.policy.unreferenced()], hook, span_where=[self._qualifies]
+        )
+        if len(gone) == len(keys):  # each key once: every row left (no set of them built)
+            return DeleteOutcome(deleted=list(keys), skipped=[])
+        return outcome_of(keys, set(gone))
 
     # Restore ---------------------------------------------------------------------------------
 

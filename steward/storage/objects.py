@@ -276,7 +276,9 @@ class ObjectStore(ABC):
         storage_class: str = "STANDARD",
         metadata: dict[str, str] | None = None,
     ) -> ObjectInfo:
-        """Write an object from bytes or a stream with its SHA-256 (S3: multipart when large)."""
+        """Write an object from bytes or a stream with its SHA-256 (S3: multipart when large).
+        The result's ``stored_sha256`` is the store's own SHA-256 of what it now holds, when it
+        has one (S3: checked against the bytes on upload; "" for a multipart upload)."""
 
     def put_if_absent(
         self, key: str, data: bytes, *, metadata: dict[str, str] | None = None

@@ -4,8 +4,9 @@ Driver errors are translated once per request, by the :class:`~steward.storage.s
 base class (:mod:`steward.storage.s3_errors`).
 
 Uploads are spooled to a temporary file while hashed (:mod:`steward.storage.s3_client`), then
-sent with boto3's managed transfer (multipart above ``objects.multipart_threshold_mb``); the
-SHA-256 travels as user metadata.
+sent in one PutObject carrying their SHA-256 (S3 refuses bytes that do not match it and returns
+it: ``stored_sha256`` of the result), or above ``objects.multipart_threshold_mb`` with boto3's
+managed multipart transfer; the SHA-256 also travels as user metadata.
 """
 
 from __future__ import annotations
@@ -126,10 +127,26 @@ class S3Store(S3Lifecycle, ObjectStore):
                 **self._sse,
             }
             with self._translated("writing", key):
-                self._client.upload_fileobj(
-                    body, self.bucket, full_key, ExtraArgs=extra, Config=self._transfer
-                )
-        return ObjectInfo(key, size, sha256, storage_class, self._clock(), user_metadata)
+                if size >= self._transfer.multipart_threshold:
+                    self._client.upload_fileobj(
+                        body, self.bucket, full_key, ExtraArgs=extra, Config=self._transfer
+                    )
+                    stored = ""  # a multipart upload's checksum is one of its parts
+                else:
+                    stored = self._put_object(full_key, body, sha256, extra)
+        return ObjectInfo(
+            key, size, sha256, storage_class, self._clock(), user_metadata, stored_sha256=stored
+        )
+
+    def _put_object(self, full_key: str, body: IO[bytes], sha256: str, extra: Any) -> str:
+        """One PutObject carrying the SHA-256 of the body: S3 refuses the request unless the
+        bytes it received match it (BadDigest), and returns it. The hex SHA-256 S3 returned ("" if
+        none: a store that ignores checksums); boto3 need not hash the body again."""
+        digest = base64.b64encode(bytes.fromhex(sha256)).decode()
+        response = self._client.put_object(
+            Bucket=self.bucket, Key=full_key, Body=body, ChecksumSHA256=digest, **extra
+        )
+        return _hex_checksum(response.get("ChecksumSHA256"))
 
     def put_if_absent(
         self, key: str, data: bytes, *, metadata: dict[str, str] | None = None

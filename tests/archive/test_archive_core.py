@@ -109,7 +109,8 @@ def test_rows_changed_between_read_and_delete_stay_and_are_never_restored(app_se
             user_ids = conn.execute(
                 sa.select(sa.column("key_min"), sa.column("key_max"))
                 .select_from(manifest.manifest_table)
-                .where(manifest.manifest_table.c.state == manifest.VERIFIED)
+                # verified, not yet deleted: SQL records 'verified' with the delete
+                .where(manifest.manifest_table.c.state == manifest.WRITING)
             ).first()
             changed["updated"] = user_ids[0]
             changed["undeleted"] = user_ids[1]

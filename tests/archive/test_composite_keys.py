@@ -186,3 +186,96 @@ def test_composite_key_lookups_use_the_primary_key_index(app_settings, contexts)
             or '"Relation Name": "product_tags"'
             not in (plan.split('"Node Type": "Seq Scan"')[1][:200])
         ), plan[:800]
+
+
+def _tag_deletes(ctx) -> list[str]:
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.startswith("DELETE FROM product_tags"):
+            seen.append(statement)
+
+    sa.event.listen(ctx.sql.engine, "before_cursor_execute", record)
+    return seen
+
+
+def _archived_tags(ctx) -> list[tuple]:
+    return sorted(
+        duckdb_query(
+            ctx,
+            "SELECT product_id, tag FROM read_parquet('{archive}/app/product_tags/dt=*/*.parquet')",
+        )
+    )
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_composite_key_range_leaves_only_rows_read_unchanged(app_settings, contexts):
+    """No table references product_tags: the key range goes in one DELETE that returns only
+    its count. A row of the range that qualifies after the read (new version) and a row
+    changed after it stay; the count falls short, so the range is rolled back and the listed
+    keys go instead."""
+    settings = app_settings(rows=0, archive__policies=POLICIES, archive__batch_size=1000)
+    original = _schema(settings)
+    fired: list[str] = []
+
+    def change(point: str) -> None:
+        if point == "object_verified" and not fired:
+            fired.append(point)
+            with ctx.sql.begin() as conn:
+                conn.execute(sa.text("UPDATE product_tags SET created_at = :old WHERE "
+                                     "product_id = 3 AND tag = 'red'"), {"old": OLD})  # fmt: skip
+                conn.execute(sa.text("UPDATE product_tags SET note = 'edited' WHERE "
+                                     "product_id = 2 AND tag = 'sale'"))  # fmt: skip
+
+    ctx = contexts(settings, hook=change)
+    deletes = _tag_deletes(ctx)
+    report = archive_table(ctx, open_sources(ctx, ["product_tags"])[0])
+
+    old_tags = {k for k in original if k[0] % 2 == 0}
+    assert (
+        "RETURNING" not in deletes[0]
+        and "(product_tags.product_id, product_tags.tag) >=" in (deletes[0])
+    )
+    assert all("RETURNING" in d for d in deletes[1:]) and len(deletes) == 2
+    assert report.rows_archived == 149 and report.rows_skipped == 1
+    left = _keys(ctx, "product_tags", "product_id, tag")
+    assert left == set(original) - old_tags | {(2, "sale")}  # (3, 'red') stays too
+    assert _archived_tags(ctx) == sorted(old_tags - {(2, "sale")})
+    with ctx.sql.connect() as conn:
+        (entry,) = manifest.entries(conn, table="product_tags")
+    assert entry.deleted_rows == 149 and entry.skipped_keys == [(2, "sale")]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_referenced_composite_key_range_never_takes_a_row_it_did_not_read(app_settings, contexts):
+    """A hold on (4, 'red') keeps rows out of the batch (product 4's and every 'red' row: the
+    policy matches each column of the foreign key on its own); released before the delete,
+    they are in the range with a version the batch saw. The range's keys come back, some are
+    not the batch's: rolled back, the listed keys go, the held rows stay."""
+    settings = app_settings(rows=0, archive__policies=POLICIES, archive__batch_size=1000)
+    original = _schema(settings)
+    engine = create_sql_engine(settings)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE product_tags SET created_at = :old"), {"old": OLD})
+        conn.execute(sa.text("CREATE TABLE tag_holds (id SERIAL PRIMARY KEY, product_id BIGINT, "
+                             "tag VARCHAR(20), FOREIGN KEY (product_id, tag) "
+                             "REFERENCES product_tags (product_id, tag))"))  # fmt: skip
+        conn.execute(sa.text("INSERT INTO tag_holds (product_id, tag) VALUES (4, 'red')"))
+    engine.dispose()
+
+    def release(point: str) -> None:
+        if point == "object_verified":
+            with ctx.sql.begin() as conn:
+                conn.execute(sa.text("DELETE FROM tag_holds"))
+
+    ctx = contexts(settings, hook=release)
+    deletes = _tag_deletes(ctx)
+    report = archive_table(ctx, open_sources(ctx, ["product_tags"])[0])
+
+    held = {k for k in original if k[0] == 4 or k[1] == "red"}
+    assert len(deletes) == 2 and all("RETURNING" in d for d in deletes)
+    assert "(product_tags.product_id, product_tags.tag) >=" in deletes[0]
+    assert report.rows_archived == len(original) - len(held) == 236
+    assert report.rows_skipped == 0
+    assert _keys(ctx, "product_tags", "product_id, tag") == held
+    assert _archived_tags(ctx) == sorted(set(original) - held)

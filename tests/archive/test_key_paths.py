@@ -115,3 +115,36 @@ def test_reservations_of_archived_orders_are_found_through_their_index(app_setti
     text = json.dumps(plan)
     assert '"Index Name": "ix_inventory_reservations_order_id"' in text, text[:600]
     assert '"Node Type": "Seq Scan"' not in text, text[:600]
+
+
+def test_a_dense_batch_leaves_by_a_primary_key_range_scan(app_settings, contexts):
+    """Old movements with consecutive keys among 40k rows: each batch's guarded delete is ONE
+    range DELETE, planned on the primary key, its versions compared as xid (no per-row text
+    cast), nothing returned."""
+    settings = app_settings(rows=300, archive__batch_size=5000)
+    _fill(settings, rows=40_000, old=40_000)  # every row old: ids 1..40,000, consecutive
+    engine = create_sql_engine(settings)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(f"UPDATE {TABLE} SET created_at = :new_at WHERE id > 10000"),
+            {"new_at": NOW - timedelta(days=5)},
+        )
+        conn.execute(sa.text(f"ANALYZE {TABLE}"))
+    engine.dispose()
+    ctx = contexts(settings)
+    plans: list[str] = []
+
+    def explain(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.startswith(f"DELETE FROM {TABLE}"):
+            assert "RETURNING" not in statement
+            cursor.execute("EXPLAIN (FORMAT JSON) " + statement, parameters)
+            plans.append(json.dumps(cursor.fetchone()[0]))
+
+    sa.event.listen(ctx.sql.engine, "before_cursor_execute", explain)
+    report = archive_table(ctx, open_sources(ctx, [TABLE])[0])
+
+    assert report.rows_archived == 10_000 and len(plans) == 2
+    for plan in plans:
+        assert f'"Index Name": "{TABLE}_pkey"' in plan, plan[:600]
+        assert '"Node Type": "Seq Scan"' not in plan, plan[:600]
+        assert "xid[]" in plan and "::text" not in plan, plan[:600]

@@ -328,9 +328,9 @@ def test_every_value_survives_the_copy_path_and_the_keyset_path(
     path, events, contexts, monkeypatch
 ):
     """Awkward text (empty vs NULL, quotes, commas, newlines, backslashes), JSON, booleans,
-    numerics, dates, UUIDs and bytes come back exactly from the objects, whether psql or (none
-    installed) the run's own session reads the COPY; a column with no CSV form (a time with a
-    zone) sends the table through keyset batches instead."""
+    numerics, dates, UUIDs, bytes and a time with a zone (as its text) come back exactly from
+    the objects, whether psql or (none installed) the run's own session reads the COPY, or
+    (a driver without COPY) keyset batches do."""
     import pyarrow.parquet as pq
 
     from steward.archive import partition_move
@@ -340,20 +340,22 @@ def test_every_value_survives_the_copy_path_and_the_keyset_path(
     monkeypatch.setattr(partition_move, "export_objects", lambda *a: copies.append(1) or export(*a))
     if path == "copy-libpq":
         monkeypatch.setattr(partition_move, "find_psql", lambda conn, configured: None)
+    if path == "keyset":
+        monkeypatch.setattr(partition_move, "copy_ready", lambda source, conn: False)
     settings, rows = events()
     ctx = contexts(settings)
     odd = ["", None, 'a,"b"\nc\\N', "tab\there", "ünï ✓"]
     with ctx.sql.begin() as conn:
         conn.exec_driver_sql(
             "ALTER TABLE events ADD COLUMN flag BOOLEAN, ADD COLUMN price NUMERIC(10, 2), "
-            "ADD COLUMN day DATE, ADD COLUMN tag UUID, ADD COLUMN blob BYTEA"
+            "ADD COLUMN day DATE, ADD COLUMN tag UUID, ADD COLUMN blob BYTEA, "
+            "ADD COLUMN at_zone TIMETZ"
         )
         conn.exec_driver_sql(
             "UPDATE events SET price = id * 1.25, day = DATE '2025-01-01' + id::int, "
-            "tag = md5(id::text)::uuid, blob = decode(md5(id::text), 'hex')"
+            "tag = md5(id::text)::uuid, blob = decode(md5(id::text), 'hex'), "
+            "at_zone = TIME WITH TIME ZONE '12:30:00.5+05:30'"
         )
-        if path == "keyset":
-            conn.exec_driver_sql("ALTER TABLE events ADD COLUMN at_zone TIMETZ")
         for i, text in enumerate(odd, start=1):
             conn.execute(
                 sa.text("UPDATE events SET body = :b, flag = :f, doc = CAST(:d AS JSONB), "
@@ -363,8 +365,8 @@ def test_every_value_survives_the_copy_path_and_the_keyset_path(
         expected = {
             r[0]: tuple(r[1:])
             for r in conn.exec_driver_sql(
-                "SELECT id, body, flag, doc::text, price, day, tag, blob FROM events "
-                "WHERE occurred_at < '2025-11-01'"
+                "SELECT id, body, flag, doc::text, price, day, tag, blob, at_zone::text "
+                "FROM events WHERE occurred_at < '2025-11-01'"
             )
         }
     _run(ctx)
@@ -377,11 +379,11 @@ def test_every_value_survives_the_copy_path_and_the_keyset_path(
                 doc = None if row["doc"] is None else json.dumps(json.loads(row["doc"]))
                 tag = getattr(row["tag"], "bytes", row["tag"])  # UUID or its 16 bytes
                 found[row["id"]] = (row["body"], row["flag"], doc, row["price"], row["day"],
-                                    tag, row["blob"])  # fmt: skip
+                                    tag, row["blob"], row["at_zone"])  # fmt: skip
     want = {
         k: (b, f, None if d is None else json.dumps(json.loads(d)), price, day,
-            None if tag is None else tag.bytes, None if blob is None else bytes(blob))
-        for k, (b, f, d, price, day, tag, blob) in expected.items()
+            None if tag is None else tag.bytes, None if blob is None else bytes(blob), zone)
+        for k, (b, f, d, price, day, tag, blob, zone) in expected.items()
     }  # fmt: skip
     assert {k: v for k, v in found.items() if k in want} == want
     assert [found[i][0] for i in range(1, 6)] == odd

@@ -1,7 +1,9 @@
 """PostgreSQL: the guarded delete of a batch whose integer keys fill their range runs as one
-key-range DELETE per span (still guarded by the row versions read), and falls back to the
-listed keys when the range would catch a row the batch did not read. Either way only rows the
-batch read and archived unchanged leave, and the published object holds exactly them."""
+key-range DELETE (guarded by the row versions read, the keys of the range the batch did not
+read left out), which sends back only its row count; when fewer rows left than the batch
+holds (a row changed) it is rolled back and the batch goes by its listed keys. Either way only
+rows the batch read and archived unchanged leave, and the published object holds exactly
+them."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from steward.archive import manifest
 from steward.archive.runner import archive_table
 from steward.archive.sources import open_sources
 from steward.storage import create_sql_engine
@@ -53,6 +56,65 @@ def _ranged(statement: str) -> bool:
     return "users.id >= " in statement and "users.id <= " in statement
 
 
+def _left(settings, ids: list[int]) -> list[int]:
+    """The given users still in the table, through a connection of its own."""
+    engine = create_sql_engine(settings)
+    with engine.connect() as conn:
+        query = sa.text("SELECT id FROM users WHERE id = ANY(:ids) ORDER BY id")
+        left = list(conn.execute(query, {"ids": ids}).scalars())
+    engine.dispose()
+    return left
+
+
+def _deleted_rows(ctx) -> list[int | None]:
+    with ctx.sql.connect() as conn:
+        return [e.deleted_rows for e in manifest.entries(conn, table="users")]
+
+
+def test_a_batch_whose_keys_fill_their_range_leaves_in_one_delete_returning_nothing(
+    app_settings, contexts
+):
+    settings = app_settings(rows=0, archive__batch_size=1000)
+    ids = _add_users(settings, 40)
+    ctx = contexts(settings)
+    deletes = _deletes(ctx)
+    report = archive_table(ctx, open_sources(ctx, ["users"])[0])
+
+    assert len(deletes) == 1 and _ranged(deletes[0]) and "RETURNING" not in deletes[0]
+    assert "ALL" not in deletes[0]  # consecutive keys: no key of the range to leave out
+    assert report.rows_archived == 40 and report.rows_skipped == 0
+    assert _left(settings, ids) == [] and _deleted_rows(ctx) == [40]
+    assert sorted(archived_keys(ctx, "users")) == ids
+
+
+def test_a_row_that_qualifies_after_the_read_inside_the_range_stays(app_settings, contexts):
+    """A user not yet deleted when the batch is read is a hole in its keys; soft-deleted (past
+    retention) before the delete, it is left out of the range and keeps a new version."""
+    settings = app_settings(rows=0, archive__batch_size=1000)
+    ids = _add_users(settings, 30)
+    late = ids[9]
+    engine = create_sql_engine(settings)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE users SET deleted_at = NULL WHERE id = :i"), {"i": late})
+    engine.dispose()
+
+    def qualify(point: str) -> None:
+        if point == "object_verified":
+            with ctx.sql.begin() as conn:
+                conn.execute(
+                    sa.text("UPDATE users SET deleted_at = created_at WHERE id = :i"), {"i": late}
+                )
+
+    ctx = contexts(settings, hook=qualify)
+    deletes = _deletes(ctx)
+    report = archive_table(ctx, open_sources(ctx, ["users"])[0])
+
+    assert len(deletes) == 1 and _ranged(deletes[0]) and "users.id != ALL" in deletes[0]
+    assert report.rows_archived == 29 and _deleted_rows(ctx) == [29]
+    assert _left(settings, ids) == [late]
+    assert sorted(archived_keys(ctx, "users")) == [i for i in ids if i != late]
+
+
 def test_a_row_changed_mid_batch_stays_out_of_the_range_delete(app_settings, contexts):
     settings = app_settings(rows=0, archive__batch_size=1000)
     ids = _add_users(settings, 40)
@@ -68,8 +130,10 @@ def test_a_row_changed_mid_batch_stays_out_of_the_range_delete(app_settings, con
     deletes = _deletes(ctx)
     report = archive_table(ctx, open_sources(ctx, ["users"])[0])
 
-    assert deletes and all(_ranged(statement) for statement in deletes)
+    # the range (39 of 40 rows left) rolled back, then the listed keys
+    assert len(deletes) == 2 and _ranged(deletes[0]) and not _ranged(deletes[1])
     assert report.rows_archived == 39 and report.rows_skipped == 1
+    assert _left(settings, ids) == [ids[17]] and _deleted_rows(ctx) == [39]
     kept = snapshot(ctx, "users").rows
     assert set(kept) & set(ids) == {ids[17]} and "Changed" in kept[ids[17]]
     assert sorted(archived_keys(ctx, "users")) == [i for i in ids if i != ids[17]]
@@ -77,8 +141,8 @@ def test_a_row_changed_mid_batch_stays_out_of_the_range_delete(app_settings, con
 
 def test_a_row_the_batch_did_not_read_inside_its_range_is_never_deleted(app_settings, contexts):
     """A user still referenced by an order when the batch is read is not in the batch; its
-    order goes before the delete, so the range (same row version) would catch it: the span
-    is deleted by its listed keys instead and the user stays."""
+    order goes before the delete, so the range alone (same row version) would catch it: the
+    range leaves out the keys the batch did not read, and the user stays."""
     settings = app_settings(rows=0, archive__batch_size=1000)
     ids = _add_users(settings, 30)
     held = ids[11]
@@ -102,8 +166,9 @@ def test_a_row_the_batch_did_not_read_inside_its_range_is_never_deleted(app_sett
     deletes = _deletes(ctx)
     report = archive_table(ctx, open_sources(ctx, ["users"])[0])
 
-    assert any(_ranged(s) for s in deletes) and any(not _ranged(s) for s in deletes)
+    assert len(deletes) == 1 and _ranged(deletes[0]) and "users.id != ALL" in deletes[0]
     assert report.rows_archived == 29 and report.rows_skipped == 0
+    assert _left(settings, ids) == [held] and _deleted_rows(ctx) == [29]
     assert set(snapshot(ctx, "users").rows) & set(ids) == {held}
     assert sorted(archived_keys(ctx, "users")) == [i for i in ids if i != held]
 

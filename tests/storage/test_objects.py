@@ -6,6 +6,7 @@ translation, folder restore delays) follows below.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -13,6 +14,7 @@ import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -134,6 +136,8 @@ class TestContract:
         info = store.put("backups/big.dump", ReadOnlyStream(data))
 
         assert (info.size, info.sha256) == (len(data), sha(data))
+        # S3's checksum of a multipart upload is one of its parts' checksums: none reported
+        assert info.stored_sha256 == ("" if isinstance(store, S3Store) else sha(data))
         assert store.head("backups/big.dump").sha256 == sha(data)
         assert store.get_bytes("backups/big.dump") == data
         if isinstance(store, S3Store):  # a multipart ETag ends with "-<number of parts>"
@@ -201,6 +205,15 @@ class TestContract:
         store.delete_many([])
 
         assert [info.key for info in store.list("tmp/")] == ["tmp/keep"]
+
+    def test_put_reports_the_stores_own_checksum_of_what_it_holds(self, store: ObjectStore) -> None:
+        data = os.urandom(3000)
+
+        sent = store.put("staged/p.bin", data)
+        streamed = store.put("staged/s.bin", ReadOnlyStream(data))
+
+        assert sent.stored_sha256 == streamed.stored_sha256 == sha(data)  # no HEAD needed
+        assert store.head("staged/p.bin").stored_sha256 == sha(data)
 
     def test_copy_reports_the_stores_own_checksum_of_the_copy(self, store: ObjectStore) -> None:
         data = os.urandom(5000)
@@ -450,6 +463,20 @@ def test_s3_lifecycle_off_when_the_store_does_not_support_it(
 
     assert store.put_lifecycle([LifecycleRule("archive/", 30, "STANDARD_IA")]) is False
     assert store.get_lifecycle() == []
+
+
+def test_s3_put_sends_the_sha256_for_s3_to_check_the_bytes_against(s3: S3Store) -> None:
+    sent: list[dict[str, Any]] = []
+    s3._client.meta.events.register(
+        "provide-client-params.s3.PutObject", lambda params, **kwargs: sent.append(dict(params))
+    )
+    data = b"rows" * 1000
+
+    info = s3.put("staged/rows.bin", data)
+
+    (params,) = sent
+    assert params["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(data).digest()).decode()
+    assert info.stored_sha256 == sha(data)
 
 
 def test_s3_server_side_encryption_is_passed_through(
