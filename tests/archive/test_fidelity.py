@@ -264,3 +264,29 @@ def test_json_of_the_example_schema_round_trips_on_both_databases(app_settings, 
     back = restore(ctx, RestoreRequest(batch_id=_only_entry(ctx, "audit_log").batch_id))
     assert back.restored == len(AUDIT_DETAILS)
     assert stored() == before
+
+
+@pytest.mark.parametrize("kind", ["TIMESTAMPTZ", "DATE"])
+def test_a_policy_column_with_years_python_has_not_archives_and_restores(kind, database, contexts):
+    """The policy's own column BC and -infinity (both qualify): the manifest's time range is
+    clamped to year 1, the rows come back as they were."""
+    policy = {"table": "ancient", "rule": "older_than", "column": "at", "retention_days": 30}
+    ddl = [
+        f"CREATE TABLE ancient (id INT PRIMARY KEY, at {kind} NOT NULL)",
+        f"INSERT INTO ancient VALUES (1, CAST('0044-03-15 BC' AS {kind})), "
+        f"(2, CAST('-infinity' AS {kind})), (3, CAST('2020-01-01' AS {kind}))",
+    ]
+    ctx = contexts(database(ddl, [policy]))
+
+    def rows():
+        with ctx.sql.connect() as conn:
+            return conn.exec_driver_sql("SELECT id, at::text FROM ancient ORDER BY id").all()
+
+    before = rows()
+    (ancient,) = open_sources(ctx, ["ancient"])
+    assert archive_table(ctx, ancient).rows_archived == 3 and rows() == []
+    entry = _only_entry(ctx, "ancient")
+    assert entry.ts_min is not None and entry.ts_min.year == 1
+    assert entry.ts_max is not None and entry.ts_max.year == 2020
+    assert restore(ctx, RestoreRequest(batch_id=entry.batch_id)).restored == 3
+    assert rows() == before
