@@ -118,7 +118,12 @@ class ArchiveSettings(BaseModel):
 
     database_url: FlowDatabaseUrl = flow_database_url("archiving and restoring")
     batch_size: int = Field(
-        default=20_000, ge=1, le=200_000, description="Rows per archive object (and per task)."
+        default=20_000,
+        ge=1,
+        le=200_000,
+        description="Rows per archive object (and per task). Peak memory grows with it (three "
+        "to four batches in flight), and above half of the runner's ROWS_IN_FLIGHT two guarded "
+        "deletes no longer overlap (README: archive benchmark).",
     )
     format: Literal["parquet", "jsonl.gz"] = Field(
         default="parquet", description="Default object format: parquet or jsonl.gz."
