@@ -43,8 +43,10 @@ import sqlalchemy as sa
 
 from steward.archive import jsonl
 from steward.archive.pg_text import (
+    DAY_US,
     NEG_INFINITY_US,
     POS_INFINITY_US,
+    PY_US,
     days_of,
     epoch_micros,
     pylist,
@@ -218,9 +220,13 @@ def _restored_values(spec: ColumnSpec, values: list[Any]) -> list[Any]:
 
 def time_range(column: pa.ChunkedArray) -> tuple[datetime | None, datetime | None]:
     """First and last instant of a timestamp or date column, as aware UTC datetimes
-    (infinite values clamped to the smallest / largest datetime)."""
-    if column.type == pa.date32():
-        column = column.cast(pa.timestamp("us"))
+    (infinite values and years Python has not clamped to the smallest / largest datetime)."""
+    if column.type == pa.date32():  # in days: ±infinity's days overflow microseconds
+        days = pc.min_max(column.cast(pa.int32()))
+        low, high = (days[end].as_py() for end in ("min", "max"))
+        return _instant(None if low is None else low * DAY_US), _instant(
+            None if high is None else high * DAY_US
+        )
     bounds = pc.min_max(column.cast(pa.int64()))
     return _instant(bounds["min"].as_py()), _instant(bounds["max"].as_py())
 
@@ -228,9 +234,9 @@ def time_range(column: pa.ChunkedArray) -> tuple[datetime | None, datetime | Non
 def _instant(micros: int | None) -> datetime | None:
     if micros is None:
         return None
-    if micros == POS_INFINITY_US:
+    if micros > PY_US[1]:  # infinity, or after 9999
         return datetime.max.replace(tzinfo=UTC)
-    if micros in (NEG_INFINITY_US, _OLD_NEG_INFINITY_US):
+    if micros < PY_US[0]:  # -infinity, or BC
         return datetime.min.replace(tzinfo=UTC)
     return _EPOCH + timedelta(microseconds=micros)
 

@@ -97,7 +97,8 @@ def export_objects(
     with copy_csv(conn, f"COPY ({text}) TO STDOUT (FORMAT csv)", psql) as stream:
         options = pg_copy.csv_options(rows.specs, BLOCK)
         options["read_options"].use_threads = False
-        reader = pacsv.open_csv(stream, **options)
+        names = [spec.name for spec in rows.specs]
+        reader = pg_copy.named_batches(lambda: pacsv.open_csv(stream, **options), names)
         writer: _ObjectWriter | None = None
         for part in reader:
             table = pg_copy.to_archive(pa.Table.from_batches([part]), rows.specs)

@@ -34,7 +34,8 @@ server-side parameters, so psycopg quotes them into the statement itself).
 from __future__ import annotations
 
 import binascii
-from collections.abc import Generator, Sequence
+import re
+from collections.abc import Callable, Generator, Iterator, Sequence
 from datetime import date
 from typing import Any, cast
 
@@ -58,6 +59,8 @@ __all__ = [
     "csv_options",
     "pg_days",
     "pg_time",
+    "named_batches",
+    "unparsed",
     "pg_micros",
     "projection",
     "read_copy",
@@ -273,12 +276,37 @@ def read_copy(
     data = _copied(conn, query)
     if data:
         source = pa.BufferReader(pa.py_buffer(data))
-        parsed = pacsv.read_csv(source, **_options(names, _csv_types(specs, extra)))
+        try:
+            parsed = pacsv.read_csv(source, **_options(names, _csv_types(specs, extra)))
+        except pa.ArrowInvalid as exc:
+            raise unparsed(exc, names) from exc
     else:
         types = _csv_types(specs, extra)
         parsed = pa.Table.from_arrays([_empty(types[name]) for name in names], names=names)
     extras = {name: parsed.column(name).combine_chunks() for name in extra}
     return to_archive(parsed, specs), extras
+
+
+def named_batches(
+    open_reader: Callable[[], Iterator[pa.RecordBatch]], names: Sequence[str]
+) -> Iterator[Any]:
+    """The batches of the CSV reader ``open_reader`` opens (opening parses the first block);
+    a value Arrow cannot parse is reported by :func:`unparsed`."""
+    try:
+        yield from open_reader()
+    except pa.ArrowInvalid as exc:
+        raise unparsed(exc, names) from exc
+
+
+def unparsed(exc: pa.ArrowInvalid, names: Sequence[str]) -> ValueError:
+    """Arrow's parse error with the column's name instead of its index: a ``NUMERIC(p, s)``
+    NaN, which the archive's ``decimal128(p, s)`` cannot hold, stops the batch (its rows stay
+    in the table) with ``column 'price': The string 'NaN' is not a valid decimal128 …``."""
+    text = str(exc)
+    match = re.match(r"In CSV column #(\d+): (.*)", text, re.S)
+    if match and int(match.group(1)) < len(names):
+        text = f"column {names[int(match.group(1))]!r}: {match.group(2)}"
+    return ValueError(f"{text}; the batch is not archived")
 
 
 # Wire -> archive types ----------------------------------------------------------------------

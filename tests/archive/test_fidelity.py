@@ -220,7 +220,7 @@ def test_a_value_the_archive_cannot_hold_stops_its_batch_and_stays(database, con
     ]
     ctx = contexts(database(ddl, [policy]))
     (priced,) = open_sources(ctx, ["priced"])
-    with pytest.raises(Exception, match="NaN"):
+    with pytest.raises(ValueError, match=r"column 'p': .*'NaN'.*decimal128.*not archived"):
         archive_table(ctx, priced)
     with ctx.sql.connect() as conn:
         left = conn.exec_driver_sql("SELECT id, p::text FROM priced ORDER BY id").all()
@@ -264,3 +264,48 @@ def test_json_of_the_example_schema_round_trips_on_both_databases(app_settings, 
     back = restore(ctx, RestoreRequest(batch_id=_only_entry(ctx, "audit_log").batch_id))
     assert back.restored == len(AUDIT_DETAILS)
     assert stored() == before
+
+
+@pytest.mark.parametrize("kind", ["TIMESTAMPTZ", "DATE"])
+def test_a_policy_column_with_years_python_has_not_archives_and_restores(kind, database, contexts):
+    """The policy's own column BC and -infinity (both qualify): the manifest's time range is
+    clamped to year 1, the rows come back as they were."""
+    policy = {"table": "ancient", "rule": "older_than", "column": "at", "retention_days": 30}
+    ddl = [
+        f"CREATE TABLE ancient (id INT PRIMARY KEY, at {kind} NOT NULL)",
+        f"INSERT INTO ancient VALUES (1, CAST('0044-03-15 BC' AS {kind})), "
+        f"(2, CAST('-infinity' AS {kind})), (3, CAST('2020-01-01' AS {kind}))",
+    ]
+    ctx = contexts(database(ddl, [policy]))
+
+    def rows():
+        with ctx.sql.connect() as conn:
+            return conn.exec_driver_sql("SELECT id, at::text FROM ancient ORDER BY id").all()
+
+    before = rows()
+    (ancient,) = open_sources(ctx, ["ancient"])
+    assert archive_table(ctx, ancient).rows_archived == 3 and rows() == []
+    entry = _only_entry(ctx, "ancient")
+    assert entry.ts_min is not None and entry.ts_min.year == 1
+    assert entry.ts_max is not None and entry.ts_max.year == 2020
+    assert restore(ctx, RestoreRequest(batch_id=entry.batch_id)).restored == 3
+    assert rows() == before
+
+
+def test_a_partition_holding_a_value_the_archive_cannot_hold_is_not_dropped(database, contexts):
+    policy = {"table": "pp", "rule": "older_than", "column": "at", "retention_days": 30}
+    ddl = [
+        "CREATE TABLE pp (id INT NOT NULL, at TIMESTAMPTZ NOT NULL, p NUMERIC(8, 2), "
+        "PRIMARY KEY (id, at)) PARTITION BY RANGE (at)",
+        "CREATE TABLE pp_2020_01 PARTITION OF pp "
+        "FOR VALUES FROM ('2020-01-01+00') TO ('2020-02-01+00')",
+        f"INSERT INTO pp VALUES (1, '{OLD}', 1.50), (2, '{OLD}', 'NaN')",
+    ]
+    ctx = contexts(database(ddl, [policy]))
+    (pp,) = open_sources(ctx, ["pp"])
+    with pytest.raises(ValueError, match=r"column 'p': .*'NaN'.*decimal128.*not archived"):
+        archive_table(ctx, pp)
+    with ctx.sql.connect() as conn:
+        left = conn.exec_driver_sql("SELECT id, p::text FROM pp_2020_01 ORDER BY id").all()
+        assert manifest.entries(conn, table="pp", states=[manifest.COMPLETE]) == []
+    assert [tuple(r) for r in left] == [(1, "1.50"), (2, "NaN")]
