@@ -26,6 +26,9 @@ from steward.archive.formats import ColumnSpec, column_specs
 from steward.errors import ConfigError
 from steward.settings import ArchivePolicy, Settings
 
+BATCH_ROWS = 20_000  # rows per batch by default (see archive.batch_size)
+LONE_TABLE_BATCH_ROWS = 50_000  # a table nothing references, without children
+
 __all__ = [
     "ChildTable",
     "MongoPolicy",
@@ -234,10 +237,20 @@ def _resolve_sql(
         references=[r for r in references if r.table not in policy.children],
         children=children,
         proposed_children=[r for r in references if r.table not in (table.name, *policy.children)],
-        batch_size=policy.batch_size or settings.archive.batch_size,
+        batch_size=policy.batch_size
+        or settings.archive.batch_size
+        or default_batch_size(references, children),
         format=policy.format or settings.archive.format,
         keys=keys,
     )
+
+
+def default_batch_size(references: Sequence[object], children: Sequence[object]) -> int:
+    """Rows per batch when neither the policy nor ``archive.batch_size`` sets it: larger for a
+    table nothing references and without children (its delete is a cheap range scan, so the
+    per-batch costs — commits, object copies, round trips — dominate), else the default (a
+    referenced table's deletes wait on foreign-key checks and gain from two overlapping)."""
+    return BATCH_ROWS if references or children else LONE_TABLE_BATCH_ROWS
 
 
 def _primary_key(table: sa.Table, where: str) -> list[sa.Column]:
@@ -339,6 +352,6 @@ def resolve_mongo_policy(settings: Settings, database: Any, policy: ArchivePolic
         collection=policy.table,
         ts=policy.column,
         version=policy.version_column,
-        batch_size=policy.batch_size or settings.archive.batch_size,
+        batch_size=policy.batch_size or settings.archive.batch_size or BATCH_ROWS,
         format=policy.format or "jsonl.gz",
     )

@@ -117,13 +117,17 @@ class ArchiveSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     database_url: FlowDatabaseUrl = flow_database_url("archiving and restoring")
-    batch_size: int = Field(
-        default=20_000,
+    batch_size: int | None = Field(
+        default=None,
         ge=1,
         le=200_000,
-        description="Rows per archive object (and per task). Peak memory grows with it (three "
-        "to four batches in flight), and above half of the runner's ROWS_IN_FLIGHT two guarded "
-        "deletes no longer overlap (README: archive benchmark).",
+        description="Rows per archive object (and per task). None = by table: 50,000 for a "
+        "table that no other table references and that has no child tables (its guarded "
+        "delete is cheap, so fewer, larger objects cost less per row), 20,000 otherwise (the "
+        "deletes of a referenced table wait on foreign-key checks, and two batches' deletes "
+        "overlap only below half of the runner's ROWS_IN_FLIGHT; an aggregate's batches are "
+        "also capped at about 28,000 rows with their children). Peak memory grows with it "
+        "(README: archive benchmark).",
     )
     format: Literal["parquet", "jsonl.gz"] = Field(
         default="parquet", description="Default object format: parquet or jsonl.gz."

@@ -67,3 +67,20 @@ def test_two_policies_for_one_table_are_refused(make_settings, monkeypatch):
     )
     with pytest.raises(ConfigError, match="two policies for sql table 'users'"):
         load_settings()
+
+
+def test_batch_size_follows_the_table_unless_a_setting_names_it(app_settings, contexts):
+    """By default a table nothing references and without children (inventory_movements,
+    audit_log) gets 50,000-row batches; a referenced table (users) and an aggregate (orders)
+    20,000; archive.batch_size, then a policy's own batch_size, override that."""
+    settings = app_settings(rows=0)
+    sizes = {source.name: source.batch_size for source in open_sources(contexts(settings))}
+    assert sizes["inventory_movements"] == 50_000
+    assert sizes["audit_log"] == 50_000
+    assert sizes["users"] == 20_000
+    assert sizes["orders"] == 20_000
+    set_globally = contexts(app_settings(rows=0, archive__batch_size=7_000))
+    assert {s.batch_size for s in open_sources(set_globally)} == {7_000}
+    own = {"table": "users", "batch_size": 300}
+    ctx = contexts(app_settings(rows=0, archive__policies=_policies(own)))
+    assert [(s.name, s.batch_size) for s in open_sources(ctx)] == [("users", 300)]
