@@ -193,7 +193,8 @@ def delete_archived_rows(
     Returns:
         Rows in the object, rows deleted and rows skipped because they changed.
     """
-    result = archiver.finish_batch(ctx, source, verified)
+    # A retry after the delete committed (its publish failed) publishes, never deletes again.
+    result = recovery.finish_once(ctx, source, verified)
     logger = get_run_logger()
     logger.info(
         "%s: deleted %s archived rows (children: %s)",

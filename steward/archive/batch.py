@@ -39,6 +39,7 @@ class SourceBatch:
     ts_max: datetime | None
     children: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, dict[Any, int]] = field(default_factory=dict)
+    read_since: int | None = None  # PostgreSQL: oldest transaction running at the read
 
     @property
     def rows(self) -> int:
@@ -61,6 +62,7 @@ class ArchivedRows:
     parents: dict[Any, Any] = field(default_factory=dict)
     versions: dict[Any, int] | None = None
     children: dict[str, ArchivedRows] = field(default_factory=dict)
+    read_since: int | None = None  # oldest transaction running at the read (xid_window)
 
 
 @dataclass

@@ -56,6 +56,7 @@ from steward.archive.manifest_tables import (
     restored_table,
     runs_table,
 )
+from steward.errors import IntegrityViolation
 from steward.storage import utcnow
 
 __all__ = [
@@ -201,7 +202,15 @@ def insert_writing(conn: Connection, entry: ManifestEntry) -> None:
 def mark_verified(
     conn: Connection, batch_id: str, *, size: int, sha256: str, parts: Sequence[PartEntry] = ()
 ) -> None:
-    _update(conn, batch_id, state=VERIFIED, bytes=size, sha256=sha256, verified_at=utcnow())
+    _update(
+        conn,
+        batch_id,
+        _OPEN,
+        state=VERIFIED,
+        bytes=size,
+        sha256=sha256,
+        verified_at=utcnow(),
+    )
     for part in parts:
         conn.execute(
             parts_table.update()
@@ -215,6 +224,7 @@ def mark_deleted(conn: Connection, batch_id: str, *, deleted: int, skipped: Sequ
     _update(
         conn,
         batch_id,
+        _OPEN,
         state=DELETED,
         deleted_rows=deleted,
         skipped_keys=[encode_key(k) for k in skipped],
@@ -244,6 +254,7 @@ def mark_complete(
     _update(
         conn,
         batch_id,
+        (DELETED,),
         state=COMPLETE,
         rows=root.rows,
         key_min=dump_key(root.key_min),
@@ -262,11 +273,11 @@ def mark_complete(
 
 
 def mark_abandoned(conn: Connection, batch_id: str, note: str) -> None:
-    _update(conn, batch_id, state=ABANDONED, note=note[:2000])
+    _update(conn, batch_id, _OPEN, state=ABANDONED, note=note[:2000])
 
 
 def mark_restore_requested(conn: Connection, batch_id: str, when: datetime) -> None:
-    _update(conn, batch_id, restore_requested_at=when)
+    _update(conn, batch_id, None, restore_requested_at=when)
 
 
 def mark_restored(conn: Connection, batch_id: str, rows: int) -> None:
@@ -292,12 +303,29 @@ def record_storage_class(conn: Connection, key: str, storage_class: str) -> bool
     return bool(result.rowcount)
 
 
-def _update(conn: Connection, batch_id: str, **values: Any) -> None:
-    result = conn.execute(
-        manifest_table.update().where(manifest_table.c.batch_id == batch_id).values(**values)
-    )
-    if result.rowcount != 1:
+_OPEN = (WRITING, VERIFIED)  # states whose rows may still be in the source
+
+
+def _update(conn: Connection, batch_id: str, states: tuple[str, ...] | None, **values: Any) -> None:
+    """Update one batch's entry, only from one of ``states`` (None: any): a state moves
+    forward once, so a step run twice (a retried task after its commit) cannot take a batch
+    whose rows already left back to 'verified' or 'abandoned' (whose objects recovery
+    removes)."""
+    where = [manifest_table.c.batch_id == batch_id]
+    if states is not None:
+        where.append(manifest_table.c.state.in_(states))
+    result = conn.execute(manifest_table.update().where(*where).values(**values))
+    if result.rowcount == 1:
+        return
+    current = conn.execute(
+        sa.select(manifest_table.c.state).where(manifest_table.c.batch_id == batch_id)
+    ).scalar_one_or_none()
+    if current is None:
         raise LookupError(f"archive manifest has no batch {batch_id!r}")
+    raise IntegrityViolation(
+        f"archive batch {batch_id} is already {current!r}, so it cannot become "
+        f"{values.get('state')!r}; nothing was changed, rerun the archive to finish it"
+    )
 
 
 # Queries ---------------------------------------------------------------------------------------

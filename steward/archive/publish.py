@@ -25,6 +25,7 @@ reader's pattern sees them.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from steward.archive import manifest
 from steward.archive.batch import ArchivedRows, Source
 from steward.archive.manifest import ManifestEntry, Published
-from steward.errors import ArchiveVerificationFailed
+from steward.errors import ArchiveVerificationFailed, StewardError
 
 if TYPE_CHECKING:
     from steward.archive.archiver import ArchiveContext
@@ -87,6 +88,9 @@ def remove_staged(ctx: ArchiveContext, located: dict[str, str]) -> None:
     ctx.staged.add(ctx, [location for final, location in located.items() if location != final])
 
 
+log = logging.getLogger(__name__)
+
+
 class StagedRemoval:
     """Staged objects of finished batches, removed together: every ``STAGED_BATCHES`` batches
     and by :meth:`flush` at the end of a table's run. Shared by the tables a run archives at
@@ -106,10 +110,17 @@ class StagedRemoval:
         self.flush(ctx)
 
     def flush(self, ctx: ArchiveContext) -> None:
+        """Remove the staged copies gathered so far. A failure is logged, not raised: their
+        batches are complete (it must not fail a batch, nor make a retry redo one), and the
+        next run's recovery removes what is left as orphans."""
         with self._lock:
             keys, self._keys, self._batches = self._keys, [], 0
-        if keys:
+        if not keys:
+            return
+        try:
             ctx.store.delete_many(keys)
+        except StewardError as exc:
+            log.warning("%d staged archive copies stay until the next run: %s", len(keys), exc)
 
 
 def _publish(

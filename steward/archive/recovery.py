@@ -39,7 +39,7 @@ from steward.errors import (
     ObjectNotFound,
 )
 
-__all__ = ["Resolution", "resolve_unfinished"]
+__all__ = ["Resolution", "finish_once", "resolve_unfinished"]
 
 
 @dataclass
@@ -74,6 +74,29 @@ def resolve_unfinished(ctx: ArchiveContext, source: Source) -> Resolution:
         resolution.finished.append(finish_batch(ctx, source, verified, resumed=True))
     resolution.orphans_removed = _remove_orphans(ctx, source)
     return resolution
+
+
+def finish_once(ctx: ArchiveContext, source: Source, verified: VerifiedBatch) -> BatchResult:
+    """:func:`finish_batch`, safe to run again for the same batch (a task retried after a
+    transient error in its publish): once its delete committed, the batch is published from
+    what the manifest recorded (the rows deleted, the keys kept), never deleted again."""
+    with ctx.sql.connect() as conn:
+        found = manifest.entries(conn, batch_id=verified.entry.batch_id)
+    entry = found[0] if found else None
+    if entry is not None and entry.state == manifest.DELETED:
+        return _publish_deleted(ctx, source, entry)
+    if entry is not None and entry.state in (manifest.COMPLETE, manifest.ABANDONED):
+        return BatchResult(
+            batch_id=entry.batch_id,
+            object_key=entry.object_key,
+            rows=entry.rows,
+            deleted=entry.deleted_rows or 0,
+            skipped=len(entry.skipped_keys),
+            bytes=0,
+            resumed=True,
+            objects=0,
+        )
+    return finish_batch(ctx, source, verified)
 
 
 def _adopt_written(

@@ -17,7 +17,16 @@ from sqlalchemy.engine import Connection
 
 from steward.archive.sql_rows import TableRows, chunked
 
-__all__ = ["Clash", "constraint_of", "existing_keys", "insert", "overwrite"]
+__all__ = [
+    "Clash",
+    "TableRestore",
+    "constraint_of",
+    "existing_keys",
+    "exists_again",
+    "insert",
+    "overwrite",
+    "restore_table",
+]
 
 
 @dataclass(frozen=True)
@@ -120,3 +129,43 @@ def constraint_of(exc: sa.exc.IntegrityError) -> str:
     if match:
         return f"{match.group(1)} {match.group(2) or ''}".strip()
     return text[:200]
+
+
+@dataclass
+class TableRestore:
+    """What putting one table's rows back did."""
+
+    back: set[Any]  # keys holding their archived values afterwards
+    inserted: int
+    overwritten: int
+    conflicts: list[Any]  # keys that exist again (not overwritten)
+    clashes: list[Clash]
+
+
+def restore_table(
+    conn: Connection,
+    table: TableRows,
+    rows: Sequence[dict[str, Any]],
+    replace: bool,
+    dry_run: bool,
+) -> TableRestore:
+    """Insert the rows whose key is free (and, ``replace``, update the others)."""
+    key = table.key_of
+    existing = existing_keys(table, conn, [key(row) for row in rows])
+    fresh = [row for row in rows if key(row) not in existing]
+    taken = [row for row in rows if key(row) in existing]
+    clashes = [] if dry_run else insert(table, conn, fresh)
+    replaced = [] if dry_run or not replace else overwrite(table, conn, taken)
+    refused = {c.key for c in clashes + replaced}
+    back = {key(row) for row in fresh + (taken if replace else [])} - refused
+    return TableRestore(
+        back=back,
+        inserted=len(fresh) - len(clashes),
+        overwritten=len(taken) - len(replaced) if replace else 0,
+        conflicts=[] if replace else [key(row) for row in taken],
+        clashes=clashes + replaced,
+    )
+
+
+def exists_again(table: TableRows, key: Any) -> Clash:
+    return Clash(table.name, key, f"primary key {table.key_name} (the row exists again)")

@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection
 from steward.archive import pg_copy
 from steward.archive.formats import ColumnSpec, guard_values, to_arrow
 from steward.archive.pg_copy import pg_micros
+from steward.errors import IntegrityViolation
 
 __all__ = ["TableRows", "Xid", "chunked", "key_array", "pg_micros", "returned"]
 
@@ -156,7 +157,14 @@ class TableRows:
 
     def keys_of(self, arrow: pa.Table) -> list[Any]:
         """The key of every row of an Arrow batch, in order."""
-        columns = [arrow.column(name).to_pylist() for name in self.key_names]
+        try:
+            columns = [arrow.column(name).to_pylist() for name in self.key_names]
+        except OverflowError:  # a date or timestamp key Python cannot hold (±infinity …)
+            raise IntegrityViolation(
+                f"table {self.name!r}: a row's key ({self.key_name}) is infinite or beyond "
+                "year 9999, which cannot be archived by key; leave such rows out with the "
+                "policy's where, or move them, then rerun (nothing was deleted)"
+            ) from None
         return columns[0] if not self.composite else list(zip(*columns, strict=True))
 
     def key_of(self, row: dict[str, Any]) -> Any:

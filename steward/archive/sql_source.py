@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -30,7 +29,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from steward.archive import sql_restore
+from steward.archive import sql_restore, xid_window
 from steward.archive.batch import (
     ArchivedRows,
     DeleteOutcome,
@@ -51,7 +50,6 @@ from steward.archive.policy import ChildTable, SqlPolicy
 from steward.archive.sql_delete import AggregateDelete, outcome_of
 from steward.archive.sql_guard import RowDelete
 from steward.archive.sql_keys import coerce_value, key_parts
-from steward.archive.sql_restore import Clash
 from steward.archive.sql_rows import TableRows
 from steward.errors import ArchiveDeleteBlocked, ConfigError, IntegrityViolation
 from steward.storage import SqlClient
@@ -154,6 +152,7 @@ class SqlSource:
         with self.sql.connect() as conn:
             if self.parts and self.sql.is_postgres:
                 conn.execution_options(isolation_level="REPEATABLE READ")  # one snapshot
+            since = xid_window.read_since(conn) if self.sql.is_postgres else None
             arrow, versions = self.root.read(conn, where, limit)
             if not arrow.num_rows:
                 return None
@@ -176,6 +175,7 @@ class SqlSource:
             ts_max=ts_max,
             children=children,
             versions=child_versions if self.sql.is_postgres else {},
+            read_since=since,
         )
 
     def _roots_per_batch(self, limit: int) -> int:
@@ -193,9 +193,13 @@ class SqlSource:
         planner a row estimate it can trust: with the array alone it chose a (parallel) scan
         of the whole child table per batch, quadratic in the table (1M orders: 120-160 ms
         instead of 23 ms per child table and batch, idle). The keys are in the database's
-        key order (the read's ORDER BY), so the first and last bound the range in its
-        collation too; an aggregate's root has a one-column key (see policy)."""
-        return [child.parent.between(keys[0], keys[-1]), rows.key_in(keys, child.parent)]
+        key order (the read's ORDER BY); an aggregate's root has a one-column key (see
+        policy). A text key gets no range: the child's column may sort by another collation,
+        and a range in it could leave out children of the roots read."""
+        among = rows.key_in(keys, child.parent)
+        if isinstance(child.parent.type, sa.String):
+            return [among]
+        return [child.parent.between(keys[0], keys[-1]), among]
 
     def _labelled(self, arrow: pa.Table, batch_id: str, rows: TableRows) -> pa.Table:
         meta = {"source": self.source_name, "table": rows.name, "batch_id": batch_id}
@@ -263,21 +267,28 @@ class SqlSource:
 
     def delete_unchanged(self, archived: ArchivedRows, finish: Finish, hook: Hook) -> DeleteOutcome:
         """Delete the aggregates still equal to the archive (children first); ``finish`` runs
-        before the same commit."""
+        before the same commit. Rows whose version read a later transaction may carry too
+        stay (:mod:`~steward.archive.xid_window`)."""
         try:
-            with self.sql.begin() as conn:
-                if not self.parts and archived.versions is not None and self.sql.is_postgres:
-                    outcome = self._delete_rows(conn, archived, archived.versions, hook)
-                else:
-                    outcome = self._guarded.delete(conn, archived, hook)
-                hook("rows_deleted")
-                finish(conn, outcome)
+            return xid_window.until_unaliased(
+                archived, lambda: self._delete_once(archived, finish, hook)
+            )
         except sa.exc.IntegrityError as exc:
             raise ArchiveDeleteBlocked(
                 f"deleting archived rows of table {self.name!r} was refused by the database "
-                f"({_first_line(exc)}); nothing was deleted, the batch stays verified and the "
-                "next run finishes it"
+                f"({_first_line(exc)}); nothing was deleted, the batch stays open (its object is "
+                "kept) and the next run finishes it"
             ) from None
+
+    def _delete_once(self, archived: ArchivedRows, finish: Finish, hook: Hook) -> DeleteOutcome:
+        with self.sql.begin() as conn:
+            if not self.parts and archived.versions is not None and self.sql.is_postgres:
+                outcome = self._delete_rows(conn, archived, archived.versions, hook)
+            else:
+                outcome = self._guarded.delete(conn, archived, hook)
+            xid_window.check(conn, archived)  # before the commit: ids handed out by now
+            hook("rows_deleted")
+            finish(conn, outcome)
         return outcome
 
     def _delete_rows(
@@ -331,7 +342,7 @@ class SqlSource:
         are conflicts (updated if ``overwrite``); rows the database refuses are clashes."""
         outcome = RestoreOutcome()
         with self.sql.begin() as conn:
-            root = _restore_table(conn, self.root, rows, overwrite, dry_run)
+            root = sql_restore.restore_table(conn, self.root, rows, overwrite, dry_run)
             outcome.restored, outcome.overwritten = root.inserted, root.overwritten
             outcome.conflicts, outcome.clashes = root.conflicts, root.clashes
             outcome.restored_keys = sorted(root.back, key=repr)
@@ -339,55 +350,20 @@ class SqlSource:
             for name, child_rows in (children or {}).items():
                 child, table_rows = self.parts[name]
                 mine = [row for row in child_rows if row[child.parent.name] in root.back]
-                part = _restore_table(conn, table_rows, mine, overwrite, dry_run)
+                part = sql_restore.restore_table(conn, table_rows, mine, overwrite, dry_run)
                 # A child row that did not come back keeps its whole aggregate in the archive.
                 whole -= {
                     r[child.parent.name] for r in mine if table_rows.key_of(r) not in part.back
                 }
                 outcome.children_restored[name] = part.inserted + part.overwritten
                 outcome.clashes += part.clashes
-                outcome.clashes += [_exists_again(table_rows, key) for key in part.conflicts]
+                outcome.clashes += [
+                    sql_restore.exists_again(table_rows, key) for key in part.conflicts
+                ]
             outcome.whole_keys = sorted(whole, key=repr)
             if not dry_run:
                 finish(conn, outcome)
         return outcome
-
-
-@dataclass
-class _TableRestore:
-    back: set[Any]  # keys holding their archived values afterwards
-    inserted: int
-    overwritten: int
-    conflicts: list[Any]  # keys that exist again (not overwritten)
-    clashes: list[Clash]
-
-
-def _restore_table(
-    conn: Connection,
-    table: TableRows,
-    rows: Sequence[dict[str, Any]],
-    overwrite: bool,
-    dry_run: bool,
-) -> _TableRestore:
-    key = table.key_of
-    existing = sql_restore.existing_keys(table, conn, [key(row) for row in rows])
-    fresh = [row for row in rows if key(row) not in existing]
-    taken = [row for row in rows if key(row) in existing]
-    clashes = [] if dry_run else sql_restore.insert(table, conn, fresh)
-    replaced = [] if dry_run or not overwrite else sql_restore.overwrite(table, conn, taken)
-    refused = {c.key for c in clashes + replaced}
-    back = {key(row) for row in fresh + (taken if overwrite else [])} - refused
-    return _TableRestore(
-        back=back,
-        inserted=len(fresh) - len(clashes),
-        overwritten=len(taken) - len(replaced) if overwrite else 0,
-        conflicts=[] if overwrite else [key(row) for row in taken],
-        clashes=clashes + replaced,
-    )
-
-
-def _exists_again(table: TableRows, key: Any) -> Clash:
-    return Clash(table.name, key, f"primary key {table.key_name} (the row exists again)")
 
 
 def _first_line(exc: BaseException) -> str:

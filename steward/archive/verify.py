@@ -40,6 +40,7 @@ class WrittenObject:
     versions: dict[str, dict[Any, int]] = field(default_factory=dict)
     data: dict[str, bytes] = field(default_factory=dict, repr=False)  # final key -> bytes sent
     stored: dict[str, str] = field(default_factory=dict)  # final key -> store's SHA-256 on put
+    read_since: int | None = None  # PostgreSQL: oldest transaction running at the read
 
 
 @dataclass
@@ -73,6 +74,8 @@ def verify_batch(ctx: ArchiveContext, source: Source, written: WrittenObject) ->
     sent = written.data if all(proven) and len(written.data) == len(located) else None
     archived = read_back(ctx, source, entry, located, sent)
     attach_versions(archived, source, written.versions)
+    if written.versions:  # the versions guard the delete: so does the window they hold for
+        archived.read_since = written.read_since
     entry.bytes, entry.sha256 = written.size, written.sha256
     verified = record_verified(ctx, source, VerifiedBatch(entry, archived, located, False))
     ctx.fire("object_verified")

@@ -58,7 +58,10 @@ class ArchivePolicy(BaseModel):
         "the row version (xmin) on PostgreSQL, by the whole row on SQLite.",
     )
     batch_size: int | None = Field(
-        default=None, ge=1, le=200_000, description="Rows per object; None = archive.batch_size."
+        default=None,
+        ge=1,
+        le=200_000,
+        description="Rows per object; None = archive.batch_size (unset too: by table).",
     )
     format: Literal["parquet", "jsonl.gz"] | None = Field(
         default=None, description="Object format; None = archive.format."

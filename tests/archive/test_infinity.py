@@ -14,6 +14,7 @@ from steward.archive.formats import ColumnSpec, python_columns
 from steward.archive.restore import RestoreRequest, restore
 from steward.archive.runner import archive_table, plan_table
 from steward.archive.sources import open_sources
+from steward.errors import IntegrityViolation
 
 from .conftest import duckdb_query
 
@@ -81,3 +82,27 @@ def test_objects_written_before_keep_minus_infinity():
     values = python_columns(table, [ColumnSpec("at", "timestamptz")])["at"]
     assert values[:3] == ["-infinity", "-infinity", "infinity"]
     assert values[3].year == 1970
+
+
+@ON_POSTGRES
+def test_an_infinite_date_key_stops_its_table_with_the_key_named(app_settings, contexts):
+    """A date primary key holding ``-infinity`` has no Python form to guard and delete by: the
+    run stops, naming the table and its key column, and every row stays."""
+    base = app_settings(rows=0)
+    with contexts(base).sql.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE daily_totals (day DATE PRIMARY KEY, total INT, "
+            "created_at TIMESTAMPTZ NOT NULL)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO daily_totals VALUES ('-infinity', 1, '2020-01-01+00'), "
+            "('2020-01-02', 2, '2020-01-02+00')"
+        )
+    policy = '[{"table": "daily_totals", "rule": "older_than", "column": "created_at"}]'
+    ctx = contexts(app_settings(rows=0, archive__policies=policy))
+    (daily,) = open_sources(ctx, ["daily_totals"])
+    with pytest.raises(IntegrityViolation, match=r"table 'daily_totals'.*key \(day\) is infinite"):
+        archive_table(ctx, daily)
+    with ctx.sql.connect() as conn:
+        left = conn.exec_driver_sql("SELECT day::text FROM daily_totals ORDER BY 1").scalars().all()
+    assert left == ["-infinity", "2020-01-02"]
