@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,6 +30,24 @@ from steward.settings import Settings
 from steward.storage import create_sql_engine
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+CRASH_RUNNER = Path(__file__).with_name("crash_runner.py")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def kill_archive_at(point: str, nth: int, *tables: str) -> None:
+    """Archive ``tables`` in a child process (this test's settings, from the environment)
+    that kills itself the ``nth`` time it reaches hook ``point`` (see crash_runner.py)."""
+    done = subprocess.run(
+        [sys.executable, str(CRASH_RUNNER), point, str(nth), NOW.isoformat(), *tables],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 86, done.stderr[-2000:]
+
+
 POLICY_TABLES = ("users", "products", "orders", "audit_log", "inventory_movements", "outbox")
 
 

@@ -8,12 +8,8 @@ copies no reader's pattern sees, and the next run removes them."""
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 from collections import Counter
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,11 +20,9 @@ from steward.archive.archiver import table_prefix
 from steward.archive.runner import archive_table
 from steward.archive.sources import open_sources
 
-from .conftest import NOW, assert_each_row_once, duckdb_query, snapshot, snapshots
+from .conftest import assert_each_row_once, duckdb_query, kill_archive_at, snapshot, snapshots
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-RUNNER = Path(__file__).with_name("crash_runner.py")
-REPO = Path(__file__).resolve().parents[2]
 OUTBOX = "SELECT seq FROM read_parquet('{archive}/app/outbox/dt=*/*.parquet')"
 
 
@@ -171,16 +165,7 @@ def test_killed_after_batches_completed_leaves_staged_copies_the_next_run_remove
     settings = s3_settings(archive__batch_size=5)
     ctx = contexts(settings)
     before = snapshots(ctx, ("outbox",))
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run(
-        [sys.executable, str(RUNNER), "batch_completed", "3", NOW.isoformat(), "outbox"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 86, done.stderr[-2000:]
+    kill_archive_at("batch_completed", 3, "outbox")
 
     with ctx.sql.connect() as conn:
         complete = manifest.entries(conn, table="outbox", states=[manifest.COMPLETE])

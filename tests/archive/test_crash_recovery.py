@@ -4,16 +4,11 @@ restoring everything gives back the original tables (checksum over all rows)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from steward.archive import archive_table, open_sources, sql_rows
 
-from .conftest import NOW, assert_each_row_once, restore_everything, snapshots
+from .conftest import assert_each_row_once, kill_archive_at, restore_everything, snapshots
 
 POINTS = [
     "manifest_written",
@@ -25,8 +20,6 @@ POINTS = [
     "object_published",
     "batch_completed",
 ]
-RUNNER = Path(__file__).with_name("crash_runner.py")
-REPO = Path(__file__).resolve().parents[2]
 # Soft-deleted rows (users), JSON (audit_log), UUIDs + a where condition (outbox), and an
 # aggregate: orders with order_items, payments and inventory_reservations.
 TABLES = ("users", "audit_log", "outbox", "orders")
@@ -83,14 +76,5 @@ def test_exception_at_each_step_then_rerun(point, app_settings, contexts, monkey
 def test_killed_process_at_each_step_then_rerun(point, app_settings, contexts):
     settings = app_settings(rows=400, archive__batch_size=5)
     before = snapshots(contexts(settings), CHECKED)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run(
-        [sys.executable, str(RUNNER), point, "3", NOW.isoformat(), *TABLES],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 86, done.stderr[-2000:]
+    kill_archive_at(point, 3, *TABLES)
     _rerun_and_check(contexts, settings, before, point)

@@ -26,10 +26,8 @@ from steward.archive.runner import archive_table, plan_table
 from steward.archive.sources import open_sources
 from steward.storage import create_sql_engine
 
-from .conftest import NOW, duckdb_query
+from .conftest import NOW, duckdb_query, kill_archive_at
 
-RUNNER = Path(__file__).with_name("crash_runner.py")
-REPO = Path(__file__).resolve().parents[2]
 MONTHS = [(2025, m) for m in range(7, 13)]  # Jul..Dec 2025; the cutoff is 2025-11-20
 WHOLE = ["events_2025_07", "events_2025_08", "events_2025_09", "events_2025_10"]
 PER_MONTH = 12
@@ -223,16 +221,7 @@ POINTS = ["partition_detaching", *BEFORE_DROP, "partition_dropped"]
 @pytest.mark.parametrize("point", POINTS)
 def test_killed_at_each_step_then_rerun(point, events, contexts):
     settings, rows = events()
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run(
-        [sys.executable, str(RUNNER), point, "2", NOW.isoformat(), "events"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 86, done.stderr[-2000:]
+    kill_archive_at(point, 2, "events")
     ctx = contexts(settings)
     if point in BEFORE_DROP:  # killed before the drop committed: the table and its rows stay
         killed = [n for n in WHOLE if _partitions(ctx).get(n) == "detached"]
