@@ -288,7 +288,7 @@ def write_batch(ctx: ArchiveContext, source: Source, batch: SourceBatch) -> Writ
     # Hashed here, not taken from the store: the store's SHA-256 must match it independently.
     sha256 = hashlib.sha256(data).hexdigest()
     written = WrittenObject(entry, len(data), sha256, batch.versions, sent, stored)
-    written.read_since = batch.read_since
+    written.read_snapshot = batch.read_snapshot
     return written
 
 

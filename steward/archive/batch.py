@@ -17,11 +17,21 @@ from sqlalchemy.engine import Connection
 __all__ = [
     "ArchivedRows",
     "DeleteOutcome",
+    "ReadSnapshot",
     "RestoreOutcome",
     "Source",
     "SourceBatch",
     "normalize",
 ]
+
+
+@dataclass(frozen=True)
+class ReadSnapshot:
+    """PostgreSQL: the transactions a batch's read could not see — those still running then
+    (``running``) and every one started since (ids from ``xmax``), 64-bit ids."""
+
+    xmax: int
+    running: tuple[int, ...] = ()
 
 
 @dataclass
@@ -39,7 +49,7 @@ class SourceBatch:
     ts_max: datetime | None
     children: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, dict[Any, int]] = field(default_factory=dict)
-    read_since: int | None = None  # PostgreSQL: oldest transaction running at the read
+    read_snapshot: ReadSnapshot | None = None  # PostgreSQL: the snapshot the rows were read in
 
     @property
     def rows(self) -> int:
@@ -62,7 +72,7 @@ class ArchivedRows:
     parents: dict[Any, Any] = field(default_factory=dict)
     versions: dict[Any, int] | None = None
     children: dict[str, ArchivedRows] = field(default_factory=dict)
-    read_since: int | None = None  # oldest transaction running at the read (xid_window)
+    read_snapshot: ReadSnapshot | None = None  # the snapshot they were read in (xid_window)
 
 
 @dataclass

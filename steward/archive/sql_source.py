@@ -152,7 +152,7 @@ class SqlSource:
         with self.sql.connect() as conn:
             if self.parts and self.sql.is_postgres:
                 conn.execution_options(isolation_level="REPEATABLE READ")  # one snapshot
-            since = xid_window.read_since(conn) if self.sql.is_postgres else None
+            snapshot = xid_window.read_snapshot(conn) if self.sql.is_postgres else None
             arrow, versions = self.root.read(conn, where, limit)
             if not arrow.num_rows:
                 return None
@@ -175,7 +175,7 @@ class SqlSource:
             ts_max=ts_max,
             children=children,
             versions=child_versions if self.sql.is_postgres else {},
-            read_since=since,
+            read_snapshot=snapshot,
         )
 
     def _roots_per_batch(self, limit: int) -> int:

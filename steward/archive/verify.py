@@ -11,7 +11,7 @@ import pyarrow as pa
 from sqlalchemy.engine import Connection
 
 from steward.archive import manifest
-from steward.archive.batch import ArchivedRows, Source
+from steward.archive.batch import ArchivedRows, ReadSnapshot, Source
 from steward.archive.manifest import ManifestEntry, staged_key
 from steward.errors import ArchiveVerificationFailed
 
@@ -40,7 +40,7 @@ class WrittenObject:
     versions: dict[str, dict[Any, int]] = field(default_factory=dict)
     data: dict[str, bytes] = field(default_factory=dict, repr=False)  # final key -> bytes sent
     stored: dict[str, str] = field(default_factory=dict)  # final key -> store's SHA-256 on put
-    read_since: int | None = None  # PostgreSQL: oldest transaction running at the read
+    read_snapshot: ReadSnapshot | None = None  # PostgreSQL: the snapshot the rows were read in
 
 
 @dataclass
@@ -75,7 +75,7 @@ def verify_batch(ctx: ArchiveContext, source: Source, written: WrittenObject) ->
     archived = read_back(ctx, source, entry, located, sent)
     attach_versions(archived, source, written.versions)
     if written.versions:  # the versions guard the delete: so does the window they hold for
-        archived.read_since = written.read_since
+        archived.read_snapshot = written.read_snapshot
     entry.bytes, entry.sha256 = written.size, written.sha256
     verified = record_verified(ctx, source, VerifiedBatch(entry, archived, located, False))
     ctx.fire("object_verified")

@@ -1,17 +1,18 @@
-"""Row versions that a transaction started after a batch was read could carry too.
+"""Row versions that a transaction the read could not see might carry too (xid wraparound).
 
 The guarded delete (PostgreSQL) keeps a row only at a version the batch read: ``xmin``, the
-32-bit id of the transaction that wrote it. Ids wrap around every 2**32 transactions, and a
-frozen row keeps its raw ``xmin``, so in an old, busy cluster a transaction started after the
-read may get the very id an archived row's version shows, and a row it changes would then pass
-the guard with its new content. So the batch notes the oldest transaction still running when it
-was read (``since``: every change the read did not see comes from it or a later one), and just
-before its delete commits the guard asks which ids have been handed out since (up to the
-current snapshot's ``xmax``, after the delete's own statements). A version read that equals one
-of them (modulo 2**32) no longer vouches for its rows: the delete is rolled back and redone
-without them, and they stay in the source and out of the published objects (a later run
-archives them). In a cluster that never wrapped, only versions written after ``since`` are
-set aside, which rows old enough to archive seldom are.
+32-bit id of the transaction that wrote it. Ids wrap around every 2**32 transactions and a
+frozen row keeps its raw ``xmin``, so in an old, busy cluster a transaction the read did not
+see — one still running then, or started since — may have the very id an archived row's
+version shows, and a row it changed would pass the guard with its new content. Every change
+the read did not see comes from such a transaction. So a batch keeps the snapshot it was read
+in (:class:`~steward.archive.batch.ReadSnapshot`), and just before its delete commits the
+guard takes the ids handed out by then (the current snapshot's ``xmax``, after the delete's
+own statements): a version read equal (modulo 2**32) to one of those transactions' ids no
+longer vouches for its rows. The delete is rolled back and redone without those versions;
+their rows stay in the source and out of the published objects, and a later run archives
+them. A version read was written by a transaction that had committed before the read, which
+is none of those, so in a cluster that never wrapped nothing is set aside.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from typing import TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from steward.archive.batch import ArchivedRows
+from steward.archive.batch import ArchivedRows, ReadSnapshot
 
-__all__ = ["Aliased", "check", "read_since", "until_unaliased"]
+__all__ = ["Aliased", "check", "read_snapshot", "reused", "until_unaliased"]
 
 _IDS = 2**32
 T = TypeVar("T")
@@ -38,11 +39,15 @@ class Aliased(Exception):  # noqa: N818 - control flow inside the guarded delete
         self.versions = versions
 
 
-def read_since(conn: Connection) -> int:
-    """The oldest transaction id (64-bit) running as of this connection's snapshot: call it
-    before the batch's reads, on the same connection."""
-    query = sa.text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-    return int(conn.execute(query).scalar_one())
+def read_snapshot(conn: Connection) -> ReadSnapshot:
+    """The connection's current snapshot: call it before the batch's reads, on the same
+    connection (an older snapshot only sees less, so it is a safe stand-in)."""
+    query = sa.text(
+        "SELECT pg_snapshot_xmax(s)::text::bigint, "
+        "ARRAY(SELECT pg_snapshot_xip(s)::text::bigint) FROM pg_current_snapshot() AS s"
+    )
+    xmax, running = conn.execute(query).one()
+    return ReadSnapshot(int(xmax), tuple(int(x) for x in running or ()))
 
 
 def _handed_out(conn: Connection) -> int:
@@ -50,22 +55,24 @@ def _handed_out(conn: Connection) -> int:
     return int(conn.execute(query).scalar_one())
 
 
-def reused(versions: Iterable[int], since: int, until: int) -> set[int]:
-    """The 32-bit ``versions`` equal to an id in ``[since, until)`` modulo 2**32."""
-    width = until - since
+def reused(versions: Iterable[int], snapshot: ReadSnapshot, until: int) -> set[int]:
+    """The 32-bit ``versions`` equal, modulo 2**32, to the id of a transaction the read did
+    not see: one running then, or one with an id in ``[snapshot.xmax, until)``."""
     distinct = set(versions)
+    width = until - snapshot.xmax
     if width >= _IDS:
         return distinct
-    return {v for v in distinct if (v - since) % _IDS < width}
+    later = {v for v in distinct if (v - snapshot.xmax) % _IDS < width}
+    return later | (distinct & {x % _IDS for x in snapshot.running})
 
 
 def check(conn: Connection, archived: ArchivedRows) -> None:
-    """Raise :class:`Aliased` when a version read could also be a later transaction's."""
-    if archived.read_since is None:
+    """Raise :class:`Aliased` when a version read could also be an unseen transaction's."""
+    if archived.read_snapshot is None:
         return
     tables = [archived, *archived.children.values()]
     seen = {v for rows in tables for v in (rows.versions or {}).values()}
-    doubtful = reused(seen, archived.read_since, _handed_out(conn))
+    doubtful = reused(seen, archived.read_snapshot, _handed_out(conn))
     if doubtful:
         raise Aliased(doubtful)
 
