@@ -287,9 +287,9 @@ def write_batch(ctx: ArchiveContext, source: Source, batch: SourceBatch) -> Writ
     ctx.fire("object_written")
     # Hashed here, not taken from the store: the store's SHA-256 must match it independently.
     sha256 = hashlib.sha256(data).hexdigest()
-    written = WrittenObject(entry, len(data), sha256, batch.versions, sent, stored)
-    written.read_snapshot = batch.read_snapshot
-    return written
+    return WrittenObject(
+        entry, len(data), sha256, batch.versions, sent, stored, read_snapshot=batch.read_snapshot
+    )
 
 
 def _key_column(arrow: Any) -> str:

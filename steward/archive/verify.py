@@ -73,9 +73,7 @@ def verify_batch(ctx: ArchiveContext, source: Source, written: WrittenObject) ->
     # bytes are decoded and checked here. Otherwise the objects are read back from the store.
     sent = written.data if all(proven) and len(written.data) == len(located) else None
     archived = read_back(ctx, source, entry, located, sent)
-    attach_versions(archived, source, written.versions)
-    if written.versions:  # the versions guard the delete: so does the window they hold for
-        archived.read_snapshot = written.read_snapshot
+    attach_versions(archived, source, written.versions, written.read_snapshot)
     entry.bytes, entry.sha256 = written.size, written.sha256
     verified = record_verified(ctx, source, VerifiedBatch(entry, archived, located, False))
     ctx.fire("object_verified")
@@ -124,11 +122,16 @@ def mark_verified(conn: Connection, entry: ManifestEntry) -> None:
 
 
 def attach_versions(
-    archived: ArchivedRows, source: Source, versions: dict[str, dict[Any, int]]
+    archived: ArchivedRows,
+    source: Source,
+    versions: dict[str, dict[Any, int]],
+    snapshot: ReadSnapshot | None = None,
 ) -> None:
-    """Row versions read with the batch guard the delete (none after a restart: whole rows)."""
+    """Row versions read with the batch guard the delete (none after a restart: whole rows),
+    with the snapshot they were read in (:mod:`~steward.archive.xid_window`)."""
     if not versions:
         return
+    archived.read_snapshot = snapshot
     for rows, table in [(archived, source.name)] + [
         (part, table) for table, part in archived.children.items()
     ]:

@@ -96,6 +96,18 @@ def app_settings(
     return make
 
 
+@pytest.fixture
+def s3_settings(
+    app_settings: Callable[..., Settings], s3_url: str, moto_endpoint: str
+) -> Callable[..., Settings]:
+    """:func:`app_settings` with the object store on S3 (moto's server)."""
+
+    def make(**overrides: Any) -> Settings:
+        return app_settings(objects__url=s3_url, objects__endpoint_url=moto_endpoint, **overrides)
+
+    return make
+
+
 def _add_archivable_users(settings: Settings, count: int = 12) -> None:
     """Soft-deleted users without orders: demo users deleted long ago usually have orders
     (which keep them), these make sure the users policy always has rows to archive."""

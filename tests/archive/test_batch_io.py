@@ -26,14 +26,6 @@ pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=Tr
 OUTBOX = "SELECT seq FROM read_parquet('{archive}/app/outbox/dt=*/*.parquet')"
 
 
-@pytest.fixture
-def s3_settings(app_settings, s3_url, moto_endpoint):
-    def make(**overrides: Any):
-        return app_settings(objects__url=s3_url, objects__endpoint_url=moto_endpoint, **overrides)
-
-    return make
-
-
 def _s3_requests(store) -> Counter[str]:
     """Requests the store's boto3 client sends, by operation."""
     sent: Counter[str] = Counter()

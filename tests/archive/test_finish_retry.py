@@ -19,14 +19,6 @@ from .conftest import assert_each_row_once, snapshot, snapshots
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
 
-@pytest.fixture
-def s3_settings(app_settings, s3_url, moto_endpoint):
-    def make(**overrides: Any):
-        return app_settings(objects__url=s3_url, objects__endpoint_url=moto_endpoint, **overrides)
-
-    return make
-
-
 def _final_keys(ctx) -> list[str]:
     return sorted(
         info.key
