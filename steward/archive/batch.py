@@ -7,7 +7,7 @@ is written once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -44,11 +44,11 @@ class SourceBatch:
 
     batch_id: str
     payload: Any
-    keys: list[Any]
+    keys: Sequence[Any]
     ts_min: datetime | None
     ts_max: datetime | None
     children: dict[str, Any] = field(default_factory=dict)
-    versions: dict[str, dict[Any, int]] = field(default_factory=dict)
+    versions: dict[str, Mapping[Any, int]] = field(default_factory=dict)
     read_snapshot: ReadSnapshot | None = None  # PostgreSQL: the snapshot the rows were read in
 
     @property
@@ -65,12 +65,12 @@ class ArchivedRows:
     compares those instead of whole rows). ``children`` holds an aggregate's child tables.
     """
 
-    keys: list[Any]
+    keys: Sequence[Any]
     guard: dict[Any, tuple[Any, ...]]
     payload: Any = None
     guard_columns: list[list[Any]] | None = None  # the same values column-wise, in key order
     parents: dict[Any, Any] = field(default_factory=dict)
-    versions: dict[Any, int] | None = None
+    versions: Mapping[Any, int] | None = None
     children: dict[str, ArchivedRows] = field(default_factory=dict)
     read_snapshot: ReadSnapshot | None = None  # the snapshot they were read in (xid_window)
 
@@ -79,7 +79,7 @@ class ArchivedRows:
 class DeleteOutcome:
     """Root keys deleted and kept (changed), and child rows deleted per child table."""
 
-    deleted: list[Any]
+    deleted: Sequence[Any]
     skipped: list[Any]
     children: dict[str, int] = field(default_factory=dict)
 

@@ -122,7 +122,8 @@ class _ObjectWriter:
         self.rows = 0
         self._source, self._key_names = source, rows.key_names
         schema = pa.schema([pa.field(spec.name, spec.arrow_type) for spec in rows.specs])
-        labelled = source._labelled(schema.empty_table(), self.batch_id, source.root)
+        empty = pa.Table.from_batches([], schema)  # (schema.empty_table() imports pandas)
+        labelled = source._labelled(empty, self.batch_id, source.root)
         self._sink = io.BytesIO()
         self._writer = pq.ParquetWriter(
             self._sink, labelled.schema, compression=CODEC, use_dictionary=False

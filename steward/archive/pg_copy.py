@@ -57,6 +57,7 @@ from steward.archive.pg_text import DATE_INFINITY
 __all__ = [
     "copy_ready",
     "csv_options",
+    "int64_values",
     "pg_days",
     "pg_time",
     "named_batches",
@@ -387,6 +388,14 @@ def _positions(column: pa.Array) -> pa.Array:
     present = np.unpackbits(np.frombuffer(bits, np.uint8), count=len(column), bitorder="little")
     index = np.cumsum(present, dtype=np.int64) - 1
     return pa.Array.from_buffers(pa.int64(), len(column), [bits, pa.py_buffer(index)])
+
+
+def int64_values(column: pa.Array) -> np.ndarray:
+    """An int64 column without nulls as a NumPy view of its buffer (``to_numpy`` would import
+    pandas: see :func:`_unhex`)."""
+    if column.null_count:
+        raise ValueError("an int64 column with nulls has no NumPy view")
+    return np.frombuffer(column.buffers()[1], np.int64)[column.offset : column.offset + len(column)]
 
 
 def _empty(data_type: pa.DataType) -> pa.Array:

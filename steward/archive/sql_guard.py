@@ -31,13 +31,14 @@ deleted returned), so the outcome names exactly the rows that left.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from steward.archive import sql_rows
+from steward.archive.key_columns import KeyColumns, distinct_versions
 from steward.archive.sql_rows import TableRows, Xid, chunked, key_array, returned
 
 __all__ = ["RowDelete"]
@@ -56,11 +57,11 @@ class RowDelete:
         self,
         conn: Connection,
         keys: Sequence[Any],
-        versions: dict[Any, int],
+        versions: Mapping[Any, int],
         where: Where,
         hook: Callable[[str], None],
         span_where: Where = (),
-    ) -> list[Any]:
+    ) -> Sequence[Any]:
         """Delete the batch's rows that still have a version read with it (see module); the
         keys deleted, in key order. ``where``: what a row's version cannot vouch for (the
         listed form); ``span_where``: the policy's whole condition (the range forms)."""
@@ -68,7 +69,7 @@ class RowDelete:
         ranged = bool(span_where) and len(keys) == len(versions)  # every row read is listed
         if ranged and self._delete_range(conn, keys, [guard, *span_where]):
             hook("rows_deleting")
-            return list(keys)
+            return keys
         deleted: list[Any] = []
         for span in chunked(keys, sql_rows.SPAN_CHUNKS):
             retry = ranged and len(span) < len(keys)
@@ -79,10 +80,10 @@ class RowDelete:
                 deleted += self._delete_listed(conn, span, [guard, *where], hook)
         return deleted
 
-    def _seen(self, versions: dict[Any, int]) -> sa.ColumnElement[bool]:
+    def _seen(self, versions: Mapping[Any, int]) -> sa.ColumnElement[bool]:
         """The row's version is one the batch read: ``xmin = ANY(:versions)``, an ``xid[]``
         (no text conversion per row; the array is hashed)."""
-        seen = sorted(set(versions.values()))
+        seen = sorted(distinct_versions(versions))
         return self.rows.version(raw=True) == sa.any_(key_array(seen, Xid()))
 
     def _dense(self, span: Sequence[Any]) -> bool:
@@ -90,6 +91,11 @@ class RowDelete:
         leading column): then a range scan reads few rows the batch did not read."""
         if not span or not isinstance(self.rows.key.type, sa.Integer):
             return False
+        if isinstance(span, KeyColumns):  # no Python key per row
+            first, last = span[0], span[-1]
+            if self.rows.composite:
+                first, last = first[0], last[0]
+            return span.leading_distinct() * 2 >= int(last) - int(first) + 1
         leading = span if not self.rows.composite else [key[0] for key in span]
         width = int(leading[-1]) - int(leading[0]) + 1
         distinct = len(set(leading)) if self.rows.composite else len(span)  # keys are unique

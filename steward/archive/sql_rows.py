@@ -19,7 +19,7 @@ Used for the root table of a policy and for each child table of an aggregate.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection
 
 from steward.archive import pg_copy
 from steward.archive.formats import ColumnSpec, guard_values, to_arrow
+from steward.archive.key_columns import KeyColumns, RowVersions
 from steward.archive.pg_copy import pg_micros
 from steward.errors import IntegrityViolation
 
@@ -122,14 +123,15 @@ class TableRows:
 
     def read(
         self, conn: Connection, where: Sequence[sa.ColumnElement[bool]], limit: int | None = None
-    ) -> tuple[pa.Table, dict[Any, int]]:
+    ) -> tuple[pa.Table, Mapping[Any, int]]:
         """Rows matching ``where`` in key order as Arrow, and their versions (PostgreSQL):
         through COPY when every column has a CSV form (:mod:`~steward.archive.pg_copy`), else
         through psycopg's rows."""
         if self._copied is not None and pg_copy.copy_ready(conn):
             query = self._query(self._copied, where, limit, text=True)
             arrow, extra = pg_copy.read_copy(conn, query, self.specs, [_VERSION])
-            return arrow, dict(zip(self.keys_of(arrow), extra[_VERSION].to_pylist(), strict=True))
+            read = pg_copy.int64_values(extra[_VERSION])
+            return arrow, RowVersions(self.keys_of(arrow), read)
         query = self._query(self._selected, where, limit)
         width = len(self._wire)
         pieces: list[pa.Table] = []
@@ -155,17 +157,19 @@ class TableRows:
         query = sa.select(*selected, *extra).where(*where).order_by(*self.keys)
         return query.limit(limit) if limit is not None else query
 
-    def keys_of(self, arrow: pa.Table) -> list[Any]:
-        """The key of every row of an Arrow batch, in order."""
-        try:
-            columns = [arrow.column(name).to_pylist() for name in self.key_names]
-        except OverflowError:  # a date or timestamp key Python cannot hold (±infinity …)
-            raise IntegrityViolation(
-                f"table {self.name!r}: a row's key ({self.key_name}) is infinite or beyond "
-                "year 9999, which cannot be archived by key; leave such rows out with the "
-                "policy's where, or move them, then rerun (nothing was deleted)"
-            ) from None
-        return columns[0] if not self.composite else list(zip(*columns, strict=True))
+    def keys_of(self, arrow: pa.Table) -> KeyColumns:
+        """The key of every row of an Arrow batch, in order (held column-wise until a caller
+        iterates them: :mod:`~steward.archive.key_columns`)."""
+        columns = [arrow.column(name) for name in self.key_names]
+        return KeyColumns(columns, composite=self.composite, invalid=self._unkeyable)
+
+    def _unkeyable(self) -> IntegrityViolation:
+        # a date or timestamp key Python cannot hold (±infinity, beyond year 9999)
+        return IntegrityViolation(
+            f"table {self.name!r}: a row's key ({self.key_name}) is infinite or beyond "
+            "year 9999, which cannot be archived by key; leave such rows out with the "
+            "policy's where, or move them, then rerun (nothing was deleted)"
+        )
 
     def key_of(self, row: dict[str, Any]) -> Any:
         """The key of a row given as a dict of column values."""

@@ -21,7 +21,7 @@ are known: :mod:`~steward.archive.sql_guard`). It deletes their children, then t
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -46,6 +46,7 @@ from steward.archive.formats import (
     python_columns,
     time_range,
 )
+from steward.archive.key_columns import RowVersions
 from steward.archive.policy import ChildTable, SqlPolicy
 from steward.archive.sql_delete import AggregateDelete, outcome_of
 from steward.archive.sql_guard import RowDelete
@@ -156,8 +157,9 @@ class SqlSource:
             arrow, versions = self.root.read(conn, where, limit)
             if not arrow.num_rows:
                 return None
-            # The versions hold every key read, in order (PostgreSQL): no second list of keys.
-            keys = list(versions) if versions else self.root.keys_of(arrow)
+            # COPY's versions hold every key read, in order: no second set of keys.
+            keys = versions.keys_read if isinstance(versions, RowVersions) else None
+            keys = keys if keys is not None else self.root.keys_of(arrow)
             children, child_versions = {}, {self.name: versions}
             for name, (child, rows) in self.parts.items():
                 part, part_versions = rows.read(conn, self._children_of(child, rows, keys))
@@ -187,7 +189,7 @@ class SqlSource:
         return max(1, min(limit, int(AGGREGATE_ROWS / self._rows_per_root)))
 
     def _children_of(
-        self, child: ChildTable, rows: TableRows, keys: list[Any]
+        self, child: ChildTable, rows: TableRows, keys: Sequence[Any]
     ) -> list[sa.ColumnElement[bool]]:
         """The children of exactly ``keys``. The parent's range besides the array gives the
         planner a row estimate it can trust: with the array alone it chose a (parallel) scan
@@ -292,7 +294,7 @@ class SqlSource:
         return outcome
 
     def _delete_rows(
-        self, conn: Connection, archived: ArchivedRows, versions: dict[Any, int], hook: Hook
+        self, conn: Connection, archived: ArchivedRows, versions: Mapping[Any, int], hook: Hook
     ) -> DeleteOutcome:
         """A table without children, row versions known (:mod:`~steward.archive.sql_guard`).
         The version vouches for the row's own columns (it qualified when read, under this
@@ -302,7 +304,7 @@ class SqlSource:
             conn, keys, versions, [self.policy.unreferenced()], hook, span_where=[self._qualifies]
         )
         if len(gone) == len(keys):  # each key once: every row left (no set of them built)
-            return DeleteOutcome(deleted=list(keys), skipped=[])
+            return DeleteOutcome(deleted=keys, skipped=[])
         return outcome_of(keys, set(gone))
 
     # Restore ---------------------------------------------------------------------------------

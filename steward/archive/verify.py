@@ -4,6 +4,7 @@ read back), then decoded and checked (rows and keys). See :mod:`steward.archive.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,7 @@ from sqlalchemy.engine import Connection
 
 from steward.archive import manifest
 from steward.archive.batch import ArchivedRows, ReadSnapshot, Source
+from steward.archive.key_columns import KeyColumns, RowVersions
 from steward.archive.manifest import ManifestEntry, staged_key
 from steward.errors import ArchiveVerificationFailed
 
@@ -37,7 +39,7 @@ class WrittenObject:
     entry: ManifestEntry
     size: int
     sha256: str
-    versions: dict[str, dict[Any, int]] = field(default_factory=dict)
+    versions: dict[str, Mapping[Any, int]] = field(default_factory=dict)
     data: dict[str, bytes] = field(default_factory=dict, repr=False)  # final key -> bytes sent
     stored: dict[str, str] = field(default_factory=dict)  # final key -> store's SHA-256 on put
     read_snapshot: ReadSnapshot | None = None  # PostgreSQL: the snapshot the rows were read in
@@ -72,7 +74,9 @@ def verify_batch(ctx: ArchiveContext, source: Source, written: WrittenObject) ->
     # The store's own SHA-256 of what it holds equals that of the bytes sent: those exact
     # bytes are decoded and checked here. Otherwise the objects are read back from the store.
     sent = written.data if all(proven) and len(written.data) == len(located) else None
-    archived = read_back(ctx, source, entry, located, sent)
+    read = written.versions.get(source.name)
+    read_keys = read.keys_read if isinstance(read, RowVersions) else None
+    archived = read_back(ctx, source, entry, located, sent, read_keys)
     attach_versions(archived, source, written.versions, written.read_snapshot)
     entry.bytes, entry.sha256 = written.size, written.sha256
     verified = record_verified(ctx, source, VerifiedBatch(entry, archived, located, False))
@@ -124,7 +128,7 @@ def mark_verified(conn: Connection, entry: ManifestEntry) -> None:
 def attach_versions(
     archived: ArchivedRows,
     source: Source,
-    versions: dict[str, dict[Any, int]],
+    versions: dict[str, Mapping[Any, int]],
     snapshot: ReadSnapshot | None = None,
 ) -> None:
     """Row versions read with the batch guard the delete (none after a restart: whole rows),
@@ -146,10 +150,12 @@ def read_back(
     entry: ManifestEntry,
     located: dict[str, str] | None = None,
     sent: dict[str, bytes] | None = None,
+    read_keys: KeyColumns | None = None,
 ) -> ArchivedRows:
     """Read a batch's objects (checksum-verified by the store; from ``located`` where given,
     or the bytes ``sent`` once the store proved it holds exactly them), decode them, check
-    rows and keys; an aggregate's child tables come back in ``children``."""
+    rows and keys (against ``read_keys``, the root keys read, when known); an aggregate's
+    child tables come back in ``children``."""
     where = located or {}
 
     def _decoded(ctx: ArchiveContext, key: str, fmt: str, decode: Any) -> ArchivedRows:
@@ -160,7 +166,7 @@ def read_back(
     archived = _decoded(
         ctx, where.get(entry.object_key, entry.object_key), entry.format, source.decode
     )
-    _check_keys(entry, archived)
+    _check_keys(entry, archived, read_keys)
     for part in entry.parts:
 
         def decode(data: bytes, *, fmt: str, table: str = part.table_name) -> ArchivedRows:
@@ -186,9 +192,20 @@ def _decode_bytes(key: str, data: bytes, fmt: str, decode: Any) -> ArchivedRows:
         ) from None
 
 
-def _check_keys(entry: ManifestEntry, archived: ArchivedRows) -> None:
+def _check_keys(
+    entry: ManifestEntry, archived: ArchivedRows, read_keys: KeyColumns | None = None
+) -> None:
     keys = archived.keys
-    unique = len(set(keys)) == len(keys)  # int, str, UUID and ObjectId keys are hashable
+    if isinstance(keys, KeyColumns) and read_keys is not None:
+        # Exactly the keys read, column by column (read from a primary key, so unique).
+        if len(keys) == len(read_keys) and not keys.same_as(read_keys):
+            raise ArchiveVerificationFailed(
+                f"archive object {entry.object_key!r} holds {len(keys)} rows, but not exactly "
+                "the keys read (a key differs); no row was deleted"
+            )
+        unique = True
+    else:
+        unique = len(set(keys)) == len(keys)  # int, str, UUID and ObjectId keys are hashable
     if (
         len(keys) != entry.rows
         or not unique

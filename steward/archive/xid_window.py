@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from steward.archive.batch import ArchivedRows, ReadSnapshot
+from steward.archive.key_columns import distinct_versions
 
 __all__ = ["Aliased", "check", "read_snapshot", "reused", "until_unaliased"]
 
@@ -71,7 +72,7 @@ def check(conn: Connection, archived: ArchivedRows) -> None:
     if archived.read_snapshot is None:
         return
     tables = [archived, *archived.children.values()]
-    seen = {v for rows in tables for v in (rows.versions or {}).values()}
+    seen = set().union(*(distinct_versions(rows.versions) for rows in tables))
     doubtful = reused(seen, archived.read_snapshot, _handed_out(conn))
     if doubtful:
         raise Aliased(doubtful)
