@@ -158,8 +158,10 @@ class SqlSource:
             if not arrow.num_rows:
                 return None
             # COPY's versions hold every key read, in order: no second set of keys.
-            keys = versions.keys_read if isinstance(versions, RowVersions) else None
-            keys = keys if keys is not None else self.root.keys_of(arrow)
+            if isinstance(versions, RowVersions):
+                keys: Sequence[Any] = versions.keys_read
+            else:
+                keys = self.root.keys_of(arrow)
             children, child_versions = {}, {self.name: versions}
             for name, (child, rows) in self.parts.items():
                 part, part_versions = rows.read(conn, self._children_of(child, rows, keys))
