@@ -12,11 +12,14 @@ aggregate's children); those see an ordinary sequence and mapping.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, overload
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from steward.archive.pg_text import DAY_US, PY_DAYS, PY_US
 
 __all__ = ["KeyColumns", "RowVersions", "distinct_versions"]
 
@@ -24,8 +27,8 @@ __all__ = ["KeyColumns", "RowVersions", "distinct_versions"]
 class KeyColumns(Sequence[Any]):
     """Keys in order, one Arrow array per key column (a composite key's keys are tuples of
     its columns' values). ``invalid`` names the error raised when a key has no Python value
-    (an infinite date or timestamp): checked when the keys are made, so a key built later
-    never fails."""
+    (an infinite date or timestamp, a time of 24:00): checked when the keys are made, so a
+    key built later never fails or stands for another row."""
 
     def __init__(
         self,
@@ -40,13 +43,8 @@ class KeyColumns(Sequence[Any]):
         self.composite = composite
         self._length = len(self.columns[0])
         self._keys: list[Any] | None = None
-        for column in self.columns:  # a column's extremes hold any value Python cannot
-            if _temporal(column.type) and self._length:
-                extremes = pc.min_max(column)
-                try:
-                    extremes["min"].as_py(), extremes["max"].as_py()
-                except OverflowError:
-                    raise invalid() from None
+        if not all(_pythonic(column) for column in self.columns):
+            raise invalid()
 
     def __len__(self) -> int:
         return self._length
@@ -60,7 +58,7 @@ class KeyColumns(Sequence[Any]):
     def __getitem__(self, index: int | slice) -> Any:
         if isinstance(index, slice) or self._keys is not None:
             return self.keys()[index]
-        values = [column[index].as_py() for column in self.columns]
+        values = [_value(column, index) for column in self.columns]
         return tuple(values) if self.composite else values[0]
 
     def __iter__(self) -> Iterator[Any]:
@@ -97,8 +95,39 @@ class KeyColumns(Sequence[Any]):
         return int(pc.count_distinct(self.columns[0]).as_py())
 
 
-def _temporal(data_type: pa.DataType) -> bool:
-    return bool(pa.types.is_timestamp(data_type) or pa.types.is_date(data_type))
+def _pythonic(column: pa.Array) -> bool:
+    """Whether every value of a key column has a Python value of its own: a temporal one
+    holds no ±infinity, no year before 1 or after 9999, no time of 24:00 (which Arrow would
+    turn into 00:00, the key of another row)."""
+    data_type = column.type
+    if _micros(data_type):
+        bounds, stored = PY_US, pa.int64()
+    elif data_type == pa.date32():
+        bounds, stored = PY_DAYS, pa.int32()
+    elif data_type == pa.time64("us"):
+        bounds, stored = (0, DAY_US - 1), pa.int64()
+    else:
+        return True
+    if not len(column) or column.null_count == len(column):
+        return True
+    extremes = pc.min_max(column.cast(stored))  # integers: no pandas (see _value)
+    low, high = extremes["min"].as_py(), extremes["max"].as_py()
+    return bool(bounds[0] <= low and high <= bounds[1])
+
+
+def _micros(data_type: pa.DataType) -> bool:
+    """A timestamp in microseconds (the archive's)."""
+    return bool(pa.types.is_timestamp(data_type) and data_type.unit == "us")
+
+
+def _value(column: pa.Array, index: int) -> Any:
+    """One value as Python; a timestamp built from its microseconds (Arrow's own conversion
+    of a zoned timestamp imports pandas: half a second of the first batch)."""
+    if _micros(column.type) and column[index].is_valid:
+        micros = column.cast(pa.int64())[index].as_py()
+        zone = UTC if column.type.tz else None
+        return datetime(1970, 1, 1, tzinfo=zone) + timedelta(microseconds=micros)
+    return column[index].as_py()
 
 
 class RowVersions(Mapping[Any, int]):

@@ -36,6 +36,7 @@ from steward.archive import manifest
 from steward.archive.archiver import ArchiveContext, verify_batch, write_batch
 from steward.archive.batch import SourceBatch
 from steward.archive.formats import time_range
+from steward.archive.key_columns import RowVersions
 from steward.archive.manifest import ManifestEntry, staged_key
 from steward.archive.partition_catalog import drop_partition, lock_partition, partition_schema
 from steward.archive.partition_copy import find_psql
@@ -194,7 +195,7 @@ def _keyset(source: SqlSource, rows: TableRows, conn: Connection) -> Iterator[So
 
 def _read(source: SqlSource, rows: TableRows, conn: Connection, after: Any) -> SourceBatch | None:
     where = [rows.after(after)] if after is not None else []
-    arrow, _versions = rows.read(conn, where, source.batch_size)
+    arrow, versions = rows.read(conn, where, source.batch_size)
     if not arrow.num_rows:
         return None
     batch_id = uuid.uuid4().hex
@@ -202,7 +203,7 @@ def _read(source: SqlSource, rows: TableRows, conn: Connection, after: Any) -> S
     return SourceBatch(
         batch_id=batch_id,
         payload=source._labelled(arrow, batch_id, source.root),  # the parent's name: one prefix
-        keys=rows.keys_of(arrow),
+        keys=versions.keys_read if isinstance(versions, RowVersions) else rows.keys_of(arrow),
         ts_min=ts_min,
         ts_max=ts_max,
     )

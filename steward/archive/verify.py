@@ -196,9 +196,9 @@ def _check_keys(
     entry: ManifestEntry, archived: ArchivedRows, read_keys: KeyColumns | None = None
 ) -> None:
     keys = archived.keys
-    if isinstance(keys, KeyColumns) and read_keys is not None:
+    if isinstance(keys, KeyColumns) and read_keys is not None and len(keys) == len(read_keys):
         # Exactly the keys read, column by column (read from a primary key, so unique).
-        if len(keys) == len(read_keys) and not keys.same_as(read_keys):
+        if not keys.same_as(read_keys):
             raise ArchiveVerificationFailed(
                 f"archive object {entry.object_key!r} holds {len(keys)} rows, but not exactly "
                 "the keys read (a key differs); no row was deleted"

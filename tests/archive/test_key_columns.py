@@ -5,7 +5,7 @@ a key with no Python value is refused when the keys are made, naming the table."
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pyarrow as pa
@@ -68,3 +68,18 @@ def test_row_versions_map_each_key_and_give_the_distinct_versions():
     assert distinct_versions({"a": 3, "b": 3}) == {3} and distinct_versions(None) == set()
     with pytest.raises(ValueError, match="3 row versions for 4 keys"):
         RowVersions(keys, np.array([1, 2, 3], np.int64))
+
+
+def test_a_time_of_24_00_in_a_key_is_refused_and_timestamps_come_back_exact():
+    """Arrow gives ``24:00`` as Python's 00:00, another row's key: refused like infinity.
+    A zoned timestamp key is built from its microseconds, the value ``to_pylist`` gives."""
+    times = pa.array([0, 86_400_000_000], pa.int64()).view(pa.time64("us"))
+    with pytest.raises(ValueError, match="key refused"):
+        KeyColumns([pa.array([1, 1]), times], composite=True, invalid=_refused)
+    stamps = pa.array([-62_135_596_800_000_000, 1_767_225_600_123_456], pa.timestamp("us", "UTC"))
+    keys = KeyColumns([stamps], composite=False, invalid=_refused)
+    assert (keys[0], keys[-1]) == tuple(stamps.to_pylist())
+    assert keys[-1] == datetime(2026, 1, 1, 0, 0, 0, 123456, tzinfo=UTC)
+    beyond = pa.array([253_402_300_800_000_000], pa.timestamp("us", "UTC"))  # 10000-01-01
+    with pytest.raises(ValueError, match="key refused"):
+        KeyColumns([beyond], composite=False, invalid=_refused)
