@@ -4,7 +4,7 @@ read back), then decoded and checked (rows and keys). See :mod:`steward.archive.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -74,8 +74,11 @@ def verify_batch(ctx: ArchiveContext, source: Source, written: WrittenObject) ->
     # The store's own SHA-256 of what it holds equals that of the bytes sent: those exact
     # bytes are decoded and checked here. Otherwise the objects are read back from the store.
     sent = written.data if all(proven) and len(written.data) == len(located) else None
-    read = written.versions.get(source.name)
-    read_keys = read.keys_read if isinstance(read, RowVersions) else None
+    read_keys = {
+        table: versions.keys_read
+        for table, versions in written.versions.items()
+        if isinstance(versions, RowVersions)
+    }
     archived = read_back(ctx, source, entry, located, sent, read_keys)
     attach_versions(archived, source, written.versions, written.read_snapshot)
     entry.bytes, entry.sha256 = written.size, written.sha256
@@ -150,13 +153,14 @@ def read_back(
     entry: ManifestEntry,
     located: dict[str, str] | None = None,
     sent: dict[str, bytes] | None = None,
-    read_keys: KeyColumns | None = None,
+    read_keys: Mapping[str, KeyColumns] | None = None,
 ) -> ArchivedRows:
     """Read a batch's objects (checksum-verified by the store; from ``located`` where given,
     or the bytes ``sent`` once the store proved it holds exactly them), decode them, check
-    rows and keys (against ``read_keys``, the root keys read, when known); an aggregate's
+    rows and keys (against ``read_keys``, each table's keys read, when known); an aggregate's
     child tables come back in ``children``."""
     where = located or {}
+    read_keys = read_keys or {}
 
     def _decoded(ctx: ArchiveContext, key: str, fmt: str, decode: Any) -> ArchivedRows:
         final = next((k for k, v in where.items() if v == key), key)
@@ -166,7 +170,7 @@ def read_back(
     archived = _decoded(
         ctx, where.get(entry.object_key, entry.object_key), entry.format, source.decode
     )
-    _check_keys(entry, archived, read_keys)
+    _check_keys(entry, archived, read_keys.get(source.name))
     for part in entry.parts:
 
         def decode(data: bytes, *, fmt: str, table: str = part.table_name) -> ArchivedRows:
@@ -174,7 +178,8 @@ def read_back(
 
         key = where.get(part.object_key, part.object_key)
         child = _decoded(ctx, key, entry.format, decode)
-        if len(child.keys) != part.rows or len(set(child.keys)) != len(child.keys):
+        exact = _exact_keys(key, child.keys, read_keys.get(part.table_name))
+        if len(child.keys) != part.rows or not exact:
             raise ArchiveVerificationFailed(
                 f"archive object {key!r} holds {len(child.keys)} rows of table "
                 f"{part.table_name!r}, the manifest expects {part.rows}; no row was deleted"
@@ -196,19 +201,9 @@ def _check_keys(
     entry: ManifestEntry, archived: ArchivedRows, read_keys: KeyColumns | None = None
 ) -> None:
     keys = archived.keys
-    if isinstance(keys, KeyColumns) and read_keys is not None and len(keys) == len(read_keys):
-        # Exactly the keys read, column by column (read from a primary key, so unique).
-        if not keys.same_as(read_keys):
-            raise ArchiveVerificationFailed(
-                f"archive object {entry.object_key!r} holds {len(keys)} rows, but not exactly "
-                "the keys read (a key differs); no row was deleted"
-            )
-        unique = True
-    else:
-        unique = len(set(keys)) == len(keys)  # int, str, UUID and ObjectId keys are hashable
     if (
         len(keys) != entry.rows
-        or not unique
+        or not _exact_keys(entry.object_key, keys, read_keys)
         or (keys and (keys[0] != entry.key_min or keys[-1] != entry.key_max))
     ):
         raise ArchiveVerificationFailed(
@@ -216,3 +211,17 @@ def _check_keys(
             f"{keys[:1]}…{keys[-1:]}, the manifest expects {entry.rows} rows "
             f"{entry.key_min!r}…{entry.key_max!r}; no row was deleted"
         )
+
+
+def _exact_keys(object_key: str, keys: Sequence[Any], read_keys: KeyColumns | None) -> bool:
+    """Whether an object's decoded keys can be the batch's: exactly the keys read, column by
+    column, when they are known and as many (read from a primary key, so unique; a differing
+    key raises, naming it as such); else each key once."""
+    if isinstance(keys, KeyColumns) and read_keys is not None and len(keys) == len(read_keys):
+        if not keys.same_as(read_keys):
+            raise ArchiveVerificationFailed(
+                f"archive object {object_key!r} holds {len(keys)} rows, but not exactly the "
+                "keys read (a key differs); no row was deleted"
+            )
+        return True
+    return len(set(keys)) == len(keys)  # int, str, UUID and ObjectId keys are hashable

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
@@ -17,7 +18,7 @@ from steward.archive.runner import archive_table
 from steward.archive.sources import open_sources
 from steward.errors import ArchiveVerificationFailed
 
-from .conftest import NOW, archived_keys, assert_each_row_once, snapshots
+from .conftest import NOW, archived_keys, assert_each_row_once, snapshot, snapshots
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 AGGREGATE = ("orders", "order_items", "payments", "inventory_reservations")
@@ -135,4 +136,39 @@ def test_a_copy_the_store_checksums_differently_is_not_completed(app_settings, c
     rerun = contexts(settings)
     report = archive_table(rerun, open_sources(rerun, ["orders"])[0])
     assert report.resumed_batches == 1
+    assert_each_row_once(rerun, before)
+
+
+def test_a_child_object_whose_keys_are_not_the_keys_read_deletes_nothing(app_settings, contexts):
+    """One order_items id in the middle of the child object is not one read (same count,
+    still unique): its decoded key columns are compared with the child keys read, so the
+    batch fails verification and no order or child leaves. The rerun resumes the batch from
+    the staged objects (no keys read now: each row compared whole), keeps that item's order
+    out of the published object, and archives it afresh in a batch of its own: the item is
+    archived once, under its own id."""
+    settings = app_settings(archive__batch_size=1000)
+    ctx = contexts(settings)
+    before = snapshots(ctx, AGGREGATE)
+    (orders,) = open_sources(ctx, ["orders"])
+    encode_parts = orders.encode_parts
+
+    def renamed_middle_item(batch):
+        items = batch.children["order_items"]
+        ids = items.column("id").to_pylist()
+        ids[len(ids) // 2] = max(ids) + 1_000_000
+        column = pa.array(ids, items.schema.field("id").type)
+        at = items.schema.get_field_index("id")
+        batch.children["order_items"] = items.set_column(at, "id", column)
+        return encode_parts(batch)
+
+    orders.encode_parts = renamed_middle_item  # type: ignore[method-assign]
+    with pytest.raises(ArchiveVerificationFailed, match="not exactly the keys read"):
+        archive_table(ctx, orders)
+    assert snapshots(ctx, AGGREGATE) == before
+
+    rerun = contexts(settings)
+    report = archive_table(rerun, open_sources(rerun, ["orders"])[0])
+    assert report.resumed_batches == 1 and report.rows_skipped == 1
+    assert report.rows_archived == len(before["orders"].rows) - len(snapshot(rerun, "orders").rows)
+    assert set(archived_keys(rerun, "order_items")) <= set(before["order_items"].rows)
     assert_each_row_once(rerun, before)
