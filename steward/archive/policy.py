@@ -42,16 +42,24 @@ __all__ = [
 
 @dataclass
 class Reference:
-    """A foreign key pointing at a table: ``column`` of ``table`` refers to ``target``."""
+    """A foreign key pointing at a table: ``columns`` of ``table`` refer to ``targets`` (one
+    pair per column of the key; a row is referenced when every pair matches, as PostgreSQL's
+    MATCH SIMPLE has it: a NULL in any referencing column references nothing)."""
 
     table: str
-    column: sa.ColumnElement[Any]
-    target: sa.ColumnElement[Any]
-    column_name: str
+    columns: list[sa.ColumnElement[Any]]
+    targets: list[sa.ColumnElement[Any]]
+    column_names: list[str]
 
     @property
     def label(self) -> str:
-        return f"{self.table}.{self.column_name}"
+        names = ", ".join(self.column_names)
+        return f"{self.table}.{names}" if len(self.column_names) == 1 else f"{self.table}({names})"
+
+    def holds(self) -> sa.ColumnElement[bool]:
+        """The referencing row points at the row (correlated: use inside ``EXISTS``)."""
+        pairs = zip(self.columns, self.targets, strict=True)
+        return sa.and_(*(column == target for column, target in pairs))
 
 
 @dataclass
@@ -112,17 +120,17 @@ class SqlPolicy:
         return sa.and_(sa.true(), *self._unreferenced())
 
     def _unreferenced(self) -> list[sa.ColumnElement[bool]]:
-        conditions = [~sa.exists().where(r.column == r.target) for r in self.references]
+        conditions = [~sa.exists().where(r.holds()) for r in self.references]
         for child in self.children:
             for ref in child.references:
-                held = sa.exists().where(child.parent == self.key, ref.column == ref.target)
+                held = sa.exists().where(child.parent == self.key, ref.holds())
                 conditions.append(~held)
         return conditions
 
     def referenced_by(self, reference: Reference, cutoff: datetime) -> sa.ColumnElement[bool]:
         """Rows past retention that ``reference``'s table still points at."""
         aged = self.qualifies(cutoff, unreferenced=False)
-        return sa.and_(aged, sa.exists().where(reference.column == reference.target))
+        return sa.and_(aged, sa.exists().where(reference.holds()))
 
 
 @dataclass
@@ -312,7 +320,7 @@ def _require_columns(table: sa.Table, policy: ArchivePolicy, where: str) -> None
 
 
 def _references(table: sa.Table, foreign_keys: dict[Any, list[Any]]) -> list[Reference]:
-    """Every foreign key pointing at ``table``, as correlatable (column, target) pairs."""
+    """Every foreign key pointing at ``table``, its (column, target) pairs correlatable."""
     found = []
     for (_schema, child_name), constraints in foreign_keys.items():
         for fk in constraints:
@@ -323,8 +331,9 @@ def _references(table: sa.Table, foreign_keys: dict[Any, list[Any]]) -> list[Ref
             )
             if child_name == table.name:  # parent_id -> id: correlate through an alias
                 child = child.alias()
-            for mine, theirs in zip(fk["constrained_columns"], fk["referred_columns"], strict=True):
-                found.append(Reference(child_name, child.c[mine], table.c[theirs], mine))
+            mine, theirs = fk["constrained_columns"], fk["referred_columns"]
+            columns = [child.c[name] for name in mine]
+            found.append(Reference(child_name, columns, [table.c[t] for t in theirs], list(mine)))
     return found
 
 

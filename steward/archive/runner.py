@@ -269,5 +269,6 @@ def _foreign_keys(source: Source) -> list[dict[str, str]]:
         for c in policy.children
     ]
     for ref in policy.proposed_children:
-        found.append({"table": ref.table, "column": ref.column_name, "role": "keeps rows; child?"})
+        columns = ", ".join(ref.column_names)
+        found.append({"table": ref.table, "column": columns, "role": "keeps rows; child?"})
     return found

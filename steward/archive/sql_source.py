@@ -129,7 +129,7 @@ class SqlSource:
         ]
         for child, _rows in self.parts.values():
             for ref in child.references:
-                held = sa.exists().where(child.parent == self.key, ref.column == ref.target)
+                held = sa.exists().where(child.parent == self.key, ref.holds())
                 holders.append((f"{ref.label} (via {child.name})", sa.and_(aged, held)))
         return holders
 

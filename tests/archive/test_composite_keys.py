@@ -249,10 +249,10 @@ def test_a_composite_key_range_leaves_only_rows_read_unchanged(app_settings, con
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_referenced_composite_key_range_never_takes_a_row_it_did_not_read(app_settings, contexts):
-    """A hold on (4, 'red') keeps rows out of the batch (product 4's and every 'red' row: the
-    policy matches each column of the foreign key on its own); released before the delete,
-    they are in the range with a version the batch saw. The range's keys come back, some are
-    not the batch's: rolled back, the listed keys go, the held rows stay."""
+    """A hold on (4, 'red') keeps that row out of the batch (only it: the foreign key's
+    columns match together); released before the delete, it is in the range with a version
+    the batch saw. The range's keys come back, one is not the batch's: rolled back, the
+    listed keys go, the held row stays."""
     settings = app_settings(rows=0, archive__policies=POLICIES, archive__batch_size=1000)
     original = _schema(settings)
     engine = create_sql_engine(settings)
@@ -273,10 +273,10 @@ def test_a_referenced_composite_key_range_never_takes_a_row_it_did_not_read(app_
     deletes = _tag_deletes(ctx)
     report = archive_table(ctx, open_sources(ctx, ["product_tags"])[0])
 
-    held = {k for k in original if k[0] == 4 or k[1] == "red"}
+    held = {(4, "red")}
     assert len(deletes) == 2 and all("RETURNING" in d for d in deletes)
     assert "(product_tags.product_id, product_tags.tag) >=" in deletes[0]
-    assert report.rows_archived == len(original) - len(held) == 236
+    assert report.rows_archived == len(original) - len(held) == 299
     assert report.rows_skipped == 0
     assert _keys(ctx, "product_tags", "product_id, tag") == held
     assert _archived_tags(ctx) == sorted(set(original) - held)
@@ -317,3 +317,32 @@ def test_an_object_whose_keys_are_not_the_keys_read_deletes_nothing(app_settings
 
 def _object_keys(ctx) -> list[str]:
     return [info.key for info in ctx.store.list("archive/", details=False)]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_foreign_key_over_two_columns_holds_only_the_rows_it_points_at(app_settings, contexts):
+    """Holds on (4, 'red') and (6, NULL) (MATCH SIMPLE: a NULL references nothing) keep back
+    exactly (4, 'red'): not product 4's other tags, not other 'red' rows; the dry-run count
+    and the report name the foreign key by its columns."""
+    settings = app_settings(rows=0, archive__policies=POLICIES, archive__batch_size=1000)
+    original = _schema(settings)
+    engine = create_sql_engine(settings)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE tag_holds (id SERIAL PRIMARY KEY, product_id BIGINT, "
+                             "tag VARCHAR(20), FOREIGN KEY (product_id, tag) "
+                             "REFERENCES product_tags (product_id, tag))"))  # fmt: skip
+        conn.execute(
+            sa.text("INSERT INTO tag_holds (product_id, tag) VALUES (4, 'red'), (6, NULL)")
+        )
+    engine.dispose()
+    ctx = contexts(settings)
+    (tags,) = open_sources(ctx, ["product_tags"])
+    old_tags = {k for k in original if k[0] % 2 == 0}
+    assert tags.count() == len(old_tags) - 1
+    assert tags.kept() == (1, "referenced by tag_holds(product_id, tag) (1)")
+
+    report = archive_table(ctx, tags)
+
+    assert report.rows_archived == len(old_tags) - 1 == 149
+    assert _keys(ctx, "product_tags", "product_id, tag") == set(original) - old_tags | {(4, "red")}
+    assert _archived_tags(ctx) == sorted(old_tags - {(4, "red")})
