@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from steward.archive.pg_text import DAY_US, PY_DAYS, PY_US
 
-__all__ = ["KeyColumns", "RowVersions", "distinct_versions"]
+__all__ = ["KeyColumns", "RowVersions", "distinct_versions", "python_value"]
 
 
 class KeyColumns(Sequence[Any]):
@@ -58,7 +58,7 @@ class KeyColumns(Sequence[Any]):
     def __getitem__(self, index: int | slice) -> Any:
         if isinstance(index, slice) or self._keys is not None:
             return self.keys()[index]
-        values = [_value(column, index) for column in self.columns]
+        values = [python_value(column, index) for column in self.columns]
         return tuple(values) if self.composite else values[0]
 
     def __iter__(self) -> Iterator[Any]:
@@ -110,7 +110,7 @@ def _pythonic(column: pa.Array) -> bool:
         return True
     if not len(column) or column.null_count == len(column):
         return True
-    extremes = pc.min_max(column.cast(stored))  # integers: no pandas (see _value)
+    extremes = pc.min_max(column.cast(stored))  # integers: no pandas (see python_value)
     low, high = extremes["min"].as_py(), extremes["max"].as_py()
     return bool(bounds[0] <= low and high <= bounds[1])
 
@@ -120,14 +120,15 @@ def _micros(data_type: pa.DataType) -> bool:
     return bool(pa.types.is_timestamp(data_type) and data_type.unit == "us")
 
 
-def _value(column: pa.Array, index: int) -> Any:
+def python_value(column: pa.Array | pa.ChunkedArray, index: int) -> Any:
     """One value as Python; a timestamp built from its microseconds (Arrow's own conversion
     of a zoned timestamp imports pandas: half a second of the first batch)."""
-    if _micros(column.type) and column[index].is_valid:
-        micros = column.cast(pa.int64())[index].as_py()
+    value = column[index]
+    if _micros(column.type) and value.is_valid:
+        micros = value.cast(pa.int64()).as_py()
         zone = UTC if column.type.tz else None
         return datetime(1970, 1, 1, tzinfo=zone) + timedelta(microseconds=micros)
-    return column[index].as_py()
+    return value.as_py()
 
 
 class RowVersions(Mapping[Any, int]):

@@ -28,7 +28,7 @@ import io
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
@@ -41,6 +41,7 @@ from sqlalchemy.engine import Connection
 from steward.archive import manifest, pg_copy
 from steward.archive.archiver import ArchiveContext, put_staged, writing_entry
 from steward.archive.formats import PARQUET, time_range
+from steward.archive.key_columns import python_value
 from steward.archive.manifest import ManifestEntry
 from steward.archive.partition_copy import copy_csv
 from steward.archive.sql_rows import TableRows
@@ -190,19 +191,8 @@ def _entry(ctx: ArchiveContext, source: SqlSource, exported: ExportedObject) -> 
 
 
 def _key_at(keys: pa.Table, names: list[str], index: int) -> Any:
-    row = keys.slice(index, 1)
-    parts = tuple(_value(row.column(name)) for name in names)
+    parts = tuple(python_value(keys.column(name), index) for name in names)
     return parts if len(parts) > 1 else parts[0]
-
-
-def _value(column: pa.ChunkedArray) -> Any:
-    """One value as Python; a timestamp built from its microseconds (Arrow's own conversion of
-    a zoned timestamp imports pandas, seconds of a short run)."""
-    if pa.types.is_timestamp(column.type):
-        micros = column.cast(pa.int64())[0].as_py()
-        zone = UTC if column.type.tz else None
-        return datetime(1970, 1, 1, tzinfo=zone) + timedelta(microseconds=micros)
-    return column[0].as_py()
 
 
 def _verify(

@@ -36,7 +36,6 @@ from steward.archive import manifest
 from steward.archive.archiver import ArchiveContext, verify_batch, write_batch
 from steward.archive.batch import SourceBatch
 from steward.archive.formats import time_range
-from steward.archive.key_columns import RowVersions
 from steward.archive.manifest import ManifestEntry, staged_key
 from steward.archive.partition_catalog import drop_partition, lock_partition, partition_schema
 from steward.archive.partition_copy import find_psql
@@ -203,7 +202,7 @@ def _read(source: SqlSource, rows: TableRows, conn: Connection, after: Any) -> S
     return SourceBatch(
         batch_id=batch_id,
         payload=source._labelled(arrow, batch_id, source.root),  # the parent's name: one prefix
-        keys=versions.keys_read if isinstance(versions, RowVersions) else rows.keys_of(arrow),
+        keys=rows.keys_read(arrow, versions),
         ts_min=ts_min,
         ts_max=ts_max,
     )

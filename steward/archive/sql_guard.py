@@ -91,15 +91,16 @@ class RowDelete:
         leading column): then a range scan reads few rows the batch did not read."""
         if not span or not isinstance(self.rows.key.type, sa.Integer):
             return False
-        if isinstance(span, KeyColumns):  # no Python key per row
-            first, last = span[0], span[-1]
-            if self.rows.composite:
-                first, last = first[0], last[0]
-            return span.leading_distinct() * 2 >= int(last) - int(first) + 1
-        leading = span if not self.rows.composite else [key[0] for key in span]
-        width = int(leading[-1]) - int(leading[0]) + 1
-        distinct = len(set(leading)) if self.rows.composite else len(span)  # keys are unique
-        return distinct * 2 >= width
+        first, last = span[0], span[-1]
+        if not self.rows.composite:
+            distinct = len(span)  # keys are unique
+        else:
+            first, last = first[0], last[0]
+            if isinstance(span, KeyColumns):  # in Arrow: no Python key per row
+                distinct = span.leading_distinct()
+            else:
+                distinct = len({key[0] for key in span})
+        return distinct * 2 >= int(last) - int(first) + 1
 
     def _delete_range(self, conn: Connection, span: Sequence[Any], where: Where) -> bool:
         """Delete the rows of ``where`` between the span's first and last key, inside a

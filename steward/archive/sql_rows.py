@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -135,15 +136,23 @@ class TableRows:
         query = self._query(self._selected, where, limit)
         width = len(self._wire)
         pieces: list[pa.Table] = []
-        versions: dict[Any, int] = {}
+        versions: list[int] = []
         for rows in _fetched(conn, query, self.postgres):
             columns = list(zip(*rows, strict=True))
             pieces.append(to_arrow(self.specs, columns[:width], {}, self._wire))
             if self.postgres:
-                versions.update(zip(self.keys_of(pieces[-1]), columns[width], strict=True))
+                versions += columns[width]
         if not pieces:
             pieces.append(to_arrow(self.specs, [[] for _ in range(width)], {}, self._wire))
-        return pa.concat_tables(pieces), versions
+        arrow = pa.concat_tables(pieces)
+        if not self.postgres:
+            return arrow, {}
+        return arrow, RowVersions(self.keys_of(arrow), np.array(versions, np.int64))
+
+    def keys_read(self, arrow: pa.Table, versions: Mapping[Any, int]) -> KeyColumns:
+        """The keys of the rows :meth:`read` returned: those its row versions hold (PostgreSQL),
+        else made now."""
+        return versions.keys_read if isinstance(versions, RowVersions) else self.keys_of(arrow)
 
     def _query(
         self,

@@ -46,7 +46,6 @@ from steward.archive.formats import (
     python_columns,
     time_range,
 )
-from steward.archive.key_columns import RowVersions
 from steward.archive.policy import ChildTable, SqlPolicy
 from steward.archive.sql_delete import AggregateDelete, outcome_of
 from steward.archive.sql_guard import RowDelete
@@ -157,11 +156,7 @@ class SqlSource:
             arrow, versions = self.root.read(conn, where, limit)
             if not arrow.num_rows:
                 return None
-            # COPY's versions hold every key read, in order: no second set of keys.
-            if isinstance(versions, RowVersions):
-                keys: Sequence[Any] = versions.keys_read
-            else:
-                keys = self.root.keys_of(arrow)
+            keys = self.root.keys_read(arrow, versions)
             children, child_versions = {}, {self.name: versions}
             for name, (child, rows) in self.parts.items():
                 part, part_versions = rows.read(conn, self._children_of(child, rows, keys))
