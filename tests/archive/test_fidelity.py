@@ -219,12 +219,18 @@ def test_a_value_the_archive_cannot_hold_stops_its_batch_and_stays(database, con
         f"INSERT INTO priced VALUES (1, '{OLD}', 1.50), (2, '{OLD}', 'NaN')",
     ]
     ctx = contexts(database(ddl, [policy]))
-    (priced,) = open_sources(ctx, ["priced"])
+    _stops_at_the_nan_and_keeps_both_rows(ctx, "priced", "priced")
+
+
+def _stops_at_the_nan_and_keeps_both_rows(ctx, table: str, holding: str) -> None:
+    """The archive of ``table`` stops naming column p's NaN; nothing completes and both rows
+    stay in ``holding`` (the table, or the partition holding them)."""
+    (source,) = open_sources(ctx, [table])
     with pytest.raises(ValueError, match=r"column 'p': .*'NaN'.*decimal128.*not archived"):
-        archive_table(ctx, priced)
+        archive_table(ctx, source)
     with ctx.sql.connect() as conn:
-        left = conn.exec_driver_sql("SELECT id, p::text FROM priced ORDER BY id").all()
-        assert manifest.entries(conn, table="priced", states=[manifest.COMPLETE]) == []
+        left = conn.exec_driver_sql(f"SELECT id, p::text FROM {holding} ORDER BY id").all()
+        assert manifest.entries(conn, table=table, states=[manifest.COMPLETE]) == []
     assert [tuple(r) for r in left] == [(1, "1.50"), (2, "NaN")]
 
 
@@ -302,10 +308,4 @@ def test_a_partition_holding_a_value_the_archive_cannot_hold_is_not_dropped(data
         f"INSERT INTO pp VALUES (1, '{OLD}', 1.50), (2, '{OLD}', 'NaN')",
     ]
     ctx = contexts(database(ddl, [policy]))
-    (pp,) = open_sources(ctx, ["pp"])
-    with pytest.raises(ValueError, match=r"column 'p': .*'NaN'.*decimal128.*not archived"):
-        archive_table(ctx, pp)
-    with ctx.sql.connect() as conn:
-        left = conn.exec_driver_sql("SELECT id, p::text FROM pp_2020_01 ORDER BY id").all()
-        assert manifest.entries(conn, table="pp", states=[manifest.COMPLETE]) == []
-    assert [tuple(r) for r in left] == [(1, "1.50"), (2, "NaN")]
+    _stops_at_the_nan_and_keeps_both_rows(ctx, "pp", "pp_2020_01")
