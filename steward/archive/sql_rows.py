@@ -173,11 +173,11 @@ class TableRows:
         return KeyColumns(columns, composite=self.composite, invalid=self._unkeyable)
 
     def _unkeyable(self) -> IntegrityViolation:
-        # a date or timestamp key Python cannot hold (±infinity, beyond year 9999)
+        # a key Python cannot hold as itself (see key_columns._pythonic)
         return IntegrityViolation(
-            f"table {self.name!r}: a row's key ({self.key_name}) is infinite or beyond "
-            "year 9999, which cannot be archived by key; leave such rows out with the "
-            "policy's where, or move them, then rerun (nothing was deleted)"
+            f"table {self.name!r}: a row's key ({self.key_name}) is infinite, before year 1 "
+            "or after 9999, or a time of 24:00, which cannot be archived by key; leave such "
+            "rows out with the policy's where, or move them, then rerun (nothing was deleted)"
         )
 
     def key_of(self, row: dict[str, Any]) -> Any:

@@ -106,3 +106,27 @@ def test_an_infinite_date_key_stops_its_table_with_the_key_named(app_settings, c
     with ctx.sql.connect() as conn:
         left = conn.exec_driver_sql("SELECT day::text FROM daily_totals ORDER BY 1").scalars().all()
     assert left == ["-infinity", "2020-01-02"]
+
+
+@ON_POSTGRES
+def test_a_time_of_24_00_in_a_key_stops_its_table_and_every_row_stays(app_settings, contexts):
+    """``24:00`` and ``00:00`` of the same shift are two rows, but Python (and Arrow's
+    conversion) has only 00:00 for both: archiving them by key could delete one and publish
+    both. The run stops naming the table and key, and both rows stay."""
+    base = app_settings(rows=0)
+    with contexts(base).sql.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE shifts (line INT, ends TIME, created_at TIMESTAMPTZ NOT NULL, "
+            "PRIMARY KEY (line, ends))"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO shifts VALUES (1, '00:00', '2020-01-01+00'), (1, '24:00', '2020-01-01+00')"
+        )
+    policy = '[{"table": "shifts", "rule": "older_than", "column": "created_at"}]'
+    ctx = contexts(app_settings(rows=0, archive__policies=policy))
+    (shifts,) = open_sources(ctx, ["shifts"])
+    with pytest.raises(IntegrityViolation, match=r"table 'shifts'.*key \(line,ends\).*24:00"):
+        archive_table(ctx, shifts)
+    with ctx.sql.connect() as conn:
+        left = conn.exec_driver_sql("SELECT ends::text FROM shifts ORDER BY 1").scalars().all()
+    assert left == ["00:00:00", "24:00:00"]
